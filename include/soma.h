@@ -1,0 +1,195 @@
+/*
+ * soma.h: the public interface of soma, a small-object memory allocator.
+ *
+ * soma is CPython's small-object allocator ("pymalloc") rebuilt as a C library:
+ * every request of 1..512 bytes is served from one of 32 size classes (16, 32,
+ * 48 ... 512 bytes); each class is served from pools (16 KiB, one class each)
+ * and pools are cut from arenas (1 MiB mappings taken from the OS with mmap).
+ * An arena whose pools are all empty goes back to the OS.  Larger requests, and
+ * alignments above 16, are passed to the system allocator.
+ *
+ * Every figure of CPython's sys._debugmallocstats() dump is available as a
+ * struct (soma_stats_get) and as the same text (soma_stats_print).  The figures
+ * are computed by walking the allocator's structures when asked, never by
+ * counters on the malloc/free path.
+ *
+ * Thread safety: every call here may be made from any thread.  (Today one
+ * default heap guarded by a lock serves all threads; see docs/DESIGN.md.)
+ *
+ * Link with -lsoma (pkg-config --cflags --libs soma) or, from CMake,
+ * find_package(soma) and target_link_libraries(app soma::soma).
+ */
+#ifndef SOMA_H
+#define SOMA_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SOMA_API __attribute__((visibility("default")))
+#define SOMA_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
+#else
+#define SOMA_API
+#define SOMA_MALLOC_ATTR
+#endif
+
+#define SOMA_VERSION_MAJOR 0
+#define SOMA_VERSION_MINOR 1
+#define SOMA_VERSION_PATCH 0
+#define SOMA_VERSION "0.1.0"
+
+/* The geometry every build shares.  Blocks are SOMA_ALIGNMENT-aligned; requests
+ * of 1..SOMA_SMALL_THRESHOLD bytes are small; class i serves blocks of
+ * (i + 1) * SOMA_ALIGNMENT bytes.  Pool and arena sizes are chosen at build
+ * time (16 KiB / 1 MiB by default, 4 KiB / 256 KiB with -DSOMA_GEOMETRY=py38)
+ * and reported in soma_stats.pool_size and soma_stats.arena_size. */
+#define SOMA_ALIGNMENT 16
+#define SOMA_SMALL_THRESHOLD 512
+#define SOMA_NUM_CLASSES (SOMA_SMALL_THRESHOLD / SOMA_ALIGNMENT)
+
+/* ------------------------------------------------------------------------
+ * The malloc family.  Same contracts as the C library's functions.
+ * ------------------------------------------------------------------------ */
+
+/* Allocate `size` bytes, 16-byte aligned, contents undefined.  A size of 0
+ * returns a unique pointer (a 16-byte block) that must be freed.  Requests
+ * above SOMA_SMALL_THRESHOLD go to the system malloc.  Returns NULL with
+ * errno = ENOMEM when memory cannot be had. */
+SOMA_API SOMA_MALLOC_ATTR void *soma_malloc(size_t size);
+
+/* Allocate nmemb * size bytes, all zero.  If the product overflows size_t,
+ * returns NULL with errno = ENOMEM and allocates nothing. */
+SOMA_API SOMA_MALLOC_ATTR void *soma_calloc(size_t nmemb, size_t size);
+
+/* Resize the block at p to `size` bytes, keeping min(old, new) bytes of its
+ * contents.  p == NULL is soma_malloc(size).  A new size within the block's
+ * class (and not a shrink of a quarter or more) returns p itself; otherwise the
+ * block moves to the right class, or to the system allocator above the
+ * threshold.  On failure returns NULL with errno = ENOMEM and p is untouched.
+ * size == 0 with p != NULL frees p and returns NULL (glibc's behaviour).
+ * A pointer that soma did not allocate is handed to the system realloc. */
+SOMA_API void *soma_realloc(void *p, size_t size);
+
+/* Release the block at p.  NULL is ignored.  A pointer that soma did not
+ * allocate is handed to the system free (so memory from malloc may be freed
+ * here too).  Never changes errno. */
+SOMA_API void soma_free(void *p);
+
+/* The number of bytes usable at p: the block's class size for soma's blocks,
+ * malloc_usable_size() for the system's, 0 for NULL. */
+SOMA_API size_t soma_usable_size(const void *p);
+
+/* C11 aligned_alloc: `size` bytes aligned to `alignment`, which must be a power
+ * of two (any size is accepted, as glibc does).  Otherwise returns NULL with
+ * errno = EINVAL.  Alignments up to 16 are served as soma_malloc; larger ones
+ * by the system allocator. */
+SOMA_API SOMA_MALLOC_ATTR void *soma_aligned_alloc(size_t alignment, size_t size);
+
+/* ------------------------------------------------------------------------
+ * Statistics.  Every figure of CPython 3.12's sys._debugmallocstats() dump.
+ * ------------------------------------------------------------------------ */
+
+/* One row of the class table.  A pool counts here while it holds at least one
+ * allocated block ("used" or "full"); empty pools count as unused pools. */
+typedef struct soma_class_stats {
+    size_t size;          /* block size of this class in bytes */
+    size_t num_pools;     /* pools of this class with >= 1 block in use */
+    size_t blocks_in_use; /* allocated blocks in those pools */
+    size_t avail_blocks;  /* free blocks in those pools, never-carved included */
+} soma_class_stats;
+
+#define SOMA_MAX_TYPES 64
+#define SOMA_TYPE_NAME_MAX 64
+
+/* One registered object cache (see soma_stats_register_type). */
+typedef struct soma_type_stats {
+    char name[SOMA_TYPE_NAME_MAX];
+    size_t elem_size; /* bytes per cached object */
+    size_t count;     /* objects in the cache when the snapshot was taken */
+} soma_type_stats;
+
+typedef struct soma_stats {
+    /* Geometry of this build. */
+    size_t threshold;     /* SOMA_SMALL_THRESHOLD */
+    size_t num_classes;   /* SOMA_NUM_CLASSES */
+    size_t pool_size;     /* bytes per pool */
+    size_t arena_size;    /* bytes per arena */
+    size_t pool_overhead; /* bytes of header at the start of every pool */
+
+    soma_class_stats classes[SOMA_NUM_CLASSES];
+
+    /* Arenas. */
+    size_t arenas_allocated_total; /* arenas ever mapped */
+    size_t arenas_reclaimed;       /* arenas unmapped: total - current */
+    size_t arenas_highwater;       /* most arenas mapped at one time */
+    size_t arenas_current;         /* arenas mapped now */
+    size_t arena_bytes;            /* arenas_current * arena_size */
+
+    /* Where the arena bytes are; these six add up to `total`. */
+    size_t bytes_in_allocated_blocks;  /* sum of blocks_in_use * size */
+    size_t bytes_in_available_blocks;  /* sum of avail_blocks * size */
+    size_t unused_pools;               /* empty or never-carved pools */
+    size_t unused_pool_bytes;          /* unused_pools * pool_size */
+    size_t bytes_lost_to_pool_headers; /* pools in use * pool_overhead */
+    size_t bytes_lost_to_quantization; /* unusable tail of each pool in use */
+    size_t bytes_lost_to_arena_alignment; /* partial pools at misaligned arenas */
+    size_t total;                         /* == arena_bytes, always */
+
+    /* The address map that answers "is this pointer soma's" (a radix tree
+     * over arena numbers; its nodes are mapped on demand, never freed). */
+    size_t arena_map_mid_nodes;
+    size_t arena_map_bot_nodes;
+    size_t arena_map_root_bytes;
+    size_t arena_map_mid_bytes;
+    size_t arena_map_bot_bytes;
+    size_t arena_map_total;
+
+    /* Registered object caches, in registration order. */
+    size_t num_types;
+    soma_type_stats types[SOMA_MAX_TYPES];
+} soma_stats;
+
+/* Fill *out with a snapshot of every figure.  Computed by walking all arenas
+ * and pools under the heap's lock, so the snapshot is consistent even while
+ * other threads allocate: it is exact for the instant it was taken. */
+SOMA_API void soma_stats_get(soma_stats *out);
+
+/* Print a snapshot in the exact layout of CPython 3.12's
+ * sys._debugmallocstats(): threshold line, class table, arena counters, byte
+ * breakdown with its Total, the arena-map section and one line per registered
+ * type.  Returns 0, or -1 if writing to `out` failed. */
+SOMA_API int soma_stats_print(FILE *out);
+
+/* Print the snapshot *st (from soma_stats_get) in the same layout. */
+SOMA_API int soma_stats_fprint(FILE *out, const soma_stats *st);
+
+/* Counts the objects in a program's own cache; called with the registered ctx
+ * each time statistics are taken.  It must not call soma_stats_* itself. */
+typedef size_t (*soma_count_fn)(void *ctx);
+
+/* Report a program's own object cache (a free list of elem_size-byte objects)
+ * in the dump, as CPython reports its free lists:
+ *     "N free NAME * S bytes each = N*S"
+ * The name is copied (at most SOMA_TYPE_NAME_MAX - 1 bytes are kept).
+ * Registering a name again replaces the earlier entry.  Returns 0, or -1 with
+ * errno = EINVAL for a NULL name or function, ENOMEM when SOMA_MAX_TYPES
+ * entries are taken. */
+SOMA_API int soma_stats_register_type(const char *name, size_t elem_size, soma_count_fn count_fn,
+                                      void *ctx);
+
+/* Remove a registration by name.  Returns 0, or -1 with errno = ENOENT. */
+SOMA_API int soma_stats_unregister_type(const char *name);
+
+/* Environment, read once when soma starts:
+ *   SOMA_SHOW_STATS=1   print the dump to stderr when the program exits
+ *                       (CPython's PYTHONMALLOCSTATS). */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOMA_H */

@@ -1,0 +1,220 @@
+/*
+ * arena.c: arenas, and the order in which a heap takes pools from them.
+ *
+ * A heap keeps its arenas that still have a free pool on `usable_arenas`, a
+ * doubly linked list sorted by nfreepools, ascending:
+ *
+ *   usable_arenas -> [A: 1 free] <-> [B: 3 free] <-> [C: 3 free] <-> [D: 64 free]
+ *                                                     ^ nfp2lasta[3]   ^ nfp2lasta[64]
+ *
+ * New pools always come from the head, the fullest arena, so allocation packs
+ * into busy arenas and the nearly empty ones get the chance to drain and be
+ * unmapped.  That ordering is what lets a program's memory go back down.
+ * An arena with no free pool is on no list; one whose pools are all free is
+ * unmapped at once, unless it is the last on the list (SOMA_KEEP_ONE_EMPTY_ARENA).
+ *
+ * Keeping the order costs O(1) per change: an arena's count moves by one at a
+ * time, so it only ever has to hop over the run of arenas that share its old
+ * count, and nfp2lasta[n] names the last arena of the run with n free pools.
+ *
+ * arena_t records live outside the arenas, in slabs of metadata mapped from
+ * the OS (soma cannot call malloc for its own bookkeeping: it will be malloc).
+ * All functions here run with the heap's lock held; the slab has its own lock
+ * because heaps share it.
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+/* ---- arena_t records ---- */
+
+#define SLAB_BYTES ((size_t)64 * 1024)
+
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static arena_t *slab_free; /* free records, linked through next_all */
+
+static arena_t *record_new(void)
+{
+    pthread_mutex_lock(&slab_lock);
+    if (slab_free == NULL) {
+        arena_t *slab = soma__os_map(SLAB_BYTES);
+        if (slab == NULL) {
+            pthread_mutex_unlock(&slab_lock);
+            return NULL;
+        }
+        size_t n = SLAB_BYTES / sizeof(arena_t);
+        for (size_t i = 0; i < n; i++) {
+            slab[i].next_all = slab_free;
+            slab_free = &slab[i];
+        }
+    }
+    arena_t *a = slab_free;
+    slab_free = a->next_all;
+    pthread_mutex_unlock(&slab_lock);
+    memset(a, 0, sizeof *a);
+    return a;
+}
+
+static void record_free(arena_t *a)
+{
+    pthread_mutex_lock(&slab_lock);
+    a->next_all = slab_free;
+    slab_free = a;
+    pthread_mutex_unlock(&slab_lock);
+}
+
+/* ---- mapping and unmapping ---- */
+
+static arena_t *arena_new(heap_t *heap)
+{
+    arena_t *a = record_new();
+    if (a == NULL)
+        return NULL;
+    void *base = soma__os_map_aligned(SOMA_ARENA_SIZE, SOMA_ARENA_SIZE);
+    if (base == NULL) {
+        record_free(a);
+        return NULL;
+    }
+    a->address = (uintptr_t)base;
+    /* Pools must be pool-aligned so that a block finds its pool by masking.
+     * soma's arenas always are; the general case is kept so the figure
+     * "bytes lost to arena alignment" stays meaningful if that changes. */
+    a->pool_address = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+    a->ntotalpools = (unsigned)SOMA_POOLS_PER_ARENA - (a->pool_address != a->address);
+    a->nfreepools = a->ntotalpools;
+    a->heap = heap;
+    if (soma__arena_map_set(a->address, a) != 0) {
+        soma__os_unmap(base, SOMA_ARENA_SIZE);
+        record_free(a);
+        errno = ENOMEM;
+        return NULL;
+    }
+    a->next_all = heap->all_arenas;
+    if (heap->all_arenas)
+        heap->all_arenas->prev_all = a;
+    heap->all_arenas = a;
+    heap->arenas_allocated_total++;
+    if (++heap->arenas_current > heap->arenas_highwater)
+        heap->arenas_highwater = heap->arenas_current;
+    return a;
+}
+
+static void arena_release(heap_t *heap, arena_t *a)
+{
+    soma__arena_map_set(a->address, NULL);
+    soma__os_unmap((void *)a->address, SOMA_ARENA_SIZE);
+    if (a->prev_all)
+        a->prev_all->next_all = a->next_all;
+    else
+        heap->all_arenas = a->next_all;
+    if (a->next_all)
+        a->next_all->prev_all = a->prev_all;
+    heap->arenas_current--;
+    record_free(a);
+}
+
+/* ---- the usable list ---- */
+
+static void usable_unlink(heap_t *heap, arena_t *a)
+{
+    if (a->prevarena)
+        a->prevarena->nextarena = a->nextarena;
+    else
+        heap->usable_arenas = a->nextarena;
+    if (a->nextarena)
+        a->nextarena->prevarena = a->prevarena;
+}
+
+static void usable_insert_after(heap_t *heap, arena_t *at, arena_t *a)
+{
+    a->prevarena = at;
+    if (at) {
+        a->nextarena = at->nextarena;
+        at->nextarena = a;
+    } else {
+        a->nextarena = heap->usable_arenas;
+        heap->usable_arenas = a;
+    }
+    if (a->nextarena)
+        a->nextarena->prevarena = a;
+}
+
+/* A pool for the heap: from the fullest usable arena, mapping a new arena
+ * only when none has a free pool.  Returns NULL with errno = ENOMEM. */
+pool_t *soma__arena_take_pool(heap_t *heap)
+{
+    arena_t *a = heap->usable_arenas;
+    if (a == NULL) {
+        a = arena_new(heap);
+        if (a == NULL)
+            return NULL;
+        usable_insert_after(heap, NULL, a);
+        heap->nfp2lasta[a->nfreepools] = a;
+    }
+    /* The head has the fewest free pools, so after losing one it is the only
+     * arena with nf - 1 and stays at the head: only the fingers change. */
+    unsigned nf = a->nfreepools;
+    if (heap->nfp2lasta[nf] == a)
+        heap->nfp2lasta[nf] = NULL;
+    if (nf > 1)
+        heap->nfp2lasta[nf - 1] = a;
+
+    pool_t *pool = a->freepools;
+    if (pool != NULL) {
+        a->freepools = pool->nextpool;
+    } else {
+        pool = (pool_t *)a->pool_address;
+        a->pool_address += SOMA_POOL_SIZE;
+        pool->arena = a;
+        pool->heap = heap;
+        pool->szidx = SOMA_NO_CLASS;
+        pool->count = 0;
+    }
+    if (--a->nfreepools == 0)
+        usable_unlink(heap, a);
+    return pool;
+}
+
+/* The pool just became empty (its last block was freed) and is off its used
+ * list: cache it in its arena, re-sort the arena, unmap the arena if every
+ * pool in it is now free. */
+void soma__arena_return_pool(heap_t *heap, pool_t *pool)
+{
+    arena_t *a = pool->arena;
+    pool->nextpool = a->freepools;
+    a->freepools = pool;
+
+    unsigned nf = a->nfreepools;
+    /* a leaves the run of arenas with nf free pools; if it was that run's
+     * last, the finger moves back to its predecessor when that one is in the
+     * run too (nf == 0: a is on no list and no finger names it). */
+    if (nf > 0 && heap->nfp2lasta[nf] == a) {
+        arena_t *prev = a->prevarena;
+        heap->nfp2lasta[nf] = (prev && prev->nfreepools == nf) ? prev : NULL;
+    }
+    arena_t *lastnf = heap->nfp2lasta[nf]; /* after the fix: a run a may hop over */
+    a->nfreepools = ++nf;
+
+    if (nf == a->ntotalpools && (a->nextarena != NULL || !SOMA_KEEP_ONE_EMPTY_ARENA)) {
+        /* Wholly free and not the last usable arena: give it back.  No
+         * finger names it (its count just became nf). */
+        usable_unlink(heap, a); /* nf - 1 >= 1: it was on the list */
+        arena_release(heap, a);
+        return;
+    }
+    if (nf == 1) {
+        /* It was full, on no list.  One free pool is the smallest count
+         * there is: it goes to the head, ahead of any other arena with 1. */
+        usable_insert_after(heap, NULL, a);
+        if (heap->nfp2lasta[1] == NULL)
+            heap->nfp2lasta[1] = a;
+        return;
+    }
+    if (a->nextarena != NULL && a->nextarena->nfreepools < nf) {
+        /* The next arena has the old count nf - 1: hop over that run. */
+        usable_unlink(heap, a);
+        usable_insert_after(heap, lastnf, a);
+    }
+    if (heap->nfp2lasta[nf] == NULL)
+        heap->nfp2lasta[nf] = a;
+}

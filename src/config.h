@@ -1,0 +1,62 @@
+/*
+ * config.h: soma's tunable constants, each with the reason for its value and
+ * the invariants the rest of the code relies on (checked below with #error).
+ *
+ * The geometry is pymalloc's.  Two layouts can be chosen at build time:
+ *
+ *   SOMA_GEOMETRY_PY312 (default)   16 KiB pools, 1 MiB arenas   (CPython 3.10+)
+ *   SOMA_GEOMETRY_PY38              4 KiB pools, 256 KiB arenas  (CPython 3.8)
+ *
+ * Either way an arena holds 64 pools, so nfp2lasta (see arena.c) has 65 slots.
+ */
+#ifndef SOMA_CONFIG_H
+#define SOMA_CONFIG_H
+
+#include "soma.h"
+
+/* Blocks are 16-byte aligned because that is what malloc promises on x86-64
+ * (max_align_t) and what SSE loads of a block need.  The alignment is also
+ * the spacing of the size classes: class i holds blocks of (i+1)*16 bytes. */
+#define SOMA_ALIGNMENT_SHIFT 4
+
+#if defined(SOMA_GEOMETRY_PY38)
+/* 3.8: a pool is one 4 KiB OS page, 64 of them make a 256 KiB arena. */
+#define SOMA_POOL_BITS 12
+#define SOMA_ARENA_BITS 18
+#else
+/* 3.10+: pools of 16 KiB waste less to headers and quantization than 4 KiB
+ * ones (48 B of header per 16 KiB) and halve the pool transitions; arenas of
+ * 1 MiB keep the count of mappings low.  Bigger arenas would be unmapped more
+ * rarely: one live block pins a whole arena. */
+#define SOMA_POOL_BITS 14
+#define SOMA_ARENA_BITS 20
+#endif
+
+#define SOMA_POOL_SIZE ((size_t)1 << SOMA_POOL_BITS)
+#define SOMA_POOL_MASK (SOMA_POOL_SIZE - 1)
+#define SOMA_ARENA_SIZE ((size_t)1 << SOMA_ARENA_BITS)
+#define SOMA_POOLS_PER_ARENA (SOMA_ARENA_SIZE / SOMA_POOL_SIZE)
+
+/* An empty arena is unmapped unless it is the last arena on the usable list
+ * (CPython 3.9+, bpo-37257): a loop that fills and empties one arena's worth
+ * of blocks would otherwise map and unmap on every turn.  At most one empty
+ * arena is kept per heap. */
+#define SOMA_KEEP_ONE_EMPTY_ARENA 1
+
+#if SOMA_ALIGNMENT != (1 << SOMA_ALIGNMENT_SHIFT)
+#error "SOMA_ALIGNMENT and SOMA_ALIGNMENT_SHIFT disagree"
+#endif
+#if SOMA_SMALL_THRESHOLD % SOMA_ALIGNMENT != 0 || SOMA_SMALL_THRESHOLD > 512
+#error "the threshold must be a multiple of the alignment, at most 512"
+#endif
+#if SOMA_NUM_CLASSES > 64
+#error "at most 64 size classes"
+#endif
+#if SOMA_POOL_BITS > 15
+#error "pool offsets are kept in 16 bits: pools must be at most 32 KiB"
+#endif
+#if SOMA_ARENA_BITS - SOMA_POOL_BITS != 6
+#error "an arena holds 64 pools (the usable-arena ordering assumes it)"
+#endif
+
+#endif /* SOMA_CONFIG_H */

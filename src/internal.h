@@ -1,0 +1,154 @@
+/*
+ * internal.h: soma's internal types and the functions the source files share.
+ *
+ * Glossary (the words are CPython's, see docs/DESIGN.md):
+ *   block       the unit handed to the program; one size class, 16-byte aligned.
+ *   size class  index c in 0..31 serving blocks of (c+1)*16 bytes.
+ *   pool        SOMA_POOL_SIZE bytes, pool-aligned: a header, then blocks of one
+ *               class.  Found from any of its blocks by masking the address.
+ *   arena       SOMA_ARENA_SIZE bytes from one mmap, arena-aligned, cut into
+ *               pools on demand.  Its bookkeeping (arena_t) lives outside it.
+ *   heap        all the state one allocator instance owns: its used-pool lists,
+ *               its arenas and their ordering, its counters, its lock.
+ *   OS page     4 KiB; the unit of mmap.  Not the same thing as a pool.
+ *
+ * Internal functions are prefixed soma__<module>_; prototypes are grouped by
+ * the file that defines them.
+ */
+#ifndef SOMA_INTERNAL_H
+#define SOMA_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "config.h"
+
+#define SOMA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SOMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SOMA_INTERNAL __attribute__((visibility("hidden")))
+
+typedef struct soma__pool pool_t;
+typedef struct soma__arena arena_t;
+typedef struct soma__heap heap_t;
+
+/*
+ * The pool header, at the start of every carved pool (48 bytes, like
+ * CPython's).  A pool is in one of three states:
+ *   used   1 <= count < capacity; on its heap's usedpools[szidx] list, and
+ *          freeblock != NULL (the invariant the malloc fast path relies on:
+ *          a pool on a used list always has a block to give).
+ *   full   count == capacity; on no list; freeblock == NULL.
+ *   empty  count == 0; on its arena's freepools list; szidx still names the
+ *          class it last served, so reusing it for that class skips the init.
+ * Blocks not yet handed out since the pool was (re)initialised for its class
+ * are "virgin": they lie at [nextoffset, maxnextoffset] and are carved one at
+ * a time, so a fresh pool touches only the pages it really uses.
+ * Every field is read and written only under the owning heap's lock.
+ */
+struct soma__pool {
+    void *freeblock;        /* first free block; each free block's first word links the next */
+    pool_t *nextpool;       /* used: circular list of the class; empty: next in arena freepools */
+    pool_t *prevpool;       /* used: circular list of the class */
+    arena_t *arena;         /* the arena this pool was carved from */
+    heap_t *heap;           /* the heap that owns the arena (and so this pool) */
+    uint16_t count;         /* blocks in use */
+    uint16_t szidx;         /* size class index; SOMA_NO_CLASS before the first init */
+    uint16_t nextoffset;    /* offset of the next virgin block */
+    uint16_t maxnextoffset; /* last offset at which a whole block fits */
+};
+
+#define SOMA_NO_CLASS 0xffffu
+#define SOMA_POOL_OVERHEAD                                                                         \
+    ((sizeof(pool_t) + SOMA_ALIGNMENT - 1) & ~(size_t)(SOMA_ALIGNMENT - 1))
+
+/*
+ * An arena's bookkeeping, kept outside the arena so that all 64 pools are
+ * usable.  On its heap's usable_arenas list (sorted by nfreepools, ascending)
+ * while nfreepools > 0; on no usable list while every pool is taken.  Always
+ * on its heap's list of all arenas, which the statistics walk.
+ */
+struct soma__arena {
+    uintptr_t address;      /* base of the mapping (arena-aligned) */
+    uintptr_t pool_address; /* first never-carved pool; pools below it have headers */
+    unsigned nfreepools;    /* empty pools + never-carved pools */
+    unsigned ntotalpools;   /* pools that fit: 64 when aligned */
+    pool_t *freepools;      /* empty carved pools, LIFO through nextpool */
+    arena_t *nextarena;     /* usable_arenas links */
+    arena_t *prevarena;
+    arena_t *next_all; /* all arenas of the heap; also the slab free list */
+    arena_t *prev_all;
+    heap_t *heap;
+};
+
+struct soma__heap {
+    /* usedpools[c]: first pool of the circular list of used pools of class c,
+     * NULL when there is none.  The head is where malloc takes blocks from. */
+    pool_t *usedpools[SOMA_NUM_CLASSES];
+    pthread_mutex_t lock;
+    arena_t *usable_arenas; /* arenas with a free pool, fullest first */
+    /* nfp2lasta[n]: the last arena on usable_arenas with exactly n free pools,
+     * or NULL; it makes re-sorting an arena O(1) (CPython's bpo-37029). */
+    arena_t *nfp2lasta[SOMA_POOLS_PER_ARENA + 1];
+    arena_t *all_arenas;
+    /* Slow-path counters (arena map/unmap only). */
+    size_t arenas_allocated_total;
+    size_t arenas_current;
+    size_t arenas_highwater;
+};
+
+/* ---- sizeclass.h-style inline math ---- */
+static inline unsigned soma__size_to_class(size_t n) /* 1 <= n <= threshold */
+{
+    return (unsigned)((n - 1) >> SOMA_ALIGNMENT_SHIFT);
+}
+static inline size_t soma__class_size(unsigned c)
+{
+    return (size_t)(c + 1) << SOMA_ALIGNMENT_SHIFT;
+}
+static inline size_t soma__class_capacity(unsigned c) /* blocks per pool */
+{
+    return (SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) / soma__class_size(c);
+}
+static inline pool_t *soma__pool_of(const void *p)
+{
+    return (pool_t *)((uintptr_t)p & ~(uintptr_t)SOMA_POOL_MASK);
+}
+
+/* ---- os.c: the only system calls ---- */
+SOMA_INTERNAL void *soma__os_map_aligned(size_t size, size_t alignment);
+SOMA_INTERNAL void *soma__os_map(size_t size);
+SOMA_INTERNAL void soma__os_unmap(void *p, size_t size);
+
+/* ---- arena_map.c: "is this address one of our arenas?" ---- */
+SOMA_INTERNAL int soma__arena_map_set(uintptr_t base, arena_t *arena);
+SOMA_INTERNAL arena_t *soma__arena_map_get(const void *p);
+SOMA_INTERNAL void soma__arena_map_counts(size_t *mid_nodes, size_t *bot_nodes, size_t *root_bytes,
+                                          size_t *mid_bytes, size_t *bot_bytes);
+
+/* ---- arena.c: arenas and the usable-arena ordering (heap lock held) ---- */
+SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap);
+SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool);
+
+/* ---- heap.c: pools and blocks of one heap ---- */
+SOMA_INTERNAL heap_t *soma__default_heap(void);
+SOMA_INTERNAL void *soma__heap_malloc_small(heap_t *heap, size_t size);
+SOMA_INTERNAL void soma__heap_free_small(pool_t *pool, void *p);
+
+/* ---- sys.c: the system allocator, for what soma does not serve ---- */
+SOMA_INTERNAL void *soma__sys_malloc(size_t size);
+SOMA_INTERNAL void *soma__sys_calloc(size_t n, size_t size);
+SOMA_INTERNAL void *soma__sys_realloc(void *p, size_t size);
+SOMA_INTERNAL void soma__sys_free(void *p);
+SOMA_INTERNAL size_t soma__sys_usable_size(const void *p);
+SOMA_INTERNAL void *soma__sys_aligned_alloc(size_t alignment, size_t size);
+
+/* ---- stats.c / stats_print.c / types.c ---- */
+SOMA_INTERNAL void soma__heap_stats(heap_t *heap, soma_stats *out);
+SOMA_INTERNAL void soma__types_snapshot(soma_stats *out);
+
+/* ---- options.c ---- */
+SOMA_INTERNAL void soma__options_init(void);
+
+#endif /* SOMA_INTERNAL_H */

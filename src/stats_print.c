@@ -1,0 +1,139 @@
+/*
+ * stats_print.c: a snapshot as text, in the exact layout of CPython 3.12's
+ * sys._debugmallocstats(), so that whoever can read one can read the other:
+ *
+ *   Small block threshold = 512, in 32 size classes.
+ *   <class table: one row per class with at least one pool in use>
+ *   <arena counters, then where the arena bytes are, adding up to Total>
+ *   <the arena map: nodes and the bytes they cost>
+ *   <one line per registered object cache>
+ *
+ * Every "label = value" line is CPython's printone(): the label padded to
+ * column 35, '=', the value with thousands separators right-aligned in 21
+ * columns.  Lines are formatted into a stack buffer, then written to the
+ * FILE.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+typedef struct {
+    FILE *out;
+    int failed;
+} sink;
+
+static void put(sink *s, const char *text)
+{
+    if (fputs(text, s->out) == EOF)
+        s->failed = 1;
+}
+
+static void putf(sink *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(sink *s, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    put(s, line);
+}
+
+/* value in decimal with ',' every three digits: 1234567 -> "1,234,567" */
+static void with_commas(char *buf, size_t len, size_t value)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%zu", value);
+    size_t j = 0;
+    for (int i = 0; i < n && j + 1 < len; i++) {
+        if (i > 0 && (n - i) % 3 == 0 && j + 2 < len)
+            buf[j++] = ',';
+        buf[j++] = digits[i];
+    }
+    buf[j] = '\0';
+}
+
+static void printone(sink *s, const char *label, size_t value)
+{
+    char num[32];
+    with_commas(num, sizeof num, value);
+    putf(s, "%-35s=%21s\n", label, num);
+}
+
+static void print_all(sink *s, const soma_stats *st)
+{
+    char label[128];
+    putf(s, "Small block threshold = %zu, in %zu size classes.\n\n", st->threshold,
+         st->num_classes);
+    put(s, "class   size   num pools   blocks in use  avail blocks\n"
+           "-----   ----   ---------   -------------  ------------\n");
+    for (size_t c = 0; c < st->num_classes; c++) {
+        const soma_class_stats *cs = &st->classes[c];
+        if (cs->num_pools == 0)
+            continue;
+        putf(s, "%5zu %6zu %11zu %15zu %13zu\n", c, cs->size, cs->num_pools, cs->blocks_in_use,
+             cs->avail_blocks);
+    }
+    put(s, "\n");
+
+    printone(s, "# arenas allocated total", st->arenas_allocated_total);
+    printone(s, "# arenas reclaimed", st->arenas_reclaimed);
+    printone(s, "# arenas highwater mark", st->arenas_highwater);
+    printone(s, "# arenas allocated current", st->arenas_current);
+    snprintf(label, sizeof label, "%zu arenas * %zu bytes/arena", st->arenas_current,
+             st->arena_size);
+    printone(s, label, st->arena_bytes);
+    put(s, "\n");
+
+    printone(s, "# bytes in allocated blocks", st->bytes_in_allocated_blocks);
+    printone(s, "# bytes in available blocks", st->bytes_in_available_blocks);
+    snprintf(label, sizeof label, "%zu unused pools * %zu bytes", st->unused_pools, st->pool_size);
+    printone(s, label, st->unused_pool_bytes);
+    printone(s, "# bytes lost to pool headers", st->bytes_lost_to_pool_headers);
+    printone(s, "# bytes lost to quantization", st->bytes_lost_to_quantization);
+    printone(s, "# bytes lost to arena alignment", st->bytes_lost_to_arena_alignment);
+    printone(s, "Total", st->total);
+    put(s, "\n");
+
+    put(s, "arena map counts\n");
+    printone(s, "# arena map mid nodes", st->arena_map_mid_nodes);
+    printone(s, "# arena map bot nodes", st->arena_map_bot_nodes);
+    put(s, "\n");
+    printone(s, "# bytes lost to arena map root", st->arena_map_root_bytes);
+    printone(s, "# bytes lost to arena map mid", st->arena_map_mid_bytes);
+    printone(s, "# bytes lost to arena map bot", st->arena_map_bot_bytes);
+    printone(s, "Total", st->arena_map_total);
+    put(s, "\n");
+
+    for (size_t i = 0; i < st->num_types; i++) {
+        const soma_type_stats *t = &st->types[i];
+        snprintf(label, sizeof label, "%zu free %s * %zu bytes each", t->count, t->name,
+                 t->elem_size);
+        char padded[160];
+        snprintf(padded, sizeof padded, "%48s ", label);
+        printone(s, padded, t->count * t->elem_size);
+    }
+}
+
+int soma_stats_fprint(FILE *out, const soma_stats *st)
+{
+    sink s = {out, 0};
+    print_all(&s, st);
+    if (fflush(out) == EOF)
+        s.failed = 1;
+    return s.failed ? -1 : 0;
+}
+
+int soma_stats_print(FILE *out)
+{
+    /* The snapshot is large (it holds every registered type); keep it off
+     * small thread stacks. */
+    static soma_stats st;
+    static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&print_lock);
+    soma_stats_get(&st);
+    int rc = soma_stats_fprint(out, &st);
+    pthread_mutex_unlock(&print_lock);
+    return rc;
+}

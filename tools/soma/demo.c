@@ -1,0 +1,283 @@
+/*
+ * demo.c: `soma demo`, the lecture's Python app in C.
+ *
+ * The app starts with a little state of its own (a few "interpreter"
+ * strings), builds a lot of small objects of mixed sizes the way a Python
+ * program does (numbers turned into strings, lists of repeated words, tree
+ * nodes), then drops all of them.  The allocator's dump is printed after each
+ * phase, behind a separator that is easy to find, with a one-line summary of
+ * what changed, so that the dumps tell the story: arenas are mapped as the
+ * objects pile up, and reclaimed once they are gone.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "soma.h"
+#include "tool.h"
+
+typedef struct node {
+    long key;
+    struct node *left, *right;
+    char tag[24]; /* 48 bytes in all: class 2 */
+} node;
+
+typedef struct {
+    char **strs; /* number-like strings */
+    size_t nstrs;
+    char ***lists; /* lists of repeated words; each list ends with NULL */
+    size_t nlists;
+    node *root;
+    size_t nnodes;
+} world;
+
+/* A cache of free nodes, as an interpreter keeps free lists: reported in the
+ * dump through soma_stats_register_type. */
+typedef struct {
+    node *head;
+    size_t count;
+} node_cache;
+
+static size_t cache_count(void *ctx)
+{
+    return ((node_cache *)ctx)->count;
+}
+
+static void die_oom(void)
+{
+    fprintf(stderr, "soma demo: out of memory\n");
+    exit(1);
+}
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = soma_malloc(n);
+    if (p == NULL)
+        die_oom();
+    memcpy(p, s, n);
+    return p;
+}
+
+/* A deterministic generator, so every run prints the same figures. */
+static unsigned long rng_state = 88172645463325252UL;
+static unsigned long rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static node *tree_insert(node *root, node *n)
+{
+    node **at = &root;
+    while (*at != NULL)
+        at = n->key < (*at)->key ? &(*at)->left : &(*at)->right;
+    *at = n;
+    return root;
+}
+
+static void tree_free(node *n, node_cache *cache)
+{
+    while (n != NULL) {
+        tree_free(n->left, cache);
+        node *right = n->right;
+        if (cache->count < 100) { /* keep a few for reuse, like a free list */
+            n->left = cache->head;
+            cache->head = n;
+            cache->count++;
+        } else {
+            soma_free(n);
+        }
+        n = right;
+    }
+}
+
+static void build(world *w, long scale, node_cache *cache)
+{
+    static const char *words[] = {"spam", "eggs", "ham", "bacon", "sausage", "lobster thermidor",
+                                  "a crunchy frog", "the spanish inquisition"};
+    const size_t nwords = sizeof words / sizeof words[0];
+
+    /* Numbers turned into strings: str(i) for a range of i. */
+    w->nstrs = (size_t)scale * 200000;
+    w->strs = malloc(w->nstrs * sizeof *w->strs); /* the program's own array */
+    if (w->strs == NULL)
+        die_oom();
+    for (size_t i = 0; i < w->nstrs; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%lu", (unsigned long)(i * 7919 + rnd() % 1000000007UL));
+        w->strs[i] = dup_str(buf);
+    }
+
+    /* Lists of repeated strings: each list grows by realloc, element by
+     * element, so its array climbs through the classes (and past 512 bytes
+     * for the long ones, where it moves to the system allocator). */
+    w->nlists = (size_t)scale * 6000;
+    w->lists = malloc(w->nlists * sizeof *w->lists);
+    if (w->lists == NULL)
+        die_oom();
+    for (size_t l = 0; l < w->nlists; l++) {
+        size_t len = 1 + rnd() % 80, cap = 0;
+        char **list = NULL;
+        for (size_t i = 0; i <= len; i++) {
+            if (i + 1 > cap) {
+                cap = cap ? cap * 2 : 4;
+                char **grown = soma_realloc(list, cap * sizeof *list);
+                if (grown == NULL)
+                    die_oom();
+                list = grown;
+            }
+            list[i] = i < len ? dup_str(words[rnd() % nwords]) : NULL;
+        }
+        w->lists[l] = list;
+    }
+
+    /* Nodes of a search tree; a few come from the cache first. */
+    w->nnodes = (size_t)scale * 100000;
+    for (size_t i = 0; i < w->nnodes; i++) {
+        node *n = cache->head;
+        if (n != NULL) {
+            cache->head = n->left;
+            cache->count--;
+        } else if ((n = soma_malloc(sizeof *n)) == NULL) {
+            die_oom();
+        }
+        n->key = (long)(rnd() % 1000000007UL);
+        n->left = n->right = NULL;
+        snprintf(n->tag, sizeof n->tag, "node-%zu", i);
+        w->root = tree_insert(w->root, n);
+    }
+}
+
+static void destroy(world *w, node_cache *cache)
+{
+    /* Free the strings in a shuffled order: the arenas still empty out,
+     * whatever order their blocks come back in. */
+    for (size_t i = w->nstrs; i > 1; i--) {
+        size_t j = rnd() % i;
+        char *t = w->strs[i - 1];
+        w->strs[i - 1] = w->strs[j];
+        w->strs[j] = t;
+    }
+    for (size_t i = 0; i < w->nstrs; i++)
+        soma_free(w->strs[i]);
+    free(w->strs);
+    for (size_t l = 0; l < w->nlists; l++) {
+        for (char **e = w->lists[l]; *e != NULL; e++)
+            soma_free(*e);
+        soma_free(w->lists[l]);
+    }
+    free(w->lists);
+    tree_free(w->root, cache);
+    memset(w, 0, sizeof *w);
+}
+
+static void with_commas(char *buf, size_t len, size_t v)
+{
+    char d[32];
+    int n = snprintf(d, sizeof d, "%zu", v);
+    size_t j = 0;
+    for (int i = 0; i < n && j + 2 < len; i++) {
+        if (i > 0 && (n - i) % 3 == 0)
+            buf[j++] = ',';
+        buf[j++] = d[i];
+    }
+    buf[j] = '\0';
+}
+
+static size_t blocks_in_use(const soma_stats *st)
+{
+    size_t n = 0;
+    for (size_t c = 0; c < st->num_classes; c++)
+        n += st->classes[c].blocks_in_use;
+    return n;
+}
+
+static void section(int step, const char *title)
+{
+    printf("\n"
+           "=====================================================================\n"
+           "==== [%d/3] %s\n"
+           "=====================================================================\n\n",
+           step, title);
+}
+
+static void summary(const char *what, const soma_stats *a, const soma_stats *b)
+{
+    char b0[32], b1[32], u0[32], u1[32];
+    with_commas(b0, sizeof b0, blocks_in_use(a));
+    with_commas(b1, sizeof b1, blocks_in_use(b));
+    with_commas(u0, sizeof u0, a->bytes_in_allocated_blocks);
+    with_commas(u1, sizeof u1, b->bytes_in_allocated_blocks);
+    printf("\n>>> %s: arenas current %zu -> %zu (%zu mapped, %zu reclaimed so far); "
+           "blocks in use %s -> %s; bytes in allocated blocks %s -> %s\n",
+           what, a->arenas_current, b->arenas_current,
+           b->arenas_allocated_total - a->arenas_allocated_total,
+           b->arenas_reclaimed, b0, b1, u0, u1);
+}
+
+int soma_tool_demo(int argc, char **argv)
+{
+    long scale = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            scale = strtol(argv[++i], &end, 10);
+            if (errno || *end || scale < 1 || scale > 1000) {
+                fprintf(stderr, "soma demo: --scale wants a whole number from 1 to 1000\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: soma demo [--scale N]\n");
+            return 2;
+        }
+    }
+    static soma_stats s0, s1, s2;
+    static node_cache cache;
+    soma_stats_register_type("DemoNodes", sizeof(node), cache_count, &cache);
+
+    /* The app's own long-lived state, as an interpreter has at start. */
+    char *startup[300];
+    for (size_t i = 0; i < sizeof startup / sizeof startup[0]; i++) {
+        char buf[96];
+        snprintf(buf, sizeof buf, "builtin name #%zu%.*s", i, (int)(i % 60), "................"
+                 "............................................");
+        startup[i] = dup_str(buf);
+    }
+
+    section(1, "at start: the app's own state, nothing else yet");
+    soma_stats_print(stdout);
+    soma_stats_get(&s0);
+
+    world w = {0};
+    build(&w, scale, &cache);
+    char title[160];
+    snprintf(title, sizeof title,
+             "after building %zu number strings, %zu lists of words, %zu tree nodes",
+             w.nstrs, w.nlists, w.nnodes);
+    section(2, title);
+    soma_stats_print(stdout);
+    soma_stats_get(&s1);
+    summary("building", &s0, &s1);
+
+    destroy(&w, &cache);
+    section(3, "after freeing them all (the node cache keeps up to 100 nodes)");
+    soma_stats_print(stdout);
+    soma_stats_get(&s2);
+    summary("freeing", &s1, &s2);
+
+    while (cache.head != NULL) {
+        node *n = cache.head;
+        cache.head = n->left;
+        soma_free(n);
+    }
+    cache.count = 0;
+    for (size_t i = 0; i < sizeof startup / sizeof startup[0]; i++)
+        soma_free(startup[i]);
+    soma_stats_unregister_type("DemoNodes");
+    return 0;
+}

@@ -1,0 +1,7 @@
+/* tool.h: the subcommands of the soma CLI. */
+#ifndef SOMA_TOOL_H
+#define SOMA_TOOL_H
+
+int soma_tool_demo(int argc, char **argv);
+
+#endif

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "fmt.h"
 #include "internal.h"
 
 typedef struct {
@@ -40,25 +41,10 @@ static void putf(sink *s, const char *fmt, ...)
     put(s, line);
 }
 
-/* value in decimal with ',' every three digits: 1234567 -> "1,234,567" */
-static void with_commas(char *buf, size_t len, size_t value)
-{
-    char digits[32];
-    int n = snprintf(digits, sizeof digits, "%zu", value);
-    size_t j = 0;
-    for (int i = 0; i < n && j + 1 < len; i++) {
-        if (i > 0 && (n - i) % 3 == 0 && j + 2 < len)
-            buf[j++] = ',';
-        buf[j++] = digits[i];
-    }
-    buf[j] = '\0';
-}
-
 static void printone(sink *s, const char *label, size_t value)
 {
-    char num[32];
-    with_commas(num, sizeof num, value);
-    putf(s, "%-35s=%21s\n", label, num);
+    char num[SOMA_FMT_COMMAS_LEN];
+    putf(s, "%-35s=%21s\n", label, soma__fmt_commas(num, sizeof num, value));
 }
 
 static void print_all(sink *s, const soma_stats *st)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fmt.h"
 #include "soma.h"
 #include "tool.h"
 
@@ -175,19 +176,6 @@ static void destroy(world *w, node_cache *cache)
     memset(w, 0, sizeof *w);
 }
 
-static void with_commas(char *buf, size_t len, size_t v)
-{
-    char d[32];
-    int n = snprintf(d, sizeof d, "%zu", v);
-    size_t j = 0;
-    for (int i = 0; i < n && j + 2 < len; i++) {
-        if (i > 0 && (n - i) % 3 == 0)
-            buf[j++] = ',';
-        buf[j++] = d[i];
-    }
-    buf[j] = '\0';
-}
-
 static size_t blocks_in_use(const soma_stats *st)
 {
     size_t n = 0;
@@ -207,11 +195,12 @@ static void section(int step, const char *title)
 
 static void summary(const char *what, const soma_stats *a, const soma_stats *b)
 {
-    char b0[32], b1[32], u0[32], u1[32];
-    with_commas(b0, sizeof b0, blocks_in_use(a));
-    with_commas(b1, sizeof b1, blocks_in_use(b));
-    with_commas(u0, sizeof u0, a->bytes_in_allocated_blocks);
-    with_commas(u1, sizeof u1, b->bytes_in_allocated_blocks);
+    char b0[SOMA_FMT_COMMAS_LEN], b1[SOMA_FMT_COMMAS_LEN];
+    char u0[SOMA_FMT_COMMAS_LEN], u1[SOMA_FMT_COMMAS_LEN];
+    soma__fmt_commas(b0, sizeof b0, blocks_in_use(a));
+    soma__fmt_commas(b1, sizeof b1, blocks_in_use(b));
+    soma__fmt_commas(u0, sizeof u0, a->bytes_in_allocated_blocks);
+    soma__fmt_commas(u1, sizeof u1, b->bytes_in_allocated_blocks);
     printf("\n>>> %s: arenas current %zu -> %zu (%zu mapped, %zu reclaimed so far); "
            "blocks in use %s -> %s; bytes in allocated blocks %s -> %s\n",
            what, a->arenas_current, b->arenas_current,
@@ -269,6 +258,11 @@ int soma_tool_demo(int argc, char **argv)
     soma_stats_print(stdout);
     soma_stats_get(&s2);
     summary("freeing", &s1, &s2);
+    char live[SOMA_FMT_COMMAS_LEN];
+    printf(">>> why %zu arenas stay mapped: %s blocks are still in use (the app's startup strings "
+           "and its node cache), scattered over them. An arena goes back to the OS only when "
+           "every block in it is free; soma also keeps one empty arena for reuse.\n",
+           s2.arenas_current, soma__fmt_commas(live, sizeof live, blocks_in_use(&s2)));
 
     while (cache.head != NULL) {
         node *n = cache.head;

@@ -123,6 +123,14 @@ void soma__heap_free_small(pool_t *pool, void *p)
 {
     heap_t *heap = pool->heap;
     pthread_mutex_lock(&heap->lock);
+    if (SOMA_UNLIKELY(pool->count == 0)) {
+        /* No block of this pool is allocated (or the pool was never carved:
+         * its header is still zero), so p cannot be a live block.  Going on
+         * would wrap count and hand the block out twice. */
+        soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
+                    "into an empty pool)",
+                    p);
+    }
     void *last = pool->freeblock;
     *(void **)p = last;
     pool->freeblock = p;

@@ -148,6 +148,12 @@ SOMA_INTERNAL void *soma__sys_aligned_alloc(size_t alignment, size_t size);
 SOMA_INTERNAL void soma__heap_stats(heap_t *heap, soma_stats *out);
 SOMA_INTERNAL void soma__types_snapshot(soma_stats *out);
 
+/* ---- check.c: every invariant of a heap, for tests (0 or -1 and why) ---- */
+SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
+
+/* ---- fatal.c: a clear message on stderr, then abort() ---- */
+SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- options.c ---- */
 SOMA_INTERNAL void soma__options_init(void);
 

@@ -9,13 +9,6 @@
 
 #include "internal.h"
 
-/* Options are read before main() so that SOMA_SHOW_STATS also covers programs
- * that never allocate through soma. */
-__attribute__((constructor)) static void soma_start(void)
-{
-    soma__options_init();
-}
-
 /* The pool of p if p is one of soma's blocks, else NULL. */
 static inline pool_t *owned_pool(const void *p)
 {

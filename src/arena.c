@@ -65,8 +65,14 @@ static void record_free(arena_t *a)
 
 /* ---- mapping and unmapping ---- */
 
+void soma__arena_fork(int phase)
+{
+    soma__fork_lock(&slab_lock, phase);
+}
+
 static arena_t *arena_new(heap_t *heap)
 {
+    soma__init();
     arena_t *a = record_new();
     if (a == NULL)
         return NULL;

@@ -57,6 +57,11 @@ static inline size_t bot_index(uintptr_t a)
     return (size_t)(a >> SOMA_ARENA_BITS) & (MAP_BOT_LEN - 1);
 }
 
+void soma__arena_map_fork(int phase)
+{
+    soma__fork_lock(&map_lock, phase);
+}
+
 /* Find (creating if `create`) the bot node covering address a. */
 static map_bot_t *bot_node(uintptr_t a, int create)
 {

@@ -35,6 +35,11 @@ heap_t *soma__default_heap(void)
     return &default_heap;
 }
 
+void soma__heap_fork(int phase)
+{
+    soma__fork_lock(&default_heap.lock, phase);
+}
+
 static void used_push_front(heap_t *heap, unsigned c, pool_t *pool)
 {
     pool_t *head = heap->usedpools[c];
@@ -122,11 +127,18 @@ void *soma__heap_malloc_small(heap_t *heap, size_t size)
 void soma__heap_free_small(pool_t *pool, void *p)
 {
     heap_t *heap = pool->heap;
+    if (SOMA_UNLIKELY(heap == NULL)) {
+        /* The pool was never carved: its header is still the zero page the
+         * arena was mapped with.  (Read without the lock: a live block's
+         * pool has had its heap set since before the block was handed out.) */
+        soma__fatal("soma_free(%p): not an allocated block (a pointer into a part of an "
+                    "arena that was never handed out)",
+                    p);
+    }
     pthread_mutex_lock(&heap->lock);
     if (SOMA_UNLIKELY(pool->count == 0)) {
-        /* No block of this pool is allocated (or the pool was never carved:
-         * its header is still zero), so p cannot be a live block.  Going on
-         * would wrap count and hand the block out twice. */
+        /* No block of this pool is allocated, so p cannot be a live block.
+         * Going on would wrap count and hand the block out twice. */
         soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
                     "into an empty pool)",
                     p);

@@ -45,7 +45,9 @@ typedef struct soma__heap heap_t;
  * Blocks not yet handed out since the pool was (re)initialised for its class
  * are "virgin": they lie at [nextoffset, maxnextoffset] and are carved one at
  * a time, so a fresh pool touches only the pages it really uses.
- * Every field is read and written only under the owning heap's lock.
+ * Every field is written only under the owning heap's lock.  free, realloc
+ * and usable_size read `heap` and `szidx` without it: neither changes while
+ * any block of the pool is allocated, and the caller owns such a block.
  */
 struct soma__pool {
     void *freeblock;        /* first free block; each free block's first word links the next */
@@ -155,6 +157,28 @@ SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
 SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- options.c ---- */
-SOMA_INTERNAL void soma__options_init(void);
+SOMA_INTERNAL void soma__options_read(void);
+
+/* ---- init.c: once per process, before the first arena or snapshot ---- */
+SOMA_INTERNAL void soma__init(void);
+
+/* fork() safety: every module with a lock takes it before fork and releases
+ * it after, in parent and child (phase: SOMA_FORK_PREPARE, _PARENT, _CHILD),
+ * so the child never inherits a lock held by a thread that does not exist
+ * there.  init.c calls them in lock order. */
+enum { SOMA_FORK_PREPARE, SOMA_FORK_PARENT, SOMA_FORK_CHILD };
+SOMA_INTERNAL void soma__heap_fork(int phase);
+SOMA_INTERNAL void soma__arena_fork(int phase);
+SOMA_INTERNAL void soma__arena_map_fork(int phase);
+SOMA_INTERNAL void soma__types_fork(int phase);
+SOMA_INTERNAL void soma__stats_print_fork(int phase);
+
+static inline void soma__fork_lock(pthread_mutex_t *m, int phase)
+{
+    if (phase == SOMA_FORK_PREPARE)
+        pthread_mutex_lock(m);
+    else
+        pthread_mutex_unlock(m); /* the child's one thread is the one that locked it */
+}
 
 #endif /* SOMA_INTERNAL_H */

@@ -13,8 +13,6 @@
 
 #include "internal.h"
 
-static pthread_once_t options_once = PTHREAD_ONCE_INIT;
-
 /* 1 or 0 for a recognised boolean, -1 otherwise. */
 static int parse_bool(const char *v)
 {
@@ -34,22 +32,17 @@ static void show_stats_at_exit(void)
     soma_stats_print(stderr);
 }
 
-static void read_options(void)
+void soma__options_read(void)
 {
     const char *v = getenv("SOMA_SHOW_STATS");
     if (v == NULL)
         return;
     int on = parse_bool(v);
     if (on < 0) {
-        fprintf(stderr, "soma: warning: SOMA_SHOW_STATS=%s is not a boolean (1/0, yes/no, on/off); "
+        fprintf(stderr, "soma: warning: SOMA_SHOW_STATS=%s is not a boolean (1/0, yes/no, on/off, true/false); "
                         "using the default, 0\n", v);
         return;
     }
     if (on)
         atexit(show_stats_at_exit);
-}
-
-void soma__options_init(void)
-{
-    pthread_once(&options_once, read_options);
 }

@@ -47,6 +47,7 @@ void soma__heap_stats(heap_t *heap, soma_stats *st)
 
 void soma_stats_get(soma_stats *st)
 {
+    soma__init();
     memset(st, 0, sizeof *st);
     st->threshold = SOMA_SMALL_THRESHOLD;
     st->num_classes = SOMA_NUM_CLASSES;

@@ -111,12 +111,18 @@ int soma_stats_fprint(FILE *out, const soma_stats *st)
     return s.failed ? -1 : 0;
 }
 
+/* soma_stats_print's snapshot is large (it holds every registered type):
+ * it is kept off small thread stacks, in a static guarded by print_lock. */
+static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void soma__stats_print_fork(int phase)
+{
+    soma__fork_lock(&print_lock, phase);
+}
+
 int soma_stats_print(FILE *out)
 {
-    /* The snapshot is large (it holds every registered type); keep it off
-     * small thread stacks. */
     static soma_stats st;
-    static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_mutex_lock(&print_lock);
     soma_stats_get(&st);
     int rc = soma_stats_fprint(out, &st);

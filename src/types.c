@@ -19,6 +19,11 @@ static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
 static type_entry types[SOMA_MAX_TYPES];
 static size_t ntypes;
 
+void soma__types_fork(int phase)
+{
+    soma__fork_lock(&types_lock, phase);
+}
+
 static long find(const char *name)
 {
     for (size_t i = 0; i < ntypes; i++)

@@ -148,7 +148,7 @@ static void build(world *w, long scale, node_cache *cache)
         }
         n->key = (long)(rnd() % 1000000007UL);
         n->left = n->right = NULL;
-        snprintf(n->tag, sizeof n->tag, "node-%zu", i);
+        snprintf(n->tag, sizeof n->tag, "node-%u", (unsigned)(i % 1000000000u));
         w->root = tree_insert(w->root, n);
     }
 }

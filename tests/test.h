@@ -1,0 +1,244 @@
+/*
+ * test.h: the tiny harness every test program shares.
+ *
+ *   CHECK(cond)            the condition must hold
+ *   CHECK_EQ(a, b)         integers (compared as uintmax_t), both values printed
+ *   CHECK_NE / CHECK_LE / CHECK_LT / CHECK_GE / CHECK_GT   likewise
+ *   CHECK_PTR_EQ(a, b)     pointers
+ *   CHECK_STR_EQ(a, b)     C strings (NULL-safe)
+ *   test_note(fmt, ...)    an informational line ("# ...")
+ *   return test_summary(); at the end of main: prints "<prog>: N passed, N failed"
+ *                          and gives the exit status (1 if anything failed)
+ *
+ * A failed check prints file:line, the expression and the values, and counts;
+ * the program keeps going so that one run shows every failure.  To keep a long
+ * loop from flooding the output, only the first TEST_MAX_REPORTS failures are
+ * printed (all are counted).
+ *
+ * Each test program is one .c file that includes this header once.
+ */
+#ifndef SOMA_TEST_H
+#define SOMA_TEST_H
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_MAX_REPORTS 50
+
+static unsigned long test_passed_count;
+static unsigned long test_failed_count;
+static const char *test_program_name = "test";
+
+static inline void test_fail_report(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void test_fail_report(const char *file, int line, const char *fmt, ...)
+{
+    /* Called with test_lock held (TEST_FAIL_), so threads may CHECK too. */
+    test_failed_count++;
+    if (test_failed_count > TEST_MAX_REPORTS) {
+        if (test_failed_count == TEST_MAX_REPORTS + 1)
+            fprintf(stderr, "(further failures are counted but not printed)\n");
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s:%d: FAILED: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stderr);
+}
+
+/* Threads: all the counters are updated under this lock. */
+#include <pthread.h>
+static pthread_mutex_t test_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static inline void test_pass_(void)
+{
+    pthread_mutex_lock(&test_lock);
+    test_passed_count++;
+    pthread_mutex_unlock(&test_lock);
+}
+
+#define TEST_PASS_() test_pass_()
+
+#define TEST_FAIL_(...)                                                                            \
+    (pthread_mutex_lock(&test_lock), test_fail_report(__FILE__, __LINE__, __VA_ARGS__),            \
+     pthread_mutex_unlock(&test_lock))
+
+/* Each CHECK evaluates to 1 if it passed, 0 if it failed, so a test can stop
+ * early when going on would only crash: if (!CHECK(p != NULL)) return; */
+#define CHECK(cond)                                                                                \
+    ((cond) ? (TEST_PASS_(), 1) : (TEST_FAIL_("CHECK(%s)", #cond), 0))
+
+/* Integers of any type: compared by value (a negative int is less than any
+ * unsigned value, unlike C's usual conversions). */
+typedef struct {
+    uintmax_t mag; /* the value, or its two's complement when negative */
+    int neg;
+} test_int_;
+
+static inline test_int_ test_int_s_(intmax_t v)
+{
+    return (test_int_){(uintmax_t)v, v < 0};
+}
+static inline test_int_ test_int_u_(uintmax_t v)
+{
+    return (test_int_){v, 0};
+}
+/* Evaluates x once; signed types keep their sign. */
+#define TEST_INT_(x)                                                                               \
+    _Generic((x), char: test_int_s_, signed char: test_int_s_, short: test_int_s_,                 \
+             int: test_int_s_, long: test_int_s_, long long: test_int_s_, default: test_int_u_)(x)
+
+/* -1, 0, 1 as a <, ==, > b */
+static inline int test_int_cmp_(test_int_ a, test_int_ b)
+{
+    if (a.neg != b.neg)
+        return a.neg ? -1 : 1;
+    /* same sign: two's complement order agrees with value order */
+    return a.mag < b.mag ? -1 : a.mag > b.mag;
+}
+
+static inline void test_int_str_(char *buf, size_t len, test_int_ v)
+{
+    if (v.neg)
+        snprintf(buf, len, "%" PRIdMAX, (intmax_t)v.mag);
+    else
+        snprintf(buf, len, "%" PRIuMAX " (0x%" PRIxMAX ")", v.mag, v.mag);
+}
+
+#define CHECK_CMP_(a, op, b)                                                                       \
+    __extension__({                                                                                \
+        test_int_ va_ = TEST_INT_(a), vb_ = TEST_INT_(b);                                          \
+        int ok_ = test_int_cmp_(va_, vb_) op 0;                                                    \
+        if (ok_) {                                                                                 \
+            TEST_PASS_();                                                                          \
+        } else {                                                                                   \
+            char sa_[64], sb_[64];                                                                 \
+            test_int_str_(sa_, sizeof sa_, va_);                                                   \
+            test_int_str_(sb_, sizeof sb_, vb_);                                                   \
+            TEST_FAIL_("CHECK(%s %s %s): %s vs %s", #a, #op, #b, sa_, sb_);                        \
+        }                                                                                          \
+        ok_;                                                                                       \
+    })
+
+#define CHECK_EQ(a, b) CHECK_CMP_(a, ==, b)
+#define CHECK_NE(a, b) CHECK_CMP_(a, !=, b)
+#define CHECK_LE(a, b) CHECK_CMP_(a, <=, b)
+#define CHECK_LT(a, b) CHECK_CMP_(a, <, b)
+#define CHECK_GE(a, b) CHECK_CMP_(a, >=, b)
+#define CHECK_GT(a, b) CHECK_CMP_(a, >, b)
+
+#define CHECK_PTR_EQ(a, b)                                                                         \
+    __extension__({                                                                                \
+        const void *pa_ = (const void *)(a), *pb_ = (const void *)(b);                             \
+        int ok_ = pa_ == pb_;                                                                      \
+        if (ok_)                                                                                   \
+            TEST_PASS_();                                                                          \
+        else                                                                                       \
+            TEST_FAIL_("CHECK_PTR_EQ(%s, %s): %p vs %p", #a, #b, pa_, pb_);                        \
+        ok_;                                                                                       \
+    })
+
+#define CHECK_STR_EQ(a, b)                                                                         \
+    __extension__({                                                                                \
+        const char *sa_ = (a), *sb_ = (b);                                                         \
+        int ok_ = sa_ && sb_ && strcmp(sa_, sb_) == 0;                                             \
+        if (ok_)                                                                                   \
+            TEST_PASS_();                                                                          \
+        else                                                                                       \
+            TEST_FAIL_("CHECK_STR_EQ(%s, %s):\n    got:      \"%s\"\n    expected: \"%s\"", #a,   \
+                       #b, sa_ ? sa_ : "(null)", sb_ ? sb_ : "(null)");                            \
+        ok_;                                                                                       \
+    })
+
+/* An unconditional failure with a message. */
+#define FAIL(...) TEST_FAIL_(__VA_ARGS__)
+
+static inline void test_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void test_note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("# ");
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    fflush(stdout);
+}
+
+static inline void test_begin(const char *name)
+{
+    test_program_name = name;
+    /* Unbuffered-ish output so that notes and failures interleave sensibly. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+static inline int test_summary(void)
+{
+    printf("%s: %lu passed, %lu failed\n", test_program_name, test_passed_count,
+           test_failed_count);
+    fflush(stdout);
+    return test_failed_count ? 1 : 0;
+}
+
+/* A number from the environment, or `def` when unset or not a number. */
+static inline unsigned long long test_env_ull(const char *name, unsigned long long def)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return def;
+    char *end;
+    unsigned long long x = strtoull(v, &end, 0);
+    return *end == '\0' ? x : def;
+}
+
+/* A small deterministic PRNG (xorshift64*), good enough for tests. */
+typedef struct {
+    uint64_t s;
+} test_rng;
+
+static inline void test_rng_seed(test_rng *r, uint64_t seed)
+{
+    r->s = seed ? seed : 0x9e3779b97f4a7c15ULL;
+}
+
+static inline uint64_t test_rng_next(test_rng *r)
+{
+    uint64_t x = r->s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    r->s = x;
+    return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Uniform-ish in [0, n), n > 0. */
+static inline uint64_t test_rng_below(test_rng *r, uint64_t n)
+{
+    return test_rng_next(r) % n;
+}
+
+/*
+ * Sanitizer defaults for every test program: the tests deliberately ask for
+ * impossible sizes (SIZE_MAX / 2) and expect NULL with ENOMEM, as the C
+ * standard says, rather than the sanitizer's abort.  The sanitizer runtimes
+ * look these functions up by name; in a normal build they are just unused.
+ */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
+#endif /* SOMA_TEST_H */

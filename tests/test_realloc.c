@@ -1,0 +1,291 @@
+/*
+ * test_realloc: soma_realloc keeps contents and goes to the right place.
+ *
+ *   - within the class (and not shrinking by a quarter or more): the same
+ *     pointer, contents kept; a shrink of exactly a quarter moves;
+ *   - across classes, growing 16 -> 300 and shrinking 300 -> 20: the block
+ *     moves (counts move between the classes), min(old, new) bytes kept;
+ *   - across the threshold, 400 -> 2000 -> 100: contents kept each time, the
+ *     large block is the system's (not counted);
+ *   - realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns NULL;
+ *   - an impossible size (SIZE_MAX / 2, SIZE_MAX - 15) gives NULL with errno
+ *     ENOMEM and leaves the old block as it was, for soma's blocks and the
+ *     system's;
+ *   - a block grown one byte at a time from 1 to 1200 bytes and shrunk back
+ *     keeps its contents all the way.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+
+#include "soma.h"
+#include "test.h"
+
+static soma_stats s0, s1;
+
+static void fill(void *p, size_t n, unsigned seed)
+{
+    unsigned char *q = p;
+    for (size_t i = 0; i < n; i++)
+        q[i] = (unsigned char)(seed + i * 13 + (i >> 8));
+}
+
+/* Number of bytes among the first n that differ from the fill pattern. */
+static size_t diff(const void *p, size_t n, unsigned seed)
+{
+    const unsigned char *q = p;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += q[i] != (unsigned char)(seed + i * 13 + (i >> 8));
+    return bad;
+}
+
+static long in_use(const soma_stats *s, unsigned c)
+{
+    return (long)s->classes[c].blocks_in_use;
+}
+
+static void test_same_class(void)
+{
+    void *p = soma_malloc(20); /* class 1: 32 bytes */
+    if (!CHECK(p != NULL))
+        return;
+    fill(p, 20, 1);
+    soma_stats_get(&s0);
+    void *q = soma_realloc(p, 30);
+    CHECK_PTR_EQ(q, p);
+    CHECK_EQ(diff(q, 20, 1), 0);
+    fill(q, 30, 2);
+    q = soma_realloc(q, 32);
+    CHECK_PTR_EQ(q, p);
+    CHECK_EQ(diff(q, 30, 2), 0);
+    q = soma_realloc(q, 25); /* a shrink of less than a quarter */
+    CHECK_PTR_EQ(q, p);
+    CHECK_EQ(diff(q, 25, 2), 0);
+    soma_stats_get(&s1);
+    CHECK_EQ(in_use(&s1, 1), in_use(&s0, 1));
+
+    /* The edge of "a quarter or more": 24 of 32 bytes is a shrink of exactly
+     * a quarter, so the block moves (to another block of the same class);
+     * 25 stays. */
+    void *e = soma_malloc(32);
+    fill(e, 32, 12);
+    void *e25 = soma_realloc(e, 25);
+    CHECK_PTR_EQ(e25, e);
+    void *e24 = soma_realloc(e25, 24);
+    CHECK(e24 != e25);
+    CHECK_EQ(diff(e24, 24, 12), 0);
+    CHECK_EQ(soma_usable_size(e24), 32);
+    /* 512 -> 385 stays (4 * 385 > 3 * 512); 384 moves to class 23. */
+    void *g = soma_malloc(512);
+    fill(g, 512, 13);
+    void *g385 = soma_realloc(g, 385);
+    CHECK_PTR_EQ(g385, g);
+    void *g384 = soma_realloc(g385, 384);
+    CHECK(g384 != g385);
+    CHECK_EQ(diff(g384, 384, 13), 0);
+    CHECK_EQ(soma_usable_size(g384), 384);
+    soma_free(e24);
+    soma_free(g384);
+
+    /* Same for the largest class. */
+    void *b = soma_malloc(500);
+    fill(b, 500, 3);
+    void *b2 = soma_realloc(b, 512);
+    CHECK_PTR_EQ(b2, b);
+    CHECK_EQ(diff(b2, 500, 3), 0);
+    soma_free(b2);
+    soma_free(q);
+}
+
+static void test_across_classes(void)
+{
+    soma_stats_get(&s0);
+    void *p = soma_malloc(16);
+    if (!CHECK(p != NULL))
+        return;
+    fill(p, 16, 4);
+    void *q = soma_realloc(p, 300); /* class 0 -> class 18 */
+    if (!CHECK(q != NULL))
+        return;
+    CHECK(q != p);
+    CHECK_EQ(diff(q, 16, 4), 0);
+    CHECK_EQ(soma_usable_size(q), 304);
+    soma_stats_get(&s1);
+    CHECK_EQ(in_use(&s1, 0), in_use(&s0, 0));
+    CHECK_EQ(in_use(&s1, 18), in_use(&s0, 18) + 1);
+
+    fill(q, 300, 5);
+    void *r = soma_realloc(q, 20); /* class 18 -> class 1 */
+    if (!CHECK(r != NULL))
+        return;
+    CHECK(r != q);
+    CHECK_EQ(diff(r, 20, 5), 0);
+    CHECK_EQ(soma_usable_size(r), 32);
+    soma_stats_get(&s1);
+    CHECK_EQ(in_use(&s1, 18), in_use(&s0, 18));
+    CHECK_EQ(in_use(&s1, 1), in_use(&s0, 1) + 1);
+
+    /* A shrink by a quarter or more within reach of a smaller class moves. */
+    void *t = soma_malloc(256); /* class 15 */
+    fill(t, 256, 6);
+    void *u = soma_realloc(t, 100); /* class 6 */
+    CHECK(u != t);
+    CHECK_EQ(diff(u, 100, 6), 0);
+    CHECK_EQ(soma_usable_size(u), 112);
+    soma_free(u);
+    soma_free(r);
+    soma_stats_get(&s1);
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        CHECK_EQ(in_use(&s1, c), in_use(&s0, c));
+}
+
+static void test_across_threshold(void)
+{
+    soma_stats_get(&s0);
+    void *a = soma_malloc(400); /* class 24 */
+    if (!CHECK(a != NULL))
+        return;
+    fill(a, 400, 7);
+    void *b = soma_realloc(a, 2000);
+    if (!CHECK(b != NULL))
+        return;
+    CHECK_EQ(diff(b, 400, 7), 0);
+    CHECK_EQ(soma_usable_size(b), malloc_usable_size(b));
+    CHECK_GE(soma_usable_size(b), 2000);
+    soma_stats_get(&s1);
+    CHECK_EQ(in_use(&s1, 24), in_use(&s0, 24)); /* gone from soma */
+    CHECK_EQ(s1.bytes_in_allocated_blocks, s0.bytes_in_allocated_blocks);
+
+    fill(b, 2000, 8);
+    void *c = soma_realloc(b, 100);
+    if (!CHECK(c != NULL))
+        return;
+    CHECK_EQ(diff(c, 100, 8), 0);
+    CHECK_GE(soma_usable_size(c), 100);
+    fill(c, 100, 9);
+    void *d = soma_realloc(c, 5000);
+    if (!CHECK(d != NULL))
+        return;
+    CHECK_EQ(diff(d, 100, 9), 0);
+    soma_free(d);
+    soma_stats_get(&s1);
+    for (unsigned k = 0; k < SOMA_NUM_CLASSES; k++)
+        CHECK_EQ(in_use(&s1, k), in_use(&s0, k));
+}
+
+static void test_null_and_zero(void)
+{
+    soma_stats_get(&s0);
+    void *p = soma_realloc(NULL, 100); /* = malloc(100): class 6 */
+    if (!CHECK(p != NULL))
+        return;
+    CHECK_EQ((uintptr_t)p % 16, 0);
+    CHECK_EQ(soma_usable_size(p), 112);
+    soma_stats_get(&s1);
+    CHECK_EQ(in_use(&s1, 6), in_use(&s0, 6) + 1);
+    void *big = soma_realloc(NULL, 1000);
+    CHECK(big != NULL);
+    CHECK_EQ(soma_usable_size(big), malloc_usable_size(big));
+
+    errno = 0;
+    CHECK(soma_realloc(p, 0) == NULL);
+    soma_stats_get(&s1);
+    CHECK_EQ(in_use(&s1, 6), in_use(&s0, 6)); /* freed */
+    CHECK(soma_realloc(big, 0) == NULL);      /* a system block: freed too */
+    /* The freed block is handed out again: it really was freed. */
+    void *again = soma_malloc(100);
+    CHECK_PTR_EQ(again, p);
+    soma_free(again);
+}
+
+static void test_huge(void)
+{
+    static const size_t huge[] = {SIZE_MAX / 2, SIZE_MAX - 15, SIZE_MAX};
+    void *p = soma_malloc(200);
+    void *sys = soma_malloc(3000);
+    if (!CHECK(p != NULL && sys != NULL))
+        return;
+    fill(p, 200, 10);
+    fill(sys, 3000, 11);
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        soma_stats_get(&s0);
+        errno = 0;
+        void *q = soma_realloc(p, huge[i]);
+        CHECK(q == NULL);
+        CHECK_EQ(errno, ENOMEM);
+        CHECK_EQ(diff(p, 200, 10), 0);
+        CHECK_EQ(soma_usable_size(p), 208);
+        soma_stats_get(&s1);
+        CHECK_EQ(in_use(&s1, 12), in_use(&s0, 12));
+
+        errno = 0;
+        q = soma_realloc(sys, huge[i]);
+        CHECK(q == NULL);
+        CHECK_EQ(errno, ENOMEM);
+        CHECK_EQ(diff(sys, 3000, 11), 0);
+
+        errno = 0;
+        CHECK(soma_malloc(huge[i]) == NULL);
+        CHECK_EQ(errno, ENOMEM);
+    }
+    /* Still usable afterwards. */
+    void *q = soma_realloc(p, 300);
+    CHECK(q != NULL);
+    CHECK_EQ(diff(q, 200, 10), 0);
+    soma_free(q);
+    soma_free(sys);
+}
+
+static void test_grow_shrink_walk(void)
+{
+    soma_stats_get(&s0);
+    unsigned char *p = NULL;
+    size_t have = 0;
+    /* Contents: byte i is (i * 7 + 3) mod 256, written as the block grows. */
+    for (size_t n = 1; n <= 1200; n++) {
+        unsigned char *q = soma_realloc(p, n);
+        if (!CHECK(q != NULL))
+            return;
+        size_t bad = 0;
+        for (size_t i = 0; i < have; i++)
+            bad += q[i] != (unsigned char)(i * 7 + 3);
+        if (!CHECK_EQ(bad, 0)) {
+            test_note("  growing to %zu bytes", n);
+            break;
+        }
+        CHECK_GE(soma_usable_size(q), n);
+        q[n - 1] = (unsigned char)((n - 1) * 7 + 3);
+        p = q;
+        have = n;
+    }
+    for (size_t n = 1200; n >= 1; n--) {
+        unsigned char *q = soma_realloc(p, n);
+        if (!CHECK(q != NULL))
+            return;
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += q[i] != (unsigned char)(i * 7 + 3);
+        if (!CHECK_EQ(bad, 0)) {
+            test_note("  shrinking to %zu bytes", n);
+            break;
+        }
+        p = q;
+    }
+    soma_free(p);
+    soma_stats_get(&s1);
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        CHECK_EQ(in_use(&s1, c), in_use(&s0, c));
+}
+
+int main(void)
+{
+    test_begin("test_realloc");
+    test_same_class();
+    test_across_classes();
+    test_across_threshold();
+    test_null_and_zero();
+    test_huge();
+    test_grow_shrink_walk();
+    return test_summary();
+}

@@ -1,0 +1,160 @@
+/*
+ * test_sizeclass: the mapping of request sizes to size classes, and the edge
+ * of the small-object threshold.
+ *
+ *   - every n in 1..512 gives a block of ((n-1)/16+1)*16 usable bytes, 16-byte
+ *     aligned, counted in class (n-1)/16 (and in no other class);
+ *   - 512 is the last size soma serves (class 31); 513 and up go to the
+ *     system: counted nowhere, usable size = malloc_usable_size;
+ *   - malloc(0) gives a unique, freeable pointer (a class-0 block);
+ *   - all the blocks are distinct and don't overlap (contents survive).
+ */
+#define _GNU_SOURCE
+#include <malloc.h>
+
+#include "soma.h"
+#include "test.h"
+
+static soma_stats before, after;
+
+static size_t expected_usable(size_t n)
+{
+    return ((n - 1) / 16 + 1) * 16;
+}
+
+/* After one allocation that soma serves in class `cls` (or -1: none), the
+ * class counters moved by exactly that block. */
+static void check_class_delta(const soma_stats *a, const soma_stats *b, int cls, size_t n)
+{
+    for (int c = 0; c < SOMA_NUM_CLASSES; c++) {
+        size_t want = a->classes[c].blocks_in_use + (c == cls ? 1 : 0);
+        if (!CHECK_EQ(b->classes[c].blocks_in_use, want))
+            test_note("  (request of %zu bytes, class %d)", n, c);
+    }
+}
+
+static unsigned char pattern(size_t n, size_t i)
+{
+    return (unsigned char)(n * 31 + i * 7 + 1);
+}
+
+static void test_small_sizes(void)
+{
+    static void *blocks[SOMA_SMALL_THRESHOLD + 1];
+    soma_stats_get(&before);
+    CHECK_EQ(before.threshold, 512);
+    CHECK_EQ(before.num_classes, 32);
+
+    for (size_t n = 1; n <= SOMA_SMALL_THRESHOLD; n++) {
+        soma_stats get_before;
+        soma_stats_get(&get_before);
+        void *p = soma_malloc(n);
+        blocks[n] = p;
+        if (!CHECK(p != NULL))
+            continue;
+        CHECK_EQ((uintptr_t)p % 16, 0);
+        CHECK_EQ(soma_usable_size(p), expected_usable(n));
+        soma_stats_get(&after);
+        check_class_delta(&get_before, &after, (int)((n - 1) / 16), n);
+        /* Class c serves blocks of (c+1)*16 bytes. */
+        CHECK_EQ(after.classes[(n - 1) / 16].size, expected_usable(n));
+        memset(p, 0, soma_usable_size(p));
+        for (size_t i = 0; i < n; i++)
+            ((unsigned char *)p)[i] = pattern(n, i);
+    }
+
+    /* Every class got exactly 16 blocks: sizes 16c+1 .. 16c+16. */
+    soma_stats_get(&after);
+    for (int c = 0; c < SOMA_NUM_CLASSES; c++)
+        CHECK_EQ(after.classes[c].blocks_in_use - before.classes[c].blocks_in_use, 16);
+
+    /* All still intact (no two blocks share memory). */
+    for (size_t n = 1; n <= SOMA_SMALL_THRESHOLD; n++) {
+        const unsigned char *p = blocks[n];
+        if (p == NULL)
+            continue;
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+            bad += p[i] != pattern(n, i);
+        for (size_t i = n; i < expected_usable(n); i++)
+            bad += p[i] != 0;
+        if (!CHECK_EQ(bad, 0))
+            test_note("  block of %zu bytes was overwritten", n);
+    }
+
+    for (size_t n = 1; n <= SOMA_SMALL_THRESHOLD; n++)
+        soma_free(blocks[n]);
+    soma_stats_get(&after);
+    for (int c = 0; c < SOMA_NUM_CLASSES; c++)
+        CHECK_EQ(after.classes[c].blocks_in_use, before.classes[c].blocks_in_use);
+}
+
+static void test_threshold_edge(void)
+{
+    /* 512: the last small size, class 31. */
+    soma_stats_get(&before);
+    void *p512 = soma_malloc(512);
+    CHECK(p512 != NULL);
+    soma_stats_get(&after);
+    check_class_delta(&before, &after, 31, 512);
+    CHECK_EQ(soma_usable_size(p512), 512);
+    CHECK_EQ(after.classes[31].size, 512);
+
+    /* 513 and beyond: the system's. */
+    static const size_t big[] = {513, 514, 528, 600, 1000, 4096, 65536, 1 << 20};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        soma_stats_get(&before);
+        void *p = soma_malloc(big[i]);
+        if (!CHECK(p != NULL))
+            continue;
+        CHECK_EQ((uintptr_t)p % 16, 0);
+        soma_stats_get(&after);
+        check_class_delta(&before, &after, -1, big[i]);
+        CHECK_EQ(after.bytes_in_allocated_blocks, before.bytes_in_allocated_blocks);
+        CHECK_EQ(soma_usable_size(p), malloc_usable_size(p));
+        CHECK_GE(soma_usable_size(p), big[i]);
+        memset(p, 0xab, big[i]);
+        soma_free(p);
+        soma_stats_get(&after);
+        check_class_delta(&before, &after, -1, big[i]);
+    }
+    soma_free(p512);
+}
+
+static void test_malloc_zero(void)
+{
+    soma_stats_get(&before);
+    void *a = soma_malloc(0);
+    void *b = soma_malloc(0);
+    void *c = soma_malloc(0);
+    CHECK(a != NULL);
+    CHECK(b != NULL);
+    CHECK(c != NULL);
+    CHECK(a != b && b != c && a != c);
+    CHECK_EQ((uintptr_t)a % 16, 0);
+    /* Served from class 0 (as a 1-byte request). */
+    soma_stats_get(&after);
+    CHECK_EQ(after.classes[0].blocks_in_use - before.classes[0].blocks_in_use, 3);
+    CHECK_EQ(soma_usable_size(a), 16);
+    if (a)
+        memset(a, 1, soma_usable_size(a));
+    if (b)
+        memset(b, 2, soma_usable_size(b));
+    if (a && b)
+        CHECK_EQ(((unsigned char *)a)[15], 1);
+    soma_free(a);
+    soma_free(b);
+    soma_free(c);
+    soma_stats_get(&after);
+    CHECK_EQ(after.classes[0].blocks_in_use, before.classes[0].blocks_in_use);
+    CHECK_EQ(soma_usable_size(NULL), 0);
+}
+
+int main(void)
+{
+    test_begin("test_sizeclass");
+    test_small_sizes();
+    test_threshold_edge();
+    test_malloc_zero();
+    return test_summary();
+}

@@ -184,9 +184,12 @@ static void test_aligned_alloc(void)
     }
 }
 
-static void test_double_free(void)
+/* Run `misuse` in a child with stderr captured; it must die of SIGABRT after
+ * a "soma: fatal: soma_free(<the pointer it printed>)" line containing
+ * `expect`. */
+static void expect_fatal(const char *name, void (*misuse)(void), const char *expect)
 {
-    char path[] = "/tmp/soma_test_double_free_XXXXXX";
+    char path[] = "/tmp/soma_test_misuse_XXXXXX";
     int fd = mkstemp(path);
     if (!CHECK(fd >= 0))
         return;
@@ -195,13 +198,8 @@ static void test_double_free(void)
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fd, 2);
-        void *keep = soma_malloc(300); /* keeps the arena mapped */
-        void *p = soma_malloc(150);    /* the only block of its pool */
-        soma_free(p);                  /* the pool is empty now */
-        fprintf(stderr, "pointer %p\n", p);
-        soma_free(p); /* must not return */
-        soma_free(keep);
-        _exit(0);
+        misuse();
+        _exit(0); /* not reached when the misuse is caught */
     }
     if (!CHECK(pid > 0))
         return;
@@ -213,16 +211,58 @@ static void test_double_free(void)
     close(fd);
     buf[n > 0 ? n : 0] = '\0';
     if (!CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
-        test_note("  double free: child status %#x, stderr:\n%s", (unsigned)st, buf);
+        test_note("  %s: child status %#x, stderr:\n%s", name, (unsigned)st, buf);
     CHECK(strstr(buf, "soma: fatal: soma_free(") != NULL);
-    CHECK(strstr(buf, "double free") != NULL);
+    if (!CHECK(strstr(buf, expect) != NULL))
+        test_note("  %s: no '%s' in:\n%s", name, expect, buf);
     /* The message names the pointer. */
     char ptr[64] = "";
-    if (sscanf(buf, "pointer %63s", ptr) == 1) {
+    if (CHECK(sscanf(buf, "pointer %63s", ptr) == 1)) {
         char want[96];
         snprintf(want, sizeof want, "soma_free(%s)", ptr);
         CHECK(strstr(buf, want) != NULL);
     }
+}
+
+static void double_free(void)
+{
+    void *keep = soma_malloc(300); /* keeps the arena mapped */
+    void *p = soma_malloc(150);    /* the only block of its pool */
+    soma_free(p);                  /* the pool is empty now */
+    fprintf(stderr, "pointer %p\n", p);
+    soma_free(p); /* must not return */
+    soma_free(keep);
+}
+
+static void free_never_carved(void)
+{
+    /* Allocate 512-byte blocks (kept) until one opens a pool in an arena
+     * mapped for it: that arena has carved one pool, so its last pool has
+     * never been handed out. */
+    soma_stats st;
+    soma_stats_get(&st);
+    size_t mapped = st.arenas_allocated_total;
+    for (;;) {
+        char *b = soma_malloc(512);
+        if (b == NULL)
+            _exit(3);
+        if (((uintptr_t)b & (st.pool_size - 1)) != st.pool_overhead)
+            continue; /* not the first block of a new pool */
+        soma_stats_get(&st);
+        if (st.arenas_allocated_total == mapped)
+            continue;
+        uintptr_t arena = (uintptr_t)b & ~(uintptr_t)(st.arena_size - 1);
+        void *p = (char *)(arena + st.arena_size - st.pool_size) + st.pool_overhead;
+        fprintf(stderr, "pointer %p\n", p);
+        soma_free(p); /* must not return */
+        return;
+    }
+}
+
+static void test_misuse(void)
+{
+    expect_fatal("double free", double_free, "double free");
+    expect_fatal("never-carved pool", free_never_carved, "never handed out");
 }
 
 int main(void)
@@ -232,6 +272,6 @@ int main(void)
     test_errno_kept();
     test_foreign_pointers();
     test_aligned_alloc();
-    test_double_free();
+    test_misuse();
     return test_summary();
 }

@@ -18,9 +18,9 @@ static inline pool_t *owned_pool(const void *p)
 void *soma_malloc(size_t size)
 {
     if (SOMA_LIKELY(size - 1 < SOMA_SMALL_THRESHOLD)) /* 1..512; 0 wraps around */
-        return soma__heap_malloc_small(soma__default_heap(), size);
+        return soma__malloc_small(size);
     if (size == 0)
-        return soma__heap_malloc_small(soma__default_heap(), 1);
+        return soma__malloc_small(1);
     return soma__sys_malloc(size);
 }
 
@@ -45,7 +45,7 @@ void soma_free(void *p)
         return;
     pool_t *pool = owned_pool(p);
     if (SOMA_LIKELY(pool != NULL)) {
-        soma__heap_free_small(pool, p);
+        soma__free_small(pool, p);
         return;
     }
     int saved = errno; /* free never changes errno */
@@ -74,7 +74,7 @@ void *soma_realloc(void *p, size_t size)
     if (q == NULL)
         return NULL; /* p untouched, errno = ENOMEM */
     memcpy(q, p, size < have ? size : have);
-    soma__heap_free_small(pool, p);
+    soma__free_small(pool, p);
     return q;
 }
 

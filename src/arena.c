@@ -121,6 +121,9 @@ static void arena_release(heap_t *heap, arena_t *a)
 
 /* ---- the usable list ---- */
 
+static void usable_unlink(heap_t *heap, arena_t *a);
+
+
 static void usable_unlink(heap_t *heap, arena_t *a)
 {
     if (a->prevarena)
@@ -174,7 +177,7 @@ pool_t *soma__arena_take_pool(heap_t *heap)
         pool->arena = a;
         pool->heap = heap;
         pool->szidx = SOMA_NO_CLASS;
-        pool->count = 0;
+        soma__pool_set_count(pool, 0);
     }
     if (--a->nfreepools == 0)
         usable_unlink(heap, a);
@@ -223,4 +226,24 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
     }
     if (heap->nfp2lasta[nf] == NULL)
         heap->nfp2lasta[nf] = a;
+}
+
+/* Unmap the empty arena a heap keeps for reuse (SOMA_KEEP_ONE_EMPTY_ARENA):
+ * for a heap whose thread has exited, nobody is there to reuse it. */
+void soma__arena_trim(heap_t *heap)
+{
+    pthread_mutex_lock(&heap->lock);
+    arena_t *a = heap->usable_arenas;
+    while (a != NULL && a->nextarena != NULL)
+        a = a->nextarena;
+    if (a != NULL && a->nfreepools == a->ntotalpools) {
+        if (heap->nfp2lasta[a->nfreepools] == a) {
+            arena_t *prev = a->prevarena;
+            heap->nfp2lasta[a->nfreepools] =
+                (prev && prev->nfreepools == a->nfreepools) ? prev : NULL;
+        }
+        usable_unlink(heap, a);
+        arena_release(heap, a);
+    }
+    pthread_mutex_unlock(&heap->lock);
 }

@@ -19,26 +19,18 @@
  * class list, so the next allocation reuses the memory just freed (it is hot
  * in cache); a pool that becomes empty goes back to its arena.
  *
- * Locking: every field of the heap and of its pools and arenas is read and
- * written with heap->lock held.  There is one default heap today, shared by
- * all threads; per-thread heaps (each pool already knows its heap) will take
- * the lock off the fast path.
+ * Threads: each thread allocates from a heap of its own (thread.c), so the
+ * used-pool lists and the pools' free lists have a single writer, the owner,
+ * and the fast paths (inline in internal.h) take no lock and no atomic
+ * read-modify-write.  A block freed by another thread is pushed on its
+ * heap's `remote` stack (one compare-and-swap) and handed back to its pool by
+ * the owner, on its next slow path.  heap->lock is taken by the owner only
+ * when it changes what a statistics walk reads: the arenas and the pools'
+ * class (taking a pool, returning one, mapping or unmapping an arena).
  */
 #include <errno.h>
 
 #include "internal.h"
-
-static heap_t default_heap = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-heap_t *soma__default_heap(void)
-{
-    return &default_heap;
-}
-
-void soma__heap_fork(int phase)
-{
-    soma__fork_lock(&default_heap.lock, phase);
-}
 
 static void used_push_front(heap_t *heap, unsigned c, pool_t *pool)
 {
@@ -68,7 +60,7 @@ static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
 
 /* The pool's free list just ran dry: refill it with one virgin block, or, if
  * the pool is carved out, take the (now full) pool off its used list. */
-static void pool_refill(heap_t *heap, pool_t *pool)
+void soma__pool_refill(heap_t *heap, pool_t *pool)
 {
     if (pool->nextoffset <= pool->maxnextoffset) {
         void *bp = (char *)pool + pool->nextoffset;
@@ -84,13 +76,13 @@ static void pool_refill(heap_t *heap, pool_t *pool)
 static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 {
     used_push_front(heap, c, pool);
-    pool->count = 1;
+    soma__pool_set_count(pool, 1);
     if (pool->szidx == c) {
         /* It served this class before it emptied: its free list is intact. */
         void *bp = pool->freeblock;
         pool->freeblock = *(void **)bp;
         if (pool->freeblock == NULL)
-            pool_refill(heap, pool);
+            soma__pool_refill(heap, pool);
         return bp;
     }
     size_t size = soma__class_size(c);
@@ -103,57 +95,67 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
     return first;
 }
 
-void *soma__heap_malloc_small(heap_t *heap, size_t size)
+/* Hand the heap's pending cross-thread frees back to their pools (owner
+ * only, or a holder of an orphan heap: see thread.c). */
+void soma__heap_collect(heap_t *heap)
 {
-    unsigned c = soma__size_to_class(size);
-    void *bp;
-    pthread_mutex_lock(&heap->lock);
-    pool_t *pool = heap->usedpools[c];
-    if (SOMA_LIKELY(pool != NULL)) {
-        /* Invariant: a used pool has a free block. */
-        bp = pool->freeblock;
-        pool->count++;
-        pool->freeblock = *(void **)bp;
-        if (SOMA_UNLIKELY(pool->freeblock == NULL))
-            pool_refill(heap, pool);
-    } else {
-        pool = soma__arena_take_pool(heap);
-        bp = pool ? pool_start(heap, pool, c) : NULL;
+    void *b = atomic_exchange_explicit(&heap->remote, NULL, memory_order_acquire);
+    while (b != NULL) {
+        void *next = *(void **)b;
+        soma__heap_free_local(heap, soma__pool_of(b), b);
+        b = next;
     }
+}
+
+void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
+{
+    if (SOMA_UNLIKELY(heap == &soma__empty_heap)) {
+        /* The thread's first small allocation: give it a heap. */
+        heap = soma__thread_heap_acquire();
+        if (heap == NULL)
+            return NULL;
+        pool_t *pool = heap->usedpools[c];
+        if (pool != NULL) /* an adopted heap may have one */
+            return soma__pool_pop(heap, pool);
+    }
+    /* Blocks that other threads gave back may refill this very class:
+     * collect them before taking a fresh pool. */
+    if (atomic_load_explicit(&heap->remote, memory_order_relaxed) != NULL) {
+        soma__heap_collect(heap);
+        pool_t *pool = heap->usedpools[c];
+        if (pool != NULL)
+            return soma__pool_pop(heap, pool);
+    }
+    pthread_mutex_lock(&heap->lock);
+    pool_t *pool = soma__arena_take_pool(heap);
+    void *bp = pool ? pool_start(heap, pool, c) : NULL;
     pthread_mutex_unlock(&heap->lock);
     return bp;
 }
 
-void soma__heap_free_small(pool_t *pool, void *p)
+void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last)
 {
-    heap_t *heap = pool->heap;
-    if (SOMA_UNLIKELY(heap == NULL)) {
-        /* The pool was never carved: its header is still the zero page the
-         * arena was mapped with.  (Read without the lock: a live block's
-         * pool has had its heap set since before the block was handed out.) */
+    if (last == NULL) {
+        /* It was full.  A pool holds at least 7 blocks, so it is not empty
+         * now: it becomes used, at the head of its list, so the next
+         * allocation reuses the block just freed (hot in cache). */
+        used_push_front(heap, pool->szidx, pool);
+        return;
+    }
+    /* It is empty: back to its arena, which may now be unmapped. */
+    used_unlink(heap, pool->szidx, pool);
+    pthread_mutex_lock(&heap->lock);
+    soma__arena_return_pool(heap, pool);
+    pthread_mutex_unlock(&heap->lock);
+}
+
+void soma__fatal_not_allocated(void *p, const pool_t *pool)
+{
+    if (pool->heap == NULL)
         soma__fatal("soma_free(%p): not an allocated block (a pointer into a part of an "
                     "arena that was never handed out)",
                     p);
-    }
-    pthread_mutex_lock(&heap->lock);
-    if (SOMA_UNLIKELY(pool->count == 0)) {
-        /* No block of this pool is allocated, so p cannot be a live block.
-         * Going on would wrap count and hand the block out twice. */
-        soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
-                    "into an empty pool)",
-                    p);
-    }
-    void *last = pool->freeblock;
-    *(void **)p = last;
-    pool->freeblock = p;
-    pool->count--;
-    if (SOMA_UNLIKELY(last == NULL)) {
-        /* It was full.  A pool holds at least 7 blocks, so it is not empty
-         * now: it becomes used, at the head of its list. */
-        used_push_front(heap, pool->szidx, pool);
-    } else if (SOMA_UNLIKELY(pool->count == 0)) {
-        used_unlink(heap, pool->szidx, pool);
-        soma__arena_return_pool(heap, pool);
-    }
-    pthread_mutex_unlock(&heap->lock);
+    soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
+                "into an empty pool)",
+                p);
 }

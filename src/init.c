@@ -15,10 +15,10 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* Locks are taken in the order they nest: a snapshot being printed holds
  * print_lock, then types_lock while a program's count function runs (which
- * may allocate), then the heap lock, inside which an arena may be mapped
- * (slab_lock, map_lock).  Released in the reverse order. */
+ * may allocate), then heaps_lock and the heap locks, inside which an arena
+ * may be mapped or unmapped (slab_lock, map_lock).  Released in the reverse order. */
 static void (*const fork_order[])(int) = {soma__stats_print_fork, soma__types_fork,
-                                          soma__heap_fork, soma__arena_fork,
+                                          soma__heaps_fork, soma__arena_fork,
                                           soma__arena_map_fork};
 #define NFORK (sizeof fork_order / sizeof fork_order[0])
 

@@ -45,9 +45,12 @@ typedef struct soma__heap heap_t;
  * Blocks not yet handed out since the pool was (re)initialised for its class
  * are "virgin": they lie at [nextoffset, maxnextoffset] and are carved one at
  * a time, so a fresh pool touches only the pages it really uses.
- * Every field is written only under the owning heap's lock.  free, realloc
- * and usable_size read `heap` and `szidx` without it: neither changes while
- * any block of the pool is allocated, and the caller owns such a block.
+ * Who touches what: only the thread that owns the pool's heap reads or
+ * writes freeblock, the list links and the offsets.  `count` is written by
+ * the owner and read by statistics walks (relaxed atomics).  `szidx` changes
+ * only when an empty pool is put to work, under the heap lock, which walks
+ * hold.  `heap` and `arena` never change once the pool is carved: any thread
+ * may read them, which is how a free finds the owner.
  */
 struct soma__pool {
     void *freeblock;        /* first free block; each free block's first word links the next */
@@ -55,7 +58,8 @@ struct soma__pool {
     pool_t *prevpool;       /* used: circular list of the class */
     arena_t *arena;         /* the arena this pool was carved from */
     heap_t *heap;           /* the heap that owns the arena (and so this pool) */
-    uint16_t count;         /* blocks in use */
+    _Atomic uint16_t count; /* blocks in use; written by the owner only (relaxed,
+                               never a read-modify-write), read by stats walks */
     uint16_t szidx;         /* size class index; SOMA_NO_CLASS before the first init */
     uint16_t nextoffset;    /* offset of the next virgin block */
     uint16_t maxnextoffset; /* last offset at which a whole block fits */
@@ -84,10 +88,20 @@ struct soma__arena {
     heap_t *heap;
 };
 
+/*
+ * A heap belongs to one thread at a time (thread.c): only the owner touches
+ * usedpools and its pools' free lists, without a lock.  `lock` guards what a
+ * statistics walk reads from another thread (the arena lists and counters,
+ * arena records, a pool's class while it is put to work): the owner takes it
+ * on those slow paths, walkers for their walk.  `remote` is the one field
+ * every thread writes: blocks of this heap freed by other threads, pushed
+ * with a compare-and-swap and taken all at once by the owner.
+ */
 struct soma__heap {
     /* usedpools[c]: first pool of the circular list of used pools of class c,
      * NULL when there is none.  The head is where malloc takes blocks from. */
     pool_t *usedpools[SOMA_NUM_CLASSES];
+    _Atomic(void *) remote; /* cross-thread frees, linked through their first word */
     pthread_mutex_t lock;
     arena_t *usable_arenas; /* arenas with a free pool, fullest first */
     /* nfp2lasta[n]: the last arena on usable_arenas with exactly n free pools,
@@ -98,6 +112,10 @@ struct soma__heap {
     size_t arenas_allocated_total;
     size_t arenas_current;
     size_t arenas_highwater;
+    /* thread.c, under its heaps_lock */
+    heap_t *next_heap; /* every heap ever made (heaps are never freed) */
+    heap_t *next_orphan; /* heaps whose thread exited, waiting for a new one */
+    int orphaned;
 };
 
 /* ---- sizeclass.h-style inline math ---- */
@@ -118,6 +136,9 @@ static inline pool_t *soma__pool_of(const void *p)
     return (pool_t *)((uintptr_t)p & ~(uintptr_t)SOMA_POOL_MASK);
 }
 
+/* ---- fatal.c: a clear message on stderr, then abort() ---- */
+SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- os.c: the only system calls ---- */
 SOMA_INTERNAL void *soma__os_map_aligned(size_t size, size_t alignment);
 SOMA_INTERNAL void *soma__os_map(size_t size);
@@ -132,11 +153,87 @@ SOMA_INTERNAL void soma__arena_map_counts(size_t *mid_nodes, size_t *bot_nodes, 
 /* ---- arena.c: arenas and the usable-arena ordering (heap lock held) ---- */
 SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap);
 SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool);
+SOMA_INTERNAL void soma__arena_trim(heap_t *heap); /* takes the heap lock */
+
+/* ---- thread.c: which heap a thread uses ---- */
+/* The calling thread's heap; &soma__empty_heap (no pools, so every malloc
+ * takes the slow path, which gives the thread a real heap) until then. */
+extern __thread heap_t *soma__tls_heap __attribute__((tls_model("initial-exec")));
+extern SOMA_INTERNAL heap_t soma__empty_heap;
+SOMA_INTERNAL heap_t *soma__thread_heap_acquire(void);
+SOMA_INTERNAL heap_t *soma__thread_heap(void); /* acquires one if needed; NULL on OOM */
+/* Every heap, for statistics: fn(heap, arg) with the heap's lock held (and
+ * orphan heaps' pending frees collected first). */
+SOMA_INTERNAL void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg);
 
 /* ---- heap.c: pools and blocks of one heap ---- */
-SOMA_INTERNAL heap_t *soma__default_heap(void);
-SOMA_INTERNAL void *soma__heap_malloc_small(heap_t *heap, size_t size);
-SOMA_INTERNAL void soma__heap_free_small(pool_t *pool, void *p);
+SOMA_INTERNAL void *soma__heap_malloc_slow(heap_t *heap, unsigned c);
+SOMA_INTERNAL void soma__pool_refill(heap_t *heap, pool_t *pool);
+SOMA_INTERNAL void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last);
+SOMA_INTERNAL void soma__heap_collect(heap_t *heap);
+SOMA_INTERNAL _Noreturn void soma__fatal_not_allocated(void *p, const pool_t *pool);
+
+static inline unsigned soma__pool_count(const pool_t *pool)
+{
+    return atomic_load_explicit(&pool->count, memory_order_relaxed);
+}
+static inline void soma__pool_set_count(pool_t *pool, unsigned n)
+{
+    atomic_store_explicit(&pool->count, (uint16_t)n, memory_order_relaxed);
+}
+
+/* The fast paths.  Budget: a TLS load, a list head, a pop, a store, one
+ * rarely taken branch.  Owner thread only. */
+static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
+{
+    void *bp = pool->freeblock; /* never NULL on a used pool */
+    soma__pool_set_count(pool, soma__pool_count(pool) + 1);
+    pool->freeblock = *(void **)bp;
+    if (SOMA_UNLIKELY(pool->freeblock == NULL))
+        soma__pool_refill(heap, pool);
+    return bp;
+}
+
+static inline void *soma__malloc_small(size_t size) /* 1 <= size <= threshold */
+{
+    heap_t *heap = soma__tls_heap;
+    unsigned c = soma__size_to_class(size);
+    pool_t *pool = heap->usedpools[c];
+    if (SOMA_LIKELY(pool != NULL))
+        return soma__pool_pop(heap, pool);
+    return soma__heap_malloc_slow(heap, c);
+}
+
+static inline void soma__heap_free_local(heap_t *heap, pool_t *pool, void *p)
+{
+    unsigned n = soma__pool_count(pool);
+    if (SOMA_UNLIKELY(n == 0))
+        soma__fatal_not_allocated(p, pool);
+    void *last = pool->freeblock;
+    *(void **)p = last;
+    pool->freeblock = p;
+    soma__pool_set_count(pool, n - 1);
+    if (SOMA_UNLIKELY(last == NULL || n == 1)) /* it was full, or is empty now */
+        soma__heap_free_slow(heap, pool, last);
+}
+
+static inline void soma__free_small(pool_t *pool, void *p)
+{
+    heap_t *owner = pool->heap;
+    if (SOMA_LIKELY(owner == soma__tls_heap)) {
+        soma__heap_free_local(owner, pool, p);
+        return;
+    }
+    if (SOMA_UNLIKELY(owner == NULL))
+        soma__fatal_not_allocated(p, pool);
+    /* Another thread's block: push it on its heap's remote stack.  Only the
+     * owner pops, and it takes the whole stack at once, so there is no ABA. */
+    void *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
+    do {
+        *(void **)p = head;
+    } while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p,
+                                                    memory_order_release, memory_order_relaxed));
+}
 
 /* ---- sys.c: the system allocator, for what soma does not serve ---- */
 SOMA_INTERNAL void *soma__sys_malloc(size_t size);
@@ -147,14 +244,11 @@ SOMA_INTERNAL size_t soma__sys_usable_size(const void *p);
 SOMA_INTERNAL void *soma__sys_aligned_alloc(size_t alignment, size_t size);
 
 /* ---- stats.c / stats_print.c / types.c ---- */
-SOMA_INTERNAL void soma__heap_stats(heap_t *heap, soma_stats *out);
 SOMA_INTERNAL void soma__types_snapshot(soma_stats *out);
 
 /* ---- check.c: every invariant of a heap, for tests (0 or -1 and why) ---- */
 SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
 
-/* ---- fatal.c: a clear message on stderr, then abort() ---- */
-SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- options.c ---- */
 SOMA_INTERNAL void soma__options_read(void);
@@ -167,7 +261,7 @@ SOMA_INTERNAL void soma__init(void);
  * so the child never inherits a lock held by a thread that does not exist
  * there.  init.c calls them in lock order. */
 enum { SOMA_FORK_PREPARE, SOMA_FORK_PARENT, SOMA_FORK_CHILD };
-SOMA_INTERNAL void soma__heap_fork(int phase);
+SOMA_INTERNAL void soma__heaps_fork(int phase);
 SOMA_INTERNAL void soma__arena_fork(int phase);
 SOMA_INTERNAL void soma__arena_map_fork(int phase);
 SOMA_INTERNAL void soma__types_fork(int phase);

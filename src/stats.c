@@ -7,12 +7,17 @@
  *
  *   pool with count > 0   -> one pool of its class: count blocks in use,
  *                            capacity - count available (virgin ones too)
- *   pool with count == 0  -> empty: counted, with the never-carved pools, in
- *                            the arena's nfreepools ("unused pools")
+ *   pool with count == 0  -> empty: counted, with the never-carved pools, as
+ *                            "unused pools" (the arena's nfreepools, when quiet)
  *
  * The six byte figures then account for every byte of every arena, which is
  * why Total equals arenas * arena size: a check on the walk itself.
- * The walk holds the heap lock, so the snapshot is exact for its instant.
+ * Each heap is walked under its lock, which its owner takes whenever it
+ * changes an arena or puts a pool to work; block counts are read with
+ * relaxed atomics while owners allocate.  So with other threads running, a
+ * snapshot is a consistent picture of arenas and pools and a close one of
+ * blocks; when they are quiet it is exact.  Blocks freed by one thread but
+ * not yet collected by the owning thread still count as in use.
  */
 #include "internal.h"
 
@@ -20,16 +25,24 @@ static void walk_heap(heap_t *heap, soma_stats *st)
 {
     for (arena_t *a = heap->all_arenas; a != NULL; a = a->next_all) {
         uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
-        for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
+        size_t carved = 0;
+        for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE, carved++) {
             const pool_t *pool = (const pool_t *)pa;
-            if (pool->count == 0)
+            /* One read: the owner may be changing it right now. */
+            unsigned n = soma__pool_count(pool);
+            if (n == 0) {
+                st->unused_pools++;
                 continue;
+            }
             soma_class_stats *cs = &st->classes[pool->szidx];
             cs->num_pools++;
-            cs->blocks_in_use += pool->count;
-            cs->avail_blocks += soma__class_capacity(pool->szidx) - pool->count;
+            cs->blocks_in_use += n;
+            cs->avail_blocks += soma__class_capacity(pool->szidx) - n;
         }
-        st->unused_pools += a->nfreepools;
+        /* Empty pools were counted above rather than taken from nfreepools:
+         * a pool whose last block was just freed is empty before its owner
+         * (waiting for this lock) has given it back to the arena. */
+        st->unused_pools += a->ntotalpools - carved;
         if (first != a->address)
             st->bytes_lost_to_arena_alignment += SOMA_POOL_SIZE;
     }
@@ -38,11 +51,9 @@ static void walk_heap(heap_t *heap, soma_stats *st)
     st->arenas_highwater += heap->arenas_highwater;
 }
 
-void soma__heap_stats(heap_t *heap, soma_stats *st)
+static void walk_one(heap_t *heap, void *st)
 {
-    pthread_mutex_lock(&heap->lock);
     walk_heap(heap, st);
-    pthread_mutex_unlock(&heap->lock);
 }
 
 void soma_stats_get(soma_stats *st)
@@ -57,7 +68,13 @@ void soma_stats_get(soma_stats *st)
     for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
         st->classes[c].size = soma__class_size(c);
 
-    soma__heap_stats(soma__default_heap(), st);
+    /* The caller's own pending cross-thread frees are collected first, so a
+     * single-threaded program (or one whose other threads are done) gets
+     * exact figures; exited threads' heaps are collected by the walk. */
+    heap_t *mine = soma__tls_heap;
+    if (mine != &soma__empty_heap)
+        soma__heap_collect(mine);
+    soma__heaps_foreach(walk_one, st);
 
     for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++) {
         const soma_class_stats *cs = &st->classes[c];

@@ -27,7 +27,7 @@ static unsigned long long next_rand(void)
 static void check(const char *when)
 {
     char why[256];
-    if (soma__heap_check(soma__default_heap(), why, sizeof why) != 0) {
+    if (soma__heap_check(soma__thread_heap(), why, sizeof why) != 0) {
         fprintf(stderr, "FAIL after %s: %s\n", when, why);
         failures++;
     }

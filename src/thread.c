@@ -1,0 +1,154 @@
+/*
+ * thread.c: which heap a thread allocates from.
+ *
+ * Every thread gets a heap of its own the first time it allocates a small
+ * block, and keeps it in an initial-exec thread-local (no __tls_get_addr
+ * call, which could itself allocate).  Until then the thread-local points at
+ * soma__empty_heap, which has no pools, so the fast path needs no "has this
+ * thread a heap?" test: the first malloc simply misses and takes the slow
+ * path, which acquires a heap.
+ *
+ *   heaps:    H1 -> H2 -> H3 -> ...      every heap ever made (never freed)
+ *   orphans:  H2 -> ...                  heaps whose thread has exited
+ *
+ * When a thread exits (pthread key destructor), its heap collects what other
+ * threads freed into it and becomes an orphan, with all its arenas and the
+ * blocks still allocated from them: other threads may still hold and free
+ * those blocks (their frees go to the orphan's remote stack).  The next
+ * thread that needs a heap adopts an orphan before making a new one, so
+ * thread churn reuses memory instead of growing it.  Nothing is lost: an
+ * orphan's pending frees are collected when it is adopted, and by every
+ * statistics walk.
+ *
+ * heaps_lock guards both lists, the `orphaned` flags, and adoption; a heap's
+ * own lock is taken inside it.
+ */
+#include "internal.h"
+
+__thread heap_t *soma__tls_heap __attribute__((tls_model("initial-exec"))) = &soma__empty_heap;
+heap_t soma__empty_heap;
+
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static heap_t *all_heaps;
+static heap_t *orphans;
+static heap_t *heap_slab_free; /* unused heap records, through next_heap */
+static pthread_key_t exit_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+
+#define HEAP_SLAB_BYTES ((size_t)64 * 1024)
+
+static void thread_exit(void *arg);
+
+static void make_key(void)
+{
+    pthread_key_create(&exit_key, thread_exit);
+}
+
+/* A fresh heap record (heaps_lock held).  Records come from mmap'd slabs:
+ * soma cannot ask malloc for its own bookkeeping. */
+static heap_t *heap_new(void)
+{
+    if (heap_slab_free == NULL) {
+        heap_t *slab = soma__os_map(HEAP_SLAB_BYTES);
+        if (slab == NULL)
+            return NULL;
+        for (size_t i = HEAP_SLAB_BYTES / sizeof(heap_t); i-- > 0;) {
+            slab[i].next_heap = heap_slab_free;
+            heap_slab_free = &slab[i];
+        }
+    }
+    heap_t *h = heap_slab_free;
+    heap_slab_free = h->next_heap;
+    memset(h, 0, sizeof *h);
+    pthread_mutex_init(&h->lock, NULL);
+    h->next_heap = all_heaps;
+    all_heaps = h;
+    return h;
+}
+
+heap_t *soma__thread_heap_acquire(void)
+{
+    soma__init();
+    pthread_once(&key_once, make_key);
+    pthread_mutex_lock(&heaps_lock);
+    heap_t *h = orphans;
+    if (h != NULL) {
+        orphans = h->next_orphan;
+        h->orphaned = 0;
+    } else {
+        h = heap_new();
+    }
+    pthread_mutex_unlock(&heaps_lock);
+    if (h == NULL)
+        return NULL; /* errno = ENOMEM from the map */
+    soma__tls_heap = h;
+    pthread_setspecific(exit_key, h);
+    soma__heap_collect(h); /* what others freed while it was an orphan */
+    return h;
+}
+
+heap_t *soma__thread_heap(void)
+{
+    heap_t *h = soma__tls_heap;
+    return h != &soma__empty_heap ? h : soma__thread_heap_acquire();
+}
+
+/* Make h an orphan (heaps_lock held). */
+static void orphan(heap_t *h)
+{
+    if (h->orphaned)
+        return;
+    h->orphaned = 1;
+    h->next_orphan = orphans;
+    orphans = h;
+}
+
+static void thread_exit(void *arg)
+{
+    heap_t *h = arg;
+    soma__heap_collect(h);
+    soma__arena_trim(h);
+    /* Later allocations by this thread (other TLS destructors run after
+     * this one) acquire a heap again and re-arm the destructor. */
+    soma__tls_heap = &soma__empty_heap;
+    pthread_mutex_lock(&heaps_lock);
+    orphan(h);
+    pthread_mutex_unlock(&heaps_lock);
+}
+
+void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg)
+{
+    pthread_mutex_lock(&heaps_lock);
+    for (heap_t *h = all_heaps; h != NULL; h = h->next_heap) {
+        /* Nobody owns an orphan while heaps_lock is held (adoption takes
+         * it), so its pending frees can be collected here: the figures for
+         * exited threads are then exact. */
+        if (h->orphaned) {
+            soma__heap_collect(h);
+            soma__arena_trim(h);
+        }
+        pthread_mutex_lock(&h->lock);
+        fn(h, arg);
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&heaps_lock);
+}
+
+/* fork(): take every heap lock so no walk or arena change is half done; in
+ * the child, only the forking thread exists, so every other heap becomes an
+ * orphan, adoptable by the child's future threads. */
+void soma__heaps_fork(int phase)
+{
+    if (phase == SOMA_FORK_PREPARE) {
+        pthread_mutex_lock(&heaps_lock);
+        for (heap_t *h = all_heaps; h != NULL; h = h->next_heap)
+            pthread_mutex_lock(&h->lock);
+        return;
+    }
+    for (heap_t *h = all_heaps; h != NULL; h = h->next_heap) {
+        if (phase == SOMA_FORK_CHILD && h != soma__tls_heap)
+            orphan(h);
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&heaps_lock);
+}

@@ -13,8 +13,9 @@
  * are computed by walking the allocator's structures when asked, never by
  * counters on the malloc/free path.
  *
- * Thread safety: every call here may be made from any thread.  (Today one
- * default heap guarded by a lock serves all threads; see docs/DESIGN.md.)
+ * Thread safety: every call here may be made from any thread.  Each thread
+ * allocates from a heap of its own, without a lock; a block may be freed by
+ * any thread (it goes back to the heap it came from).  See docs/DESIGN.md.
  *
  * Link with -lsoma (pkg-config --cflags --libs soma) or, from CMake,
  * find_package(soma) and target_link_libraries(app soma::soma).
@@ -153,9 +154,13 @@ typedef struct soma_stats {
     soma_type_stats types[SOMA_MAX_TYPES];
 } soma_stats;
 
-/* Fill *out with a snapshot of every figure.  Computed by walking all arenas
- * and pools under the heap's lock, so the snapshot is consistent even while
- * other threads allocate: it is exact for the instant it was taken. */
+/* Fill *out with a snapshot of every figure, over all threads' heaps.
+ * Computed by walking every arena and pool, each heap under its lock: the
+ * arena figures are consistent and Total == arena_bytes always; block counts
+ * read while other threads allocate are a close picture, exact when they are
+ * quiet.  Blocks freed by one thread into another live thread's heap count as
+ * in use until that thread next needs a pool (the caller's own and exited
+ * threads' are collected by this call). */
 SOMA_API void soma_stats_get(soma_stats *out);
 
 /* Print a snapshot in the exact layout of CPython 3.12's

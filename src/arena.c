@@ -31,6 +31,17 @@
 #define SLAB_BYTES ((size_t)64 * 1024)
 
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Process-wide arena counters, changed only when an arena is mapped or
+ * unmapped (each heap keeps its own too, under its lock). */
+static _Atomic size_t arenas_total, arenas_now, arenas_peak;
+
+void soma__arena_counts(size_t *total, size_t *current, size_t *highwater)
+{
+    *total = atomic_load_explicit(&arenas_total, memory_order_relaxed);
+    *current = atomic_load_explicit(&arenas_now, memory_order_relaxed);
+    *highwater = atomic_load_explicit(&arenas_peak, memory_order_relaxed);
+}
 static arena_t *slab_free; /* free records, linked through next_all */
 
 static arena_t *record_new(void)
@@ -102,6 +113,13 @@ static arena_t *arena_new(heap_t *heap)
     heap->arenas_allocated_total++;
     if (++heap->arenas_current > heap->arenas_highwater)
         heap->arenas_highwater = heap->arenas_current;
+    atomic_fetch_add_explicit(&arenas_total, 1, memory_order_relaxed);
+    size_t now = atomic_fetch_add_explicit(&arenas_now, 1, memory_order_relaxed) + 1;
+    size_t peak = atomic_load_explicit(&arenas_peak, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(&arenas_peak, &peak, now,
+                                                                memory_order_relaxed,
+                                                                memory_order_relaxed))
+        ;
     return a;
 }
 
@@ -116,6 +134,7 @@ static void arena_release(heap_t *heap, arena_t *a)
     if (a->next_all)
         a->next_all->prev_all = a->prev_all;
     heap->arenas_current--;
+    atomic_fetch_sub_explicit(&arenas_now, 1, memory_order_relaxed);
     record_free(a);
 }
 

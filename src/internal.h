@@ -154,6 +154,7 @@ SOMA_INTERNAL void soma__arena_map_counts(size_t *mid_nodes, size_t *bot_nodes, 
 SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap);
 SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool);
 SOMA_INTERNAL void soma__arena_trim(heap_t *heap); /* takes the heap lock */
+SOMA_INTERNAL void soma__arena_counts(size_t *total, size_t *current, size_t *highwater);
 
 /* ---- thread.c: which heap a thread uses ---- */
 /* The calling thread's heap; &soma__empty_heap (no pools, so every malloc

@@ -56,7 +56,7 @@ static void walk_one(heap_t *heap, void *st)
     walk_heap(heap, st);
 }
 
-void soma_stats_get(soma_stats *st)
+static void stats_begin(soma_stats *st)
 {
     soma__init();
     memset(st, 0, sizeof *st);
@@ -67,15 +67,11 @@ void soma_stats_get(soma_stats *st)
     st->pool_overhead = SOMA_POOL_OVERHEAD;
     for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
         st->classes[c].size = soma__class_size(c);
+}
 
-    /* The caller's own pending cross-thread frees are collected first, so a
-     * single-threaded program (or one whose other threads are done) gets
-     * exact figures; exited threads' heaps are collected by the walk. */
-    heap_t *mine = soma__tls_heap;
-    if (mine != &soma__empty_heap)
-        soma__heap_collect(mine);
-    soma__heaps_foreach(walk_one, st);
-
+/* The figures derived from the walk, and the arena map's. */
+static void stats_finish(soma_stats *st)
+{
     for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++) {
         const soma_class_stats *cs = &st->classes[c];
         st->bytes_in_allocated_blocks += cs->blocks_in_use * cs->size;
@@ -96,6 +92,26 @@ void soma_stats_get(soma_stats *st)
                            &st->arena_map_bot_bytes);
     st->arena_map_total =
         st->arena_map_root_bytes + st->arena_map_mid_bytes + st->arena_map_bot_bytes;
+}
 
+void soma_stats_get(soma_stats *st)
+{
+    stats_begin(st);
+    /* The caller's own pending cross-thread frees are collected first, so a
+     * single-threaded program (or one whose other threads are done) gets
+     * exact figures; exited threads' heaps are collected by the walk. */
+    heap_t *mine = soma__tls_heap;
+    if (mine != &soma__empty_heap)
+        soma__heap_collect(mine);
+    soma__heaps_foreach(walk_one, st);
+    /* Arenas current stays the walked sum, which is what the byte figures
+     * add up to.  Total and high-water come from the process-wide counters
+     * (a sum of per-heap high-water marks would overstate the process's);
+     * read after the walk, they cover every arena it saw. */
+    size_t now;
+    soma__arena_counts(&st->arenas_allocated_total, &now, &st->arenas_highwater);
+    if (st->arenas_highwater < st->arenas_current)
+        st->arenas_highwater = st->arenas_current;
+    stats_finish(st);
     soma__types_snapshot(st);
 }

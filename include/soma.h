@@ -91,6 +91,37 @@ SOMA_API size_t soma_usable_size(const void *p);
 SOMA_API SOMA_MALLOC_ATTR void *soma_aligned_alloc(size_t alignment, size_t size);
 
 /* ------------------------------------------------------------------------
+ * Explicit heaps.
+ *
+ * Besides each thread's own heap, a program may make heaps of its own: a
+ * heap holds its own arenas, so everything allocated from it can be released
+ * at once (soma_heap_destroy), and its statistics can be read apart from the
+ * rest.  A heap is used by one thread at a time: calls of soma_heap_malloc,
+ * _calloc, _realloc and _destroy on one heap must not overlap.  Its blocks
+ * may be freed (soma_free) by any thread, before the heap is destroyed.
+ * Requests above SOMA_SMALL_THRESHOLD are passed to the system allocator, as
+ * for soma_malloc: such blocks do not belong to the heap, and soma_heap_destroy
+ * does not release them.
+ * ------------------------------------------------------------------------ */
+
+typedef struct soma_heap soma_heap;
+
+/* A new, empty heap (no memory is mapped until its first allocation).
+ * Returns NULL with errno = ENOMEM. */
+SOMA_API soma_heap *soma_heap_new(void);
+
+/* Release every small block of the heap and unmap its arenas, then the heap
+ * itself.  Its blocks must no longer be used or freed.  NULL is ignored. */
+SOMA_API void soma_heap_destroy(soma_heap *heap);
+
+/* As soma_malloc, soma_calloc and soma_realloc, serving small blocks from
+ * `heap`.  soma_heap_realloc moves a block into `heap` when it has to move
+ * it; a block that stays in place stays where it was. */
+SOMA_API SOMA_MALLOC_ATTR void *soma_heap_malloc(soma_heap *heap, size_t size);
+SOMA_API SOMA_MALLOC_ATTR void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size);
+SOMA_API void *soma_heap_realloc(soma_heap *heap, void *p, size_t size);
+
+/* ------------------------------------------------------------------------
  * Statistics.  Every figure of CPython 3.12's sys._debugmallocstats() dump.
  * ------------------------------------------------------------------------ */
 
@@ -154,7 +185,8 @@ typedef struct soma_stats {
     soma_type_stats types[SOMA_MAX_TYPES];
 } soma_stats;
 
-/* Fill *out with a snapshot of every figure, over all threads' heaps.
+/* Fill *out with a snapshot of every figure, over all heaps (every
+ * thread's and every explicit one).
  * Computed by walking every arena and pool, each heap under its lock: the
  * arena figures are consistent and Total == arena_bytes always; block counts
  * read while other threads allocate are a close picture, exact when they are
@@ -168,6 +200,14 @@ SOMA_API void soma_stats_get(soma_stats *out);
  * breakdown with its Total, the arena-map section and one line per registered
  * type.  Returns 0, or -1 if writing to `out` failed. */
 SOMA_API int soma_stats_print(FILE *out);
+
+/* The same figures for one explicit heap: its classes, its arenas (mapped
+ * total, current, high-water, reclaimed), its byte breakdown.  The arena-map
+ * figures are the process's (the map is shared); no types are listed.  Exact
+ * when no thread is using the heap; blocks freed into it by other threads
+ * and not yet collected count as in use. */
+SOMA_API void soma_heap_stats_get(soma_heap *heap, soma_stats *out);
+SOMA_API int soma_heap_stats_print(soma_heap *heap, FILE *out);
 
 /* Print the snapshot *st (from soma_stats_get) in the same layout. */
 SOMA_API int soma_stats_fprint(FILE *out, const soma_stats *st);

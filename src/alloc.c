@@ -1,7 +1,8 @@
 /*
- * alloc.c: the public malloc family.  Each call decides, once, who serves the
- * request: a small size (1..512 bytes) goes to a heap (heap.c); anything else
- * to the system allocator (sys.c).  A pointer is soma's exactly when the arena
+ * alloc.c: the public malloc family, for the calling thread's heap and for
+ * explicit heaps.  Each call decides, once, who serves the request: a small
+ * size (1..512 bytes) goes to the heap (heap.c); anything else to the system
+ * allocator (sys.c).  A pointer is soma's exactly when the arena
  * map (arena_map.c) knows the arena it lies in, so free/realloc/usable_size
  * accept memory from either side.
  */
@@ -15,16 +16,18 @@ static inline pool_t *owned_pool(const void *p)
     return soma__arena_map_get(p) != NULL ? soma__pool_of(p) : NULL;
 }
 
-void *soma_malloc(size_t size)
+/* Every allocation is made in a heap: the calling thread's (soma_malloc and
+ * friends) or an explicit one (soma_heap_*). */
+static inline void *malloc_in(heap_t *heap, size_t size)
 {
     if (SOMA_LIKELY(size - 1 < SOMA_SMALL_THRESHOLD)) /* 1..512; 0 wraps around */
-        return soma__malloc_small(size);
+        return soma__heap_malloc(heap, size);
     if (size == 0)
-        return soma__malloc_small(1);
+        return soma__heap_malloc(heap, 1);
     return soma__sys_malloc(size);
 }
 
-void *soma_calloc(size_t nmemb, size_t size)
+static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
 {
     size_t total;
     if (__builtin_mul_overflow(nmemb, size, &total)) {
@@ -33,10 +36,53 @@ void *soma_calloc(size_t nmemb, size_t size)
     }
     if (total > SOMA_SMALL_THRESHOLD)
         return soma__sys_calloc(1, total); /* the system knows fresh pages are zero */
-    void *p = soma_malloc(total);
+    void *p = malloc_in(heap, total);
     if (p != NULL)
         memset(p, 0, total);
     return p;
+}
+
+static void *realloc_in(heap_t *heap, void *p, size_t size);
+
+void *soma_malloc(size_t size)
+{
+    return malloc_in(soma__tls_heap, size);
+}
+
+void *soma_calloc(size_t nmemb, size_t size)
+{
+    return calloc_in(soma__tls_heap, nmemb, size);
+}
+
+void *soma_realloc(void *p, size_t size)
+{
+    return realloc_in(soma__tls_heap, p, size);
+}
+
+soma_heap *soma_heap_new(void)
+{
+    return (soma_heap *)soma__heap_create_explicit();
+}
+
+void soma_heap_destroy(soma_heap *heap)
+{
+    if (heap != NULL)
+        soma__heap_destroy((heap_t *)heap);
+}
+
+void *soma_heap_malloc(soma_heap *heap, size_t size)
+{
+    return malloc_in((heap_t *)heap, size);
+}
+
+void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size)
+{
+    return calloc_in((heap_t *)heap, nmemb, size);
+}
+
+void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
+{
+    return realloc_in((heap_t *)heap, p, size);
 }
 
 void soma_free(void *p)
@@ -53,10 +99,10 @@ void soma_free(void *p)
     errno = saved;
 }
 
-void *soma_realloc(void *p, size_t size)
+static void *realloc_in(heap_t *heap, void *p, size_t size)
 {
     if (p == NULL)
-        return soma_malloc(size);
+        return malloc_in(heap, size);
     if (size == 0) {
         soma_free(p);
         return NULL;
@@ -70,7 +116,7 @@ void *soma_realloc(void *p, size_t size)
     size_t have = soma__class_size(pool->szidx);
     if (size <= have && 4 * size > 3 * have)
         return p;
-    void *q = soma_malloc(size);
+    void *q = malloc_in(heap, size);
     if (q == NULL)
         return NULL; /* p untouched, errno = ENOMEM */
     memcpy(q, p, size < have ? size : have);

@@ -266,3 +266,17 @@ void soma__arena_trim(heap_t *heap)
     }
     pthread_mutex_unlock(&heap->lock);
 }
+
+/* soma_heap_destroy: unmap every arena of the heap; its pools, blocks and
+ * pending frees go with them.  The heap is left empty, as if new. */
+void soma__arena_release_all(heap_t *heap)
+{
+    pthread_mutex_lock(&heap->lock);
+    while (heap->all_arenas != NULL)
+        arena_release(heap, heap->all_arenas);
+    heap->usable_arenas = NULL;
+    memset(heap->nfp2lasta, 0, sizeof heap->nfp2lasta);
+    memset(heap->usedpools, 0, sizeof heap->usedpools);
+    atomic_store_explicit(&heap->remote, NULL, memory_order_relaxed);
+    pthread_mutex_unlock(&heap->lock);
+}

@@ -102,6 +102,7 @@ struct soma__heap {
      * NULL when there is none.  The head is where malloc takes blocks from. */
     pool_t *usedpools[SOMA_NUM_CLASSES];
     _Atomic(void *) remote; /* cross-thread frees, linked through their first word */
+    int explicit_heap;      /* made by soma_heap_new: never orphaned or adopted */
     pthread_mutex_t lock;
     arena_t *usable_arenas; /* arenas with a free pool, fullest first */
     /* nfp2lasta[n]: the last arena on usable_arenas with exactly n free pools,
@@ -154,6 +155,7 @@ SOMA_INTERNAL void soma__arena_map_counts(size_t *mid_nodes, size_t *bot_nodes, 
 SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap);
 SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool);
 SOMA_INTERNAL void soma__arena_trim(heap_t *heap); /* takes the heap lock */
+SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
 SOMA_INTERNAL void soma__arena_counts(size_t *total, size_t *current, size_t *highwater);
 
 /* ---- thread.c: which heap a thread uses ---- */
@@ -163,6 +165,8 @@ extern __thread heap_t *soma__tls_heap __attribute__((tls_model("initial-exec"))
 extern SOMA_INTERNAL heap_t soma__empty_heap;
 SOMA_INTERNAL heap_t *soma__thread_heap_acquire(void);
 SOMA_INTERNAL heap_t *soma__thread_heap(void); /* acquires one if needed; NULL on OOM */
+SOMA_INTERNAL heap_t *soma__heap_create_explicit(void);
+SOMA_INTERNAL void soma__heap_destroy(heap_t *heap);
 /* Every heap, for statistics: fn(heap, arg) with the heap's lock held (and
  * orphan heaps' pending frees collected first). */
 SOMA_INTERNAL void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg);
@@ -195,9 +199,8 @@ static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
     return bp;
 }
 
-static inline void *soma__malloc_small(size_t size) /* 1 <= size <= threshold */
+static inline void *soma__heap_malloc(heap_t *heap, size_t size) /* 1 <= size <= threshold */
 {
-    heap_t *heap = soma__tls_heap;
     unsigned c = soma__size_to_class(size);
     pool_t *pool = heap->usedpools[c];
     if (SOMA_LIKELY(pool != NULL))

@@ -115,3 +115,16 @@ void soma_stats_get(soma_stats *st)
     stats_finish(st);
     soma__types_snapshot(st);
 }
+
+void soma_heap_stats_get(soma_heap *h, soma_stats *st)
+{
+    heap_t *heap = (heap_t *)h;
+    stats_begin(st);
+    /* By contract the caller is the heap's one user at this moment, so it
+     * may collect the heap's pending cross-thread frees. */
+    soma__heap_collect(heap);
+    pthread_mutex_lock(&heap->lock);
+    walk_heap(heap, st);
+    pthread_mutex_unlock(&heap->lock);
+    stats_finish(st);
+}

@@ -120,12 +120,25 @@ void soma__stats_print_fork(int phase)
     soma__fork_lock(&print_lock, phase);
 }
 
-int soma_stats_print(FILE *out)
+static int print_snapshot(FILE *out, soma_heap *heap)
 {
     static soma_stats st;
     pthread_mutex_lock(&print_lock);
-    soma_stats_get(&st);
+    if (heap != NULL)
+        soma_heap_stats_get(heap, &st);
+    else
+        soma_stats_get(&st);
     int rc = soma_stats_fprint(out, &st);
     pthread_mutex_unlock(&print_lock);
     return rc;
+}
+
+int soma_stats_print(FILE *out)
+{
+    return print_snapshot(out, NULL);
+}
+
+int soma_heap_stats_print(soma_heap *heap, FILE *out)
+{
+    return print_snapshot(out, heap);
 }

@@ -93,10 +93,40 @@ heap_t *soma__thread_heap(void)
     return h != &soma__empty_heap ? h : soma__thread_heap_acquire();
 }
 
-/* Make h an orphan (heaps_lock held). */
+heap_t *soma__heap_create_explicit(void)
+{
+    soma__init();
+    pthread_mutex_lock(&heaps_lock);
+    heap_t *h = heap_new();
+    if (h != NULL)
+        h->explicit_heap = 1;
+    pthread_mutex_unlock(&heaps_lock);
+    return h;
+}
+
+/* soma_heap_destroy: off the list of heaps (so no walk can reach it), every
+ * arena unmapped, the record back to the slab. */
+void soma__heap_destroy(heap_t *h)
+{
+    pthread_mutex_lock(&heaps_lock);
+    for (heap_t **at = &all_heaps; *at != NULL; at = &(*at)->next_heap) {
+        if (*at == h) {
+            *at = h->next_heap;
+            break;
+        }
+    }
+    soma__arena_release_all(h); /* pending cross-thread frees go with their arenas */
+    pthread_mutex_destroy(&h->lock);
+    h->next_heap = heap_slab_free;
+    heap_slab_free = h;
+    pthread_mutex_unlock(&heaps_lock);
+}
+
+/* Make h an orphan (heaps_lock held).  Explicit heaps have no thread to
+ * lose: they are never orphaned. */
 static void orphan(heap_t *h)
 {
-    if (h->orphaned)
+    if (h->orphaned || h->explicit_heap)
         return;
     h->orphaned = 1;
     h->next_orphan = orphans;

@@ -1,0 +1,187 @@
+/*
+ * test_explicit_heap.c: soma_heap_new / _malloc / _calloc / _realloc /
+ * _destroy and per-heap statistics.
+ *
+ *  - a heap's blocks live in its own arenas, apart from the thread's heap
+ *    and from other heaps;
+ *  - its snapshot counts exactly its blocks, and the process snapshot counts
+ *    them too;
+ *  - blocks freed with soma_free, by this thread or another, go back to it;
+ *  - destroy releases everything at once: the process's blocks in use and
+ *    arenas return to the baseline and the arenas are really unmapped;
+ *  - heaps made and destroyed in a loop do not accumulate memory.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "soma.h"
+#include "test.h"
+
+static size_t total_in_use(const soma_stats *st)
+{
+    size_t n = 0;
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        n += st->classes[c].blocks_in_use;
+    return n;
+}
+
+static uintptr_t arena_of(const void *p, const soma_stats *st)
+{
+    return (uintptr_t)p & ~(uintptr_t)(st->arena_size - 1);
+}
+
+static int mapped(uintptr_t addr)
+{
+    unsigned char v;
+    return mincore((void *)addr, (size_t)sysconf(_SC_PAGESIZE), &v) == 0 || errno != ENOMEM;
+}
+
+enum { NB = 3000 };
+static void *blocks[NB];
+
+static void *free_half(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < NB; i += 2)
+        soma_free(blocks[i]);
+    return NULL;
+}
+
+static void test_lifecycle(void)
+{
+    soma_stats base, hs, all, after;
+    soma_stats_get(&base);
+    void *mine = soma_malloc(64); /* the thread heap's */
+
+    soma_heap *h = soma_heap_new();
+    if (!CHECK(h != NULL))
+        return;
+    soma_heap_stats_get(h, &hs);
+    CHECK_EQ(hs.arenas_current, 0);
+    CHECK_EQ(total_in_use(&hs), 0);
+
+    /* Known counts: block i of size 1 + i % 300, i.e. class (i % 300) / 16. */
+    size_t want[SOMA_NUM_CLASSES] = {0};
+    for (size_t i = 0; i < NB; i++) {
+        size_t size = 1 + i % 300;
+        blocks[i] = soma_heap_malloc(h, size);
+        if (!CHECK(blocks[i] != NULL))
+            return;
+        memset(blocks[i], (int)(i & 0xff), size);
+        want[(size - 1) / 16]++;
+    }
+    soma_heap_stats_get(h, &hs);
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        if (!CHECK_EQ(hs.classes[c].blocks_in_use, want[c]))
+            test_note("  class %u", c);
+    CHECK_EQ(hs.total, hs.arenas_current * hs.arena_size);
+    CHECK_GE(hs.arenas_current, 1);
+    soma_stats_get(&all);
+    CHECK_EQ(total_in_use(&all), total_in_use(&base) + 1 + NB);
+
+    /* Its blocks are in its own arenas. */
+    for (size_t i = 0; i < NB; i++)
+        if (!CHECK(arena_of(blocks[i], &hs) != arena_of(mine, &hs)))
+            break;
+
+    /* A second heap shares no arena with the first. */
+    soma_heap *h2 = soma_heap_new();
+    void *other = soma_heap_malloc(h2, 32);
+    for (size_t i = 0; i < NB; i++)
+        if (!CHECK(arena_of(blocks[i], &hs) != arena_of(other, &hs)))
+            break;
+    soma_heap_destroy(h2);
+
+    /* calloc zeroes; realloc keeps contents and moves into the heap. */
+    unsigned char *z = soma_heap_calloc(h, 10, 20);
+    CHECK(z != NULL);
+    for (int k = 0; z && k < 200; k++)
+        if (!CHECK_EQ(z[k], 0))
+            break;
+    unsigned char *r = soma_heap_realloc(h, blocks[1], 400); /* 2 bytes -> 400 */
+    if (CHECK(r != NULL)) {
+        CHECK_EQ(r[0], 1);
+        CHECK_EQ(r[1], 1);
+        blocks[1] = r;
+    }
+    errno = 0;
+    CHECK(soma_heap_calloc(h, SIZE_MAX / 2, 3) == NULL);
+    CHECK_EQ(errno, ENOMEM);
+
+    /* Half of the blocks are freed by another thread, the rest stay:
+     * the heap's snapshot sees the frees. */
+    pthread_t t;
+    pthread_create(&t, NULL, free_half, NULL);
+    pthread_join(t, NULL);
+    soma_heap_stats_get(h, &hs);
+    CHECK_EQ(total_in_use(&hs), NB / 2 + 1 /* z */);
+
+    /* Destroy releases the rest at once, and unmaps the arenas. */
+    uintptr_t arenas[64];
+    size_t narenas = 0;
+    for (size_t i = 1; i < NB && narenas < 64; i += 2) {
+        uintptr_t a = arena_of(blocks[i], &hs);
+        int seen = 0;
+        for (size_t k = 0; k < narenas; k++)
+            seen |= arenas[k] == a;
+        if (!seen)
+            arenas[narenas++] = a;
+    }
+    soma_heap_destroy(h);
+    for (size_t k = 0; k < narenas; k++)
+        if (!CHECK(!mapped(arenas[k])))
+            test_note("  arena %#lx still mapped after destroy", (unsigned long)arenas[k]);
+    soma_free(mine);
+    soma_stats_get(&after);
+    CHECK_EQ(total_in_use(&after), total_in_use(&base));
+    CHECK_LE(after.arenas_current, base.arenas_current + 1);
+}
+
+static void test_print(void)
+{
+    soma_heap *h = soma_heap_new();
+    void *p = soma_heap_malloc(h, 100);
+    char buf[8192] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    CHECK_EQ(soma_heap_stats_print(h, f), 0);
+    fclose(f);
+    static const char first[] = "Small block threshold = 512, in 32 size classes.\n";
+    CHECK(strncmp(buf, first, sizeof first - 1) == 0);
+    /* One row: class 6 (112 bytes), one pool, one block in use. */
+    CHECK(strstr(buf, "    6    112           1               1") != NULL);
+    CHECK(strstr(buf, "# arenas allocated current         =                    1\n") != NULL);
+    soma_free(p);
+    soma_heap_destroy(h);
+}
+
+static void test_churn(void)
+{
+    soma_stats base, after;
+    soma_stats_get(&base);
+    for (int round = 0; round < 200; round++) {
+        soma_heap *h = soma_heap_new();
+        if (!CHECK(h != NULL))
+            return;
+        for (int i = 0; i < 500; i++)
+            CHECK(soma_heap_malloc(h, 1 + (size_t)(i * 7 + round) % 512) != NULL);
+        soma_heap_destroy(h); /* no frees: destroy releases them */
+    }
+    soma_stats_get(&after);
+    CHECK_EQ(total_in_use(&after), total_in_use(&base));
+    CHECK_EQ(after.arenas_current, base.arenas_current);
+    CHECK_GE(after.arenas_reclaimed, base.arenas_reclaimed + 200);
+}
+
+int main(void)
+{
+    test_begin("test_explicit_heap");
+    test_lifecycle();
+    test_print();
+    test_churn();
+    return test_summary();
+}

@@ -67,9 +67,9 @@ SOMA_API SOMA_MALLOC_ATTR void *soma_malloc(size_t size);
 SOMA_API SOMA_MALLOC_ATTR void *soma_calloc(size_t nmemb, size_t size);
 
 /* Resize the block at p to `size` bytes, keeping min(old, new) bytes of its
- * contents.  p == NULL is soma_malloc(size).  A new size within the block's
- * class (and not a shrink of a quarter or more) returns p itself; otherwise the
- * block moves to the right class, or to the system allocator above the
+ * contents.  p == NULL is soma_malloc(size).  A new size that fits the block
+ * returns p itself when it is still in the block's class or does not shrink
+ * the block by a quarter or more; otherwise the block moves to the right class, or to the system allocator above the
  * threshold.  On failure returns NULL with errno = ENOMEM and p is untouched.
  * size == 0 with p != NULL frees p and returns NULL (glibc's behaviour).
  * A pointer that soma did not allocate is handed to the system realloc. */
@@ -213,7 +213,9 @@ SOMA_API int soma_heap_stats_print(soma_heap *heap, FILE *out);
 SOMA_API int soma_stats_fprint(FILE *out, const soma_stats *st);
 
 /* Counts the objects in a program's own cache; called with the registered ctx
- * each time statistics are taken.  It must not call soma_stats_* itself. */
+ * each time statistics are taken, with no soma lock held (it may allocate and
+ * take the cache's own lock).  It must not take statistics itself.  A call
+ * may still be running when soma_stats_unregister_type returns. */
 typedef size_t (*soma_count_fn)(void *ctx);
 
 /* Report a program's own object cache (a free list of elem_size-byte objects)

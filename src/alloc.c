@@ -10,10 +10,15 @@
 
 #include "internal.h"
 
-/* The pool of p if p is one of soma's blocks, else NULL. */
+/* The pool of p if p lies in one of soma's arenas, else NULL.  An address
+ * inside a pool header is no block: taking it would hand the header out. */
 static inline pool_t *owned_pool(const void *p)
 {
-    return soma__arena_map_get(p) != NULL ? soma__pool_of(p) : NULL;
+    if (soma__arena_map_get(p) == NULL)
+        return NULL;
+    if (SOMA_UNLIKELY(((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD))
+        soma__fatal("%p: not an allocated block (an address inside a pool header)", p);
+    return soma__pool_of(p);
 }
 
 /* Every allocation is made in a heap: the calling thread's (soma_malloc and
@@ -114,7 +119,7 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
      * more of the block (CPython's rule: growing always moves; shrinking by
      * 25% or more moves to the smaller class). */
     size_t have = soma__class_size(pool->szidx);
-    if (size <= have && 4 * size > 3 * have)
+    if (size <= have && (4 * size > 3 * have || soma__size_to_class(size) == pool->szidx))
         return p;
     void *q = malloc_in(heap, size);
     if (q == NULL)

@@ -83,7 +83,6 @@ void soma__arena_fork(int phase)
 
 static arena_t *arena_new(heap_t *heap)
 {
-    soma__init();
     arena_t *a = record_new();
     if (a == NULL)
         return NULL;

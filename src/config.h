@@ -55,6 +55,9 @@
 #if SOMA_POOL_BITS > 15
 #error "pool offsets are kept in 16 bits: pools must be at most 32 KiB"
 #endif
+#if (((1 << SOMA_POOL_BITS) - 48) / SOMA_SMALL_THRESHOLD) < 2
+#error "a pool must hold two blocks of the largest class (pool_start carves two; a free never empties a full pool)"
+#endif
 #if SOMA_ARENA_BITS - SOMA_POOL_BITS != 6
 #error "an arena holds 64 pools (the usable-arena ordering assumes it)"
 #endif

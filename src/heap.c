@@ -126,6 +126,8 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
         if (pool != NULL)
             return soma__pool_pop(heap, pool);
     }
+    /* Before the lock: the start-up work may itself allocate. */
+    soma__init();
     pthread_mutex_lock(&heap->lock);
     pool_t *pool = soma__arena_take_pool(heap);
     void *bp = pool ? pool_start(heap, pool, c) : NULL;

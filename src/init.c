@@ -11,12 +11,18 @@
  */
 #include "internal.h"
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+/* Not pthread_once: the work below may itself allocate (atexit and
+ * pthread_atfork may call calloc, which is soma's own when soma is the
+ * process's malloc), and an allocation's slow path calls soma__init again.
+ * A flag set before the work lets that inner call return at once instead of
+ * waiting for itself; nothing the inner call needs depends on the work. */
+static atomic_int started;
 
-/* Locks are taken in the order they nest: a snapshot being printed holds
- * print_lock, then types_lock while a program's count function runs (which
- * may allocate), then heaps_lock and the heap locks, inside which an arena
- * may be mapped or unmapped (slab_lock, map_lock).  Released in the reverse order. */
+/* Locks are taken in the order they nest: types_lock (held only to copy the
+ * registry), heaps_lock and the heap locks, inside which an arena may be
+ * mapped or unmapped (slab_lock, map_lock).  print_lock is not held across
+ * fork (stats_print.c says why); the child resets it.  Released in the
+ * reverse order. */
 static void (*const fork_order[])(int) = {soma__stats_print_fork, soma__types_fork,
                                           soma__heaps_fork, soma__arena_fork,
                                           soma__arena_map_fork};
@@ -38,15 +44,13 @@ static void fork_child(void)
         fork_order[i](SOMA_FORK_CHILD);
 }
 
-static void init_once_fn(void)
-{
-    soma__options_read();
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-}
-
 void soma__init(void)
 {
-    pthread_once(&init_once, init_once_fn);
+    if (atomic_load_explicit(&started, memory_order_acquire) ||
+        atomic_exchange_explicit(&started, 1, memory_order_acq_rel))
+        return;
+    soma__options_read();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 __attribute__((constructor)) static void soma_start(void)

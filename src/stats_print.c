@@ -115,9 +115,14 @@ int soma_stats_fprint(FILE *out, const soma_stats *st)
  * it is kept off small thread stacks, in a static guarded by print_lock. */
 static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Not held across fork: a snapshot being printed calls the program's count
+ * functions, which may wait for a lock the forking thread holds.  The
+ * child's copy is reset: the thread that held it does not exist there, and
+ * the snapshot it guards is only scratch space. */
 void soma__stats_print_fork(int phase)
 {
-    soma__fork_lock(&print_lock, phase);
+    if (phase == SOMA_FORK_CHILD)
+        pthread_mutex_init(&print_lock, NULL);
 }
 
 static int print_snapshot(FILE *out, soma_heap *heap)

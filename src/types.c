@@ -74,14 +74,22 @@ int soma_stats_unregister_type(const char *name)
     return 0;
 }
 
+/* The count functions are called after types_lock is released: a program's
+ * function may take its cache's own lock, and a thread holding that lock
+ * may fork (whose handler takes types_lock) or register a type. */
 void soma__types_snapshot(soma_stats *st)
 {
+    soma_count_fn fn[SOMA_MAX_TYPES];
+    void *ctx[SOMA_MAX_TYPES];
     pthread_mutex_lock(&types_lock);
     st->num_types = ntypes;
     for (size_t i = 0; i < ntypes; i++) {
         memcpy(st->types[i].name, types[i].name, SOMA_TYPE_NAME_MAX);
         st->types[i].elem_size = types[i].elem_size;
-        st->types[i].count = types[i].count_fn(types[i].ctx);
+        fn[i] = types[i].count_fn;
+        ctx[i] = types[i].ctx;
     }
     pthread_mutex_unlock(&types_lock);
+    for (size_t i = 0; i < st->num_types; i++)
+        st->types[i].count = fn[i](ctx[i]);
 }

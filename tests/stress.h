@@ -238,7 +238,9 @@ static inline void stress_realloc(stress_table *t, size_t i, size_t n)
     stress_model_add(t, s, -1);
     if (old.owner == OWN_SOMA) {
         size_t have = (size_t)(old.cls + 1) * 16;
-        if (n <= have && 4 * n > 3 * have) {
+        /* In place when it fits and either keeps 3/4 of the block or stays
+         * in the same class. */
+        if (n <= have && (4 * n > 3 * have || stress_class_of(n) == old.cls)) {
             if (!CHECK_PTR_EQ(q, old.p))
                 t->errors++;
         } else {

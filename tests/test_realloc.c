@@ -65,17 +65,22 @@ static void test_same_class(void)
     soma_stats_get(&s1);
     CHECK_EQ(in_use(&s1, 1), in_use(&s0, 1));
 
-    /* The edge of "a quarter or more": 24 of 32 bytes is a shrink of exactly
-     * a quarter, so the block moves (to another block of the same class);
-     * 25 stays. */
+    /* 24 of 32 bytes is a shrink of exactly a quarter, but 24 is still in
+     * the 32-byte class, so the block stays (CPython would copy it to another
+     * block of the same class); 16 moves to class 0. */
     void *e = soma_malloc(32);
     fill(e, 32, 12);
     void *e25 = soma_realloc(e, 25);
     CHECK_PTR_EQ(e25, e);
     void *e24 = soma_realloc(e25, 24);
-    CHECK(e24 != e25);
+    CHECK_PTR_EQ(e24, e25);
     CHECK_EQ(diff(e24, 24, 12), 0);
     CHECK_EQ(soma_usable_size(e24), 32);
+    void *e16 = soma_realloc(e24, 16);
+    CHECK(e16 != e24);
+    CHECK_EQ(diff(e16, 16, 12), 0);
+    CHECK_EQ(soma_usable_size(e16), 16);
+    e24 = e16;
     /* 512 -> 385 stays (4 * 385 > 3 * 512); 384 moves to class 23. */
     void *g = soma_malloc(512);
     fill(g, 512, 13);

@@ -246,6 +246,15 @@ SOMA_INTERNAL void *soma__sys_realloc(void *p, size_t size);
 SOMA_INTERNAL void soma__sys_free(void *p);
 SOMA_INTERNAL size_t soma__sys_usable_size(const void *p);
 SOMA_INTERNAL void *soma__sys_aligned_alloc(size_t alignment, size_t size);
+#ifdef SOMA_OVERRIDE
+#include <malloc.h>
+#include <stdio.h>
+SOMA_INTERNAL struct mallinfo2 soma__sys_mallinfo2(void);
+SOMA_INTERNAL void soma__sys_malloc_stats(void);
+SOMA_INTERNAL int soma__sys_malloc_info(int options, FILE *out);
+SOMA_INTERNAL int soma__sys_mallopt(int param, int value);
+SOMA_INTERNAL int soma__sys_malloc_trim(size_t pad);
+#endif
 
 /* ---- stats.c / stats_print.c / types.c ---- */
 SOMA_INTERNAL void soma__types_snapshot(soma_stats *out);

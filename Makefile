@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all demo test install clean
+.PHONY: all demo test install bench clean
 
 all: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -18,6 +18,20 @@ demo: all
 
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Side-by-side measurements against glibc, jemalloc, mimalloc and tcmalloc;
+# installs the peers (Debian packages) when they are missing.
+BENCH_REPS ?= 5
+BENCH_SCALE ?= 1
+bench: all
+	@for p in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing$$missing"; \
+	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null \
+	    || echo "could not install$$missing: those peers are left out"; fi
+	python3 bench/run.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
+	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

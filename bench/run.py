@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""bench/run.py: the same benchmark binary under every allocator, side by side.
+
+usage: run.py BENCH_BINARY SOMA_OVERRIDE_SO [--reps N] [--scale N] [--only a,b]
+
+Each workload runs under glibc (nothing preloaded), jemalloc, mimalloc,
+tcmalloc and soma (LD_PRELOAD), REPS times, in an order that rotates every
+repetition so that no allocator always runs first or last on a noisy
+machine.  For each run: wall time, and peak RSS (the binary reports its own VmHWM).  The
+table shows medians and soma's ratio against each peer (below 1.0: soma is
+faster or smaller).  A measurement, never a pass/fail test; it fails only if
+a workload computes a wrong result (the binary checks itself).
+"""
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+PEERS = [
+    ("glibc", None),
+    ("jemalloc", LIBDIR + "/libjemalloc.so.2"),
+    ("mimalloc", LIBDIR + "/libmimalloc.so.2"),
+    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4"),
+]
+WORKLOADS = ["lifo1", "lifo2", "fifo1", "fifo2", "xthread", "tree", "strings", "pyobj"]
+
+
+def run_once(cmd, preload):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if preload:
+        env["LD_PRELOAD"] = preload
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"run.py: {' '.join(cmd)} failed under {preload or 'glibc'}:\n{proc.stderr}")
+    # The binary reports its own peak (VmHWM): rusage would count the runner
+    # too, whose memory a forked child carries until exec.
+    peak = [int(l.split()[1]) for l in proc.stderr.splitlines() if l.startswith("peak_rss_kib")]
+    return wall, peak[0] if peak else 0  # KiB
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) < 2:
+        sys.exit(__doc__)
+    binary, soma = args[0], os.path.abspath(args[1])
+    reps, scale, only = 5, 1, WORKLOADS
+    rest = args[2:]
+    while rest:
+        opt, val, rest = rest[0], rest[1], rest[2:]
+        if opt == "--reps":
+            reps = int(val)
+        elif opt == "--scale":
+            scale = int(val)
+        elif opt == "--only":
+            only = val.split(",")
+    allocs = [(n, p) for n, p in PEERS if p is None or os.path.exists(p)] + [("soma", soma)]
+    missing = [n for n, p in PEERS if p is not None and not os.path.exists(p)]
+    if missing:
+        print(f"# not installed, left out: {', '.join(missing)}")
+    print(f"# {reps} alternating runs each, medians; scale {scale}; "
+          f"{os.cpu_count()} CPUs; {os.uname().release}")
+    names = [n for n, _ in allocs]
+    peers = [n for n in names if n != "soma"]
+    head = f"{'workload':10} " + " ".join(f"{n + ' s':>11}" for n in names)
+    head += "  " + " ".join(f"{'/' + n:>9}" for n in peers)
+    print("\n## time (seconds; soma / peer)")
+    print(head)
+    rows_time, rows_rss = [], []
+    for w in only:
+        times = {n: [] for n in names}
+        rss = {n: [] for n in names}
+        for r in range(reps):
+            order = allocs[r % len(allocs):] + allocs[:r % len(allocs)]
+            for n, p in order:
+                t, m = run_once([binary, w, str(scale)], p)
+                times[n].append(t)
+                rss[n].append(m)
+        mt = {n: statistics.median(v) for n, v in times.items()}
+        mr = {n: statistics.median(v) for n, v in rss.items()}
+        rows_time.append((w, mt))
+        rows_rss.append((w, mr))
+        line = f"{w:10} " + " ".join(f"{mt[n]:11.3f}" for n in names)
+        line += "  " + " ".join(f"{mt['soma'] / mt[n]:9.2f}" for n in peers)
+        print(line, flush=True)
+    print("\n## peak RSS (MiB; soma / peer)")
+    print(f"{'workload':10} " + " ".join(f"{n:>11}" for n in names)
+          + "  " + " ".join(f"{'/' + n:>9}" for n in peers))
+    for w, mr in rows_rss:
+        line = f"{w:10} " + " ".join(f"{mr[n] / 1024:11.1f}" for n in names)
+        line += "  " + " ".join(f"{mr['soma'] / mr[n]:9.2f}" for n in peers)
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

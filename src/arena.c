@@ -23,6 +23,7 @@
  * because heaps share it.
  */
 #include <errno.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -137,6 +138,45 @@ static void arena_release(heap_t *heap, arena_t *a)
     record_free(a);
 }
 
+/* ---- decay: how wholly free arenas go back to the OS ---- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void usable_unlink(heap_t *heap, arena_t *a);
+
+/* Wholly free arenas sit at the tail of usable_arenas (the list is sorted
+ * by free pools), and nfp2lasta[n] names the tail when it is one.  Walk
+ * back from there and unmap those that have been empty for the decay time
+ * (all of them if `all`), keeping the last one unless `all` (CPython's
+ * rule: one empty arena stops a loop that fills and empties an arena's worth
+ * of blocks from mapping and unmapping on every turn).  Called when an arena
+ * has just become wholly free, so it runs only while the program frees. */
+static void release_expired(heap_t *heap, int all)
+{
+    arena_t *a = heap->nfp2lasta[SOMA_POOLS_PER_ARENA];
+    if (a == NULL || a->nfreepools != a->ntotalpools)
+        return;
+    uint64_t now = now_ms();
+    int keep = !all && SOMA_KEEP_ONE_EMPTY_ARENA;
+    while (a != NULL && a->nfreepools == a->ntotalpools) {
+        arena_t *prev = a->prevarena;
+        int last = a->nextarena == NULL;
+        if (all || ((!last || !keep) && now - a->empty_since_ms >= (uint64_t)soma__arena_decay_ms)) {
+            if (heap->nfp2lasta[a->nfreepools] == a)
+                heap->nfp2lasta[a->nfreepools] =
+                    (prev && prev->nfreepools == a->nfreepools) ? prev : NULL;
+            usable_unlink(heap, a);
+            arena_release(heap, a);
+        }
+        a = prev;
+    }
+}
+
 /* ---- the usable list ---- */
 
 static void usable_unlink(heap_t *heap, arena_t *a);
@@ -222,12 +262,17 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
     arena_t *lastnf = heap->nfp2lasta[nf]; /* after the fix: a run a may hop over */
     a->nfreepools = ++nf;
 
-    if (nf == a->ntotalpools && (a->nextarena != NULL || !SOMA_KEEP_ONE_EMPTY_ARENA)) {
-        /* Wholly free and not the last usable arena: give it back.  No
-         * finger names it (its count just became nf). */
-        usable_unlink(heap, a); /* nf - 1 >= 1: it was on the list */
-        arena_release(heap, a);
-        return;
+    if (nf == a->ntotalpools) {
+        if (soma__arena_decay_ms == 0 && (a->nextarena != NULL || !SOMA_KEEP_ONE_EMPTY_ARENA)) {
+            /* Wholly free and not the last usable arena: give it back.  No
+             * finger names it (its count just became nf). */
+            usable_unlink(heap, a); /* nf - 1 >= 1: it was on the list */
+            arena_release(heap, a);
+            return;
+        }
+        /* Kept for now; release_expired gives it back once it has stayed
+         * empty for the decay time. */
+        a->empty_since_ms = now_ms();
     }
     if (nf == 1) {
         /* It was full, on no list.  One free pool is the smallest count
@@ -244,25 +289,17 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
     }
     if (heap->nfp2lasta[nf] == NULL)
         heap->nfp2lasta[nf] = a;
+    if (nf == a->ntotalpools)
+        release_expired(heap, 0);
 }
 
-/* Unmap the empty arena a heap keeps for reuse (SOMA_KEEP_ONE_EMPTY_ARENA):
- * for a heap whose thread has exited, nobody is there to reuse it. */
+/* Unmap every empty arena a heap keeps for reuse (the last one, and those
+ * waiting for their decay): for a heap whose thread has exited, nobody is
+ * there to reuse them. */
 void soma__arena_trim(heap_t *heap)
 {
     pthread_mutex_lock(&heap->lock);
-    arena_t *a = heap->usable_arenas;
-    while (a != NULL && a->nextarena != NULL)
-        a = a->nextarena;
-    if (a != NULL && a->nfreepools == a->ntotalpools) {
-        if (heap->nfp2lasta[a->nfreepools] == a) {
-            arena_t *prev = a->prevarena;
-            heap->nfp2lasta[a->nfreepools] =
-                (prev && prev->nfreepools == a->nfreepools) ? prev : NULL;
-        }
-        usable_unlink(heap, a);
-        arena_release(heap, a);
-    }
+    release_expired(heap, 1);
     pthread_mutex_unlock(&heap->lock);
 }
 

@@ -6,7 +6,8 @@
  *     holds exactly the arenas with nfreepools > 0;
  *   - nfp2lasta[n] is the last arena on the list with n free pools, or NULL
  *     when there is none;
- *   - at most one arena is wholly free, and it is the last usable one;
+ *   - with no decay, at most one arena is wholly free, and it is the last
+ *     usable one (with a decay, wholly free arenas are the list's tail);
  *   - an arena's nfreepools = its empty carved pools + its never-carved pools,
  *     and its freepools list holds exactly its empty carved pools;
  *   - every used pool (0 < count < capacity) is on usedpools[its class] and
@@ -123,7 +124,8 @@ static int check_usable(heap_t *heap, char *why, size_t whylen)
         int last_of_run = a->nextarena == NULL || a->nextarena->nfreepools != a->nfreepools;
         if ((heap->nfp2lasta[a->nfreepools] == a) != last_of_run)
             FAIL("nfp2lasta[%u] is wrong (arena %p)", a->nfreepools, (void *)a->address);
-        if (a->nfreepools == a->ntotalpools && a->nextarena != NULL)
+        if (a->nfreepools == a->ntotalpools && a->nextarena != NULL &&
+            soma__arena_decay_ms == 0)
             FAIL("wholly free arena %p is kept but is not the last usable one",
                  (void *)a->address);
     }

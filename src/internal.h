@@ -86,6 +86,7 @@ struct soma__arena {
     arena_t *next_all; /* all arenas of the heap; also the slab free list */
     arena_t *prev_all;
     heap_t *heap;
+    uint64_t empty_since_ms; /* when it last became wholly free (decay) */
 };
 
 /*
@@ -265,6 +266,7 @@ SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
 
 /* ---- options.c ---- */
 SOMA_INTERNAL void soma__options_read(void);
+extern SOMA_INTERNAL long soma__arena_decay_ms; /* SOMA_ARENA_DECAY_MS */
 
 /* ---- init.c: once per process, before the first arena or snapshot ---- */
 SOMA_INTERNAL void soma__init(void);

@@ -3,9 +3,16 @@
  * starts.  A bad value gets one warning line on stderr and the default;
  * it never stops the program.
  *
- *   SOMA_SHOW_STATS   1/yes/on/true: print the stats dump to stderr at exit
- *                     (CPython's PYTHONMALLOCSTATS); 0/no/off/false or
- *                     empty: don't (the default).
+ *   SOMA_SHOW_STATS      1/yes/on/true: print the stats dump to stderr at
+ *                        exit (CPython's PYTHONMALLOCSTATS); 0/no/off/false
+ *                        or empty: don't (the default).
+ *   SOMA_ARENA_DECAY_MS  how long a wholly empty arena stays mapped for
+ *                        reuse before it goes back to the OS, in ms (0 to
+ *                        3600000).  0: at once, as CPython does (the one
+ *                        last empty arena excepted); the library's default.
+ *                        The override's default is 1000: a program that
+ *                        frees and rebuilds its objects in rounds then
+ *                        reuses its pages instead of faulting them back in.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +34,28 @@ static int parse_bool(const char *v)
     return -1;
 }
 
+#ifdef SOMA_OVERRIDE
+#define DECAY_DEFAULT 1000
+#else
+#define DECAY_DEFAULT 0
+#endif
+long soma__arena_decay_ms = DECAY_DEFAULT;
+
+static void read_decay(void)
+{
+    const char *v = getenv("SOMA_ARENA_DECAY_MS");
+    if (v == NULL)
+        return;
+    char *end;
+    long ms = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || ms < 0 || ms > 3600000) {
+        fprintf(stderr, "soma: warning: SOMA_ARENA_DECAY_MS=%s is not a number of milliseconds "
+                        "from 0 to 3600000; using the default, %d\n", v, DECAY_DEFAULT);
+        return;
+    }
+    soma__arena_decay_ms = ms;
+}
+
 static void show_stats_at_exit(void)
 {
     soma_stats_print(stderr);
@@ -34,6 +63,7 @@ static void show_stats_at_exit(void)
 
 void soma__options_read(void)
 {
+    read_decay();
     const char *v = getenv("SOMA_SHOW_STATS");
     if (v == NULL)
         return;

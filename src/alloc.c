@@ -90,6 +90,14 @@ void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
     return realloc_in((heap_t *)heap, p, size);
 }
 
+/* Out of line, so that soma_free's own frame stays empty on the fast path. */
+__attribute__((noinline, cold)) static void free_foreign(void *p)
+{
+    int saved = errno; /* free never changes errno */
+    soma__sys_free(p);
+    errno = saved;
+}
+
 void soma_free(void *p)
 {
     if (p == NULL)
@@ -99,9 +107,7 @@ void soma_free(void *p)
         soma__free_small(pool, p);
         return;
     }
-    int saved = errno; /* free never changes errno */
-    soma__sys_free(p);
-    errno = saved;
+    free_foreign(p);
 }
 
 static void *realloc_in(heap_t *heap, void *p, size_t size)

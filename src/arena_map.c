@@ -24,38 +24,16 @@
  */
 #include "internal.h"
 
-#define MAP_ROOT_BITS 16
-#define MAP_KEY_BITS (64 - SOMA_ARENA_BITS)
-#define MAP_MID_BITS ((MAP_KEY_BITS - MAP_ROOT_BITS) / 2)
-#define MAP_BOT_BITS (MAP_KEY_BITS - MAP_ROOT_BITS - MAP_MID_BITS)
-#define MAP_ROOT_LEN ((size_t)1 << MAP_ROOT_BITS)
-#define MAP_MID_LEN ((size_t)1 << MAP_MID_BITS)
-#define MAP_BOT_LEN ((size_t)1 << MAP_BOT_BITS)
-
-typedef struct {
-    _Atomic(arena_t *) arenas[MAP_BOT_LEN];
-} map_bot_t;
-typedef struct {
-    _Atomic(map_bot_t *) bots[MAP_MID_LEN];
-} map_mid_t;
-
-static _Atomic(map_mid_t *) map_root[MAP_ROOT_LEN];
+_Atomic(map_mid_t *) soma__map_root[MAP_ROOT_LEN]; /* static-sized: costs address space only */
 static pthread_mutex_t map_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic size_t map_mid_count;
 static _Atomic size_t map_bot_count;
 
-static inline size_t root_index(uintptr_t a)
-{
-    return (size_t)(a >> (SOMA_ARENA_BITS + MAP_MID_BITS + MAP_BOT_BITS));
-}
-static inline size_t mid_index(uintptr_t a)
-{
-    return (size_t)(a >> (SOMA_ARENA_BITS + MAP_BOT_BITS)) & (MAP_MID_LEN - 1);
-}
-static inline size_t bot_index(uintptr_t a)
-{
-    return (size_t)(a >> SOMA_ARENA_BITS) & (MAP_BOT_LEN - 1);
-}
+/* The shape (MAP_* sizes, node types, index functions) and the lookup,
+ * soma__arena_map_get, are in internal.h: the lookup runs on every free. */
+#define root_index soma__map_root_index
+#define mid_index soma__map_mid_index
+#define bot_index soma__map_bot_index
 
 void soma__arena_map_fork(int phase)
 {
@@ -65,14 +43,14 @@ void soma__arena_map_fork(int phase)
 /* Find (creating if `create`) the bot node covering address a. */
 static map_bot_t *bot_node(uintptr_t a, int create)
 {
-    map_mid_t *mid = atomic_load_explicit(&map_root[root_index(a)], memory_order_acquire);
+    map_mid_t *mid = atomic_load_explicit(&soma__map_root[root_index(a)], memory_order_acquire);
     if (mid == NULL) {
         if (!create)
             return NULL;
         mid = soma__os_map(sizeof(map_mid_t));
         if (mid == NULL)
             return NULL;
-        atomic_store_explicit(&map_root[root_index(a)], mid, memory_order_release);
+        atomic_store_explicit(&soma__map_root[root_index(a)], mid, memory_order_release);
         atomic_fetch_add_explicit(&map_mid_count, 1, memory_order_relaxed);
     }
     map_bot_t *bot = atomic_load_explicit(&mid->bots[mid_index(a)], memory_order_acquire);
@@ -100,21 +78,12 @@ int soma__arena_map_set(uintptr_t base, arena_t *arena)
     return (bot == NULL && arena != NULL) ? -1 : 0;
 }
 
-arena_t *soma__arena_map_get(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    map_bot_t *bot = bot_node(a, 0);
-    if (bot == NULL)
-        return NULL;
-    return atomic_load_explicit(&bot->arenas[bot_index(a)], memory_order_acquire);
-}
-
 void soma__arena_map_counts(size_t *mid_nodes, size_t *bot_nodes, size_t *root_bytes,
                             size_t *mid_bytes, size_t *bot_bytes)
 {
     *mid_nodes = atomic_load_explicit(&map_mid_count, memory_order_relaxed);
     *bot_nodes = atomic_load_explicit(&map_bot_count, memory_order_relaxed);
-    *root_bytes = sizeof(map_root);
+    *root_bytes = sizeof(soma__map_root);
     *mid_bytes = *mid_nodes * sizeof(map_mid_t);
     *bot_bytes = *bot_nodes * sizeof(map_bot_t);
 }

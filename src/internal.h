@@ -148,7 +148,53 @@ SOMA_INTERNAL void soma__os_unmap(void *p, size_t size);
 
 /* ---- arena_map.c: "is this address one of our arenas?" ---- */
 SOMA_INTERNAL int soma__arena_map_set(uintptr_t base, arena_t *arena);
-SOMA_INTERNAL arena_t *soma__arena_map_get(const void *p);
+
+/* The radix tree's shape (arena_map.c explains it); here so that the lookup,
+ * on every free, is inlined. */
+#define MAP_ROOT_BITS 16
+#define MAP_KEY_BITS (64 - SOMA_ARENA_BITS)
+#define MAP_MID_BITS ((MAP_KEY_BITS - MAP_ROOT_BITS) / 2)
+#define MAP_BOT_BITS (MAP_KEY_BITS - MAP_ROOT_BITS - MAP_MID_BITS)
+#define MAP_ROOT_LEN ((size_t)1 << MAP_ROOT_BITS)
+#define MAP_MID_LEN ((size_t)1 << MAP_MID_BITS)
+#define MAP_BOT_LEN ((size_t)1 << MAP_BOT_BITS)
+
+typedef struct {
+    _Atomic(arena_t *) arenas[MAP_BOT_LEN];
+} map_bot_t;
+typedef struct {
+    _Atomic(map_bot_t *) bots[MAP_MID_LEN];
+} map_mid_t;
+
+extern SOMA_INTERNAL _Atomic(map_mid_t *) soma__map_root[MAP_ROOT_LEN];
+
+static inline size_t soma__map_root_index(uintptr_t a)
+{
+    return (size_t)(a >> (SOMA_ARENA_BITS + MAP_MID_BITS + MAP_BOT_BITS));
+}
+static inline size_t soma__map_mid_index(uintptr_t a)
+{
+    return (size_t)(a >> (SOMA_ARENA_BITS + MAP_BOT_BITS)) & (MAP_MID_LEN - 1);
+}
+static inline size_t soma__map_bot_index(uintptr_t a)
+{
+    return (size_t)(a >> SOMA_ARENA_BITS) & (MAP_BOT_LEN - 1);
+}
+
+/* The arena holding p, or NULL if p is not in one of soma's arenas.  Three
+ * dependent loads, no lock (see arena_map.c for why it is safe). */
+static inline arena_t *soma__arena_map_get(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    map_mid_t *mid = atomic_load_explicit(&soma__map_root[soma__map_root_index(a)],
+                                          memory_order_acquire);
+    if (mid == NULL)
+        return NULL;
+    map_bot_t *bot = atomic_load_explicit(&mid->bots[soma__map_mid_index(a)], memory_order_acquire);
+    if (bot == NULL)
+        return NULL;
+    return atomic_load_explicit(&bot->arenas[soma__map_bot_index(a)], memory_order_acquire);
+}
 SOMA_INTERNAL void soma__arena_map_counts(size_t *mid_nodes, size_t *bot_nodes, size_t *root_bytes,
                                           size_t *mid_bytes, size_t *bot_bytes);
 

@@ -9,6 +9,8 @@
  * snapshot also call it (through pthread_once), which keeps it linked into
  * static programs that use any part of soma.
  */
+#include <sys/single_threaded.h>
+
 #include "internal.h"
 
 /* Not pthread_once: the work below may itself allocate (atexit and
@@ -28,18 +30,33 @@ static void (*const fork_order[])(int) = {soma__stats_print_fork, soma__types_fo
                                           soma__arena_map_fork};
 #define NFORK (sizeof fork_order / sizeof fork_order[0])
 
+/* A single-threaded process may fork from a signal handler that
+ * interrupted soma itself (fork is async-signal-safe): taking the locks
+ * would then wait for the very thread that holds them.  With one thread no
+ * other can hold a lock either, so, like glibc, soma takes none; what the
+ * interrupted code was doing resumes in both processes.  The decision is
+ * made once per fork and remembered for the two after-handlers. */
+static int fork_locked;
+
 static void fork_prepare(void)
 {
+    fork_locked = !__libc_single_threaded;
+    if (!fork_locked)
+        return;
     for (size_t i = 0; i < NFORK; i++)
         fork_order[i](SOMA_FORK_PREPARE);
 }
 static void fork_parent(void)
 {
+    if (!fork_locked)
+        return;
     for (size_t i = NFORK; i-- > 0;)
         fork_order[i](SOMA_FORK_PARENT);
 }
 static void fork_child(void)
 {
+    if (!fork_locked)
+        return;
     for (size_t i = NFORK; i-- > 0;)
         fork_order[i](SOMA_FORK_CHILD);
 }

@@ -227,6 +227,51 @@ static void test_threads(void)
         pthread_join(th[t], NULL);
 }
 
+/* Allocation after soma's own per-thread cleanup: a pthread key destructor
+ * (registered after soma's, so it may run after it) and an atexit handler
+ * both allocate, write and free.  The thread's exit must not lose or
+ * corrupt anything; the process must exit 0. */
+static pthread_key_t late_key;
+static _Atomic int late_ok;
+
+static void late_destructor(void *arg)
+{
+    char *p = malloc(100), *q = malloc(3000);
+    memset(p, 7, 100);
+    memset(q, 8, 3000);
+    late_ok += p[99] == 7 && q[2999] == 8;
+    free(q);
+    free(p);
+    free(arg);
+}
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    void *mine = malloc(64);
+    pthread_setspecific(late_key, malloc(32));
+    free(mine);
+    return NULL;
+}
+
+static void at_exit_alloc(void)
+{
+    for (int i = 0; i < 1000; i++)
+        free(malloc(1 + (size_t)i % 700));
+}
+
+static void test_late_allocations(void)
+{
+    pthread_key_create(&late_key, late_destructor);
+    for (int round = 0; round < 20; round++) {
+        pthread_t t;
+        pthread_create(&t, NULL, late_thread, NULL);
+        pthread_join(t, NULL);
+    }
+    CHECK_EQ((int)late_ok, 20);
+    atexit(at_exit_alloc);
+}
+
 int main(void)
 {
     test_begin("preload_semantics");
@@ -234,6 +279,7 @@ int main(void)
     test_note("allocator: %s", stats_get ? "soma (preloaded)" : "the C library's");
     test_semantics();
     test_threads();
+    test_late_allocations();
     if (stats_get)
         test_interposition();
     return test_summary();

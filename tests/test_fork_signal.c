@@ -1,0 +1,67 @@
+/*
+ * test_fork_signal: fork() from a signal handler in a single-threaded
+ * process, while the interrupted code is inside soma (glibc's
+ * tst-mallocfork2).  fork is async-signal-safe, so this is legal; soma's
+ * pthread_atfork handler must then not try to take a lock that the very
+ * thread it runs on already holds (the interrupted slow path), or the
+ * process hangs.  Like glibc, soma skips its fork locks while the process
+ * is single-threaded.
+ *
+ * A timer sends SIGALRM every millisecond; the handler forks and the child exits
+ * at once.  The main loop keeps taking soma's slow paths (pools filled past
+ * capacity and emptied, so pools move between the heap and its arenas under
+ * the heap lock).  200 forks; CTest's timeout catches a hang.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "soma.h"
+#include "test.h"
+
+static volatile sig_atomic_t forks, failed;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    if (pid < 0)
+        failed = 1;
+    else
+        forks++;
+}
+
+int main(void)
+{
+    test_begin("test_fork_signal");
+    struct sigaction sa = {0};
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = {{0, 1000}, {0, 1000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+
+    void *blocks[200];
+    unsigned long rounds = 0;
+    while (forks < 200 && !failed) {
+        for (int i = 0; i < 200; i++) /* 512-byte blocks: 31 a pool, 7 pools */
+            blocks[i] = soma_malloc(512);
+        for (int i = 0; i < 200; i++)
+            soma_free(blocks[i]);
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        rounds++;
+    }
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    while (waitpid(-1, NULL, 0) > 0)
+        ;
+    test_note("%d forks from the signal handler over %lu allocation rounds", (int)forks, rounds);
+    CHECK(!failed);
+    CHECK_GE((long)forks, 200);
+    return test_summary();
+}

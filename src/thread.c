@@ -70,6 +70,10 @@ heap_t *soma__thread_heap_acquire(void)
 {
     soma__init();
     pthread_once(&key_once, make_key);
+    /* The start-up work may itself have allocated (atexit may calloc when
+     * soma is malloc), and so given this thread its heap already. */
+    if (soma__tls_heap != &soma__empty_heap)
+        return soma__tls_heap;
     pthread_mutex_lock(&heaps_lock);
     heap_t *h = orphans;
     if (h != NULL) {

@@ -7,8 +7,8 @@
  * process hangs.  Like glibc, soma skips its fork locks while the process
  * is single-threaded.
  *
- * A timer sends SIGALRM every millisecond; the handler forks and the child exits
- * at once.  The main loop keeps taking soma's slow paths (pools filled past
+ * A one-shot timer sends SIGALRM at a different moment of every round; the
+ * handler forks and the child exits at once.  The main loop keeps taking soma's slow paths (pools filled past
  * capacity and emptied, so pools move between the heap and its arenas under
  * the heap lock).  200 forks; CTest's timeout catches a hang.
  */
@@ -42,16 +42,21 @@ int main(void)
     sa.sa_handler = on_alarm;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGALRM, &sa, NULL);
-    struct itimerval it = {{0, 1000}, {0, 1000}};
-    setitimer(ITIMER_REAL, &it, NULL);
 
+    /* One signal per round, at a different moment of it each time: a
+     * repeating timer would starve the main loop once a fork takes longer
+     * than the interval (it does under the sanitizers). */
     void *blocks[200];
     unsigned long rounds = 0;
-    while (forks < 200 && !failed) {
-        for (int i = 0; i < 200; i++) /* 512-byte blocks: 31 a pool, 7 pools */
-            blocks[i] = soma_malloc(512);
-        for (int i = 0; i < 200; i++)
-            soma_free(blocks[i]);
+    while (forks < 200 && !failed && rounds < 100000) {
+        struct itimerval once = {{0, 0}, {0, 20 + (long)(rounds * 37 % 300)}};
+        setitimer(ITIMER_REAL, &once, NULL);
+        for (int rep = 0; rep < 10; rep++) {
+            for (int i = 0; i < 200; i++) /* 512-byte blocks: 31 a pool, 7 pools */
+                blocks[i] = soma_malloc(512);
+            for (int i = 0; i < 200; i++)
+                soma_free(blocks[i]);
+        }
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
         rounds++;

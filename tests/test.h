@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "soma.h"
+
 #define TEST_MAX_REPORTS 50
 
 static unsigned long test_passed_count;
@@ -239,6 +241,15 @@ const char *__tsan_default_options(void);
 const char *__tsan_default_options(void)
 {
     return "allocator_may_return_null=1";
+}
+
+/* Blocks in use in a snapshot, all classes together. */
+static inline size_t test_blocks_in_use(const soma_stats *st)
+{
+    size_t n = 0;
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        n += st->classes[c].blocks_in_use;
+    return n;
 }
 
 #endif /* SOMA_TEST_H */

@@ -44,14 +44,6 @@ static uintptr_t pool_of(const void *p)
     return (uintptr_t)p & ~(uintptr_t)(pool_size - 1);
 }
 
-static size_t blocks_in_use(const soma_stats *s)
-{
-    size_t n = 0;
-    for (int c = 0; c < SOMA_NUM_CLASSES; c++)
-        n += s->classes[c].blocks_in_use;
-    return n;
-}
-
 static int mapped(uintptr_t base, int *err)
 {
     unsigned char vec[1];
@@ -127,7 +119,7 @@ static void round_trip(int round, test_rng *rng)
     size_t n = fill(9.5, tag);
     soma_stats_get(&st1);
     CHECK_EQ(verify(n, tag), 0);
-    CHECK_EQ(blocks_in_use(&st1) - blocks_in_use(&st0), n);
+    CHECK_EQ(test_blocks_in_use(&st1) - test_blocks_in_use(&st0), n);
     CHECK_GE(st1.arenas_current, st0.arenas_current + 8);
     CHECK_EQ(st1.total, st1.arenas_current * arena_size);
     CHECK_GE(st1.arenas_highwater, st1.arenas_current);
@@ -151,7 +143,7 @@ static void round_trip(int round, test_rng *rng)
         mincore_rc[j] = mapped(bases[j], &mincore_errno[j]);
     soma_stats_get(&st2);
 
-    CHECK_EQ(blocks_in_use(&st2), blocks_in_use(&st0));
+    CHECK_EQ(test_blocks_in_use(&st2), test_blocks_in_use(&st0));
     CHECK_LE(st2.arenas_current, st0.arenas_current + 1);
     if (st0.arenas_current <= 1)
         CHECK_LE(st2.arenas_current, 1);
@@ -262,7 +254,7 @@ static void take_pool_checked(void)
 static void test_order(void)
 {
     soma_stats_get(&st0);
-    CHECK_EQ(blocks_in_use(&st0), 0);
+    CHECK_EQ(test_blocks_in_use(&st0), 0);
     CHECK_LE(st0.arenas_current, 1);
     size_t pools_per_arena = arena_size / pool_size;
     cap31 = (pool_size - overhead) / 512;
@@ -343,7 +335,7 @@ static void test_order(void)
     for (size_t i = 0; i < ntaken; i++)
         soma_free(taken[i]);
     soma_stats_get(&st2);
-    CHECK_EQ(blocks_in_use(&st2), 0);
+    CHECK_EQ(test_blocks_in_use(&st2), 0);
     CHECK_LE(st2.arenas_current, 1);
     free(pools31);
     free(pool_freed);

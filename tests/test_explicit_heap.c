@@ -22,14 +22,6 @@
 #include "soma.h"
 #include "test.h"
 
-static size_t total_in_use(const soma_stats *st)
-{
-    size_t n = 0;
-    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
-        n += st->classes[c].blocks_in_use;
-    return n;
-}
-
 static uintptr_t arena_of(const void *p, const soma_stats *st)
 {
     return (uintptr_t)p & ~(uintptr_t)(st->arena_size - 1);
@@ -63,7 +55,7 @@ static void test_lifecycle(void)
         return;
     soma_heap_stats_get(h, &hs);
     CHECK_EQ(hs.arenas_current, 0);
-    CHECK_EQ(total_in_use(&hs), 0);
+    CHECK_EQ(test_blocks_in_use(&hs), 0);
 
     /* Known counts: block i of size 1 + i % 300, i.e. class (i % 300) / 16. */
     size_t want[SOMA_NUM_CLASSES] = {0};
@@ -82,7 +74,7 @@ static void test_lifecycle(void)
     CHECK_EQ(hs.total, hs.arenas_current * hs.arena_size);
     CHECK_GE(hs.arenas_current, 1);
     soma_stats_get(&all);
-    CHECK_EQ(total_in_use(&all), total_in_use(&base) + 1 + NB);
+    CHECK_EQ(test_blocks_in_use(&all), test_blocks_in_use(&base) + 1 + NB);
 
     /* Its blocks are in its own arenas. */
     for (size_t i = 0; i < NB; i++)
@@ -119,7 +111,7 @@ static void test_lifecycle(void)
     pthread_create(&t, NULL, free_half, NULL);
     pthread_join(t, NULL);
     soma_heap_stats_get(h, &hs);
-    CHECK_EQ(total_in_use(&hs), NB / 2 + 1 /* z */);
+    CHECK_EQ(test_blocks_in_use(&hs), NB / 2 + 1 /* z */);
 
     /* Destroy releases the rest at once, and unmaps the arenas. */
     uintptr_t arenas[64];
@@ -138,7 +130,7 @@ static void test_lifecycle(void)
             test_note("  arena %#lx still mapped after destroy", (unsigned long)arenas[k]);
     soma_free(mine);
     soma_stats_get(&after);
-    CHECK_EQ(total_in_use(&after), total_in_use(&base));
+    CHECK_EQ(test_blocks_in_use(&after), test_blocks_in_use(&base));
     CHECK_LE(after.arenas_current, base.arenas_current + 1);
 }
 
@@ -172,7 +164,7 @@ static void test_churn(void)
         soma_heap_destroy(h); /* no frees: destroy releases them */
     }
     soma_stats_get(&after);
-    CHECK_EQ(total_in_use(&after), total_in_use(&base));
+    CHECK_EQ(test_blocks_in_use(&after), test_blocks_in_use(&base));
     CHECK_EQ(after.arenas_current, base.arenas_current);
     CHECK_GE(after.arenas_reclaimed, base.arenas_reclaimed + 200);
 }

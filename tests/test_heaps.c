@@ -23,10 +23,7 @@ static size_t in_use(void)
 {
     soma_stats st;
     soma_stats_get(&st);
-    size_t n = 0;
-    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
-        n += st.classes[c].blocks_in_use;
-    return n;
+    return test_blocks_in_use(&st);
 }
 
 static size_t arenas_now(void)

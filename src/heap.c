@@ -126,8 +126,9 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
         if (pool != NULL)
             return soma__pool_pop(heap, pool);
     }
-    /* Before the lock: the start-up work may itself allocate. */
-    soma__init();
+    /* soma__init has run: every heap comes from soma__thread_heap_acquire
+     * or soma__heap_create_explicit, which call it first (never under a
+     * heap lock: the start-up work may itself allocate). */
     pthread_mutex_lock(&heap->lock);
     pool_t *pool = soma__arena_take_pool(heap);
     void *bp = pool ? pool_start(heap, pool, c) : NULL;

@@ -31,7 +31,7 @@ bench: all
 	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null \
 	    || echo "could not install$$missing: those peers are left out"; fi
 	python3 bench/run.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
-	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
+	    --floor $(BUILD)/bench/libsoma-floor.so --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """bench/run.py: the same benchmark binary under every allocator, side by side.
 
-usage: run.py BENCH_BINARY SOMA_OVERRIDE_SO [--reps N] [--scale N] [--only a,b]
+usage: run.py BENCH_BINARY SOMA_OVERRIDE_SO [--floor FLOOR_SO] [--reps N] [--scale N]
+              [--only a,b]
 
 Each workload runs under glibc (nothing preloaded), jemalloc, mimalloc,
 tcmalloc and soma (LD_PRELOAD), REPS times, in an order that rotates every
 repetition so that no allocator always runs first or last on a noisy
-machine.  For each run: wall time, and peak RSS (the binary reports its own VmHWM).  The
+machine.  With --floor, the single-threaded workloads also run under the
+"floor" (bench/floor.c: a per-class free list behind soma's own pointer
+lookup, the speed limit of soma's design), shown as one more column and
+ratio.  For each run: wall time, and peak RSS (the binary reports its own VmHWM).  The
 table shows medians and soma's ratio against each peer (below 1.0: soma is
 faster or smaller).  A measurement, never a pass/fail test; it fails only if
 a workload computes a wrong result (the binary checks itself).
@@ -25,6 +29,7 @@ PEERS = [
     ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4"),
 ]
 WORKLOADS = ["lifo1", "lifo2", "fifo1", "fifo2", "xthread", "tree", "strings", "pyobj"]
+SINGLE_THREADED = {"lifo1", "fifo1", "tree", "strings", "pyobj"}  # the floor has no threads
 
 
 def run_once(cmd, preload):
@@ -48,7 +53,7 @@ def main():
     if len(args) < 2:
         sys.exit(__doc__)
     binary, soma = args[0], os.path.abspath(args[1])
-    reps, scale, only = 5, 1, WORKLOADS
+    reps, scale, only, floor = 5, 1, WORKLOADS, None
     rest = args[2:]
     while rest:
         opt, val, rest = rest[0], rest[1], rest[2:]
@@ -58,24 +63,35 @@ def main():
             scale = int(val)
         elif opt == "--only":
             only = val.split(",")
+        elif opt == "--floor":
+            floor = os.path.abspath(val)
     allocs = [(n, p) for n, p in PEERS if p is None or os.path.exists(p)] + [("soma", soma)]
     missing = [n for n, p in PEERS if p is not None and not os.path.exists(p)]
     if missing:
         print(f"# not installed, left out: {', '.join(missing)}")
     print(f"# {reps} alternating runs each, medians; scale {scale}; "
           f"{os.cpu_count()} CPUs; {os.uname().release}")
+    if floor:
+        allocs.append(("floor", floor))
     names = [n for n, _ in allocs]
     peers = [n for n in names if n != "soma"]
+
+    def fmt(d, n, f):  # the floor has no figure for multithreaded workloads
+        return f % d[n] if n in d else f"{'-':>{len(f % 0)}}"
+
+    def ratio(d, n, key):
+        return f"{d[key] / d[n]:9.2f}" if n in d else f"{'-':>9}"
     head = f"{'workload':10} " + " ".join(f"{n + ' s':>11}" for n in names)
     head += "  " + " ".join(f"{'/' + n:>9}" for n in peers)
     print("\n## time (seconds; soma / peer)")
     print(head)
     rows_time, rows_rss = [], []
     for w in only:
-        times = {n: [] for n in names}
-        rss = {n: [] for n in names}
+        run = [(n, p) for n, p in allocs if n != "floor" or w in SINGLE_THREADED]
+        times = {n: [] for n, _ in run}
+        rss = {n: [] for n, _ in run}
         for r in range(reps):
-            order = allocs[r % len(allocs):] + allocs[:r % len(allocs)]
+            order = run[r % len(run):] + run[:r % len(run)]
             for n, p in order:
                 t, m = run_once([binary, w, str(scale)], p)
                 times[n].append(t)
@@ -84,15 +100,16 @@ def main():
         mr = {n: statistics.median(v) for n, v in rss.items()}
         rows_time.append((w, mt))
         rows_rss.append((w, mr))
-        line = f"{w:10} " + " ".join(f"{mt[n]:11.3f}" for n in names)
-        line += "  " + " ".join(f"{mt['soma'] / mt[n]:9.2f}" for n in peers)
+        line = f"{w:10} " + " ".join(fmt(mt, n, "%11.3f") for n in names)
+        line += "  " + " ".join(ratio(mt, n, "soma") for n in peers)
         print(line, flush=True)
     print("\n## peak RSS (MiB; soma / peer)")
     print(f"{'workload':10} " + " ".join(f"{n:>11}" for n in names)
           + "  " + " ".join(f"{'/' + n:>9}" for n in peers))
     for w, mr in rows_rss:
-        line = f"{w:10} " + " ".join(f"{mr[n] / 1024:11.1f}" for n in names)
-        line += "  " + " ".join(f"{mr['soma'] / mr[n]:9.2f}" for n in peers)
+        mib = {n: v / 1024 for n, v in mr.items()}
+        line = f"{w:10} " + " ".join(fmt(mib, n, "%11.1f") for n in names)
+        line += "  " + " ".join(ratio(mr, n, "soma") for n in peers)
         print(line)
 
 

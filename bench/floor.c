@@ -6,7 +6,7 @@
  * It keeps exactly what soma cannot do without and drops everything else:
  *   malloc  pops a per-class free list (one list per class for the whole
  *           process), else carves the next block of the class's current pool;
- *   free    asks soma's own arena map whether the pointer is ours (the same
+ *   free    asks soma's own address map (region.c) whether the pointer is ours (the same
  *           inline lookup, soma__arena_map_get, and the same pool-header
  *           check), reads the class from the pool header, and pushes the
  *           block on that class's list.
@@ -40,8 +40,8 @@ static arena_t floor_arena;        /* any non-NULL record marks "ours" in the ma
 static int new_pool(unsigned c)
 {
     if (pool_next == pool_end) {
-        char *a = soma__os_map_aligned(SOMA_ARENA_SIZE, SOMA_ARENA_SIZE);
-        if (a == NULL || soma__arena_map_set((uintptr_t)a, &floor_arena) != 0)
+        char *a = (char *)soma__region_map(&floor_arena);
+        if (a == NULL)
             return -1;
         pool_next = a;
         pool_end = a + SOMA_ARENA_SIZE;

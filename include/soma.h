@@ -171,14 +171,18 @@ typedef struct soma_stats {
     size_t bytes_lost_to_arena_alignment; /* partial pools at misaligned arenas */
     size_t total;                         /* == arena_bytes, always */
 
-    /* The address map that answers "is this pointer soma's" (a radix tree
-     * over arena numbers; its nodes are mapped on demand, never freed). */
+    /* The address map that answers "is this pointer soma's".  CPython's is a
+     * radix tree (root, mid and bot nodes); soma carves every arena from one
+     * reserved range of addresses and keeps a flat table with an entry per
+     * arena slot: its pages touched so far are the "root" bytes, and there
+     * are no mid or bot nodes (always 0). */
     size_t arena_map_mid_nodes;
     size_t arena_map_bot_nodes;
     size_t arena_map_root_bytes;
     size_t arena_map_mid_bytes;
     size_t arena_map_bot_bytes;
     size_t arena_map_total;
+    size_t address_space_reserved; /* the range arenas come from (addresses, not memory) */
 
     /* Registered object caches, in registration order. */
     size_t num_types;

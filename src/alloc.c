@@ -2,8 +2,8 @@
  * alloc.c: the public malloc family, for the calling thread's heap and for
  * explicit heaps.  Each call decides, once, who serves the request: a small
  * size (1..512 bytes) goes to the heap (heap.c); anything else to the system
- * allocator (sys.c).  A pointer is soma's exactly when the arena
- * map (arena_map.c) knows the arena it lies in, so free/realloc/usable_size
+ * allocator (sys.c).  A pointer is soma's exactly when it lies in an arena
+ * of soma's address range (region.c), so free/realloc/usable_size
  * accept memory from either side.
  */
 #include <errno.h>
@@ -12,13 +12,16 @@
 
 /* The pool of p if p lies in one of soma's arenas, else NULL.  An address
  * inside a pool header is no block: taking it would hand the header out. */
-static inline pool_t *owned_pool(const void *p)
+static inline pool_t *block_pool(const void *p) /* p lies in one of soma's arenas */
 {
-    if (soma__arena_map_get(p) == NULL)
-        return NULL;
     if (SOMA_UNLIKELY(((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD))
         soma__fatal("%p: not an allocated block (an address inside a pool header)", p);
     return soma__pool_of(p);
+}
+
+static inline pool_t *owned_pool(const void *p)
+{
+    return soma__arena_map_get(p) != NULL ? block_pool(p) : NULL;
 }
 
 /* Every allocation is made in a heap: the calling thread's (soma_malloc and
@@ -100,14 +103,14 @@ __attribute__((noinline, cold)) static void free_foreign(void *p)
 
 void soma_free(void *p)
 {
-    if (p == NULL)
-        return;
-    pool_t *pool = owned_pool(p);
-    if (SOMA_LIKELY(pool != NULL)) {
-        soma__free_small(pool, p);
+    /* owned_pool's own "NULL if not ours" test would cost a second branch
+     * here (the compiler cannot know a pool address is never NULL). */
+    if (SOMA_LIKELY(soma__arena_map_get(p) != NULL)) {
+        soma__free_small(block_pool(p), p);
         return;
     }
-    free_foreign(p);
+    if (p != NULL)
+        free_foreign(p);
 }
 
 static void *realloc_in(heap_t *heap, void *p, size_t size)

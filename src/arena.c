@@ -87,25 +87,18 @@ static arena_t *arena_new(heap_t *heap)
     arena_t *a = record_new();
     if (a == NULL)
         return NULL;
-    void *base = soma__os_map_aligned(SOMA_ARENA_SIZE, SOMA_ARENA_SIZE);
-    if (base == NULL) {
+    a->heap = heap; /* before the arena is published: a free may read it */
+    a->address = soma__region_map(a);
+    if (a->address == 0) {
         record_free(a);
         return NULL;
     }
-    a->address = (uintptr_t)base;
     /* Pools must be pool-aligned so that a block finds its pool by masking.
      * soma's arenas always are; the general case is kept so the figure
      * "bytes lost to arena alignment" stays meaningful if that changes. */
     a->pool_address = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
     a->ntotalpools = (unsigned)SOMA_POOLS_PER_ARENA - (a->pool_address != a->address);
     a->nfreepools = a->ntotalpools;
-    a->heap = heap;
-    if (soma__arena_map_set(a->address, a) != 0) {
-        soma__os_unmap(base, SOMA_ARENA_SIZE);
-        record_free(a);
-        errno = ENOMEM;
-        return NULL;
-    }
     a->next_all = heap->all_arenas;
     if (heap->all_arenas)
         heap->all_arenas->prev_all = a;
@@ -125,8 +118,7 @@ static arena_t *arena_new(heap_t *heap)
 
 static void arena_release(heap_t *heap, arena_t *a)
 {
-    soma__arena_map_set(a->address, NULL);
-    soma__os_unmap((void *)a->address, SOMA_ARENA_SIZE);
+    soma__region_unmap(a->address);
     if (a->prev_all)
         a->prev_all->next_all = a->next_all;
     else

@@ -46,6 +46,22 @@ static void used_push_front(heap_t *heap, unsigned c, pool_t *pool)
     heap->usedpools[c] = pool;
 }
 
+/* Behind the head: the head keeps serving until it is full, and the pool
+ * waits meanwhile, gathering more frees. */
+static void used_push_second(heap_t *heap, unsigned c, pool_t *pool)
+{
+    pool_t *head = heap->usedpools[c];
+    if (head == NULL) {
+        pool->nextpool = pool->prevpool = pool;
+        heap->usedpools[c] = pool;
+        return;
+    }
+    pool->prevpool = head;
+    pool->nextpool = head->nextpool;
+    head->nextpool->prevpool = pool;
+    head->nextpool = pool;
+}
+
 static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
 {
     if (pool->nextpool == pool) {
@@ -58,18 +74,20 @@ static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
         heap->usedpools[c] = pool->nextpool;
 }
 
-/* The pool's free list just ran dry: refill it with one virgin block, or, if
- * the pool is carved out, take the (now full) pool off its used list. */
-void soma__pool_refill(heap_t *heap, pool_t *pool)
+/* The pool's free list just ran dry (bp, its last block, was taken):
+ * refill it with one virgin block, or, if the pool is carved out, take the
+ * (now full) pool off its used list.  Returns bp. */
+void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 {
     if (pool->nextoffset <= pool->maxnextoffset) {
-        void *bp = (char *)pool + pool->nextoffset;
+        void *virgin = (char *)pool + pool->nextoffset;
         pool->nextoffset = (uint16_t)(pool->nextoffset + soma__class_size(pool->szidx));
-        *(void **)bp = NULL;
-        pool->freeblock = bp;
-        return;
+        *(void **)virgin = NULL;
+        pool->freeblock = virgin;
+        return bp;
     }
     used_unlink(heap, pool->szidx, pool);
+    return bp;
 }
 
 /* Put an empty pool to work for class c and return its first free block. */
@@ -82,7 +100,7 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
         void *bp = pool->freeblock;
         pool->freeblock = *(void **)bp;
         if (pool->freeblock == NULL)
-            soma__pool_refill(heap, pool);
+            return soma__pool_refill(heap, pool, bp);
         return bp;
     }
     size_t size = soma__class_size(c);
@@ -133,6 +151,12 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
     pool_t *pool = soma__arena_take_pool(heap);
     void *bp = pool ? pool_start(heap, pool, c) : NULL;
     pthread_mutex_unlock(&heap->lock);
+    if (bp == NULL && !heap->explicit_heap)
+        /* No new arena (soma's address range is full, or the kernel said
+         * no): the system allocator may still have memory.  Its block is
+         * foreign to soma, and free and realloc treat it so.  An explicit
+         * heap cannot do this: destroying it would not free the block. */
+        return soma__sys_malloc(soma__class_size(c));
     return bp;
 }
 
@@ -142,7 +166,7 @@ void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last)
         /* It was full.  A pool holds at least 7 blocks, so it is not empty
          * now: it becomes used, at the head of its list, so the next
          * allocation reuses the block just freed (hot in cache). */
-        used_push_front(heap, pool->szidx, pool);
+        used_push_second(heap, pool->szidx, pool);
         return;
     }
     /* It is empty: back to its arena, which may now be unmapped. */

@@ -142,61 +142,36 @@ static inline pool_t *soma__pool_of(const void *p)
 SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- os.c: the only system calls ---- */
-SOMA_INTERNAL void *soma__os_map_aligned(size_t size, size_t alignment);
 SOMA_INTERNAL void *soma__os_map(size_t size);
 SOMA_INTERNAL void soma__os_unmap(void *p, size_t size);
+SOMA_INTERNAL void *soma__os_reserve(size_t size); /* addresses only; NULL on failure */
+SOMA_INTERNAL int soma__os_commit(void *p, size_t size);
+SOMA_INTERNAL void soma__os_decommit(void *p, size_t size);
 
-/* ---- arena_map.c: "is this address one of our arenas?" ---- */
-SOMA_INTERNAL int soma__arena_map_set(uintptr_t base, arena_t *arena);
-
-/* The radix tree's shape (arena_map.c explains it); here so that the lookup,
- * on every free, is inlined. */
-#define MAP_ROOT_BITS 16
-#define MAP_KEY_BITS (64 - SOMA_ARENA_BITS)
-#define MAP_MID_BITS ((MAP_KEY_BITS - MAP_ROOT_BITS) / 2)
-#define MAP_BOT_BITS (MAP_KEY_BITS - MAP_ROOT_BITS - MAP_MID_BITS)
-#define MAP_ROOT_LEN ((size_t)1 << MAP_ROOT_BITS)
-#define MAP_MID_LEN ((size_t)1 << MAP_MID_BITS)
-#define MAP_BOT_LEN ((size_t)1 << MAP_BOT_BITS)
-
+/* ---- region.c: the address range arenas are carved from ---- */
 typedef struct {
-    _Atomic(arena_t *) arenas[MAP_BOT_LEN];
-} map_bot_t;
-typedef struct {
-    _Atomic(map_bot_t *) bots[MAP_MID_LEN];
-} map_mid_t;
+    _Atomic size_t size;     /* bytes reserved; 0 until the first arena */
+    _Atomic uintptr_t base;  /* arena-aligned */
+    _Atomic(arena_t *) *arenas; /* by slot: (address - base) >> SOMA_ARENA_BITS */
+} soma_region_t;
+extern SOMA_INTERNAL soma_region_t soma__region;
 
-extern SOMA_INTERNAL _Atomic(map_mid_t *) soma__map_root[MAP_ROOT_LEN];
-
-static inline size_t soma__map_root_index(uintptr_t a)
-{
-    return (size_t)(a >> (SOMA_ARENA_BITS + MAP_MID_BITS + MAP_BOT_BITS));
-}
-static inline size_t soma__map_mid_index(uintptr_t a)
-{
-    return (size_t)(a >> (SOMA_ARENA_BITS + MAP_BOT_BITS)) & (MAP_MID_LEN - 1);
-}
-static inline size_t soma__map_bot_index(uintptr_t a)
-{
-    return (size_t)(a >> SOMA_ARENA_BITS) & (MAP_BOT_LEN - 1);
-}
-
-/* The arena holding p, or NULL if p is not in one of soma's arenas.  Three
- * dependent loads, no lock (see arena_map.c for why it is safe). */
+/* The arena holding p, or NULL if p is not in one of soma's arenas: a range
+ * check and one table load, no lock (region.c says why it is safe).  Here so
+ * that it is inlined into every free. */
 static inline arena_t *soma__arena_map_get(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    map_mid_t *mid = atomic_load_explicit(&soma__map_root[soma__map_root_index(a)],
-                                          memory_order_acquire);
-    if (mid == NULL)
+    size_t size = atomic_load_explicit(&soma__region.size, memory_order_acquire);
+    uintptr_t off = (uintptr_t)p - atomic_load_explicit(&soma__region.base, memory_order_relaxed);
+    if (off >= size)
         return NULL;
-    map_bot_t *bot = atomic_load_explicit(&mid->bots[soma__map_mid_index(a)], memory_order_acquire);
-    if (bot == NULL)
-        return NULL;
-    return atomic_load_explicit(&bot->arenas[soma__map_bot_index(a)], memory_order_acquire);
+    return atomic_load_explicit(&soma__region.arenas[off >> SOMA_ARENA_BITS], memory_order_acquire);
 }
-SOMA_INTERNAL void soma__arena_map_counts(size_t *mid_nodes, size_t *bot_nodes, size_t *root_bytes,
-                                          size_t *mid_bytes, size_t *bot_bytes);
+/* A fresh arena-sized, arena-aligned mapping recorded as `arena`'s; 0 with
+ * errno = ENOMEM when the range is full or the kernel refuses. */
+SOMA_INTERNAL uintptr_t soma__region_map(arena_t *arena);
+SOMA_INTERNAL void soma__region_unmap(uintptr_t base); /* forget it; pages back to the OS */
+SOMA_INTERNAL void soma__region_counts(size_t *reserved, size_t *table_bytes);
 
 /* ---- arena.c: arenas and the usable-arena ordering (heap lock held) ---- */
 SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap);
@@ -220,7 +195,7 @@ SOMA_INTERNAL void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg);
 
 /* ---- heap.c: pools and blocks of one heap ---- */
 SOMA_INTERNAL void *soma__heap_malloc_slow(heap_t *heap, unsigned c);
-SOMA_INTERNAL void soma__pool_refill(heap_t *heap, pool_t *pool);
+SOMA_INTERNAL void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp);
 SOMA_INTERNAL void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last);
 SOMA_INTERNAL void soma__heap_collect(heap_t *heap);
 SOMA_INTERNAL _Noreturn void soma__fatal_not_allocated(void *p, const pool_t *pool);
@@ -239,10 +214,11 @@ static inline void soma__pool_set_count(pool_t *pool, unsigned n)
 static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
 {
     void *bp = pool->freeblock; /* never NULL on a used pool */
+    void *next = *(void **)bp;
     soma__pool_set_count(pool, soma__pool_count(pool) + 1);
-    pool->freeblock = *(void **)bp;
-    if (SOMA_UNLIKELY(pool->freeblock == NULL))
-        soma__pool_refill(heap, pool);
+    pool->freeblock = next;
+    if (SOMA_UNLIKELY(next == NULL))
+        return soma__pool_refill(heap, pool, bp); /* a tail call: no frame on the fast path */
     return bp;
 }
 
@@ -324,7 +300,7 @@ SOMA_INTERNAL void soma__init(void);
 enum { SOMA_FORK_PREPARE, SOMA_FORK_PARENT, SOMA_FORK_CHILD };
 SOMA_INTERNAL void soma__heaps_fork(int phase);
 SOMA_INTERNAL void soma__arena_fork(int phase);
-SOMA_INTERNAL void soma__arena_map_fork(int phase);
+SOMA_INTERNAL void soma__region_fork(int phase);
 SOMA_INTERNAL void soma__types_fork(int phase);
 SOMA_INTERNAL void soma__stats_print_fork(int phase);
 

@@ -18,32 +18,28 @@ void *soma__os_map(size_t size)
     return p;
 }
 
-/*
- * A mapping aligned to `alignment` (a power of two, a multiple of the page).
- * mmap only promises page alignment.  Asking for exactly `size` first usually
- * fails to be aligned, so we over-map by `alignment` and trim the head and the
- * tail: three calls, but only when an arena is created, which is rare.
- * CPython does not do this and so loses one pool in every misaligned arena
- * ("bytes lost to arena alignment"); soma's arenas lose none.
- */
-void *soma__os_map_aligned(size_t size, size_t alignment)
+/* Addresses only: no access, no memory, no commit charge. */
+void *soma__os_reserve(size_t size)
 {
-    size_t span = size + alignment;
-    if (span < size) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    char *raw = soma__os_map(span);
-    if (raw == NULL)
-        return NULL;
-    uintptr_t base = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
-    size_t head = base - (uintptr_t)raw;
-    size_t tail = span - head - size;
-    if (head)
-        munmap(raw, head);
-    if (tail)
-        munmap((char *)base + size, tail);
-    return (void *)base;
+    void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Fresh zeroed read-write pages at [p, p+size), replacing what was there. */
+int soma__os_commit(void *p, size_t size)
+{
+    void *q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return q == MAP_FAILED ? -1 : 0;
+}
+
+/* [p, p+size) back to reserved: its pages return to the OS at once.  If the
+ * kernel refuses (it can only for lack of memory to split the mapping), drop
+ * the pages and leave them writable. */
+void soma__os_decommit(void *p, size_t size)
+{
+    if (mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
+        MAP_FAILED)
+        madvise(p, size, MADV_DONTNEED);
 }
 
 void soma__os_unmap(void *p, size_t size)

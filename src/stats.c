@@ -87,9 +87,11 @@ static void stats_finish(soma_stats *st)
                 st->unused_pool_bytes + st->bytes_lost_to_pool_headers +
                 st->bytes_lost_to_quantization + st->bytes_lost_to_arena_alignment;
 
-    soma__arena_map_counts(&st->arena_map_mid_nodes, &st->arena_map_bot_nodes,
-                           &st->arena_map_root_bytes, &st->arena_map_mid_bytes,
-                           &st->arena_map_bot_bytes);
+    /* soma's map is a flat table (region.c): CPython's "root", with no
+     * interior nodes. */
+    soma__region_counts(&st->address_space_reserved, &st->arena_map_root_bytes);
+    st->arena_map_mid_nodes = st->arena_map_bot_nodes = 0;
+    st->arena_map_mid_bytes = st->arena_map_bot_bytes = 0;
     st->arena_map_total =
         st->arena_map_root_bytes + st->arena_map_mid_bytes + st->arena_map_bot_bytes;
 }

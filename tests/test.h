@@ -252,4 +252,26 @@ static inline size_t test_blocks_in_use(const soma_stats *st)
     return n;
 }
 
+/* Pages of [addr, addr + len) that hold memory (0 if the range is not mapped
+ * at all).  "Given back to the OS" means 0: soma returns an arena by turning
+ * its pages back into reserved, inaccessible address space (region.c), so
+ * the range may stay mapped while holding no memory. */
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+static inline size_t test_resident_pages(uintptr_t addr, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), n = 0;
+    unsigned char vec[256];
+    addr &= ~(uintptr_t)(page - 1);
+    for (size_t off = 0; off < len; off += 256 * page) {
+        size_t chunk = len - off < 256 * page ? len - off : 256 * page;
+        if (mincore((void *)(addr + off), chunk, vec) != 0)
+            continue; /* ENOMEM: not mapped, so nothing resident */
+        for (size_t i = 0; i < (chunk + page - 1) / page; i++)
+            n += vec[i] & 1;
+    }
+    return n;
+}
+
 #endif /* SOMA_TEST_H */

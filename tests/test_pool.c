@@ -73,22 +73,41 @@ static void test_class(unsigned c, size_t pool_size, size_t overhead)
     CHECK_EQ(st.classes[c].blocks_in_use, cap + 2);
     CHECK_EQ(st.classes[c].avail_blocks, 2 * cap - (cap + 2));
 
-    /* A full pool that gets a block back comes first again. */
+    /* A full pool that gets a block back waits behind the pool in service,
+     * which keeps serving until it is full; then the waiting pool serves the
+     * block it got back. */
     size_t k = cap / 2;
     void *freed = b[k];
     soma_free(freed);
     soma_stats_get(&st);
     CHECK_EQ(st.classes[c].num_pools, 2);
     CHECK_EQ(st.classes[c].blocks_in_use, cap + 1);
+    size_t rest = cap - 2; /* free blocks left in the second pool */
+    void **more = malloc(rest * sizeof *more);
+    for (size_t i = 0; i < rest; i++) {
+        more[i] = soma_malloc(size);
+        CHECK_EQ((uintptr_t)more[i], pool2 + overhead + (i + 2) * size);
+    }
     b[k] = soma_malloc(size);
     CHECK_PTR_EQ(b[k], freed);
+    for (size_t i = 0; i < rest; i++)
+        soma_free(more[i]);
+    free(more);
 
-    /* LIFO reuse in the used pool, one and several. */
+    /* LIFO reuse in the used pool. */
     freed = b[cap + 1];
     soma_free(freed);
     b[cap + 1] = soma_malloc(size);
     CHECK_PTR_EQ(b[cap + 1], freed);
 
+    /* Emptying the second pool leaves one pool in use. */
+    soma_free(b[cap]);
+    soma_free(b[cap + 1]);
+    soma_stats_get(&st);
+    CHECK_EQ(st.classes[c].num_pools, 1);
+    CHECK_EQ(st.classes[c].blocks_in_use, cap);
+
+    /* Freed blocks come back newest first. */
     if (cap >= 4) {
         void *x = b[1], *y = b[3], *z = b[2];
         soma_free(x);
@@ -102,13 +121,6 @@ static void test_class(unsigned c, size_t pool_size, size_t overhead)
         b[2] = r1;
         b[3] = r2;
     }
-
-    /* Emptying the second pool leaves one pool in use. */
-    soma_free(b[cap]);
-    soma_free(b[cap + 1]);
-    soma_stats_get(&st);
-    CHECK_EQ(st.classes[c].num_pools, 1);
-    CHECK_EQ(st.classes[c].blocks_in_use, cap);
 
     for (size_t i = 0; i < cap; i++)
         soma_free(b[i]);

@@ -37,6 +37,10 @@
 #define SOMA_ARENA_SIZE ((size_t)1 << SOMA_ARENA_BITS)
 #define SOMA_POOLS_PER_ARENA (SOMA_ARENA_SIZE / SOMA_POOL_SIZE)
 
+/* Virgin blocks are linked into a pool's free list one OS page at a time
+ * (heap.c: carve): a pool touches only the pages it uses. */
+#define SOMA_OS_PAGE_SIZE ((uintptr_t)4096)
+
 /* An empty arena is unmapped unless it is the last arena on the usable list
  * (CPython 3.9+, bpo-37257): a loop that fills and empties one arena's worth
  * of blocks would otherwise map and unmap on every turn.  At most one empty
@@ -56,7 +60,7 @@
 #error "pool offsets are kept in 16 bits: pools must be at most 32 KiB"
 #endif
 #if (((1 << SOMA_POOL_BITS) - 48) / SOMA_SMALL_THRESHOLD) < 2
-#error "a pool must hold two blocks of the largest class (pool_start carves two; a free never empties a full pool)"
+#error "a pool must hold two blocks of the largest class (a free never empties a full pool)"
 #endif
 #if SOMA_ARENA_BITS - SOMA_POOL_BITS != 6
 #error "an arena holds 64 pools (the usable-arena ordering assumes it)"

@@ -9,15 +9,15 @@
  *                       freeblock -> blk -> blk -> NULL   (then virgin blocks)
  *
  *   1. Fast: pop the head pool's freeblock.  If that leaves the free list
- *      empty, carve the next virgin block into it, or, if none is left, the
- *      pool is full and leaves the list.
+ *      empty, link the virgin blocks of the pool's next OS page into it, or,
+ *      if none is left, the pool is full and leaves the list.
  *   2. Slow: no used pool: take an empty pool from the arenas (arena.c) and
- *      put it at the head.  Only its first two blocks are touched.
+ *      put it at the head.  Only its first OS page is touched.
  *
  * Free pushes the block on its pool's free list (found by masking the
- * address).  A full pool that gets a block back goes to the head of its
- * class list, so the next allocation reuses the memory just freed (it is hot
- * in cache); a pool that becomes empty goes back to its arena.
+ * address).  A full pool that gets a block back goes second on its class
+ * list, behind the pool in service (docs/DESIGN.md says why not first); a
+ * pool that becomes empty goes back to its arena.
  *
  * Threads: each thread allocates from a heap of its own (thread.c), so the
  * used-pool lists and the pools' free lists have a single writer, the owner,
@@ -74,19 +74,33 @@ static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
         heap->usedpools[c] = pool->nextpool;
 }
 
+/* Link the virgin blocks that start in the same OS page as the next one
+ * (at least that one) into the pool's free list, which is empty.  One page
+ * at a time: the pages a pool never needs are never touched, and the fast
+ * path meets the end of the list once per page instead of once per block. */
+static void carve(pool_t *pool)
+{
+    size_t size = soma__class_size(pool->szidx);
+    uintptr_t b = (uintptr_t)pool + pool->nextoffset;
+    uintptr_t page_last = b | (SOMA_OS_PAGE_SIZE - 1);
+    uintptr_t pool_last = (uintptr_t)pool + pool->maxnextoffset;
+    uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
+    pool->freeblock = (void *)b;
+    for (; b + size <= last; b += size)
+        *(void **)b = (void *)(b + size);
+    *(void **)b = NULL;
+    pool->nextoffset = (uint16_t)(b + size - (uintptr_t)pool);
+}
+
 /* The pool's free list just ran dry (bp, its last block, was taken):
- * refill it with one virgin block, or, if the pool is carved out, take the
- * (now full) pool off its used list.  Returns bp. */
+ * refill it with the next page of virgin blocks, or, if the pool is carved
+ * out, take the (now full) pool off its used list.  Returns bp. */
 void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 {
-    if (pool->nextoffset <= pool->maxnextoffset) {
-        void *virgin = (char *)pool + pool->nextoffset;
-        pool->nextoffset = (uint16_t)(pool->nextoffset + soma__class_size(pool->szidx));
-        *(void **)virgin = NULL;
-        pool->freeblock = virgin;
-        return bp;
-    }
-    used_unlink(heap, pool->szidx, pool);
+    if (pool->nextoffset <= pool->maxnextoffset)
+        carve(pool);
+    else
+        used_unlink(heap, pool->szidx, pool);
     return bp;
 }
 
@@ -103,14 +117,15 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
             return soma__pool_refill(heap, pool, bp);
         return bp;
     }
-    size_t size = soma__class_size(c);
     pool->szidx = (uint16_t)c;
-    char *first = (char *)pool + SOMA_POOL_OVERHEAD;
-    pool->freeblock = first + size;
-    *(void **)pool->freeblock = NULL;
-    pool->nextoffset = (uint16_t)(SOMA_POOL_OVERHEAD + 2 * size);
-    pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - size);
-    return first;
+    pool->nextoffset = (uint16_t)SOMA_POOL_OVERHEAD;
+    pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - soma__class_size(c));
+    carve(pool);
+    void *bp = pool->freeblock;
+    pool->freeblock = *(void **)bp;
+    if (pool->freeblock == NULL)
+        return soma__pool_refill(heap, pool, bp);
+    return bp;
 }
 
 /* Hand the heap's pending cross-thread frees back to their pools (owner
@@ -164,8 +179,7 @@ void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last)
 {
     if (last == NULL) {
         /* It was full.  A pool holds at least 7 blocks, so it is not empty
-         * now: it becomes used, at the head of its list, so the next
-         * allocation reuses the block just freed (hot in cache). */
+         * now: it becomes used, and waits behind the pool in service. */
         used_push_second(heap, pool->szidx, pool);
         return;
     }

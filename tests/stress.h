@@ -23,6 +23,40 @@
 #include "soma.h"
 #include "test.h"
 
+/* Linked (default): the traffic calls soma_* directly.  STRESS_VIA_MALLOC:
+ * it calls the process's malloc family, which is soma's when the override is
+ * preloaded (stress_stats_get is then found with dlsym) and glibc's
+ * otherwise (no statistics: the run then checks contents only, which
+ * validates the test itself). */
+#ifdef STRESS_VIA_MALLOC
+#include <dlfcn.h>
+/* realloc's old pointer is compared with the new one on purpose (the model
+ * predicts in-place reallocs). */
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wunknown-warning-option"
+#pragma GCC diagnostic ignored "-Wuse-after-free"
+#define api_malloc malloc
+#define api_calloc calloc
+#define api_realloc realloc
+#define api_free free
+#define api_usable_size malloc_usable_size
+static void (*stress_stats_get)(soma_stats *);
+static inline void stress_setup(void)
+{
+    stress_stats_get = (void (*)(soma_stats *))dlsym(RTLD_DEFAULT, "soma_stats_get");
+}
+#else
+#define api_malloc soma_malloc
+#define api_calloc soma_calloc
+#define api_realloc soma_realloc
+#define api_free soma_free
+#define api_usable_size soma_usable_size
+static void (*stress_stats_get)(soma_stats *) = soma_stats_get;
+static inline void stress_setup(void)
+{
+}
+#endif
+
 enum { OWN_NONE = 0, OWN_SOMA = 1, OWN_SYS = 2 };
 
 typedef struct {
@@ -142,8 +176,10 @@ static inline void stress_model_add(stress_table *t, const stress_slot *s, int s
 static inline void stress_check_block(stress_table *t, const stress_slot *s)
 {
     int ok = ((uintptr_t)s->p % 16) == 0;
-    size_t usable = soma_usable_size(s->p);
-    if (s->owner == OWN_SOMA)
+    size_t usable = api_usable_size(s->p);
+    if (stress_stats_get == NULL) /* not soma: only the promise of malloc */
+        ok &= usable >= s->size;
+    else if (s->owner == OWN_SOMA)
         ok &= usable == (size_t)(s->cls + 1) * 16;
     else
         ok &= usable == malloc_usable_size(s->p) && usable >= s->size;
@@ -178,18 +214,18 @@ static inline void stress_alloc(stress_table *t, size_t i, size_t n)
     stress_slot *s = &t->slots[i];
     uint64_t how = test_rng_below(&t->rng, 100);
     if (how < 60) {
-        s->p = soma_malloc(n);
+        s->p = api_malloc(n);
         t->mallocs++;
     } else if (how < 85) {
         size_t nmemb = (n % 4 == 0 && n) ? 4 : 1;
-        s->p = soma_calloc(nmemb, n / nmemb);
+        s->p = api_calloc(nmemb, n / nmemb);
         t->callocs++;
         if (s->p && !CHECK(stress_all_zero(s->p, n))) {
             t->errors++;
             test_note("  calloc of %zu bytes not zeroed", n);
         }
     } else {
-        s->p = soma_realloc(NULL, n);
+        s->p = api_realloc(NULL, n);
         t->mallocs++;
     }
     if (!CHECK(s->p != NULL)) {
@@ -210,7 +246,7 @@ static inline void stress_free(stress_table *t, size_t i)
     stress_slot *s = &t->slots[i];
     stress_verify_slot(t, i, s->size, "before free");
     stress_model_add(t, s, -1);
-    soma_free(s->p);
+    api_free(s->p);
     memset(s, 0, sizeof *s);
     t->frees++;
 }
@@ -223,20 +259,20 @@ static inline void stress_realloc(stress_table *t, size_t i, size_t n)
     if (n == 0) {
         /* realloc(p, 0) frees p. */
         stress_model_add(t, s, -1);
-        unsigned char *q = soma_realloc(s->p, 0);
+        unsigned char *q = api_realloc(s->p, 0);
         if (!CHECK(q == NULL))
             t->errors++;
         memset(s, 0, sizeof *s);
         return;
     }
     stress_slot old = *s;
-    unsigned char *q = soma_realloc(s->p, n);
+    unsigned char *q = api_realloc(s->p, n);
     if (!CHECK(q != NULL)) {
         t->errors++;
         return;
     }
     stress_model_add(t, s, -1);
-    if (old.owner == OWN_SOMA) {
+    if (old.owner == OWN_SOMA && stress_stats_get != NULL) { /* soma's rules */
         size_t have = (size_t)(old.cls + 1) * 16;
         /* In place when it fits and either keeps 3/4 of the block or stays
          * in the same class. */
@@ -317,7 +353,7 @@ static inline size_t stress_sweep(stress_table **tables, size_t ntables)
             if (s->p == NULL)
                 continue;
             stress_verify_slot(t, i, s->size, "sweep");
-            size_t usable = soma_usable_size(s->p);
+            size_t usable = api_usable_size(s->p);
             spans[m].lo = (uintptr_t)s->p;
             spans[m].hi = (uintptr_t)s->p + usable;
             m++;

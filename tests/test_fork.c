@@ -1,17 +1,23 @@
 /*
  * test_fork: soma must stay usable in the child of a fork() made while
- * another thread is inside soma.
+ * other threads are inside soma (the checklist's "fork while 4 threads
+ * hammer malloc; 300 iterations").
  *
- * A thread allocates and frees in a loop while the main thread forks; each
- * child allocates and frees once and exits.  If the heap's lock (or any of
- * soma's other locks) was held by the looping thread at the instant of the
- * fork, the child inherits it locked, with no thread left to unlock it, and
- * hangs on its first soma_malloc.  glibc's malloc (and jemalloc, mimalloc,
- * tcmalloc) take their locks around fork with pthread_atfork for this reason.
- *
- * The children arm alarm(1), so a hung child is killed by SIGALRM and
- * counted; the test stops at the first one.  SOMA_FORK_TRIES (default 40)
- * sets the number of forks.
+ * Four threads allocate and free in a loop (and take snapshots now and then)
+ * while the main thread forks.  If one of soma's locks was held by a looping
+ * thread at the instant of the fork, the child inherits it locked, with no
+ * thread left to unlock it, and hangs; glibc's malloc (and jemalloc,
+ * mimalloc, tcmalloc) take their locks around fork with pthread_atfork for
+ * this reason.  Each child then:
+ *   - frees the block each looping thread left in `gifts` (blocks of heaps
+ *     whose threads do not exist in the child: they must go back to those
+ *     heaps, now orphans, without a crash);
+ *   - allocates and frees 64 blocks of every class and a large one, checking
+ *     their contents;
+ *   - takes a snapshot: it must not hang, and its totals must add up;
+ * and exits 0.  alarm(5) turns a hang into SIGALRM, counted; the test stops
+ * at the first one.  SOMA_FORK_TRIES (default 300) and SOMA_FORK_THREADS
+ * (default 4) change the run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -24,19 +30,26 @@
 #include "soma.h"
 #include "test.h"
 
+#define MAX_THREADS 16
+
 static atomic_int stop;
+static atomic_int ready;
+static void *gifts[MAX_THREADS];
 
 static void *churn(void *arg)
 {
-    (void)arg;
+    size_t id = (size_t)arg;
+    gifts[id] = soma_malloc(16 + 48 * id);
+    memset(gifts[id], 0x5a, 16 + 48 * id);
+    atomic_fetch_add(&ready, 1);
     void *keep[64] = {0};
-    unsigned i = 0;
+    unsigned i = (unsigned)id * 7919;
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-        /* Small requests only (the heap lock; under a sanitizer the
-         * system allocator's own fork handling would hide the problem), and
-         * now and then a snapshot. */
+        /* Small requests mostly (the heap locks; under a sanitizer the
+         * system allocator's own fork handling would hide a problem), a
+         * large one now and then, and a snapshot (the walkers' locks). */
         soma_free(keep[i % 64]);
-        keep[i % 64] = soma_malloc(1 + (i * 37) % 512);
+        keep[i % 64] = soma_malloc(i % 1024 == 0 ? 4000 : 1 + (i * 37) % 512);
         if (i % 4096 == 0) {
             soma_stats st;
             soma_stats_get(&st);
@@ -48,48 +61,90 @@ static void *churn(void *arg)
     return NULL;
 }
 
+/* The child's work; its exit status says what went wrong. */
+static int child(size_t nthreads)
+{
+    alarm(5);
+    for (size_t t = 0; t < nthreads; t++) {
+        for (size_t k = 0; k < 16 + 48 * t; k++)
+            if (((unsigned char *)gifts[t])[k] != 0x5a)
+                return 4;
+        soma_free(gifts[t]);
+    }
+    static unsigned char *blocks[SOMA_NUM_CLASSES][64];
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        for (unsigned k = 0; k < 64; k++) {
+            size_t n = (c + 1) * 16;
+            if ((blocks[c][k] = soma_malloc(n)) == NULL)
+                return 3;
+            memset(blocks[c][k], (int)(c * 64 + k), n);
+        }
+    void *big = soma_malloc(100000);
+    if (big == NULL)
+        return 3;
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        for (unsigned k = 0; k < 64; k++) {
+            for (size_t b = 0; b < (c + 1) * 16; b++)
+                if (blocks[c][k][b] != (unsigned char)(c * 64 + k))
+                    return 4;
+            soma_free(blocks[c][k]);
+        }
+    soma_free(big);
+    soma_stats st;
+    soma_stats_get(&st);
+    if (st.total != st.arenas_current * st.arena_size)
+        return 5;
+    return 0;
+}
+
 int main(void)
 {
     test_begin("test_fork");
-    unsigned long long tries = test_env_ull("SOMA_FORK_TRIES", 40);
-    pthread_t t;
-    if (!CHECK_EQ(pthread_create(&t, NULL, churn, NULL), 0))
-        return test_summary();
-    usleep(10000); /* let it get going */
+    unsigned long long tries = test_env_ull("SOMA_FORK_TRIES", 300);
+    size_t nthreads = (size_t)test_env_ull("SOMA_FORK_THREADS", 4);
+    if (nthreads < 1 || nthreads > MAX_THREADS)
+        nthreads = 4;
+    pthread_t t[MAX_THREADS];
+    for (size_t k = 0; k < nthreads; k++)
+        if (!CHECK_EQ(pthread_create(&t[k], NULL, churn, (void *)k), 0))
+            return test_summary();
+    while ((size_t)atomic_load(&ready) < nthreads)
+        usleep(1000);
 
     unsigned long long ok = 0, hung = 0, other = 0, done = 0;
     for (; done < tries && hung == 0; done++) {
         fflush(NULL);
         pid_t pid = fork();
-        if (pid == 0) {
-            alarm(1);
-            void *p = soma_malloc(64);
-            void *q = soma_malloc(5000);
-            soma_free(p);
-            soma_free(q);
-            _exit(p != NULL && q != NULL ? 0 : 3);
-        }
+        if (pid == 0)
+            _exit(child(nthreads));
         if (!CHECK(pid > 0))
             break;
         int st = 0;
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
             ;
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
             ok++;
-        else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
+        } else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) {
             hung++;
-        else
-            other++;
-        usleep(1000);
+        } else {
+            if (other++ < 5)
+                test_note("  child %llu: %s %d", done, WIFEXITED(st) ? "exit status" : "signal",
+                          WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        }
     }
     atomic_store(&stop, 1);
-    pthread_join(t, NULL);
+    for (size_t k = 0; k < nthreads; k++)
+        pthread_join(t[k], NULL);
+    for (size_t k = 0; k < nthreads; k++)
+        soma_free(gifts[k]);
 
-    test_note("%llu forks: %llu children fine, %llu hung in soma, %llu failed otherwise", done, ok,
-              hung, other);
+    test_note("%llu forks with %zu threads allocating: %llu children fine, %llu hung in soma, "
+              "%llu failed otherwise",
+              done, nthreads, ok, hung, other);
     if (!CHECK_EQ(hung, 0))
-        test_note("  a child forked while another thread held soma's lock hangs on its first "
-                  "soma_malloc (no pthread_atfork handlers)");
+        test_note("  a child forked while another thread held one of soma's locks hangs on it "
+                  "(no pthread_atfork handlers?)");
     CHECK_EQ(other, 0);
+    CHECK_EQ(ok, tries);
     return test_summary();
 }

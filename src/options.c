@@ -13,7 +13,12 @@
  *                        The override's default is 1000: a program that
  *                        frees and rebuilds its objects in rounds then
  *                        reuses its pages instead of faulting them back in.
+ *
+ * Read with secure_getenv: a setuid or setgid program (AT_SECURE) ignores
+ * them, so that whoever runs it cannot make it write a dump or change how
+ * it uses memory.
  */
+#define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -43,7 +48,7 @@ long soma__arena_decay_ms = DECAY_DEFAULT;
 
 static void read_decay(void)
 {
-    const char *v = getenv("SOMA_ARENA_DECAY_MS");
+    const char *v = secure_getenv("SOMA_ARENA_DECAY_MS");
     if (v == NULL)
         return;
     char *end;
@@ -64,7 +69,7 @@ static void show_stats_at_exit(void)
 void soma__options_read(void)
 {
     read_decay();
-    const char *v = getenv("SOMA_SHOW_STATS");
+    const char *v = secure_getenv("SOMA_SHOW_STATS");
     if (v == NULL)
         return;
     int on = parse_bool(v);

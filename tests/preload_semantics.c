@@ -11,9 +11,11 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "soma.h"
@@ -269,6 +271,78 @@ static void test_late_allocations(void)
     atexit(at_exit_alloc);
 }
 
+/* dlopen of a library that allocates in its constructor, dlclose, and the
+ * same library under RTLD_DEEPBIND; posix_spawn and vfork.  The library's
+ * path is in SOMA_TEST_DLLIB. */
+static void test_process(void)
+{
+    const char *path = getenv("SOMA_TEST_DLLIB");
+    if (!CHECK(path != NULL))
+        return;
+    size_t before = stats_get ? soma_in_use() : 0;
+    void *h = dlopen(path, RTLD_NOW);
+    if (!CHECK(h != NULL)) {
+        test_note("  dlopen: %s", dlerror());
+        return;
+    }
+    int (*intact)(void) = (int (*)(void))dlsym(h, "dl_blocks_intact");
+    void *(*dl_malloc)(size_t) = (void *(*)(size_t))dlsym(h, "dl_malloc");
+    void (*dl_free)(void *) = (void (*)(void *))dlsym(h, "dl_free");
+    CHECK(intact != NULL && dl_malloc != NULL && dl_free != NULL);
+    CHECK_EQ(intact(), 50);
+    /* Under soma the constructor's 50 blocks are soma's (all <= 400 bytes),
+     * beside what the dynamic linker allocated for the library itself. */
+    size_t opened = stats_get ? soma_in_use() : 0;
+    if (stats_get)
+        CHECK_GE(opened, before + 50);
+    /* Blocks cross the library boundary both ways. */
+    void *mine = malloc(100), *theirs = dl_malloc(100);
+    dl_free(mine);
+    free(theirs);
+    CHECK_EQ(dlclose(h), 0); /* the destructor frees the 50 */
+    if (stats_get)
+        CHECK_EQ(soma_in_use(), before);
+
+    /* RTLD_DEEPBIND: the library's own references bind first to its own
+     * dependencies, so its malloc is the C library's, not soma's.  Its blocks
+     * are foreign to soma, and soma's free hands them to the C library: a
+     * block the library allocates may be freed by the program.  The other
+     * way round is not supported: the library's free is glibc's, which does
+     * not know soma's blocks (README says so). */
+    h = dlopen(path, RTLD_NOW | RTLD_DEEPBIND);
+    if (!CHECK(h != NULL))
+        return;
+    intact = (int (*)(void))dlsym(h, "dl_blocks_intact");
+    dl_malloc = (void *(*)(size_t))dlsym(h, "dl_malloc");
+    CHECK_EQ(intact(), 50);
+    if (stats_get) /* the dynamic linker's blocks again, but not the 50 */
+        CHECK_EQ(soma_in_use(), opened - 50);
+    for (int i = 0; i < 100; i++) {
+        char *p = dl_malloc(1 + (size_t)i * 5);
+        memset(p, 'd', 1 + (size_t)i * 5);
+        CHECK(malloc_usable_size(p) >= 1 + (size_t)i * 5);
+        free(p);
+    }
+    CHECK_EQ(dlclose(h), 0);
+
+    /* posix_spawn and vfork + exec, the child inheriting LD_PRELOAD. */
+    extern char **environ;
+    pid_t pid;
+    int st = 0;
+    char *argv[] = {"sh", "-c", "x=$(echo spawned | tr a-z A-Z); [ \"$x\" = SPAWNED ] && exit 7",
+                    NULL};
+    CHECK_EQ(posix_spawnp(&pid, "sh", NULL, NULL, argv, environ), 0);
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7);
+    pid = vfork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", "ls / | sort | grep -q usr && exit 9", (char *)NULL);
+        _exit(127);
+    }
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 9);
+}
+
 int main(void)
 {
     test_begin("preload_semantics");
@@ -277,6 +351,7 @@ int main(void)
     test_semantics();
     test_threads();
     test_late_allocations();
+    test_process();
     if (stats_get)
         test_interposition();
     return test_summary();

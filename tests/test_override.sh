@@ -3,7 +3,10 @@
 #   1. it exports every allocator entry point of the C library
 #   2. ls, sort and sh pipelines print under soma exactly what they print
 #      without it
-#   3. Debian's python3 with PYTHONMALLOC=malloc (every object through
+#   3. the same with an empty environment (env -i: nothing but LD_PRELOAD)
+#      and under GLIBC_TUNABLES=glibc.malloc.check=3 (with glibc's malloc
+#      debugging library preloaded after soma, too)
+#   4. Debian's python3 with PYTHONMALLOC=malloc (every object through
 #      malloc) computes the right answer, and its exit dump shows that soma
 #      served it
 # usage: test_override.sh LIBSOMA_OVERRIDE
@@ -35,6 +38,19 @@ run_both "sort -n $tmp/in | uniq -c | sort -rn | head -20"
 run_both "cat $tmp/in | tr a-z A-Z | sort | md5sum"
 run_both "for i in 1 2 3; do ls /usr/bin | wc -l; done"
 run_both "sh -c 'echo nested | cat | cat'"
+
+pipeline="sort -n $tmp/in | uniq -c | sort -rn | md5sum; ls -la /usr/lib | sort -k9 | head -50"
+run_env() { # environment settings for env(1); compares with the same environment without soma
+    local plain under rc1 rc2
+    plain=$(env "$@" /bin/sh -c "$pipeline" 2>&1); rc1=$?
+    under=$(env "$@" LD_PRELOAD="$lib${extra:-}" /bin/sh -c "$pipeline" 2>&1); rc2=$?
+    if [ "$plain" == "$under" ] && [ $rc1 == 0 ] && [ $rc2 == 0 ]; then ok
+    else bad "pipeline with env $* differs under soma (status $rc1 vs $rc2): $under"; fi
+}
+run_env -i
+run_env GLIBC_TUNABLES=glibc.malloc.check=3
+debug=/lib/x86_64-linux-gnu/libc_malloc_debug.so.0
+if [ -e $debug ]; then extra=" $debug" run_env GLIBC_TUNABLES=glibc.malloc.check=3; fi
 
 py=/usr/bin/python3
 if [ -x $py ]; then

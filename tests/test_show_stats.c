@@ -9,11 +9,16 @@
  *   - unset / 0 / no / off / false / empty: stderr is empty;
  *   - a value that is no boolean: exactly one warning line that names the
  *     variable, no dump;
- *   - the child exits with status 0 every time, and its stdout is untouched.
+ *   - the child exits with status 0 every time, and its stdout is untouched;
+ *   - a setuid copy of the program (owned by nobody, run by root, so the
+ *     kernel sets AT_SECURE) ignores SOMA_SHOW_STATS=1: no dump.  Skipped
+ *     when not root, or when the kernel does not honour the setuid bit (a
+ *     nosuid mount, no_new_privs): the child reports AT_SECURE itself.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,7 +82,7 @@ typedef struct {
 
 /* Run `prog` (this program: as "child") with SOMA_SHOW_STATS = value (NULL:
  * unset). */
-static run_result run_child(const char *prog, const char *value)
+static run_result run_child(const char *prog, const char *value, const char *mode)
 {
     run_result r = {-1, NULL, NULL, 0, 0};
     int out = temp_fd(), err = temp_fd();
@@ -92,7 +97,7 @@ static run_result run_child(const char *prog, const char *value)
             setenv("SOMA_SHOW_STATS", value, 1);
         else
             unsetenv("SOMA_SHOW_STATS");
-        execl(prog, prog, "child", (char *)NULL);
+        execl(prog, prog, mode, (char *)NULL);
         _exit(127);
     }
     if (!CHECK(pid > 0))
@@ -118,7 +123,7 @@ static size_t count_char(const char *s, char ch)
 
 static void test_on(const char *self, const char *value)
 {
-    run_result r = run_child(self, value);
+    run_result r = run_child(self, value, "child");
     if (!CHECK(r.err && r.out))
         return;
     if (!CHECK_EQ(r.status, 0))
@@ -150,9 +155,46 @@ static void test_on(const char *self, const char *value)
     free(r.err);
 }
 
+/* A setuid copy of this program must ignore the variable. */
+static void test_setuid(const char *self)
+{
+    if (geteuid() != 0) {
+        test_note("not root: the setuid check is skipped");
+        return;
+    }
+    char dir[] = "/tmp/soma_setuid_XXXXXX";
+    if (!CHECK(mkdtemp(dir) != NULL))
+        return;
+    char copy[sizeof dir + 16];
+    snprintf(copy, sizeof copy, "%s/prog", dir);
+    int in = open(self, O_RDONLY), out = open(copy, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    char buf[65536];
+    ssize_t n;
+    while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
+        CHECK_EQ(write(out, buf, (size_t)n), n);
+    close(in);
+    close(out);
+    chmod(dir, 0755);
+    CHECK_EQ(chown(copy, 65534, 65534), 0);
+    CHECK_EQ(chmod(copy, 04755), 0);
+    run_result r = run_child(copy, "1", "child-secure");
+    if (CHECK(r.err && r.out)) {
+        CHECK_EQ(r.status, 0);
+        if (strcmp(r.out, "secure 1\nchild done\n") != 0) {
+            test_note("setuid copy did not run with AT_SECURE (stdout: %s): check skipped", r.out);
+        } else if (!CHECK_EQ(r.err_len, 0)) {
+            test_note("  a setuid program took SOMA_SHOW_STATS from its caller:\n%s", r.err);
+        }
+    }
+    free(r.out);
+    free(r.err);
+    unlink(copy);
+    rmdir(dir);
+}
+
 static void test_off(const char *self, const char *value)
 {
-    run_result r = run_child(self, value);
+    run_result r = run_child(self, value, "child");
     if (!CHECK(r.err && r.out))
         return;
     CHECK_EQ(r.status, 0);
@@ -165,7 +207,7 @@ static void test_off(const char *self, const char *value)
 
 static void test_bogus(const char *self, const char *value)
 {
-    run_result r = run_child(self, value);
+    run_result r = run_child(self, value, "child");
     if (!CHECK(r.err && r.out))
         return;
     CHECK_EQ(r.status, 0);
@@ -184,6 +226,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "child") == 0)
         return child_main();
+    if (argc > 1 && strcmp(argv[1], "child-secure") == 0) {
+        printf("secure %lu\n", getauxval(AT_SECURE));
+        return child_main();
+    }
     test_begin("test_show_stats");
     char self[4096];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -201,5 +247,6 @@ int main(int argc, char **argv)
         test_off(self, off[i]);
     for (size_t i = 0; i < sizeof bogus / sizeof bogus[0]; i++)
         test_bogus(self, bogus[i]);
+    test_setuid(self);
     return test_summary();
 }

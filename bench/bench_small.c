@@ -6,6 +6,8 @@
  *   lifo1, lifo2   random sizes 8..512, a live working set, freed newest
  *                  first; 1 and 2 threads
  *   fifo1, fifo2   the same, freed oldest first (a ring)
+ *   mixed1, mixed2 like lifo, but a quarter of the requests are 513..4096
+ *                  bytes: above soma's small threshold (1 and 2 threads)
  *   xthread        producer/consumer: one thread allocates, another frees
  *   tree           build and tear down binary search trees of 48-byte nodes
  *   strings        split text into words, count them in a hash table of
@@ -48,6 +50,7 @@ typedef struct {
     int fifo;
     uint64_t seed;
     uint64_t sum;
+    int mixed; /* a quarter of the sizes above 512 */
 } set_arg;
 
 static void *working_set(void *argp)
@@ -67,7 +70,8 @@ static void *working_set(void *argp)
                 head = (head + 1) % LIVE;
             n--;
         } else {
-            size_t size = 8 + rnd(&s) % 505;
+            uint64_t r = rnd(&s);
+            size_t size = arg->mixed && r % 4 == 0 ? 513 + (r >> 2) % 3584 : 8 + (r >> 2) % 505;
             unsigned char *p = malloc(size);
             p[0] = (unsigned char)size;
             live[(head + n) % LIVE] = p;
@@ -84,10 +88,10 @@ static void *working_set(void *argp)
     return NULL;
 }
 
-static void run_sets(int fifo, int threads)
+static void run_sets(int fifo, int threads, int mixed)
 {
     pthread_t t[2];
-    set_arg a[2] = {{fifo, 0x1234567, 0}, {fifo, 0x7654321, 0}};
+    set_arg a[2] = {{fifo, 0x1234567, 0, mixed}, {fifo, 0x7654321, 0, mixed}};
     for (int i = 0; i < threads; i++)
         pthread_create(&t[i], NULL, working_set, &a[i]);
     for (int i = 0; i < threads; i++)
@@ -336,20 +340,25 @@ static void report_peak_rss(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench_small lifo1|lifo2|fifo1|fifo2|xthread|tree|strings|pyobj [SCALE]\n");
+        fprintf(stderr, "usage: bench_small lifo1|lifo2|fifo1|fifo2|mixed1|mixed2|xthread|tree|strings|pyobj "
+                        "[SCALE]\n");
         return 2;
     }
     if (argc > 2)
         scale = atol(argv[2]) > 0 ? atol(argv[2]) : 1;
     const char *w = argv[1];
     if (!strcmp(w, "lifo1"))
-        run_sets(0, 1);
+        run_sets(0, 1, 0);
     else if (!strcmp(w, "lifo2"))
-        run_sets(0, 2);
+        run_sets(0, 2, 0);
     else if (!strcmp(w, "fifo1"))
-        run_sets(1, 1);
+        run_sets(1, 1, 0);
     else if (!strcmp(w, "fifo2"))
-        run_sets(1, 2);
+        run_sets(1, 2, 0);
+    else if (!strcmp(w, "mixed1"))
+        run_sets(0, 1, 1);
+    else if (!strcmp(w, "mixed2"))
+        run_sets(0, 2, 1);
     else if (!strcmp(w, "xthread"))
         run_xthread();
     else if (!strcmp(w, "tree"))

@@ -28,8 +28,9 @@ PEERS = [
     ("mimalloc", LIBDIR + "/libmimalloc.so.2"),
     ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4"),
 ]
-WORKLOADS = ["lifo1", "lifo2", "fifo1", "fifo2", "xthread", "tree", "strings", "pyobj"]
-SINGLE_THREADED = {"lifo1", "fifo1", "tree", "strings", "pyobj"}  # the floor has no threads
+WORKLOADS = ["lifo1", "lifo2", "fifo1", "fifo2", "mixed1", "mixed2", "xthread", "tree",
+             "strings", "pyobj"]
+SINGLE_THREADED = {"lifo1", "fifo1", "mixed1", "tree", "strings", "pyobj"}  # the floor has no threads
 
 
 def run_once(cmd, preload):

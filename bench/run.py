@@ -7,7 +7,7 @@ usage: run.py BENCH_BINARY SOMA_OVERRIDE_SO [--floor FLOOR_SO] [--reps N] [--sca
 Each workload runs under glibc (nothing preloaded), jemalloc, mimalloc,
 tcmalloc and soma (LD_PRELOAD), REPS times, in an order that rotates every
 repetition so that no allocator always runs first or last on a noisy
-machine.  With --floor, the single-threaded workloads also run under the
+machine.  With --floor, the single-threaded small-size workloads also run under the
 "floor" (bench/floor.c: a per-class free list behind soma's own pointer
 lookup, the speed limit of soma's design), shown as one more column and
 ratio.  For each run: wall time, and peak RSS (the binary reports its own VmHWM).  The
@@ -30,7 +30,8 @@ PEERS = [
 ]
 WORKLOADS = ["lifo1", "lifo2", "fifo1", "fifo2", "mixed1", "mixed2", "xthread", "tree",
              "strings", "pyobj"]
-SINGLE_THREADED = {"lifo1", "fifo1", "mixed1", "tree", "strings", "pyobj"}  # the floor has no threads
+# The floor has no threads, and serves only the small sizes (mixed1 would time glibc).
+FLOOR_WORKLOADS = {"lifo1", "fifo1", "tree", "strings", "pyobj"}
 
 
 def run_once(cmd, preload):
@@ -88,7 +89,7 @@ def main():
     print(head)
     rows_time, rows_rss = [], []
     for w in only:
-        run = [(n, p) for n, p in allocs if n != "floor" or w in SINGLE_THREADED]
+        run = [(n, p) for n, p in allocs if n != "floor" or w in FLOOR_WORKLOADS]
         times = {n: [] for n, _ in run}
         rss = {n: [] for n, _ in run}
         for r in range(reps):

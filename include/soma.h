@@ -136,6 +136,31 @@ typedef struct soma_class_stats {
 
 #define SOMA_MAX_TYPES 64
 #define SOMA_TYPE_NAME_MAX 64
+#define SOMA_MAX_MEDIUM_CLASSES 32
+
+/* Medium blocks: requests above the threshold, up to max_size bytes (8160 in
+ * the default build), which pymalloc leaves to the system allocator and soma
+ * serves from pools of its own classes (k blocks of (pool size - header) / k
+ * bytes, rounded down to 16) in arenas of their own.  The figures mean what
+ * their namesakes in soma_stats mean, for those arenas; total == arena_bytes
+ * here too.  Requests above max_size go to the system allocator. */
+typedef struct soma_medium_stats {
+    size_t max_size;
+    size_t num_classes;
+    soma_class_stats classes[SOMA_MAX_MEDIUM_CLASSES]; /* the first num_classes */
+    size_t arenas_allocated_total;
+    size_t arenas_reclaimed;
+    size_t arenas_highwater;
+    size_t arenas_current;
+    size_t arena_bytes;
+    size_t bytes_in_allocated_blocks;
+    size_t bytes_in_available_blocks;
+    size_t unused_pools;
+    size_t unused_pool_bytes;
+    size_t bytes_lost_to_pool_headers;
+    size_t bytes_lost_to_quantization;
+    size_t total;
+} soma_medium_stats;
 
 /* One registered object cache (see soma_stats_register_type). */
 typedef struct soma_type_stats {
@@ -183,6 +208,9 @@ typedef struct soma_stats {
     size_t arena_map_bot_bytes;
     size_t arena_map_total;
     size_t address_space_reserved; /* the range arenas come from (addresses, not memory) */
+
+    /* soma's own classes above the threshold: not in CPython's layout. */
+    soma_medium_stats medium;
 
     /* Registered object caches, in registration order. */
     size_t num_types;

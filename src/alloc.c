@@ -1,7 +1,8 @@
 /*
  * alloc.c: the public malloc family, for the calling thread's heap and for
  * explicit heaps.  Each call decides, once, who serves the request: a small
- * size (1..512 bytes) goes to the heap (heap.c); anything else to the system
+ * size (1..512 bytes) or a medium one (513..SOMA_MEDIUM_MAX, 8160 bytes by
+ * default) goes to the heap (heap.c); anything larger to the system
  * allocator (sys.c).  A pointer is soma's exactly when it lies in an arena
  * of soma's address range (region.c), so free/realloc/usable_size
  * accept memory from either side.
@@ -24,15 +25,23 @@ static inline pool_t *owned_pool(const void *p)
     return soma__arena_map_get(p) != NULL ? block_pool(p) : NULL;
 }
 
+/* Above the threshold, out of line so that the small path stays short. */
+__attribute__((noinline)) static void *malloc_medium_or_sys(heap_t *heap, size_t size)
+{
+    if (size - 1 < SOMA_MEDIUM_MAX) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
+        return soma__heap_malloc_class(heap, soma__medium_class(size));
+    if (size == 0)
+        return soma__heap_malloc(heap, 1);
+    return soma__sys_malloc(size);
+}
+
 /* Every allocation is made in a heap: the calling thread's (soma_malloc and
  * friends) or an explicit one (soma_heap_*). */
 static inline void *malloc_in(heap_t *heap, size_t size)
 {
     if (SOMA_LIKELY(size - 1 < SOMA_SMALL_THRESHOLD)) /* 1..512; 0 wraps around */
         return soma__heap_malloc(heap, size);
-    if (size == 0)
-        return soma__heap_malloc(heap, 1);
-    return soma__sys_malloc(size);
+    return malloc_medium_or_sys(heap, size);
 }
 
 static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
@@ -42,7 +51,7 @@ static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (total > SOMA_SMALL_THRESHOLD)
+    if (total > SOMA_MEDIUM_MAX)
         return soma__sys_calloc(1, total); /* the system knows fresh pages are zero */
     void *p = malloc_in(heap, total);
     if (p != NULL)
@@ -128,7 +137,7 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
      * more of the block (CPython's rule: growing always moves; shrinking by
      * 25% or more moves to the smaller class). */
     size_t have = soma__class_size(pool->szidx);
-    if (size <= have && (4 * size > 3 * have || soma__size_to_class(size) == pool->szidx))
+    if (size <= have && (4 * size > 3 * have || soma__class_of(size) == pool->szidx))
         return p;
     void *q = malloc_in(heap, size);
     if (q == NULL)

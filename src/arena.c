@@ -9,9 +9,13 @@
  *
  * New pools always come from the head, the fullest arena, so allocation packs
  * into busy arenas and the nearly empty ones get the chance to drain and be
- * unmapped.  That ordering is what lets a program's memory go back down.
+ * given back.  That ordering is what lets a program's memory go back down.
  * An arena with no free pool is on no list; one whose pools are all free is
- * unmapped at once, unless it is the last on the list (SOMA_KEEP_ONE_EMPTY_ARENA).
+ * given back to the OS at once, unless it is the last on the list (SOMA_KEEP_ONE_EMPTY_ARENA).
+ *
+ * A heap has two such sets of arenas (arena_set_t): one for the small
+ * classes, one for the medium classes (config.h).  They never share an
+ * arena, so CPython's figures, computed from the small set, stay pymalloc's.
  *
  * Keeping the order costs O(1) per change: an arena's count moves by one at a
  * time, so it only ever has to hop over the run of arenas that share its old
@@ -35,13 +39,14 @@ static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Process-wide arena counters, changed only when an arena is mapped or
  * unmapped (each heap keeps its own too, under its lock). */
-static _Atomic size_t arenas_total, arenas_now, arenas_peak;
+static _Atomic size_t arenas_total[SOMA_NUM_KINDS], arenas_now[SOMA_NUM_KINDS],
+    arenas_peak[SOMA_NUM_KINDS];
 
-void soma__arena_counts(size_t *total, size_t *current, size_t *highwater)
+void soma__arena_counts(unsigned kind, size_t *total, size_t *current, size_t *highwater)
 {
-    *total = atomic_load_explicit(&arenas_total, memory_order_relaxed);
-    *current = atomic_load_explicit(&arenas_now, memory_order_relaxed);
-    *highwater = atomic_load_explicit(&arenas_peak, memory_order_relaxed);
+    *total = atomic_load_explicit(&arenas_total[kind], memory_order_relaxed);
+    *current = atomic_load_explicit(&arenas_now[kind], memory_order_relaxed);
+    *highwater = atomic_load_explicit(&arenas_peak[kind], memory_order_relaxed);
 }
 static arena_t *slab_free; /* free records, linked through next_all */
 
@@ -82,12 +87,14 @@ void soma__arena_fork(int phase)
     soma__fork_lock(&slab_lock, phase);
 }
 
-static arena_t *arena_new(heap_t *heap)
+static arena_t *arena_new(heap_t *heap, unsigned kind)
 {
+    arena_set_t *s = &heap->sets[kind];
     arena_t *a = record_new();
     if (a == NULL)
         return NULL;
     a->heap = heap; /* before the arena is published: a free may read it */
+    a->kind = kind;
     a->address = soma__region_map(a);
     if (a->address == 0) {
         record_free(a);
@@ -99,17 +106,17 @@ static arena_t *arena_new(heap_t *heap)
     a->pool_address = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
     a->ntotalpools = (unsigned)SOMA_POOLS_PER_ARENA - (a->pool_address != a->address);
     a->nfreepools = a->ntotalpools;
-    a->next_all = heap->all_arenas;
-    if (heap->all_arenas)
-        heap->all_arenas->prev_all = a;
-    heap->all_arenas = a;
-    heap->arenas_allocated_total++;
-    if (++heap->arenas_current > heap->arenas_highwater)
-        heap->arenas_highwater = heap->arenas_current;
-    atomic_fetch_add_explicit(&arenas_total, 1, memory_order_relaxed);
-    size_t now = atomic_fetch_add_explicit(&arenas_now, 1, memory_order_relaxed) + 1;
-    size_t peak = atomic_load_explicit(&arenas_peak, memory_order_relaxed);
-    while (now > peak && !atomic_compare_exchange_weak_explicit(&arenas_peak, &peak, now,
+    a->next_all = s->all_arenas;
+    if (s->all_arenas)
+        s->all_arenas->prev_all = a;
+    s->all_arenas = a;
+    s->arenas_allocated_total++;
+    if (++s->arenas_current > s->arenas_highwater)
+        s->arenas_highwater = s->arenas_current;
+    atomic_fetch_add_explicit(&arenas_total[kind], 1, memory_order_relaxed);
+    size_t now = atomic_fetch_add_explicit(&arenas_now[kind], 1, memory_order_relaxed) + 1;
+    size_t peak = atomic_load_explicit(&arenas_peak[kind], memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(&arenas_peak[kind], &peak, now,
                                                                 memory_order_relaxed,
                                                                 memory_order_relaxed))
         ;
@@ -118,15 +125,16 @@ static arena_t *arena_new(heap_t *heap)
 
 static void arena_release(heap_t *heap, arena_t *a)
 {
+    arena_set_t *s = &heap->sets[a->kind];
     soma__region_unmap(a->address);
     if (a->prev_all)
         a->prev_all->next_all = a->next_all;
     else
-        heap->all_arenas = a->next_all;
+        s->all_arenas = a->next_all;
     if (a->next_all)
         a->next_all->prev_all = a->prev_all;
-    heap->arenas_current--;
-    atomic_fetch_sub_explicit(&arenas_now, 1, memory_order_relaxed);
+    s->arenas_current--;
+    atomic_fetch_sub_explicit(&arenas_now[a->kind], 1, memory_order_relaxed);
     record_free(a);
 }
 
@@ -139,7 +147,7 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void usable_unlink(heap_t *heap, arena_t *a);
+static void usable_unlink(arena_set_t *s, arena_t *a);
 
 /* Wholly free arenas sit at the tail of usable_arenas (the list is sorted
  * by free pools), and nfp2lasta[n] names the tail when it is one.  Walk
@@ -148,9 +156,9 @@ static void usable_unlink(heap_t *heap, arena_t *a);
  * rule: one empty arena stops a loop that fills and empties an arena's worth
  * of blocks from mapping and unmapping on every turn).  Called when an arena
  * has just become wholly free, so it runs only while the program frees. */
-static void release_expired(heap_t *heap, int all)
+static void release_expired(heap_t *heap, arena_set_t *s, int all)
 {
-    arena_t *a = heap->nfp2lasta[SOMA_POOLS_PER_ARENA];
+    arena_t *a = s->nfp2lasta[SOMA_POOLS_PER_ARENA];
     if (a == NULL || a->nfreepools != a->ntotalpools)
         return;
     uint64_t now = now_ms();
@@ -159,10 +167,10 @@ static void release_expired(heap_t *heap, int all)
         arena_t *prev = a->prevarena;
         int last = a->nextarena == NULL;
         if (all || ((!last || !keep) && now - a->empty_since_ms >= (uint64_t)soma__arena_decay_ms)) {
-            if (heap->nfp2lasta[a->nfreepools] == a)
-                heap->nfp2lasta[a->nfreepools] =
+            if (s->nfp2lasta[a->nfreepools] == a)
+                s->nfp2lasta[a->nfreepools] =
                     (prev && prev->nfreepools == a->nfreepools) ? prev : NULL;
-            usable_unlink(heap, a);
+            usable_unlink(s, a);
             arena_release(heap, a);
         }
         a = prev;
@@ -171,28 +179,25 @@ static void release_expired(heap_t *heap, int all)
 
 /* ---- the usable list ---- */
 
-static void usable_unlink(heap_t *heap, arena_t *a);
-
-
-static void usable_unlink(heap_t *heap, arena_t *a)
+static void usable_unlink(arena_set_t *s, arena_t *a)
 {
     if (a->prevarena)
         a->prevarena->nextarena = a->nextarena;
     else
-        heap->usable_arenas = a->nextarena;
+        s->usable_arenas = a->nextarena;
     if (a->nextarena)
         a->nextarena->prevarena = a->prevarena;
 }
 
-static void usable_insert_after(heap_t *heap, arena_t *at, arena_t *a)
+static void usable_insert_after(arena_set_t *s, arena_t *at, arena_t *a)
 {
     a->prevarena = at;
     if (at) {
         a->nextarena = at->nextarena;
         at->nextarena = a;
     } else {
-        a->nextarena = heap->usable_arenas;
-        heap->usable_arenas = a;
+        a->nextarena = s->usable_arenas;
+        s->usable_arenas = a;
     }
     if (a->nextarena)
         a->nextarena->prevarena = a;
@@ -200,23 +205,24 @@ static void usable_insert_after(heap_t *heap, arena_t *at, arena_t *a)
 
 /* A pool for the heap: from the fullest usable arena, mapping a new arena
  * only when none has a free pool.  Returns NULL with errno = ENOMEM. */
-pool_t *soma__arena_take_pool(heap_t *heap)
+pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
 {
-    arena_t *a = heap->usable_arenas;
+    arena_set_t *s = &heap->sets[kind];
+    arena_t *a = s->usable_arenas;
     if (a == NULL) {
-        a = arena_new(heap);
+        a = arena_new(heap, kind);
         if (a == NULL)
             return NULL;
-        usable_insert_after(heap, NULL, a);
-        heap->nfp2lasta[a->nfreepools] = a;
+        usable_insert_after(s, NULL, a);
+        s->nfp2lasta[a->nfreepools] = a;
     }
     /* The head has the fewest free pools, so after losing one it is the only
      * arena with nf - 1 and stays at the head: only the fingers change. */
     unsigned nf = a->nfreepools;
-    if (heap->nfp2lasta[nf] == a)
-        heap->nfp2lasta[nf] = NULL;
+    if (s->nfp2lasta[nf] == a)
+        s->nfp2lasta[nf] = NULL;
     if (nf > 1)
-        heap->nfp2lasta[nf - 1] = a;
+        s->nfp2lasta[nf - 1] = a;
 
     pool_t *pool = a->freepools;
     if (pool != NULL) {
@@ -230,7 +236,7 @@ pool_t *soma__arena_take_pool(heap_t *heap)
         soma__pool_set_count(pool, 0);
     }
     if (--a->nfreepools == 0)
-        usable_unlink(heap, a);
+        usable_unlink(s, a);
     return pool;
 }
 
@@ -240,6 +246,7 @@ pool_t *soma__arena_take_pool(heap_t *heap)
 void soma__arena_return_pool(heap_t *heap, pool_t *pool)
 {
     arena_t *a = pool->arena;
+    arena_set_t *s = &heap->sets[a->kind];
     pool->nextpool = a->freepools;
     a->freepools = pool;
 
@@ -247,18 +254,18 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
     /* a leaves the run of arenas with nf free pools; if it was that run's
      * last, the finger moves back to its predecessor when that one is in the
      * run too (nf == 0: a is on no list and no finger names it). */
-    if (nf > 0 && heap->nfp2lasta[nf] == a) {
+    if (nf > 0 && s->nfp2lasta[nf] == a) {
         arena_t *prev = a->prevarena;
-        heap->nfp2lasta[nf] = (prev && prev->nfreepools == nf) ? prev : NULL;
+        s->nfp2lasta[nf] = (prev && prev->nfreepools == nf) ? prev : NULL;
     }
-    arena_t *lastnf = heap->nfp2lasta[nf]; /* after the fix: a run a may hop over */
+    arena_t *lastnf = s->nfp2lasta[nf]; /* after the fix: a run a may hop over */
     a->nfreepools = ++nf;
 
     if (nf == a->ntotalpools) {
         if (soma__arena_decay_ms == 0 && (a->nextarena != NULL || !SOMA_KEEP_ONE_EMPTY_ARENA)) {
             /* Wholly free and not the last usable arena: give it back.  No
              * finger names it (its count just became nf). */
-            usable_unlink(heap, a); /* nf - 1 >= 1: it was on the list */
+            usable_unlink(s, a); /* nf - 1 >= 1: it was on the list */
             arena_release(heap, a);
             return;
         }
@@ -269,20 +276,20 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
     if (nf == 1) {
         /* It was full, on no list.  One free pool is the smallest count
          * there is: it goes to the head, ahead of any other arena with 1. */
-        usable_insert_after(heap, NULL, a);
-        if (heap->nfp2lasta[1] == NULL)
-            heap->nfp2lasta[1] = a;
+        usable_insert_after(s, NULL, a);
+        if (s->nfp2lasta[1] == NULL)
+            s->nfp2lasta[1] = a;
         return;
     }
     if (a->nextarena != NULL && a->nextarena->nfreepools < nf) {
         /* The next arena has the old count nf - 1: hop over that run. */
-        usable_unlink(heap, a);
-        usable_insert_after(heap, lastnf, a);
+        usable_unlink(s, a);
+        usable_insert_after(s, lastnf, a);
     }
-    if (heap->nfp2lasta[nf] == NULL)
-        heap->nfp2lasta[nf] = a;
+    if (s->nfp2lasta[nf] == NULL)
+        s->nfp2lasta[nf] = a;
     if (nf == a->ntotalpools)
-        release_expired(heap, 0);
+        release_expired(heap, s, 0);
 }
 
 /* Unmap every empty arena a heap keeps for reuse (the last one, and those
@@ -291,7 +298,8 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
 void soma__arena_trim(heap_t *heap)
 {
     pthread_mutex_lock(&heap->lock);
-    release_expired(heap, 1);
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
+        release_expired(heap, &heap->sets[k], 1);
     pthread_mutex_unlock(&heap->lock);
 }
 
@@ -300,10 +308,13 @@ void soma__arena_trim(heap_t *heap)
 void soma__arena_release_all(heap_t *heap)
 {
     pthread_mutex_lock(&heap->lock);
-    while (heap->all_arenas != NULL)
-        arena_release(heap, heap->all_arenas);
-    heap->usable_arenas = NULL;
-    memset(heap->nfp2lasta, 0, sizeof heap->nfp2lasta);
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++) {
+        arena_set_t *s = &heap->sets[k];
+        while (s->all_arenas != NULL)
+            arena_release(heap, s->all_arenas);
+        s->usable_arenas = NULL;
+        memset(s->nfp2lasta, 0, sizeof s->nfp2lasta);
+    }
     memset(heap->usedpools, 0, sizeof heap->usedpools);
     atomic_store_explicit(&heap->remote, NULL, memory_order_relaxed);
     pthread_mutex_unlock(&heap->lock);

@@ -2,6 +2,8 @@
  * check.c: a full consistency check of one heap, for tests and debugging.
  * It verifies every invariant the fast paths rely on without checking:
  *
+ *   - each of the heap's two arena sets (small and medium classes) holds
+ *     only arenas of its kind, and their pools serve only classes of it;
  *   - usable_arenas is sorted by nfreepools, ascending, doubly linked, and
  *     holds exactly the arenas with nfreepools > 0;
  *   - nfp2lasta[n] is the last arena on the list with n free pools, or NULL
@@ -46,8 +48,10 @@ static int in_used_list(heap_t *heap, const pool_t *pool)
 
 static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen)
 {
-    if (pool->szidx >= SOMA_NUM_CLASSES)
+    if (pool->szidx >= SOMA_NUM_ALL_CLASSES)
         FAIL("pool %p with count %u has no class", (void *)pool, pool->count);
+    if (soma__class_kind(pool->szidx) != pool->arena->kind)
+        FAIL("pool %p of class %u is in an arena of the other kind", (void *)pool, pool->szidx);
     size_t size = soma__class_size(pool->szidx);
     size_t cap = soma__class_capacity(pool->szidx);
     if (pool->count > cap)
@@ -108,11 +112,11 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
     return 0;
 }
 
-static int check_usable(heap_t *heap, char *why, size_t whylen)
+static int check_usable(const arena_set_t *s, char *why, size_t whylen)
 {
     size_t on_list = 0;
     arena_t *prev = NULL;
-    for (arena_t *a = heap->usable_arenas; a != NULL; prev = a, a = a->nextarena) {
+    for (arena_t *a = s->usable_arenas; a != NULL; prev = a, a = a->nextarena) {
         on_list++;
         if (a->prevarena != prev)
             FAIL("usable_arenas: broken back link at arena %p", (void *)a->address);
@@ -122,7 +126,7 @@ static int check_usable(heap_t *heap, char *why, size_t whylen)
             FAIL("usable_arenas out of order: %u free pools before %u", prev->nfreepools,
                  a->nfreepools);
         int last_of_run = a->nextarena == NULL || a->nextarena->nfreepools != a->nfreepools;
-        if ((heap->nfp2lasta[a->nfreepools] == a) != last_of_run)
+        if ((s->nfp2lasta[a->nfreepools] == a) != last_of_run)
             FAIL("nfp2lasta[%u] is wrong (arena %p)", a->nfreepools, (void *)a->address);
         if (a->nfreepools == a->ntotalpools && a->nextarena != NULL &&
             soma__arena_decay_ms == 0)
@@ -130,12 +134,12 @@ static int check_usable(heap_t *heap, char *why, size_t whylen)
                  (void *)a->address);
     }
     for (unsigned n = 1; n <= SOMA_POOLS_PER_ARENA; n++) {
-        arena_t *f = heap->nfp2lasta[n];
+        arena_t *f = s->nfp2lasta[n];
         if (f != NULL && f->nfreepools != n)
             FAIL("nfp2lasta[%u] names an arena with %u free pools", n, f->nfreepools);
     }
     size_t with_free = 0;
-    for (arena_t *a = heap->all_arenas; a != NULL; a = a->next_all)
+    for (arena_t *a = s->all_arenas; a != NULL; a = a->next_all)
         with_free += a->nfreepools > 0;
     if (with_free != on_list)
         FAIL("%zu arenas have a free pool but %zu are on usable_arenas", with_free, on_list);
@@ -146,18 +150,26 @@ int soma__heap_check(heap_t *heap, char *why, size_t whylen)
 {
     int rc = 0;
     pthread_mutex_lock(&heap->lock);
-    size_t n = 0;
-    for (arena_t *a = heap->all_arenas; a != NULL && rc == 0; a = a->next_all) {
-        n++;
-        rc = check_arena(heap, a, why, whylen);
+    for (unsigned k = 0; k < SOMA_NUM_KINDS && rc == 0; k++) {
+        const arena_set_t *s = &heap->sets[k];
+        size_t n = 0;
+        for (arena_t *a = s->all_arenas; a != NULL && rc == 0; a = a->next_all) {
+            n++;
+            if (a->kind != k) {
+                snprintf(why, whylen, "arena %p is in the wrong set", (void *)a->address);
+                rc = -1;
+            } else {
+                rc = check_arena(heap, a, why, whylen);
+            }
+        }
+        if (rc == 0 && n != s->arenas_current) {
+            snprintf(why, whylen, "%zu arenas listed, %zu counted", n, s->arenas_current);
+            rc = -1;
+        }
+        if (rc == 0)
+            rc = check_usable(s, why, whylen);
     }
-    if (rc == 0 && n != heap->arenas_current) {
-        snprintf(why, whylen, "%zu arenas listed, %zu counted", n, heap->arenas_current);
-        rc = -1;
-    }
-    if (rc == 0)
-        rc = check_usable(heap, why, whylen);
-    for (unsigned c = 0; c < SOMA_NUM_CLASSES && rc == 0; c++) {
+    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES && rc == 0; c++) {
         const pool_t *head = heap->usedpools[c], *q = head;
         if (head == NULL)
             continue;

@@ -163,7 +163,7 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
      * or soma__heap_create_explicit, which call it first (never under a
      * heap lock: the start-up work may itself allocate). */
     pthread_mutex_lock(&heap->lock);
-    pool_t *pool = soma__arena_take_pool(heap);
+    pool_t *pool = soma__arena_take_pool(heap, soma__class_kind(c));
     void *bp = pool ? pool_start(heap, pool, c) : NULL;
     pthread_mutex_unlock(&heap->lock);
     if (bp == NULL && !heap->explicit_heap)

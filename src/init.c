@@ -66,6 +66,7 @@ void soma__init(void)
     if (atomic_load_explicit(&started, memory_order_acquire) ||
         atomic_exchange_explicit(&started, 1, memory_order_acq_rel))
         return;
+    soma__sizeclass_init();
     soma__options_read();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }

@@ -86,8 +86,28 @@ struct soma__arena {
     arena_t *next_all; /* all arenas of the heap; also the slab free list */
     arena_t *prev_all;
     heap_t *heap;
+    unsigned kind;           /* SOMA_KIND_*: which of the heap's sets it is in */
     uint64_t empty_since_ms; /* when it last became wholly free (decay) */
 };
+
+/* Which arenas serve a class: CPython's figures describe the small ones. */
+enum { SOMA_KIND_SMALL, SOMA_KIND_MEDIUM, SOMA_NUM_KINDS };
+
+/*
+ * One kind of arenas of a heap (small or medium classes): the arenas that
+ * still have a free pool, sorted (arena.c), and all of them, for the walks.
+ */
+typedef struct {
+    arena_t *usable_arenas; /* arenas with a free pool, fullest first */
+    /* nfp2lasta[n]: the last arena on usable_arenas with exactly n free pools,
+     * or NULL; it makes re-sorting an arena O(1) (CPython's bpo-37029). */
+    arena_t *nfp2lasta[SOMA_POOLS_PER_ARENA + 1];
+    arena_t *all_arenas;
+    /* Slow-path counters (arena map/unmap only). */
+    size_t arenas_allocated_total;
+    size_t arenas_current;
+    size_t arenas_highwater;
+} arena_set_t;
 
 /*
  * A heap belongs to one thread at a time (thread.c): only the owner touches
@@ -101,37 +121,48 @@ struct soma__arena {
 struct soma__heap {
     /* usedpools[c]: first pool of the circular list of used pools of class c,
      * NULL when there is none.  The head is where malloc takes blocks from. */
-    pool_t *usedpools[SOMA_NUM_CLASSES];
+    pool_t *usedpools[SOMA_NUM_ALL_CLASSES];
     _Atomic(void *) remote; /* cross-thread frees, linked through their first word */
     int explicit_heap;      /* made by soma_heap_new: never orphaned or adopted */
     pthread_mutex_t lock;
-    arena_t *usable_arenas; /* arenas with a free pool, fullest first */
-    /* nfp2lasta[n]: the last arena on usable_arenas with exactly n free pools,
-     * or NULL; it makes re-sorting an arena O(1) (CPython's bpo-37029). */
-    arena_t *nfp2lasta[SOMA_POOLS_PER_ARENA + 1];
-    arena_t *all_arenas;
-    /* Slow-path counters (arena map/unmap only). */
-    size_t arenas_allocated_total;
-    size_t arenas_current;
-    size_t arenas_highwater;
+    arena_set_t sets[SOMA_NUM_KINDS]; /* by soma__class_kind */
     /* thread.c, under its heaps_lock */
     heap_t *next_heap; /* every heap ever made (heaps are never freed) */
     heap_t *next_orphan; /* heaps whose thread exited, waiting for a new one */
     int orphaned;
 };
 
-/* ---- sizeclass.h-style inline math ---- */
+/* ---- sizeclass.c: the classes ---- */
+extern SOMA_INTERNAL const uint16_t soma__class_sizes[SOMA_NUM_ALL_CLASSES];
+extern SOMA_INTERNAL _Atomic uint8_t soma__medium_lut[];
+SOMA_INTERNAL unsigned soma__medium_class_slow(size_t n);
+SOMA_INTERNAL void soma__sizeclass_init(void);
+
 static inline unsigned soma__size_to_class(size_t n) /* 1 <= n <= threshold */
 {
     return (unsigned)((n - 1) >> SOMA_ALIGNMENT_SHIFT);
 }
+static inline unsigned soma__medium_class(size_t n) /* threshold < n <= SOMA_MEDIUM_MAX */
+{
+    unsigned c = atomic_load_explicit(&soma__medium_lut[(n - SOMA_SMALL_THRESHOLD - 1) >> 4],
+                                      memory_order_relaxed);
+    return SOMA_LIKELY(c != 0) ? c : soma__medium_class_slow(n);
+}
+static inline unsigned soma__class_of(size_t n) /* 1 <= n <= SOMA_MEDIUM_MAX */
+{
+    return n <= SOMA_SMALL_THRESHOLD ? soma__size_to_class(n) : soma__medium_class(n);
+}
 static inline size_t soma__class_size(unsigned c)
 {
-    return (size_t)(c + 1) << SOMA_ALIGNMENT_SHIFT;
+    return soma__class_sizes[c];
 }
 static inline size_t soma__class_capacity(unsigned c) /* blocks per pool */
 {
     return (SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) / soma__class_size(c);
+}
+static inline unsigned soma__class_kind(unsigned c)
+{
+    return c < SOMA_NUM_CLASSES ? SOMA_KIND_SMALL : SOMA_KIND_MEDIUM;
 }
 static inline pool_t *soma__pool_of(const void *p)
 {
@@ -145,6 +176,7 @@ SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((fo
 SOMA_INTERNAL void *soma__os_map(size_t size);
 SOMA_INTERNAL void soma__os_unmap(void *p, size_t size);
 SOMA_INTERNAL void *soma__os_reserve(size_t size); /* addresses only; NULL on failure */
+SOMA_INTERNAL void *soma__os_map_sparse(size_t size); /* read-write, NORESERVE */
 SOMA_INTERNAL int soma__os_commit(void *p, size_t size);
 SOMA_INTERNAL void soma__os_decommit(void *p, size_t size);
 
@@ -174,11 +206,12 @@ SOMA_INTERNAL void soma__region_unmap(uintptr_t base); /* forget it; pages back 
 SOMA_INTERNAL void soma__region_counts(size_t *reserved, size_t *table_bytes);
 
 /* ---- arena.c: arenas and the usable-arena ordering (heap lock held) ---- */
-SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap);
+SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind);
 SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool);
 SOMA_INTERNAL void soma__arena_trim(heap_t *heap); /* takes the heap lock */
 SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
-SOMA_INTERNAL void soma__arena_counts(size_t *total, size_t *current, size_t *highwater);
+SOMA_INTERNAL void soma__arena_counts(unsigned kind, size_t *total, size_t *current,
+                                      size_t *highwater);
 
 /* ---- thread.c: which heap a thread uses ---- */
 /* The calling thread's heap; &soma__empty_heap (no pools, so every malloc
@@ -222,13 +255,17 @@ static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
     return bp;
 }
 
-static inline void *soma__heap_malloc(heap_t *heap, size_t size) /* 1 <= size <= threshold */
+static inline void *soma__heap_malloc_class(heap_t *heap, unsigned c)
 {
-    unsigned c = soma__size_to_class(size);
     pool_t *pool = heap->usedpools[c];
     if (SOMA_LIKELY(pool != NULL))
         return soma__pool_pop(heap, pool);
     return soma__heap_malloc_slow(heap, c);
+}
+
+static inline void *soma__heap_malloc(heap_t *heap, size_t size) /* 1 <= size <= threshold */
+{
+    return soma__heap_malloc_class(heap, soma__size_to_class(size));
 }
 
 static inline void soma__heap_free_local(heap_t *heap, pool_t *pool, void *p)

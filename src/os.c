@@ -25,6 +25,15 @@ void *soma__os_reserve(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* Read-write, but NORESERVE: for a table most of which is never touched, so
+ * that only the pages touched count against the commit charge. */
+void *soma__os_map_sparse(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 /* Fresh zeroed read-write pages at [p, p+size), replacing what was there. */
 int soma__os_commit(void *p, size_t size)
 {

@@ -74,11 +74,9 @@ static int region_reserve(void)
             continue;
         /* The tables are NORESERVE too: only the pages touched count. */
         size_t tbytes = n * (sizeof(arena_t *) + sizeof(uint32_t));
-        void *table = soma__os_reserve(tbytes);
-        if (table == NULL || soma__os_commit(table, tbytes) != 0) {
+        void *table = soma__os_map_sparse(tbytes);
+        if (table == NULL) {
             soma__os_unmap(raw, size + SOMA_ARENA_SIZE);
-            if (table != NULL)
-                soma__os_unmap(table, tbytes);
             continue;
         }
         uintptr_t base = ((uintptr_t)raw + SOMA_ARENA_SIZE - 1) & ~(uintptr_t)(SOMA_ARENA_SIZE - 1);
@@ -99,9 +97,10 @@ static int region_reserve(void)
 
 uintptr_t soma__region_map(arena_t *arena)
 {
+    static int reserve_failed; /* then every request would repeat the halving */
     pthread_mutex_lock(&region_lock);
     if (atomic_load_explicit(&soma__region.size, memory_order_relaxed) == 0 &&
-        region_reserve() != 0)
+        (reserve_failed || (reserve_failed = region_reserve() != 0)))
         goto fail;
     size_t slot;
     if (nfree > 0)

@@ -21,20 +21,22 @@
  */
 #include "internal.h"
 
-static void walk_heap(heap_t *heap, soma_stats *st)
+/* One set of arenas: classes[c - first] gets the pools of class c. */
+static void walk_set(const arena_set_t *set, soma_class_stats *classes, unsigned first,
+                     size_t *unused_pools, size_t *alignment_lost)
 {
-    for (arena_t *a = heap->all_arenas; a != NULL; a = a->next_all) {
-        uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+    for (arena_t *a = set->all_arenas; a != NULL; a = a->next_all) {
+        uintptr_t first_pool = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
         size_t carved = 0;
-        for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE, carved++) {
+        for (uintptr_t pa = first_pool; pa < a->pool_address; pa += SOMA_POOL_SIZE, carved++) {
             const pool_t *pool = (const pool_t *)pa;
             /* One read: the owner may be changing it right now. */
             unsigned n = soma__pool_count(pool);
             if (n == 0) {
-                st->unused_pools++;
+                (*unused_pools)++;
                 continue;
             }
-            soma_class_stats *cs = &st->classes[pool->szidx];
+            soma_class_stats *cs = &classes[pool->szidx - first];
             cs->num_pools++;
             cs->blocks_in_use += n;
             cs->avail_blocks += soma__class_capacity(pool->szidx) - n;
@@ -42,13 +44,26 @@ static void walk_heap(heap_t *heap, soma_stats *st)
         /* Empty pools were counted above rather than taken from nfreepools:
          * a pool whose last block was just freed is empty before its owner
          * (waiting for this lock) has given it back to the arena. */
-        st->unused_pools += a->ntotalpools - carved;
-        if (first != a->address)
-            st->bytes_lost_to_arena_alignment += SOMA_POOL_SIZE;
+        *unused_pools += a->ntotalpools - carved;
+        if (first_pool != a->address)
+            *alignment_lost += SOMA_POOL_SIZE;
     }
-    st->arenas_allocated_total += heap->arenas_allocated_total;
-    st->arenas_current += heap->arenas_current;
-    st->arenas_highwater += heap->arenas_highwater;
+}
+
+static void walk_heap(heap_t *heap, soma_stats *st)
+{
+    const arena_set_t *small = &heap->sets[SOMA_KIND_SMALL];
+    const arena_set_t *medium = &heap->sets[SOMA_KIND_MEDIUM];
+    size_t medium_alignment = 0; /* arenas are aligned: always 0, not reported */
+    walk_set(small, st->classes, 0, &st->unused_pools, &st->bytes_lost_to_arena_alignment);
+    walk_set(medium, st->medium.classes, SOMA_NUM_CLASSES, &st->medium.unused_pools,
+             &medium_alignment);
+    st->arenas_allocated_total += small->arenas_allocated_total;
+    st->arenas_current += small->arenas_current;
+    st->arenas_highwater += small->arenas_highwater;
+    st->medium.arenas_allocated_total += medium->arenas_allocated_total;
+    st->medium.arenas_current += medium->arenas_current;
+    st->medium.arenas_highwater += medium->arenas_highwater;
 }
 
 static void walk_one(heap_t *heap, void *st)
@@ -67,25 +82,45 @@ static void stats_begin(soma_stats *st)
     st->pool_overhead = SOMA_POOL_OVERHEAD;
     for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
         st->classes[c].size = soma__class_size(c);
+    st->medium.max_size = SOMA_MEDIUM_MAX;
+    st->medium.num_classes = SOMA_NUM_MEDIUM_CLASSES;
+    for (unsigned i = 0; i < SOMA_NUM_MEDIUM_CLASSES; i++)
+        st->medium.classes[i].size = soma__class_size(SOMA_NUM_CLASSES + i);
+}
+
+/* The byte lines of one table of classes; returns their sum. */
+static size_t byte_lines(const soma_class_stats *classes, size_t n, size_t *allocated,
+                         size_t *available, size_t *headers, size_t *quantization)
+{
+    for (size_t c = 0; c < n; c++) {
+        const soma_class_stats *cs = &classes[c];
+        *allocated += cs->blocks_in_use * cs->size;
+        *available += cs->avail_blocks * cs->size;
+        *headers += cs->num_pools * SOMA_POOL_OVERHEAD;
+        *quantization += cs->num_pools * ((SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) % cs->size);
+    }
+    return *allocated + *available + *headers + *quantization;
 }
 
 /* The figures derived from the walk, and the arena map's. */
 static void stats_finish(soma_stats *st)
 {
-    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++) {
-        const soma_class_stats *cs = &st->classes[c];
-        st->bytes_in_allocated_blocks += cs->blocks_in_use * cs->size;
-        st->bytes_in_available_blocks += cs->avail_blocks * cs->size;
-        st->bytes_lost_to_pool_headers += cs->num_pools * SOMA_POOL_OVERHEAD;
-        st->bytes_lost_to_quantization +=
-            cs->num_pools * ((SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) % cs->size);
-    }
+    st->unused_pool_bytes = st->unused_pools * SOMA_POOL_SIZE;
+    st->total = byte_lines(st->classes, SOMA_NUM_CLASSES, &st->bytes_in_allocated_blocks,
+                           &st->bytes_in_available_blocks, &st->bytes_lost_to_pool_headers,
+                           &st->bytes_lost_to_quantization) +
+                st->unused_pool_bytes + st->bytes_lost_to_arena_alignment;
     st->arenas_reclaimed = st->arenas_allocated_total - st->arenas_current;
     st->arena_bytes = st->arenas_current * SOMA_ARENA_SIZE;
-    st->unused_pool_bytes = st->unused_pools * SOMA_POOL_SIZE;
-    st->total = st->bytes_in_allocated_blocks + st->bytes_in_available_blocks +
-                st->unused_pool_bytes + st->bytes_lost_to_pool_headers +
-                st->bytes_lost_to_quantization + st->bytes_lost_to_arena_alignment;
+
+    soma_medium_stats *m = &st->medium;
+    m->unused_pool_bytes = m->unused_pools * SOMA_POOL_SIZE;
+    m->total = byte_lines(m->classes, SOMA_NUM_MEDIUM_CLASSES, &m->bytes_in_allocated_blocks,
+                          &m->bytes_in_available_blocks, &m->bytes_lost_to_pool_headers,
+                          &m->bytes_lost_to_quantization) +
+               m->unused_pool_bytes;
+    m->arenas_reclaimed = m->arenas_allocated_total - m->arenas_current;
+    m->arena_bytes = m->arenas_current * SOMA_ARENA_SIZE;
 
     /* soma's map is a flat table (region.c): CPython's "root", with no
      * interior nodes. */
@@ -111,9 +146,13 @@ void soma_stats_get(soma_stats *st)
      * (a sum of per-heap high-water marks would overstate the process's);
      * read after the walk, they cover every arena it saw. */
     size_t now;
-    soma__arena_counts(&st->arenas_allocated_total, &now, &st->arenas_highwater);
+    soma__arena_counts(SOMA_KIND_SMALL, &st->arenas_allocated_total, &now, &st->arenas_highwater);
     if (st->arenas_highwater < st->arenas_current)
         st->arenas_highwater = st->arenas_current;
+    soma_medium_stats *m = &st->medium;
+    soma__arena_counts(SOMA_KIND_MEDIUM, &m->arenas_allocated_total, &now, &m->arenas_highwater);
+    if (m->arenas_highwater < m->arenas_current)
+        m->arenas_highwater = m->arenas_current;
     stats_finish(st);
     soma__types_snapshot(st);
 }

@@ -7,6 +7,9 @@
  *   <arena counters, then where the arena bytes are, adding up to Total>
  *   <the arena map: nodes and the bytes they cost>
  *   <one line per registered object cache>
+ *   [soma's medium blocks, in the same layout, if any medium arena was ever
+ *    mapped: a program that never asks for 513..8160 bytes gets CPython's
+ *    dump and nothing else]
  *
  * Every "label = value" line is CPython's printone(): the label padded to
  * column 35, '=', the value with thousands separators right-aligned in 21
@@ -47,21 +50,52 @@ static void printone(sink *s, const char *label, size_t value)
     putf(s, "%-35s=%21s\n", label, soma__fmt_commas(num, sizeof num, value));
 }
 
+/* The class table: rows numbered from `first`, classes with no pool left out. */
+static void print_classes(sink *s, const soma_class_stats *classes, size_t n, size_t first)
+{
+    put(s, "class   size   num pools   blocks in use  avail blocks\n"
+           "-----   ----   ---------   -------------  ------------\n");
+    for (size_t c = 0; c < n; c++) {
+        const soma_class_stats *cs = &classes[c];
+        if (cs->num_pools == 0)
+            continue;
+        putf(s, "%5zu %6zu %11zu %15zu %13zu\n", first + c, cs->size, cs->num_pools,
+             cs->blocks_in_use, cs->avail_blocks);
+    }
+    put(s, "\n");
+}
+
+static void print_medium(sink *s, const soma_stats *st)
+{
+    const soma_medium_stats *m = &st->medium;
+    char label[128];
+    putf(s, "\nMedium blocks (soma's own, not in CPython's dump): %zu to %zu bytes, "
+            "in %zu size classes.\n\n",
+         st->threshold + 1, m->max_size, m->num_classes);
+    print_classes(s, m->classes, m->num_classes, st->num_classes);
+    printone(s, "# medium arenas allocated total", m->arenas_allocated_total);
+    printone(s, "# medium arenas reclaimed", m->arenas_reclaimed);
+    printone(s, "# medium arenas highwater mark", m->arenas_highwater);
+    printone(s, "# medium arenas allocated current", m->arenas_current);
+    snprintf(label, sizeof label, "%zu arenas * %zu bytes/arena", m->arenas_current,
+             st->arena_size);
+    printone(s, label, m->arena_bytes);
+    put(s, "\n");
+    printone(s, "# bytes in allocated blocks", m->bytes_in_allocated_blocks);
+    printone(s, "# bytes in available blocks", m->bytes_in_available_blocks);
+    snprintf(label, sizeof label, "%zu unused pools * %zu bytes", m->unused_pools, st->pool_size);
+    printone(s, label, m->unused_pool_bytes);
+    printone(s, "# bytes lost to pool headers", m->bytes_lost_to_pool_headers);
+    printone(s, "# bytes lost to quantization", m->bytes_lost_to_quantization);
+    printone(s, "Total", m->total);
+}
+
 static void print_all(sink *s, const soma_stats *st)
 {
     char label[128];
     putf(s, "Small block threshold = %zu, in %zu size classes.\n\n", st->threshold,
          st->num_classes);
-    put(s, "class   size   num pools   blocks in use  avail blocks\n"
-           "-----   ----   ---------   -------------  ------------\n");
-    for (size_t c = 0; c < st->num_classes; c++) {
-        const soma_class_stats *cs = &st->classes[c];
-        if (cs->num_pools == 0)
-            continue;
-        putf(s, "%5zu %6zu %11zu %15zu %13zu\n", c, cs->size, cs->num_pools, cs->blocks_in_use,
-             cs->avail_blocks);
-    }
-    put(s, "\n");
+    print_classes(s, st->classes, st->num_classes, 0);
 
     printone(s, "# arenas allocated total", st->arenas_allocated_total);
     printone(s, "# arenas reclaimed", st->arenas_reclaimed);
@@ -100,6 +134,8 @@ static void print_all(sink *s, const soma_stats *st)
         snprintf(padded, sizeof padded, "%48s ", label);
         printone(s, padded, t->count * t->elem_size);
     }
+    if (st->medium.arenas_allocated_total > 0)
+        print_medium(s, st);
 }
 
 int soma_stats_fprint(FILE *out, const soma_stats *st)

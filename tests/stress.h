@@ -9,9 +9,11 @@
  * every periodic sweep of the whole table.
  *
  * The model also predicts who owns each block from the documented rules
- * (1..512 bytes and 0: soma, in class (n-1)/16; larger: the system; realloc
- * in place within the class unless shrinking by a quarter or more; a system
- * block stays the system's), so that the per-class counts of soma_stats_get
+ * (1..512 bytes and 0: soma, in class (n-1)/16; 513 up to the largest medium
+ * class: soma, in the smallest medium class that holds it, the classes being
+ * ((pool size - 48) / k) & ~15 for k = 2, 3, ...; larger: the system;
+ * realloc in place within the class unless shrinking by a quarter or more;
+ * a system block stays the system's), so that the per-class counts of soma_stats_get
  * can be compared with it exactly.
  */
 #ifndef SOMA_STRESS_H
@@ -28,6 +30,20 @@
  * preloaded (stress_stats_get is then found with dlsym) and glibc's
  * otherwise (no statistics: the run then checks contents only, which
  * validates the test itself). */
+/* The medium classes, from the pool size (stress_medium_init). */
+static size_t stress_medium[SOMA_MAX_MEDIUM_CLASSES], stress_nmedium;
+
+static inline void stress_medium_init(size_t pool_size)
+{
+    stress_nmedium = 0;
+    for (size_t k = (pool_size - 48) / 512; k >= 2; k--) {
+        size_t size = ((pool_size - 48) / k) & ~(size_t)15;
+        if (size > 512 && (stress_nmedium == 0 || size != stress_medium[stress_nmedium - 1]) &&
+            stress_nmedium < SOMA_MAX_MEDIUM_CLASSES)
+            stress_medium[stress_nmedium++] = size;
+    }
+}
+
 #ifdef STRESS_VIA_MALLOC
 #include <dlfcn.h>
 /* realloc's old pointer is compared with the new one on purpose (the model
@@ -44,6 +60,11 @@ static void (*stress_stats_get)(soma_stats *);
 static inline void stress_setup(void)
 {
     stress_stats_get = (void (*)(soma_stats *))dlsym(RTLD_DEFAULT, "soma_stats_get");
+    if (stress_stats_get != NULL) {
+        static soma_stats st;
+        stress_stats_get(&st);
+        stress_medium_init(st.pool_size);
+    }
 }
 #else
 #define api_malloc soma_malloc
@@ -54,6 +75,9 @@ static inline void stress_setup(void)
 static void (*stress_stats_get)(soma_stats *) = soma_stats_get;
 static inline void stress_setup(void)
 {
+    static soma_stats st;
+    soma_stats_get(&st);
+    stress_medium_init(st.pool_size);
 }
 #endif
 
@@ -73,7 +97,7 @@ typedef struct {
     uint32_t table_id;
     uint64_t gen;
     test_rng rng;
-    size_t live_soma[SOMA_NUM_CLASSES]; /* model: live soma blocks per class */
+    size_t live_soma[SOMA_NUM_CLASSES + SOMA_MAX_MEDIUM_CLASSES]; /* model: per class */
     size_t live_sys;
     unsigned long long ops, frees, reallocs, callocs, mallocs, checked_bytes;
     unsigned long long errors;
@@ -132,12 +156,25 @@ static inline int stress_all_zero(const unsigned char *p, size_t n)
     return 1;
 }
 
+/* The model's class of an n-byte request; -1 for the system's. */
 static inline int stress_class_of(size_t n)
 {
-    return n == 0 ? 0 : (int)((n - 1) / 16);
+    if (n <= 512)
+        return n == 0 ? 0 : (int)((n - 1) / 16);
+    for (size_t i = 0; i < stress_nmedium; i++)
+        if (stress_medium[i] >= n)
+            return SOMA_NUM_CLASSES + (int)i;
+    return -1;
 }
 
-/* Mostly small sizes, some at the top of the small range, a few above. */
+static inline size_t stress_class_size(int cls)
+{
+    return cls < SOMA_NUM_CLASSES ? (size_t)(cls + 1) * 16
+                                  : stress_medium[cls - SOMA_NUM_CLASSES];
+}
+
+/* Mostly small sizes, some at the top of the small range, a few above
+ * (medium blocks, and a few of the system's). */
 static inline size_t stress_size(test_rng *r)
 {
     uint64_t k = test_rng_below(r, 1000);
@@ -149,7 +186,7 @@ static inline size_t stress_size(test_rng *r)
         return 1 + (size_t)test_rng_below(r, 512);
     if (k < 995)
         return 1 + (size_t)test_rng_below(r, 600);
-    return 513 + (size_t)test_rng_below(r, 4000);
+    return 513 + (size_t)test_rng_below(r, 12000); /* medium, and above */
 }
 
 static inline int stress_init(stress_table *t, size_t nslots, uint32_t id, uint64_t seed)
@@ -180,7 +217,7 @@ static inline void stress_check_block(stress_table *t, const stress_slot *s)
     if (stress_stats_get == NULL) /* not soma: only the promise of malloc */
         ok &= usable >= s->size;
     else if (s->owner == OWN_SOMA)
-        ok &= usable == (size_t)(s->cls + 1) * 16;
+        ok &= usable == stress_class_size(s->cls);
     else
         ok &= usable == malloc_usable_size(s->p) && usable >= s->size;
     if (!CHECK(ok)) {
@@ -233,8 +270,8 @@ static inline void stress_alloc(stress_table *t, size_t i, size_t n)
         return;
     }
     s->size = n;
-    s->owner = n <= SOMA_SMALL_THRESHOLD ? OWN_SOMA : OWN_SYS;
     s->cls = stress_class_of(n);
+    s->owner = s->cls >= 0 ? OWN_SOMA : OWN_SYS;
     stress_model_add(t, s, +1);
     stress_check_block(t, s);
     stress_new_key(t, i);
@@ -273,7 +310,7 @@ static inline void stress_realloc(stress_table *t, size_t i, size_t n)
     }
     stress_model_add(t, s, -1);
     if (old.owner == OWN_SOMA && stress_stats_get != NULL) { /* soma's rules */
-        size_t have = (size_t)(old.cls + 1) * 16;
+        size_t have = stress_class_size(old.cls);
         /* In place when it fits and either keeps 3/4 of the block or stays
          * in the same class. */
         if (n <= have && (4 * n > 3 * have || stress_class_of(n) == old.cls)) {
@@ -282,8 +319,8 @@ static inline void stress_realloc(stress_table *t, size_t i, size_t n)
         } else {
             if (!CHECK(q != old.p))
                 t->errors++;
-            s->owner = n <= SOMA_SMALL_THRESHOLD ? OWN_SOMA : OWN_SYS;
             s->cls = stress_class_of(n);
+            s->owner = s->cls >= 0 ? OWN_SOMA : OWN_SYS;
         }
     }
     s->p = q;
@@ -382,11 +419,14 @@ static inline int stress_compare_stats(stress_table **tables, size_t ntables,
 {
     int ok = 1;
     size_t total_model = 0, total_stats = 0;
-    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++) {
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES + stress_nmedium; c++) {
         size_t model = 0;
         for (size_t k = 0; k < ntables; k++)
             model += tables[k]->live_soma[c];
-        size_t stats = now->classes[c].blocks_in_use - base->classes[c].blocks_in_use;
+        size_t stats = c < SOMA_NUM_CLASSES
+                           ? now->classes[c].blocks_in_use - base->classes[c].blocks_in_use
+                           : now->medium.classes[c - SOMA_NUM_CLASSES].blocks_in_use -
+                                 base->medium.classes[c - SOMA_NUM_CLASSES].blocks_in_use;
         if (!CHECK_EQ(stats, model)) {
             test_note("  class %u: stats say %zu blocks in use above baseline, model %zu", c,
                       stats, model);
@@ -398,6 +438,8 @@ static inline int stress_compare_stats(stress_table **tables, size_t ntables,
     if (!CHECK_EQ(total_stats, total_model))
         ok = 0;
     if (!CHECK_EQ(now->total, now->arenas_current * now->arena_size))
+        ok = 0;
+    if (!CHECK_EQ(now->medium.total, now->medium.arenas_current * now->arena_size))
         ok = 0;
     return ok;
 }

@@ -5,13 +5,17 @@
  *     pointer, contents kept; a shrink of exactly a quarter moves;
  *   - across classes, growing 16 -> 300 and shrinking 300 -> 20: the block
  *     moves (counts move between the classes), min(old, new) bytes kept;
- *   - across the threshold, 400 -> 2000 -> 100: contents kept each time, the
- *     large block is the system's (not counted);
+ *   - across the threshold and beyond, 400 -> 2000 -> 20000 -> 100, and
+ *     100 -> (medium max - 100): contents kept each time; 2000 and the
+ *     latter are medium blocks
+ *     (counted in their medium class), 20000 the system's (counted nowhere,
+ *     and still the system's when shrunk to 100); within a medium class the
+ *     block stays in place, as in a small one;
  *   - realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns NULL;
  *   - an impossible size (SIZE_MAX / 2, SIZE_MAX - 15) gives NULL with errno
  *     ENOMEM and leaves the old block as it was, for soma's blocks and the
  *     system's;
- *   - a block grown one byte at a time from 1 to 1200 bytes and shrunk back
+ *   - a block grown one byte at a time from 1 to 12000 bytes and shrunk back
  *     keeps its contents all the way.
  */
 #define _GNU_SOURCE
@@ -145,38 +149,75 @@ static void test_across_classes(void)
         CHECK_EQ(in_use(&s1, c), in_use(&s0, c));
 }
 
+static size_t medium_in_use(const soma_stats *st)
+{
+    size_t n = 0;
+    for (size_t c = 0; c < st->medium.num_classes; c++)
+        n += st->medium.classes[c].blocks_in_use;
+    return n;
+}
+
+/* The medium class size that serves n bytes. */
+static size_t medium_size(const soma_stats *st, size_t n)
+{
+    for (size_t c = 0; c < st->medium.num_classes; c++)
+        if (st->medium.classes[c].size >= n)
+            return st->medium.classes[c].size;
+    return 0;
+}
+
 static void test_across_threshold(void)
 {
     soma_stats_get(&s0);
+    size_t m2000 = medium_size(&s0, 2000), near_max = s0.medium.max_size - 100;
     void *a = soma_malloc(400); /* class 24 */
     if (!CHECK(a != NULL))
         return;
     fill(a, 400, 7);
-    void *b = soma_realloc(a, 2000);
+    void *b = soma_realloc(a, 2000); /* medium: 2032 bytes (2016 with 4 KiB pools) */
     if (!CHECK(b != NULL))
         return;
     CHECK_EQ(diff(b, 400, 7), 0);
-    CHECK_EQ(soma_usable_size(b), malloc_usable_size(b));
-    CHECK_GE(soma_usable_size(b), 2000);
+    CHECK_EQ(soma_usable_size(b), m2000);
     soma_stats_get(&s1);
-    CHECK_EQ(in_use(&s1, 24), in_use(&s0, 24)); /* gone from soma */
+    CHECK_EQ(in_use(&s1, 24), in_use(&s0, 24)); /* gone from the small classes */
     CHECK_EQ(s1.bytes_in_allocated_blocks, s0.bytes_in_allocated_blocks);
+    CHECK_EQ(medium_in_use(&s1), medium_in_use(&s0) + 1);
+    CHECK_EQ(s1.medium.bytes_in_allocated_blocks, s0.medium.bytes_in_allocated_blocks + m2000);
+    /* In place within the medium class, as for small blocks. */
+    fill(b, 2000, 12);
+    CHECK_PTR_EQ(soma_realloc(b, m2000), b);
+    CHECK_PTR_EQ(soma_realloc(b, 1800), b); /* 1800 > 3/4 of the class */
+    CHECK_EQ(diff(b, 1800, 12), 0);
 
-    fill(b, 2000, 8);
-    void *c = soma_realloc(b, 100);
+    fill(b, 1800, 8);
+    void *big = soma_realloc(b, 20000); /* beyond the medium classes: the system's */
+    if (!CHECK(big != NULL))
+        return;
+    CHECK_EQ(diff(big, 1800, 8), 0);
+    CHECK_EQ(soma_usable_size(big), malloc_usable_size(big));
+    soma_stats_get(&s1);
+    CHECK_EQ(medium_in_use(&s1), medium_in_use(&s0));
+
+    /* A system block stays the system's, even shrunk (realloc in place). */
+    void *c = soma_realloc(big, 100);
     if (!CHECK(c != NULL))
         return;
     CHECK_EQ(diff(c, 100, 8), 0);
-    CHECK_GE(soma_usable_size(c), 100);
-    fill(c, 100, 9);
-    void *d = soma_realloc(c, 5000);
+    CHECK_EQ(soma_usable_size(c), malloc_usable_size(c));
+    soma_free(c);
+    void *e = soma_malloc(100);
+    fill(e, 100, 9);
+    void *d = soma_realloc(e, near_max); /* small to the largest medium class */
     if (!CHECK(d != NULL))
         return;
     CHECK_EQ(diff(d, 100, 9), 0);
+    CHECK_EQ(soma_usable_size(d), s0.medium.max_size);
     soma_free(d);
     soma_stats_get(&s1);
     for (unsigned k = 0; k < SOMA_NUM_CLASSES; k++)
         CHECK_EQ(in_use(&s1, k), in_use(&s0, k));
+    CHECK_EQ(medium_in_use(&s1), medium_in_use(&s0));
 }
 
 static void test_null_and_zero(void)
@@ -189,7 +230,7 @@ static void test_null_and_zero(void)
     CHECK_EQ(soma_usable_size(p), 112);
     soma_stats_get(&s1);
     CHECK_EQ(in_use(&s1, 6), in_use(&s0, 6) + 1);
-    void *big = soma_realloc(NULL, 1000);
+    void *big = soma_realloc(NULL, 20000);
     CHECK(big != NULL);
     CHECK_EQ(soma_usable_size(big), malloc_usable_size(big));
 
@@ -208,11 +249,11 @@ static void test_huge(void)
 {
     static const size_t huge[] = {SIZE_MAX / 2, SIZE_MAX - 15, SIZE_MAX};
     void *p = soma_malloc(200);
-    void *sys = soma_malloc(3000);
+    void *sys = soma_malloc(30000);
     if (!CHECK(p != NULL && sys != NULL))
         return;
     fill(p, 200, 10);
-    fill(sys, 3000, 11);
+    fill(sys, 30000, 11);
     for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
         soma_stats_get(&s0);
         errno = 0;
@@ -228,7 +269,7 @@ static void test_huge(void)
         q = soma_realloc(sys, huge[i]);
         CHECK(q == NULL);
         CHECK_EQ(errno, ENOMEM);
-        CHECK_EQ(diff(sys, 3000, 11), 0);
+        CHECK_EQ(diff(sys, 30000, 11), 0);
 
         errno = 0;
         CHECK(soma_malloc(huge[i]) == NULL);
@@ -248,7 +289,7 @@ static void test_grow_shrink_walk(void)
     unsigned char *p = NULL;
     size_t have = 0;
     /* Contents: byte i is (i * 7 + 3) mod 256, written as the block grows. */
-    for (size_t n = 1; n <= 1200; n++) {
+    for (size_t n = 1; n <= 12000; n++) {
         unsigned char *q = soma_realloc(p, n);
         if (!CHECK(q != NULL))
             return;
@@ -264,7 +305,7 @@ static void test_grow_shrink_walk(void)
         p = q;
         have = n;
     }
-    for (size_t n = 1200; n >= 1; n--) {
+    for (size_t n = 12000; n >= 1; n--) {
         unsigned char *q = soma_realloc(p, n);
         if (!CHECK(q != NULL))
             return;

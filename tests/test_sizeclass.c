@@ -4,8 +4,14 @@
  *
  *   - every n in 1..512 gives a block of ((n-1)/16+1)*16 usable bytes, 16-byte
  *     aligned, counted in class (n-1)/16 (and in no other class);
- *   - 512 is the last size soma serves (class 31); 513 and up go to the
- *     system: counted nowhere, usable size = malloc_usable_size;
+ *   - 512 is the last small size (class 31);
+ *   - 513 .. medium max are medium blocks: the medium classes are exactly
+ *     the sizes ((pool size - 48) / k) rounded down to 16 that exceed 512,
+ *     for k = 2, 3, ... (recomputed here from the pool size), and every n in
+ *     that range gets the smallest class that holds it, counted in that
+ *     medium class and nowhere else;
+ *   - above the medium max: the system's, counted nowhere, usable size =
+ *     malloc_usable_size;
  *   - malloc(0) gives a unique, freeable pointer (a class-0 block);
  *   - all the blocks are distinct and don't overlap (contents survive).
  */
@@ -100,8 +106,58 @@ static void test_threshold_edge(void)
     CHECK_EQ(soma_usable_size(p512), 512);
     CHECK_EQ(after.classes[31].size, 512);
 
-    /* 513 and beyond: the system's. */
-    static const size_t big[] = {513, 514, 528, 600, 1000, 4096, 65536, 1 << 20};
+    /* The medium classes, recomputed from the geometry. */
+    size_t want[64], nwant = 0;
+    for (size_t k = (before.pool_size - 48) / 512; k >= 2; k--) {
+        size_t size = ((before.pool_size - 48) / k) & ~(size_t)15;
+        if (size > 512 && (nwant == 0 || size != want[nwant - 1]))
+            want[nwant++] = size;
+    }
+    CHECK_EQ(before.medium.num_classes, nwant);
+    for (size_t i = 0; i < nwant && i < before.medium.num_classes; i++)
+        CHECK_EQ(before.medium.classes[i].size, want[i]);
+    size_t max = before.medium.max_size;
+    CHECK_EQ(max, want[nwant - 1]);
+
+    /* Every medium size: the smallest class that holds it. */
+    size_t cls = 0;
+    for (size_t n = 513; n <= max; n++) {
+        while (want[cls] < n)
+            cls++;
+        unsigned char *p = soma_malloc(n);
+        if (!CHECK(p != NULL))
+            continue;
+        if (!CHECK_EQ(soma_usable_size(p), want[cls]))
+            test_note("  request of %zu bytes", n);
+        CHECK_EQ((uintptr_t)p % 16, 0);
+        p[0] = 1;
+        p[n - 1] = 2;
+        soma_free(p);
+    }
+    /* Counted in its medium class only. */
+    static const size_t medium[] = {513, 514, 528, 544, 545, 600, 1000, 1024, 4096, 0};
+    for (size_t i = 0; i < sizeof medium / sizeof medium[0]; i++) {
+        size_t n = medium[i] ? medium[i] : max;
+        if (n > max) /* a geometry with smaller pools */
+            continue;
+        size_t c = 0;
+        while (want[c] < n)
+            c++;
+        soma_stats_get(&before);
+        void *p = soma_malloc(n);
+        soma_stats_get(&after);
+        check_class_delta(&before, &after, -1, n);
+        for (size_t j = 0; j < after.medium.num_classes; j++)
+            CHECK_EQ(after.medium.classes[j].blocks_in_use,
+                     before.medium.classes[j].blocks_in_use + (j == c));
+        CHECK_EQ(after.medium.bytes_in_allocated_blocks,
+                 before.medium.bytes_in_allocated_blocks + want[c]);
+        CHECK_EQ(after.medium.total, after.medium.arenas_current * after.arena_size);
+        soma_free(p);
+    }
+
+    /* Beyond the medium classes: the system's. */
+    const size_t big[] = {max + 1, 8192, 10000, 65536, 1 << 20};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
         soma_stats_get(&before);
         void *p = soma_malloc(big[i]);
@@ -111,6 +167,7 @@ static void test_threshold_edge(void)
         soma_stats_get(&after);
         check_class_delta(&before, &after, -1, big[i]);
         CHECK_EQ(after.bytes_in_allocated_blocks, before.bytes_in_allocated_blocks);
+        CHECK_EQ(after.medium.bytes_in_allocated_blocks, before.medium.bytes_in_allocated_blocks);
         CHECK_EQ(soma_usable_size(p), malloc_usable_size(p));
         CHECK_GE(soma_usable_size(p), big[i]);
         memset(p, 0xab, big[i]);

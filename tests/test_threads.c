@@ -160,6 +160,7 @@ static void *run(void *arg)
 int main(void)
 {
     test_begin("test_threads");
+    stress_setup();
     unsigned long long nthreads = test_env_ull("SOMA_THREADS", 4);
     unsigned long long ops = test_env_ull("SOMA_THREAD_OPS", 300000);
     unsigned long long seed = test_env_ull("SOMA_STRESS_SEED", 777);

@@ -9,6 +9,8 @@
  *  - blocks freed with soma_free, by this thread or another, go back to it;
  *  - destroy releases everything at once: the process's blocks in use and
  *    arenas return to the baseline and the arenas are really unmapped;
+ *  - medium blocks (513..8160 bytes) of a heap are counted in its medium
+ *    figures, and destroy gives their arenas back too;
  *  - heaps made and destroyed in a loop do not accumulate memory.
  */
 #include <errno.h>
@@ -129,6 +131,49 @@ static void test_lifecycle(void)
     CHECK_LE(after.arenas_current, base.arenas_current + 1);
 }
 
+static size_t medium_in_use(const soma_stats *st)
+{
+    size_t n = 0;
+    for (size_t c = 0; c < st->medium.num_classes; c++)
+        n += st->medium.classes[c].blocks_in_use;
+    return n;
+}
+
+static void test_medium(void)
+{
+    soma_stats base, hs, after;
+    soma_stats_get(&base);
+    soma_heap *h = soma_heap_new();
+    enum { NM = 600 };
+    static unsigned char *m[NM];
+    for (size_t i = 0; i < NM; i++) {
+        size_t n = 513 + (i * 37) % (base.medium.max_size - 512);
+        m[i] = soma_heap_malloc(h, n);
+        if (!CHECK(m[i] != NULL))
+            return;
+        memset(m[i], (int)i, n);
+    }
+    soma_heap_stats_get(h, &hs);
+    CHECK_EQ(medium_in_use(&hs), NM);
+    CHECK_EQ(test_blocks_in_use(&hs), 0);
+    CHECK_GE(hs.medium.arenas_current, 1);
+    CHECK_EQ(hs.medium.total, hs.medium.arenas_current * hs.arena_size);
+    size_t bad = 0;
+    for (size_t i = 0; i < NM; i++) {
+        size_t n = 513 + (i * 37) % (base.medium.max_size - 512);
+        for (size_t k = 0; k < n; k++)
+            bad += m[i][k] != (unsigned char)i;
+    }
+    CHECK_EQ(bad, 0);
+    uintptr_t arena = (uintptr_t)m[0] & ~(uintptr_t)(hs.arena_size - 1);
+    CHECK_GT(test_resident_pages(arena, hs.arena_size), 0);
+    soma_heap_destroy(h);
+    CHECK_EQ(test_resident_pages(arena, hs.arena_size), 0);
+    soma_stats_get(&after);
+    CHECK_EQ(medium_in_use(&after), medium_in_use(&base));
+    CHECK_EQ(after.medium.arenas_current, base.medium.arenas_current);
+}
+
 static void test_print(void)
 {
     soma_heap *h = soma_heap_new();
@@ -168,6 +213,7 @@ int main(void)
 {
     test_begin("test_explicit_heap");
     test_lifecycle();
+    test_medium();
     test_print();
     test_churn();
     return test_summary();

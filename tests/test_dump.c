@@ -262,6 +262,92 @@ static void test_live_dump(void)
         soma_free(b3[i]);
 }
 
+/* The value of the "label = value" line that starts with `label`, or -1. */
+static long long line_value(const char *text, const char *label)
+{
+    const char *at = strstr(text, label);
+    if (at == NULL)
+        return -1;
+    const char *eq = strchr(at, '=');
+    if (eq == NULL)
+        return -1;
+    long long v = 0;
+    for (const char *q = eq + 1; *q && *q != '\n'; q++)
+        if (*q >= '0' && *q <= '9')
+            v = v * 10 + (*q - '0');
+    return v;
+}
+
+/* Medium blocks: after CPython's dump, a section in the same layout whose
+ * figures add up (rows: avail = pools * capacity - in use; the byte lines
+ * sum to Total = arenas * arena size) and equal the snapshot's. */
+static void test_medium_section(void)
+{
+    enum { NM = 300 };
+    static void *m[NM];
+    for (int i = 0; i < NM; i++)
+        m[i] = soma_malloc(i % 3 == 0 ? 600 : 1900 + (size_t)i);
+    soma_stats_get(&s1);
+    int rc = -1;
+    size_t len = 0;
+    char *text = capture(print_live, NULL, &len, &rc);
+    CHECK_EQ(rc, 0);
+    if (!text)
+        return;
+    char err[1024];
+    size_t consumed = 0;
+    if (!CHECK_EQ(dp_parse(text, len, &parsed, err, sizeof err, &consumed), 0)) {
+        test_note("%s", err);
+        free(text);
+        return;
+    }
+    const char *rest = text + consumed;
+    char head[200];
+    snprintf(head, sizeof head,
+             "\nMedium blocks (soma's own, not in CPython's dump): 513 to %zu bytes, in %zu size "
+             "classes.\n\nclass   size   num pools   blocks in use  avail blocks\n",
+             s1.medium.max_size, s1.medium.num_classes);
+    if (!CHECK(strncmp(rest, head, strlen(head)) == 0))
+        test_note("  the medium section starts:\n%.300s", rest);
+    const char *row = strstr(rest, "-----   ----");
+    size_t rows = 0, in_use = 0, allocated = 0, available = 0, pools = 0;
+    for (row = row ? strchr(row, '\n') + 1 : NULL; row && *row != '\n'; row = strchr(row, '\n') + 1) {
+        size_t c, size, np, used, avail;
+        if (!CHECK_EQ(sscanf(row, "%zu %zu %zu %zu %zu", &c, &size, &np, &used, &avail), 5))
+            break;
+        rows++;
+        const soma_class_stats *cs = &s1.medium.classes[c - SOMA_NUM_CLASSES];
+        CHECK(c >= SOMA_NUM_CLASSES && c < SOMA_NUM_CLASSES + s1.medium.num_classes);
+        CHECK_EQ(size, cs->size);
+        CHECK_EQ(np, cs->num_pools);
+        CHECK_EQ(used, cs->blocks_in_use);
+        CHECK_EQ(avail, np * ((s1.pool_size - 48) / size) - used);
+        in_use += used;
+        allocated += used * size;
+        available += avail * size;
+        pools += np;
+    }
+    CHECK_GE(rows, 2);
+    CHECK_EQ(in_use, NM);
+    CHECK_EQ(line_value(rest, "# medium arenas allocated current"), (long long)s1.medium.arenas_current);
+    CHECK_EQ(line_value(rest, "# medium arenas allocated total"),
+             (long long)s1.medium.arenas_allocated_total);
+    CHECK_EQ(line_value(rest, "# bytes in allocated blocks"), (long long)allocated);
+    CHECK_EQ(line_value(rest, "# bytes in available blocks"), (long long)available);
+    CHECK_EQ(line_value(rest, "# bytes lost to pool headers"), (long long)(pools * 48));
+    long long total = line_value(rest, "Total");
+    CHECK_EQ(total, (long long)(s1.medium.arenas_current * s1.arena_size));
+    long long sum = line_value(rest, "# bytes in allocated blocks") +
+                    line_value(rest, "# bytes in available blocks") +
+                    line_value(rest, " unused pools * ") +
+                    line_value(rest, "# bytes lost to pool headers") +
+                    line_value(rest, "# bytes lost to quantization");
+    CHECK_EQ(sum, total);
+    free(text);
+    for (int i = 0; i < NM; i++)
+        soma_free(m[i]);
+}
+
 /* A snapshot where every field is a distinct number. */
 static void test_made_up_snapshot(void)
 {
@@ -428,6 +514,7 @@ int main(void)
     test_begin("test_dump");
     test_commas();
     test_live_dump();
+    test_medium_section();
     test_made_up_snapshot();
     test_write_failure();
     test_against_cpython();

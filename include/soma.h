@@ -4,9 +4,13 @@
  * soma is CPython's small-object allocator ("pymalloc") rebuilt as a C library:
  * every request of 1..512 bytes is served from one of 32 size classes (16, 32,
  * 48 ... 512 bytes); each class is served from pools (16 KiB, one class each)
- * and pools are cut from arenas (1 MiB mappings taken from the OS with mmap).
- * An arena whose pools are all empty goes back to the OS.  Larger requests, and
- * alignments above 16, are passed to the system allocator.
+ * and pools are cut from arenas (1 MiB each, mapped with mmap into a slot of
+ * one range of addresses soma reserves up front).  Requests of 513..8160
+ * bytes (513..2016 with the py38 geometry), which pymalloc leaves to the
+ * system, are served the same way from soma's own "medium" classes, in
+ * arenas of their own.  An arena whose pools are all empty gives its memory
+ * back to the OS; its addresses stay reserved for a later arena.  Larger
+ * requests, and alignments above 16, are passed to the system allocator.
  *
  * Every figure of CPython's sys._debugmallocstats() dump is available as a
  * struct (soma_stats_get) and as the same text (soma_stats_print).  The figures
@@ -58,19 +62,23 @@ extern "C" {
 
 /* Allocate `size` bytes, 16-byte aligned, contents undefined.  A size of 0
  * returns a unique pointer (a 16-byte block) that must be freed.  Requests
- * above SOMA_SMALL_THRESHOLD go to the system malloc.  Returns NULL with
- * errno = ENOMEM when memory cannot be had. */
+ * of up to soma_stats.medium.max_size bytes (8160 by default, 2016 with the
+ * py38 geometry) are soma's; larger ones go to the system malloc.  Returns
+ * NULL with errno = ENOMEM when memory cannot be had. */
 SOMA_API SOMA_MALLOC_ATTR void *soma_malloc(size_t size);
 
 /* Allocate nmemb * size bytes, all zero.  If the product overflows size_t,
- * returns NULL with errno = ENOMEM and allocates nothing. */
+ * returns NULL with errno = ENOMEM and allocates nothing.  A product above
+ * the medium maximum goes to the system calloc. */
 SOMA_API SOMA_MALLOC_ATTR void *soma_calloc(size_t nmemb, size_t size);
 
 /* Resize the block at p to `size` bytes, keeping min(old, new) bytes of its
  * contents.  p == NULL is soma_malloc(size).  A new size that fits the block
  * returns p itself when it is still in the block's class or does not shrink
- * the block by a quarter or more; otherwise the block moves to the right class, or to the system allocator above the
- * threshold.  On failure returns NULL with errno = ENOMEM and p is untouched.
+ * the block by a quarter or more; otherwise the block moves to the right
+ * class, small or medium, or to the system allocator above the medium
+ * maximum (soma_stats.medium.max_size).  On failure returns NULL with
+ * errno = ENOMEM and p is untouched.
  * size == 0 with p != NULL frees p and returns NULL (glibc's behaviour).
  * A pointer that soma did not allocate is handed to the system realloc. */
 SOMA_API void *soma_realloc(void *p, size_t size);
@@ -99,9 +107,11 @@ SOMA_API SOMA_MALLOC_ATTR void *soma_aligned_alloc(size_t alignment, size_t size
  * rest.  A heap is used by one thread at a time: calls of soma_heap_malloc,
  * _calloc, _realloc and _destroy on one heap must not overlap.  Its blocks
  * may be freed (soma_free) by any thread, before the heap is destroyed.
- * Requests above SOMA_SMALL_THRESHOLD are passed to the system allocator, as
- * for soma_malloc: such blocks do not belong to the heap, and soma_heap_destroy
- * does not release them.
+ * Small and medium requests (up to soma_stats.medium.max_size bytes, 8160 by
+ * default) are served from the heap's own arenas.  Larger ones are passed to
+ * the system allocator, as for soma_malloc: such blocks do not belong to the
+ * heap, and soma_heap_destroy does not release them (free them with
+ * soma_free).
  * ------------------------------------------------------------------------ */
 
 typedef struct soma_heap soma_heap;
@@ -110,13 +120,17 @@ typedef struct soma_heap soma_heap;
  * Returns NULL with errno = ENOMEM. */
 SOMA_API soma_heap *soma_heap_new(void);
 
-/* Release every small block of the heap and unmap its arenas, then the heap
- * itself.  Its blocks must no longer be used or freed.  NULL is ignored. */
+/* Release every small and medium block of the heap at once, without visiting
+ * them: the memory of each of its arenas goes back to the OS (the arenas'
+ * addresses stay reserved by soma, for later arenas), and the heap record is
+ * kept for reuse.  Its blocks must no longer be used or freed.  Blocks above
+ * the medium maximum came from the system allocator and are not released.
+ * NULL is ignored. */
 SOMA_API void soma_heap_destroy(soma_heap *heap);
 
-/* As soma_malloc, soma_calloc and soma_realloc, serving small blocks from
- * `heap`.  soma_heap_realloc moves a block into `heap` when it has to move
- * it; a block that stays in place stays where it was. */
+/* As soma_malloc, soma_calloc and soma_realloc, serving small and medium
+ * blocks from `heap`.  soma_heap_realloc moves a block into `heap` when it
+ * has to move it; a block that stays in place stays where it was. */
 SOMA_API SOMA_MALLOC_ATTR void *soma_heap_malloc(soma_heap *heap, size_t size);
 SOMA_API SOMA_MALLOC_ATTR void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size);
 SOMA_API void *soma_heap_realloc(soma_heap *heap, void *p, size_t size);
@@ -139,11 +153,14 @@ typedef struct soma_class_stats {
 #define SOMA_MAX_MEDIUM_CLASSES 32
 
 /* Medium blocks: requests above the threshold, up to max_size bytes (8160 in
- * the default build), which pymalloc leaves to the system allocator and soma
- * serves from pools of its own classes (k blocks of (pool size - header) / k
- * bytes, rounded down to 16) in arenas of their own.  The figures mean what
- * their namesakes in soma_stats mean, for those arenas; total == arena_bytes
- * here too.  Requests above max_size go to the system allocator. */
+ * the default build, 2016 with py38), which pymalloc leaves to the system
+ * allocator and soma serves from pools of its own classes (k blocks of
+ * (pool size - header) / k bytes, rounded down to 16) in arenas of their own.
+ * The figures mean what their namesakes in soma_stats mean, for those arenas;
+ * the five byte lines (there is no alignment line: arenas are always
+ * aligned) add up to total, and total == arena_bytes here too.  classes[i]
+ * is class SOMA_NUM_CLASSES + i.  Requests above max_size go to the system
+ * allocator and are counted nowhere. */
 typedef struct soma_medium_stats {
     size_t max_size;
     size_t num_classes;
@@ -179,9 +196,11 @@ typedef struct soma_stats {
 
     soma_class_stats classes[SOMA_NUM_CLASSES];
 
-    /* Arenas. */
+    /* Arenas of the small classes (medium ones are counted in `medium`). */
     size_t arenas_allocated_total; /* arenas ever mapped */
-    size_t arenas_reclaimed;       /* arenas unmapped: total - current */
+    size_t arenas_reclaimed;       /* arenas given back to the OS (their memory
+                                      returned, their addresses kept reserved):
+                                      total - current */
     size_t arenas_highwater;       /* most arenas mapped at one time */
     size_t arenas_current;         /* arenas mapped now */
     size_t arena_bytes;            /* arenas_current * arena_size */
@@ -230,14 +249,18 @@ SOMA_API void soma_stats_get(soma_stats *out);
 /* Print a snapshot in the exact layout of CPython 3.12's
  * sys._debugmallocstats(): threshold line, class table, arena counters, byte
  * breakdown with its Total, the arena-map section and one line per registered
- * type.  Returns 0, or -1 if writing to `out` failed. */
+ * type.  After that, only if a medium arena was ever mapped, a section of
+ * soma's own, "Medium blocks (soma's own, not in CPython's dump): ...", in
+ * the same style (soma_stats.medium).  Returns 0, or -1 if writing to `out`
+ * failed. */
 SOMA_API int soma_stats_print(FILE *out);
 
 /* The same figures for one explicit heap: its classes, its arenas (mapped
- * total, current, high-water, reclaimed), its byte breakdown.  The arena-map
- * figures are the process's (the map is shared); no types are listed.  Exact
- * when no thread is using the heap; blocks freed into it by other threads
- * and not yet collected count as in use. */
+ * total, current, high-water, reclaimed), its byte breakdown, small and
+ * medium (the medium section is printed if the heap ever mapped a medium
+ * arena).  The arena-map figures are the process's (the map is shared); no
+ * types are listed.  Exact when no thread is using the heap; blocks freed
+ * into it by other threads and not yet collected count as in use. */
 SOMA_API void soma_heap_stats_get(soma_heap *heap, soma_stats *out);
 SOMA_API int soma_heap_stats_print(soma_heap *heap, FILE *out);
 

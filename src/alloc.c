@@ -113,9 +113,10 @@ __attribute__((noinline, cold)) static void free_foreign(void *p)
 void soma_free(void *p)
 {
     /* owned_pool's own "NULL if not ours" test would cost a second branch
-     * here (the compiler cannot know a pool address is never NULL). */
+     * here (the compiler cannot know a pool address is never NULL), and
+     * free_small checks for a pool-header address itself, off its fast path. */
     if (SOMA_LIKELY(soma__arena_map_get(p) != NULL)) {
-        soma__free_small(block_pool(p), p);
+        soma__free_small(soma__pool_of(p), p);
         return;
     }
     if (p != NULL)

@@ -11,7 +11,10 @@
  * into busy arenas and the nearly empty ones get the chance to drain and be
  * given back.  That ordering is what lets a program's memory go back down.
  * An arena with no free pool is on no list; one whose pools are all free is
- * given back to the OS at once, unless it is the last on the list (SOMA_KEEP_ONE_EMPTY_ARENA).
+ * given back to the OS, at once unless it is the last on the list
+ * (SOMA_KEEP_ONE_EMPTY_ARENA) or SOMA_ARENA_DECAY_MS keeps it for a while.
+ * Giving an arena back returns its memory and keeps its addresses: its slot
+ * of soma's reserved range (region.c) waits there for a later arena.
  *
  * A heap has two such sets of arenas (arena_set_t): one for the small
  * classes, one for the medium classes (config.h).  They never share an
@@ -22,7 +25,8 @@
  * count, and nfp2lasta[n] names the last arena of the run with n free pools.
  *
  * arena_t records live outside the arenas, in slabs of metadata mapped from
- * the OS (soma cannot call malloc for its own bookkeeping: it will be malloc).
+ * the OS (soma cannot call malloc for its own bookkeeping: in the override it
+ * is malloc).
  * All functions here run with the heap's lock held; the slab has its own lock
  * because heaps share it.
  */
@@ -37,8 +41,8 @@
 
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Process-wide arena counters, changed only when an arena is mapped or
- * unmapped (each heap keeps its own too, under its lock). */
+/* Process-wide arena counters, one set per kind, changed only when an arena
+ * is mapped or given back (each heap keeps its own too, under its lock). */
 static _Atomic size_t arenas_total[SOMA_NUM_KINDS], arenas_now[SOMA_NUM_KINDS],
     arenas_peak[SOMA_NUM_KINDS];
 
@@ -80,7 +84,7 @@ static void record_free(arena_t *a)
     pthread_mutex_unlock(&slab_lock);
 }
 
-/* ---- mapping and unmapping ---- */
+/* ---- making arenas and giving them back ---- */
 
 void soma__arena_fork(int phase)
 {
@@ -123,6 +127,10 @@ static arena_t *arena_new(heap_t *heap, unsigned kind)
     return a;
 }
 
+/* Give the arena back: its pages return to the OS, its slot stays reserved
+ * for a later arena (soma__region_unmap), its record goes back to the slab.
+ * The caller takes it off the usable list (soma__arena_release_all drops the
+ * whole list instead). */
 static void arena_release(heap_t *heap, arena_t *a)
 {
     arena_set_t *s = &heap->sets[a->kind];
@@ -151,11 +159,12 @@ static void usable_unlink(arena_set_t *s, arena_t *a);
 
 /* Wholly free arenas sit at the tail of usable_arenas (the list is sorted
  * by free pools), and nfp2lasta[n] names the tail when it is one.  Walk
- * back from there and unmap those that have been empty for the decay time
- * (all of them if `all`), keeping the last one unless `all` (CPython's
+ * back from there and give back those that have been empty for the decay
+ * time (all of them if `all`), keeping the last one unless `all` (CPython's
  * rule: one empty arena stops a loop that fills and empties an arena's worth
- * of blocks from mapping and unmapping on every turn).  Called when an arena
- * has just become wholly free, so it runs only while the program frees. */
+ * of blocks from making and releasing an arena on every turn).  Called when
+ * an arena has just become wholly free, so it runs only while the program
+ * frees. */
 static void release_expired(heap_t *heap, arena_set_t *s, int all)
 {
     arena_t *a = s->nfp2lasta[SOMA_POOLS_PER_ARENA];
@@ -241,8 +250,8 @@ pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
 }
 
 /* The pool just became empty (its last block was freed) and is off its used
- * list: cache it in its arena, re-sort the arena, unmap the arena if every
- * pool in it is now free. */
+ * list: cache it in its arena, re-sort the arena, give the arena back to the
+ * OS if every pool in it is now free (and the rules above allow it). */
 void soma__arena_return_pool(heap_t *heap, pool_t *pool)
 {
     arena_t *a = pool->arena;
@@ -292,9 +301,9 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
         release_expired(heap, s, 0);
 }
 
-/* Unmap every empty arena a heap keeps for reuse (the last one, and those
- * waiting for their decay): for a heap whose thread has exited, nobody is
- * there to reuse them. */
+/* Give back every empty arena a heap keeps for reuse, of both kinds (the
+ * last one, and those waiting for their decay): for a heap whose thread has
+ * exited, nobody is there to reuse them. */
 void soma__arena_trim(heap_t *heap)
 {
     pthread_mutex_lock(&heap->lock);
@@ -303,8 +312,10 @@ void soma__arena_trim(heap_t *heap)
     pthread_mutex_unlock(&heap->lock);
 }
 
-/* soma_heap_destroy: unmap every arena of the heap; its pools, blocks and
- * pending frees go with them.  The heap is left empty, as if new. */
+/* soma_heap_destroy: give back every arena of the heap, small and medium;
+ * its pools, blocks and pending frees go with them (the memory returns to the
+ * OS, the slots stay reserved for later arenas).  The heap is left empty, as
+ * if new. */
 void soma__arena_release_all(heap_t *heap)
 {
     pthread_mutex_lock(&heap->lock);

@@ -26,8 +26,8 @@
 #else
 /* 3.10+: pools of 16 KiB waste less to headers and quantization than 4 KiB
  * ones (48 B of header per 16 KiB) and halve the pool transitions; arenas of
- * 1 MiB keep the count of mappings low.  Bigger arenas would be unmapped more
- * rarely: one live block pins a whole arena. */
+ * 1 MiB keep the count of mappings low.  Bigger arenas would be given back to
+ * the OS more rarely: one live block pins a whole arena. */
 #define SOMA_POOL_BITS 14
 #define SOMA_ARENA_BITS 20
 #endif
@@ -47,10 +47,13 @@
  *
  * A medium class is named by how many blocks share a pool: k blocks of
  * ((pool - header) / k) rounded down to 16 bytes.  So no pool loses more than
- * 16 * k bytes to its tail, and neighbouring classes are at most ~12% apart
- * (k - 1 against k).  The classes stop at two blocks per pool: a one-block
- * pool would be a page-granular allocation in disguise, which the system
- * allocator does as well.
+ * 16 * k bytes to its tail.  Neighbouring classes are about k / (k - 1)
+ * apart: with 16 KiB pools at most 12.4% up to 2032 bytes (k >= 8), then
+ * 14%, 17%, 20%, 25%, 33% and 50% for the last steps (to 2320, 2720, 3264,
+ * 4080, 5440 and 8160 bytes).  The classes stop at two blocks per pool: a
+ * one-block pool would be a page-granular allocation in disguise, which the
+ * system allocator does as well; and the free path relies on every pool
+ * holding at least two blocks (a free into a full pool never empties it).
  */
 #define SOMA_MEDIUM_SIZE(k) ((((size_t)1 << SOMA_POOL_BITS) - 48) / (k) & ~(size_t)15)
 #if defined(SOMA_GEOMETRY_PY38)
@@ -69,10 +72,13 @@
  * (heap.c: carve): a pool touches only the pages it uses. */
 #define SOMA_OS_PAGE_SIZE ((uintptr_t)4096)
 
-/* An empty arena is unmapped unless it is the last arena on the usable list
- * (CPython 3.9+, bpo-37257): a loop that fills and empties one arena's worth
- * of blocks would otherwise map and unmap on every turn.  At most one empty
- * arena is kept per heap. */
+/* A wholly empty arena is given back to the OS (its pages returned, its
+ * addresses kept reserved for a later arena: region.c) unless it is the last
+ * arena on the usable list (CPython 3.9+, bpo-37257): a loop that fills and
+ * empties one arena's worth of blocks would otherwise map and release an
+ * arena on every turn.  With SOMA_ARENA_DECAY_MS = 0 (the library's default)
+ * at most one empty arena is kept per heap and kind (small, medium); a decay
+ * keeps the others for at least that long (arena.c: release_expired). */
 #define SOMA_KEEP_ONE_EMPTY_ARENA 1
 
 #if SOMA_ALIGNMENT != (1 << SOMA_ALIGNMENT_SHIFT)

@@ -175,11 +175,21 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
     return bp;
 }
 
-void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last)
+/* Free p into a pool that is full, or holds p as its last block, or holds
+ * no block at all (then p was not allocated). */
+void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p)
 {
+    unsigned n = soma__pool_count(pool);
+    if (n == 0)
+        soma__fatal_not_allocated(p, pool);
+    void *last = pool->freeblock;
+    *(void **)p = last;
+    pool->freeblock = p;
+    soma__pool_set_count(pool, n - 1);
     if (last == NULL) {
-        /* It was full.  A pool holds at least 7 blocks, so it is not empty
-         * now: it becomes used, and waits behind the pool in service. */
+        /* It was full.  A pool holds at least 2 blocks (config.h), so it is
+         * not empty now: it becomes used, and waits behind the pool in
+         * service. */
         used_push_second(heap, pool->szidx, pool);
         return;
     }
@@ -188,6 +198,28 @@ void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last)
     pthread_mutex_lock(&heap->lock);
     soma__arena_return_pool(heap, pool);
     pthread_mutex_unlock(&heap->lock);
+}
+
+/* soma__free_small's uncommon cases. */
+void soma__free_other(pool_t *pool, void *p)
+{
+    if (((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD)
+        soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header)", p);
+    heap_t *owner = pool->heap;
+    if (owner == soma__tls_heap) /* unreachable: free_small took it */
+        soma__heap_free_local(owner, pool, p);
+    else if (owner == NULL)
+        soma__fatal_not_allocated(p, pool);
+    else {
+        /* Another thread's block: push it on its heap's remote stack.  Only
+         * the owner pops, and it takes the whole stack at once: no ABA. */
+        void *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
+        do {
+            *(void **)p = head;
+        } while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p,
+                                                        memory_order_release,
+                                                        memory_order_relaxed));
+    }
 }
 
 void soma__fatal_not_allocated(void *p, const pool_t *pool)

@@ -229,9 +229,10 @@ SOMA_INTERNAL void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg);
 /* ---- heap.c: pools and blocks of one heap ---- */
 SOMA_INTERNAL void *soma__heap_malloc_slow(heap_t *heap, unsigned c);
 SOMA_INTERNAL void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp);
-SOMA_INTERNAL void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *last);
+SOMA_INTERNAL void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p);
 SOMA_INTERNAL void soma__heap_collect(heap_t *heap);
 SOMA_INTERNAL _Noreturn void soma__fatal_not_allocated(void *p, const pool_t *pool);
+SOMA_INTERNAL void soma__free_other(pool_t *pool, void *p);
 
 static inline unsigned soma__pool_count(const pool_t *pool)
 {
@@ -255,48 +256,48 @@ static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
     return bp;
 }
 
-static inline void *soma__heap_malloc_class(heap_t *heap, unsigned c)
+static inline void *soma__heap_malloc_class(heap_t *heap, size_t c)
 {
     pool_t *pool = heap->usedpools[c];
     if (SOMA_LIKELY(pool != NULL))
         return soma__pool_pop(heap, pool);
-    return soma__heap_malloc_slow(heap, c);
+    return soma__heap_malloc_slow(heap, (unsigned)c);
 }
 
 static inline void *soma__heap_malloc(heap_t *heap, size_t size) /* 1 <= size <= threshold */
 {
-    return soma__heap_malloc_class(heap, soma__size_to_class(size));
+    return soma__heap_malloc_class(heap, (size - 1) >> SOMA_ALIGNMENT_SHIFT);
 }
 
 static inline void soma__heap_free_local(heap_t *heap, pool_t *pool, void *p)
 {
     unsigned n = soma__pool_count(pool);
-    if (SOMA_UNLIKELY(n == 0))
-        soma__fatal_not_allocated(p, pool);
     void *last = pool->freeblock;
+    /* One test for the three rare cases: the pool is full (it must join its
+     * list), the block is its last (it empties), or it has no block at all
+     * (not allocated: a double free). */
+    if (SOMA_UNLIKELY(last == NULL || n <= 1)) {
+        soma__heap_free_slow(heap, pool, p);
+        return;
+    }
     *(void **)p = last;
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);
-    if (SOMA_UNLIKELY(last == NULL || n == 1)) /* it was full, or is empty now */
-        soma__heap_free_slow(heap, pool, last);
 }
 
+/* p lies in one of soma's arenas, pool is soma__pool_of(p).  The common
+ * case, a block of the calling thread's heap, is one test; everything else
+ * (another thread's block, an address inside a pool header, a pool never
+ * handed out) goes to soma__free_other. */
 static inline void soma__free_small(pool_t *pool, void *p)
 {
     heap_t *owner = pool->heap;
-    if (SOMA_LIKELY(owner == soma__tls_heap)) {
+    if (SOMA_LIKELY(owner == soma__tls_heap &&
+                    ((uintptr_t)p & SOMA_POOL_MASK) >= SOMA_POOL_OVERHEAD)) {
         soma__heap_free_local(owner, pool, p);
         return;
     }
-    if (SOMA_UNLIKELY(owner == NULL))
-        soma__fatal_not_allocated(p, pool);
-    /* Another thread's block: push it on its heap's remote stack.  Only the
-     * owner pops, and it takes the whole stack at once, so there is no ABA. */
-    void *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
-    do {
-        *(void **)p = head;
-    } while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p,
-                                                    memory_order_release, memory_order_relaxed));
+    soma__free_other(pool, p);
 }
 
 /* ---- sys.c: the system allocator, for what soma does not serve ---- */

@@ -159,7 +159,7 @@ static void *short_life(void *arg)
 static void test_churn(void)
 {
     size_t base = in_use(), after = 0;
-    for (size_t round = 0; round < 100; round++) {
+    for (size_t round = 0; round < 250; round++) {
         pthread_t t[4];
         for (int k = 0; k < 4; k++)
             pthread_create(&t[k], NULL, short_life, (void *)(uintptr_t)(round * 4 + k));
@@ -170,7 +170,7 @@ static void test_churn(void)
             after = a;
     }
     size_t peak = churn_peak;
-    test_note("thread churn: 400 threads, at most %zu arenas while they ran, %zu between rounds",
+    test_note("thread churn: 1000 threads, at most %zu arenas while they ran, %zu between rounds",
               peak, after);
     /* Each live thread holds ~0.5 MiB: an arena or three each (1 MiB or
      * 256 KiB arenas), and exited threads' heaps are adopted and trimmed,

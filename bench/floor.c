@@ -15,7 +15,8 @@
  * ever returned, no statistics.  What soma spends beyond this is the price
  * of those features; the issue's target is to stay within 10% of it.
  *
- * Requests above 512 bytes go to glibc (__libc_*), as soma's do.
+ * Requests above 512 bytes go to glibc (__libc_*): the floor is the limit
+ * of the small-block path only (soma serves 513..8160 bytes itself).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

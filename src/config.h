@@ -65,7 +65,7 @@
         5, 4, 3, 2 /* 544 .. 8160 bytes */
 #define SOMA_NUM_MEDIUM_CLASSES 29
 #endif
-#define SOMA_MEDIUM_MAX SOMA_MEDIUM_SIZE(2)
+#define SOMA_MEDIUM_MAX SOMA_MEDIUM_SIZE(2) /* the classes end at two blocks per pool */
 #define SOMA_NUM_ALL_CLASSES (SOMA_NUM_CLASSES + SOMA_NUM_MEDIUM_CLASSES)
 
 /* Virgin blocks are linked into a pool's free list one OS page at a time

@@ -26,7 +26,7 @@
  * heap's `remote` stack (one compare-and-swap) and handed back to its pool by
  * the owner, on its next slow path.  heap->lock is taken by the owner only
  * when it changes what a statistics walk reads: the arenas and the pools'
- * class (taking a pool, returning one, mapping or unmapping an arena).
+ * class (taking a pool, returning one, mapping or releasing an arena).
  */
 #include <errno.h>
 
@@ -193,7 +193,7 @@ void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p)
         used_push_second(heap, pool->szidx, pool);
         return;
     }
-    /* It is empty: back to its arena, which may now be unmapped. */
+    /* It is empty: back to its arena, which may now go back to the OS. */
     used_unlink(heap, pool->szidx, pool);
     pthread_mutex_lock(&heap->lock);
     soma__arena_return_pool(heap, pool);

@@ -22,7 +22,7 @@ static atomic_int started;
 
 /* Locks are taken in the order they nest: types_lock (held only to copy the
  * registry), heaps_lock and the heap locks, inside which an arena may be
- * mapped or unmapped (slab_lock, region_lock).  print_lock is not held across
+ * mapped or released (slab_lock, region_lock).  print_lock is not held across
  * fork (stats_print.c says why); the child resets it.  Released in the
  * reverse order. */
 static void (*const fork_order[])(int) = {soma__stats_print_fork, soma__types_fork,

@@ -3,11 +3,13 @@
  *
  * Glossary (the words are CPython's, see docs/DESIGN.md):
  *   block       the unit handed to the program; one size class, 16-byte aligned.
- *   size class  index c in 0..31 serving blocks of (c+1)*16 bytes.
+ *   size class  index c in 0..31 serving blocks of (c+1)*16 bytes (the small
+ *               classes, CPython's), or 32.. a medium class (sizeclass.c).
  *   pool        SOMA_POOL_SIZE bytes, pool-aligned: a header, then blocks of one
  *               class.  Found from any of its blocks by masking the address.
- *   arena       SOMA_ARENA_SIZE bytes from one mmap, arena-aligned, cut into
- *               pools on demand.  Its bookkeeping (arena_t) lives outside it.
+ *   arena       SOMA_ARENA_SIZE bytes, an arena-aligned slot of soma's reserved
+ *               address range (region.c), cut into pools on demand.  Its
+ *               bookkeeping (arena_t) lives outside it.
  *   heap        all the state one allocator instance owns: its used-pool lists,
  *               its arenas and their ordering, its counters, its lock.
  *   OS page     4 KiB; the unit of mmap.  Not the same thing as a pool.
@@ -103,7 +105,7 @@ typedef struct {
      * or NULL; it makes re-sorting an arena O(1) (CPython's bpo-37029). */
     arena_t *nfp2lasta[SOMA_POOLS_PER_ARENA + 1];
     arena_t *all_arenas;
-    /* Slow-path counters (arena map/unmap only). */
+    /* Slow-path counters (changed only when an arena is mapped or released). */
     size_t arenas_allocated_total;
     size_t arenas_current;
     size_t arenas_highwater;

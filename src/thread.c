@@ -109,7 +109,7 @@ heap_t *soma__heap_create_explicit(void)
 }
 
 /* soma_heap_destroy: off the list of heaps (so no walk can reach it), every
- * arena unmapped, the record back to the slab. */
+ * arena given back to the OS, the record back to the slab. */
 void soma__heap_destroy(heap_t *h)
 {
     pthread_mutex_lock(&heaps_lock);

@@ -115,7 +115,7 @@ static void build(world *w, long scale, node_cache *cache)
 
     /* Lists of repeated strings: each list grows by realloc, element by
      * element, so its array climbs through the classes (and past 512 bytes
-     * for the long ones, where it moves to the system allocator). */
+     * for the long ones, into soma's medium classes). */
     w->nlists = (size_t)scale * 6000;
     w->lists = malloc(w->nlists * sizeof *w->lists);
     if (w->lists == NULL)

@@ -65,29 +65,67 @@ static void print_classes(sink *s, const soma_class_stats *classes, size_t n, si
     put(s, "\n");
 }
 
+/* The arena counters and the byte lines adding up to Total: the same lines
+ * for the small arenas (CPython's) and the medium ones (prefix "medium "). */
+typedef struct {
+    const char *prefix;
+    size_t total, reclaimed, highwater, current, arena_bytes;
+    size_t allocated, available, unused_pools, unused_bytes, headers, quantization;
+    int has_alignment; /* CPython's line; soma's medium arenas have none */
+    size_t alignment, sum;
+} arena_lines;
+
+#define ARENA_LINES(x, pfx, has_align, align)                                                     \
+    {(pfx),                                                                                        \
+     (x)->arenas_allocated_total,                                                                  \
+     (x)->arenas_reclaimed,                                                                        \
+     (x)->arenas_highwater,                                                                        \
+     (x)->arenas_current,                                                                          \
+     (x)->arena_bytes,                                                                             \
+     (x)->bytes_in_allocated_blocks,                                                               \
+     (x)->bytes_in_available_blocks,                                                               \
+     (x)->unused_pools,                                                                            \
+     (x)->unused_pool_bytes,                                                                       \
+     (x)->bytes_lost_to_pool_headers,                                                              \
+     (x)->bytes_lost_to_quantization,                                                              \
+     (has_align),                                                                                  \
+     (align),                                                                                      \
+     (x)->total}
+
+static void print_arena_lines(sink *s, const soma_stats *st, const arena_lines *a)
+{
+    char label[128];
+    static const char *const counters[] = {"arenas allocated total", "arenas reclaimed",
+                                           "arenas highwater mark", "arenas allocated current"};
+    const size_t values[] = {a->total, a->reclaimed, a->highwater, a->current};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(label, sizeof label, "# %s%s", a->prefix, counters[i]);
+        printone(s, label, values[i]);
+    }
+    snprintf(label, sizeof label, "%zu arenas * %zu bytes/arena", a->current, st->arena_size);
+    printone(s, label, a->arena_bytes);
+    put(s, "\n");
+
+    printone(s, "# bytes in allocated blocks", a->allocated);
+    printone(s, "# bytes in available blocks", a->available);
+    snprintf(label, sizeof label, "%zu unused pools * %zu bytes", a->unused_pools, st->pool_size);
+    printone(s, label, a->unused_bytes);
+    printone(s, "# bytes lost to pool headers", a->headers);
+    printone(s, "# bytes lost to quantization", a->quantization);
+    if (a->has_alignment)
+        printone(s, "# bytes lost to arena alignment", a->alignment);
+    printone(s, "Total", a->sum);
+}
+
 static void print_medium(sink *s, const soma_stats *st)
 {
     const soma_medium_stats *m = &st->medium;
-    char label[128];
     putf(s, "\nMedium blocks (soma's own, not in CPython's dump): %zu to %zu bytes, "
             "in %zu size classes.\n\n",
          st->threshold + 1, m->max_size, m->num_classes);
     print_classes(s, m->classes, m->num_classes, st->num_classes);
-    printone(s, "# medium arenas allocated total", m->arenas_allocated_total);
-    printone(s, "# medium arenas reclaimed", m->arenas_reclaimed);
-    printone(s, "# medium arenas highwater mark", m->arenas_highwater);
-    printone(s, "# medium arenas allocated current", m->arenas_current);
-    snprintf(label, sizeof label, "%zu arenas * %zu bytes/arena", m->arenas_current,
-             st->arena_size);
-    printone(s, label, m->arena_bytes);
-    put(s, "\n");
-    printone(s, "# bytes in allocated blocks", m->bytes_in_allocated_blocks);
-    printone(s, "# bytes in available blocks", m->bytes_in_available_blocks);
-    snprintf(label, sizeof label, "%zu unused pools * %zu bytes", m->unused_pools, st->pool_size);
-    printone(s, label, m->unused_pool_bytes);
-    printone(s, "# bytes lost to pool headers", m->bytes_lost_to_pool_headers);
-    printone(s, "# bytes lost to quantization", m->bytes_lost_to_quantization);
-    printone(s, "Total", m->total);
+    arena_lines lines = ARENA_LINES(m, "medium ", 0, 0);
+    print_arena_lines(s, st, &lines);
 }
 
 static void print_all(sink *s, const soma_stats *st)
@@ -96,24 +134,8 @@ static void print_all(sink *s, const soma_stats *st)
     putf(s, "Small block threshold = %zu, in %zu size classes.\n\n", st->threshold,
          st->num_classes);
     print_classes(s, st->classes, st->num_classes, 0);
-
-    printone(s, "# arenas allocated total", st->arenas_allocated_total);
-    printone(s, "# arenas reclaimed", st->arenas_reclaimed);
-    printone(s, "# arenas highwater mark", st->arenas_highwater);
-    printone(s, "# arenas allocated current", st->arenas_current);
-    snprintf(label, sizeof label, "%zu arenas * %zu bytes/arena", st->arenas_current,
-             st->arena_size);
-    printone(s, label, st->arena_bytes);
-    put(s, "\n");
-
-    printone(s, "# bytes in allocated blocks", st->bytes_in_allocated_blocks);
-    printone(s, "# bytes in available blocks", st->bytes_in_available_blocks);
-    snprintf(label, sizeof label, "%zu unused pools * %zu bytes", st->unused_pools, st->pool_size);
-    printone(s, label, st->unused_pool_bytes);
-    printone(s, "# bytes lost to pool headers", st->bytes_lost_to_pool_headers);
-    printone(s, "# bytes lost to quantization", st->bytes_lost_to_quantization);
-    printone(s, "# bytes lost to arena alignment", st->bytes_lost_to_arena_alignment);
-    printone(s, "Total", st->total);
+    arena_lines lines = ARENA_LINES(st, "", 1, st->bytes_lost_to_arena_alignment);
+    print_arena_lines(s, st, &lines);
     put(s, "\n");
 
     put(s, "arena map counts\n");

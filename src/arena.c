@@ -148,7 +148,7 @@ static void arena_release(heap_t *heap, arena_t *a)
 
 /* ---- decay: how wholly free arenas go back to the OS ---- */
 
-static uint64_t now_ms(void)
+uint64_t soma__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -170,7 +170,7 @@ static void release_expired(heap_t *heap, arena_set_t *s, int all)
     arena_t *a = s->nfp2lasta[SOMA_POOLS_PER_ARENA];
     if (a == NULL || a->nfreepools != a->ntotalpools)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = soma__now_ms();
     int keep = !all && SOMA_KEEP_ONE_EMPTY_ARENA;
     while (a != NULL && a->nfreepools == a->ntotalpools) {
         arena_t *prev = a->prevarena;
@@ -252,7 +252,7 @@ pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
 /* The pool just became empty (its last block was freed) and is off its used
  * list: cache it in its arena, re-sort the arena, give the arena back to the
  * OS if every pool in it is now free (and the rules above allow it). */
-void soma__arena_return_pool(heap_t *heap, pool_t *pool)
+void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
 {
     arena_t *a = pool->arena;
     arena_set_t *s = &heap->sets[a->kind];
@@ -280,7 +280,7 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
         }
         /* Kept for now; release_expired gives it back once it has stayed
          * empty for the decay time. */
-        a->empty_since_ms = now_ms();
+        a->empty_since_ms = emptied_ms ? emptied_ms : soma__now_ms();
     }
     if (nf == 1) {
         /* It was full, on no list.  One free pool is the smallest count
@@ -301,14 +301,14 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool)
         release_expired(heap, s, 0);
 }
 
-/* Give back every empty arena a heap keeps for reuse, of both kinds (the
- * last one, and those waiting for their decay): for a heap whose thread has
- * exited, nobody is there to reuse them. */
-void soma__arena_trim(heap_t *heap)
+/* Give back the empty arenas a heap keeps for reuse, of both kinds: all of
+ * them (the last one too) when `all`, for a heap whose thread has exited and
+ * so has nobody to reuse them; otherwise those older than the decay. */
+void soma__arena_trim(heap_t *heap, int all)
 {
     pthread_mutex_lock(&heap->lock);
     for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
-        release_expired(heap, &heap->sets[k], 1);
+        release_expired(heap, &heap->sets[k], all);
     pthread_mutex_unlock(&heap->lock);
 }
 

@@ -12,6 +12,8 @@
  *     usable one (with a decay, wholly free arenas are the list's tail);
  *   - an arena's nfreepools = its empty carved pools + its never-carved pools,
  *     and its freepools list holds exactly its empty carved pools;
+ *   - a pool with count 0 is on its arena's freepools, or parked: alone on
+ *     its class list, and only with a decay;
  *   - every used pool (0 < count < capacity) is on usedpools[its class] and
  *     has a free block; full pools are on no list; each pool's free list has
  *     capacity - count - (virgin blocks) entries, all inside the pool, aligned
@@ -87,15 +89,23 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
     if (a->heap != heap)
         FAIL("arena %p names another heap", (void *)a->address);
     uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
-    size_t carved = (a->pool_address - first) / SOMA_POOL_SIZE, empty = 0;
+    size_t carved = (a->pool_address - first) / SOMA_POOL_SIZE, empty = 0, parked = 0;
     for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
         const pool_t *pool = (const pool_t *)pa;
         if (pool->arena != a || pool->heap != heap)
             FAIL("pool %p does not name its arena and heap", (void *)pool);
-        if (pool->count == 0)
-            empty++;
-        else if (check_pool(heap, pool, why, whylen) != 0)
+        if (pool->count == 0) {
+            if (heap->usedpools[pool->szidx] == pool) { /* parked */
+                if (pool->nextpool != pool || soma__arena_decay_ms == 0)
+                    FAIL("empty pool %p is on its class list but not parked alone",
+                         (void *)pool);
+                parked++;
+            } else {
+                empty++;
+            }
+        } else if (check_pool(heap, pool, why, whylen) != 0) {
             return -1;
+        }
     }
     size_t listed = 0;
     for (const pool_t *p = a->freepools; p != NULL; p = p->nextpool) {
@@ -174,7 +184,8 @@ int soma__heap_check(heap_t *heap, char *why, size_t whylen)
         if (head == NULL)
             continue;
         do {
-            if (q->szidx != c || q->count == 0 || q->nextpool->prevpool != q) {
+            int parked = q->count == 0 && q->nextpool == q && soma__arena_decay_ms > 0;
+            if (q->szidx != c || (q->count == 0 && !parked) || q->nextpool->prevpool != q) {
                 snprintf(why, whylen, "usedpools[%u] holds a bad pool %p", c, (void *)q);
                 rc = -1;
                 break;

@@ -17,7 +17,20 @@
  * Free pushes the block on its pool's free list (found by masking the
  * address).  A full pool that gets a block back goes second on its class
  * list, behind the pool in service (docs/DESIGN.md says why not first); a
- * pool that becomes empty goes back to its arena.
+ * pool that becomes empty goes back to its arena, unless it is parked.
+ *
+ * Parking: with a decay (SOMA_ARENA_DECAY_MS > 0, the override's default), a
+ * pool that empties while it is the only pool of its class stays on the
+ * class list, empty (count 0), with its free list intact.  A class whose
+ * live blocks go to zero and back (a loop that makes and drops a few
+ * objects) then reuses the pool without the round trip through the arena
+ * and its lock: on bench lifo1 that round trip was 9% of soma's
+ * instructions, on mixed1 (medium pools hold 2..30 blocks) 10% of the
+ * whole run's.  At most one pool per class is parked.  A parked pool that
+ * stays unused for the decay time goes back to its arena at the next sweep
+ * (a pool emptying or a fresh pool taken, at most once per decay period),
+ * and every parked pool goes back when its thread exits.  With no decay
+ * (the library's default) nothing is parked: CPython's rule.
  *
  * Threads: each thread allocates from a heap of its own (thread.c), so the
  * used-pool lists and the pools' free lists have a single writer, the owner,
@@ -140,6 +153,37 @@ void soma__heap_collect(heap_t *heap)
     }
 }
 
+/* Return parked pools to their arenas: all of them, or those parked for
+ * the decay time.  The arena learns when the pool really emptied, so its
+ * own decay counts from then. */
+void soma__heap_unpark(heap_t *heap, int all)
+{
+    uint64_t now = all ? 0 : soma__now_ms();
+    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++) {
+        pool_t *pool = heap->usedpools[c];
+        if (pool == NULL || soma__pool_count(pool) != 0)
+            continue;
+        if (!all && now - heap->parked_ms[c] < (uint64_t)soma__arena_decay_ms)
+            continue;
+        heap->usedpools[c] = NULL; /* it was alone */
+        pthread_mutex_lock(&heap->lock);
+        soma__arena_return_pool(heap, pool, heap->parked_ms[c]);
+        pthread_mutex_unlock(&heap->lock);
+    }
+}
+
+/* At most once per decay period, on a pool transition: parked pools and
+ * then empty arenas older than the decay go back.  (Arenas are otherwise
+ * checked only when one empties; a parked pool means none may.) */
+static void sweep_parked(heap_t *heap, uint64_t now)
+{
+    if (now - heap->swept_ms >= (uint64_t)soma__arena_decay_ms) {
+        heap->swept_ms = now;
+        soma__heap_unpark(heap, 0);
+        soma__arena_trim(heap, 0);
+    }
+}
+
 void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
 {
     if (SOMA_UNLIKELY(heap == &soma__empty_heap)) {
@@ -162,6 +206,8 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
     /* soma__init has run: every heap comes from soma__thread_heap_acquire
      * or soma__heap_create_explicit, which call it first (never under a
      * heap lock: the start-up work may itself allocate). */
+    if (soma__arena_decay_ms > 0)
+        sweep_parked(heap, soma__now_ms());
     pthread_mutex_lock(&heap->lock);
     pool_t *pool = soma__arena_take_pool(heap, soma__class_kind(c));
     void *bp = pool ? pool_start(heap, pool, c) : NULL;
@@ -193,10 +239,17 @@ void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p)
         used_push_second(heap, pool->szidx, pool);
         return;
     }
+    if (soma__arena_decay_ms > 0 && pool->nextpool == pool) {
+        /* The last pool of its class: parked (see the top of this file). */
+        uint64_t now = soma__now_ms();
+        heap->parked_ms[pool->szidx] = now;
+        sweep_parked(heap, now);
+        return;
+    }
     /* It is empty: back to its arena, which may now go back to the OS. */
     used_unlink(heap, pool->szidx, pool);
     pthread_mutex_lock(&heap->lock);
-    soma__arena_return_pool(heap, pool);
+    soma__arena_return_pool(heap, pool, 0);
     pthread_mutex_unlock(&heap->lock);
 }
 

@@ -128,6 +128,10 @@ struct soma__heap {
     int explicit_heap;      /* made by soma_heap_new: never orphaned or adopted */
     pthread_mutex_t lock;
     arena_set_t sets[SOMA_NUM_KINDS]; /* by soma__class_kind */
+    /* Parked pools (heap.c): parked_ms[c] is when usedpools[c] emptied, valid
+     * while that pool is alone on its list with count 0.  Owner only. */
+    uint64_t parked_ms[SOMA_NUM_ALL_CLASSES];
+    uint64_t swept_ms; /* the last sweep of parked pools */
     /* thread.c, under its heaps_lock */
     heap_t *next_heap; /* every heap ever made (heaps are never freed) */
     heap_t *next_orphan; /* heaps whose thread exited, waiting for a new one */
@@ -209,8 +213,11 @@ SOMA_INTERNAL void soma__region_counts(size_t *reserved, size_t *table_bytes);
 
 /* ---- arena.c: arenas and the usable-arena ordering (heap lock held) ---- */
 SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind);
-SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool);
-SOMA_INTERNAL void soma__arena_trim(heap_t *heap); /* takes the heap lock */
+/* emptied_ms: when the pool's last block was freed (soma__now_ms(); 0: now),
+ * for the decay of its arena. */
+SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms);
+SOMA_INTERNAL uint64_t soma__now_ms(void); /* a coarse monotonic clock */
+SOMA_INTERNAL void soma__arena_trim(heap_t *heap, int all); /* takes the heap lock */
 SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
 SOMA_INTERNAL void soma__arena_counts(unsigned kind, size_t *total, size_t *current,
                                       size_t *highwater);
@@ -233,6 +240,7 @@ SOMA_INTERNAL void *soma__heap_malloc_slow(heap_t *heap, unsigned c);
 SOMA_INTERNAL void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp);
 SOMA_INTERNAL void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p);
 SOMA_INTERNAL void soma__heap_collect(heap_t *heap);
+SOMA_INTERNAL void soma__heap_unpark(heap_t *heap, int all); /* owner, or holder of an orphan */
 SOMA_INTERNAL _Noreturn void soma__fatal_not_allocated(void *p, const pool_t *pool);
 SOMA_INTERNAL void soma__free_other(pool_t *pool, void *p);
 

@@ -141,7 +141,8 @@ static void thread_exit(void *arg)
 {
     heap_t *h = arg;
     soma__heap_collect(h);
-    soma__arena_trim(h);
+    soma__heap_unpark(h, 1);
+    soma__arena_trim(h, 1);
     /* Later allocations by this thread (other TLS destructors run after
      * this one) acquire a heap again and re-arm the destructor. */
     soma__tls_heap = &soma__empty_heap;
@@ -159,7 +160,8 @@ void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg)
          * exited threads are then exact. */
         if (h->orphaned) {
             soma__heap_collect(h);
-            soma__arena_trim(h);
+            soma__heap_unpark(h, 1);
+            soma__arena_trim(h, 1);
         }
         pthread_mutex_lock(&h->lock);
         fn(h, arg);

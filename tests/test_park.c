@@ -1,0 +1,97 @@
+/*
+ * test_park.c: parked pools (src/heap.c), with SOMA_ARENA_DECAY_MS=200 (set
+ * by CTest).
+ *
+ *   - a pool that empties while it is the only pool of its class stays on
+ *     its class list, empty, and the next allocation of the class takes a
+ *     block from it without a new arena or pool;
+ *   - a parked pool unused for the decay time goes back to its arena at the
+ *     next sweep (a fresh pool taken for another class), and the arena
+ *     then decays away like any empty arena;
+ *   - a thread's parked pools go back when it exits: its arenas are given
+ *     back;
+ *   - the heap's full consistency check holds at every step.
+ */
+#include <pthread.h>
+#include <time.h>
+
+#include "internal.h"
+#include "test.h"
+
+static void check_heap(const char *when)
+{
+    char why[256];
+    if (!CHECK_EQ(soma__heap_check(soma__thread_heap(), why, sizeof why), 0))
+        test_note("  %s: %s", when, why);
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void *thread_parks(void *arg)
+{
+    (void)arg;
+    soma_free(soma_malloc(700)); /* a medium class: a medium arena, parked */
+    soma_free(soma_malloc(200));
+    return NULL;
+}
+
+int main(void)
+{
+    test_begin("test_park");
+    if (!CHECK_EQ(soma__arena_decay_ms, 200))
+        return test_summary(); /* CTest sets SOMA_ARENA_DECAY_MS=200 */
+    soma_stats st0, st;
+    soma_stats_get(&st0);
+
+    unsigned c = soma__size_to_class(100);
+    void *p = soma_malloc(100);
+    pool_t *pool = soma__pool_of(p);
+    heap_t *heap = soma__thread_heap();
+    soma_free(p);
+    CHECK_PTR_EQ(heap->usedpools[c], pool); /* parked: still on its list */
+    CHECK_EQ(soma__pool_count(pool), 0);
+    check_heap("parking");
+    soma_stats_get(&st);
+    CHECK_EQ(st.classes[c].num_pools, st0.classes[c].num_pools); /* empty: unused */
+
+    /* Reused in place, as long as the class keeps coming back. */
+    size_t arenas = st.arenas_allocated_total;
+    for (int i = 0; i < 1000; i++) {
+        void *q = soma_malloc(100);
+        CHECK_PTR_EQ(soma__pool_of(q), pool);
+        soma_free(q);
+    }
+    CHECK_PTR_EQ(heap->usedpools[c], pool);
+    soma_stats_get(&st);
+    CHECK_EQ(st.arenas_allocated_total, arenas);
+    check_heap("reuse");
+
+    /* Unused for the decay time: the next sweep returns it. */
+    sleep_ms(250);
+    void *other = soma_malloc(300); /* a fresh pool for class 18: a sweep */
+    CHECK(heap->usedpools[c] == NULL); /* (its pool may be the one class 18 took) */
+    check_heap("sweep");
+    soma_free(other);
+
+    /* The arena they were in decays away as well. */
+    sleep_ms(250);
+    soma_free(soma_malloc(4000)); /* a fresh medium pool: another sweep */
+    soma_stats_get(&st);
+    test_note("arenas: %zu at the start, %zu now", st0.arenas_current, st.arenas_current);
+    CHECK_LE(st.arenas_current, st0.arenas_current + 1); /* CPython's one kept arena */
+    check_heap("decay");
+
+    /* A thread's parked pools go back when it exits. */
+    soma_stats_get(&st0);
+    pthread_t t;
+    pthread_create(&t, NULL, thread_parks, NULL);
+    pthread_join(t, NULL);
+    soma_stats_get(&st);
+    CHECK_EQ(st.arenas_current, st0.arenas_current);
+    CHECK_EQ(st.medium.arenas_current, st0.medium.arenas_current);
+    return test_summary();
+}

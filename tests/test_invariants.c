@@ -100,7 +100,7 @@ int main(void)
          * for a medium class this test never used) gives them back. */
         struct timespec ts = {0, (soma__arena_decay_ms + 30) * 1000000L};
         nanosleep(&ts, NULL);
-        soma_free(soma_malloc(5000));
+        soma_free(soma_malloc(1500));
         check("the sweep after the decay");
     }
     soma_stats_get(&st);

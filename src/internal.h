@@ -44,6 +44,7 @@ typedef struct soma__heap heap_t;
  *   full   count == capacity; on no list; freeblock == NULL.
  *   empty  count == 0; on its arena's freepools list; szidx still names the
  *          class it last served, so reusing it for that class skips the init.
+ *          Or, with a decay, "parked": alone on its class list (heap.c).
  * Blocks not yet handed out since the pool was (re)initialised for its class
  * are "virgin": they lie at [nextoffset, maxnextoffset] and are carved one at
  * a time, so a fresh pool touches only the pages it really uses.

@@ -74,4 +74,7 @@ void soma__init(void)
 __attribute__((constructor)) static void soma_start(void)
 {
     soma__init();
+    /* Threads the options ask for start here, at load time, not inside
+     * whatever allocation ran soma__init first. */
+    soma__options_start();
 }

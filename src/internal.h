@@ -337,6 +337,13 @@ SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
 
 /* ---- options.c ---- */
 SOMA_INTERNAL void soma__options_read(void);
+SOMA_INTERNAL void soma__options_start(void); /* after start-up: threads the options need */
+
+/* ---- report.c: dumps at exit and on a signal ---- */
+SOMA_INTERNAL void soma__report_set_file(const char *pattern);
+SOMA_INTERNAL void soma__report_at_exit(void);
+SOMA_INTERNAL int soma__report_parse_signal(const char *name);
+SOMA_INTERNAL void soma__report_on_signal(int sig);
 extern SOMA_INTERNAL long soma__arena_decay_ms; /* SOMA_ARENA_DECAY_MS */
 
 /* ---- init.c: once per process, before the first arena or snapshot ---- */

@@ -6,6 +6,11 @@
  *   SOMA_SHOW_STATS      1/yes/on/true: print the stats dump to stderr at
  *                        exit (CPython's PYTHONMALLOCSTATS); 0/no/off/false
  *                        or empty: don't (the default).
+ *   SOMA_STATS_FILE      where dumps go instead of stderr; "%p" is replaced
+ *                        by the pid of the process writing (report.c).
+ *   SOMA_STATS_SIGNAL    a signal (USR2, SIGUSR2, 12) on which the running
+ *                        program writes a dump (report.c says how that is
+ *                        safe at any moment).
  *   SOMA_ARENA_DECAY_MS  how long a wholly empty arena stays mapped for
  *                        reuse before it goes back to the OS, in ms (0 to
  *                        3600000).  0: at once, as CPython does (the one
@@ -21,6 +26,7 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "internal.h"
@@ -61,14 +67,8 @@ static void read_decay(void)
     soma__arena_decay_ms = ms;
 }
 
-static void show_stats_at_exit(void)
+static void read_show_stats(void)
 {
-    soma_stats_print(stderr);
-}
-
-void soma__options_read(void)
-{
-    read_decay();
     const char *v = secure_getenv("SOMA_SHOW_STATS");
     if (v == NULL)
         return;
@@ -79,5 +79,46 @@ void soma__options_read(void)
         return;
     }
     if (on)
-        atexit(show_stats_at_exit);
+        soma__report_at_exit();
+}
+
+static void read_stats_file(void)
+{
+    const char *v = secure_getenv("SOMA_STATS_FILE");
+    if (v == NULL)
+        return;
+    if (*v == '\0' || strlen(v) >= 1000) {
+        fprintf(stderr, "soma: warning: SOMA_STATS_FILE=%s is not a file name (empty or longer "
+                        "than 999 bytes); using the default, stderr\n", v);
+        return;
+    }
+    soma__report_set_file(v);
+}
+
+static int stats_signal; /* SOMA_STATS_SIGNAL, 0 if none */
+
+static void read_stats_signal(void)
+{
+    const char *v = secure_getenv("SOMA_STATS_SIGNAL");
+    if (v == NULL || *v == '\0')
+        return;
+    stats_signal = soma__report_parse_signal(v);
+    if (stats_signal == 0)
+        fprintf(stderr, "soma: warning: SOMA_STATS_SIGNAL=%s is not a signal (a name such as "
+                        "USR2 or SIGUSR2, or a number; not KILL or STOP); using the default, none\n",
+                v);
+}
+
+void soma__options_read(void)
+{
+    read_decay();
+    read_stats_file();
+    read_stats_signal();
+    read_show_stats();
+}
+
+void soma__options_start(void)
+{
+    if (stats_signal != 0)
+        soma__report_on_signal(stats_signal);
 }

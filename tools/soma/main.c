@@ -1,6 +1,6 @@
 /*
- * soma: the command-line tool.  Today it runs the demo; later subcommands
- * (run, diff, view) share this dispatcher.
+ * soma: the command-line tool: the demo, and running a program on soma
+ * (run.c).  Later subcommands (diff, map) share this dispatcher.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +15,9 @@ static void usage(FILE *out)
           "commands:\n"
           "  demo [--scale N]   build many small objects, free them, and show the\n"
           "                     allocator's statistics before, during and after\n"
+          "  run [--output FILE] [--no-children] [--] PROG [ARGS...]\n"
+          "                     run PROG with soma as its malloc; print the statistics\n"
+          "                     of PROG and of the programs it starts when it ends\n"
           "  stats              print the statistics of this (idle) process\n"
           "  version            print soma's version\n"
           "  help               this text\n",
@@ -30,6 +33,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "demo") == 0)
         return soma_tool_demo(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return soma_tool_run(argc - 1, argv + 1);
     if (strcmp(cmd, "stats") == 0)
         return soma_stats_print(stdout) == 0 ? 0 : 1;
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

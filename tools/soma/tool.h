@@ -3,5 +3,6 @@
 #define SOMA_TOOL_H
 
 int soma_tool_demo(int argc, char **argv);
+int soma_tool_run(int argc, char **argv);
 
 #endif

@@ -1,0 +1,199 @@
+/*
+ * report.c: statistics dumps a program did not ask for: at exit
+ * (SOMA_SHOW_STATS) and on a signal (SOMA_STATS_SIGNAL), to stderr or to a
+ * file of soma's own (SOMA_STATS_FILE, "%p" standing for the pid).
+ *
+ * A file is the channel `soma run` listens on: a program's own stderr may
+ * be closed at exit (ls, sleep) or compared by a test suite, and a
+ * program's children write files of their own.  Each dump starts with a
+ * header line naming the process, so that the reader can label it:
+ *
+ *     # soma: pid 4242 (sort -n data.txt), at exit
+ *     Small block threshold = 512, in 32 size classes.
+ *     ...
+ *
+ * The pid is read when the dump is written, so a forked child that exits
+ * normally writes its own file.  Dumps are appended: a process that
+ * received the signal twice and then exited has three dumps in its file.
+ *
+ * Signals: a dump takes soma's locks, and the signal may arrive while the
+ * interrupted thread holds one of them, so the handler does no more than
+ * write one byte to a pipe (async-signal-safe, errno kept).  A thread of
+ * soma's own, started when the option is set, waits on that pipe and
+ * writes the dump as any thread would.  It is started after soma's
+ * start-up, and lives in the process that read the option: a child forked
+ * without exec has no such thread, and its signals are ignored.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static char stats_file[1024]; /* SOMA_STATS_FILE; "" = stderr */
+static int signal_pipe[2] = {-1, -1};
+static int dump_signal;
+
+void soma__report_set_file(const char *pattern)
+{
+    snprintf(stats_file, sizeof stats_file, "%s", pattern);
+}
+
+/* The pattern with every "%p" replaced by the pid ("%%" is a '%'). */
+static void expand(char *out, size_t len, const char *pattern, pid_t pid)
+{
+    size_t n = 0;
+    for (const char *p = pattern; *p && n + 1 < len; p++) {
+        if (p[0] == '%' && p[1] == 'p') {
+            n += (size_t)snprintf(out + n, len - n, "%d", (int)pid);
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            out[n++] = '%';
+            p++;
+        } else {
+            out[n++] = *p;
+        }
+        if (n >= len)
+            n = len - 1;
+    }
+    out[n] = '\0';
+}
+
+/* This process's command line, arguments separated by spaces. */
+static void command_line(char *out, size_t len)
+{
+    out[0] = '\0';
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, out, len - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    for (ssize_t i = 0; i < n; i++)
+        if (out[i] == '\0')
+            out[i] = ' ';
+    while (n > 0 && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+}
+
+static void dump(const char *when)
+{
+    static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+    static soma_stats st; /* large: not on the stack of whatever thread exits */
+    static char cmd[256], path[1100];
+    pthread_mutex_lock(&dump_lock);
+    /* The snapshot first: opening the file allocates (stdio's buffer), and
+     * that should not be in the figures. */
+    soma_stats_get(&st);
+    pid_t pid = getpid();
+    command_line(cmd, sizeof cmd);
+    FILE *out = stderr;
+    if (stats_file[0] != '\0') {
+        expand(path, sizeof path, stats_file, pid);
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        out = fd >= 0 ? fdopen(fd, "a") : NULL;
+        if (out == NULL) {
+            if (fd >= 0)
+                close(fd);
+            fprintf(stderr, "soma: cannot write statistics to %s: %s\n", path, strerror(errno));
+            pthread_mutex_unlock(&dump_lock);
+            return;
+        }
+        fprintf(out, "# soma: pid %d (%s), %s\n", (int)pid, cmd, when);
+    }
+    soma_stats_fprint(out, &st);
+    if (out != stderr)
+        fclose(out);
+    pthread_mutex_unlock(&dump_lock);
+}
+
+static void dump_at_exit(void)
+{
+    dump("at exit");
+}
+
+void soma__report_at_exit(void)
+{
+    atexit(dump_at_exit);
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    char byte = 1;
+    ssize_t rc = write(signal_pipe[1], &byte, 1); /* full pipe: a dump is pending anyway */
+    (void)rc;
+    errno = saved;
+}
+
+static void *signal_thread(void *arg)
+{
+    (void)arg;
+    char byte, when[64];
+    snprintf(when, sizeof when, "on signal %s", sigabbrev_np(dump_signal));
+    for (;;) {
+        ssize_t n = read(signal_pipe[0], &byte, 1);
+        if (n == 1)
+            dump(when);
+        else if (n == 0 || errno != EINTR)
+            return NULL;
+    }
+}
+
+/* The signal named by v ("USR2", "SIGUSR2", "12"), or 0. */
+int soma__report_parse_signal(const char *v)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*v != '\0' && *end == '\0')
+        return n > 0 && n < NSIG && n != SIGKILL && n != SIGSTOP ? (int)n : 0;
+    if (strncasecmp(v, "SIG", 3) == 0)
+        v += 3;
+    for (int sig = 1; sig < NSIG; sig++) {
+        const char *name = sigabbrev_np(sig);
+        if (name != NULL && strcasecmp(v, name) == 0 && sig != SIGKILL && sig != SIGSTOP)
+            return sig;
+    }
+    return 0;
+}
+
+/* Called once soma has started (the thread allocates). */
+void soma__report_on_signal(int sig)
+{
+    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return;
+    /* The reader blocks; only the handler's end must never block. */
+    fcntl(signal_pipe[0], F_SETFL, fcntl(signal_pipe[0], F_GETFL) & ~O_NONBLOCK);
+    dump_signal = sig;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* The thread must not take the signal itself (it only reads the pipe),
+     * and must not take the program's signals either. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t, &attr, signal_thread, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        fprintf(stderr, "soma: warning: SOMA_STATS_SIGNAL: cannot start the dump thread\n");
+        return;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}

@@ -76,8 +76,8 @@ static void command_line(char *out, size_t len)
     close(fd);
     if (n <= 0)
         return;
-    for (ssize_t i = 0; i < n; i++)
-        if (out[i] == '\0')
+    for (ssize_t i = 0; i < n; i++) /* one line: arguments may hold newlines */
+        if (out[i] == '\0' || (unsigned char)out[i] < ' ')
             out[i] = ' ';
     while (n > 0 && out[n - 1] == ' ')
         n--;

@@ -179,6 +179,19 @@ typedef struct soma_medium_stats {
     size_t total;
 } soma_medium_stats;
 
+/* Large blocks: what soma takes from the system allocator for its callers,
+ * requests above the medium classes and alignments above 16 (and, if soma's
+ * address range is ever full, the small requests it could not place).  Each
+ * is tagged, so these figures count exactly the blocks soma handed out and
+ * not yet freed; memory the program got from malloc before soma was loaded,
+ * or that a library bound to glibc allocated, is not in them.  Process-wide:
+ * zero in soma_heap_stats_get. */
+typedef struct soma_large_stats {
+    size_t blocks_allocated_total; /* ever handed out */
+    size_t blocks_in_use;          /* handed out and not freed */
+    size_t bytes_in_use;           /* bytes requested for those */
+} soma_large_stats;
+
 /* One registered object cache (see soma_stats_register_type). */
 typedef struct soma_type_stats {
     char name[SOMA_TYPE_NAME_MAX];
@@ -230,6 +243,8 @@ typedef struct soma_stats {
 
     /* soma's own classes above the threshold: not in CPython's layout. */
     soma_medium_stats medium;
+    /* Blocks from the system allocator: not in CPython's layout either. */
+    soma_large_stats large;
 
     /* Registered object caches, in registration order. */
     size_t num_types;

@@ -32,7 +32,7 @@ __attribute__((noinline)) static void *malloc_medium_or_sys(heap_t *heap, size_t
         return soma__heap_malloc_class(heap, soma__medium_class(size));
     if (size == 0)
         return soma__heap_malloc(heap, 1);
-    return soma__sys_malloc(size);
+    return soma__large_malloc(size);
 }
 
 /* Every allocation is made in a heap: the calling thread's (soma_malloc and
@@ -52,7 +52,7 @@ static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
         return NULL;
     }
     if (total > SOMA_MEDIUM_MAX)
-        return soma__sys_calloc(1, total); /* the system knows fresh pages are zero */
+        return soma__large_calloc(total); /* the system knows fresh pages are zero */
     void *p = malloc_in(heap, total);
     if (p != NULL)
         memset(p, 0, total);
@@ -106,7 +106,7 @@ void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
 __attribute__((noinline, cold)) static void free_foreign(void *p)
 {
     int saved = errno; /* free never changes errno */
-    soma__sys_free(p);
+    soma__large_free(p);
     errno = saved;
 }
 
@@ -133,7 +133,7 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
     }
     pool_t *pool = owned_pool(p);
     if (pool == NULL)
-        return soma__sys_realloc(p, size);
+        return soma__large_realloc(p, size);
     /* Stay in place when the new size fits and does not waste a quarter or
      * more of the block (CPython's rule: growing always moves; shrinking by
      * 25% or more moves to the smaller class). */
@@ -153,7 +153,7 @@ size_t soma_usable_size(const void *p)
     if (p == NULL)
         return 0;
     pool_t *pool = owned_pool(p);
-    return pool ? soma__class_size(pool->szidx) : soma__sys_usable_size(p);
+    return pool ? soma__class_size(pool->szidx) : soma__large_usable_size(p);
 }
 
 void *soma_aligned_alloc(size_t alignment, size_t size)
@@ -164,5 +164,5 @@ void *soma_aligned_alloc(size_t alignment, size_t size)
     }
     if (alignment <= SOMA_ALIGNMENT)
         return soma_malloc(size);
-    return soma__sys_aligned_alloc(alignment, size);
+    return soma__large_aligned_alloc(alignment, size);
 }

@@ -217,7 +217,7 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
          * no): the system allocator may still have memory.  Its block is
          * foreign to soma, and free and realloc treat it so.  An explicit
          * heap cannot do this: destroying it would not free the block. */
-        return soma__sys_malloc(soma__class_size(c));
+        return soma__large_malloc(soma__class_size(c));
     return bp;
 }
 

@@ -311,6 +311,15 @@ static inline void soma__free_small(pool_t *pool, void *p)
     soma__free_other(pool, p);
 }
 
+/* ---- large.c: soma's blocks from the system allocator, tagged and counted ---- */
+SOMA_INTERNAL void *soma__large_malloc(size_t n);
+SOMA_INTERNAL void *soma__large_calloc(size_t n); /* n: the product, checked */
+SOMA_INTERNAL void *soma__large_aligned_alloc(size_t alignment, size_t n);
+SOMA_INTERNAL void *soma__large_realloc(void *p, size_t n); /* p: not in an arena */
+SOMA_INTERNAL void soma__large_free(void *p);                /* p: not in an arena */
+SOMA_INTERNAL size_t soma__large_usable_size(const void *p);
+SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *total);
+
 /* ---- sys.c: the system allocator, for what soma does not serve ---- */
 SOMA_INTERNAL void *soma__sys_malloc(size_t size);
 SOMA_INTERNAL void *soma__sys_calloc(size_t n, size_t size);

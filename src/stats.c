@@ -149,6 +149,8 @@ void soma_stats_get(soma_stats *st)
     soma__arena_counts(SOMA_KIND_SMALL, &st->arenas_allocated_total, &now, &st->arenas_highwater);
     if (st->arenas_highwater < st->arenas_current)
         st->arenas_highwater = st->arenas_current;
+    soma__large_counts(&st->large.blocks_in_use, &st->large.bytes_in_use,
+                       &st->large.blocks_allocated_total);
     soma_medium_stats *m = &st->medium;
     soma__arena_counts(SOMA_KIND_MEDIUM, &m->arenas_allocated_total, &now, &m->arenas_highwater);
     if (m->arenas_highwater < m->arenas_current)

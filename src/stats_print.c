@@ -8,8 +8,9 @@
  *   <the arena map: nodes and the bytes they cost>
  *   <one line per registered object cache>
  *   [soma's medium blocks, in the same layout, if any medium arena was ever
- *    mapped: a program that never asks for 513..8160 bytes gets CPython's
- *    dump and nothing else]
+ *    mapped, and its large blocks (from the system allocator), if it ever
+ *    handed one out: a program that never asks for more than 512 bytes gets
+ *    CPython's dump and nothing else]
  *
  * Every "label = value" line is CPython's printone(): the label padded to
  * column 35, '=', the value with thousands separators right-aligned in 21
@@ -158,6 +159,14 @@ static void print_all(sink *s, const soma_stats *st)
     }
     if (st->medium.arenas_allocated_total > 0)
         print_medium(s, st);
+    if (st->large.blocks_allocated_total > 0) {
+        putf(s, "\nLarge blocks (soma's own, from the system allocator): above %zu bytes, or "
+                "aligned above %d.\n\n",
+             st->medium.max_size, SOMA_ALIGNMENT);
+        printone(s, "# large blocks allocated total", st->large.blocks_allocated_total);
+        printone(s, "# large blocks in use", st->large.blocks_in_use);
+        printone(s, "# bytes in large blocks", st->large.bytes_in_use);
+    }
 }
 
 int soma_stats_fprint(FILE *out, const soma_stats *st)

@@ -280,7 +280,8 @@ static long long line_value(const char *text, const char *label)
 
 /* Medium blocks: after CPython's dump, a section in the same layout whose
  * figures add up (rows: avail = pools * capacity - in use; the byte lines
- * sum to Total = arenas * arena size) and equal the snapshot's. */
+ * sum to Total = arenas * arena size) and equal the snapshot's; then the
+ * large blocks' section, with the snapshot's figures. */
 static void test_medium_section(void)
 {
     enum { NM = 300 };
@@ -289,6 +290,7 @@ static void test_medium_section(void)
     size_t max = s1.medium.max_size; /* 8160, or 2016 with 4 KiB pools */
     for (int i = 0; i < NM; i++)
         m[i] = soma_malloc(i % 3 == 0 ? 600 : max - 4 * (size_t)i);
+    void *large[3] = {soma_malloc(max + 1), soma_malloc(100000), soma_malloc(1 << 20)};
     soma_stats_get(&s1);
     int rc = -1;
     size_t len = 0;
@@ -345,6 +347,18 @@ static void test_medium_section(void)
                     line_value(rest, "# bytes lost to pool headers") +
                     line_value(rest, "# bytes lost to quantization");
     CHECK_EQ(sum, total);
+    /* The large blocks, last. */
+    const char *lg = strstr(rest, "\nLarge blocks (soma's own, from the system allocator): above ");
+    if (CHECK(lg != NULL)) {
+        CHECK_EQ(line_value(lg, "# large blocks in use"), (long long)s1.large.blocks_in_use);
+        CHECK_GE(line_value(lg, "# large blocks in use"), 3);
+        CHECK_EQ(line_value(lg, "# bytes in large blocks"), (long long)s1.large.bytes_in_use);
+        CHECK_GE(line_value(lg, "# bytes in large blocks"), (long long)(max + 1 + 100000 + (1 << 20)));
+        CHECK_EQ(line_value(lg, "# large blocks allocated total"),
+                 (long long)s1.large.blocks_allocated_total);
+    }
+    for (int i = 0; i < 3; i++)
+        soma_free(large[i]);
     free(text);
     for (int i = 0; i < NM; i++)
         soma_free(m[i]);

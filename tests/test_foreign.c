@@ -132,10 +132,19 @@ static void test_foreign_pointers(void)
     soma_free(z);
     soma_free(al);
 
-    /* And the other direction: a system-sized soma block freed with soma. */
-    void *big = soma_malloc(100000);
-    CHECK_EQ(soma_usable_size(big), malloc_usable_size(big));
+    /* Foreign blocks are never counted as soma's large blocks. */
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large.blocks_in_use, s0.large.blocks_in_use);
+
+    /* And soma's own large block: tagged, counted, freed with soma. */
+    unsigned char *big = soma_malloc(100000);
+    CHECK_GE(soma_usable_size(big), 100000);
+    memset(big, 7, soma_usable_size(big));
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large.blocks_in_use, s0.large.blocks_in_use + 1);
     soma_free(big);
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large.blocks_in_use, s0.large.blocks_in_use);
 }
 
 static void test_aligned_alloc(void)

@@ -10,8 +10,9 @@
  *     for k = 2, 3, ... (recomputed here from the pool size), and every n in
  *     that range gets the smallest class that holds it, counted in that
  *     medium class and nowhere else;
- *   - above the medium max: the system's, counted nowhere, usable size =
- *     malloc_usable_size;
+ *   - above the medium max: a large block from the system allocator,
+ *     counted in the large figures only (one block, its requested bytes),
+ *     and not after it is freed;
  *   - malloc(0) gives a unique, freeable pointer (a class-0 block);
  *   - all the blocks are distinct and don't overlap (contents survive).
  */
@@ -168,12 +169,16 @@ static void test_threshold_edge(void)
         check_class_delta(&before, &after, -1, big[i]);
         CHECK_EQ(after.bytes_in_allocated_blocks, before.bytes_in_allocated_blocks);
         CHECK_EQ(after.medium.bytes_in_allocated_blocks, before.medium.bytes_in_allocated_blocks);
-        CHECK_EQ(soma_usable_size(p), malloc_usable_size(p));
+        CHECK_EQ(after.large.blocks_in_use, before.large.blocks_in_use + 1);
+        CHECK_EQ(after.large.bytes_in_use, before.large.bytes_in_use + big[i]);
+        CHECK_EQ(after.large.blocks_allocated_total, before.large.blocks_allocated_total + 1);
         CHECK_GE(soma_usable_size(p), big[i]);
-        memset(p, 0xab, big[i]);
+        memset(p, 0xab, soma_usable_size(p));
         soma_free(p);
         soma_stats_get(&after);
         check_class_delta(&before, &after, -1, big[i]);
+        CHECK_EQ(after.large.blocks_in_use, before.large.blocks_in_use);
+        CHECK_EQ(after.large.bytes_in_use, before.large.bytes_in_use);
     }
     soma_free(p512);
 }

@@ -22,12 +22,14 @@ static atomic_int started;
 
 /* Locks are taken in the order they nest: types_lock (held only to copy the
  * registry), heaps_lock and the heap locks, inside which an arena may be
- * mapped or released (slab_lock, region_lock).  print_lock is not held across
+ * mapped or released (slab_lock, region_lock); last, the shards of the large
+ * blocks' registry (large.c), which are never held with another lock of
+ * soma's.  print_lock is not held across
  * fork (stats_print.c says why); the child resets it.  Released in the
  * reverse order. */
 static void (*const fork_order[])(int) = {soma__stats_print_fork, soma__types_fork,
                                           soma__heaps_fork, soma__arena_fork,
-                                          soma__region_fork};
+                                          soma__region_fork, soma__large_fork};
 #define NFORK (sizeof fork_order / sizeof fork_order[0])
 
 /* A single-threaded process may fork from a signal handler that

@@ -319,6 +319,7 @@ SOMA_INTERNAL void *soma__large_realloc(void *p, size_t n); /* p: not in an aren
 SOMA_INTERNAL void soma__large_free(void *p);                /* p: not in an arena */
 SOMA_INTERNAL size_t soma__large_usable_size(const void *p);
 SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *total);
+SOMA_INTERNAL void soma__large_fork(int phase);
 
 /* ---- sys.c: the system allocator, for what soma does not serve ---- */
 SOMA_INTERNAL void *soma__sys_malloc(size_t size);

@@ -1,182 +1,194 @@
 /*
- * large.c: blocks soma takes from the system allocator (sys.c): requests
- * above the medium classes, alignments above 16, and the rare small request
- * made when soma's address range is full.  They are soma's blocks too, and
- * the statistics count them ("Large blocks"), so each carries a 16-byte
- * tag in front of it:
+ * large.c: blocks soma takes from the system allocator (sys.c) for its
+ * callers: requests above the medium classes, alignments above 16, and the
+ * rare small request made when soma's address range is full.  They are
+ * soma's blocks too, and the statistics count them ("Large blocks").
  *
- *     raw (from the system)          p (handed out, 16-aligned)
- *     |<-- 2^shift bytes -->|
- *     [ ...padding... | tag ][ the caller's n bytes ... ]
- *                     ^ p - 16:  word 0  (uintptr_t)p ^ key
- *                                word 1  n | shift << 56
- *
- * shift is 4 (the tag alone) for an ordinary block, log2(alignment) for an
- * aligned one, whose raw block is over-allocated by the alignment.  key is
- * random per process (the kernel's AT_RANDOM bytes), so a pointer that
- * soma never tagged (memory from malloc before soma was loaded, or from a
- * library bound to glibc with RTLD_DEEPBIND) is recognised as foreign: the
- * 8 bytes in front of it would have to equal its own address xor a secret.
- * Such pointers go to the system allocator untouched and are not counted.
- *
- * Counters: live blocks and their requested bytes, and blocks ever made;
- * relaxed atomics, changed only here, never on the small or medium paths.
+ * soma must tell them apart from foreign pointers (memory the program got
+ * from malloc before soma was loaded, or that a library bound to glibc with
+ * RTLD_DEEPBIND allocated, or any malloc'ed memory given to soma_free):
+ * those go to the system allocator untouched and are not counted.  Reading
+ * a header in front of the block cannot decide it: in front of a foreign
+ * block there may be no memory at all (allocators that pack blocks without
+ * headers, such as the sanitizers' or jemalloc's, start a slab on a fresh
+ * page).  So soma keeps a registry of its large blocks: a hash set of
+ * pointers (with each block's requested size), split into shards by
+ * address, each an open-addressing table (linear probing, deletion by
+ * backward shift) under its own lock, in memory mapped from the OS (soma
+ * cannot call malloc for its own bookkeeping).  A table grows by doubling
+ * when it is half full.  The cost, a lock and a probe or two, is small
+ * beside what the system allocator spends on a block of this size.
  */
-#define _GNU_SOURCE
-#include <errno.h>
 #include <stdint.h>
-#include <sys/auxv.h>
 
 #include "internal.h"
 
-#define TAG 16
-#define SIZE_BITS 56
-#define SIZE_MASK (((uint64_t)1 << SIZE_BITS) - 1)
+#define SHARDS 64
+#define FIRST_SLOTS 256 /* per shard, a power of two */
 
-static _Atomic size_t live_count, live_bytes, made_total;
-static _Atomic uintptr_t tag_key;
+typedef struct {
+    uintptr_t p; /* 0 = empty */
+    size_t n;    /* bytes requested */
+} entry;
 
-static uintptr_t key(void)
+typedef struct {
+    _Alignas(64) pthread_mutex_t lock; /* a cache line or two of its own */
+    entry *slots;
+    size_t cap, used;
+    size_t bytes; /* requested bytes of the blocks in this shard */
+} shard;
+
+static shard shards[SHARDS] = {[0 ... SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+static _Atomic size_t made_total;
+
+static inline size_t mix(uintptr_t p)
 {
-    uintptr_t k = atomic_load_explicit(&tag_key, memory_order_relaxed);
-    if (SOMA_LIKELY(k != 0))
-        return k;
-    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
-    for (size_t i = 0; r != NULL && i < sizeof k; i++)
-        k = k << 8 | r[i];
-    k |= 1; /* never 0, which means "not yet" */
-    atomic_store_explicit(&tag_key, k, memory_order_relaxed);
-    return k;
+    uint64_t x = (uint64_t)p >> 4;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
 }
 
-static void *tag(void *raw, unsigned shift, size_t n)
+static shard *shard_of(uintptr_t p)
 {
-    if (raw == NULL)
+    return &shards[mix(p) % SHARDS];
+}
+
+/* The slot holding p, or the empty slot where it would go (lock held, cap > 0). */
+static entry *find(shard *s, uintptr_t p)
+{
+    size_t i = (mix(p) / SHARDS) & (s->cap - 1);
+    while (s->slots[i].p != 0 && s->slots[i].p != p)
+        i = (i + 1) & (s->cap - 1);
+    return &s->slots[i];
+}
+
+static int grow(shard *s)
+{
+    size_t cap = s->cap ? 2 * s->cap : FIRST_SLOTS;
+    entry *slots = soma__os_map(cap * sizeof(entry));
+    if (slots == NULL)
+        return -1;
+    entry *old = s->slots;
+    size_t oldcap = s->cap;
+    s->slots = slots;
+    s->cap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].p != 0)
+            *find(s, old[i].p) = old[i];
+    if (old != NULL)
+        soma__os_unmap(old, oldcap * sizeof(entry));
+    return 0;
+}
+
+/* Record p (n bytes) and return it.  If the table cannot grow (no memory
+ * for it), p is still returned, unrecorded: the block works, and is then
+ * neither counted nor recognised, like a foreign one. */
+static void *enter(void *p, size_t n)
+{
+    if (p == NULL)
         return NULL;
-    char *p = (char *)raw + ((size_t)1 << shift);
-    uint64_t *t = (uint64_t *)(p - TAG);
-    t[0] = (uintptr_t)p ^ key();
-    t[1] = (uint64_t)n | (uint64_t)shift << SIZE_BITS;
-    atomic_fetch_add_explicit(&live_count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed);
+    shard *s = shard_of((uintptr_t)p);
+    pthread_mutex_lock(&s->lock);
+    if (2 * (s->used + 1) > s->cap && grow(s) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return p;
+    }
+    entry *e = find(s, (uintptr_t)p);
+    e->p = (uintptr_t)p;
+    e->n = n;
+    s->used++;
+    s->bytes += n;
+    pthread_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&made_total, 1, memory_order_relaxed);
     return p;
 }
 
-/* 1 if p is a block tag() made (p: not in soma's arenas, not NULL).  For a
- * foreign block the 16 bytes read are the system allocator's chunk header:
- * AddressSanitizer's allocator keeps them poisoned, hence the exemption. */
-__attribute__((no_sanitize_address)) static int tagged(const void *p)
+/* Forget p if it is registered: 1 (and its size in *n), else 0. */
+static int leave(uintptr_t p, size_t *n)
 {
-    if (((uintptr_t)p & 15) != 0)
+    shard *s = shard_of(p);
+    pthread_mutex_lock(&s->lock);
+    if (s->cap == 0 || find(s, p)->p != p) {
+        pthread_mutex_unlock(&s->lock);
         return 0;
-    const uint64_t *t = (const uint64_t *)((const char *)p - TAG);
-    return t[0] == ((uintptr_t)p ^ key());
-}
-
-static size_t tag_size(const void *p)
-{
-    return (size_t)(((const uint64_t *)((const char *)p - TAG))[1] & SIZE_MASK);
-}
-
-static unsigned tag_shift(const void *p)
-{
-    return (unsigned)(((const uint64_t *)((const char *)p - TAG))[1] >> SIZE_BITS);
-}
-
-static void *raw_of(const void *p)
-{
-    return (char *)p - ((size_t)1 << tag_shift(p));
-}
-
-/* Forget p's tag (so that a stale copy of it cannot match again) and its
- * counts; returns its raw block. */
-static void *untag(void *p)
-{
-    void *raw = raw_of(p);
-    size_t n = tag_size(p);
-    ((uint64_t *)((char *)p - TAG))[0] = 0;
-    atomic_fetch_sub_explicit(&live_count, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&live_bytes, n, memory_order_relaxed);
-    return raw;
+    }
+    /* Backward-shift deletion: pull later entries of the run into the hole
+     * when their home slot is at or before it, so no probe run is broken. */
+    size_t mask = s->cap - 1, hole = (size_t)(find(s, p) - s->slots);
+    *n = s->slots[hole].n;
+    s->bytes -= *n;
+    s->used--;
+    for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
+        size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            s->slots[hole] = s->slots[j];
+            hole = j;
+        }
+    }
+    s->slots[hole].p = 0;
+    pthread_mutex_unlock(&s->lock);
+    return 1;
 }
 
 void *soma__large_malloc(size_t n)
 {
-    if (n > SIZE_MASK - TAG) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return tag(soma__sys_malloc(n + TAG), 4, n);
+    return enter(soma__sys_malloc(n), n);
 }
 
 void *soma__large_calloc(size_t n)
 {
-    if (n > SIZE_MASK - TAG) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return tag(soma__sys_calloc(1, n + TAG), 4, n);
+    return enter(soma__sys_calloc(1, n), n);
 }
 
 void *soma__large_aligned_alloc(size_t alignment, size_t n)
 {
     if (alignment <= SOMA_ALIGNMENT)
         return soma__large_malloc(n);
-    unsigned shift = (unsigned)__builtin_ctzl(alignment);
-    if (alignment > SIZE_MASK || n > SIZE_MASK - alignment) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    return tag(soma__sys_aligned_alloc(alignment, n + alignment), shift, n);
+    return enter(soma__sys_aligned_alloc(alignment, n), n);
 }
 
 void soma__large_free(void *p)
 {
-    soma__sys_free(tagged(p) ? untag(p) : p);
+    size_t n;
+    leave((uintptr_t)p, &n); /* soma's or not, the system frees it */
+    soma__sys_free(p);
 }
 
 size_t soma__large_usable_size(const void *p)
 {
-    if (!tagged(p))
-        return soma__sys_usable_size(p);
-    return soma__sys_usable_size(raw_of(p)) - ((size_t)1 << tag_shift(p));
+    return soma__sys_usable_size(p);
 }
 
 void *soma__large_realloc(void *p, size_t n)
 {
-    if (!tagged(p))
+    size_t old;
+    if (!leave((uintptr_t)p, &old))
         return soma__sys_realloc(p, n); /* not soma's: it stays the system's */
-    if (n > SIZE_MASK - TAG) {
-        errno = ENOMEM;
+    void *q = soma__sys_realloc(p, n);
+    if (q == NULL) {
+        enter(p, old); /* p untouched: still soma's */
         return NULL;
     }
-    size_t old = tag_size(p);
-    if (tag_shift(p) != 4) {
-        /* An aligned block: the system's realloc would not keep the
-         * alignment.  Move it into a plain one. */
-        void *q = soma__large_malloc(n);
-        if (q == NULL)
-            return NULL;
-        memcpy(q, p, old < n ? old : n);
-        soma__large_free(p);
-        return q;
-    }
-    char *raw = soma__sys_realloc(raw_of(p), n + TAG);
-    if (raw == NULL)
-        return NULL; /* p untouched, still counted */
-    char *q = raw + TAG;
-    uint64_t *t = (uint64_t *)raw;
-    t[0] = (uintptr_t)q ^ key();
-    t[1] = (uint64_t)n | (uint64_t)4 << SIZE_BITS;
-    atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&live_bytes, old, memory_order_relaxed);
-    return q;
+    atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
+    return enter(q, n);
 }
 
 void soma__large_counts(size_t *count, size_t *bytes, size_t *total)
 {
-    *count = atomic_load_explicit(&live_count, memory_order_relaxed);
-    *bytes = atomic_load_explicit(&live_bytes, memory_order_relaxed);
+    *count = *bytes = 0;
+    for (size_t i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&shards[i].lock);
+        *count += shards[i].used;
+        *bytes += shards[i].bytes;
+        pthread_mutex_unlock(&shards[i].lock);
+    }
     *total = atomic_load_explicit(&made_total, memory_order_relaxed);
+}
+
+void soma__large_fork(int phase)
+{
+    for (size_t i = 0; i < SHARDS; i++)
+        soma__fork_lock(&shards[i].lock, phase);
 }

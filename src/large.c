@@ -23,7 +23,7 @@
 
 #include "internal.h"
 
-#define SHARDS 64
+#define SHARDS 16 /* few: fork holds them all at once, with every heap lock */
 #define FIRST_SLOTS 256 /* per shard, a power of two */
 
 typedef struct {

@@ -30,7 +30,8 @@ check "diff -q <(ls -1 /usr) $tmp/out >/dev/null" "ls's output changed under som
 check "[ \$(grep -c '^# soma: pid [0-9]* (ls -1 /usr), at exit\$' $tmp/err) -eq 1 ]" "no labelled dump for ls: $(head -3 $tmp/err)"
 arenas=$(awk -F= '/^# arenas allocated current/ {gsub(/[ ,]/, "", $2); print $2; exit}' "$tmp/err")
 total=$(awk -F= '/^Total/ {gsub(/[ ,]/, "", $2); print $2; exit}' "$tmp/err")
-check "[ -n '$arenas' ] && [ '$total' = \$(( ${arenas:-0} * 1048576 )) ]" "ls's dump: Total $total is not $arenas arenas"
+size=$(sed -n 's/^[0-9]* arenas \* \([0-9]*\) bytes\/arena.*/\1/p' "$tmp/err" | head -1)
+check "[ -n '$arenas' ] && [ -n '$size' ] && [ '$total' = \$(( ${arenas:-0} * ${size:-0} )) ]" "ls's dump: Total $total is not $arenas arenas of $size bytes"
 
 # 2
 "$soma" run -- sh -c 'ls / | sort | head -3 > /dev/null; exit 3' 2> "$tmp/err"; rc=$?

@@ -19,12 +19,15 @@ demo: all
 test: all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# Side-by-side measurements against glibc, jemalloc, mimalloc and tcmalloc;
-# installs the peers (Debian packages) when they are missing.
+# Side-by-side measurements against glibc, jemalloc, mimalloc and tcmalloc
+# (and CPython's own pymalloc): small-object workloads (bench/run.py), then
+# real programs (bench/run_programs.py: python3, sqlite3, gcc, redis).
+# Installs the peers and programs (Debian packages) when they are missing.
 BENCH_REPS ?= 5
 BENCH_SCALE ?= 1
 bench: all
-	@for p in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; do \
+	@for p in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3 sqlite3 gcc time \
+	         redis-server redis-tools; do \
 	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	    echo "installing$$missing"; \
@@ -32,6 +35,8 @@ bench: all
 	    || echo "could not install$$missing: those peers are left out"; fi
 	python3 bench/run.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
 	    --floor $(BUILD)/bench/libsoma-floor.so --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
+	python3 bench/run_programs.py $(BUILD)/libsoma-override.so \
+	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

@@ -21,13 +21,8 @@ import subprocess
 import sys
 import time
 
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
-PEERS = [
-    ("glibc", None),
-    ("jemalloc", LIBDIR + "/libjemalloc.so.2"),
-    ("mimalloc", LIBDIR + "/libmimalloc.so.2"),
-    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4"),
-]
+from peers import allocators, parse
+
 WORKLOADS = ["lifo1", "lifo2", "fifo1", "fifo2", "mixed1", "mixed2", "xthread", "tree",
              "strings", "pyobj"]
 # The floor has no threads, and serves only the small sizes (mixed1 would time glibc).
@@ -51,28 +46,11 @@ def run_once(cmd, preload):
 
 
 def main():
-    args = sys.argv[1:]
-    if len(args) < 2:
-        sys.exit(__doc__)
-    binary, soma = args[0], os.path.abspath(args[1])
-    reps, scale, only, floor = 5, 1, WORKLOADS, None
-    rest = args[2:]
-    while rest:
-        opt, val, rest = rest[0], rest[1], rest[2:]
-        if opt == "--reps":
-            reps = int(val)
-        elif opt == "--scale":
-            scale = int(val)
-        elif opt == "--only":
-            only = val.split(",")
-        elif opt == "--floor":
-            floor = os.path.abspath(val)
-    allocs = [(n, p) for n, p in PEERS if p is None or os.path.exists(p)] + [("soma", soma)]
-    missing = [n for n, p in PEERS if p is not None and not os.path.exists(p)]
-    if missing:
-        print(f"# not installed, left out: {', '.join(missing)}")
-    print(f"# {reps} alternating runs each, medians; scale {scale}; "
-          f"{os.cpu_count()} CPUs; {os.uname().release}")
+    (binary, soma), opts = parse(sys.argv[1:], 2, {"reps": 5, "scale": 1, "only": WORKLOADS,
+                                                   "floor": None}, __doc__)
+    soma = os.path.abspath(soma)
+    reps, scale, only, floor = opts["reps"], opts["scale"], opts["only"], opts["floor"]
+    allocs = allocators(soma)
     if floor:
         allocs.append(("floor", floor))
     names = [n for n, _ in allocs]

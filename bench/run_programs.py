@@ -23,13 +23,8 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
-PEERS = [
-    ("glibc", None),
-    ("jemalloc", LIBDIR + "/libjemalloc.so.2"),
-    ("mimalloc", LIBDIR + "/libmimalloc.so.2"),
-    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4"),
-]
+from peers import allocators, parse
+
 PY = "/usr/bin/python3"
 SQL = """
 create table t(id integer primary key, g integer, name text, v real);
@@ -107,24 +102,9 @@ def run_once(cmd, env_extra, stdin_text, tmp):
 
 
 def main():
-    args = sys.argv[1:]
-    if not args:
-        sys.exit(__doc__)
-    soma = os.path.abspath(args[0])
-    reps, scale, only = 3, 1, None
-    rest = args[1:]
-    while rest:
-        opt, val, rest = rest[0], rest[1], rest[2:]
-        if opt == "--reps":
-            reps = int(val)
-        elif opt == "--scale":
-            scale = int(val)
-        elif opt == "--only":
-            only = val.split(",")
-    peers = [(n, p) for n, p in PEERS if p is None or os.path.exists(p)] + [("soma", soma)]
-    missing = [n for n, p in PEERS if p is not None and not os.path.exists(p)]
-    if missing:
-        print(f"# not installed, left out: {', '.join(missing)}")
+    (soma,), opts = parse(sys.argv[1:], 1, {"reps": 3, "scale": 1, "only": None}, __doc__)
+    reps, scale, only = opts["reps"], opts["scale"], opts["only"]
+    peers = allocators(os.path.abspath(soma))
     names = ["pymalloc"] + [n for n, _ in peers]
     others = [n for n in names if n != "soma"]
     print(f"# {reps} alternating runs each, medians; scale {scale}; {os.cpu_count()} CPUs; "

@@ -167,11 +167,12 @@ void *soma__large_realloc(void *p, size_t n)
     if (!leave((uintptr_t)p, &old))
         return soma__sys_realloc(p, n); /* not soma's: it stays the system's */
     void *q = soma__sys_realloc(p, n);
+    /* Either way the block is entered again; it is still the same block. */
+    atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed);
     if (q == NULL) {
         enter(p, old); /* p untouched: still soma's */
         return NULL;
     }
-    atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
     return enter(q, n);
 }
 

@@ -281,6 +281,11 @@ static void test_huge(void)
         errno = 0;
         CHECK(soma_malloc(huge[i]) == NULL);
         CHECK_EQ(errno, ENOMEM);
+        /* The large block is still counted, once; nothing else was made. */
+        soma_stats_get(&s1);
+        CHECK_EQ(s1.large.blocks_in_use, s0.large.blocks_in_use);
+        CHECK_EQ(s1.large.bytes_in_use, s0.large.bytes_in_use);
+        CHECK_EQ(s1.large.blocks_allocated_total, s0.large.blocks_allocated_total);
     }
     /* Still usable afterwards. */
     void *q = soma_realloc(p, 300);

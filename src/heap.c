@@ -156,20 +156,29 @@ void soma__heap_collect(heap_t *heap)
 /* Return parked pools to their arenas: all of them, or those parked for
  * the decay time.  The arena learns when the pool really emptied, so its
  * own decay counts from then. */
+static int parked(const heap_t *heap, unsigned c)
+{
+    const pool_t *pool = heap->usedpools[c];
+    return pool != NULL && soma__pool_count(pool) == 0;
+}
+
+/* Class c's parked pool goes back to its arena (its list becomes empty). */
+static void unpark(heap_t *heap, unsigned c)
+{
+    pool_t *pool = heap->usedpools[c];
+    heap->usedpools[c] = NULL; /* it was alone */
+    pthread_mutex_lock(&heap->lock);
+    soma__arena_return_pool(heap, pool, heap->parked_ms[c]);
+    pthread_mutex_unlock(&heap->lock);
+}
+
 void soma__heap_unpark(heap_t *heap, int all)
 {
     uint64_t now = all ? 0 : soma__now_ms();
-    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++) {
-        pool_t *pool = heap->usedpools[c];
-        if (pool == NULL || soma__pool_count(pool) != 0)
-            continue;
-        if (!all && now - heap->parked_ms[c] < (uint64_t)soma__arena_decay_ms)
-            continue;
-        heap->usedpools[c] = NULL; /* it was alone */
-        pthread_mutex_lock(&heap->lock);
-        soma__arena_return_pool(heap, pool, heap->parked_ms[c]);
-        pthread_mutex_unlock(&heap->lock);
-    }
+    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++)
+        if (parked(heap, c) &&
+            (all || now - heap->parked_ms[c] >= (uint64_t)soma__arena_decay_ms))
+            unpark(heap, c);
 }
 
 /* At most once per decay period, on a pool transition: parked pools and
@@ -235,7 +244,10 @@ void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p)
     if (last == NULL) {
         /* It was full.  A pool holds at least 2 blocks (config.h), so it is
          * not empty now: it becomes used, and waits behind the pool in
-         * service. */
+         * service.  A parked pool is parked only while it is alone: it
+         * gives way, back to its arena. */
+        if (parked(heap, pool->szidx))
+            unpark(heap, pool->szidx);
         used_push_second(heap, pool->szidx, pool);
         return;
     }
@@ -259,9 +271,7 @@ void soma__free_other(pool_t *pool, void *p)
     if (((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD)
         soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header)", p);
     heap_t *owner = pool->heap;
-    if (owner == soma__tls_heap) /* unreachable: free_small took it */
-        soma__heap_free_local(owner, pool, p);
-    else if (owner == NULL)
+    if (owner == NULL)
         soma__fatal_not_allocated(p, pool);
     else {
         /* Another thread's block: push it on its heap's remote stack.  Only

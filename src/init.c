@@ -24,12 +24,12 @@ static atomic_int started;
  * registry), heaps_lock and the heap locks, inside which an arena may be
  * mapped or released (slab_lock, region_lock); last, the shards of the large
  * blocks' registry (large.c), which are never held with another lock of
- * soma's.  print_lock is not held across
- * fork (stats_print.c says why); the child resets it.  Released in the
+ * soma's.  print_lock and report.c's dump_lock are not held across
+ * fork (stats_print.c says why); the child resets them.  Released in the
  * reverse order. */
-static void (*const fork_order[])(int) = {soma__stats_print_fork, soma__types_fork,
-                                          soma__heaps_fork, soma__arena_fork,
-                                          soma__region_fork, soma__large_fork};
+static void (*const fork_order[])(int) = {
+    soma__report_fork, soma__stats_print_fork, soma__types_fork, soma__heaps_fork,
+    soma__arena_fork,  soma__region_fork,      soma__large_fork};
 #define NFORK (sizeof fork_order / sizeof fork_order[0])
 
 /* A single-threaded process may fork from a signal handler that

@@ -354,6 +354,7 @@ SOMA_INTERNAL void soma__report_set_file(const char *pattern);
 SOMA_INTERNAL void soma__report_at_exit(void);
 SOMA_INTERNAL int soma__report_parse_signal(const char *name);
 SOMA_INTERNAL void soma__report_on_signal(int sig);
+SOMA_INTERNAL void soma__report_fork(int phase);
 extern SOMA_INTERNAL long soma__arena_decay_ms; /* SOMA_ARENA_DECAY_MS */
 
 /* ---- init.c: once per process, before the first arena or snapshot ---- */

@@ -105,7 +105,8 @@ static void read_stats_signal(void)
     stats_signal = soma__report_parse_signal(v);
     if (stats_signal == 0)
         fprintf(stderr, "soma: warning: SOMA_STATS_SIGNAL=%s is not a signal (a name such as "
-                        "USR2 or SIGUSR2, or a number; not KILL or STOP); using the default, none\n",
+                        "USR2 or SIGUSR2, or a number; not KILL, STOP or a fault signal such as SEGV); "
+                        "using the default, none\n",
                 v);
 }
 

@@ -46,9 +46,11 @@ int soma__os_commit(void *p, size_t size)
  * the pages and leave them writable. */
 void soma__os_decommit(void *p, size_t size)
 {
+    int saved = errno; /* reached from free, which never changes errno */
     if (mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
         MAP_FAILED)
         madvise(p, size, MADV_DONTNEED);
+    errno = saved;
 }
 
 void soma__os_unmap(void *p, size_t size)

@@ -22,7 +22,12 @@
  * soma's own, started when the option is set, waits on that pipe and
  * writes the dump as any thread would.  It is started after soma's
  * start-up, and lives in the process that read the option: a child forked
- * without exec has no such thread, and its signals are ignored.
+ * without exec has no such thread, and the handler it inherits ignores the
+ * signal there (the pipe is shared with the parent, which would otherwise
+ * dump for it).  The signals a fault raises (SEGV, BUS, FPE, ILL, ABRT,
+ * TRAP, SYS) are refused: their handler would return into the fault.  The
+ * thread makes the process multithreaded, which a program that must stay
+ * single-threaded (unshare(CLONE_NEWUSER)) should keep in mind.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,6 +44,16 @@
 static char stats_file[1024]; /* SOMA_STATS_FILE; "" = stderr */
 static int signal_pipe[2] = {-1, -1};
 static int dump_signal;
+static pid_t signal_pid; /* the process whose thread reads the pipe */
+static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* dump_lock is not held across fork (a dump calls the program's count
+ * functions, as stats_print.c says); the child's copy is reset. */
+void soma__report_fork(int phase)
+{
+    if (phase == SOMA_FORK_CHILD)
+        pthread_mutex_init(&dump_lock, NULL);
+}
 
 void soma__report_set_file(const char *pattern)
 {
@@ -86,7 +101,6 @@ static void command_line(char *out, size_t len)
 
 static void dump(const char *when)
 {
-    static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
     static soma_stats st; /* large: not on the stack of whatever thread exits */
     static char cmd[256], path[1100];
     pthread_mutex_lock(&dump_lock);
@@ -128,6 +142,8 @@ void soma__report_at_exit(void)
 static void on_signal(int sig)
 {
     (void)sig;
+    if (getpid() != signal_pid)
+        return; /* a forked child: no thread of soma's reads the pipe here */
     int saved = errno;
     char byte = 1;
     ssize_t rc = write(signal_pipe[1], &byte, 1); /* full pipe: a dump is pending anyway */
@@ -139,7 +155,11 @@ static void *signal_thread(void *arg)
 {
     (void)arg;
     char byte, when[64];
-    snprintf(when, sizeof when, "on signal %s", sigabbrev_np(dump_signal));
+    const char *name = sigabbrev_np(dump_signal);
+    if (name != NULL)
+        snprintf(when, sizeof when, "on signal %s", name);
+    else
+        snprintf(when, sizeof when, "on signal %d", dump_signal);
     for (;;) {
         ssize_t n = read(signal_pipe[0], &byte, 1);
         if (n == 1)
@@ -149,19 +169,33 @@ static void *signal_thread(void *arg)
     }
 }
 
+/* A signal soma may take: not KILL or STOP (no handler), nor one a fault
+ * raises (the handler would return into the fault, over and over). */
+static int usable(long sig)
+{
+    static const int refused[] = {SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGFPE,
+                                  SIGILL,  SIGABRT, SIGTRAP, SIGSYS};
+    if (sig <= 0 || sig >= NSIG)
+        return 0;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (sig == refused[i])
+            return 0;
+    return 1;
+}
+
 /* The signal named by v ("USR2", "SIGUSR2", "12"), or 0. */
 int soma__report_parse_signal(const char *v)
 {
     char *end;
     long n = strtol(v, &end, 10);
     if (*v != '\0' && *end == '\0')
-        return n > 0 && n < NSIG && n != SIGKILL && n != SIGSTOP ? (int)n : 0;
+        return usable(n) ? (int)n : 0;
     if (strncasecmp(v, "SIG", 3) == 0)
         v += 3;
     for (int sig = 1; sig < NSIG; sig++) {
         const char *name = sigabbrev_np(sig);
-        if (name != NULL && strcasecmp(v, name) == 0 && sig != SIGKILL && sig != SIGSTOP)
-            return sig;
+        if (name != NULL && strcasecmp(v, name) == 0)
+            return usable(sig) ? sig : 0;
     }
     return 0;
 }
@@ -174,6 +208,7 @@ void soma__report_on_signal(int sig)
     /* The reader blocks; only the handler's end must never block. */
     fcntl(signal_pipe[0], F_SETFL, fcntl(signal_pipe[0], F_GETFL) & ~O_NONBLOCK);
     dump_signal = sig;
+    signal_pid = getpid();
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

@@ -77,7 +77,7 @@ check "[ $rc -eq 0 ]" "the signalled program ended with status $rc"
 check "grep -q '^# soma: pid $pid (sleep 2), at exit\$' $tmp/sig.$pid" "no dump at exit after the signal dumps"
 
 # 8
-for kv in SOMA_STATS_SIGNAL=BOGUS SOMA_STATS_SIGNAL=KILL SOMA_STATS_FILE= SOMA_SHOW_STATS=maybe SOMA_ARENA_DECAY_MS=-5; do
+for kv in SOMA_STATS_SIGNAL=BOGUS SOMA_STATS_SIGNAL=KILL SOMA_STATS_SIGNAL=SEGV SOMA_STATS_FILE= SOMA_SHOW_STATS=maybe SOMA_ARENA_DECAY_MS=-5; do
     err=$(env "$kv" LD_PRELOAD="$lib" /bin/echo hi 2>&1 >/dev/null)
     check "[ \$(printf '%s\n' \"\$err\" | grep -c 'soma: warning: ${kv%%=*}=') -eq 1 ] && [ \$(printf '%s\n' \"\$err\" | wc -l) -eq 1 ]" "$kv: expected one warning line, got: $err"
 done

@@ -92,19 +92,27 @@ static void report(const char *dir, long main_pid, int children, FILE *out, cons
                    int status)
 {
     char path[PATH_MAX];
-    long pids[4096];
-    size_t npids = 0;
+    long *pids = NULL;
+    size_t npids = 0, cap = 0;
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d != NULL && (e = readdir(d)) != NULL) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
-        if (*e->d_name != '\0' && *end == '\0' && npids < sizeof pids / sizeof pids[0])
-            pids[npids++] = pid;
+        if (*e->d_name == '\0' || *end != '\0')
+            continue;
+        if (npids == cap) {
+            long *more = realloc(pids, (cap = cap ? 2 * cap : 256) * sizeof *pids);
+            if (more == NULL)
+                break;
+            pids = more;
+        }
+        pids[npids++] = pid;
     }
     if (d != NULL)
         closedir(d);
-    qsort(pids, npids, sizeof pids[0], by_pid);
+    if (npids > 1)
+        qsort(pids, npids, sizeof pids[0], by_pid);
 
     int found_main = 0;
     for (size_t i = 0; i < npids; i++)
@@ -139,6 +147,7 @@ static void report(const char *dir, long main_pid, int children, FILE *out, cons
         snprintf(path, sizeof path, "%s/%ld", dir, pids[i]);
         unlink(path);
     }
+    free(pids);
 }
 
 int soma_tool_run(int argc, char **argv)
@@ -176,7 +185,7 @@ int soma_tool_run(int argc, char **argv)
         return 2;
     }
     FILE *out = stderr;
-    if (output != NULL && (out = fopen(output, "w")) == NULL) {
+    if (output != NULL && (out = fopen(output, "we")) == NULL) { /* PROG does not inherit it */
         fprintf(stderr, "soma run: cannot write %s: %s\n", output, strerror(errno));
         return 2;
     }
@@ -213,8 +222,13 @@ int soma_tool_run(int argc, char **argv)
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+    pid_t w;
+    while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
         ;
+    if (w < 0) {
+        fprintf(stderr, "soma run: waitpid: %s\n", strerror(errno));
+        status = 1 << 8; /* reported as exit status 1 */
+    }
     report(dir, (long)pid, children, out, argv[i], status);
     rmdir(dir);
     if (out != stderr)

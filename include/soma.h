@@ -160,7 +160,7 @@ typedef struct soma_class_stats {
  * the five byte lines (there is no alignment line: arenas are always
  * aligned) add up to total, and total == arena_bytes here too.  classes[i]
  * is class SOMA_NUM_CLASSES + i.  Requests above max_size go to the system
- * allocator and are counted nowhere. */
+ * allocator and are counted in soma_stats.large. */
 typedef struct soma_medium_stats {
     size_t max_size;
     size_t num_classes;
@@ -182,7 +182,7 @@ typedef struct soma_medium_stats {
 /* Large blocks: what soma takes from the system allocator for its callers,
  * requests above the medium classes and alignments above 16 (and, if soma's
  * address range is ever full, the small requests it could not place).  Each
- * is tagged, so these figures count exactly the blocks soma handed out and
+ * is recorded (large.c), so these figures count exactly the blocks soma handed out and
  * not yet freed; memory the program got from malloc before soma was loaded,
  * or that a library bound to glibc allocated, is not in them.  Process-wide:
  * zero in soma_heap_stats_get. */

@@ -28,7 +28,7 @@
  * instructions, on mixed1 (medium pools hold 2..30 blocks) 10% of the
  * whole run's.  At most one pool per class is parked.  A parked pool that
  * stays unused for the decay time goes back to its arena at the next sweep
- * (a pool emptying or a fresh pool taken, at most once per decay period),
+ * (a pool parking or a fresh pool taken, at most once per decay period),
  * and every parked pool goes back when its thread exits.  With no decay
  * (the library's default) nothing is parked: CPython's rule.
  *

@@ -6,7 +6,7 @@
  *     inside soma does not inherit a lock nobody will release.
  *
  * A constructor runs it at load time; the first arena and the first
- * snapshot also call it (through pthread_once), which keeps it linked into
+ * snapshot also call it (an atomic flag: see below), which keeps it linked into
  * static programs that use any part of soma.
  */
 #include <sys/single_threaded.h>

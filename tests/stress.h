@@ -219,7 +219,7 @@ static inline void stress_check_block(stress_table *t, const stress_slot *s)
     else if (s->owner == OWN_SOMA)
         ok &= usable == stress_class_size(s->cls);
     else
-        ok &= usable >= s->size; /* a large block: the system's usable size, less soma's tag */
+        ok &= usable >= s->size; /* a large block: the system's usable size */
     if (!CHECK(ok)) {
         t->errors++;
         test_note("  block %p of %zu bytes (owner %d, class %d): usable %zu", (void *)s->p,

@@ -89,17 +89,17 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
     if (a->heap != heap)
         FAIL("arena %p names another heap", (void *)a->address);
     uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
-    size_t carved = (a->pool_address - first) / SOMA_POOL_SIZE, empty = 0, parked = 0;
+    size_t carved = (a->pool_address - first) / SOMA_POOL_SIZE, empty = 0;
     for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
         const pool_t *pool = (const pool_t *)pa;
         if (pool->arena != a || pool->heap != heap)
             FAIL("pool %p does not name its arena and heap", (void *)pool);
         if (pool->count == 0) {
-            if (heap->usedpools[pool->szidx] == pool) { /* parked */
+            if (pool->szidx < SOMA_NUM_ALL_CLASSES &&
+                heap->usedpools[pool->szidx] == pool) { /* parked */
                 if (pool->nextpool != pool || soma__arena_decay_ms == 0)
                     FAIL("empty pool %p is on its class list but not parked alone",
                          (void *)pool);
-                parked++;
             } else {
                 empty++;
             }

@@ -29,6 +29,9 @@ const uint16_t soma__class_sizes[SOMA_NUM_ALL_CLASSES] = {
 };
 _Static_assert(sizeof soma__class_sizes / sizeof soma__class_sizes[0] == SOMA_NUM_ALL_CLASSES,
                "the class table and SOMA_NUM_MEDIUM_CLASSES disagree");
+/* SOMA_MEDIUM_SIZE (config.h) counts on a 48-byte header, so that class k
+ * holds exactly k blocks. */
+_Static_assert(SOMA_POOL_OVERHEAD == 48, "SOMA_MEDIUM_SIZE assumes 48-byte pool headers");
 
 #define LUT_LEN ((SOMA_MEDIUM_MAX - SOMA_SMALL_THRESHOLD + 15) / 16)
 _Atomic uint8_t soma__medium_lut[LUT_LEN];

@@ -47,10 +47,8 @@ static inline void *malloc_in(heap_t *heap, size_t size)
 static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
 {
     size_t total;
-    if (__builtin_mul_overflow(nmemb, size, &total)) {
-        errno = ENOMEM;
+    if (soma__mul_overflow(nmemb, size, &total))
         return NULL;
-    }
     if (total > SOMA_MEDIUM_MAX)
         return soma__large_calloc(total); /* the system knows fresh pages are zero */
     void *p = malloc_in(heap, total);

@@ -121,24 +121,16 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 {
     used_push_front(heap, c, pool);
-    soma__pool_set_count(pool, 1);
-    if (pool->szidx == c) {
-        /* It served this class before it emptied: its free list is intact. */
-        void *bp = pool->freeblock;
-        pool->freeblock = *(void **)bp;
-        if (pool->freeblock == NULL)
-            return soma__pool_refill(heap, pool, bp);
-        return bp;
+    soma__pool_set_count(pool, 0);
+    /* A pool that served this class before it emptied keeps its free list
+     * intact; any other is set up for the class. */
+    if (pool->szidx != c) {
+        pool->szidx = (uint16_t)c;
+        pool->nextoffset = (uint16_t)SOMA_POOL_OVERHEAD;
+        pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - soma__class_size(c));
+        carve(pool);
     }
-    pool->szidx = (uint16_t)c;
-    pool->nextoffset = (uint16_t)SOMA_POOL_OVERHEAD;
-    pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - soma__class_size(c));
-    carve(pool);
-    void *bp = pool->freeblock;
-    pool->freeblock = *(void **)bp;
-    if (pool->freeblock == NULL)
-        return soma__pool_refill(heap, pool, bp);
-    return bp;
+    return soma__pool_pop(heap, pool);
 }
 
 /* Hand the heap's pending cross-thread frees back to their pools (owner

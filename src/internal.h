@@ -20,6 +20,7 @@
 #ifndef SOMA_INTERNAL_H
 #define SOMA_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -174,6 +175,16 @@ static inline unsigned soma__class_kind(unsigned c)
 static inline pool_t *soma__pool_of(const void *p)
 {
     return (pool_t *)((uintptr_t)p & ~(uintptr_t)SOMA_POOL_MASK);
+}
+
+/* n * size into *total; 1 with errno = ENOMEM if it overflows (calloc,
+ * reallocarray). */
+static inline int soma__mul_overflow(size_t n, size_t size, size_t *total)
+{
+    if (!__builtin_mul_overflow(n, size, total))
+        return 0;
+    errno = ENOMEM;
+    return 1;
 }
 
 /* ---- fatal.c: a clear message on stderr, then abort() ---- */

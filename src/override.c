@@ -53,10 +53,8 @@ EXPORT void *realloc(void *p, size_t size)
 EXPORT void *reallocarray(void *p, size_t n, size_t size)
 {
     size_t total;
-    if (__builtin_mul_overflow(n, size, &total)) {
-        errno = ENOMEM;
+    if (soma__mul_overflow(n, size, &total))
         return NULL;
-    }
     return soma_realloc(p, total);
 }
 

@@ -282,6 +282,33 @@ SOMA_API int soma_heap_stats_print(soma_heap *heap, FILE *out);
 /* Print the snapshot *st (from soma_stats_get) in the same layout. */
 SOMA_API int soma_stats_fprint(FILE *out, const soma_stats *st);
 
+/* ------------------------------------------------------------------------
+ * Snapshots as JSON, and what changed between two.
+ * ------------------------------------------------------------------------ */
+
+/* Print a snapshot as one JSON object (the schema is docs/stats.schema.json,
+ * schema_version 1): the process (pid, command line), when (UTC timestamp,
+ * ms since soma started), the build and the options in force, every figure
+ * of soma_stats under its member's name, and the detail behind them: every
+ * arena (address, heap, small or medium) with its pools in address order,
+ * each as [class, blocks in use], and the arena slots reclaimed.  The
+ * detail is gathered in memory soma maps for it, so a snapshot of a
+ * thousand arenas costs no malloc.  Returns 0, or -1 if writing failed. */
+SOMA_API int soma_stats_print_json(FILE *out);
+/* The same for one explicit heap (its arenas only; scope "heap"). */
+SOMA_API int soma_heap_stats_print_json(soma_heap *heap, FILE *out);
+/* The figures of *st as JSON, without the arena detail (scope "snapshot"). */
+SOMA_API int soma_stats_fprint_json(FILE *out, const soma_stats *st);
+
+/* Print what changed from *before to *after, as `soma diff` does: a
+ * heading, then per class the change in pools, blocks in use and available
+ * blocks (biggest change in bytes first), then the arena counters, then
+ * every byte figure (biggest change first); rows that did not change are
+ * left out.  Returns the number of rows printed (0: nothing changed), or
+ * -1 with errno = EINVAL if the two come from different geometries, or -1
+ * if writing failed. */
+SOMA_API int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after);
+
 /* Counts the objects in a program's own cache; called with the registered ctx
  * each time statistics are taken, with no soma lock held (it may allocate and
  * take the cache's own lock).  It must not take statistics itself.  A call
@@ -301,9 +328,14 @@ SOMA_API int soma_stats_register_type(const char *name, size_t elem_size, soma_c
 /* Remove a registration by name.  Returns 0, or -1 with errno = ENOENT. */
 SOMA_API int soma_stats_unregister_type(const char *name);
 
-/* Environment, read once when soma starts:
- *   SOMA_SHOW_STATS=1   print the dump to stderr when the program exits
- *                       (CPython's PYTHONMALLOCSTATS). */
+/* Environment, read once when soma starts (README has the full table):
+ *   SOMA_SHOW_STATS=1        print the dump when the program exits
+ *                            (CPython's PYTHONMALLOCSTATS)
+ *   SOMA_STATS_FILE=PATH     dumps go to PATH ("%p": the pid), not stderr
+ *   SOMA_STATS_SIGNAL=USR2   dump when the signal arrives
+ *   SOMA_STATS_FORMAT=json   dumps are JSON snapshots (soma_stats_print_json)
+ *   SOMA_STATS_INTERVAL_MS=N a JSON sample every N ms, one line each
+ *   SOMA_ARENA_DECAY_MS=N    how long an empty arena stays mapped */
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,7 @@
  * static programs that use any part of soma.
  */
 #include <sys/single_threaded.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -19,6 +20,15 @@
  * A flag set before the work lets that inner call return at once instead of
  * waiting for itself; nothing the inner call needs depends on the work. */
 static atomic_int started;
+static struct timespec start_time; /* for the snapshots' elapsed_ms */
+
+double soma__elapsed_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start_time.tv_sec) * 1e3 +
+           (double)(now.tv_nsec - start_time.tv_nsec) / 1e6;
+}
 
 /* Locks are taken in the order they nest: types_lock (held only to copy the
  * registry), heaps_lock and the heap locks, inside which an arena may be
@@ -28,8 +38,8 @@ static atomic_int started;
  * fork (stats_print.c says why); the child resets them.  Released in the
  * reverse order. */
 static void (*const fork_order[])(int) = {
-    soma__report_fork, soma__stats_print_fork, soma__types_fork, soma__heaps_fork,
-    soma__arena_fork,  soma__region_fork,      soma__large_fork};
+    soma__report_fork, soma__stats_print_fork, soma__stats_json_fork, soma__types_fork,
+    soma__heaps_fork,  soma__arena_fork,       soma__region_fork,     soma__large_fork};
 #define NFORK (sizeof fork_order / sizeof fork_order[0])
 
 /* A single-threaded process may fork from a signal handler that
@@ -68,6 +78,7 @@ void soma__init(void)
     if (atomic_load_explicit(&started, memory_order_acquire) ||
         atomic_exchange_explicit(&started, 1, memory_order_acq_rel))
         return;
+    clock_gettime(CLOCK_MONOTONIC, &start_time);
     soma__sizeclass_init();
     soma__options_read();
     pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -27,6 +27,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "sink.h"
+#include "soma.h"
 
 #define SOMA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SOMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -222,6 +224,11 @@ static inline arena_t *soma__arena_map_get(const void *p)
 SOMA_INTERNAL uintptr_t soma__region_map(arena_t *arena);
 SOMA_INTERNAL void soma__region_unmap(uintptr_t base); /* forget it; pages back to the OS */
 SOMA_INTERNAL void soma__region_counts(size_t *reserved, size_t *table_bytes);
+/* Slots used so far (an upper bound on arenas), and the bases of the used
+ * slots that hold no arena now: at most cap of them into out; returns how
+ * many there are. */
+SOMA_INTERNAL size_t soma__region_slots_used(void);
+SOMA_INTERNAL size_t soma__region_reclaimed(uintptr_t *out, size_t cap);
 
 /* ---- arena.c: arenas and the usable-arena ordering (heap lock held) ---- */
 SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind);
@@ -349,8 +356,47 @@ SOMA_INTERNAL int soma__sys_mallopt(int param, int value);
 SOMA_INTERNAL int soma__sys_malloc_trim(size_t pad);
 #endif
 
-/* ---- stats.c / stats_print.c / types.c ---- */
+/* ---- stats.c / stats_print.c / stats_json.c / types.c ---- */
 SOMA_INTERNAL void soma__types_snapshot(soma_stats *out);
+
+/* What a snapshot saw of one arena (the JSON detail): its pools in address
+ * order, cls/used for the `carved` first ones (cls is the class a pool
+ * serves, or last served if used == 0: an empty pool); the rest were never
+ * carved. */
+typedef struct {
+    uintptr_t address;
+    uint32_t heap; /* the heap's number in this walk (0 = the first heap) */
+    uint8_t kind;  /* SOMA_KIND_* */
+    uint8_t explicit_heap;
+    uint16_t npools;
+    uint16_t carved;
+    uint16_t cls[SOMA_POOLS_PER_ARENA];
+    uint16_t used[SOMA_POOLS_PER_ARENA];
+} soma__arena_view;
+
+/* The detail of a snapshot, in memory soma maps for it (never malloc: the
+ * sampling thread must not allocate).  Arenas are in walk order (by heap);
+ * `reclaimed` are the arena slots that held an arena and hold none now. */
+typedef struct {
+    soma__arena_view *arenas;
+    size_t narenas, cap;
+    size_t dropped; /* arenas made during the walk that found no room */
+    uint32_t nheaps;
+    uintptr_t *reclaimed;
+    size_t nreclaimed, reclaimed_cap;
+} soma__detail;
+
+/* A snapshot of the process (heap == NULL) or of one explicit heap, and,
+ * if d != NULL, its detail (d is mapped here; soma__detail_free it). */
+SOMA_INTERNAL void soma__stats_take(soma_stats *st, heap_t *heap, soma__detail *d);
+SOMA_INTERNAL void soma__detail_free(soma__detail *d);
+/* The JSON form (stats_json.c) of st and, if d != NULL, its detail; reason
+ * is "exit", "signal", "sample" or "request", scope "process", "heap" or
+ * "snapshot"; one_line: the whole value on one line (samples).  Flushes;
+ * 0 or -1. */
+SOMA_INTERNAL int soma__stats_write_json(soma__sink *s, const soma_stats *st,
+                                         const soma__detail *d, const char *reason,
+                                         const char *scope, int one_line);
 
 /* ---- check.c: every invariant of a heap, for tests (0 or -1 and why) ---- */
 SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
@@ -360,16 +406,27 @@ SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
 SOMA_INTERNAL void soma__options_read(void);
 SOMA_INTERNAL void soma__options_start(void); /* after start-up: threads the options need */
 
-/* ---- report.c: dumps at exit and on a signal ---- */
-SOMA_INTERNAL void soma__report_set_file(const char *pattern);
+/* The options in force (options.c reads them, once, before main). */
+typedef struct {
+    int show_stats;        /* SOMA_SHOW_STATS */
+    char stats_file[1024]; /* SOMA_STATS_FILE; "" = stderr */
+    int stats_signal;      /* SOMA_STATS_SIGNAL; 0 = none */
+    int json;              /* SOMA_STATS_FORMAT=json */
+    long interval_ms;      /* SOMA_STATS_INTERVAL_MS; 0 = no sampling */
+} soma__options_t;
+extern SOMA_INTERNAL soma__options_t soma__opt;
+
+/* ---- report.c: dumps at exit, on a signal, and samples ---- */
 SOMA_INTERNAL void soma__report_at_exit(void);
 SOMA_INTERNAL int soma__report_parse_signal(const char *name);
-SOMA_INTERNAL void soma__report_on_signal(int sig);
+SOMA_INTERNAL void soma__report_start(void); /* the thread the signal or sampling needs */
+SOMA_INTERNAL void soma__command_line(char *out, size_t len); /* /proc/self/cmdline, one line */
 SOMA_INTERNAL void soma__report_fork(int phase);
 extern SOMA_INTERNAL long soma__arena_decay_ms; /* SOMA_ARENA_DECAY_MS */
 
 /* ---- init.c: once per process, before the first arena or snapshot ---- */
 SOMA_INTERNAL void soma__init(void);
+SOMA_INTERNAL double soma__elapsed_ms(void); /* since soma started in this process */
 
 /* fork() safety: every module with a lock takes it before fork and releases
  * it after, in parent and child (phase: SOMA_FORK_PREPARE, _PARENT, _CHILD),
@@ -381,6 +438,7 @@ SOMA_INTERNAL void soma__arena_fork(int phase);
 SOMA_INTERNAL void soma__region_fork(int phase);
 SOMA_INTERNAL void soma__types_fork(int phase);
 SOMA_INTERNAL void soma__stats_print_fork(int phase);
+SOMA_INTERNAL void soma__stats_json_fork(int phase);
 
 static inline void soma__fork_lock(pthread_mutex_t *m, int phase)
 {

@@ -11,6 +11,13 @@
  *   SOMA_STATS_SIGNAL    a signal (USR2, SIGUSR2, 12) on which the running
  *                        program writes a dump (report.c says how that is
  *                        safe at any moment).
+ *   SOMA_STATS_FORMAT    text (CPython's layout, the default) or json (the
+ *                        snapshot with every arena, docs/stats.schema.json)
+ *                        for every dump.
+ *   SOMA_STATS_INTERVAL_MS  N > 0: a thread of soma's takes a snapshot every
+ *                        N ms and appends it to SOMA_STATS_FILE as one JSON
+ *                        line (the samples `soma run --timeline` draws;
+ *                        report.c).  0, the default: no sampling.
  *   SOMA_ARENA_DECAY_MS  how long a wholly empty arena stays mapped for
  *                        reuse before it goes back to the OS, in ms (0 to
  *                        3600000).  0: at once, as CPython does (the one
@@ -51,6 +58,7 @@ static int parse_bool(const char *v)
 #define DECAY_DEFAULT 0
 #endif
 long soma__arena_decay_ms = DECAY_DEFAULT;
+soma__options_t soma__opt;
 
 static void read_decay(void)
 {
@@ -78,8 +86,34 @@ static void read_show_stats(void)
                         "using the default, 0\n", v);
         return;
     }
-    if (on)
-        soma__report_at_exit();
+    soma__opt.show_stats = on;
+}
+
+static void read_stats_format(void)
+{
+    const char *v = secure_getenv("SOMA_STATS_FORMAT");
+    if (v == NULL || *v == '\0')
+        return;
+    if (strcasecmp(v, "json") == 0)
+        soma__opt.json = 1;
+    else if (strcasecmp(v, "text") != 0)
+        fprintf(stderr, "soma: warning: SOMA_STATS_FORMAT=%s is not text or json; "
+                        "using the default, text\n", v);
+}
+
+static void read_interval(void)
+{
+    const char *v = secure_getenv("SOMA_STATS_INTERVAL_MS");
+    if (v == NULL)
+        return;
+    char *end;
+    long ms = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || ms < 0 || ms > 3600000) {
+        fprintf(stderr, "soma: warning: SOMA_STATS_INTERVAL_MS=%s is not a number of "
+                        "milliseconds from 0 to 3600000; using the default, 0 (no sampling)\n", v);
+        return;
+    }
+    soma__opt.interval_ms = ms;
 }
 
 static void read_stats_file(void)
@@ -92,18 +126,16 @@ static void read_stats_file(void)
                         "than 999 bytes); using the default, stderr\n", v);
         return;
     }
-    soma__report_set_file(v);
+    snprintf(soma__opt.stats_file, sizeof soma__opt.stats_file, "%s", v);
 }
-
-static int stats_signal; /* SOMA_STATS_SIGNAL, 0 if none */
 
 static void read_stats_signal(void)
 {
     const char *v = secure_getenv("SOMA_STATS_SIGNAL");
     if (v == NULL || *v == '\0')
         return;
-    stats_signal = soma__report_parse_signal(v);
-    if (stats_signal == 0)
+    soma__opt.stats_signal = soma__report_parse_signal(v);
+    if (soma__opt.stats_signal == 0)
         fprintf(stderr, "soma: warning: SOMA_STATS_SIGNAL=%s is not a signal (a name such as "
                         "USR2 or SIGUSR2, or a number; not KILL, STOP or a fault signal such as SEGV); "
                         "using the default, none\n",
@@ -116,10 +148,13 @@ void soma__options_read(void)
     read_stats_file();
     read_stats_signal();
     read_show_stats();
+    read_stats_format();
+    read_interval();
+    if (soma__opt.show_stats)
+        soma__report_at_exit();
 }
 
 void soma__options_start(void)
 {
-    if (stats_signal != 0)
-        soma__report_on_signal(stats_signal);
+    soma__report_start();
 }

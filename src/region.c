@@ -144,3 +144,22 @@ void soma__region_counts(size_t *reserved, size_t *table_bytes)
     *table_bytes = (next_slot * sizeof(arena_t *) + page - 1) / page * page;
     pthread_mutex_unlock(&region_lock);
 }
+
+size_t soma__region_slots_used(void)
+{
+    pthread_mutex_lock(&region_lock);
+    size_t n = next_slot;
+    pthread_mutex_unlock(&region_lock);
+    return n;
+}
+
+size_t soma__region_reclaimed(uintptr_t *out, size_t cap)
+{
+    pthread_mutex_lock(&region_lock);
+    uintptr_t base = atomic_load_explicit(&soma__region.base, memory_order_relaxed);
+    for (size_t i = 0; i < nfree && i < cap; i++)
+        out[i] = base + ((uintptr_t)free_slots[i] << SOMA_ARENA_BITS);
+    size_t n = nfree;
+    pthread_mutex_unlock(&region_lock);
+    return n;
+}

@@ -16,6 +16,20 @@
  * normally writes its own file.  Dumps are appended: a process that
  * received the signal twice and then exited has three dumps in its file.
  *
+ * With SOMA_STATS_FORMAT=json a dump is the JSON snapshot instead, arena
+ * detail included (stats_json.c), and carries its process, time and reason
+ * inside; no header line.  The file then holds a stream of JSON values.
+ *
+ * Samples (SOMA_STATS_INTERVAL_MS): soma's thread takes a snapshot every N
+ * ms and appends it as one JSON line, reason "sample", without the arena
+ * detail.  The thread never allocates: the snapshot is static, the text is
+ * formatted into a buffer and written with write(2) (sink.h), so it has no
+ * heap of its own and the figures it samples are the program's alone.  Its
+ * cost to the program is the walk's: each heap's lock is held while that
+ * heap's pools are counted, which delays the owner only if it needs a new
+ * pool meanwhile (README gives the measured cost).  Samples stop once the
+ * exit dump is written, which is always the last value in the file.
+ *
  * Signals: a dump takes soma's locks, and the signal may arrive while the
  * interrupted thread holds one of them, so the handler does no more than
  * write one byte to a pipe (async-signal-safe, errno kept).  A thread of
@@ -32,6 +46,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,12 +55,13 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sink.h"
 
-static char stats_file[1024]; /* SOMA_STATS_FILE; "" = stderr */
 static int signal_pipe[2] = {-1, -1};
 static int dump_signal;
 static pid_t signal_pid; /* the process whose thread reads the pipe */
 static pthread_mutex_t dump_lock = PTHREAD_MUTEX_INITIALIZER;
+static int exited; /* the exit dump is written (dump_lock): no more samples */
 
 /* dump_lock is not held across fork (a dump calls the program's count
  * functions, as stats_print.c says); the child's copy is reset. */
@@ -53,11 +69,6 @@ void soma__report_fork(int phase)
 {
     if (phase == SOMA_FORK_CHILD)
         pthread_mutex_init(&dump_lock, NULL);
-}
-
-void soma__report_set_file(const char *pattern)
-{
-    snprintf(stats_file, sizeof stats_file, "%s", pattern);
 }
 
 /* The pattern with every "%p" replaced by the pid ("%%" is a '%'). */
@@ -81,7 +92,7 @@ static void expand(char *out, size_t len, const char *pattern, pid_t pid)
 }
 
 /* This process's command line, arguments separated by spaces. */
-static void command_line(char *out, size_t len)
+void soma__command_line(char *out, size_t len)
 {
     out[0] = '\0';
     int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
@@ -99,29 +110,68 @@ static void command_line(char *out, size_t len)
     out[n] = '\0';
 }
 
-static void dump(const char *when)
+/* The stats file of this process, opened for appending; -1 with a warning. */
+static int open_stats_file(void)
+{
+    static char path[1100];
+    expand(path, sizeof path, soma__opt.stats_file, getpid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fprintf(stderr, "soma: cannot write statistics to %s: %s\n", path, strerror(errno));
+    return fd;
+}
+
+/* A JSON snapshot (with the arena detail unless `sample`) into the stats
+ * file or stderr; dump_lock held.  Allocates nothing (sink.h). */
+static void dump_json(const char *reason, int sample)
+{
+    static soma_stats st;
+    static soma__sink s;
+    soma__detail d;
+    soma__stats_take(&st, NULL, sample ? NULL : &d);
+    memset(&s, 0, sizeof s);
+    if (soma__opt.stats_file[0] != '\0') {
+        if ((s.fd = open_stats_file()) < 0) {
+            if (!sample)
+                soma__detail_free(&d);
+            return;
+        }
+    } else {
+        s.file = stderr;
+    }
+    soma__stats_write_json(&s, &st, !sample && d.arenas != NULL ? &d : NULL, reason, "process",
+                           sample);
+    if (s.file == NULL)
+        close(s.fd);
+    if (!sample)
+        soma__detail_free(&d);
+}
+
+static void dump(const char *when, const char *reason)
 {
     static soma_stats st; /* large: not on the stack of whatever thread exits */
-    static char cmd[256], path[1100];
+    static char cmd[256];
     pthread_mutex_lock(&dump_lock);
+    if (soma__opt.json) {
+        dump_json(reason, 0);
+        pthread_mutex_unlock(&dump_lock);
+        return;
+    }
     /* The snapshot first: opening the file allocates (stdio's buffer), and
      * that should not be in the figures. */
     soma_stats_get(&st);
-    pid_t pid = getpid();
-    command_line(cmd, sizeof cmd);
+    soma__command_line(cmd, sizeof cmd);
     FILE *out = stderr;
-    if (stats_file[0] != '\0') {
-        expand(path, sizeof path, stats_file, pid);
-        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (soma__opt.stats_file[0] != '\0') {
+        int fd = open_stats_file();
         out = fd >= 0 ? fdopen(fd, "a") : NULL;
         if (out == NULL) {
             if (fd >= 0)
                 close(fd);
-            fprintf(stderr, "soma: cannot write statistics to %s: %s\n", path, strerror(errno));
             pthread_mutex_unlock(&dump_lock);
             return;
         }
-        fprintf(out, "# soma: pid %d (%s), %s\n", (int)pid, cmd, when);
+        fprintf(out, "# soma: pid %d (%s), %s\n", (int)getpid(), cmd, when);
     }
     soma_stats_fprint(out, &st);
     if (out != stderr)
@@ -131,12 +181,23 @@ static void dump(const char *when)
 
 static void dump_at_exit(void)
 {
-    dump("at exit");
+    dump("at exit", "exit");
+    pthread_mutex_lock(&dump_lock);
+    exited = 1;
+    pthread_mutex_unlock(&dump_lock);
 }
 
 void soma__report_at_exit(void)
 {
     atexit(dump_at_exit);
+}
+
+static void sample(void)
+{
+    pthread_mutex_lock(&dump_lock);
+    if (!exited)
+        dump_json("sample", 1);
+    pthread_mutex_unlock(&dump_lock);
 }
 
 static void on_signal(int sig)
@@ -151,20 +212,48 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-static void *signal_thread(void *arg)
+/* soma's report thread: waits for the signal's byte on the pipe (if a
+ * signal is set) and, between, takes a sample every interval (if set). */
+static void *report_thread(void *arg)
 {
     (void)arg;
-    char byte, when[64];
-    const char *name = sigabbrev_np(dump_signal);
+    char byte, when[64], reason[64];
+    const char *name = dump_signal ? sigabbrev_np(dump_signal) : NULL;
     if (name != NULL)
         snprintf(when, sizeof when, "on signal %s", name);
     else
         snprintf(when, sizeof when, "on signal %d", dump_signal);
+    snprintf(reason, sizeof reason, "signal");
+    long interval = soma__opt.interval_ms;
+    struct pollfd pfd = {signal_pipe[0], POLLIN, 0}; /* fd -1: poll ignores it */
+    uint64_t next = soma__now_ms();
     for (;;) {
-        ssize_t n = read(signal_pipe[0], &byte, 1);
-        if (n == 1)
-            dump(when);
-        else if (n == 0 || errno != EINTR)
+        int timeout = -1;
+        if (interval > 0) {
+            uint64_t now = soma__now_ms();
+            if (now >= next) {
+                sample();
+                /* On schedule, but never a burst to catch up after a stall. */
+                next += (uint64_t)interval;
+                if (next <= now)
+                    next = now + (uint64_t)interval;
+            }
+            now = soma__now_ms();
+            timeout = next > now ? (int)(next - now) : 0;
+        }
+        int rc = poll(&pfd, 1, timeout);
+        if (rc < 0 && errno != EINTR)
+            return NULL;
+        if (rc > 0 && (pfd.revents & POLLIN)) {
+            ssize_t n = read(signal_pipe[0], &byte, 1);
+            if (n == 1)
+                dump(when, reason);
+            else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                pfd.fd = -1; /* the pipe is gone: samples only */
+        } else if (rc > 0) {
+            pfd.fd = -1;
+        }
+        if (pfd.fd < 0 && interval <= 0)
             return NULL;
     }
 }
@@ -200,13 +289,17 @@ int soma__report_parse_signal(const char *v)
     return 0;
 }
 
-/* Called once soma has started (the thread allocates). */
-void soma__report_on_signal(int sig)
+/* Called once soma has started (the thread allocates): the report thread,
+ * if the signal or sampling needs it. */
+void soma__report_start(void)
 {
-    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+    int sig = soma__opt.stats_signal;
+    if (sig == 0 && soma__opt.interval_ms <= 0)
         return;
-    /* The reader blocks; only the handler's end must never block. */
-    fcntl(signal_pipe[0], F_SETFL, fcntl(signal_pipe[0], F_GETFL) & ~O_NONBLOCK);
+    if (sig != 0 && pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        sig = 0;
+    if (sig == 0 && soma__opt.interval_ms <= 0)
+        return;
     dump_signal = sig;
     signal_pid = getpid();
     pthread_t t;
@@ -218,13 +311,16 @@ void soma__report_on_signal(int sig)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&t, &attr, signal_thread, NULL);
+    int rc = pthread_create(&t, &attr, report_thread, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
-        fprintf(stderr, "soma: warning: SOMA_STATS_SIGNAL: cannot start the dump thread\n");
+        fprintf(stderr, "soma: warning: cannot start the thread SOMA_STATS_SIGNAL and "
+                        "SOMA_STATS_INTERVAL_MS need\n");
         return;
     }
+    if (sig == 0)
+        return;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

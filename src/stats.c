@@ -21,17 +21,51 @@
  */
 #include "internal.h"
 
+/* A walk in progress: the figures, and the detail if one was asked for. */
+typedef struct {
+    soma_stats *st;
+    soma__detail *d; /* or NULL */
+    uint32_t heapno;
+} walk_ctx;
+
+/* Room for the next arena's view, or NULL (counted as dropped). */
+static soma__arena_view *next_view(walk_ctx *w, const arena_t *a, const heap_t *heap)
+{
+    soma__detail *d = w->d;
+    if (d == NULL)
+        return NULL;
+    if (d->narenas == d->cap) {
+        d->dropped++;
+        return NULL;
+    }
+    soma__arena_view *v = &d->arenas[d->narenas++];
+    v->address = a->address;
+    v->heap = w->heapno;
+    v->kind = (uint8_t)a->kind;
+    v->explicit_heap = (uint8_t)(heap->explicit_heap != 0);
+    v->npools = (uint16_t)a->ntotalpools;
+    v->carved = 0;
+    return v;
+}
+
 /* One set of arenas: classes[c - first] gets the pools of class c. */
-static void walk_set(const arena_set_t *set, soma_class_stats *classes, unsigned first,
-                     size_t *unused_pools, size_t *alignment_lost)
+static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
+                     soma_class_stats *classes, unsigned first, size_t *unused_pools,
+                     size_t *alignment_lost)
 {
     for (arena_t *a = set->all_arenas; a != NULL; a = a->next_all) {
         uintptr_t first_pool = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+        soma__arena_view *v = next_view(w, a, heap);
         size_t carved = 0;
         for (uintptr_t pa = first_pool; pa < a->pool_address; pa += SOMA_POOL_SIZE, carved++) {
             const pool_t *pool = (const pool_t *)pa;
             /* One read: the owner may be changing it right now. */
             unsigned n = soma__pool_count(pool);
+            if (v != NULL) {
+                v->cls[carved] = pool->szidx;
+                v->used[carved] = (uint16_t)n;
+                v->carved++;
+            }
             if (n == 0) {
                 (*unused_pools)++;
                 continue;
@@ -50,13 +84,16 @@ static void walk_set(const arena_set_t *set, soma_class_stats *classes, unsigned
     }
 }
 
-static void walk_heap(heap_t *heap, soma_stats *st)
+static void walk_heap(heap_t *heap, void *arg)
 {
+    walk_ctx *w = arg;
+    soma_stats *st = w->st;
     const arena_set_t *small = &heap->sets[SOMA_KIND_SMALL];
     const arena_set_t *medium = &heap->sets[SOMA_KIND_MEDIUM];
     size_t medium_alignment = 0; /* arenas are aligned: always 0, not reported */
-    walk_set(small, st->classes, 0, &st->unused_pools, &st->bytes_lost_to_arena_alignment);
-    walk_set(medium, st->medium.classes, SOMA_NUM_CLASSES, &st->medium.unused_pools,
+    walk_set(w, heap, small, st->classes, 0, &st->unused_pools,
+             &st->bytes_lost_to_arena_alignment);
+    walk_set(w, heap, medium, st->medium.classes, SOMA_NUM_CLASSES, &st->medium.unused_pools,
              &medium_alignment);
     st->arenas_allocated_total += small->arenas_allocated_total;
     st->arenas_current += small->arenas_current;
@@ -64,11 +101,7 @@ static void walk_heap(heap_t *heap, soma_stats *st)
     st->medium.arenas_allocated_total += medium->arenas_allocated_total;
     st->medium.arenas_current += medium->arenas_current;
     st->medium.arenas_highwater += medium->arenas_highwater;
-}
-
-static void walk_one(heap_t *heap, void *st)
-{
-    walk_heap(heap, st);
+    w->heapno++;
 }
 
 static void stats_begin(soma_stats *st)
@@ -131,8 +164,10 @@ static void stats_finish(soma_stats *st)
         st->arena_map_root_bytes + st->arena_map_mid_bytes + st->arena_map_bot_bytes;
 }
 
-void soma_stats_get(soma_stats *st)
+/* The process's snapshot: every heap. */
+static void take_all(walk_ctx *w)
 {
+    soma_stats *st = w->st;
     stats_begin(st);
     /* The caller's own pending cross-thread frees are collected first, so a
      * single-threaded program (or one whose other threads are done) gets
@@ -140,7 +175,7 @@ void soma_stats_get(soma_stats *st)
     heap_t *mine = soma__tls_heap;
     if (mine != &soma__empty_heap)
         soma__heap_collect(mine);
-    soma__heaps_foreach(walk_one, st);
+    soma__heaps_foreach(walk_heap, w);
     /* Arenas current stays the walked sum, which is what the byte figures
      * add up to.  Total and high-water come from the process-wide counters
      * (a sum of per-heap high-water marks would overstate the process's);
@@ -159,15 +194,79 @@ void soma_stats_get(soma_stats *st)
     soma__types_snapshot(st);
 }
 
-void soma_heap_stats_get(soma_heap *h, soma_stats *st)
+/* One explicit heap's snapshot. */
+static void take_heap(walk_ctx *w, heap_t *heap)
 {
-    heap_t *heap = (heap_t *)h;
-    stats_begin(st);
+    stats_begin(w->st);
     /* By contract the caller is the heap's one user at this moment, so it
      * may collect the heap's pending cross-thread frees. */
     soma__heap_collect(heap);
     pthread_mutex_lock(&heap->lock);
-    walk_heap(heap, st);
+    walk_heap(heap, w);
     pthread_mutex_unlock(&heap->lock);
-    stats_finish(st);
+    stats_finish(w->st);
+}
+
+void soma__detail_free(soma__detail *d)
+{
+    if (d->arenas != NULL)
+        soma__os_unmap(d->arenas, d->cap * sizeof *d->arenas);
+    if (d->reclaimed != NULL)
+        soma__os_unmap(d->reclaimed, d->reclaimed_cap * sizeof *d->reclaimed);
+    memset(d, 0, sizeof *d);
+}
+
+/* Room for `arenas` views and as many reclaimed slots; 0 or -1. */
+static int detail_map(soma__detail *d, size_t arenas)
+{
+    soma__detail_free(d);
+    d->cap = d->reclaimed_cap = arenas;
+    d->arenas = soma__os_map(arenas * sizeof *d->arenas);
+    d->reclaimed = soma__os_map(arenas * sizeof *d->reclaimed);
+    if (d->arenas == NULL || d->reclaimed == NULL) {
+        soma__detail_free(d);
+        return -1;
+    }
+    return 0;
+}
+
+void soma__stats_take(soma_stats *st, heap_t *heap, soma__detail *d)
+{
+    walk_ctx w = {st, d, 0};
+    if (d == NULL) {
+        heap != NULL ? take_heap(&w, heap) : take_all(&w);
+        return;
+    }
+    /* Arenas occupy distinct slots, so the slots used so far bound them;
+     * threads may map more while we walk: then the walk is taken again
+     * with room for them, a few times, before the excess is reported as
+     * dropped. */
+    memset(d, 0, sizeof *d);
+    for (int attempt = 0;; attempt++) {
+        size_t room = soma__region_slots_used() + 16 + ((size_t)attempt << 6);
+        if (detail_map(d, room) != 0) {
+            w.d = NULL; /* no memory for the detail: the figures alone */
+            heap != NULL ? take_heap(&w, heap) : take_all(&w);
+            return;
+        }
+        w.heapno = 0;
+        heap != NULL ? take_heap(&w, heap) : take_all(&w);
+        d->nheaps = w.heapno;
+        if (d->dropped == 0 || attempt == 3)
+            break;
+    }
+    /* Empty slots are the process's: a heap's snapshot has none of them. */
+    d->nreclaimed = heap != NULL ? 0 : soma__region_reclaimed(d->reclaimed, d->reclaimed_cap);
+    if (d->nreclaimed > d->reclaimed_cap)
+        d->nreclaimed = d->reclaimed_cap;
+}
+
+void soma_stats_get(soma_stats *st)
+{
+    soma__stats_take(st, NULL, NULL);
+}
+
+void soma_heap_stats_get(soma_heap *h, soma_stats *st)
+{
+    soma__stats_take(st, (heap_t *)h, NULL);
 }

@@ -1,0 +1,211 @@
+/*
+ * stats_diff.c: what changed between two snapshots (soma_stats_diff, and
+ * so `soma diff`, which reads two JSON snapshots back into soma_stats).
+ *
+ * Comparing two text dumps means scrolling between them; this prints only
+ * the rows that moved, biggest first, each with its value after and the
+ * change:
+ *
+ *   What changed, after - before (unchanged rows left out):
+ *
+ *   class   size   pools  change   blocks in use      change  avail blocks  change
+ *       2     48      53     +52          17,608     +17,600  ...
+ *
+ *   Counts                                 before         after        change
+ *   # arenas allocated current                  1            12           +11
+ *
+ *   Bytes                                  before         after        change
+ *   # bytes in allocated blocks            12,800    11,010,048   +10,997,248
+ *
+ * Classes are ordered by the change in bytes in use (blocks * size), then in
+ * pools; counts and bytes by the size of their change.  Ties keep the
+ * dump's order.  No allocation: rows are sorted in place by insertion
+ * (there are at most a few dozen).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "fmt.h"
+#include "internal.h"
+#include "stats_fields.h"
+
+typedef struct {
+    const char *label; /* figures */
+    size_t cls;        /* classes */
+    size_t before, after;
+    size_t weight; /* what the rows are ordered by, largest first */
+    size_t weight2;
+} row;
+
+#define MAX_ROWS 96
+
+static size_t absdiff(size_t a, size_t b)
+{
+    return a > b ? a - b : b - a;
+}
+
+/* "+1,234", "-56" or "0". */
+static char *signed_commas(char *buf, size_t len, size_t before, size_t after)
+{
+    char num[SOMA_FMT_COMMAS_LEN];
+    soma__fmt_commas(num, sizeof num, absdiff(before, after));
+    snprintf(buf, len, "%s%s", after > before ? "+" : after < before ? "-" : "", num);
+    return buf;
+}
+
+static void sort_rows(row *r, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        row x = r[i];
+        size_t j = i;
+        while (j > 0 && (r[j - 1].weight < x.weight ||
+                         (r[j - 1].weight == x.weight && r[j - 1].weight2 < x.weight2))) {
+            r[j] = r[j - 1];
+            j--;
+        }
+        r[j] = x;
+    }
+}
+
+static void add(row *rows, size_t *n, const char *label, size_t before, size_t after)
+{
+    if (before == after || *n == MAX_ROWS)
+        return;
+    rows[(*n)++] = (row){label, 0, before, after, absdiff(before, after), 0};
+}
+
+static void print_figures(FILE *out, const char *title, row *rows, size_t n)
+{
+    if (n == 0)
+        return;
+    sort_rows(rows, n);
+    int width = 30;
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(rows[i].label) > width)
+            width = (int)strlen(rows[i].label);
+    fprintf(out, "%-*s %14s %14s %14s\n", width, title, "before", "after", "change");
+    for (size_t i = 0; i < n; i++) {
+        char b[SOMA_FMT_COMMAS_LEN], a[SOMA_FMT_COMMAS_LEN], d[SOMA_FMT_COMMAS_LEN + 1];
+        fprintf(out, "%-*s %14s %14s %14s\n", width, rows[i].label,
+                soma__fmt_commas(b, sizeof b, rows[i].before),
+                soma__fmt_commas(a, sizeof a, rows[i].after),
+                signed_commas(d, sizeof d, rows[i].before, rows[i].after));
+    }
+    fputc('\n', out);
+}
+
+/* The class rows: small classes, then medium ones (numbered on). */
+static size_t class_rows(row *rows, const soma_stats *b, const soma_stats *a)
+{
+    size_t n = 0, total = b->num_classes + b->medium.num_classes;
+    for (size_t c = 0; c < total && n < MAX_ROWS; c++) {
+        const soma_class_stats *x = c < b->num_classes ? &b->classes[c]
+                                                       : &b->medium.classes[c - b->num_classes];
+        const soma_class_stats *y = c < a->num_classes ? &a->classes[c]
+                                                       : &a->medium.classes[c - a->num_classes];
+        if (x->num_pools == y->num_pools && x->blocks_in_use == y->blocks_in_use &&
+            x->avail_blocks == y->avail_blocks)
+            continue;
+        rows[n++] = (row){NULL, c, 0, 0, absdiff(x->blocks_in_use, y->blocks_in_use) * y->size,
+                          absdiff(x->num_pools, y->num_pools)};
+    }
+    return n;
+}
+
+static void print_class_cell(FILE *out, int width, size_t before, size_t after)
+{
+    char a[SOMA_FMT_COMMAS_LEN], d[SOMA_FMT_COMMAS_LEN + 1];
+    fprintf(out, " %*s %*s", width, soma__fmt_commas(a, sizeof a, after), width,
+            signed_commas(d, sizeof d, before, after));
+}
+
+static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, row *rows,
+                          size_t n)
+{
+    if (n == 0)
+        return;
+    sort_rows(rows, n);
+    fputs("class   size    pools  change   blocks in use      change   avail blocks      change\n"
+          "-----   ----    -----  ------   -------------      ------   ------------      ------\n",
+          out);
+    for (size_t i = 0; i < n; i++) {
+        size_t c = rows[i].cls;
+        int medium = c >= b->num_classes;
+        const soma_class_stats *x = medium ? &b->medium.classes[c - b->num_classes]
+                                           : &b->classes[c];
+        const soma_class_stats *y = medium ? &a->medium.classes[c - a->num_classes]
+                                           : &a->classes[c];
+        fprintf(out, "%5zu %6zu ", c, y->size);
+        print_class_cell(out, 7, x->num_pools, y->num_pools);
+        print_class_cell(out, 15, x->blocks_in_use, y->blocks_in_use);
+        print_class_cell(out, 14, x->avail_blocks, y->avail_blocks);
+        fputc('\n', out);
+    }
+    fputc('\n', out);
+}
+
+static int same_geometry(const soma_stats *b, const soma_stats *a)
+{
+    int same = 1;
+#define X(m, label, group) same &= (group) != SOMA_FIELD_GEOMETRY || b->m == a->m;
+    SOMA_STATS_FIELDS(X)
+#undef X
+#define X(m, label, group) same &= (group) != SOMA_FIELD_GEOMETRY || b->medium.m == a->medium.m;
+    SOMA_MEDIUM_FIELDS(X)
+#undef X
+    if (same && (b->num_classes > SOMA_NUM_CLASSES || b->medium.num_classes > SOMA_MAX_MEDIUM_CLASSES))
+        return 0;
+    for (size_t c = 0; same && c < b->num_classes; c++)
+        same = b->classes[c].size == a->classes[c].size;
+    for (size_t c = 0; same && c < b->medium.num_classes; c++)
+        same = b->medium.classes[c].size == a->medium.classes[c].size;
+    return same;
+}
+
+int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after)
+{
+    if (!same_geometry(before, after)) {
+        errno = EINVAL;
+        return -1;
+    }
+    row classes[MAX_ROWS], counts[MAX_ROWS], bytes[MAX_ROWS]; /* about 14 KiB of stack */
+    size_t nclasses = class_rows(classes, before, after), ncounts = 0, nbytes = 0;
+
+#define ADD(src, m, label, group)                                                                  \
+    if ((group) == SOMA_FIELD_COUNT)                                                               \
+        add(counts, &ncounts, label, before->src m, after->src m);                                 \
+    else if ((group) == SOMA_FIELD_BYTES)                                                          \
+        add(bytes, &nbytes, label, before->src m, after->src m);
+#define X(m, label, group) ADD(, m, label, group)
+    SOMA_STATS_FIELDS(X)
+#undef X
+#define X(m, label, group) ADD(medium., m, label, group)
+    SOMA_MEDIUM_FIELDS(X)
+#undef X
+#define X(m, label, group) ADD(large., m, label, group)
+    SOMA_LARGE_FIELDS(X)
+#undef X
+#undef ADD
+    /* The object caches, matched by name. */
+    char type_labels[SOMA_MAX_TYPES][SOMA_TYPE_NAME_MAX + 16];
+    for (size_t i = 0; i < after->num_types; i++) {
+        size_t was = 0;
+        for (size_t j = 0; j < before->num_types; j++)
+            if (strcmp(before->types[j].name, after->types[i].name) == 0)
+                was = before->types[j].count;
+        snprintf(type_labels[i], sizeof type_labels[i], "# free %s", after->types[i].name);
+        add(counts, &ncounts, type_labels[i], was, after->types[i].count);
+    }
+
+    size_t changed = nclasses + ncounts + nbytes;
+    if (changed == 0)
+        fputs("Nothing changed.\n", out);
+    else
+        fputs("What changed, after - before (unchanged rows left out):\n\n", out);
+    print_classes(out, before, after, classes, nclasses);
+    print_figures(out, "Counts", counts, ncounts);
+    print_figures(out, "Bytes", bytes, nbytes);
+    if (fflush(out) == EOF || ferror(out))
+        return -1;
+    return (int)changed;
+}

@@ -8,8 +8,8 @@
  *
  *   What changed, after - before (unchanged rows left out):
  *
- *   class   size   pools  change   blocks in use      change  avail blocks  change
- *       2     48      53     +52          17,608     +17,600  ...
+ *   class   size  pools  change blocks in use      change avail blocks     change
+ *       2     48     53     +52        17,608     +17,600           94        +94
  *
  *   Counts                                 before         after        change
  *   # arenas allocated current                  1            12           +11
@@ -74,15 +74,22 @@ static void add(row *rows, size_t *n, const char *label, size_t before, size_t a
     rows[(*n)++] = (row){label, 0, before, after, absdiff(before, after), 0};
 }
 
-static void print_figures(FILE *out, const char *title, row *rows, size_t n)
+/* The label column's width: the longest label printed, in either table. */
+static int label_width(const row *a, size_t na, const row *b, size_t nb)
+{
+    int width = 30;
+    for (size_t i = 0; i < na + nb; i++) {
+        int len = (int)strlen(i < na ? a[i].label : b[i - na].label);
+        width = len > width ? len : width;
+    }
+    return width;
+}
+
+static void print_figures(FILE *out, const char *title, row *rows, size_t n, int width)
 {
     if (n == 0)
         return;
     sort_rows(rows, n);
-    int width = 30;
-    for (size_t i = 0; i < n; i++)
-        if ((int)strlen(rows[i].label) > width)
-            width = (int)strlen(rows[i].label);
     fprintf(out, "%-*s %14s %14s %14s\n", width, title, "before", "after", "change");
     for (size_t i = 0; i < n; i++) {
         char b[SOMA_FMT_COMMAS_LEN], a[SOMA_FMT_COMMAS_LEN], d[SOMA_FMT_COMMAS_LEN + 1];
@@ -112,12 +119,9 @@ static size_t class_rows(row *rows, const soma_stats *b, const soma_stats *a)
     return n;
 }
 
-static void print_class_cell(FILE *out, int width, size_t before, size_t after)
-{
-    char a[SOMA_FMT_COMMAS_LEN], d[SOMA_FMT_COMMAS_LEN + 1];
-    fprintf(out, " %*s %*s", width, soma__fmt_commas(a, sizeof a, after), width,
-            signed_commas(d, sizeof d, before, after));
-}
+/* Every class row, header included, in these columns: class, size, then
+ * value and change of pools, blocks in use and avail blocks. */
+#define CLASS_COLUMNS "%5s %6s %6s %7s %13s %11s %12s %10s\n"
 
 static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, row *rows,
                           size_t n)
@@ -125,9 +129,10 @@ static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, r
     if (n == 0)
         return;
     sort_rows(rows, n);
-    fputs("class   size    pools  change   blocks in use      change   avail blocks      change\n"
-          "-----   ----    -----  ------   -------------      ------   ------------      ------\n",
-          out);
+    fprintf(out, CLASS_COLUMNS, "class", "size", "pools", "change", "blocks in use", "change",
+            "avail blocks", "change");
+    fprintf(out, CLASS_COLUMNS, "-----", "----", "-----", "------", "-------------", "------",
+            "------------", "------");
     for (size_t i = 0; i < n; i++) {
         size_t c = rows[i].cls;
         int medium = c >= b->num_classes;
@@ -135,11 +140,16 @@ static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, r
                                            : &b->classes[c];
         const soma_class_stats *y = medium ? &a->medium.classes[c - a->num_classes]
                                            : &a->classes[c];
-        fprintf(out, "%5zu %6zu ", c, y->size);
-        print_class_cell(out, 7, x->num_pools, y->num_pools);
-        print_class_cell(out, 15, x->blocks_in_use, y->blocks_in_use);
-        print_class_cell(out, 14, x->avail_blocks, y->avail_blocks);
-        fputc('\n', out);
+        char cls[24], size[24], v[3][SOMA_FMT_COMMAS_LEN], d[3][SOMA_FMT_COMMAS_LEN + 1];
+        snprintf(cls, sizeof cls, "%zu", c);
+        snprintf(size, sizeof size, "%zu", y->size);
+        fprintf(out, CLASS_COLUMNS, cls, size,
+                soma__fmt_commas(v[0], sizeof v[0], y->num_pools),
+                signed_commas(d[0], sizeof d[0], x->num_pools, y->num_pools),
+                soma__fmt_commas(v[1], sizeof v[1], y->blocks_in_use),
+                signed_commas(d[1], sizeof d[1], x->blocks_in_use, y->blocks_in_use),
+                soma__fmt_commas(v[2], sizeof v[2], y->avail_blocks),
+                signed_commas(d[2], sizeof d[2], x->avail_blocks, y->avail_blocks));
     }
     fputc('\n', out);
 }
@@ -203,8 +213,9 @@ int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after
     else
         fputs("What changed, after - before (unchanged rows left out):\n\n", out);
     print_classes(out, before, after, classes, nclasses);
-    print_figures(out, "Counts", counts, ncounts);
-    print_figures(out, "Bytes", bytes, nbytes);
+    int width = label_width(counts, ncounts, bytes, nbytes);
+    print_figures(out, "Counts", counts, ncounts, width);
+    print_figures(out, "Bytes", bytes, nbytes, width);
     if (fflush(out) == EOF || ferror(out))
         return -1;
     return (int)changed;

@@ -8,6 +8,10 @@
  * phase, behind a separator that is easy to find, with a one-line summary of
  * what changed, so that the dumps tell the story: arenas are mapped as the
  * objects pile up, and reclaimed once they are gone.
+ *
+ * With --html PAGE, the three snapshots are also drawn side by side, each
+ * arena a row of its pools (page.c), from the JSON form of each snapshot
+ * (soma_stats_print_json, read back as soma diff and soma map read it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +19,8 @@
 #include <string.h>
 
 #include "fmt.h"
+#include "page.h"
+#include "snapshot.h"
 #include "soma.h"
 #include "tool.h"
 
@@ -208,9 +214,68 @@ static void summary(const char *what, const soma_stats *a, const soma_stats *b)
            b->arenas_reclaimed, b0, b1, u0, u1);
 }
 
+/* This process's snapshot with its arena detail, through its JSON form.
+ * The stream's buffer comes from the C library's malloc, not from soma's
+ * pools, so taking it changes none of the figures. */
+static int capture(tool_snapshot *out)
+{
+    char *buf = NULL, err[256];
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return -1;
+    int rc = soma_stats_print_json(f);
+    fclose(f);
+    sj_value *v = rc == 0 ? sj_parse(buf, len, NULL, err, sizeof err) : NULL;
+    rc = v != NULL ? tool_snapshot_from_json(v, out, err, sizeof err) : -1;
+    if (rc != 0)
+        fprintf(stderr, "soma demo: cannot read back a snapshot: %s\n", err);
+    sj_free(v);
+    free(buf);
+    return rc;
+}
+
+static const char *const phase_titles[3] = {"1. at start", "2. after building", "3. after freeing"};
+
+static int write_html(const char *path, tool_snapshot snaps[3], const char *built)
+{
+    FILE *out = fopen(path, "w");
+    if (out == NULL) {
+        fprintf(stderr, "soma demo: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    page_html_begin(out, "soma demo: arenas and pools in three phases");
+    fputs("<h1>soma demo: the allocator in three phases</h1>\n<p class=\"note\">", out);
+    page_escape(out, built);
+    char arena[SOMA_FMT_COMMAS_LEN], pool[SOMA_FMT_COMMAS_LEN];
+    soma__fmt_commas(arena, sizeof arena, snaps[0].st.arena_size);
+    soma__fmt_commas(pool, sizeof pool, snaps[0].st.pool_size);
+    fprintf(out, " Each row is an arena of %s bytes (its address on the left, S for the small "
+                 "classes, M for soma's medium ones, r for an arena slot whose memory went back "
+                 "to the OS), cut into pools of %s bytes. A pool's colour is the size of the "
+                 "blocks it serves (blue: 16 bytes, red: 512, violet: above 512), its shade how "
+                 "many of them are in use. White pools are empty; grey ones were never touched."
+                 "</p>\n<div class=\"row\">\n",
+            arena, pool);
+    for (int i = 0; i < 3; i++) {
+        fputs("<div>\n", out);
+        page_map_svg_compact(out, &snaps[i], phase_titles[i], 1000);
+        fputs("</div>\n", out);
+    }
+    fputs("</div>\n", out);
+    page_html_end(out);
+    int bad = ferror(out);
+    if (fclose(out) != 0 || bad) {
+        fprintf(stderr, "soma demo: cannot write %s\n", path);
+        return -1;
+    }
+    return 0;
+}
+
 int soma_tool_demo(int argc, char **argv)
 {
     long scale = 1;
+    const char *html = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc) {
             char *end;
@@ -220,8 +285,10 @@ int soma_tool_demo(int argc, char **argv)
                 fprintf(stderr, "soma demo: --scale wants a whole number from 1 to 1000\n");
                 return 2;
             }
+        } else if (strcmp(argv[i], "--html") == 0 && i + 1 < argc) {
+            html = argv[++i];
         } else {
-            fprintf(stderr, "usage: soma demo [--scale N]\n");
+            fprintf(stderr, "usage: soma demo [--scale N] [--html PAGE.html]\n");
             return 2;
         }
     }
@@ -241,6 +308,8 @@ int soma_tool_demo(int argc, char **argv)
     section(1, "at start: the app's own state, nothing else yet");
     soma_stats_print(stdout);
     soma_stats_get(&s0);
+    static tool_snapshot pic[3];
+    int pictures = html != NULL && capture(&pic[0]) == 0;
 
     world w = {0};
     build(&w, scale, &cache);
@@ -248,15 +317,23 @@ int soma_tool_demo(int argc, char **argv)
     snprintf(title, sizeof title,
              "after building %zu number strings, %zu lists of words, %zu tree nodes",
              w.nstrs, w.nlists, w.nnodes);
+    char story[400];
+    snprintf(story, sizeof story,
+             "The demo app starts with 300 strings of its own, builds %zu number strings, %zu "
+             "lists of words and %zu tree nodes, then frees them all but up to 100 nodes it "
+             "keeps in a cache.",
+             w.nstrs, w.nlists, w.nnodes);
     section(2, title);
     soma_stats_print(stdout);
     soma_stats_get(&s1);
+    pictures = pictures && capture(&pic[1]) == 0;
     summary("building", &s0, &s1);
 
     destroy(&w, &cache);
     section(3, "after freeing them all (the node cache keeps up to 100 nodes)");
     soma_stats_print(stdout);
     soma_stats_get(&s2);
+    pictures = pictures && capture(&pic[2]) == 0;
     summary("freeing", &s1, &s2);
     char live[SOMA_FMT_COMMAS_LEN];
     printf(">>> why %zu arenas stay mapped: %s blocks are still in use (the app's startup strings "
@@ -273,5 +350,13 @@ int soma_tool_demo(int argc, char **argv)
     for (size_t i = 0; i < sizeof startup / sizeof startup[0]; i++)
         soma_free(startup[i]);
     soma_stats_unregister_type("DemoNodes");
-    return 0;
+    int rc = 0;
+    if (html != NULL) {
+        rc = pictures && write_html(html, pic, story) == 0 ? 0 : 1;
+        if (rc == 0)
+            printf("\n>>> the three phases, drawn: %s\n", html);
+        for (int i = 0; i < 3; i++)
+            tool_snapshot_free(&pic[i]);
+    }
+    return rc;
 }

@@ -1,6 +1,6 @@
 /*
- * soma: the command-line tool: the demo, and running a program on soma
- * (run.c).  Later subcommands (diff, map) share this dispatcher.
+ * soma: the command-line tool: the demo (demo.c), running a program on soma
+ * (run.c), comparing snapshots (diff.c) and drawing them (map.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,9 +15,16 @@ static void usage(FILE *out)
           "commands:\n"
           "  demo [--scale N]   build many small objects, free them, and show the\n"
           "                     allocator's statistics before, during and after\n"
-          "  run [--output FILE] [--no-children] [--] PROG [ARGS...]\n"
+          "  run [--output FILE] [--no-children] [--format text|json] [--interval MS]\n"
+          "      [--timeline PAGE.html] [--] PROG [ARGS...]\n"
           "                     run PROG with soma as its malloc; print the statistics\n"
-          "                     of PROG and of the programs it starts when it ends\n"
+          "                     of PROG and of the programs it starts when it ends;\n"
+          "                     sample them over time and draw them into a page\n"
+          "  diff BEFORE.json [AFTER.json]\n"
+          "                     what changed between two JSON snapshots (or the first\n"
+          "                     and last of one file), biggest changes first\n"
+          "  map SNAPSHOT.json -o OUT.svg|OUT.html\n"
+          "                     draw every arena of a snapshot as a row of its pools\n"
           "  stats              print the statistics of this (idle) process\n"
           "  version            print soma's version\n"
           "  help               this text\n",
@@ -35,6 +42,10 @@ int main(int argc, char **argv)
         return soma_tool_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return soma_tool_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "diff") == 0)
+        return soma_tool_diff(argc - 1, argv + 1);
+    if (strcmp(cmd, "map") == 0)
+        return soma_tool_map(argc - 1, argv + 1);
     if (strcmp(cmd, "stats") == 0)
         return soma_stats_print(stdout) == 0 ? 0 : 1;
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -1,5 +1,6 @@
 /*
- * soma run [--output FILE] [--no-children] [--] PROG [ARGS...]
+ * soma run [--output FILE] [--no-children] [--format text|json]
+ *          [--interval MS] [--timeline PAGE.html] [--] PROG [ARGS...]
  *
  * Runs PROG with soma as its malloc (LD_PRELOAD of libsoma-override.so)
  * and, when it ends, prints the statistics of every process of the run
@@ -12,7 +13,13 @@
  * The dumps never travel over PROG's stderr, which PROG may close or a
  * test suite may compare: each process writes its own file
  * (SOMA_STATS_FILE=DIR/%p, report.c) in a private directory that this
- * command creates and removes.  The exit status is PROG's own, or 128 + the
+ * command creates and removes.  They are always JSON (SOMA_STATS_FORMAT):
+ * soma run prints them as CPython's text itself (--format text, the
+ * default) or passes them on (--format json).  With --interval, each
+ * process also samples its figures every MS ms (SOMA_STATS_INTERVAL_MS:
+ * a thread of soma's, report.c); --timeline draws those samples, and the
+ * arena map at exit, into one self-contained HTML page (timeline.c).
+ * The exit status is PROG's own, or 128 + the
  * signal that killed it (as a shell reports it).
  */
 #define _GNU_SOURCE
@@ -20,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +35,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "page.h"
+#include "snapshot.h"
 #include "tool.h"
+
+#define DEFAULT_INTERVAL_MS 10 /* --timeline without --interval */
 
 static void run_usage(FILE *out)
 {
-    fputs("usage: soma run [--output FILE] [--no-children] [--] PROG [ARGS...]\n"
+    fputs("usage: soma run [OPTIONS] [--] PROG [ARGS...]\n"
           "  runs PROG with soma as its malloc and prints, when it ends, the allocator\n"
           "  statistics of PROG and of the programs it starts (to stderr, or FILE)\n"
-          "  --output FILE   write the statistics to FILE instead of stderr\n"
-          "  --no-children   only PROG's own statistics\n"
+          "  --output FILE        write the statistics to FILE instead of stderr\n"
+          "  --no-children        only PROG's own statistics\n"
+          "  --format text|json   CPython's text layout (the default), or JSON snapshots\n"
+          "                       (docs/stats.schema.json), one value after another\n"
+          "  --interval MS        sample the statistics every MS ms while PROG runs\n"
+          "                       (the samples appear in --format json; default 10 with\n"
+          "                       --timeline)\n"
+          "  --timeline PAGE.html draw the samples and the arenas at exit into PAGE.html,\n"
+          "                       a self-contained page (no script, no network)\n"
           "  (PYTHONMALLOC=malloc is set unless it is set already: Python's objects then\n"
           "  come to soma instead of to CPython's own allocator)\n",
           out);
@@ -75,25 +94,19 @@ static int by_pid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void copy_file(const char *path, FILE *out)
-{
-    FILE *in = fopen(path, "r");
-    if (in == NULL)
-        return;
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
-        fwrite(buf, 1, n, out);
-    fclose(in);
-}
+typedef struct {
+    FILE *out;
+    int json;             /* --format json */
+    int children;         /* not --no-children */
+    const char *timeline; /* --timeline FILE, or NULL */
+} run_opts;
 
-/* Print the dumps found in dir: PROG's (pid main_pid) first. */
-static void report(const char *dir, long main_pid, int children, FILE *out, const char *prog,
-                   int status)
+/* The snapshot files in dir (one per process, named by pid): PROG's first,
+ * then the others in pid order.  Returns how many; *pids is malloc'd. */
+static size_t list_pids(const char *dir, long main_pid, long **pids)
 {
-    char path[PATH_MAX];
-    long *pids = NULL;
-    size_t npids = 0, cap = 0;
+    size_t n = 0, cap = 0;
+    *pids = NULL;
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d != NULL && (e = readdir(d)) != NULL) {
@@ -101,48 +114,167 @@ static void report(const char *dir, long main_pid, int children, FILE *out, cons
         long pid = strtol(e->d_name, &end, 10);
         if (*e->d_name == '\0' || *end != '\0')
             continue;
-        if (npids == cap) {
-            long *more = realloc(pids, (cap = cap ? 2 * cap : 256) * sizeof *pids);
+        if (n == cap) {
+            long *more = realloc(*pids, (cap = cap ? 2 * cap : 256) * sizeof **pids);
             if (more == NULL)
                 break;
-            pids = more;
+            *pids = more;
         }
-        pids[npids++] = pid;
+        (*pids)[n++] = pid;
     }
     if (d != NULL)
         closedir(d);
-    if (npids > 1)
-        qsort(pids, npids, sizeof pids[0], by_pid);
+    if (n > 1)
+        qsort(*pids, n, sizeof **pids, by_pid);
+    for (size_t i = 0; i < n; i++)
+        if ((*pids)[i] == main_pid) {
+            memmove(*pids + 1, *pids, i * sizeof **pids);
+            (*pids)[0] = main_pid;
+        }
+    return n;
+}
 
-    int found_main = 0;
-    for (size_t i = 0; i < npids; i++)
-        found_main |= pids[i] == main_pid;
-    if (found_main) {
-        snprintf(path, sizeof path, "%s/%ld", dir, main_pid);
-        copy_file(path, out);
-    } else if (WIFSIGNALED(status)) {
-        fprintf(out, "# soma: pid %ld (%s) was killed by signal %d (%s): no statistics at exit\n",
-                main_pid, prog, WTERMSIG(status), strsignal(WTERMSIG(status)));
-    } else {
-        fprintf(out, "# soma: pid %ld (%s) left no statistics: it exited without running exit "
-                     "handlers (_exit), or did not use soma (statically linked, setuid, or "
-                     "LD_PRELOAD removed)\n",
-                main_pid, prog);
+/* "at exit", "on signal USR2": the text dump's header, as report.c words it. */
+static void when(const tool_snapshot *s, char *out, size_t len)
+{
+    if (strcmp(s->reason, "exit") == 0)
+        snprintf(out, len, "at exit");
+    else if (strcmp(s->reason, "signal") == 0)
+        snprintf(out, len, "on signal %s", s->signal);
+    else
+        snprintf(out, len, "%s", s->reason);
+}
+
+/* The bytes of one snapshot as the process wrote them. */
+static void copy_span(const char *path, const tool_snapshot *s, FILE *out)
+{
+    FILE *in = fopen(path, "r");
+    if (in == NULL || fseek(in, (long)s->offset, SEEK_SET) != 0) {
+        if (in != NULL)
+            fclose(in);
+        return;
     }
-    size_t others = 0;
-    for (size_t i = 0; i < npids; i++) {
-        if (pids[i] == main_pid)
-            continue;
-        others++;
-        if (children) {
-            snprintf(path, sizeof path, "%s/%ld", dir, pids[i]);
-            fputc('\n', out);
-            copy_file(path, out);
+    char buf[65536];
+    for (size_t left = s->length; left > 0;) {
+        size_t n = fread(buf, 1, left < sizeof buf ? left : sizeof buf, in);
+        if (n == 0)
+            break;
+        fwrite(buf, 1, n, out);
+        left -= n;
+    }
+    fputc('\n', out);
+    fclose(in);
+}
+
+/* One process's dumps (and, as JSON, its samples): returns how many dumps. */
+static size_t print_process(const run_opts *o, const char *path, const tool_snapshot *snaps,
+                            size_t n, int first)
+{
+    size_t dumps = 0;
+    for (size_t i = 0; i < n; i++) {
+        const tool_snapshot *s = &snaps[i];
+        int sample = strcmp(s->reason, "sample") == 0;
+        dumps += !sample;
+        if (o->json) {
+            copy_span(path, s, o->out);
+        } else if (!sample) {
+            char w[64];
+            when(s, w, sizeof w);
+            fprintf(o->out, "%s# soma: pid %ld (%s), %s\n", first && dumps == 1 ? "" : "\n",
+                    s->pid, s->program, w);
+            soma_stats_fprint(o->out, &s->st);
         }
     }
-    if (!children && others > 0)
-        fprintf(out, "# soma: %zu other process%s of the run left out (--no-children)\n", others,
-                others == 1 ? "" : "es");
+    return dumps;
+}
+
+/* A line about a process that left no dump: in the text output, or on
+ * stderr when the output is JSON (which must stay a stream of values). */
+static void note(const run_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const run_opts *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    FILE *to = o->json ? stderr : o->out;
+    fputs(o->json ? "soma run: " : "# soma: ", to);
+    vfprintf(to, fmt, ap);
+    fputc('\n', to);
+    va_end(ap);
+}
+
+#define TIMELINE_MAX_SAMPLES 4000 /* per process; more are thinned (snapshot.h) */
+#define TIMELINE_MAX_PROCESSES 16
+
+static void write_timeline(const run_opts *o, page_process *procs, size_t nprocs, size_t total,
+                           const char *prog, long interval)
+{
+    FILE *f = fopen(o->timeline, "w");
+    if (f == NULL) {
+        fprintf(stderr, "soma run: cannot write %s: %s\n", o->timeline, strerror(errno));
+        return;
+    }
+    char title[600], text[800];
+    snprintf(title, sizeof title, "soma: the allocator's life in %.500s", prog);
+    snprintf(text, sizeof text,
+             "Sampled every %ld ms by a thread of soma's inside each process (it takes the "
+             "figures without allocating). %zu process%s of the run used soma%s.",
+             interval, total, total == 1 ? "" : "es",
+             total > nprocs ? "; the first ones are drawn" : "");
+    page_timeline_html(f, title, text, procs, nprocs);
+    if (fclose(f) != 0)
+        fprintf(stderr, "soma run: cannot write %s\n", o->timeline);
+}
+
+/* Report every process of the run whose file is in dir: PROG's first. */
+static void report(const char *dir, long main_pid, const run_opts *o, const char *prog,
+                   int status, long interval)
+{
+    char path[PATH_MAX], err[600];
+    long *pids;
+    size_t npids = list_pids(dir, main_pid, &pids);
+    page_process procs[TIMELINE_MAX_PROCESSES];
+    size_t nprocs = 0, others = 0, used = 0;
+    int main_dumped = 0;
+    for (size_t i = 0; i < npids; i++) {
+        int is_main = pids[i] == main_pid;
+        if (!is_main && !o->children && !o->timeline) {
+            others++;
+            continue;
+        }
+        tool_snapshot *snaps;
+        size_t n;
+        snprintf(path, sizeof path, "%s/%ld", dir, pids[i]);
+        if (tool_snapshots_read(path, 1, o->timeline ? TIMELINE_MAX_SAMPLES : 0, &snaps, &n, err,
+                                sizeof err) != 0) {
+            note(o, "pid %ld: its statistics could not be read (%s)", pids[i], err);
+            continue;
+        }
+        used++;
+        size_t dumps = 0;
+        if (is_main || o->children)
+            dumps = print_process(o, path, snaps, n, is_main);
+        else
+            others++;
+        main_dumped |= is_main && dumps > 0;
+        if (o->timeline && nprocs < TIMELINE_MAX_PROCESSES)
+            procs[nprocs++] = (page_process){snaps, n};
+        else
+            tool_snapshots_free(snaps, n);
+    }
+    if (!main_dumped && WIFSIGNALED(status))
+        note(o, "pid %ld (%s) was killed by signal %d (%s): no statistics at exit", main_pid,
+             prog, WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else if (!main_dumped)
+        note(o, "pid %ld (%s) left no statistics: it exited without running exit handlers "
+                "(_exit), or did not use soma (statically linked, setuid, or LD_PRELOAD removed)",
+             main_pid, prog);
+    if (!o->children && others > 0)
+        note(o, "%zu other process%s of the run left out (--no-children)", others,
+             others == 1 ? "" : "es");
+    if (o->timeline)
+        write_timeline(o, procs, nprocs, used, prog, interval);
+    for (size_t i = 0; i < nprocs; i++)
+        tool_snapshots_free((tool_snapshot *)procs[i].snaps, procs[i].n);
     for (size_t i = 0; i < npids; i++) {
         snprintf(path, sizeof path, "%s/%ld", dir, pids[i]);
         unlink(path);
@@ -153,7 +285,9 @@ static void report(const char *dir, long main_pid, int children, FILE *out, cons
 int soma_tool_run(int argc, char **argv)
 {
     const char *output = NULL;
-    int children = 1, i = 1;
+    run_opts o = {stderr, 0, 1, NULL};
+    long interval = 0;
+    int i = 1;
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
             i++;
@@ -161,7 +295,24 @@ int soma_tool_run(int argc, char **argv)
         } else if (strcmp(argv[i], "--output") == 0 && i + 1 < argc) {
             output = argv[++i];
         } else if (strcmp(argv[i], "--no-children") == 0) {
-            children = 0;
+            o.children = 0;
+        } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
+            const char *f = argv[++i];
+            if (strcmp(f, "json") != 0 && strcmp(f, "text") != 0) {
+                fprintf(stderr, "soma run: --format is text or json, not '%s'\n", f);
+                return 2;
+            }
+            o.json = strcmp(f, "json") == 0;
+        } else if (strcmp(argv[i], "--timeline") == 0 && i + 1 < argc) {
+            o.timeline = argv[++i];
+        } else if (strcmp(argv[i], "--interval") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            interval = strtol(argv[++i], &end, 10);
+            if (errno || *end || end == argv[i] || interval < 1 || interval > 3600000) {
+                fprintf(stderr, "soma run: --interval wants milliseconds, 1 to 3600000\n");
+                return 2;
+            }
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             run_usage(stdout);
             return 0;
@@ -184,8 +335,9 @@ int soma_tool_run(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    FILE *out = stderr;
-    if (output != NULL && (out = fopen(output, "we")) == NULL) { /* PROG does not inherit it */
+    if (o.timeline != NULL && interval == 0)
+        interval = DEFAULT_INTERVAL_MS;
+    if (output != NULL && (o.out = fopen(output, "we")) == NULL) { /* PROG does not inherit it */
         fprintf(stderr, "soma run: cannot write %s: %s\n", output, strerror(errno));
         return 2;
     }
@@ -196,7 +348,8 @@ int soma_tool_run(int argc, char **argv)
     }
 
     /* The environment PROG (and what it starts) inherits. */
-    char pattern[sizeof dir + 8], preload[2 * PATH_MAX];
+    char pattern[sizeof dir + 8], preload[2 * PATH_MAX], every[32];
+    snprintf(every, sizeof every, "%ld", interval);
     snprintf(pattern, sizeof pattern, "%s/%%p", dir);
     const char *old = getenv("LD_PRELOAD");
     snprintf(preload, sizeof preload, "%s%s%s", lib, old && *old ? " " : "", old ? old : "");
@@ -206,6 +359,12 @@ int soma_tool_run(int argc, char **argv)
         setenv("LD_PRELOAD", preload, 1);
         setenv("SOMA_SHOW_STATS", "1", 1);
         setenv("SOMA_STATS_FILE", pattern, 1);
+        /* Always JSON: soma run prints it as text itself, and draws from it. */
+        setenv("SOMA_STATS_FORMAT", "json", 1);
+        if (interval > 0)
+            setenv("SOMA_STATS_INTERVAL_MS", every, 1);
+        else
+            unsetenv("SOMA_STATS_INTERVAL_MS");
         /* CPython gives its objects to its own allocator (pymalloc), which
          * maps its arenas itself: soma would see none of them. */
         setenv("PYTHONMALLOC", "malloc", 0);
@@ -229,10 +388,10 @@ int soma_tool_run(int argc, char **argv)
         fprintf(stderr, "soma run: waitpid: %s\n", strerror(errno));
         status = 1 << 8; /* reported as exit status 1 */
     }
-    report(dir, (long)pid, children, out, argv[i], status);
+    report(dir, (long)pid, &o, argv[i], status, interval);
     rmdir(dir);
-    if (out != stderr)
-        fclose(out);
+    if (o.out != stderr)
+        fclose(o.out);
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;

@@ -4,5 +4,7 @@
 
 int soma_tool_demo(int argc, char **argv);
 int soma_tool_run(int argc, char **argv);
+int soma_tool_diff(int argc, char **argv);
+int soma_tool_map(int argc, char **argv);
 
 #endif

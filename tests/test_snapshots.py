@@ -1,0 +1,255 @@
+"""test_snapshots.py BUILD_DIR: the JSON snapshots and the tools that read
+them, against the schema (python3-jsonschema, a real validator) and against
+figures known by hand.
+
+  - json_probe's snapshots: exact class counts, medium, large, the explicit
+    heap, the registered cache; the arena detail adds up to the figures;
+    after everything is freed, the arenas are reclaimed and their slots
+    listed;
+  - samples (SOMA_STATS_INTERVAL_MS) while json_probe holds 1000 blocks:
+    every sample shows exactly those, so the sampler allocated nothing;
+  - SOMA_STATS_FORMAT=json at exit in python3 under the override, and
+    soma run --format json: valid streams;
+  - soma diff of the hand-built snapshots in tests/data prints exactly
+    diff_expected.txt (the same text test_diff gets from the C function);
+  - soma map: 1 arena, a real snapshot, and 1200 arenas (1000 drawn, the
+    rest summarised, and the page says so); the SVG is well-formed XML.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import (ROOT, check, done, importable, need, snapshots, validate_all,
+                     validator)
+
+BUILD = os.path.abspath(sys.argv[1])
+SOMA = os.path.join(BUILD, "soma")
+PROBE = os.path.join(BUILD, "tests", "json_probe")
+OVERRIDE = os.path.join(BUILD, "libsoma-override.so")
+PY = "/usr/bin/python3"
+
+if not need(["python3-jsonschema"], importable("jsonschema")):
+    print("python3-jsonschema is missing and cannot be installed: skipped")
+    sys.exit(77)
+V = validator()
+tmp = tempfile.mkdtemp(prefix="soma-snap-")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=240, **kw)
+
+
+def consistent(s, where):
+    """The figures add up, and the detail (if any) matches them."""
+    lines = ["bytes_in_allocated_blocks", "bytes_in_available_blocks", "unused_pool_bytes",
+             "bytes_lost_to_pool_headers", "bytes_lost_to_quantization",
+             "bytes_lost_to_arena_alignment"]
+    check(sum(s[k] for k in lines) == s["total"] == s["arena_bytes"],
+          f"{where}: the six byte lines add up to Total == arena bytes")
+    m = s["medium"]
+    check(sum(m[k] for k in lines[:-1]) == m["total"] == m["arena_bytes"],
+          f"{where}: the medium byte lines add up to its Total")
+    check(sum(c["blocks_in_use"] * c["size"] for c in s["classes"])
+          == s["bytes_in_allocated_blocks"], f"{where}: class table matches allocated bytes")
+    if "detail" not in s:
+        return
+    d = s["detail"]
+    kinds = [a["kind"] for a in d["arenas"]]
+    check(kinds.count("small") == s["arenas_current"], f"{where}: one detail row per small arena")
+    check(kinds.count("medium") == m["arenas_current"], f"{where}: one per medium arena")
+    used, pools, unused = {}, {}, {"small": 0, "medium": 0}
+    for a in d["arenas"]:
+        check(len(a["pools"]) + a["fresh_pools"] == d["pools_per_arena"],
+              f"{where}: arena {a['address']} has pools_per_arena pools")
+        unused[a["kind"]] += a["fresh_pools"]
+        for cls, n in a["pools"]:
+            if n == 0:
+                unused[a["kind"]] += 1
+                continue
+            used[cls] = used.get(cls, 0) + n
+            pools[cls] = pools.get(cls, 0) + 1
+    for c in s["classes"] + m["classes"]:
+        check(used.get(c["class"], 0) == c["blocks_in_use"] and
+              pools.get(c["class"], 0) == c["num_pools"],
+              f"{where}: class {c['class']}: the detail's pools hold its blocks in use")
+    check(unused["small"] == s["unused_pools"] and unused["medium"] == m["unused_pools"],
+          f"{where}: empty and never-carved pools of the detail are the unused pools")
+
+
+# ---- json_probe: figures known by hand ----
+out = os.path.join(tmp, "probe.json")
+r = run([PROBE, "snapshots", out])
+check(r.returncode == 0, f"json_probe snapshots ran: {r.stderr}")
+values = snapshots(open(out).read())
+check(len(values) == 4, "json_probe wrote four snapshots")
+validate_all(V, values, "json_probe")
+proc, heap, plain, freed = values
+check(proc["scope"] == "process" and proc["reason"] == "request", "process snapshot's scope")
+check(proc["pid"] > 0 and "json_probe" in proc["program"], "pid and program recorded")
+check(proc["classes"][2]["blocks_in_use"] == 1000 and proc["classes"][2]["size"] == 48,
+      "class 2 holds the 1000 blocks of 48 bytes")
+check(proc["classes"][3]["blocks_in_use"] == 50, "class 3 holds the heap's 50 blocks of 64")
+check(sum(c["blocks_in_use"] for c in proc["classes"]) == 1050, "no other small block")
+big = [c for c in proc["medium"]["classes"] if c["blocks_in_use"]]
+check(len(big) == 1 and big[0]["blocks_in_use"] == 10 and big[0]["size"] >= 3000,
+      "one medium class holds the 10 blocks of 3000 bytes")
+check(proc["large"] == {"blocks_allocated_total": 2, "blocks_in_use": 2, "bytes_in_use": 200000},
+      "two large blocks of 100000 bytes")
+check(proc["types"] == [{"name": "Probe", "elem_size": 40, "count": 7}], "the registered cache")
+check(proc["options"]["arena_decay_ms"] == 0 and proc["build"]["override"] is False,
+      "options in force: the library's decay, not the override")
+heap_kinds = {a["heap_kind"] for a in proc["detail"]["arenas"]}
+check(heap_kinds == {"thread", "explicit"}, "arenas of the thread's heap and of the explicit one")
+consistent(proc, "process snapshot")
+check(heap["scope"] == "heap" and heap["classes"][3]["blocks_in_use"] == 50 and
+      sum(c["blocks_in_use"] for c in heap["classes"]) == 50, "the heap's snapshot: its 50 blocks")
+check(all(a["heap_kind"] == "explicit" for a in heap["detail"]["arenas"]) and
+      heap["detail"]["reclaimed_slots"] == [], "the heap's detail: its arenas only")
+consistent(heap, "heap snapshot")
+check(plain["scope"] == "snapshot" and "detail" not in plain and
+      plain["classes"] == proc["classes"], "soma_stats_fprint_json: the figures, no detail")
+# The thread's heap keeps one empty arena of each kind for reuse (CPython's
+# rule); the destroyed heap's arena is reclaimed.
+check(sum(c["blocks_in_use"] for c in freed["classes"] + freed["medium"]["classes"]) == 0 and
+      freed["large"]["blocks_in_use"] == 0, "after freeing: no block in use")
+check(freed["arenas_current"] == 1 and freed["medium"]["arenas_current"] == 1 and
+      freed["arenas_reclaimed"] == 1 and freed["unused_pools"] == 64 and
+      all(n == 0 for a in freed["detail"]["arenas"] for _, n in a["pools"]),
+      "after freeing: one empty arena of each kind kept, the heap's reclaimed")
+check(len(freed["detail"]["reclaimed_slots"]) == 1, "the reclaimed arena slot is listed")
+consistent(freed, "after freeing")
+
+# ---- samples: the sampler takes figures without allocating ----
+sample_file = os.path.join(tmp, "samples.%p")
+env = dict(os.environ, SOMA_STATS_INTERVAL_MS="5", SOMA_STATS_FILE=sample_file)
+r = run([PROBE, "hold", "300"], env=env)
+files = [f for f in os.listdir(tmp) if f.startswith("samples.")]
+check(r.returncode == 0 and len(files) == 1, "json_probe hold wrote one samples file")
+samples = snapshots(open(os.path.join(tmp, files[0])).read()) if files else []
+validate_all(V, samples, "samples")
+check(all(s["reason"] == "sample" and "detail" not in s for s in samples),
+      "samples are reason sample, without the detail")
+holding = [s for s in samples if s["classes"][2]["blocks_in_use"]]
+check(len(holding) >= 20, f"at least 20 samples while holding ({len(holding)})")
+check(all(s["classes"][2]["blocks_in_use"] == 1000 and
+          sum(c["blocks_in_use"] for c in s["classes"]) == 1000 and s["arenas_current"] == 1
+          for s in holding), "every sample shows exactly the program's 1000 blocks in one arena")
+check(all(sum(c["blocks_in_use"] for c in s["classes"]) == 0 for s in samples
+          if s not in holding), "the others show no block at all: the sampler has none")
+times = [s["elapsed_ms"] for s in samples]
+check(times == sorted(times) and len(samples) >= 50, "samples in time order, about every 5 ms")
+
+# ---- python3 under the override, SOMA_STATS_FORMAT=json at exit ----
+exit_file = os.path.join(tmp, "py.%p")
+env = dict(os.environ, LD_PRELOAD=OVERRIDE, SOMA_SHOW_STATS="1", SOMA_STATS_FORMAT="json",
+           SOMA_STATS_FILE=exit_file, PYTHONMALLOC="malloc")
+r = run([PY, "-c", "d = {str(i): [i] * 3 for i in range(100000)}; print(len(d))"], env=env)
+check(r.returncode == 0 and r.stdout.strip() == "100000", "python3 ran under the override")
+files = [f for f in os.listdir(tmp) if f.startswith("py.")]
+values = snapshots(open(os.path.join(tmp, files[0])).read()) if len(files) == 1 else []
+validate_all(V, values, "python3 exit")
+check(len(values) == 1 and values[0]["reason"] == "exit" and values[0]["build"]["override"],
+      "one exit snapshot from the override")
+if values:
+    consistent(values[0], "python3 at exit")
+    check(values[0]["options"]["stats_format"] == "json" and
+          values[0]["options"]["arena_decay_ms"] == 1000, "options in force recorded")
+
+# ---- soma run --format json ----
+run_out = os.path.join(tmp, "run.json")
+r = run([SOMA, "run", "--format", "json", "--output", run_out, "--", PY, "-c",
+         "import subprocess; x = [str(i) for i in range(50000)]; "
+         "subprocess.run(['/usr/bin/python3', '-c', 'y = list(range(1000))'])"])
+check(r.returncode == 0, f"soma run --format json: {r.stderr[-500:]}")
+values = snapshots(open(run_out).read())
+validate_all(V, values, "soma run --format json")
+check(len(values) == 2 and all(v["reason"] == "exit" for v in values) and
+      values[0]["pid"] < values[1]["pid"] and "subprocess" in values[0]["program"],
+      "soma run: PROG's exit snapshot first, then its child's")
+r = run([SOMA, "run", "--format", "json", "--interval", "5", "--", PY, "-c",
+         "import time; x = [str(i) for i in range(200000)]; time.sleep(0.2)"])
+values = snapshots(r.stderr)
+check(r.returncode == 0 and len(values) >= 10 and values[-1]["reason"] == "exit" and
+      all(v["reason"] == "sample" for v in values[:-1]), "--interval: samples, then the exit")
+validate_all(V, values, "soma run --interval")
+
+# ---- soma diff ----
+data = os.path.join(ROOT, "tests", "data")
+r = run([SOMA, "diff", os.path.join(data, "diff_before.json"), os.path.join(data, "diff_after.json")])
+expected = open(os.path.join(data, "diff_expected.txt")).read()
+got = r.stdout.split("\n", 3)[3] if r.stdout.count("\n") > 3 else ""
+check(r.returncode == 0 and got == expected, "soma diff of the hand-built snapshots: exact text")
+if got != expected:
+    print(r.stdout, r.stderr)
+check(r.stdout.startswith("before ") and "hand-built before" in r.stdout.split("\n")[0],
+      "soma diff names the snapshots")
+r = run([SOMA, "diff", out])  # the probe's file: first (everything live) vs last (all freed)
+check(r.returncode == 0 and "# bytes in large blocks" in r.stdout and
+      "-200,000" in r.stdout and "-1,000" in r.stdout, "soma diff FILE: first vs last")
+r = run([SOMA, "diff", os.path.join(data, "diff_before.json"), "/nonexistent.json"])
+check(r.returncode == 2 and "/nonexistent.json" in r.stderr, "soma diff: a missing file is named")
+bad = os.path.join(tmp, "bad.json")
+open(bad, "w").write('{"schema_version": 1, "threshold": 512,\n "num_classes": 32, oops}')
+r = run([SOMA, "diff", bad, bad])
+check(r.returncode == 2 and "line" in r.stderr, f"soma diff: a syntax error is located ({r.stderr.strip()})")
+
+# ---- soma map ----
+def svg_rows(path):
+    root = ET.parse(path).getroot()  # well-formed, or this raises
+    ns = "{http://www.w3.org/2000/svg}"
+    return root, [t.text or "" for t in root.iter(ns + "title")]
+
+
+mapped = os.path.join(tmp, "probe.svg")
+r = run([SOMA, "map", out, "-o", mapped])
+check(r.returncode == 0, f"soma map of the probe: {r.stderr}")
+root, titles = svg_rows(mapped)
+check(sum("reclaimed arena slot" in t for t in titles) == len(freed["detail"]["reclaimed_slots"]),
+      "the map of the last snapshot shows every reclaimed slot")
+# The first snapshot: take it alone into a file and map it.
+first = os.path.join(tmp, "first.json")
+text = open(out).read()
+import json
+json.dump(proc, open(first, "w"))
+r = run([SOMA, "map", first, "-o", mapped])
+root, titles = svg_rows(mapped)
+pool_titles = [t for t in titles if " pool " in t]
+carved = sum(len(a["pools"]) for a in proc["detail"]["arenas"])
+check(len(pool_titles) == carved, f"one pool rectangle per carved pool ({len(pool_titles)} of {carved})")
+check(sum("class 2 (48 bytes), 340 of 340 blocks" in t for t in pool_titles) == 2,
+      "two full pools of class 2 (1000 blocks = 340 + 340 + 320)")
+html = os.path.join(tmp, "probe.html")
+r = run([SOMA, "map", first, "-o", html])
+page = open(html).read()
+check(r.returncode == 0 and page.startswith("<!DOCTYPE html>") and "<script" not in page and
+      "http://" not in page.replace("http://www.w3.org/2000/svg", ""),
+      "soma map -o .html: a self-contained page")
+
+# 1200 arenas: 1000 drawn, the rest summarised, and the page says so.
+many = dict(proc)
+arena = {"address": "0x0", "heap": 0, "heap_kind": "thread", "kind": "small",
+         "fresh_pools": 0, "pools": [[5, 170]] * 64}
+many["detail"] = dict(proc["detail"], arenas=[dict(arena, address=hex(0x7f0000000000 + i * 2**20))
+                                              for i in range(1200)], reclaimed_slots=[])
+big = os.path.join(tmp, "many.json")
+json.dump(many, open(big, "w"))
+r = run([SOMA, "map", big, "-o", mapped])
+root, titles = svg_rows(mapped)
+svg = open(mapped).read()
+check(r.returncode == 0 and "1000 of 1200 arena rows drawn" in svg and
+      "the other 200 (200 live) are summarised: 12800 pools full" in svg,
+      "1200 arenas: 1000 drawn and the rest summarised, said so")
+check(svg.count("<rect") >= 64000, "the 1000 rows have their pools")
+one = dict(proc)
+one["detail"] = dict(proc["detail"], arenas=[arena], reclaimed_slots=[])
+json.dump(one, open(big, "w"))
+r = run([SOMA, "map", big, "-o", mapped])
+root, titles = svg_rows(mapped)
+check(r.returncode == 0 and sum(" pool " in t for t in titles) == 64, "one arena: its 64 pools")
+r = run([SOMA, "map", os.path.join(data, "diff_after.json"), "-o", mapped])
+check(r.returncode == 2 and "no snapshot with the arena detail" in r.stderr,
+      "soma map of a snapshot without detail says why it cannot draw")
+done("test_snapshots")

@@ -21,7 +21,8 @@ test: all
 
 # Side-by-side measurements against glibc, jemalloc, mimalloc and tcmalloc
 # (and CPython's own pymalloc): small-object workloads (bench/run.py), then
-# real programs (bench/run_programs.py: python3, sqlite3, gcc, redis).
+# real programs (bench/run_programs.py: python3, sqlite3, gcc, redis), then
+# what sampling the statistics costs a program (bench/sampling.py).
 # Installs the peers and programs (Debian packages) when they are missing.
 BENCH_REPS ?= 5
 BENCH_SCALE ?= 1
@@ -36,6 +37,8 @@ bench: all
 	python3 bench/run.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
 	    --floor $(BUILD)/bench/libsoma-floor.so --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 	python3 bench/run_programs.py $(BUILD)/libsoma-override.so \
+	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
+	python3 bench/sampling.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
 	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 
 install: all

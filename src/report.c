@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -212,6 +213,15 @@ static void on_signal(int sig)
     errno = saved;
 }
 
+/* The sampling schedule's clock: soma__now_ms is the coarse clock (4 ms
+ * steps), too coarse for a 1 ms interval. */
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* soma's report thread: waits for the signal's byte on the pipe (if a
  * signal is set) and, between, takes a sample every interval (if set). */
 static void *report_thread(void *arg)
@@ -226,11 +236,11 @@ static void *report_thread(void *arg)
     snprintf(reason, sizeof reason, "signal");
     long interval = soma__opt.interval_ms;
     struct pollfd pfd = {signal_pipe[0], POLLIN, 0}; /* fd -1: poll ignores it */
-    uint64_t next = soma__now_ms();
+    uint64_t next = now_ms();
     for (;;) {
         int timeout = -1;
         if (interval > 0) {
-            uint64_t now = soma__now_ms();
+            uint64_t now = now_ms();
             if (now >= next) {
                 sample();
                 /* On schedule, but never a burst to catch up after a stall. */
@@ -238,7 +248,7 @@ static void *report_thread(void *arg)
                 if (next <= now)
                     next = now + (uint64_t)interval;
             }
-            now = soma__now_ms();
+            now = now_ms();
             timeout = next > now ? (int)(next - now) : 0;
         }
         int rc = poll(&pfd, 1, timeout);

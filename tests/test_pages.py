@@ -57,7 +57,7 @@ def load(path, what, width=1400, height=1600):
     pixels = list(img.getdata())
     inked = sum(1 for p in pixels if p != (255, 255, 255)) / len(pixels)
     colours = len(set(pixels))
-    check(inked > 0.03 and colours >= 12,
+    check(inked > 0.005 and colours >= 12,
           f"{what}: the screenshot is not blank ({inked:.1%} inked, {colours} colours)")
 
 

@@ -204,6 +204,7 @@ void tool_snapshot_free(tool_snapshot *s)
     s->narenas = 0;
 }
 
+/* The whole file, malloc'd; NULL with errno set. */
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -216,19 +217,16 @@ static char *read_file(const char *path, size_t *len)
         if (n < cap)
             break;
         char *more = realloc(buf, cap *= 2);
-        if (more == NULL) {
-            free(buf);
-            buf = NULL;
-        }
+        if (more == NULL)
+            free(buf); /* errno is ENOMEM */
         buf = more;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
+    if (buf != NULL && ferror(f)) {
         free(buf);
+        buf = NULL;
         errno = EIO;
-        return NULL;
     }
+    fclose(f);
     *len = n;
     return buf;
 }

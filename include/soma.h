@@ -169,6 +169,7 @@ typedef struct soma_medium_stats {
     size_t arenas_reclaimed;
     size_t arenas_highwater;
     size_t arenas_current;
+    size_t arenas_empty;
     size_t arena_bytes;
     size_t bytes_in_allocated_blocks;
     size_t bytes_in_available_blocks;
@@ -216,6 +217,12 @@ typedef struct soma_stats {
                                       total - current */
     size_t arenas_highwater;       /* most arenas mapped at one time */
     size_t arenas_current;         /* arenas mapped now */
+    size_t arenas_empty;           /* of those, arenas with no block in use:
+                                      kept for reuse until the decay sends
+                                      them back (SOMA_ARENA_DECAY_MS; CPython
+                                      keeps one).  Not in CPython's dump:
+                                      JSON, soma_stats_diff and the timeline
+                                      show it */
     size_t arena_bytes;            /* arenas_current * arena_size */
 
     /* Where the arena bytes are; these six add up to `total`. */

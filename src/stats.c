@@ -51,12 +51,12 @@ static soma__arena_view *next_view(walk_ctx *w, const arena_t *a, const heap_t *
 /* One set of arenas: classes[c - first] gets the pools of class c. */
 static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
                      soma_class_stats *classes, unsigned first, size_t *unused_pools,
-                     size_t *alignment_lost)
+                     size_t *alignment_lost, size_t *empty_arenas)
 {
     for (arena_t *a = set->all_arenas; a != NULL; a = a->next_all) {
         uintptr_t first_pool = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
         soma__arena_view *v = next_view(w, a, heap);
-        size_t carved = 0;
+        size_t carved = 0, in_use = 0;
         for (uintptr_t pa = first_pool; pa < a->pool_address; pa += SOMA_POOL_SIZE, carved++) {
             const pool_t *pool = (const pool_t *)pa;
             /* One read: the owner may be changing it right now. */
@@ -70,6 +70,7 @@ static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
                 (*unused_pools)++;
                 continue;
             }
+            in_use++;
             soma_class_stats *cs = &classes[pool->szidx - first];
             cs->num_pools++;
             cs->blocks_in_use += n;
@@ -79,6 +80,7 @@ static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
          * a pool whose last block was just freed is empty before its owner
          * (waiting for this lock) has given it back to the arena. */
         *unused_pools += a->ntotalpools - carved;
+        *empty_arenas += in_use == 0;
         if (first_pool != a->address)
             *alignment_lost += SOMA_POOL_SIZE;
     }
@@ -92,9 +94,9 @@ static void walk_heap(heap_t *heap, void *arg)
     const arena_set_t *medium = &heap->sets[SOMA_KIND_MEDIUM];
     size_t medium_alignment = 0; /* arenas are aligned: always 0, not reported */
     walk_set(w, heap, small, st->classes, 0, &st->unused_pools,
-             &st->bytes_lost_to_arena_alignment);
+             &st->bytes_lost_to_arena_alignment, &st->arenas_empty);
     walk_set(w, heap, medium, st->medium.classes, SOMA_NUM_CLASSES, &st->medium.unused_pools,
-             &medium_alignment);
+             &medium_alignment, &st->medium.arenas_empty);
     st->arenas_allocated_total += small->arenas_allocated_total;
     st->arenas_current += small->arenas_current;
     st->arenas_highwater += small->arenas_highwater;

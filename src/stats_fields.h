@@ -30,6 +30,7 @@ enum { SOMA_FIELD_GEOMETRY, SOMA_FIELD_COUNT, SOMA_FIELD_BYTES };
     X(arenas_reclaimed, "# arenas reclaimed", SOMA_FIELD_COUNT)                                    \
     X(arenas_highwater, "# arenas highwater mark", SOMA_FIELD_COUNT)                               \
     X(arenas_current, "# arenas allocated current", SOMA_FIELD_COUNT)                              \
+    X(arenas_empty, "# arenas empty (kept for reuse)", SOMA_FIELD_COUNT)                           \
     X(arena_bytes, "# bytes in arenas", SOMA_FIELD_BYTES)                                          \
     X(bytes_in_allocated_blocks, "# bytes in allocated blocks", SOMA_FIELD_BYTES)                  \
     X(bytes_in_available_blocks, "# bytes in available blocks", SOMA_FIELD_BYTES)                  \
@@ -55,6 +56,7 @@ enum { SOMA_FIELD_GEOMETRY, SOMA_FIELD_COUNT, SOMA_FIELD_BYTES };
     X(arenas_reclaimed, "# medium arenas reclaimed", SOMA_FIELD_COUNT)                             \
     X(arenas_highwater, "# medium arenas highwater mark", SOMA_FIELD_COUNT)                        \
     X(arenas_current, "# medium arenas allocated current", SOMA_FIELD_COUNT)                       \
+    X(arenas_empty, "# medium arenas empty (kept for reuse)", SOMA_FIELD_COUNT)                    \
     X(arena_bytes, "# bytes in medium arenas", SOMA_FIELD_BYTES)                                   \
     X(bytes_in_allocated_blocks, "# medium bytes in allocated blocks", SOMA_FIELD_BYTES)           \
     X(bytes_in_available_blocks, "# medium bytes in available blocks", SOMA_FIELD_BYTES)           \

@@ -119,6 +119,9 @@ check(reclaimed and reclaimed[-1] >= peak // 2, "the samples count them as recla
 if os.path.exists(timeline):
     page = open(timeline).read()
     check(page.count('class="reclaim"') >= 1, "the page marks the reclamation")
+    empty = [v["arenas_empty"] for v in during]
+    check(empty and max(empty) >= peak // 2 and 'class="arenas-empty"' in page,
+          "between the drop and the reclamation, the arenas count as empty, and are drawn")
     check("<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", ""),
           "the timeline is self-contained: no script, no network")
     load(timeline, "timeline.html", height=3000)

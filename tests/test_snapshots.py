@@ -65,6 +65,11 @@ def consistent(s, where):
     kinds = [a["kind"] for a in d["arenas"]]
     check(kinds.count("small") == s["arenas_current"], f"{where}: one detail row per small arena")
     check(kinds.count("medium") == m["arenas_current"], f"{where}: one per medium arena")
+    empty = {"small": 0, "medium": 0}
+    for a in d["arenas"]:
+        empty[a["kind"]] += all(n == 0 for _, n in a["pools"])
+    check(empty["small"] == s["arenas_empty"] and empty["medium"] == m["arenas_empty"],
+          f"{where}: arenas empty are those of the detail with no pool in use")
     used, pools, unused = {}, {}, {"small": 0, "medium": 0}
     for a in d["arenas"]:
         check(len(a["pools"]) + a["fresh_pools"] == d["pools_per_arena"],
@@ -121,6 +126,8 @@ check(plain["scope"] == "snapshot" and "detail" not in plain and
 check(sum(c["blocks_in_use"] for c in freed["classes"] + freed["medium"]["classes"]) == 0 and
       freed["large"]["blocks_in_use"] == 0, "after freeing: no block in use")
 check(freed["arenas_current"] == 1 and freed["medium"]["arenas_current"] == 1 and
+      freed["arenas_empty"] == 1 and freed["medium"]["arenas_empty"] == 1 and
+      proc["arenas_empty"] == 0 and
       freed["arenas_reclaimed"] == 1 and freed["unused_pools"] == 64 and
       all(n == 0 for a in freed["detail"]["arenas"] for _, n in a["pools"]),
       "after freeing: one empty arena of each kind kept, the heap's reclaimed")

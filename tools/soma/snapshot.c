@@ -181,8 +181,10 @@ int tool_snapshot_from_json(const sj_value *v, tool_snapshot *out, char *err, si
     copy_string(out->program, sizeof out->program, v, "program");
     copy_string(out->reason, sizeof out->reason, v, "reason");
     const sj_value *options = sj_get(v, "options");
-    if (options != NULL)
+    if (options != NULL) {
         copy_string(out->signal, sizeof out->signal, options, "stats_signal");
+        out->decay_ms = (long)get(options, "arena_decay_ms");
+    }
     copy_string(out->timestamp, sizeof out->timestamp, v, "timestamp");
     const sj_value *e = sj_get(v, "elapsed_ms");
     out->elapsed_ms = e && e->type == SJ_NUMBER ? e->number : 0;

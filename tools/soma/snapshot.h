@@ -34,6 +34,7 @@ typedef struct {
     char program[512];
     char reason[16];
     char signal[16]; /* the options' stats_signal, for a dump taken on it */
+    long decay_ms;   /* the options' arena_decay_ms */
     size_t offset, length; /* where the value lies in the file it was read from */
     char timestamp[40];
     double elapsed_ms;

@@ -35,6 +35,7 @@
 #define C_SMALL "#3a78c4"
 #define C_MEDIUM "#9b59c9"
 #define C_TOTAL "#222222"
+#define C_EMPTY "#8a8a8a"  /* arenas with no block in use, kept for the decay */
 #define C_HIGH "#d4640f"
 #define C_RECLAIM "#13966a"
 #define C_ALLOC "#4a8fd8"
@@ -368,6 +369,10 @@ static double g_arenas(const tool_snapshot *s)
 {
     return (double)(s->st.arenas_current + s->st.medium.arenas_current);
 }
+static double g_empty(const tool_snapshot *s)
+{
+    return (double)(s->st.arenas_empty + s->st.medium.arenas_empty);
+}
 static double g_highwater(const tool_snapshot *s)
 {
     return (double)(s->st.arenas_highwater + s->st.medium.arenas_highwater);
@@ -419,7 +424,8 @@ static void arenas_chart(FILE *out, const tool_snapshot *s, size_t n, const xsca
     legend_item(out, &lx, LEGEND_Y, 'l', C_TOTAL, 2, "small + medium");
     legend_item(out, &lx, LEGEND_Y, 'l', C_SMALL, 1, "small");
     legend_item(out, &lx, LEGEND_Y, 'l', C_MEDIUM, 1, "medium");
-    legend_item(out, &lx, LEGEND_Y, 'd', C_HIGH, 1, "high-water mark (most at one time)");
+    legend_item(out, &lx, LEGEND_Y, 'd', C_HIGH, 1, "high-water mark");
+    legend_item(out, &lx, LEGEND_Y, 'l', C_EMPTY, 2, "of them empty, kept for reuse");
     legend_item(out, &lx, LEGEND_Y, 'v', C_RECLAIM, 1,
                 "arenas given back to the OS (-k: how many)");
     y_axis(out, &ys, "arenas mapped");
@@ -457,6 +463,9 @@ static void arenas_chart(FILE *out, const tool_snapshot *s, size_t n, const xsca
     step_path(out, s, n, xs, &ys, g_highwater,
               "class=\"arenas-highwater\" stroke=\"" C_HIGH "\" stroke-width=\"1.5\" "
               "stroke-dasharray=\"6 4\"");
+    step_path(out, s, n, xs, &ys, g_empty,
+              "class=\"arenas-empty\" stroke=\"" C_EMPTY "\" stroke-width=\"2\" "
+              "stroke-dasharray=\"2 2\"");
     step_path(out, s, n, xs, &ys, g_small,
               "class=\"arenas-current\" stroke=\"" C_SMALL "\" stroke-width=\"1.2\"");
     step_path(out, s, n, xs, &ys, g_medium,
@@ -747,6 +756,7 @@ static void explain(FILE *out, const page_process *procs, size_t nprocs)
             g = &procs[i].snaps[0];
     char arena[32] = "1 MiB", pool[32] = "16 KiB", medium_max[32] = "8,160";
     size_t threshold = SOMA_SMALL_THRESHOLD;
+    long decay = g ? g->decay_ms : 0;
     if (g) {
         human_bytes(arena, sizeof arena, (double)g->st.arena_size);
         human_bytes(pool, sizeof pool, (double)g->st.pool_size);
@@ -762,7 +772,11 @@ static void explain(FILE *out, const page_process *procs, size_t nprocs)
             "from arenas of %s that it maps from the OS and gives back once all their pools are "
             "empty. Each process has a section. <b>Arenas</b>: how many arenas were mapped at "
             "each sample (small, medium and their sum, as steps) and the high-water mark "
-            "(dashed); a green vertical marker is a moment arenas were given back to the OS "
+            "(dashed); the grey dotted line counts those with no block in use, kept for "
+            "reuse: they go back to the OS once they have been empty for %ld ms "
+            "(SOMA_ARENA_DECAY_MS), checked when the program next frees or takes a pool, so an "
+            "idle program or one that is about to exit keeps them; a green vertical marker is "
+            "a moment arenas were given back to the OS "
             "(reclaimed), labelled <span style=\"white-space:nowrap\">&minus;<i>k</i></span> "
             "with how many since the sample before. "
             "<b>Bytes</b>: the arenas' memory (outline) and how much of it is in allocated "
@@ -775,7 +789,7 @@ static void explain(FILE *out, const page_process *procs, size_t nprocs)
             "snapshot with detail as a row of its pools in the same colours, the shade saying "
             "how full each pool is. Hover over a marker, a row or a pool for the figures. The "
             "horizontal axis is milliseconds since soma started in the process.</p>\n",
-            threshold, medium_max, pool, arena, threshold);
+            threshold, medium_max, pool, arena, decay, threshold);
 }
 
 static void summary_list(FILE *out, const page_process *procs, size_t nprocs)

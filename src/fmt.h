@@ -10,4 +10,11 @@
 #define SOMA_FMT_COMMAS_LEN 32
 __attribute__((visibility("hidden"))) char *soma__fmt_commas(char *buf, size_t len, size_t value);
 
+/* The length (1..4) of the well-formed UTF-8 character at p, of which at
+ * most `left` bytes are there; 0 if it is not one (a stray byte, an
+ * overlong form, a surrogate, a character cut short).  The JSON and the
+ * pages replace such bytes with U+FFFD: a command line may hold any bytes,
+ * and a truncated one may end mid-character. */
+__attribute__((visibility("hidden"))) size_t soma__utf8_len(const unsigned char *p, size_t left);
+
 #endif

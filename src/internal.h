@@ -250,9 +250,11 @@ SOMA_INTERNAL heap_t *soma__thread_heap_acquire(void);
 SOMA_INTERNAL heap_t *soma__thread_heap(void); /* acquires one if needed; NULL on OOM */
 SOMA_INTERNAL heap_t *soma__heap_create_explicit(void);
 SOMA_INTERNAL void soma__heap_destroy(heap_t *heap);
-/* Every heap, for statistics: fn(heap, arg) with the heap's lock held (and
- * orphan heaps' pending frees collected first). */
-SOMA_INTERNAL void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg);
+/* Every heap, for statistics: fn(heap, arg) with the heap's lock held (and,
+ * if tidy_orphans, orphan heaps' pending frees collected first and their
+ * empty arenas released). */
+SOMA_INTERNAL void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg,
+                                       int tidy_orphans);
 
 /* ---- heap.c: pools and blocks of one heap ---- */
 SOMA_INTERNAL void *soma__heap_malloc_slow(heap_t *heap, unsigned c);
@@ -389,6 +391,11 @@ typedef struct {
 /* A snapshot of the process (heap == NULL) or of one explicit heap, and,
  * if d != NULL, its detail (d is mapped here; soma__detail_free it). */
 SOMA_INTERNAL void soma__stats_take(soma_stats *st, heap_t *heap, soma__detail *d);
+/* A sample: the process's figures, read only.  Unlike a snapshot it
+ * collects no pending frees, releases nothing and calls no registered
+ * count function (which might allocate, or not expect another thread), so
+ * taking it changes nothing and allocates nothing; num_types is 0. */
+SOMA_INTERNAL void soma__stats_sample(soma_stats *st);
 SOMA_INTERNAL void soma__detail_free(soma__detail *d);
 /* The JSON form (stats_json.c) of st and, if d != NULL, its detail; reason
  * is "exit", "signal", "sample" or "request", scope "process", "heap" or

@@ -17,7 +17,8 @@
  *   SOMA_STATS_INTERVAL_MS  N > 0: a thread of soma's takes a snapshot every
  *                        N ms and appends it to SOMA_STATS_FILE as one JSON
  *                        line (the samples `soma run --timeline` draws;
- *                        report.c).  0, the default: no sampling.
+ *                        report.c); the dumps are then JSON too.  0, the
+ *                        default: no sampling.
  *   SOMA_ARENA_DECAY_MS  how long a wholly empty arena stays mapped for
  *                        reuse before it goes back to the OS, in ms (0 to
  *                        3600000).  0: at once, as CPython does (the one
@@ -150,6 +151,15 @@ void soma__options_read(void)
     read_show_stats();
     read_stats_format();
     read_interval();
+    /* Samples are JSON; the dumps in the same file must be too, or the file
+     * would be neither one stream of JSON values nor a text dump. */
+    if (soma__opt.interval_ms > 0 && !soma__opt.json) {
+        const char *v = secure_getenv("SOMA_STATS_FORMAT");
+        if (v != NULL && strcasecmp(v, "text") == 0)
+            fprintf(stderr, "soma: warning: SOMA_STATS_INTERVAL_MS writes JSON samples, so "
+                            "the dumps are JSON too (SOMA_STATS_FORMAT=text ignored)\n");
+        soma__opt.json = 1;
+    }
     if (soma__opt.show_stats)
         soma__report_at_exit();
 }

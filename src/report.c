@@ -111,41 +111,50 @@ void soma__command_line(char *out, size_t len)
     out[n] = '\0';
 }
 
-/* The stats file of this process, opened for appending; -1 with a warning. */
+/* The stats file of this process, opened for appending; -1 with a warning
+ * (one per process: a sampler that cannot write stops, it does not repeat
+ * it every interval).  strerrordesc_np: no locale, no allocation. */
 static int open_stats_file(void)
 {
     static char path[1100];
+    static int warned;
     expand(path, sizeof path, soma__opt.stats_file, getpid());
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0)
-        fprintf(stderr, "soma: cannot write statistics to %s: %s\n", path, strerror(errno));
+    if (fd < 0 && !warned) {
+        const char *why = strerrordesc_np(errno);
+        fprintf(stderr, "soma: cannot write statistics to %s: %s\n", path, why ? why : "error");
+        warned = 1;
+    }
     return fd;
 }
 
-/* A JSON snapshot (with the arena detail unless `sample`) into the stats
- * file or stderr; dump_lock held.  Allocates nothing (sink.h). */
-static void dump_json(const char *reason, int sample)
+/* A JSON snapshot into the stats file or stderr, dump_lock held: a dump
+ * (with the arena detail) or a sample (read only: soma__stats_sample).
+ * Allocates nothing (sink.h).  Returns 0, or -1 if the file cannot be
+ * opened. */
+static int dump_json(const char *reason, int sample)
 {
     static soma_stats st;
     static soma__sink s;
-    soma__detail d;
-    soma__stats_take(&st, NULL, sample ? NULL : &d);
+    soma__detail d = {0};
+    if (sample)
+        soma__stats_sample(&st);
+    else
+        soma__stats_take(&st, NULL, &d);
     memset(&s, 0, sizeof s);
     if (soma__opt.stats_file[0] != '\0') {
         if ((s.fd = open_stats_file()) < 0) {
-            if (!sample)
-                soma__detail_free(&d);
-            return;
+            soma__detail_free(&d);
+            return -1;
         }
     } else {
         s.file = stderr;
     }
-    soma__stats_write_json(&s, &st, !sample && d.arenas != NULL ? &d : NULL, reason, "process",
-                           sample);
+    soma__stats_write_json(&s, &st, d.arenas != NULL ? &d : NULL, reason, "process", sample);
     if (s.file == NULL)
         close(s.fd);
-    if (!sample)
-        soma__detail_free(&d);
+    soma__detail_free(&d);
+    return 0;
 }
 
 static void dump(const char *when, const char *reason)
@@ -153,6 +162,10 @@ static void dump(const char *when, const char *reason)
     static soma_stats st; /* large: not on the stack of whatever thread exits */
     static char cmd[256];
     pthread_mutex_lock(&dump_lock);
+    /* The exit dump is the file's last value: no sample after it (the
+     * flag is set under the same lock the sampler takes). */
+    if (strcmp(reason, "exit") == 0)
+        exited = 1;
     if (soma__opt.json) {
         dump_json(reason, 0);
         pthread_mutex_unlock(&dump_lock);
@@ -183,6 +196,12 @@ static void dump(const char *when, const char *reason)
 static void dump_at_exit(void)
 {
     dump("at exit", "exit");
+}
+
+/* Without an exit dump, samples still stop when exit begins: the
+ * program's teardown is not its life. */
+static void stop_samples(void)
+{
     pthread_mutex_lock(&dump_lock);
     exited = 1;
     pthread_mutex_unlock(&dump_lock);
@@ -193,12 +212,15 @@ void soma__report_at_exit(void)
     atexit(dump_at_exit);
 }
 
-static void sample(void)
+/* 0, or -1 when the samples cannot be written (the sampler then stops). */
+static int sample(void)
 {
+    int rc = 0;
     pthread_mutex_lock(&dump_lock);
     if (!exited)
-        dump_json("sample", 1);
+        rc = dump_json("sample", 1);
     pthread_mutex_unlock(&dump_lock);
+    return rc;
 }
 
 static void on_signal(int sig)
@@ -242,7 +264,12 @@ static void *report_thread(void *arg)
         if (interval > 0) {
             uint64_t now = now_ms();
             if (now >= next) {
-                sample();
+                if (sample() != 0) {
+                    interval = 0; /* the warning is printed; no more samples */
+                    if (pfd.fd < 0)
+                        return NULL;
+                    continue;
+                }
                 /* On schedule, but never a burst to catch up after a stall. */
                 next += (uint64_t)interval;
                 if (next <= now)
@@ -329,6 +356,8 @@ void soma__report_start(void)
                         "SOMA_STATS_INTERVAL_MS need\n");
         return;
     }
+    if (soma__opt.interval_ms > 0)
+        atexit(stop_samples); /* registered after the exit dump's: runs before it */
     if (sig == 0)
         return;
     struct sigaction sa;

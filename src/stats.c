@@ -26,6 +26,7 @@ typedef struct {
     soma_stats *st;
     soma__detail *d; /* or NULL */
     uint32_t heapno;
+    int sample; /* soma__stats_sample: change nothing, call nothing */
 } walk_ctx;
 
 /* Room for the next arena's view, or NULL (counted as dropped). */
@@ -175,9 +176,9 @@ static void take_all(walk_ctx *w)
      * single-threaded program (or one whose other threads are done) gets
      * exact figures; exited threads' heaps are collected by the walk. */
     heap_t *mine = soma__tls_heap;
-    if (mine != &soma__empty_heap)
+    if (mine != &soma__empty_heap && !w->sample)
         soma__heap_collect(mine);
-    soma__heaps_foreach(walk_heap, w);
+    soma__heaps_foreach(walk_heap, w, !w->sample);
     /* Arenas current stays the walked sum, which is what the byte figures
      * add up to.  Total and high-water come from the process-wide counters
      * (a sum of per-heap high-water marks would overstate the process's);
@@ -193,7 +194,8 @@ static void take_all(walk_ctx *w)
     if (m->arenas_highwater < m->arenas_current)
         m->arenas_highwater = m->arenas_current;
     stats_finish(st);
-    soma__types_snapshot(st);
+    if (!w->sample)
+        soma__types_snapshot(st);
 }
 
 /* One explicit heap's snapshot. */
@@ -234,7 +236,7 @@ static int detail_map(soma__detail *d, size_t arenas)
 
 void soma__stats_take(soma_stats *st, heap_t *heap, soma__detail *d)
 {
-    walk_ctx w = {st, d, 0};
+    walk_ctx w = {st, d, 0, 0};
     if (d == NULL) {
         heap != NULL ? take_heap(&w, heap) : take_all(&w);
         return;
@@ -261,6 +263,12 @@ void soma__stats_take(soma_stats *st, heap_t *heap, soma__detail *d)
     d->nreclaimed = heap != NULL ? 0 : soma__region_reclaimed(d->reclaimed, d->reclaimed_cap);
     if (d->nreclaimed > d->reclaimed_cap)
         d->nreclaimed = d->reclaimed_cap;
+}
+
+void soma__stats_sample(soma_stats *st)
+{
+    walk_ctx w = {st, NULL, 0, 1};
+    take_all(&w);
 }
 
 void soma_stats_get(soma_stats *st)

@@ -69,7 +69,7 @@ static void sort_rows(row *r, size_t n)
 
 static void add(row *rows, size_t *n, const char *label, size_t before, size_t after)
 {
-    if (before == after || *n == MAX_ROWS)
+    if (before == after)
         return;
     rows[(*n)++] = (row){label, 0, before, after, absdiff(before, after), 0};
 }
@@ -178,7 +178,7 @@ int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after
         errno = EINVAL;
         return -1;
     }
-    row classes[MAX_ROWS], counts[MAX_ROWS], bytes[MAX_ROWS]; /* about 14 KiB of stack */
+    row classes[MAX_ROWS], counts[MAX_ROWS + 2 * SOMA_MAX_TYPES], bytes[MAX_ROWS];
     size_t nclasses = class_rows(classes, before, after), ncounts = 0, nbytes = 0;
 
 #define ADD(src, m, label, group)                                                                  \
@@ -196,15 +196,28 @@ int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after
     SOMA_LARGE_FIELDS(X)
 #undef X
 #undef ADD
-    /* The object caches, matched by name. */
-    char type_labels[SOMA_MAX_TYPES][SOMA_TYPE_NAME_MAX + 16];
-    for (size_t i = 0; i < after->num_types; i++) {
-        size_t was = 0;
-        for (size_t j = 0; j < before->num_types; j++)
-            if (strcmp(before->types[j].name, after->types[i].name) == 0)
-                was = before->types[j].count;
-        snprintf(type_labels[i], sizeof type_labels[i], "# free %s", after->types[i].name);
-        add(counts, &ncounts, type_labels[i], was, after->types[i].count);
+    /* The object caches, matched by name: those after (0 if new), then
+     * those that are gone (0 after). */
+    char type_labels[2 * SOMA_MAX_TYPES][SOMA_TYPE_NAME_MAX + 16];
+    size_t nlabels = 0;
+    for (int side = 0; side < 2; side++) {
+        const soma_stats *here = side ? before : after, *there = side ? after : before;
+        for (size_t i = 0; i < here->num_types && i < SOMA_MAX_TYPES; i++) {
+            const soma_type_stats *t = &here->types[i];
+            size_t other = 0;
+            int found = 0;
+            for (size_t j = 0; j < there->num_types && j < SOMA_MAX_TYPES; j++)
+                if (strcmp(there->types[j].name, t->name) == 0)
+                    other = there->types[j].count, found = 1;
+            if (side == 1 && found)
+                continue; /* already compared from the after side */
+            char *label = type_labels[nlabels++];
+            snprintf(label, sizeof type_labels[0], "# free %s", t->name);
+            if (side == 0)
+                add(counts, &ncounts, label, other, t->count);
+            else
+                add(counts, &ncounts, label, t->count, other);
+        }
     }
 
     size_t changed = nclasses + ncounts + nbytes;

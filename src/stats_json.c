@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "internal.h"
 #include "sink.h"
 #include "stats_fields.h"
@@ -39,16 +40,26 @@ static void put_string(soma__sink *s, const char *str)
 {
     char esc[8];
     soma__sink_put(s, "\"");
-    for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+    const unsigned char *p = (const unsigned char *)str;
+    size_t left = strlen(str);
+    while (left > 0) {
+        size_t n = soma__utf8_len(p, left);
+        if (n == 0) { /* not UTF-8: JSON text must be */
+            soma__sink_put(s, "\\ufffd");
+            p++, left--;
+            continue;
+        }
         if (*p == '"' || *p == '\\') {
             esc[0] = '\\', esc[1] = (char)*p, esc[2] = '\0';
             soma__sink_put(s, esc);
         } else if (*p < 0x20 || *p == 0x7f) {
             soma__sink_printf(s, "\\u%04x", *p);
         } else {
-            esc[0] = (char)*p, esc[1] = '\0';
+            memcpy(esc, p, n);
+            esc[n] = '\0';
             soma__sink_put(s, esc);
         }
+        p += n, left -= n;
     }
     soma__sink_put(s, "\"");
 }

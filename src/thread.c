@@ -151,14 +151,15 @@ static void thread_exit(void *arg)
     pthread_mutex_unlock(&heaps_lock);
 }
 
-void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg)
+void soma__heaps_foreach(void (*fn)(heap_t *, void *), void *arg, int tidy_orphans)
 {
     pthread_mutex_lock(&heaps_lock);
     for (heap_t *h = all_heaps; h != NULL; h = h->next_heap) {
         /* Nobody owns an orphan while heaps_lock is held (adoption takes
          * it), so its pending frees can be collected here: the figures for
-         * exited threads are then exact. */
-        if (h->orphaned) {
+         * exited threads are then exact.  Not for samples: collecting may
+         * empty arenas and release them, and an observer must not. */
+        if (h->orphaned && tidy_orphans) {
             soma__heap_collect(h);
             soma__heap_unpark(h, 1);
             soma__arena_trim(h, 1);

@@ -81,12 +81,15 @@ static char *slurp(const char *path)
     return buf;
 }
 
+/* soma_stats_diff into a string; its errno is kept (fclose may change it). */
 static int diff_to_string(const soma_stats *a, const soma_stats *b, char **text)
 {
     size_t len;
     FILE *f = open_memstream(text, &len);
     int rc = soma_stats_diff(f, a, b);
+    int saved = errno;
     fclose(f);
+    errno = saved;
     return rc;
 }
 
@@ -116,6 +119,23 @@ int main(void)
     text = NULL;
     CHECK_EQ(diff_to_string(&b, &a, &text), 21);
     CHECK(strstr(text, "# unused pools                               122             63            -59") != NULL);
+    free(text);
+
+    /* A cache that is gone counts as 0 after (and one that is new as 0
+     * before). */
+    static soma_stats gone;
+    before(&gone);
+    gone.num_types = 0;
+    text = NULL;
+    CHECK_EQ(diff_to_string(&a, &gone, &text), 1);
+    char line[128];
+    snprintf(line, sizeof line, "%-30s %14s %14s %14s\n", "# free Nodes", "10", "0", "-10");
+    CHECK(strstr(text, line) != NULL);
+    free(text);
+    text = NULL;
+    CHECK_EQ(diff_to_string(&gone, &a, &text), 1);
+    snprintf(line, sizeof line, "%-30s %14s %14s %14s\n", "# free Nodes", "0", "10", "+10");
+    CHECK(strstr(text, line) != NULL);
     free(text);
 
     /* Different geometries cannot be compared. */

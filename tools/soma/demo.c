@@ -219,7 +219,7 @@ static void summary(const char *what, const soma_stats *a, const soma_stats *b)
  * pools, so taking it changes none of the figures. */
 static int capture(tool_snapshot *out)
 {
-    char *buf = NULL, err[256];
+    char *buf = NULL, err[256] = "soma_stats_print_json failed";
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     if (f == NULL)

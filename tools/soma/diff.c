@@ -4,8 +4,9 @@
  * What changed between two snapshots: soma_stats_diff over the two read
  * back from JSON (snapshot.c), under a line naming each.  A file may hold
  * several snapshots (samples, or dumps appended): the last one is used.
- * With one file, its first and last snapshots are compared: the whole run
- * of a program sampled by soma run --timeline, say.
+ * With one file, its first snapshot and the last one of the same process
+ * are compared: the whole run of a program sampled by soma run --format
+ * json --interval, say (whose file also holds its children's).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,19 @@
 
 #include "snapshot.h"
 #include "tool.h"
+
+/* Every snapshot of the file; a damaged one at the end (a process killed
+ * while writing) costs a warning, not the file.  0 or -1. */
+static int read_file(const char *path, tool_snapshot **s, size_t *n)
+{
+    char err[600];
+    int rc = tool_snapshots_read(path, 0, 0, s, n, NULL, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "soma diff: %s\n", err);
+    else if (rc > 0)
+        fprintf(stderr, "soma diff: warning: %s; the snapshots before it are used\n", err);
+    return rc < 0 ? -1 : 0;
+}
 
 static void describe(const char *which, const char *path, const tool_snapshot *s)
 {
@@ -32,17 +46,17 @@ int soma_tool_diff(int argc, char **argv)
               stderr);
         return 2;
     }
-    char err[512];
     tool_snapshot *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
     int rc = 2;
-    if (tool_snapshots_read(argv[i], 0, 0, &a, &na, err, sizeof err) != 0 ||
-        (nfiles == 2 && tool_snapshots_read(argv[i + 1], 0, 0, &b, &nb, err, sizeof err) != 0)) {
-        fprintf(stderr, "soma diff: %s\n", err);
+    if (read_file(argv[i], &a, &na) != 0 || (nfiles == 2 && read_file(argv[i + 1], &b, &nb) != 0))
         goto out;
-    }
     const tool_snapshot *before = nfiles == 2 ? &a[na - 1] : &a[0];
     const tool_snapshot *after = nfiles == 2 ? &b[nb - 1] : &a[na - 1];
+    if (nfiles == 1) /* the first process's life, not another's end */
+        for (size_t k = 0; k < na; k++)
+            if (a[k].pid == before->pid)
+                after = &a[k];
     describe("before", argv[i], before);
     describe("after ", argv[nfiles == 2 ? i + 1 : i], after);
     putchar('\n');

@@ -43,10 +43,13 @@ int soma_tool_map(int argc, char **argv)
     char err[512];
     tool_snapshot *snaps;
     size_t n;
-    if (tool_snapshots_read(in, 1, 0, &snaps, &n, err, sizeof err) != 0) {
+    int rc = tool_snapshots_read(in, 1, 0, &snaps, &n, NULL, err, sizeof err);
+    if (rc < 0) {
         fprintf(stderr, "soma map: %s\n", err);
         return 2;
     }
+    if (rc > 0)
+        fprintf(stderr, "soma map: warning: %s; the snapshots before it are used\n", err);
     const tool_snapshot *s = NULL;
     for (size_t i = n; i-- > 0 && s == NULL;)
         if (snaps[i].has_detail)

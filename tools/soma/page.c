@@ -17,16 +17,25 @@
 
 void page_escape(FILE *out, const char *text)
 {
-    for (const char *p = text; *p; p++) {
+    const unsigned char *p = (const unsigned char *)text;
+    size_t left = strlen(text);
+    while (left > 0) {
+        size_t n = soma__utf8_len(p, left);
+        if (n == 0) { /* XML must be UTF-8: U+FFFD for a stray byte */
+            fputs("\xef\xbf\xbd", out);
+            p++, left--;
+            continue;
+        }
         switch (*p) {
         case '&': fputs("&amp;", out); break;
         case '<': fputs("&lt;", out); break;
         case '>': fputs("&gt;", out); break;
         case '"': fputs("&quot;", out); break;
         default:
-            if ((unsigned char)*p >= 0x20 || *p == '\n' || *p == '\t')
-                fputc(*p, out);
+            if (*p >= 0x20 || *p == '\n' || *p == '\t')
+                fwrite(p, 1, n, out);
         }
+        p += n, left -= n;
     }
 }
 

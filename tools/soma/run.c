@@ -145,17 +145,15 @@ static void when(const tool_snapshot *s, char *out, size_t len)
         snprintf(out, len, "%s", s->reason);
 }
 
-/* The bytes of one snapshot as the process wrote them. */
-static void copy_span(const char *path, const tool_snapshot *s, FILE *out)
+/* The first `len` bytes of the process's file: its whole values, as it
+ * wrote them (a damaged last one left out). */
+static void copy_prefix(const char *path, size_t len, FILE *out)
 {
     FILE *in = fopen(path, "r");
-    if (in == NULL || fseek(in, (long)s->offset, SEEK_SET) != 0) {
-        if (in != NULL)
-            fclose(in);
+    if (in == NULL)
         return;
-    }
     char buf[65536];
-    for (size_t left = s->length; left > 0;) {
+    for (size_t left = len; left > 0;) {
         size_t n = fread(buf, 1, left < sizeof buf ? left : sizeof buf, in);
         if (n == 0)
             break;
@@ -166,18 +164,21 @@ static void copy_span(const char *path, const tool_snapshot *s, FILE *out)
     fclose(in);
 }
 
-/* One process's dumps (and, as JSON, its samples): returns how many dumps. */
+/* One process's dumps, as text; or, as JSON, every value it wrote
+ * (samples too: the timeline's thinning does not apply).  Returns how many
+ * dumps. */
 static size_t print_process(const run_opts *o, const char *path, const tool_snapshot *snaps,
-                            size_t n, int first)
+                            size_t n, size_t valid_bytes, int first)
 {
     size_t dumps = 0;
+    if (o->json)
+        copy_prefix(path, valid_bytes, o->out);
     for (size_t i = 0; i < n; i++) {
         const tool_snapshot *s = &snaps[i];
-        int sample = strcmp(s->reason, "sample") == 0;
-        dumps += !sample;
-        if (o->json) {
-            copy_span(path, s, o->out);
-        } else if (!sample) {
+        if (strcmp(s->reason, "sample") == 0)
+            continue;
+        dumps++;
+        if (!o->json) {
             char w[64];
             when(s, w, sizeof w);
             fprintf(o->out, "%s# soma: pid %ld (%s), %s\n", first && dumps == 1 ? "" : "\n",
@@ -242,17 +243,21 @@ static void report(const char *dir, long main_pid, const run_opts *o, const char
             continue;
         }
         tool_snapshot *snaps;
-        size_t n;
+        size_t n, valid;
         snprintf(path, sizeof path, "%s/%ld", dir, pids[i]);
-        if (tool_snapshots_read(path, 1, o->timeline ? TIMELINE_MAX_SAMPLES : 0, &snaps, &n, err,
-                                sizeof err) != 0) {
+        int rc = tool_snapshots_read(path, 1, o->timeline ? TIMELINE_MAX_SAMPLES : 0, &snaps, &n,
+                                     &valid, err, sizeof err);
+        if (rc < 0) {
             note(o, "pid %ld: its statistics could not be read (%s)", pids[i], err);
             continue;
         }
+        if (rc > 0) /* killed while writing: what came before is good */
+            note(o, "pid %ld: its last snapshot is damaged (%s); the ones before are used",
+                 pids[i], err);
         used++;
         size_t dumps = 0;
         if (is_main || o->children)
-            dumps = print_process(o, path, snaps, n, is_main);
+            dumps = print_process(o, path, snaps, n, valid, is_main);
         else
             others++;
         main_dumped |= is_main && dumps > 0;

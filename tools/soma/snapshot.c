@@ -9,12 +9,18 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "snapshot.h"
 #include "stats_fields.h"
+
+#define MAX_POOLS 4096 /* pools per arena: 64 in soma's geometries */
 
 static size_t get(const sj_value *o, const char *key)
 {
@@ -73,7 +79,10 @@ static int read_detail(const sj_value *d, tool_snapshot *out, char *err, size_t 
     size_t na = arenas && arenas->type == SJ_ARRAY ? arenas->n : 0;
     size_t ns = slots && slots->type == SJ_ARRAY ? slots->n : 0;
     out->has_detail = 1;
-    out->pools_per_arena = (unsigned)get(d, "pools_per_arena");
+    /* Values are clamped to what soma can write: a hand-made or damaged
+     * file must not make the pictures' arithmetic overflow. */
+    size_t ppa = get(d, "pools_per_arena");
+    out->pools_per_arena = ppa >= 1 && ppa <= MAX_POOLS ? (unsigned)ppa : MAX_POOLS;
     out->dropped = get(d, "dropped_arenas");
     out->arenas = calloc(na + ns + 1, sizeof *out->arenas);
     if (out->arenas == NULL) {
@@ -88,9 +97,15 @@ static int read_detail(const sj_value *d, tool_snapshot *out, char *err, size_t 
         t->heap = (unsigned)get(a, "heap");
         t->explicit_heap = heap_kind && strcmp(heap_kind, "explicit") == 0;
         t->medium = kind && strcmp(kind, "medium") == 0;
-        t->fresh = (unsigned)get(a, "fresh_pools");
+        size_t fresh = get(a, "fresh_pools");
+        t->fresh = fresh <= out->pools_per_arena ? (unsigned)fresh : out->pools_per_arena;
         if (pools == NULL || pools->type != SJ_ARRAY)
             continue;
+        if (pools->n + t->fresh > out->pools_per_arena) {
+            snprintf(err, errlen, "arena %zu: more than pools_per_arena (%u) pools", i,
+                     out->pools_per_arena);
+            return -1;
+        }
         t->pools = calloc(pools->n + 1, sizeof *t->pools);
         if (t->pools == NULL) {
             snprintf(err, errlen, "out of memory");
@@ -99,7 +114,9 @@ static int read_detail(const sj_value *d, tool_snapshot *out, char *err, size_t 
         for (size_t p = 0; p < pools->n; p++) {
             const sj_value *pv = pools->items[p];
             if (pv->type != SJ_ARRAY || pv->n != 2 || !pv->items[0]->is_int ||
-                !pv->items[1]->is_uint) {
+                !pv->items[1]->is_uint || pv->items[0]->sint < -1 ||
+                pv->items[0]->sint >= SOMA_NUM_CLASSES + SOMA_MAX_MEDIUM_CLASSES ||
+                pv->items[1]->uint > 65535) {
                 snprintf(err, errlen, "arena %zu: pool %zu is not [class, blocks in use]", i, p);
                 return -1;
             }
@@ -134,7 +151,8 @@ int tool_snapshot_from_json(const sj_value *v, tool_snapshot *out, char *err, si
     SOMA_STATS_FIELDS(X)
 #undef X
     if (st->threshold == 0 || st->pool_size == 0 || st->arena_size == 0 ||
-        st->num_classes == 0 || st->num_classes > SOMA_NUM_CLASSES) {
+        st->num_classes == 0 || st->num_classes > SOMA_NUM_CLASSES ||
+        st->pool_overhead >= st->pool_size || st->pool_size > st->arena_size) {
         snprintf(err, errlen, "the geometry (threshold, num_classes, pool_size, arena_size) "
                               "is missing or not soma's");
         return -1;
@@ -206,31 +224,28 @@ void tool_snapshot_free(tool_snapshot *s)
     s->narenas = 0;
 }
 
-/* The whole file, malloc'd; NULL with errno set. */
-static char *read_file(const char *path, size_t *len)
+/* The whole file, mapped (a long run's samples may be GBs: the page cache
+ * holds them, not the heap); NULL with errno set.  An empty file maps
+ * nothing: *len is 0 and a dummy non-NULL pointer is returned. */
+static const char *map_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    static const char empty[1];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf != NULL) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap)
-            break;
-        char *more = realloc(buf, cap *= 2);
-        if (more == NULL)
-            free(buf); /* errno is ENOMEM */
-        buf = more;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        close(fd);
+        return NULL;
     }
-    if (buf != NULL && ferror(f)) {
-        free(buf);
-        buf = NULL;
-        errno = EIO;
+    *len = (size_t)sb.st_size;
+    if (*len == 0) {
+        close(fd);
+        return empty;
     }
-    fclose(f);
-    *len = n;
-    return buf;
+    void *p = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
 }
 
 static int is_sample(const tool_snapshot *s)
@@ -255,10 +270,12 @@ static size_t thin(tool_snapshot *s, size_t n, size_t *samples)
 }
 
 int tool_snapshots_read(const char *path, int details, size_t max_samples, tool_snapshot **out,
-                        size_t *n, char *err, size_t errlen)
+                        size_t *n, size_t *valid_bytes, char *err, size_t errlen)
 {
-    size_t len;
-    char *text = read_file(path, &len);
+    size_t len = 0;
+    if (valid_bytes != NULL)
+        *valid_bytes = 0;
+    const char *text = map_file(path, &len);
     *out = NULL;
     *n = 0;
     if (text == NULL) {
@@ -267,7 +284,7 @@ int tool_snapshots_read(const char *path, int details, size_t max_samples, tool_
     }
     const char *p = text, *limit = text + len;
     size_t cap = 0, line = 1, samples = 0;
-    int rc = 0;
+    int failed = 0;
     char why[256];
     for (;;) {
         const char *start = sj_skip_space(p, limit);
@@ -279,7 +296,7 @@ int tool_snapshots_read(const char *path, int details, size_t max_samples, tool_
         sj_value *v = sj_parse(start, (size_t)(limit - start), &end, why, sizeof why);
         if (v == NULL) {
             snprintf(err, errlen, "%s: snapshot %zu (from line %zu): %s", path, *n + 1, line, why);
-            rc = -1;
+            failed = 1;
             break;
         }
         if (!details && v->type == SJ_OBJECT) { /* drop the detail before reading it */
@@ -291,8 +308,8 @@ int tool_snapshots_read(const char *path, int details, size_t max_samples, tool_
             tool_snapshot *more = realloc(*out, (cap = cap ? 2 * cap : 16) * sizeof **out);
             if (more == NULL) {
                 sj_free(v);
-                snprintf(err, errlen, "out of memory");
-                rc = -1;
+                snprintf(err, errlen, "%s: out of memory", path);
+                failed = 1;
                 break;
             }
             *out = more;
@@ -300,7 +317,7 @@ int tool_snapshots_read(const char *path, int details, size_t max_samples, tool_
         if (tool_snapshot_from_json(v, &(*out)[*n], why, sizeof why) != 0) {
             snprintf(err, errlen, "%s: snapshot %zu (from line %zu): %s", path, *n + 1, line, why);
             sj_free(v);
-            rc = -1;
+            failed = 1;
             break;
         }
         (*out)[*n].offset = (size_t)(start - text);
@@ -313,18 +330,19 @@ int tool_snapshots_read(const char *path, int details, size_t max_samples, tool_
         for (const char *q = start; q < end; q++)
             line += *q == '\n';
         p = end;
+        if (valid_bytes != NULL)
+            *valid_bytes = (size_t)(end - text);
     }
-    free(text);
-    if (rc == 0 && *n == 0) {
-        snprintf(err, errlen, "%s: no snapshot in the file", path);
-        rc = -1;
-    }
-    if (rc != 0) {
-        tool_snapshots_free(*out, *n);
+    if (len > 0)
+        munmap((void *)text, len);
+    if (*n == 0) {
+        if (!failed)
+            snprintf(err, errlen, "%s: no snapshot in the file", path);
+        free(*out);
         *out = NULL;
-        *n = 0;
+        return -1;
     }
-    return rc;
+    return failed; /* 1: the snapshots before the damage are kept */
 }
 
 void tool_snapshots_free(tool_snapshot *s, size_t n)

@@ -56,10 +56,13 @@ void tool_snapshot_free(tool_snapshot *s);
  * 0, arena details are skipped.  If max_samples > 0 and the file holds more
  * samples (reason "sample") than that, every other one is dropped as often
  * as needed, so a long run at a short interval stays a few MB; the other
- * snapshots are all kept.  Returns 0, or -1 with a message naming the
- * file (an empty file is an error too). */
+ * snapshots are all kept.  Returns 0; or 1 when a value is damaged (a
+ * process killed while writing it): the snapshots before it are kept and
+ * err says where; or -1 with a message naming the file, nothing read (an
+ * empty file is an error too).  valid_bytes (may be NULL): where the last
+ * whole value ends in the file, thinned samples included. */
 int tool_snapshots_read(const char *path, int details, size_t max_samples, tool_snapshot **out,
-                        size_t *n, char *err, size_t errlen);
+                        size_t *n, size_t *valid_bytes, char *err, size_t errlen);
 void tool_snapshots_free(tool_snapshot *s, size_t n);
 
 /* Blocks per pool of a class, from the snapshot's geometry. */

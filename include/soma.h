@@ -319,7 +319,10 @@ SOMA_API int soma_stats_diff(FILE *out, const soma_stats *before, const soma_sta
 /* Counts the objects in a program's own cache; called with the registered ctx
  * each time statistics are taken, with no soma lock held (it may allocate and
  * take the cache's own lock).  It must not take statistics itself.  A call
- * may still be running when soma_stats_unregister_type returns. */
+ * may still be running when soma_stats_unregister_type returns.  It runs in
+ * the thread that takes the statistics, which for a SOMA_STATS_SIGNAL dump
+ * or the exit dump may be soma's own thread or the exiting one; periodic
+ * samples (SOMA_STATS_INTERVAL_MS) never call it. */
 typedef size_t (*soma_count_fn)(void *ctx);
 
 /* Report a program's own object cache (a free list of elem_size-byte objects)

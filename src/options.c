@@ -61,19 +61,21 @@ static int parse_bool(const char *v)
 long soma__arena_decay_ms = DECAY_DEFAULT;
 soma__options_t soma__opt;
 
-static void read_decay(void)
+/* A duration in ms, 0 to an hour, into *out; a bad value keeps *out and
+ * says what the default (`deflt`, as words) is. */
+static void read_ms(const char *name, long *out, const char *deflt)
 {
-    const char *v = secure_getenv("SOMA_ARENA_DECAY_MS");
+    const char *v = secure_getenv(name);
     if (v == NULL)
         return;
     char *end;
     long ms = strtol(v, &end, 10);
     if (*v == '\0' || *end != '\0' || ms < 0 || ms > 3600000) {
-        fprintf(stderr, "soma: warning: SOMA_ARENA_DECAY_MS=%s is not a number of milliseconds "
-                        "from 0 to 3600000; using the default, %d\n", v, DECAY_DEFAULT);
+        fprintf(stderr, "soma: warning: %s=%s is not a number of milliseconds from 0 to "
+                        "3600000; using the default, %s\n", name, v, deflt);
         return;
     }
-    soma__arena_decay_ms = ms;
+    *out = ms;
 }
 
 static void read_show_stats(void)
@@ -102,20 +104,6 @@ static void read_stats_format(void)
                         "using the default, text\n", v);
 }
 
-static void read_interval(void)
-{
-    const char *v = secure_getenv("SOMA_STATS_INTERVAL_MS");
-    if (v == NULL)
-        return;
-    char *end;
-    long ms = strtol(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || ms < 0 || ms > 3600000) {
-        fprintf(stderr, "soma: warning: SOMA_STATS_INTERVAL_MS=%s is not a number of "
-                        "milliseconds from 0 to 3600000; using the default, 0 (no sampling)\n", v);
-        return;
-    }
-    soma__opt.interval_ms = ms;
-}
 
 static void read_stats_file(void)
 {
@@ -145,12 +133,12 @@ static void read_stats_signal(void)
 
 void soma__options_read(void)
 {
-    read_decay();
+    read_ms("SOMA_ARENA_DECAY_MS", &soma__arena_decay_ms, DECAY_DEFAULT == 0 ? "0" : "1000");
     read_stats_file();
     read_stats_signal();
     read_show_stats();
     read_stats_format();
-    read_interval();
+    read_ms("SOMA_STATS_INTERVAL_MS", &soma__opt.interval_ms, "0 (no sampling)");
     /* Samples are JSON; the dumps in the same file must be too, or the file
      * would be neither one stream of JSON values nor a text dump. */
     if (soma__opt.interval_ms > 0 && !soma__opt.json) {

@@ -25,7 +25,7 @@ static void usage(FILE *out)
           "                     and last of one file), biggest changes first\n"
           "  map SNAPSHOT.json -o OUT.svg|OUT.html\n"
           "                     draw every arena of a snapshot as a row of its pools\n"
-          "  stats              print the statistics of this (idle) process\n"
+          "  stats [--json]     print the statistics of this (idle) process\n"
           "  version            print soma's version\n"
           "  help               this text\n",
           out);
@@ -46,8 +46,11 @@ int main(int argc, char **argv)
         return soma_tool_diff(argc - 1, argv + 1);
     if (strcmp(cmd, "map") == 0)
         return soma_tool_map(argc - 1, argv + 1);
-    if (strcmp(cmd, "stats") == 0)
+    if (strcmp(cmd, "stats") == 0) {
+        if (argc > 2 && strcmp(argv[2], "--json") == 0)
+            return soma_stats_print_json(stdout) == 0 ? 0 : 1;
         return soma_stats_print(stdout) == 0 ? 0 : 1;
+    }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("soma %s\n", SOMA_VERSION);
         return 0;

@@ -2,7 +2,7 @@
  * json_probe: a program whose allocations are known exactly, for
  * test_snapshots.py to check the JSON snapshots against.
  *
- *   json_probe snapshots OUT.json   1000 blocks of 48 bytes, 10 of 3000,
+ *   json_probe snapshots OUT.json   1000 blocks of 48 bytes, 10 of 1500,
  *        2 large ones of 100000, an explicit heap with 50 blocks of 64 and a
  *        registered cache "Probe" of 7 objects; writes soma_stats_print_json,
  *        soma_heap_stats_print_json and soma_stats_fprint_json, then frees
@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 1000; i++)
         small[i] = soma_malloc(48);
     for (int i = 0; i < 10; i++)
-        medium[i] = soma_malloc(3000);
+        medium[i] = soma_malloc(1500);
     for (int i = 0; i < 2; i++)
         large[i] = soma_malloc(100000);
     soma_heap *heap = soma_heap_new();

@@ -104,8 +104,8 @@ check(proc["classes"][2]["blocks_in_use"] == 1000 and proc["classes"][2]["size"]
 check(proc["classes"][3]["blocks_in_use"] == 50, "class 3 holds the heap's 50 blocks of 64")
 check(sum(c["blocks_in_use"] for c in proc["classes"]) == 1050, "no other small block")
 big = [c for c in proc["medium"]["classes"] if c["blocks_in_use"]]
-check(len(big) == 1 and big[0]["blocks_in_use"] == 10 and big[0]["size"] >= 3000,
-      "one medium class holds the 10 blocks of 3000 bytes")
+check(len(big) == 1 and big[0]["blocks_in_use"] == 10 and big[0]["size"] >= 1500,
+      "one medium class holds the 10 blocks of 1500 bytes")
 check(proc["large"] == {"blocks_allocated_total": 2, "blocks_in_use": 2, "bytes_in_use": 200000},
       "two large blocks of 100000 bytes")
 check(proc["types"] == [{"name": "Probe", "elem_size": 40, "count": 7}], "the registered cache")
@@ -279,8 +279,9 @@ root, titles = svg_rows(mapped)
 pool_titles = [t for t in titles if " pool " in t]
 carved = sum(len(a["pools"]) for a in proc["detail"]["arenas"])
 check(len(pool_titles) == carved, f"one pool rectangle per carved pool ({len(pool_titles)} of {carved})")
-check(sum("class 2 (48 bytes), 340 of 340 blocks" in t for t in pool_titles) == 2,
-      "two full pools of class 2 (1000 blocks = 340 + 340 + 320)")
+cap = (proc["pool_size"] - proc["pool_overhead"]) // 48
+check(sum(f"class 2 (48 bytes), {cap} of {cap} blocks" in t for t in pool_titles) == 1000 // cap,
+      f"the 1000 blocks of class 2 fill {1000 // cap} pools of {cap}")
 html = os.path.join(tmp, "probe.html")
 r = run([SOMA, "map", first, "-o", html])
 page = open(html).read()

@@ -22,7 +22,8 @@ test: all
 # Side-by-side measurements against glibc, jemalloc, mimalloc and tcmalloc
 # (and CPython's own pymalloc): small-object workloads (bench/run.py), then
 # real programs (bench/run_programs.py: python3, sqlite3, gcc, redis), then
-# what sampling the statistics costs a program (bench/sampling.py).
+# what sampling the statistics costs a program (bench/sampling.py), and
+# what the hardened free lists cost (bench/hardening.py).
 # Installs the peers and programs (Debian packages) when they are missing.
 BENCH_REPS ?= 5
 BENCH_SCALE ?= 1
@@ -40,6 +41,8 @@ bench: all
 	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 	python3 bench/sampling.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
 	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
+	python3 bench/hardening.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
+	    $(BUILD)/bench/libsoma-override-unhardened.so --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

@@ -1,6 +1,7 @@
 """bench/peers.py: what bench/run.py and bench/run_programs.py share: the
 peer allocators (Debian's packages, preloaded by path) and the command line
-(positional arguments, then --NAME VALUE options)."""
+(positional arguments, then --NAME VALUE options: --reps N, --scale N,
+--only a,b, --floor PATH, --unhardened PATH)."""
 import os
 import sys
 
@@ -35,7 +36,7 @@ def parse(argv, npositional, defaults, usage):
             opts[opt] = int(val)
         elif opt == "only":
             opts[opt] = val.split(",")
-        elif opt == "floor":
+        elif opt in ("floor", "unhardened"):
             opts[opt] = os.path.abspath(val)
         else:
             sys.exit(f"unknown option --{opt}\n{usage}")

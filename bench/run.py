@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench/run.py: the same benchmark binary under every allocator, side by side.
 
-usage: run.py BENCH_BINARY SOMA_OVERRIDE_SO [--floor FLOOR_SO] [--reps N] [--scale N]
-              [--only a,b]
+usage: run.py BENCH_BINARY SOMA_OVERRIDE_SO [--floor FLOOR_SO] [--unhardened SO]
+              [--reps N] [--scale N] [--only a,b]
 
 Each workload runs under glibc (nothing preloaded), jemalloc, mimalloc,
 tcmalloc and soma (LD_PRELOAD), REPS times, in an order that rotates every
@@ -10,7 +10,9 @@ repetition so that no allocator always runs first or last on a noisy
 machine.  With --floor, the single-threaded small-size workloads also run under the
 "floor" (bench/floor.c: a per-class free list behind soma's own pointer
 lookup, the speed limit of soma's design), shown as one more column and
-ratio.  For each run: wall time, and peak RSS (the binary reports its own VmHWM).  The
+ratio.  With --unhardened, every workload also runs under soma built
+without its hardened free lists (src/link.h): the "/unhardened" column is
+what hardening costs.  For each run: wall time, and peak RSS (the binary reports its own VmHWM).  The
 table shows medians and soma's ratio against each peer (below 1.0: soma is
 faster or smaller).  A measurement, never a pass/fail test; it fails only if
 a workload computes a wrong result (the binary checks itself).
@@ -47,10 +49,13 @@ def run_once(cmd, preload):
 
 def main():
     (binary, soma), opts = parse(sys.argv[1:], 2, {"reps": 5, "scale": 1, "only": WORKLOADS,
-                                                   "floor": None}, __doc__)
+                                                   "floor": None, "unhardened": None},
+                         __doc__)
     soma = os.path.abspath(soma)
     reps, scale, only, floor = opts["reps"], opts["scale"], opts["only"], opts["floor"]
     allocs = allocators(soma)
+    if opts["unhardened"]:
+        allocs.append(("unhardened", opts["unhardened"]))
     if floor:
         allocs.append(("floor", floor))
     names = [n for n, _ in allocs]

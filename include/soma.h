@@ -85,7 +85,8 @@ SOMA_API void *soma_realloc(void *p, size_t size);
 
 /* Release the block at p.  NULL is ignored.  A pointer that soma did not
  * allocate is handed to the system free (so memory from malloc may be freed
- * here too).  Never changes errno. */
+ * here too).  Never changes errno.  A block freed twice is caught (in the
+ * default, hardened build) and soma aborts with a message naming it. */
 SOMA_API void soma_free(void *p);
 
 /* The number of bytes usable at p: the block's class size for soma's blocks,

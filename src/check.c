@@ -62,7 +62,7 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
     if (pool->nextoffset <= pool->maxnextoffset)
         virgin = (pool->maxnextoffset - pool->nextoffset) / size + 1;
     size_t nfree = 0;
-    for (const char *b = pool->freeblock; b != NULL; b = *(char *const *)b) {
+    for (const char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
         size_t off = (size_t)(b - (const char *)pool);
         if (off < SOMA_POOL_OVERHEAD || off >= pool->nextoffset ||
             (off - SOMA_POOL_OVERHEAD) % size != 0)

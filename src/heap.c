@@ -100,8 +100,8 @@ static void carve(pool_t *pool)
     uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
     pool->freeblock = (void *)b;
     for (; b + size <= last; b += size)
-        *(void **)b = (void *)(b + size);
-    *(void **)b = NULL;
+        soma__link_set((void *)b, (void *)(b + size));
+    soma__link_set((void *)b, NULL);
     pool->nextoffset = (uint16_t)(b + size - (uintptr_t)pool);
 }
 
@@ -110,6 +110,13 @@ static void carve(pool_t *pool)
  * out, take the (now full) pool off its used list.  Returns bp. */
 void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 {
+    if (pool->freeblock != NULL) /* not the end: a link out of the pool */
+        soma__fatal("soma_malloc: the free list of pool %p (class %u, %zu-byte blocks) is "
+                    "corrupted: the free block %p links to %p, outside its pool; something "
+                    "wrote to %p after it was freed (a use after free), or past the end of the "
+                    "block before it",
+                    (void *)pool, pool->szidx, soma__class_size(pool->szidx), bp,
+                    pool->freeblock, bp);
     if (pool->nextoffset <= pool->maxnextoffset)
         carve(pool);
     else
@@ -224,13 +231,34 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
 
 /* Free p into a pool that is full, or holds p as its last block, or holds
  * no block at all (then p was not allocated). */
+/* Is p on its pool's free list?  The walk is bounded by the pool's
+ * capacity and checks every link it follows (a corrupted list is
+ * reported, never followed out of the pool). */
+static int on_free_list(const pool_t *pool, const void *p)
+{
+    size_t cap = soma__class_capacity(pool->szidx), steps = 0;
+    for (const void *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+        if (b == p)
+            return 1;
+        if (soma__pool_of(b) != pool || ++steps > cap)
+            soma__fatal("soma_free(%p): the free list of its pool %p (class %u) is corrupted "
+                        "near %p (a write after free?)",
+                        p, (const void *)pool, pool->szidx, b);
+    }
+    return 0;
+}
+
 void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p)
 {
     unsigned n = soma__pool_count(pool);
     if (n == 0)
         soma__fatal_not_allocated(p, pool);
+    if (soma__link_looks_free(p, SOMA_POOL_SIZE) && on_free_list(pool, p))
+        soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
+                    "free, on its pool's free list",
+                    p, soma__class_size(pool->szidx), pool->szidx);
     void *last = pool->freeblock;
-    *(void **)p = last;
+    soma__link_set(p, last);
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);
     if (last == NULL) {

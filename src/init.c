@@ -9,6 +9,7 @@
  * snapshot also call it (an atomic flag: see below), which keeps it linked into
  * static programs that use any part of soma.
  */
+#include <sys/random.h>
 #include <sys/single_threaded.h>
 #include <time.h>
 
@@ -21,6 +22,23 @@
  * waiting for itself; nothing the inner call needs depends on the work. */
 static atomic_int started;
 static struct timespec start_time; /* for the snapshots' elapsed_ms */
+uintptr_t soma__link_key;          /* link.h: set once, before the first pool */
+
+/* A secret for the free-list links: from the kernel's random pool, or,
+ * should getrandom fail (seccomp, an old kernel), from what ASLR and the
+ * clock make unpredictable enough to keep corrupted links from decoding
+ * to chosen addresses.  Never 0, so that a zeroed word is never a link. */
+static void make_link_key(void)
+{
+    uintptr_t key = 0;
+    if (getrandom(&key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        key = ((uintptr_t)&ts * 0x9e3779b97f4a7c15u) ^ (uintptr_t)ts.tv_nsec ^
+              ((uintptr_t)&soma__link_key << 17);
+    }
+    soma__link_key = key | 1;
+}
 
 double soma__elapsed_ms(void)
 {
@@ -78,6 +96,7 @@ void soma__init(void)
     if (atomic_load_explicit(&started, memory_order_acquire) ||
         atomic_exchange_explicit(&started, 1, memory_order_acq_rel))
         return;
+    make_link_key();
     clock_gettime(CLOCK_MONOTONIC, &start_time);
     soma__sizeclass_init();
     soma__options_read();

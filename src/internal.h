@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "link.h"
 #include "sink.h"
 #include "soma.h"
 
@@ -279,10 +280,18 @@ static inline void soma__pool_set_count(pool_t *pool, unsigned n)
 static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
 {
     void *bp = pool->freeblock; /* never NULL on a used pool */
-    void *next = *(void **)bp;
+    void *next = soma__link_get(bp);
     soma__pool_set_count(pool, soma__pool_count(pool) + 1);
     pool->freeblock = next;
-    if (SOMA_UNLIKELY(next == NULL))
+    /* Cleared only once bp is off the list (a compiler barrier keeps the
+     * stores in this order; x86 keeps them so for other observers): a
+     * fork that catches this thread here leaves the child a list whose
+     * every link is whole. */
+    atomic_signal_fence(memory_order_release);
+    soma__link_clear(bp);
+    /* The end of the list (NULL), or a link out of the pool (a corrupted
+     * one: link.h): the refill tells them apart. */
+    if (SOMA_UNLIKELY(((uintptr_t)next ^ (uintptr_t)bp) >= SOMA_POOL_SIZE))
         return soma__pool_refill(heap, pool, bp); /* a tail call: no frame on the fast path */
     return bp;
 }
@@ -304,14 +313,15 @@ static inline void soma__heap_free_local(heap_t *heap, pool_t *pool, void *p)
 {
     unsigned n = soma__pool_count(pool);
     void *last = pool->freeblock;
-    /* One test for the three rare cases: the pool is full (it must join its
-     * list), the block is its last (it empties), or it has no block at all
-     * (not allocated: a double free). */
-    if (SOMA_UNLIKELY(last == NULL || n <= 1)) {
+    /* One test for the rare cases: the pool is full (it must join its
+     * list), the block is its last (it empties), the pool has no block at
+     * all (not allocated: a double free), or the block looks free already
+     * (a double free, probably: link.h). */
+    if (SOMA_UNLIKELY(last == NULL || n <= 1 || soma__link_looks_free(p, SOMA_POOL_SIZE))) {
         soma__heap_free_slow(heap, pool, p);
         return;
     }
-    *(void **)p = last;
+    soma__link_set(p, last);
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);
 }

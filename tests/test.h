@@ -274,4 +274,45 @@ static inline size_t test_resident_pages(uintptr_t addr, size_t len)
     return n;
 }
 
+
+/* Run `misuse` in a child with stderr captured; it must die of SIGABRT after
+ * a "soma: fatal: " line containing `expect` and naming the pointer that
+ * misuse printed first, as "pointer %p". */
+#include <errno.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static inline void test_expect_fatal(const char *name, void (*misuse)(void), const char *expect)
+{
+    char path[] = "/tmp/soma_test_misuse_XXXXXX";
+    int fd = mkstemp(path);
+    if (!CHECK(fd >= 0))
+        return;
+    unlink(path);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 2);
+        misuse();
+        _exit(0); /* not reached when the misuse is caught */
+    }
+    if (!CHECK(pid > 0))
+        return;
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    char buf[2048] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    if (!CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
+        test_note("  %s: child status %#x, stderr:\n%s", name, (unsigned)st, buf);
+    CHECK(strstr(buf, "soma: fatal: ") != NULL);
+    if (!CHECK(strstr(buf, expect) != NULL))
+        test_note("  %s: no '%s' in:\n%s", name, expect, buf);
+    char ptr[64] = "";
+    if (CHECK(sscanf(buf, "pointer %63s", ptr) == 1))
+        CHECK(strstr(strstr(buf, "soma: fatal: ") ?: buf, ptr) != NULL);
+}
+
 #endif /* SOMA_TEST_H */

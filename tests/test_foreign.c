@@ -185,44 +185,6 @@ static void test_aligned_alloc(void)
     }
 }
 
-/* Run `misuse` in a child with stderr captured; it must die of SIGABRT after
- * a "soma: fatal: " line naming the pointer it printed and containing
- * `expect`. */
-static void expect_fatal(const char *name, void (*misuse)(void), const char *expect)
-{
-    char path[] = "/tmp/soma_test_misuse_XXXXXX";
-    int fd = mkstemp(path);
-    if (!CHECK(fd >= 0))
-        return;
-    unlink(path);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd, 2);
-        misuse();
-        _exit(0); /* not reached when the misuse is caught */
-    }
-    if (!CHECK(pid > 0))
-        return;
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    char buf[1024] = {0};
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    if (!CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
-        test_note("  %s: child status %#x, stderr:\n%s", name, (unsigned)st, buf);
-    CHECK(strstr(buf, "soma: fatal: ") != NULL);
-    if (!CHECK(strstr(buf, expect) != NULL))
-        test_note("  %s: no '%s' in:\n%s", name, expect, buf);
-    /* The message names the pointer. */
-    char ptr[64] = "";
-    if (CHECK(sscanf(buf, "pointer %63s", ptr) == 1)) {
-        CHECK(strstr(strstr(buf, "soma: fatal: ") ?: buf, ptr) != NULL);
-    }
-}
-
 static void double_free(void)
 {
     void *keep = soma_malloc(300); /* keeps the arena mapped */
@@ -270,9 +232,9 @@ static void free_pool_header(void)
 
 static void test_misuse(void)
 {
-    expect_fatal("pool header", free_pool_header, "pool header");
-    expect_fatal("double free", double_free, "double free");
-    expect_fatal("never-carved pool", free_never_carved, "never handed out");
+    test_expect_fatal("pool header", free_pool_header, "pool header");
+    test_expect_fatal("double free", double_free, "double free");
+    test_expect_fatal("never-carved pool", free_never_carved, "never handed out");
 }
 
 int main(void)

@@ -152,9 +152,7 @@ void soma__heap_collect(heap_t *heap)
     }
 }
 
-/* Return parked pools to their arenas: all of them, or those parked for
- * the decay time.  The arena learns when the pool really emptied, so its
- * own decay counts from then. */
+/* Is class c's pool parked (alone on its list, empty)? */
 static int parked(const heap_t *heap, unsigned c)
 {
     const pool_t *pool = heap->usedpools[c];
@@ -171,6 +169,9 @@ static void unpark(heap_t *heap, unsigned c)
     pthread_mutex_unlock(&heap->lock);
 }
 
+/* Return parked pools to their arenas: all of them, or those parked for
+ * the decay time.  The arena learns when the pool really emptied, so its
+ * own decay counts from then. */
 void soma__heap_unpark(heap_t *heap, int all)
 {
     uint64_t now = all ? 0 : soma__now_ms();
@@ -229,8 +230,6 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
     return bp;
 }
 
-/* Free p into a pool that is full, or holds p as its last block, or holds
- * no block at all (then p was not allocated). */
 /* Is p on its pool's free list?  The walk is bounded by the pool's
  * capacity and checks every link it follows (a corrupted list is
  * reported, never followed out of the pool). */
@@ -248,12 +247,15 @@ static int on_free_list(const pool_t *pool, const void *p)
     return 0;
 }
 
+/* Free p into a pool that is full, or holds p as its last block, or holds
+ * no block at all (then p was not allocated), or where p looks free
+ * already (link.h). */
 void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p)
 {
     unsigned n = soma__pool_count(pool);
     if (n == 0)
         soma__fatal_not_allocated(p, pool);
-    if (soma__link_looks_free(p, SOMA_POOL_SIZE) && on_free_list(pool, p))
+    if (soma__link_looks_free(p) && on_free_list(pool, p))
         soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
                     p, soma__class_size(pool->szidx), pool->szidx);

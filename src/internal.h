@@ -317,7 +317,7 @@ static inline void soma__heap_free_local(heap_t *heap, pool_t *pool, void *p)
      * list), the block is its last (it empties), the pool has no block at
      * all (not allocated: a double free), or the block looks free already
      * (a double free, probably: link.h). */
-    if (SOMA_UNLIKELY(last == NULL || n <= 1 || soma__link_looks_free(p, SOMA_POOL_SIZE))) {
+    if (SOMA_UNLIKELY(last == NULL || n <= 1 || soma__link_looks_free(p))) {
         soma__heap_free_slow(heap, pool, p);
         return;
     }

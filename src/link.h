@@ -40,6 +40,8 @@
 
 #include <stdint.h>
 
+#include "config.h" /* SOMA_POOL_SIZE */
+
 #ifndef SOMA_HARDEN
 #define SOMA_HARDEN 1
 #endif
@@ -84,13 +86,13 @@ static inline void soma__link_clear(void *b)
 
 /* Does the first word of b look like a link of a free block of b's pool
  * (to another block of the pool, or the end)?  Always 0 unhardened. */
-static inline int soma__link_looks_free(const void *b, uintptr_t pool_size)
+static inline int soma__link_looks_free(const void *b)
 {
 #if SOMA_HARDEN_DF
     uintptr_t next = (uintptr_t)soma__link_get(b);
-    return next == 0 || (next ^ (uintptr_t)b) < pool_size;
+    return next == 0 || (next ^ (uintptr_t)b) < SOMA_POOL_SIZE;
 #else
-    (void)b, (void)pool_size;
+    (void)b;
     return 0;
 #endif
 }

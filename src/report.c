@@ -249,13 +249,12 @@ static uint64_t now_ms(void)
 static void *report_thread(void *arg)
 {
     (void)arg;
-    char byte, when[64], reason[64];
+    char byte, when[64];
     const char *name = dump_signal ? sigabbrev_np(dump_signal) : NULL;
     if (name != NULL)
         snprintf(when, sizeof when, "on signal %s", name);
     else
         snprintf(when, sizeof when, "on signal %d", dump_signal);
-    snprintf(reason, sizeof reason, "signal");
     long interval = soma__opt.interval_ms;
     struct pollfd pfd = {signal_pipe[0], POLLIN, 0}; /* fd -1: poll ignores it */
     uint64_t next = now_ms();
@@ -284,7 +283,7 @@ static void *report_thread(void *arg)
         if (rc > 0 && (pfd.revents & POLLIN)) {
             ssize_t n = read(signal_pipe[0], &byte, 1);
             if (n == 1)
-                dump(when, reason);
+                dump(when, "signal");
             else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
                 pfd.fd = -1; /* the pipe is gone: samples only */
         } else if (rc > 0) {

@@ -339,6 +339,36 @@ SOMA_API int soma_stats_register_type(const char *name, size_t elem_size, soma_c
 /* Remove a registration by name.  Returns 0, or -1 with errno = ENOENT. */
 SOMA_API int soma_stats_unregister_type(const char *name);
 
+/*
+ * Debug mode.
+ *
+ * With SOMA_DEBUG=1 in the environment (or `soma run --debug`), every block
+ * carries a header (the size asked, a serial number, the call that made
+ * it) and guard bytes on both sides; fresh bytes are filled with 0xCD,
+ * freed ones with 0xDD, guards are 0xFD; freed blocks wait in a quarantine
+ * (SOMA_DEBUG_QUARANTINE bytes, 1 MiB by default) before reuse.  soma then
+ * detects, with a message naming the block (address, size, serial, call,
+ * heap) and the bytes expected and found: overflows and underflows, double
+ * frees, pointers it never returned, blocks of a destroyed explicit heap
+ * freed or reallocated, and writes after free (when the block leaves the
+ * quarantine or is reused).  It aborts after the message, or, with
+ * SOMA_DEBUG=report, carries on.  Every call takes one lock in debug mode,
+ * and soma_usable_size returns the size asked.  Without SOMA_DEBUG the
+ * fast paths pay nothing for any of this.
+ */
+
+/* Check the whole allocator now: every heap's structure (free lists,
+ * pools, arenas: the invariants the fast paths rely on) and, in debug mode,
+ * every block's guards and every freed block's fill.  Each problem is
+ * reported on stderr as above (and aborts, with SOMA_DEBUG=1); returns the
+ * number found.  Without debug mode, call it while no other thread
+ * allocates; in debug mode, at any time. */
+SOMA_API size_t soma_debug_check(void);
+
+/* 0: debug mode is off; 1: on, a problem aborts; 2: on, problems are
+ * reported and the program goes on (SOMA_DEBUG=report). */
+SOMA_API int soma_debug_mode(void);
+
 /* Environment, read once when soma starts (README has the full table):
  *   SOMA_SHOW_STATS=1        print the dump when the program exits
  *                            (CPython's PYTHONMALLOCSTATS)
@@ -346,7 +376,9 @@ SOMA_API int soma_stats_unregister_type(const char *name);
  *   SOMA_STATS_SIGNAL=USR2   dump when the signal arrives
  *   SOMA_STATS_FORMAT=json   dumps are JSON snapshots (soma_stats_print_json)
  *   SOMA_STATS_INTERVAL_MS=N a JSON sample every N ms, one line each
- *   SOMA_ARENA_DECAY_MS=N    how long an empty arena stays mapped */
+ *   SOMA_ARENA_DECAY_MS=N    how long an empty arena stays mapped
+ *   SOMA_DEBUG=1|report      debug mode (above)
+ *   SOMA_DEBUG_QUARANTINE=N  bytes of freed blocks kept from reuse in it */
 
 #ifdef __cplusplus
 }

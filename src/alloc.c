@@ -11,6 +11,15 @@
 
 #include "internal.h"
 
+soma__gate_t soma__gate = {SOMA_SMALL_THRESHOLD, SOMA_MEDIUM_MAX, SOMA_POOL_OVERHEAD};
+int soma__debug;
+
+/* The API a call of heap's came through, for debug blocks. */
+static inline int api_of(const heap_t *heap, int thread_api, int heap_api)
+{
+    return heap->explicit_heap ? heap_api : thread_api;
+}
+
 /* The pool of p if p lies in one of soma's arenas, else NULL.  An address
  * inside a pool header is no block: taking it would hand the header out. */
 static inline pool_t *block_pool(const void *p) /* p lies in one of soma's arenas */
@@ -28,8 +37,11 @@ static inline pool_t *owned_pool(const void *p)
 /* Above the threshold, out of line so that the small path stays short. */
 __attribute__((noinline)) static void *malloc_medium_or_sys(heap_t *heap, size_t size)
 {
-    if (size - 1 < SOMA_MEDIUM_MAX) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
+    if (size - 1 < soma__gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
         return soma__heap_malloc_class(heap, soma__medium_class(size));
+    if (SOMA_UNLIKELY(soma__debug)) /* the gate sends every size here (internal.h) */
+        return soma__debug_malloc(heap, size, api_of(heap, SOMA_API_MALLOC, SOMA_API_HEAP_MALLOC),
+                                  0);
     if (size == 0)
         return soma__heap_malloc(heap, 1);
     return soma__large_malloc(size);
@@ -39,13 +51,17 @@ __attribute__((noinline)) static void *malloc_medium_or_sys(heap_t *heap, size_t
  * friends) or an explicit one (soma_heap_*). */
 static inline void *malloc_in(heap_t *heap, size_t size)
 {
-    if (SOMA_LIKELY(size - 1 < SOMA_SMALL_THRESHOLD)) /* 1..512; 0 wraps around */
+    /* 1..512 (0 wraps around); never in debug mode: the gate */
+    if (SOMA_LIKELY(size - 1 < soma__gate.small_limit))
         return soma__heap_malloc(heap, size);
     return malloc_medium_or_sys(heap, size);
 }
 
 static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
 {
+    if (SOMA_UNLIKELY(soma__debug))
+        return soma__debug_calloc(heap, nmemb, size,
+                                  api_of(heap, SOMA_API_CALLOC, SOMA_API_HEAP_CALLOC));
     size_t total;
     if (soma__mul_overflow(nmemb, size, &total))
         return NULL;
@@ -81,7 +97,11 @@ soma_heap *soma_heap_new(void)
 
 void soma_heap_destroy(soma_heap *heap)
 {
-    if (heap != NULL)
+    if (heap == NULL)
+        return;
+    if (SOMA_UNLIKELY(soma__debug))
+        soma__debug_heap_destroy((heap_t *)heap);
+    else
         soma__heap_destroy((heap_t *)heap);
 }
 
@@ -104,7 +124,10 @@ void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
 __attribute__((noinline, cold)) static void free_foreign(void *p)
 {
     int saved = errno; /* free never changes errno */
-    soma__large_free(p);
+    if (SOMA_UNLIKELY(soma__debug))
+        soma__debug_free(p);
+    else
+        soma__large_free(p);
     errno = saved;
 }
 
@@ -123,6 +146,9 @@ void soma_free(void *p)
 
 static void *realloc_in(heap_t *heap, void *p, size_t size)
 {
+    if (SOMA_UNLIKELY(soma__debug))
+        return soma__debug_realloc(heap, p, size,
+                                   api_of(heap, SOMA_API_REALLOC, SOMA_API_HEAP_REALLOC));
     if (p == NULL)
         return malloc_in(heap, size);
     if (size == 0) {
@@ -150,6 +176,8 @@ size_t soma_usable_size(const void *p)
 {
     if (p == NULL)
         return 0;
+    if (SOMA_UNLIKELY(soma__debug))
+        return soma__debug_usable_size(p);
     pool_t *pool = owned_pool(p);
     return pool ? soma__class_size(pool->szidx) : soma__large_usable_size(p);
 }
@@ -162,5 +190,7 @@ void *soma_aligned_alloc(size_t alignment, size_t size)
     }
     if (alignment <= SOMA_ALIGNMENT)
         return soma_malloc(size);
+    if (SOMA_UNLIKELY(soma__debug))
+        return soma__debug_malloc(soma__tls_heap, size, SOMA_API_ALIGNED, alignment);
     return soma__large_aligned_alloc(alignment, size);
 }

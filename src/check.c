@@ -21,7 +21,8 @@
  *   - the arena map knows every arena.
  *
  * Returns 0 when all hold; otherwise writes the first broken invariant into
- * `why` and returns -1.  Takes the heap lock; O(everything), never used on
+ * `why` and returns -1.  Takes the heap lock (the _locked form: the caller
+ * holds it); O(everything), never used on
  * an allocation path.
  */
 #include <stdio.h>
@@ -158,8 +159,15 @@ static int check_usable(const arena_set_t *s, char *why, size_t whylen)
 
 int soma__heap_check(heap_t *heap, char *why, size_t whylen)
 {
-    int rc = 0;
     pthread_mutex_lock(&heap->lock);
+    int rc = soma__heap_check_locked(heap, why, whylen);
+    pthread_mutex_unlock(&heap->lock);
+    return rc;
+}
+
+int soma__heap_check_locked(heap_t *heap, char *why, size_t whylen)
+{
+    int rc = 0;
     for (unsigned k = 0; k < SOMA_NUM_KINDS && rc == 0; k++) {
         const arena_set_t *s = &heap->sets[k];
         size_t n = 0;
@@ -193,6 +201,5 @@ int soma__heap_check(heap_t *heap, char *why, size_t whylen)
             q = q->nextpool;
         } while (q != head);
     }
-    pthread_mutex_unlock(&heap->lock);
     return rc;
 }

@@ -132,6 +132,8 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
     /* A pool that served this class before it emptied keeps its free list
      * intact; any other is set up for the class. */
     if (pool->szidx != c) {
+        if (SOMA_UNLIKELY(soma__debug))
+            soma__debug_pool_init(pool);
         pool->szidx = (uint16_t)c;
         pool->nextoffset = (uint16_t)SOMA_POOL_OVERHEAD;
         pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - soma__class_size(c));
@@ -200,6 +202,11 @@ void *soma__heap_malloc_slow(heap_t *heap, unsigned c)
         heap = soma__thread_heap_acquire();
         if (heap == NULL)
             return NULL;
+        /* If this call started soma and SOMA_DEBUG is set, the block must
+         * be a debug block like every later one (the gate, internal.h);
+         * the size asked is lost by now: the class's size stands in. */
+        if (SOMA_UNLIKELY(soma__debug))
+            return soma__debug_malloc(heap, soma__class_size(c), SOMA_API_MALLOC, 0);
         pool_t *pool = heap->usedpools[c];
         if (pool != NULL) /* an adopted heap may have one */
             return soma__pool_pop(heap, pool);
@@ -287,24 +294,50 @@ void soma__heap_free_slow(heap_t *heap, pool_t *pool, void *p)
     pthread_mutex_unlock(&heap->lock);
 }
 
-/* soma__free_small's uncommon cases. */
+void soma__heap_free_remote(heap_t *owner, void *p)
+{
+    /* Only the owner pops, and it takes the whole stack at once: no ABA. */
+    void *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
+    do {
+        *(void **)p = head;
+    } while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p,
+                                                    memory_order_release, memory_order_relaxed));
+}
+
+/* soma__free_small's uncommon cases: debug mode (the gate sends every
+ * free here), another thread's block or an explicit heap's, or a pointer
+ * that is no block.  The last gets its pool checked before anything is
+ * written: a pointer of unknown origin that happens to lie in soma's
+ * range must start a block of a pool that soma carved and handed to a
+ * heap, in the arena the arena map names. */
 void soma__free_other(pool_t *pool, void *p)
 {
-    if (((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD)
+    if (SOMA_UNLIKELY(soma__debug)) {
+        soma__debug_free(p);
+        return;
+    }
+    uintptr_t off = (uintptr_t)p & SOMA_POOL_MASK;
+    if (off < SOMA_POOL_OVERHEAD)
         soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header)", p);
     heap_t *owner = pool->heap;
     if (owner == NULL)
         soma__fatal_not_allocated(p, pool);
-    else {
-        /* Another thread's block: push it on its heap's remote stack.  Only
-         * the owner pops, and it takes the whole stack at once: no ABA. */
-        void *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
-        do {
-            *(void **)p = head;
-        } while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p,
-                                                        memory_order_release,
-                                                        memory_order_relaxed));
-    }
+    if (SOMA_UNLIKELY(pool->arena != soma__arena_map_get(p) || pool->arena->heap != owner ||
+                      pool->szidx >= SOMA_NUM_ALL_CLASSES))
+        soma__fatal("soma_free(%p): the header of its pool %p is corrupted (it names arena "
+                    "%p, heap %p, class %u; the arena map says arena %p): something wrote "
+                    "over it",
+                    p, (void *)pool, (void *)pool->arena, (void *)owner, pool->szidx,
+                    (void *)soma__arena_map_get(p));
+    size_t size = soma__class_size(pool->szidx);
+    /* (Not checked: that p lies below the pool's virgin blocks.  The owner
+     * may be carving them right now, and nextoffset is its own.) */
+    if (SOMA_UNLIKELY((uint32_t)(off - SOMA_POOL_OVERHEAD) % (uint32_t)size != 0))
+        soma__fatal("soma_free(%p): not an allocated block: %zu bytes into a %zu-byte block "
+                    "of pool %p (class %u)",
+                    p, (size_t)(off - SOMA_POOL_OVERHEAD) % size, size, (void *)pool,
+                    pool->szidx);
+    soma__heap_free_remote(owner, p);
 }
 
 void soma__fatal_not_allocated(void *p, const pool_t *pool)

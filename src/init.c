@@ -48,7 +48,8 @@ double soma__elapsed_ms(void)
            (double)(now.tv_nsec - start_time.tv_nsec) / 1e6;
 }
 
-/* Locks are taken in the order they nest: types_lock (held only to copy the
+/* Locks are taken in the order they nest: debug.c's lock (a debug call
+ * holds it while it allocates underneath), types_lock (held only to copy the
  * registry), heaps_lock and the heap locks, inside which an arena may be
  * mapped or released (slab_lock, region_lock); last, the shards of the large
  * blocks' registry (large.c), which are never held with another lock of
@@ -56,8 +57,9 @@ double soma__elapsed_ms(void)
  * fork (stats_print.c says why); the child resets them.  Released in the
  * reverse order. */
 static void (*const fork_order[])(int) = {
-    soma__report_fork, soma__stats_print_fork, soma__stats_json_fork, soma__types_fork,
-    soma__heaps_fork,  soma__arena_fork,       soma__region_fork,     soma__large_fork};
+    soma__report_fork, soma__stats_print_fork, soma__stats_json_fork, soma__debug_fork,
+    soma__types_fork,  soma__heaps_fork,       soma__arena_fork,      soma__region_fork,
+    soma__large_fork};
 #define NFORK (sizeof fork_order / sizeof fork_order[0])
 
 /* A single-threaded process may fork from a signal handler that

@@ -35,6 +35,32 @@
 #define SOMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define SOMA_INTERNAL __attribute__((visibility("hidden")))
 
+/*
+ * The gate: two limits the fast paths compare against, read from memory
+ * rather than built in, so that debug mode (debug.c) can close both fast
+ * paths without a test of its own there.  Normally small_limit is the
+ * small threshold and min_offset the pool header's size, which are the
+ * tests the fast paths make anyway; in debug mode both are set so that the
+ * tests always fail (every size is "not small", every address "inside a
+ * header"), and the slow paths, which check soma__debug, take over.  Set
+ * once, by soma__init, before any block exists that the change could
+ * strand (the one allocation that runs soma__init is made a debug block:
+ * heap.c).  Plain fields, not atomics: an atomic load costs an
+ * instruction of its own on these paths, where a plain one folds into the
+ * compare; they are written at most once, at start-up (load time, by
+ * init.c's constructor, in practice before any other thread exists), and
+ * only in debug mode.
+ */
+typedef struct {
+    size_t small_limit; /* malloc: size - 1 < small_limit is the fast path */
+    size_t medium_limit; /* and size - 1 < medium_limit the medium path */
+    size_t min_offset;  /* free: an offset in the pool >= this is the fast path */
+} soma__gate_t;
+extern SOMA_INTERNAL soma__gate_t soma__gate;
+/* 0: off; SOMA_DEBUG_ABORT or SOMA_DEBUG_REPORT (SOMA_DEBUG=1 or =report). */
+enum { SOMA_DEBUG_OFF, SOMA_DEBUG_ABORT, SOMA_DEBUG_REPORT };
+extern SOMA_INTERNAL int soma__debug;
+
 typedef struct soma__pool pool_t;
 typedef struct soma__arena arena_t;
 typedef struct soma__heap heap_t;
@@ -131,6 +157,7 @@ struct soma__heap {
     pool_t *usedpools[SOMA_NUM_ALL_CLASSES];
     _Atomic(void *) remote; /* cross-thread frees, linked through their first word */
     int explicit_heap;      /* made by soma_heap_new: never orphaned or adopted */
+    int destroyed;          /* debug mode: soma_heap_destroy kept it as a tombstone (debug.c) */
     pthread_mutex_t lock;
     arena_set_t sets[SOMA_NUM_KINDS]; /* by soma__class_kind */
     /* Parked pools (heap.c): parked_ms[c] is when usedpools[c] emptied, valid
@@ -250,7 +277,9 @@ extern SOMA_INTERNAL heap_t soma__empty_heap;
 SOMA_INTERNAL heap_t *soma__thread_heap_acquire(void);
 SOMA_INTERNAL heap_t *soma__thread_heap(void); /* acquires one if needed; NULL on OOM */
 SOMA_INTERNAL heap_t *soma__heap_create_explicit(void);
-SOMA_INTERNAL void soma__heap_destroy(heap_t *heap);
+SOMA_INTERNAL void soma__heap_destroy(heap_t *heap); /* unlist + release */
+SOMA_INTERNAL void soma__heap_unlist(heap_t *heap);  /* no walk reaches it any more */
+SOMA_INTERNAL void soma__heap_release(heap_t *heap); /* its arenas and record go back */
 /* Every heap, for statistics: fn(heap, arg) with the heap's lock held (and,
  * if tidy_orphans, orphan heaps' pending frees collected first and their
  * empty arenas released). */
@@ -265,6 +294,9 @@ SOMA_INTERNAL void soma__heap_collect(heap_t *heap);
 SOMA_INTERNAL void soma__heap_unpark(heap_t *heap, int all); /* owner, or holder of an orphan */
 SOMA_INTERNAL _Noreturn void soma__fatal_not_allocated(void *p, const pool_t *pool);
 SOMA_INTERNAL void soma__free_other(pool_t *pool, void *p);
+/* Push p on its owner's remote stack (another thread's block, or any
+ * block of an explicit heap): one compare-and-swap, no lock. */
+SOMA_INTERNAL void soma__heap_free_remote(heap_t *owner, void *p);
 
 static inline unsigned soma__pool_count(const pool_t *pool)
 {
@@ -334,7 +366,7 @@ static inline void soma__free_small(pool_t *pool, void *p)
 {
     heap_t *owner = pool->heap;
     if (SOMA_LIKELY(owner == soma__tls_heap &&
-                    ((uintptr_t)p & SOMA_POOL_MASK) >= SOMA_POOL_OVERHEAD)) {
+                    ((uintptr_t)p & SOMA_POOL_MASK) >= soma__gate.min_offset)) {
         soma__heap_free_local(owner, pool, p);
         return;
     }
@@ -350,6 +382,35 @@ SOMA_INTERNAL void soma__large_free(void *p);                /* p: not in an are
 SOMA_INTERNAL size_t soma__large_usable_size(const void *p);
 SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *total);
 SOMA_INTERNAL void soma__large_fork(int phase);
+/* Is p one of soma's large blocks?  1 and its requested size in *n. */
+SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
+/* fn(p, n, arg) for every large block, one shard locked at a time (fn must
+ * not allocate or free a large block). */
+SOMA_INTERNAL void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg);
+
+/* ---- debug.c: SOMA_DEBUG, blocks with a header, guards and fill patterns ---- */
+/* The allocation API a debug block came from (its header records it). */
+enum {
+    SOMA_API_MALLOC = 1,
+    SOMA_API_CALLOC,
+    SOMA_API_REALLOC,
+    SOMA_API_ALIGNED,
+    SOMA_API_HEAP_MALLOC,
+    SOMA_API_HEAP_CALLOC,
+    SOMA_API_HEAP_REALLOC,
+    SOMA_API_END
+};
+/* heap: the heap asked (soma__tls_heap for the malloc family, maybe still
+ * &soma__empty_heap); align: 0, or an alignment above 16. */
+SOMA_INTERNAL void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align);
+SOMA_INTERNAL void *soma__debug_calloc(heap_t *heap, size_t nmemb, size_t size, int api);
+SOMA_INTERNAL void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api);
+SOMA_INTERNAL void soma__debug_free(void *p);
+SOMA_INTERNAL size_t soma__debug_usable_size(const void *p);
+SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
+SOMA_INTERNAL void soma__debug_pool_init(pool_t *pool); /* a pool put to work for a new class */
+SOMA_INTERNAL void soma__debug_fork(int phase);
+SOMA_INTERNAL void soma__debug_set_quarantine(size_t bytes); /* SOMA_DEBUG_QUARANTINE */
 
 /* ---- sys.c: the system allocator, for what soma does not serve ---- */
 SOMA_INTERNAL void *soma__sys_malloc(size_t size);
@@ -417,6 +478,7 @@ SOMA_INTERNAL int soma__stats_write_json(soma__sink *s, const soma_stats *st,
 
 /* ---- check.c: every invariant of a heap, for tests (0 or -1 and why) ---- */
 SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
+SOMA_INTERNAL int soma__heap_check_locked(heap_t *heap, char *why, size_t whylen);
 
 
 /* ---- options.c ---- */

@@ -188,6 +188,34 @@ void soma__large_counts(size_t *count, size_t *bytes, size_t *total)
     *total = atomic_load_explicit(&made_total, memory_order_relaxed);
 }
 
+int soma__large_lookup(const void *p, size_t *n)
+{
+    shard *s = shard_of((uintptr_t)p);
+    pthread_mutex_lock(&s->lock);
+    int found = 0;
+    if (s->cap > 0) {
+        entry *e = find(s, (uintptr_t)p);
+        if (e->p == (uintptr_t)p) {
+            *n = e->n;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg)
+{
+    for (size_t i = 0; i < SHARDS; i++) {
+        shard *s = &shards[i];
+        pthread_mutex_lock(&s->lock);
+        for (size_t j = 0; j < s->cap; j++)
+            if (s->slots[j].p != 0)
+                fn((void *)s->slots[j].p, s->slots[j].n, arg);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
 void soma__large_fork(int phase)
 {
     for (size_t i = 0; i < SHARDS; i++)

@@ -27,6 +27,14 @@
  *                        frees and rebuilds its objects in rounds then
  *                        reuses its pages instead of faulting them back in.
  *
+ *   SOMA_DEBUG           1/yes/on/true: debug mode (debug.c): every block
+ *                        with a header and guards, fill patterns, checks on
+ *                        free; a detected misuse aborts.  report: the same,
+ *                        but print and carry on.  0/no/off/false or empty:
+ *                        off, the default.
+ *   SOMA_DEBUG_QUARANTINE  bytes of freed blocks debug mode keeps from reuse
+ *                        (0 to 1 GiB; default 1 MiB; 0: none).
+ *
  * Read with secure_getenv: a setuid or setgid program (AT_SECURE) ignores
  * them, so that whoever runs it cannot make it write a dump or change how
  * it uses memory.
@@ -131,8 +139,43 @@ static void read_stats_signal(void)
                 v);
 }
 
+static void read_debug(void)
+{
+    const char *v = secure_getenv("SOMA_DEBUG");
+    if (v == NULL)
+        return;
+    int on = parse_bool(v);
+    if (strcasecmp(v, "report") == 0) {
+        soma__debug = SOMA_DEBUG_REPORT;
+    } else if (on < 0) {
+        fprintf(stderr, "soma: warning: SOMA_DEBUG=%s is not 1/0, yes/no, on/off, true/false or "
+                        "report; using the default, 0\n", v);
+        return;
+    } else {
+        soma__debug = on ? SOMA_DEBUG_ABORT : SOMA_DEBUG_OFF;
+    }
+    if (!soma__debug)
+        return;
+    v = secure_getenv("SOMA_DEBUG_QUARANTINE");
+    if (v != NULL) {
+        char *end;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (*v == '\0' || *v == '-' || *end != '\0' || n > (1ull << 30))
+            fprintf(stderr, "soma: warning: SOMA_DEBUG_QUARANTINE=%s is not a number of bytes "
+                            "from 0 to 1073741824; using the default, 1048576\n", v);
+        else
+            soma__debug_set_quarantine((size_t)n);
+    }
+    /* Close the fast paths (the gate, internal.h): from here on every call
+     * reaches the slow paths, which send it to debug.c. */
+    soma__gate.small_limit = 0;
+    soma__gate.medium_limit = 0;
+    soma__gate.min_offset = SOMA_POOL_SIZE;
+}
+
 void soma__options_read(void)
 {
+    read_debug();
     read_ms("SOMA_ARENA_DECAY_MS", &soma__arena_decay_ms, DECAY_DEFAULT == 0 ? "0" : "1000");
     read_stats_file();
     read_stats_signal();

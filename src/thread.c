@@ -109,8 +109,10 @@ heap_t *soma__heap_create_explicit(void)
 }
 
 /* soma_heap_destroy: off the list of heaps (so no walk can reach it), every
- * arena given back to the OS, the record back to the slab. */
-void soma__heap_destroy(heap_t *h)
+ * arena given back to the OS, the record back to the slab.  Debug mode
+ * unlists it at once and releases it later (debug.c keeps it a while, so
+ * that a block of it freed too late is diagnosed). */
+void soma__heap_unlist(heap_t *h)
 {
     pthread_mutex_lock(&heaps_lock);
     for (heap_t **at = &all_heaps; *at != NULL; at = &(*at)->next_heap) {
@@ -119,11 +121,23 @@ void soma__heap_destroy(heap_t *h)
             break;
         }
     }
+    pthread_mutex_unlock(&heaps_lock);
+}
+
+void soma__heap_release(heap_t *h)
+{
+    pthread_mutex_lock(&heaps_lock);
     soma__arena_release_all(h); /* pending cross-thread frees go with their arenas */
     pthread_mutex_destroy(&h->lock);
     h->next_heap = heap_slab_free;
     heap_slab_free = h;
     pthread_mutex_unlock(&heaps_lock);
+}
+
+void soma__heap_destroy(heap_t *h)
+{
+    soma__heap_unlist(h);
+    soma__heap_release(h);
 }
 
 /* Make h an orphan (heaps_lock held).  Explicit heaps have no thread to

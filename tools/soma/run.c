@@ -1,6 +1,7 @@
 /*
  * soma run [--output FILE] [--no-children] [--format text|json]
- *          [--interval MS] [--timeline PAGE.html] [--] PROG [ARGS...]
+ *          [--interval MS] [--timeline PAGE.html] [--debug[=report]]
+ *          [--] PROG [ARGS...]
  *
  * Runs PROG with soma as its malloc (LD_PRELOAD of libsoma-override.so)
  * and, when it ends, prints the statistics of every process of the run
@@ -19,6 +20,9 @@
  * process also samples its figures every MS ms (SOMA_STATS_INTERVAL_MS:
  * a thread of soma's, report.c); --timeline draws those samples, and the
  * arena map at exit, into one self-contained HTML page (timeline.c).
+ * --debug runs PROG in soma's debug mode (SOMA_DEBUG=1: guards, fill
+ * patterns, a diagnosis and an abort on the first misuse; =report: every
+ * misuse reported, and PROG goes on; src/debug.c).
  * The exit status is PROG's own, or 128 + the
  * signal that killed it (as a shell reports it).
  */
@@ -55,6 +59,10 @@ static void run_usage(FILE *out)
           "                       --timeline)\n"
           "  --timeline PAGE.html draw the samples and the arenas at exit into PAGE.html,\n"
           "                       a self-contained page (no script, no network)\n"
+          "  --debug              debug mode (SOMA_DEBUG=1): guard bytes, fill patterns,\n"
+          "                       and a diagnosis and an abort at the first overflow,\n"
+          "                       double free, bad pointer or write after free\n"
+          "  --debug=report       the same, but report every misuse and go on\n"
           "  (PYTHONMALLOC=malloc is set unless it is set already: Python's objects then\n"
           "  come to soma instead of to CPython's own allocator)\n",
           out);
@@ -292,6 +300,7 @@ int soma_tool_run(int argc, char **argv)
     const char *output = NULL;
     run_opts o = {stderr, 0, 1, NULL};
     long interval = 0;
+    const char *debug = NULL; /* SOMA_DEBUG for PROG */
     int i = 1;
     for (; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0) {
@@ -318,6 +327,10 @@ int soma_tool_run(int argc, char **argv)
                 fprintf(stderr, "soma run: --interval wants milliseconds, 1 to 3600000\n");
                 return 2;
             }
+        } else if (strcmp(argv[i], "--debug") == 0) {
+            debug = "1";
+        } else if (strcmp(argv[i], "--debug=report") == 0) {
+            debug = "report";
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             run_usage(stdout);
             return 0;
@@ -366,6 +379,8 @@ int soma_tool_run(int argc, char **argv)
         setenv("SOMA_STATS_FILE", pattern, 1);
         /* Always JSON: soma run prints it as text itself, and draws from it. */
         setenv("SOMA_STATS_FORMAT", "json", 1);
+        if (debug != NULL)
+            setenv("SOMA_DEBUG", debug, 1);
         if (interval > 0)
             setenv("SOMA_STATS_INTERVAL_MS", every, 1);
         else

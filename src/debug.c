@@ -1,0 +1,727 @@
+/*
+ * debug.c: debug mode, soma's PYTHONMALLOC=debug.
+ *
+ * SOMA_DEBUG=1 (or =report) makes every block soma hands out a debug
+ * block: the program's bytes with a header in front and guard bytes on
+ * both sides, inside an ordinary block of a larger class (or a large
+ * block):
+ *
+ *   B = H                                   U = H + 32       U + n           B + span + 32
+ *   | pad | n | serial,api,state | FD x 8  | n bytes: CD ... | FD FD ... (>= 8) |
+ *   '------------ header, 32 bytes --------'  the program's   trailer guard
+ *
+ *   pad     bytes from the underlying block B to H: 0, except for an
+ *           aligned_alloc above 16 (B = U - alignment); while the block is
+ *           free this word is the pool's free-list link, which is why it
+ *           holds nothing a check needs later.
+ *   n       the size the program asked for: soma_usable_size returns it,
+ *           and the trailer starts there, so even a one-byte overflow into
+ *           the class's rounding is caught.
+ *   serial  the block's number (1 for the first allocation of the
+ *           process), for a breakpoint or a printf in the program.
+ *   api     which call made it: malloc, calloc, realloc, aligned_alloc,
+ *           or the soma_heap_ calls of an explicit heap.
+ *   state   live, freed (in quarantine), released (back in its pool).
+ *
+ * Fresh bytes are CD ("clean"), freed bytes DD ("dead"), guards FD
+ * (CPython's three patterns, so that a person who knows one knows the
+ * other).  A free checks the header and both guards, then fills the
+ * block with DD and puts it in a quarantine: a FIFO of freed blocks (1 MiB
+ * by default, SOMA_DEBUG_QUARANTINE) that are not reused until they leave
+ * it.  When one leaves, its DD fill is checked (a write after free) and it
+ * goes back to its pool, marked released; when the pool hands it out
+ * again, the fill is checked once more.  A second free of a block finds it
+ * freed or released: a double free, with the block's serial.
+ *
+ * Mistakes and their diagnosis (each names the address, the size asked,
+ * the serial, the API and heap it came from, and for a damaged guard or
+ * fill the offset, the bytes expected and the bytes found):
+ *   overflow, underflow    the trailer or the front guard changed (at free,
+ *                          realloc, and soma_debug_check);
+ *   double free            the header says freed or released;
+ *   not soma's block       a pointer inside soma's arenas that is not the
+ *                          start of a block's program bytes, or whose
+ *                          header is not one (foreign pointers outside
+ *                          soma's range go to the system allocator, as
+ *                          without debug mode);
+ *   write after free       the DD fill changed, found when the block
+ *                          leaves quarantine, is reused, or is checked;
+ *   destroyed heap         a block of an explicit heap used after
+ *                          soma_heap_destroy: debug mode keeps the last
+ *                          8 destroyed heaps' arenas mapped (a tombstone),
+ *                          so such a free is diagnosed, not a crash.
+ * Then soma aborts (SOMA_DEBUG=1) or, with SOMA_DEBUG=report, prints and
+ * carries on, leaving the damaged block alone (a double free is ignored).
+ *
+ * Costs and locks: one recursive mutex serialises every debug call (so
+ * soma_debug_check sees a still world); a block needs 40 more bytes; the
+ * fast paths are closed by the gate (internal.h), so normal mode pays
+ * nothing for this file.  Lock order: this lock, then heaps_lock, then a
+ * heap's lock; recursive because a debug call that starts soma or a thread
+ * (pthread_setspecific, atexit) may allocate again inside it.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define HDR 32
+#define TRAIL 8
+#define CLEAN 0xCD
+#define DEAD 0xDD
+#define GUARD 0xFD
+#define MAX_ALIGN ((size_t)1 << 20) /* aligned_alloc above this fails in debug mode */
+#define MAX_TOMBS 8
+#define RING_MAX 65536
+
+enum { ST_LIVE = 0xA1, ST_FREED = 0xF1, ST_RELEASED = 0xF2 };
+
+typedef struct {
+    uint64_t pad;
+    uint64_t size;
+    uint64_t tag; /* serial << 16 | api << 8 | state */
+    uint8_t guard[8];
+} dbg_hdr;
+_Static_assert(sizeof(dbg_hdr) == HDR, "the header keeps the program's bytes 16-aligned");
+
+/* What the block at U is, found by locate(). */
+typedef struct {
+    unsigned char *u;
+    dbg_hdr *h;
+    unsigned char *b; /* the underlying block */
+    size_t span;      /* bytes from U to the end of the underlying block */
+    pool_t *pool;     /* NULL for a large block */
+} blk;
+
+typedef struct {
+    blk b;
+} ring_entry;
+
+static pthread_mutex_t lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+static uint64_t serial;
+static size_t problems;
+static size_t quarantine_limit = (size_t)1 << 20;
+static ring_entry *ring;
+static size_t ring_head, ring_len, ring_bytes;
+static int ring_failed;
+static heap_t *tombs; /* destroyed heaps, newest first, through next_orphan */
+static unsigned ntombs;
+
+void soma__debug_set_quarantine(size_t bytes)
+{
+    quarantine_limit = bytes;
+}
+
+static unsigned state_of(const dbg_hdr *h)
+{
+    return (unsigned)(h->tag & 0xff);
+}
+static unsigned api_of(const dbg_hdr *h)
+{
+    return (unsigned)(h->tag >> 8 & 0xff);
+}
+static unsigned long long serial_of(const dbg_hdr *h)
+{
+    return (unsigned long long)(h->tag >> 16);
+}
+
+/* The names a program knows the calls by: the override's are the C
+ * library's. */
+static const char *api_name(unsigned api)
+{
+#ifdef SOMA_OVERRIDE
+    static const char *const names[] = {"?", "malloc", "calloc", "realloc",
+                                        "aligned_alloc", "soma_heap_malloc", "soma_heap_calloc",
+                                        "soma_heap_realloc"};
+#else
+    static const char *const names[] = {"?", "soma_malloc", "soma_calloc", "soma_realloc",
+                                        "soma_aligned_alloc", "soma_heap_malloc",
+                                        "soma_heap_calloc", "soma_heap_realloc"};
+#endif
+    return api < SOMA_API_END ? names[api] : "an unknown call";
+}
+
+#ifdef SOMA_OVERRIDE
+#define FN(lib, libc) libc
+#else
+#define FN(lib, libc) lib
+#endif
+
+/* ---- the report ---- */
+
+typedef struct {
+    char buf[2048];
+    size_t len;
+} text;
+
+__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, ...)
+{
+    if (t->len >= sizeof t->buf)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, sizeof t->buf - t->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len = t->len + (size_t)n < sizeof t->buf ? t->len + (size_t)n : sizeof t->buf - 1;
+}
+
+static void describe(text *t, const blk *b)
+{
+    const dbg_hdr *h = b->h;
+    add(t, "\n  block %p: %llu bytes asked, serial %llu, made by %s", (void *)b->u,
+        (unsigned long long)h->size, serial_of(h), api_name(api_of(h)));
+    if (b->pool == NULL)
+        add(t, ", a large block (from the system allocator)");
+    else if (b->pool->heap->explicit_heap)
+        add(t, " in explicit heap %p", (void *)b->pool->heap);
+    else
+        add(t, " in a thread's heap");
+    unsigned st = state_of(h);
+    add(t, "; %s", st == ST_LIVE      ? "live"
+                   : st == ST_FREED    ? "freed (in quarantine)"
+                   : st == ST_RELEASED ? "freed and released to its pool"
+                                       : "state unknown");
+}
+
+/* The bytes at p (len of them, the first bad one at `bad`) against the
+ * pattern `want`: where, and 16 of them from the first that differs. */
+static void bytes_diff(text *t, const blk *b, const unsigned char *p, size_t len, size_t bad,
+                       unsigned want)
+{
+    size_t nbad = 0, last = bad;
+    for (size_t i = bad; i < len; i++)
+        if (p[i] != want) {
+            nbad++;
+            last = i;
+        }
+    long off = (long)(p + bad - b->u);
+    if (nbad == 1)
+        add(t, "\n  1 byte changed, at U%+ld", off);
+    else
+        add(t, "\n  %zu bytes changed, from U%+ld to U%+ld", nbad, off, (long)(p + last - b->u));
+    add(t, " (U = %p; the block's %llu bytes end at U+%llu)", (void *)b->u,
+        (unsigned long long)b->h->size, (unsigned long long)b->h->size);
+    size_t show = len - bad < 16 ? len - bad : 16;
+    add(t, "\n  at U%+ld expected:", off);
+    for (size_t i = 0; i < show; i++)
+        add(t, " %02x", want);
+    add(t, "\n  at U%+ld found:   ", off);
+    for (size_t i = 0; i < show; i++)
+        add(t, " %02x", p[bad + i]);
+}
+
+static void finish(text *t)
+{
+    add(t, "\n");
+    for (size_t off = 0; off < t->len;) {
+        ssize_t w = write(STDERR_FILENO, t->buf + off, t->len - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    problems++;
+    if (soma__debug == SOMA_DEBUG_ABORT) {
+        static const char tail[] = "soma: debug: aborting (SOMA_DEBUG=report reports and goes on)\n";
+        if (write(STDERR_FILENO, tail, sizeof tail - 1) < 0) { /* nothing more to say */
+        }
+        abort();
+    }
+}
+
+/* fn: the call that found it, with p its argument; or, for a check that
+ * no call of the program's asked for, who found it ("... found block p"). */
+static void start(text *t, const char *fn, const void *p, const char *what)
+{
+    t->len = 0;
+    if (fn[0] == '=')
+        add(t, "soma: debug: %s found block %p: %s", fn + 1, p, what);
+    else
+        add(t, "soma: debug: %s(%p): %s", fn, p, what);
+}
+
+/* ---- finding a block ---- */
+
+static size_t first_not(const unsigned char *p, size_t len, unsigned want)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != want)
+            return i;
+    return len;
+}
+
+static int plausible(const dbg_hdr *h, size_t pad, size_t span)
+{
+    unsigned st = state_of(h);
+    return (st == ST_LIVE || st == ST_FREED || st == ST_RELEASED) && api_of(h) > 0 &&
+           api_of(h) < SOMA_API_END && h->size + TRAIL <= span && (st != ST_LIVE || h->pad == pad);
+}
+
+enum { FOUND, FOREIGN, BAD };
+
+/* Which block p is.  FOREIGN: not in soma's range and not a large block of
+ * soma's (the system allocator's business, as without debug mode).  BAD:
+ * reported; the caller must leave it alone. */
+static int locate(const void *p, blk *out, const char *fn)
+{
+    text t;
+    uintptr_t u = (uintptr_t)p;
+    arena_t *a = soma__arena_map_get(p);
+    if (a != NULL) {
+        pool_t *pool = soma__pool_of(p);
+        uintptr_t off = u & SOMA_POOL_MASK;
+        if (off < SOMA_POOL_OVERHEAD + HDR || pool->heap == NULL || pool->arena != a ||
+            pool->szidx >= SOMA_NUM_ALL_CLASSES) {
+            start(&t, fn, p, "not a block soma returned: an address in soma's arenas outside any "
+                             "block (a pool header, or a pool never handed out)");
+            finish(&t);
+            return BAD;
+        }
+        size_t size = soma__class_size(pool->szidx);
+        size_t into = (off - SOMA_POOL_OVERHEAD) % size;
+        unsigned char *b = (unsigned char *)p - into;
+        blk whole = {b + HDR, (dbg_hdr *)b, b, size - HDR, pool};
+        if (into != HDR) {
+            start(&t, fn, p, "not a block soma returned");
+            long delta = (long)((const unsigned char *)p - whole.u);
+            if (plausible(whole.h, 0, whole.span)) {
+                if (delta < 0)
+                    add(&t, ": it points %ld bytes before this one, into its header", -delta);
+                else
+                    add(&t, ": it points %ld bytes into this one", delta);
+                describe(&t, &whole);
+            } else {
+                add(&t, ": it points %zu bytes into a %zu-byte block of soma's at %p that was "
+                        "never handed out", into, size, (void *)b);
+            }
+            finish(&t);
+            return BAD;
+        }
+        *out = whole;
+    } else {
+        /* A large block starts at U - 32, or, aligned, at U - alignment. */
+        size_t total = 0, pad = 0;
+        int found = soma__large_lookup((const void *)(u - HDR), &total);
+        for (size_t al = 2 * HDR; !found && al <= MAX_ALIGN; al <<= 1)
+            if (u % al == 0 && soma__large_lookup((const void *)(u - al), &total))
+                pad = al - HDR, found = 1;
+        if (!found || total < pad + HDR + TRAIL)
+            return FOREIGN;
+        unsigned char *b = (unsigned char *)(u - HDR - pad);
+        *out = (blk){(unsigned char *)p, (dbg_hdr *)(b + pad), b, total - pad - HDR, NULL};
+    }
+    if (!plausible(out->h, (size_t)((unsigned char *)out->h - out->b), out->span)) {
+        start(&t, fn, p, "not a block soma returned, or its header was overwritten (an underflow "
+                         "from this block, or an overflow from the one before)");
+        add(&t, "\n  header at %p:", (void *)out->h);
+        for (size_t i = 0; i < HDR; i++)
+            add(&t, "%s%02x", i % 8 ? " " : "  ", ((unsigned char *)out->h)[i]);
+        finish(&t);
+        return BAD;
+    }
+    return FOUND;
+}
+
+/* Is the block alive and whole?  0 if it must be left alone (reported). */
+static int check_live(const blk *b, const char *fn)
+{
+    text t;
+    if (b->pool != NULL && b->pool->heap->destroyed) {
+        start(&t, fn, b->u, "a block of a destroyed heap: soma_heap_destroy released it with its "
+                            "heap, and it must not be used or freed after that");
+        describe(&t, b);
+        finish(&t);
+        return 0;
+    }
+    unsigned st = state_of(b->h);
+    if (st != ST_LIVE) {
+        int freeing = strstr(fn, "free") != NULL;
+        start(&t, fn, b->u, freeing ? "double free: the block is free already"
+                                    : "use after free: the block was freed");
+        describe(&t, b);
+        finish(&t);
+        return 0;
+    }
+    size_t bad = first_not(b->h->guard, sizeof b->h->guard, GUARD);
+    if (bad < sizeof b->h->guard) {
+        start(&t, fn, b->u, "buffer underflow: the guard bytes before the block were overwritten");
+        describe(&t, b);
+        bytes_diff(&t, b, b->h->guard, sizeof b->h->guard, bad, GUARD);
+        finish(&t);
+    }
+    size_t n = b->h->size;
+    bad = first_not(b->u + n, b->span - n, GUARD);
+    if (bad < b->span - n) {
+        start(&t, fn, b->u, "buffer overflow: the guard bytes after the block were overwritten");
+        describe(&t, b);
+        bytes_diff(&t, b, b->u + n, b->span - n, bad, GUARD);
+        finish(&t);
+    }
+    return 1;
+}
+
+/* A freed block's fill must be intact: 0 and a report if it is not. */
+static int check_dead(const blk *b, const char *fn, const char *when)
+{
+    text t;
+    size_t bad = first_not(b->h->guard, sizeof b->h->guard, GUARD);
+    const unsigned char *p = b->h->guard;
+    size_t len = sizeof b->h->guard;
+    unsigned want = GUARD;
+    if (bad == len) {
+        bad = first_not(b->u, b->span, DEAD);
+        p = b->u, len = b->span, want = DEAD;
+    }
+    if (bad == len)
+        return 1;
+    start(&t, fn, b->u, "write after free: the block was changed after it was freed");
+    add(&t, " (%s)", when);
+    describe(&t, b);
+    bytes_diff(&t, b, p, len, bad, want);
+    finish(&t);
+    return 0;
+}
+
+/* ---- giving blocks back ---- */
+
+static void release(blk *b)
+{
+    b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_RELEASED;
+    if (b->pool == NULL) {
+        soma__large_free(b->b);
+        return;
+    }
+    heap_t *owner = b->pool->heap;
+    if (owner->destroyed)
+        return; /* it goes with its heap's tombstone */
+    if (owner == soma__tls_heap)
+        soma__heap_free_local(owner, b->pool, b->b);
+    else
+        soma__heap_free_remote(owner, b->b);
+}
+
+static void evict_oldest(void)
+{
+    blk *b = &ring[ring_head].b;
+    ring_head = (ring_head + 1) % RING_MAX;
+    ring_len--;
+    ring_bytes -= b->span + HDR;
+    check_dead(b, "=the quarantine", "found as it left the quarantine, to be reused");
+    release(b);
+}
+
+/* The block is freed: marked, filled, and kept out of reach a while. */
+static void retire(blk *b)
+{
+    b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_FREED;
+    memset(b->u, DEAD, b->span);
+    if (ring == NULL && !ring_failed && quarantine_limit > 0) {
+        ring = soma__os_map(RING_MAX * sizeof *ring);
+        ring_failed = ring == NULL;
+    }
+    if (ring == NULL || quarantine_limit == 0) {
+        release(b);
+        return;
+    }
+    while (ring_len > 0 && (ring_len == RING_MAX || ring_bytes + b->span + HDR > quarantine_limit))
+        evict_oldest();
+    ring[(ring_head + ring_len) % RING_MAX].b = *b;
+    ring_len++;
+    ring_bytes += b->span + HDR;
+}
+
+/* ---- the calls ---- */
+
+void soma__debug_pool_init(pool_t *pool)
+{
+    /* Old headers at other offsets must not pass for released blocks. */
+    memset((char *)pool + SOMA_POOL_OVERHEAD, 0, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
+}
+
+static heap_t *resolve(heap_t *heap)
+{
+    return heap == &soma__empty_heap ? soma__thread_heap() : heap;
+}
+
+/* An underlying block for n bytes and its description (lock held). */
+static int underlying(heap_t *heap, size_t n, size_t align, blk *out)
+{
+    unsigned char *b;
+    size_t pad = 0, total;
+    if (align > SOMA_ALIGNMENT) {
+        size_t a = align < HDR ? HDR : align;
+        total = a + n + TRAIL;
+        b = soma__large_aligned_alloc(a, total);
+        pad = a - HDR;
+    } else {
+        total = HDR + n + TRAIL;
+        b = total <= SOMA_MEDIUM_MAX ? soma__heap_malloc_class(heap, soma__class_of(total))
+                                     : soma__large_malloc(total);
+    }
+    if (b == NULL)
+        return -1;
+    pool_t *pool = NULL;
+    if (soma__arena_map_get(b) != NULL) {
+        pool = soma__pool_of(b);
+        total = soma__class_size(pool->szidx);
+    } else {
+        soma__large_lookup(b, &total); /* may be more than asked: heap.c's fallback */
+    }
+    *out = (blk){b + pad + HDR, (dbg_hdr *)(b + pad), b, total - pad - HDR, pool};
+    /* A block back from its pool must still be as it was freed. */
+    if (pool != NULL && state_of(out->h) == ST_RELEASED)
+        check_dead(out, "=" FN("soma_malloc", "malloc"), "found as it was handed out again");
+    return 0;
+}
+
+void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align)
+{
+    heap = resolve(heap);
+    if (heap == NULL)
+        return NULL;
+    if (n > SIZE_MAX / 2 || align > MAX_ALIGN) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_lock(&lock);
+    blk b;
+    if (underlying(heap, n, align, &b) != 0) {
+        pthread_mutex_unlock(&lock);
+        return NULL; /* errno = ENOMEM */
+    }
+    b.h->pad = (uint64_t)((unsigned char *)b.h - b.b);
+    b.h->size = n;
+    b.h->tag = ++serial << 16 | (uint64_t)api << 8 | ST_LIVE;
+    memset(b.h->guard, GUARD, sizeof b.h->guard);
+    memset(b.u, CLEAN, n);
+    memset(b.u + n, GUARD, b.span - n);
+    pthread_mutex_unlock(&lock);
+    return b.u;
+}
+
+void *soma__debug_calloc(heap_t *heap, size_t nmemb, size_t size, int api)
+{
+    size_t total;
+    if (soma__mul_overflow(nmemb, size, &total))
+        return NULL;
+    void *p = soma__debug_malloc(heap, total, api, 0);
+    if (p != NULL)
+        memset(p, 0, total);
+    return p;
+}
+
+void soma__debug_free(void *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&lock);
+    blk b;
+    int where = locate(p, &b, FN("soma_free", "free"));
+    if (where == FOUND && check_live(&b, FN("soma_free", "free")))
+        retire(&b);
+    pthread_mutex_unlock(&lock);
+    if (where == FOREIGN)
+        soma__large_free(p); /* not soma's: the system allocator's */
+}
+
+void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
+{
+    if (p == NULL)
+        return soma__debug_malloc(heap, n, api, 0);
+    if (n == 0) {
+        soma__debug_free(p);
+        return NULL;
+    }
+    const char *fn = api == SOMA_API_REALLOC ? FN("soma_realloc", "realloc") : "soma_heap_realloc";
+    pthread_mutex_lock(&lock);
+    blk b;
+    int where = locate(p, &b, fn);
+    void *q = NULL;
+    if (where == FOUND && check_live(&b, fn)) {
+        /* Always a new block, so that a stale pointer to the old one meets
+         * the quarantine's checks. */
+        q = soma__debug_malloc(heap, n, api, 0);
+        if (q != NULL) {
+            memcpy(q, b.u, b.h->size < n ? b.h->size : n);
+            retire(&b);
+        }
+    } else if (where == BAD) {
+        errno = EINVAL;
+    }
+    pthread_mutex_unlock(&lock);
+    if (where == FOREIGN)
+        return soma__large_realloc(p, n);
+    return q;
+}
+
+size_t soma__debug_usable_size(const void *p)
+{
+    const char *fn = FN("soma_usable_size", "malloc_usable_size");
+    pthread_mutex_lock(&lock);
+    blk b;
+    int where = locate(p, &b, fn);
+    size_t n = where == FOUND && check_live(&b, fn) ? b.h->size : 0;
+    pthread_mutex_unlock(&lock);
+    return where == FOREIGN ? soma__large_usable_size(p) : n;
+}
+
+/* A tombstone goes for good: its quarantined blocks first. */
+static void bury(heap_t *h)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < ring_len; i++) {
+        ring_entry e = ring[(ring_head + i) % RING_MAX];
+        if (e.b.pool != NULL && e.b.pool->heap == h)
+            ring_bytes -= e.b.span + HDR;
+        else
+            ring[(ring_head + kept++) % RING_MAX] = e;
+    }
+    ring_len = kept;
+    soma__heap_release(h);
+}
+
+void soma__debug_heap_destroy(heap_t *h)
+{
+    pthread_mutex_lock(&lock);
+    soma__heap_unlist(h); /* out of the statistics, as a destroyed heap is */
+    h->destroyed = 1;
+    h->next_orphan = tombs;
+    tombs = h;
+    if (++ntombs > MAX_TOMBS) {
+        heap_t **at = &tombs;
+        while ((*at)->next_orphan != NULL)
+            at = &(*at)->next_orphan;
+        heap_t *oldest = *at;
+        *at = NULL;
+        ntombs--;
+        bury(oldest);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void soma__debug_fork(int phase)
+{
+    soma__fork_lock(&lock, phase);
+}
+
+/* ---- soma_debug_check ---- */
+
+static const char CHECK[] = "=soma_debug_check";
+
+/* One carved block of a pool, which is either on the pool's free list
+ * (free) or handed out: live, in quarantine, or released to a remote
+ * stack its owner has not collected yet. */
+static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
+{
+    size_t size = soma__class_size(pool->szidx);
+    blk k = {b + HDR, (dbg_hdr *)b, b, size - HDR, pool};
+    unsigned st = state_of(k.h);
+    if (on_free_list) {
+        /* Released blocks; a carved block never handed out has st 0. */
+        if (st == ST_RELEASED && plausible(k.h, 0, k.span))
+            check_dead(&k, CHECK, "found by the check, free in its pool");
+        return;
+    }
+    text t;
+    if (!plausible(k.h, 0, k.span)) {
+        start(&t, CHECK, k.u, "the header of a block in use was overwritten (an underflow from "
+                              "it, or an overflow from the block before)");
+        finish(&t);
+    } else if (st == ST_LIVE) {
+        check_live(&k, CHECK);
+    } else {
+        check_dead(&k, CHECK, "found by the check");
+    }
+}
+
+static void check_pool(pool_t *pool)
+{
+    size_t size = soma__class_size(pool->szidx), cap = soma__class_capacity(pool->szidx);
+    uint64_t free_bits[(SOMA_POOL_SIZE / 16 + 63) / 64] = {0};
+    size_t steps = 0;
+    for (unsigned char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+        size_t off = (size_t)(b - (unsigned char *)pool);
+        if (soma__pool_of(b) != pool || off < SOMA_POOL_OVERHEAD || ++steps > cap) {
+            text t;
+            start(&t, CHECK, (void *)pool, "the free list of this pool is corrupted (a write after "
+                                           "free, or an overflow)");
+            finish(&t);
+            return;
+        }
+        size_t i = (off - SOMA_POOL_OVERHEAD) / size;
+        free_bits[i / 64] |= (uint64_t)1 << (i % 64);
+    }
+    size_t carved = (pool->nextoffset - SOMA_POOL_OVERHEAD) / size;
+    for (size_t i = 0; i < carved && i < cap; i++)
+        check_block(pool, (unsigned char *)pool + SOMA_POOL_OVERHEAD + i * size,
+                    (int)(free_bits[i / 64] >> (i % 64) & 1));
+}
+
+static void check_heap(heap_t *heap, void *arg)
+{
+    (void)arg;
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
+        for (arena_t *a = heap->sets[k].all_arenas; a != NULL; a = a->next_all) {
+            uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+            for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
+                pool_t *pool = (pool_t *)pa;
+                if (pool->szidx < SOMA_NUM_ALL_CLASSES)
+                    check_pool(pool);
+            }
+        }
+}
+
+static void check_large(void *p, size_t total, void *arg)
+{
+    (void)arg;
+    unsigned char *b = p;
+    for (size_t al = HDR; al <= MAX_ALIGN && al + TRAIL <= total; al <<= 1) {
+        blk k = {b + al, (dbg_hdr *)(b + al - HDR), b, total - al, NULL};
+        if (plausible(k.h, al - HDR, k.span) && k.h->size + al + TRAIL == total) {
+            if (state_of(k.h) == ST_LIVE)
+                check_live(&k, CHECK);
+            else
+                check_dead(&k, CHECK, "found by the check");
+            return;
+        }
+    }
+    text t;
+    start(&t, CHECK, p, "the header of a large block was overwritten (an underflow)");
+    finish(&t);
+}
+
+static void check_invariants(heap_t *heap, void *arg)
+{
+    (void)arg;
+    char why[256];
+    if (soma__heap_check_locked(heap, why, sizeof why) != 0) {
+        text t;
+        start(&t, CHECK, (void *)heap, "the heap is inconsistent: ");
+        add(&t, "%s", why);
+        finish(&t);
+    }
+}
+
+size_t soma_debug_check(void)
+{
+    soma__init();
+    pthread_mutex_lock(&lock);
+    size_t before = problems;
+    soma__heaps_foreach(check_invariants, NULL, 0);
+    if (soma__debug) {
+        soma__heaps_foreach(check_heap, NULL, 0);
+        soma__large_foreach(check_large, NULL);
+    }
+    size_t found = problems - before;
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
+int soma_debug_mode(void)
+{
+    soma__init();
+    return soma__debug;
+}

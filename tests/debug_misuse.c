@@ -1,0 +1,260 @@
+/*
+ * debug_misuse: one memory mistake per run, chosen by argv[1], for
+ * test_debug.py to run under SOMA_DEBUG and read the diagnosis of.
+ *
+ * Built twice: against the library (soma_* calls, explicit heaps too) and,
+ * with DEBUG_MISUSE_LIBC, as a plain C program calling malloc and free, for
+ * the LD_PRELOAD override and `soma run --debug`.  Before the mistake it
+ * prints "block P size N" on stderr, so the test knows what the message
+ * must name.  Each mistake is written through a volatile pointer, as a
+ * real bug would be: the compiler must not see it and drop it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The mistakes are the point: gcc's own warnings about them stay quiet. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuse-after-free"
+#pragma GCC diagnostic ignored "-Wfree-nonheap-object"
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#endif
+
+#ifdef DEBUG_MISUSE_LIBC
+#include <malloc.h>
+#define MALLOC malloc
+#define CALLOC calloc
+#define REALLOC realloc
+#define FREE free
+#define ALIGNED aligned_alloc
+#define USABLE malloc_usable_size
+#else
+#include "soma.h"
+#define MALLOC soma_malloc
+#define CALLOC soma_calloc
+#define REALLOC soma_realloc
+#define FREE soma_free
+#define ALIGNED soma_aligned_alloc
+#define USABLE soma_usable_size
+#endif
+
+static void say(void *p, size_t n)
+{
+    fprintf(stderr, "block %p size %zu\n", p, n);
+}
+
+/* The pointer, hidden from the compiler's own checks (-Warray-bounds,
+ * -Wuse-after-free, -Wfree-nonheap-object): these mistakes are the point. */
+static void *launder(void *p)
+{
+    __asm__ volatile("" : "+r"(p));
+    return p;
+}
+
+__attribute__((noinline)) static void poke(void *p, long off, unsigned char v)
+{
+    ((volatile unsigned char *)launder(p))[off] = v;
+}
+
+__attribute__((noinline)) static unsigned char peek(void *p, long off)
+{
+    return ((volatile unsigned char *)launder(p))[off];
+}
+
+/* Blocks live beside the victim, so that a pool is not simply emptied. */
+static void *neighbours[8];
+static void keep_neighbours(size_t n)
+{
+    for (int i = 0; i < 8; i++)
+        neighbours[i] = MALLOC(n);
+}
+
+/* Fill the quarantine with other frees, so the victim leaves it.  (The
+ * pointer goes through a volatile: a compiler that knows malloc would
+ * drop a malloc/free pair nobody looks at.) */
+static void *volatile churned;
+static void churn(size_t total)
+{
+    for (size_t done = 0; done < total; done += 4096) {
+        churned = MALLOC(4000);
+        FREE(churned);
+    }
+}
+
+static int run(const char *what)
+{
+    if (strcmp(what, "clean") == 0) {
+        /* No false alarm: every size, realloc up and down, calloc, aligned,
+         * write every byte asked for, free everything. */
+        void *p[600];
+        for (int i = 0; i < 600; i++) {
+            size_t n = (size_t)(i * 37 % 9000);
+            p[i] = MALLOC(n);
+            if (p[i] == NULL || USABLE(p[i]) < n)
+                return 2;
+#ifndef DEBUG_MISUSE_LIBC
+            if (soma_debug_mode() && soma_usable_size(p[i]) != n) /* the size asked */
+                return 2;
+#endif
+            memset(p[i], i & 0xff, n);
+        }
+        for (int i = 0; i < 600; i += 3) {
+            size_t n = (size_t)(i * 37 % 9000);
+            p[i] = REALLOC(p[i], n / 2 + 1);
+            for (size_t k = 0; k < n / 2 + 1 && k < n; k++)
+                if (((unsigned char *)p[i])[k] != (i & 0xff))
+                    return 3;
+        }
+        unsigned char *z = CALLOC(100, 3);
+        for (int k = 0; k < 300; k++)
+            if (z[k] != 0)
+                return 4;
+        void *a = ALIGNED(256, 100);
+        if (a == NULL || (size_t)a % 256 != 0)
+            return 5;
+        memset(a, 1, 100);
+        FREE(a);
+        FREE(z);
+        for (int i = 0; i < 600; i++)
+            FREE(p[i]);
+#ifndef DEBUG_MISUSE_LIBC
+        if (soma_debug_check() != 0)
+            return 6;
+#endif
+        return 0;
+    }
+    if (strcmp(what, "overflow") == 0) {
+        keep_neighbours(24);
+        char *p = MALLOC(24);
+        say(p, 24);
+        memset(p, 'x', 24);
+        poke(p, 24, 'A'); /* one byte past: inside the class's rounding */
+        FREE(p);
+        return 0;
+    }
+    if (strcmp(what, "underflow") == 0) {
+        char *p = MALLOC(100);
+        say(p, 100);
+        poke(p, -1, 'U');
+        FREE(p);
+        return 0;
+    }
+    if (strcmp(what, "double-free") == 0) {
+        keep_neighbours(48);
+        void *p = MALLOC(40);
+        say(p, 40);
+        FREE(p);
+        FREE(launder(p));
+        return 0;
+    }
+    if (strcmp(what, "double-free-late") == 0) {
+        /* The block has left the quarantine and is back in its pool. */
+        void *p = MALLOC(40);
+        say(p, 40);
+        FREE(p);
+        churn((size_t)4 << 20);
+        FREE(launder(p));
+        return 0;
+    }
+    if (strcmp(what, "bad-pointer") == 0) {
+        char *p = MALLOC(64);
+        say(p, 64);
+        FREE(launder(p + 16));
+        return 0;
+    }
+    if (strcmp(what, "write-after-free") == 0) {
+        char *p = MALLOC(32);
+        say(p, 32);
+        FREE(p);
+        poke(p, 5, 'W');
+        churn((size_t)4 << 20); /* it leaves the quarantine: the fill is checked */
+        return 0;
+    }
+    if (strcmp(what, "read-after-free") == 0) {
+        /* Not an error soma can see; the fill makes it visible: 0xdd. */
+        char *p = MALLOC(32);
+        FREE(p);
+        printf("%02x\n", peek(p, 0));
+        return 0;
+    }
+    if (strcmp(what, "realloc-overflow") == 0) {
+        char *p = MALLOC(10);
+        say(p, 10);
+        poke(p, 12, 'R');
+        p = REALLOC(p, 2000);
+        FREE(p);
+        return 0;
+    }
+    if (strcmp(what, "large-overflow") == 0) {
+        char *p = MALLOC(100000);
+        say(p, 100000);
+        poke(p, 100003, 'L');
+        FREE(p);
+        return 0;
+    }
+    if (strcmp(what, "aligned-underflow") == 0) {
+        char *p = ALIGNED(4096, 300);
+        say(p, 300);
+        poke(p, -2, 'a');
+        FREE(p);
+        return 0;
+    }
+    if (strcmp(what, "usable-after-free") == 0) {
+        void *p = MALLOC(70);
+        say(p, 70);
+        FREE(p);
+        return (int)USABLE(launder(p));
+    }
+#ifndef DEBUG_MISUSE_LIBC
+    if (strcmp(what, "check") == 0) {
+        /* soma_debug_check finds the overflow of a live block at once. */
+        char *p = soma_malloc(200);
+        say(p, 200);
+        poke(p, 203, 'C');
+        soma_debug_check();
+        return 0;
+    }
+    if (strcmp(what, "destroyed-heap") == 0) {
+        soma_heap *h = soma_heap_new();
+        void *p = soma_heap_malloc(h, 50);
+        say(p, 50);
+        soma_heap_destroy(h);
+        soma_free(launder(p)); /* a block of a heap that is gone */
+        return 0;
+    }
+    if (strcmp(what, "heap-overflow") == 0) {
+        soma_heap *h = soma_heap_new();
+        char *p = soma_heap_calloc(h, 1, 64);
+        say(p, 64);
+        poke(p, 64, 'H');
+        p = soma_heap_realloc(h, p, 100);
+        soma_free(p);
+        soma_heap_destroy(h);
+        return 0;
+    }
+    if (strcmp(what, "report") == 0) {
+        /* SOMA_DEBUG=report: three mistakes, three reports, and on. */
+        char *p = soma_malloc(24);
+        poke(p, 30, 'x');
+        soma_free(p);
+        void *q = soma_malloc(24);
+        soma_free(q);
+        soma_free(launder(q));
+        char *r = soma_malloc(16);
+        soma_free(launder(r + 32));
+        printf("still running, %zu more found by the check\n", soma_debug_check());
+        return 0;
+    }
+#endif
+    fprintf(stderr, "debug_misuse: unknown case %s\n", what);
+    return 64;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: debug_misuse CASE\n");
+        return 64;
+    }
+    return run(argv[1]);
+}

@@ -1,0 +1,176 @@
+"""test_debug.py: debug mode (src/debug.c) catches each mistake and says
+what happened.
+
+Usage: test_debug.py DEBUG_MISUSE DEBUG_MISUSE_LIBC OVERRIDE_SO SOMA_CLI [SANITIZE]
+
+Each case of tests/debug_misuse.c commits one mistake in a fresh process
+under SOMA_DEBUG.  The test checks that the process was stopped by abort
+(or, with SOMA_DEBUG=report, carried on), and that the diagnosis names
+the call that found it, the block's address as the program printed it,
+its size, a serial number, the call that made it, and for damaged bytes
+their offset and the bytes found.  Through the library (soma_* calls),
+through the LD_PRELOAD override (malloc and free), and through
+`soma run --debug`; then real programs (python3, with threads, sqlite and
+json) run clean under debug mode, so it raises no false alarm.
+Sanitizer builds leave out the parts that preload the override."""
+import os
+import re
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from testlib import check, done  # noqa: E402
+
+misuse, misuse_libc, override, cli = sys.argv[1:5]
+sanitized = len(sys.argv) > 5 and sys.argv[5] != ""
+
+# case: (the call that finds it, what it says, API that made the block,
+#        further patterns the message must hold)
+LIB = {
+    "overflow": ("soma_free", "buffer overflow", "soma_malloc",
+                 [r"1 byte changed, at U\+24 ", r"at U\+24 found:\s+41 fd"]),
+    "underflow": ("soma_free", "buffer underflow", "soma_malloc",
+                  [r"at U-1 expected: fd\n", r"at U-1 found:\s+55\n"]),
+    "double-free": ("soma_free", "double free: the block is free already", "soma_malloc",
+                    [r"freed \(in quarantine\)"]),
+    "double-free-late": ("soma_free", "double free", "soma_malloc",
+                         [r"freed and released to its pool"]),
+    "bad-pointer": ("soma_free", "not a block soma returned: it points 16 bytes into this one",
+                    "soma_malloc", []),
+    "write-after-free": (None, "write after free", "soma_malloc",
+                         [r"the quarantine found block", r"at U\+5 found:\s+57 dd dd"]),
+    "realloc-overflow": ("soma_realloc", "buffer overflow", "soma_malloc",
+                         [r"at U\+12 found:\s+52 fd"]),
+    "large-overflow": ("soma_free", "buffer overflow", "soma_malloc",
+                       [r"a large block", r"at U\+100003 found:\s+4c fd"]),
+    "aligned-underflow": ("soma_free", "buffer underflow", "soma_aligned_alloc",
+                          [r"at U-2 found:\s+61 fd"]),
+    "usable-after-free": ("soma_usable_size", "use after free", "soma_malloc", []),
+    "check": (None, "buffer overflow", "soma_malloc",
+              [r"soma_debug_check found block", r"at U\+203 found:\s+43 fd"]),
+    "destroyed-heap": ("soma_free", "a block of a destroyed heap", "soma_heap_malloc",
+                       [r"in explicit heap 0x[0-9a-f]+"]),
+    "heap-overflow": ("soma_heap_realloc", "buffer overflow", "soma_heap_calloc",
+                      [r"at U\+64 found:\s+48 fd", r"in explicit heap"]),
+}
+# The same mistakes through malloc and free (the override's names).
+LIBC = {k: v for k, v in LIB.items()
+        if k not in ("check", "destroyed-heap", "heap-overflow")}
+NAMES = {"soma_free": "free", "soma_realloc": "realloc", "soma_usable_size":
+         "malloc_usable_size", "soma_malloc": "malloc", "soma_aligned_alloc": "aligned_alloc"}
+
+
+def run(cmd, env_extra, what):
+    env = dict(os.environ, **env_extra)
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    return p
+
+
+def expect_caught(name, cmd, env, spec, libc):
+    fn, says, api, more = spec
+    if libc:
+        fn = NAMES.get(fn, fn)
+        api = NAMES.get(api, api)
+    p = run(cmd, env, name)
+    err = p.stderr
+    if not check(p.returncode in (-signal.SIGABRT, 128 + signal.SIGABRT),
+                 f"{name}: stopped by abort (status {p.returncode})"):
+        print(err)
+        return
+    m = re.search(r"block (0x[0-9a-f]+) size (\d+)", err)
+    if not check(m is not None, f"{name}: the program said which block"):
+        print(err)
+        return
+    addr, size = m.group(1), m.group(2)
+    diag = err[m.end():]
+    ok = check("soma: debug: " in diag, f"{name}: a debug diagnosis")
+    if fn is not None:
+        ok &= check(re.search(re.escape(fn) + r"\(0x[0-9a-f]+\): " + re.escape(says), diag)
+                    is not None, f"{name}: '{fn}(...): {says}'")
+    else:
+        ok &= check(says in diag, f"{name}: '{says}'")
+    ok &= check(f"block {addr}: {size} bytes asked, serial " in diag,
+                f"{name}: names block {addr} and its {size} bytes")
+    ok &= check(re.search(r"serial [1-9]\d*, made by " + re.escape(api) + r"\b", diag)
+                is not None, f"{name}: the serial and the call that made it ({api})")
+    for pat in more:
+        ok &= check(re.search(pat, diag) is not None, f"{name}: /{pat}/")
+    ok &= check("soma: debug: aborting" in diag, f"{name}: says it aborts")
+    if not ok:
+        print(err)
+
+
+DEBUG = {"SOMA_DEBUG": "1"}
+
+# ---- the library ----
+for name, spec in LIB.items():
+    expect_caught("lib " + name, [misuse, name], DEBUG, spec, False)
+
+p = run([misuse, "clean"], DEBUG, "clean")
+check(p.returncode == 0 and "soma: debug" not in p.stderr,
+      f"lib clean: no false alarm in debug mode (status {p.returncode}) {p.stderr[:2000]}")
+p = run([misuse, "clean"], {"SOMA_DEBUG": "0"}, "clean")
+check(p.returncode == 0 and p.stderr == "",
+      f"lib clean without debug mode: soma_debug_check finds nothing ({p.returncode})")
+p = run([misuse, "read-after-free"], DEBUG, "read-after-free")
+check(p.returncode == 0 and p.stdout.strip() == "dd",
+      f"a read after free sees the dead fill 0xdd ({p.stdout.strip()!r})")
+
+# Report mode: three mistakes, three reports, no abort; the program ends.
+p = run([misuse, "report"], {"SOMA_DEBUG": "report"}, "report")
+reports = p.stderr.count("soma: debug: ")
+check(p.returncode == 0, f"report mode: the program goes on to its end ({p.returncode})")
+check(reports == 3, f"report mode: 3 reports, not {reports}:\n{p.stderr}")
+check("buffer overflow" in p.stderr and "double free" in p.stderr
+      and "not a block soma returned" in p.stderr, "report mode: the three diagnoses")
+check("aborting" not in p.stderr, "report mode: no abort")
+check("still running, 0 more" in p.stdout, "report mode: the check finds nothing more")
+
+# A bad SOMA_DEBUG value: a warning and the default (off).
+p = run([misuse, "double-free"], {"SOMA_DEBUG": "maybe"}, "bad value")
+check("SOMA_DEBUG=maybe is not" in p.stderr and "soma: debug:" not in p.stderr,
+      "SOMA_DEBUG=maybe: a warning, and debug mode stays off")
+
+if not sanitized:
+    # ---- the override: the same mistakes through malloc and free ----
+    pre = {"LD_PRELOAD": override, "SOMA_DEBUG": "1"}
+    for name, spec in LIBC.items():
+        expect_caught("override " + name, [misuse_libc, name], pre, spec, True)
+    p = run([misuse_libc, "clean"], pre, "clean")
+    check(p.returncode == 0 and "soma: debug" not in p.stderr,
+          f"override clean: no false alarm ({p.returncode}) {p.stderr[:2000]}")
+
+    # ---- soma run --debug ----
+    expect_caught("soma run --debug", [cli, "run", "--debug", "--", misuse_libc, "double-free"],
+                  {}, LIB["double-free"], True)
+    p = run([cli, "run", "--debug=report", "--no-children", "--", misuse_libc, "overflow"], {},
+            "run report")
+    check(p.returncode == 0 and "buffer overflow" in p.stderr and "aborting" not in p.stderr,
+          f"soma run --debug=report: reported, and the program ended normally ({p.returncode})")
+    check("Small block threshold" in p.stderr or "class" in p.stderr,
+          "soma run --debug=report: the statistics at exit still come")
+
+    # ---- real programs raise no false alarm ----
+    prog = r"""
+import json, sqlite3, threading
+d = [{'a': i, 'b': str(i) * 3, 'c': [i] * (i % 7)} for i in range(60000)]
+assert json.loads(json.dumps(d)) == d
+c = sqlite3.connect(':memory:')
+c.execute('create table t(x, y)')
+c.executemany('insert into t values(?, ?)', [(i, str(i) * 5) for i in range(20000)])
+assert c.execute('select count(*), sum(x) from t').fetchone() == (20000, sum(range(20000)))
+def work(k):
+    x = {str(i): bytes(i % 300) for i in range(20000)}
+    del x
+ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print('ok')
+"""
+    p = run([cli, "run", "--debug", "--no-children", "--", sys.executable, "-c", prog], {},
+            "python")
+    check(p.returncode == 0 and p.stdout.strip() == "ok" and "soma: debug" not in p.stderr,
+          f"python3 under soma run --debug: runs clean ({p.returncode}) {p.stderr[-2000:]}")
+
+done("test_debug")

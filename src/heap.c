@@ -333,8 +333,8 @@ void soma__free_other(pool_t *pool, void *p)
     /* (Not checked: that p lies below the pool's virgin blocks.  The owner
      * may be carving them right now, and nextoffset is its own.) */
     if (SOMA_UNLIKELY((uint32_t)(off - SOMA_POOL_OVERHEAD) % (uint32_t)size != 0))
-        soma__fatal("soma_free(%p): not an allocated block: %zu bytes into a %zu-byte block "
-                    "of pool %p (class %u)",
+        soma__fatal("soma_free(%p): not an allocated block: not the start of a block, but %zu "
+                    "bytes into a %zu-byte block of pool %p (class %u)",
                     p, (size_t)(off - SOMA_POOL_OVERHEAD) % size, size, (void *)pool,
                     pool->szidx);
     soma__heap_free_remote(owner, p);

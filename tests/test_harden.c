@@ -9,6 +9,8 @@
  *   - free-list poisoning: a write after free puts the address of a live
  *     block of the same pool in a free block's link; the allocation that
  *     would have handed it out twice stops instead;
+ *   - a free of unknown origin (an explicit heap's block) that is not the
+ *     start of a block, or whose pool header was overwritten;
  *   - and no false alarm: blocks that are allocated and freed without ever
  *     being written, and blocks whose first word the program fills with
  *     pointers into the same pool (a list of nodes), free normally.
@@ -95,9 +97,34 @@ static void poisoned_list(void)
 }
 #endif
 
+/* Frees of unknown origin (another thread's block, or an explicit heap's:
+ * soma__free_other) are checked before anything is written: the pointer
+ * must start a block, and its pool's header must agree with the arena
+ * map.  In every build. */
+static void interior_pointer(void)
+{
+    soma_heap *h = soma_heap_new();
+    char *p = soma_heap_malloc(h, 48);
+    fprintf(stderr, "pointer %p\n", (void *)(p + 16));
+    soma_free(p + 16);
+}
+
+static void forged_pool_header(void)
+{
+    soma_heap *h = soma_heap_new();
+    void *keep = soma_heap_malloc(h, 64);
+    void *p = soma_heap_malloc(h, 64);
+    fprintf(stderr, "pointer %p\n", p);
+    pool_t *pool = soma__pool_of(p);
+    pool->arena = (arena_t *)keep; /* an overflow into the pool header */
+    soma_free(p);
+}
+
 int main(void)
 {
     test_program_name = "test_harden";
+    test_expect_fatal("interior pointer", interior_pointer, "not the start of a block");
+    test_expect_fatal("forged pool header", forged_pool_header, "is corrupted");
 #if SOMA_HARDEN
     test_expect_fatal("double free (local)", double_free_local, "double free");
     test_expect_fatal("double free (remote)", double_free_remote, "double free");

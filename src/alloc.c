@@ -51,10 +51,20 @@ __attribute__((noinline)) static void *malloc_medium_or_sys(heap_t *heap, size_t
  * friends) or an explicit one (soma_heap_*). */
 static inline void *malloc_in(heap_t *heap, size_t size)
 {
+#if SOMA_TRACKING
+    /* A checker's build (track.h): the block's size asked, and no more,
+     * becomes the program's. */
+    void *p = size - 1 < soma__gate.small_limit ? soma__heap_malloc(heap, size)
+                                                 : malloc_medium_or_sys(heap, size);
+    if (p != NULL && soma__arena_map_get(p) != NULL)
+        soma__track_alloc(p, size);
+    return p;
+#else
     /* 1..512 (0 wraps around); never in debug mode: the gate */
     if (SOMA_LIKELY(size - 1 < soma__gate.small_limit))
         return soma__heap_malloc(heap, size);
     return malloc_medium_or_sys(heap, size);
+#endif
 }
 
 static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
@@ -162,12 +172,16 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
      * more of the block (CPython's rule: growing always moves; shrinking by
      * 25% or more moves to the smaller class). */
     size_t have = soma__class_size(pool->szidx);
-    if (size <= have && (4 * size > 3 * have || soma__class_of(size) == pool->szidx))
+    /* A checker's build (track.h) asks the checker what the program had. */
+    size_t old = SOMA_TRACKING ? soma__track_size(p, have) : have;
+    if (size <= have && (4 * size > 3 * have || soma__class_of(size) == pool->szidx)) {
+        soma__track_resize(p, old, size, have);
         return p;
+    }
     void *q = malloc_in(heap, size);
     if (q == NULL)
         return NULL; /* p untouched, errno = ENOMEM */
-    memcpy(q, p, size < have ? size : have);
+    memcpy(q, p, size < old ? size : old);
     soma__free_small(pool, p);
     return q;
 }
@@ -179,7 +193,13 @@ size_t soma_usable_size(const void *p)
     if (SOMA_UNLIKELY(soma__debug))
         return soma__debug_usable_size(p);
     pool_t *pool = owned_pool(p);
-    return pool ? soma__class_size(pool->szidx) : soma__large_usable_size(p);
+    if (pool == NULL)
+        return soma__large_usable_size(p);
+#ifdef SOMA_TRACK_ASAN
+    /* The program may use all it is told it has. */
+    soma__track_alloc((void *)p, soma__class_size(pool->szidx));
+#endif
+    return soma__class_size(pool->szidx);
 }
 
 void *soma_aligned_alloc(size_t alignment, size_t size)
@@ -194,3 +214,5 @@ void *soma_aligned_alloc(size_t alignment, size_t size)
         return soma__debug_malloc(soma__tls_heap, size, SOMA_API_ALIGNED, alignment);
     return soma__large_aligned_alloc(alignment, size);
 }
+
+_Static_assert(SOMA_MEDIUM_MAX <= SOMA_TRACK_MAX_BLOCK, "track.h bisects within a block");

@@ -67,6 +67,9 @@
 #include <unistd.h>
 
 #include "internal.h"
+#ifdef SOMA_TRACK_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #define HDR 32
 #define TRAIL 8
@@ -421,6 +424,11 @@ static void retire(blk *b)
     if (ring == NULL && !ring_failed && quarantine_limit > 0) {
         ring = soma__os_map(RING_MAX * sizeof *ring);
         ring_failed = ring == NULL;
+#ifdef SOMA_TRACK_ASAN
+        /* Blocks waiting here are not leaked: LeakSanitizer must look. */
+        if (ring != NULL)
+            __lsan_register_root_region(ring, RING_MAX * sizeof *ring);
+#endif
     }
     if (ring == NULL || quarantine_limit == 0) {
         release(b);

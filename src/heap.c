@@ -127,6 +127,8 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 /* Put an empty pool to work for class c and return its first free block. */
 static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 {
+    /* Its blocks are all free: a checker must see no block there (track.h). */
+    soma__track_noaccess((char *)pool + SOMA_POOL_OVERHEAD, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
     used_push_front(heap, c, pool);
     soma__pool_set_count(pool, 0);
     /* A pool that served this class before it emptied keeps its free list
@@ -148,7 +150,7 @@ void soma__heap_collect(heap_t *heap)
 {
     void *b = atomic_exchange_explicit(&heap->remote, NULL, memory_order_acquire);
     while (b != NULL) {
-        void *next = *(void **)b;
+        void *next = soma__remote_next(b);
         soma__heap_free_local(heap, soma__pool_of(b), b);
         b = next;
     }
@@ -299,7 +301,7 @@ void soma__heap_free_remote(heap_t *owner, void *p)
     /* Only the owner pops, and it takes the whole stack at once: no ABA. */
     void *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
     do {
-        *(void **)p = head;
+        soma__remote_set(p, head);
     } while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p,
                                                     memory_order_release, memory_order_relaxed));
 }

@@ -364,6 +364,10 @@ static inline void soma__heap_free_local(heap_t *heap, pool_t *pool, void *p)
  * handed out) goes to soma__free_other. */
 static inline void soma__free_small(pool_t *pool, void *p)
 {
+#if SOMA_TRACKING
+    if (pool->szidx < SOMA_NUM_ALL_CLASSES)
+        soma__track_free(p, soma__class_size(pool->szidx));
+#endif
     heap_t *owner = pool->heap;
     if (SOMA_LIKELY(owner == soma__tls_heap &&
                     ((uintptr_t)p & SOMA_POOL_MASK) >= soma__gate.min_offset)) {

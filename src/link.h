@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "config.h" /* SOMA_POOL_SIZE */
+#include "track.h"  /* a checker must let soma read and write the links */
 
 #ifndef SOMA_HARDEN
 #define SOMA_HARDEN 1
@@ -61,13 +62,34 @@ static inline uintptr_t soma__link_mask(const void *slot)
 /* The next free block after the free block b. */
 static inline void *soma__link_get(const void *b)
 {
-    return (void *)(*(const uintptr_t *)b ^ soma__link_mask(b));
+    soma__track_open(b);
+    void *next = (void *)(*(const uintptr_t *)b ^ soma__link_mask(b));
+    soma__track_close(b);
+    return next;
 }
 
 /* Make the free block b point to next (NULL: the end of the list). */
 static inline void soma__link_set(void *b, const void *next)
 {
+    soma__track_open(b);
     *(uintptr_t *)b = (uintptr_t)next ^ soma__link_mask(b);
+    soma__track_close(b);
+}
+
+/* The remote stack (heap.c) links blocks through the same word, plainly:
+ * its blocks are not yet on any pool's list. */
+static inline void *soma__remote_next(const void *b)
+{
+    soma__track_open(b);
+    void *next = *(void *const *)b;
+    soma__track_close(b);
+    return next;
+}
+static inline void soma__remote_set(void *b, void *next)
+{
+    soma__track_open(b);
+    *(void **)b = next;
+    soma__track_close(b);
 }
 
 #ifndef SOMA_HARDEN_DF
@@ -78,7 +100,9 @@ static inline void soma__link_set(void *b, const void *next)
 static inline void soma__link_clear(void *b)
 {
 #if SOMA_HARDEN_DF
+    soma__track_open(b);
     *(uintptr_t *)b = 0;
+    soma__track_close(b);
 #else
     (void)b;
 #endif

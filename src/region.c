@@ -115,6 +115,7 @@ uintptr_t soma__region_map(arena_t *arena)
         free_slots[nfree++] = (uint32_t)slot;
         goto fail;
     }
+    soma__track_fresh((void *)base, SOMA_ARENA_SIZE); /* an old arena's poison is void */
     atomic_store_explicit(&soma__region.arenas[slot], arena, memory_order_release);
     pthread_mutex_unlock(&region_lock);
     return base;

@@ -124,8 +124,41 @@ void soma__heap_unlist(heap_t *h)
     pthread_mutex_unlock(&heaps_lock);
 }
 
+#ifdef SOMA_TRACK_VALGRIND
+/* memcheck must forget the blocks a destroyed heap still had in use, or
+ * it would call them leaked: every carved block that is neither free in
+ * its pool nor waiting on the remote stack (collected first). */
+static void forget_live_blocks(heap_t *h)
+{
+    soma__heap_collect(h);
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
+        for (arena_t *a = h->sets[k].all_arenas; a != NULL; a = a->next_all) {
+            uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+            for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
+                pool_t *pool = (pool_t *)pa;
+                if (pool->szidx >= SOMA_NUM_ALL_CLASSES || soma__pool_count(pool) == 0)
+                    continue;
+                size_t size = soma__class_size(pool->szidx);
+                uint64_t free_bits[(SOMA_POOL_SIZE / 16 + 63) / 64] = {0};
+                for (char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+                    size_t i = (size_t)(b - (char *)pool - SOMA_POOL_OVERHEAD) / size;
+                    free_bits[i / 64] |= (uint64_t)1 << (i % 64);
+                }
+                size_t carved = (pool->nextoffset - SOMA_POOL_OVERHEAD) / size;
+                for (size_t i = 0; i < carved; i++)
+                    if (!(free_bits[i / 64] >> (i % 64) & 1))
+                        VALGRIND_FREELIKE_BLOCK((char *)pool + SOMA_POOL_OVERHEAD + i * size, 0);
+            }
+        }
+}
+#endif
+
 void soma__heap_release(heap_t *h)
 {
+#ifdef SOMA_TRACK_VALGRIND
+    if (!soma__debug)
+        forget_live_blocks(h);
+#endif
     pthread_mutex_lock(&heaps_lock);
     soma__arena_release_all(h); /* pending cross-thread frees go with their arenas */
     pthread_mutex_destroy(&h->lock);

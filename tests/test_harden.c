@@ -80,6 +80,9 @@ static void *poison(void **live)
     fprintf(stderr, "pointer %p\n", a);
     soma_free(b);
     soma_free(a);         /* the list: a -> b -> ... */
+#ifdef SOMA_TRACK_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(a, sizeof(void *)); /* the mistake is on purpose */
+#endif
     *(void **)a = keep;   /* a use after free */
     void *again = soma_malloc(128); /* a itself */
     *live = keep;

@@ -157,6 +157,22 @@ static int check_usable(const arena_set_t *s, char *why, size_t whylen)
     return 0;
 }
 
+long soma__pool_free_map(const pool_t *pool, uint64_t *bits)
+{
+    size_t size = soma__class_size(pool->szidx), cap = soma__class_capacity(pool->szidx);
+    size_t steps = 0;
+    memset(bits, 0, SOMA_POOL_BITMAP_WORDS * sizeof *bits);
+    for (const char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+        size_t off = (size_t)(b - (const char *)pool);
+        if (soma__pool_of(b) != pool || off < SOMA_POOL_OVERHEAD || ++steps > cap)
+            return -1;
+        size_t i = (off - SOMA_POOL_OVERHEAD) / size;
+        bits[i / 64] |= (uint64_t)1 << (i % 64);
+    }
+    size_t carved = (pool->nextoffset - SOMA_POOL_OVERHEAD) / size;
+    return (long)(carved < cap ? carved : cap);
+}
+
 int soma__heap_check(heap_t *heap, char *why, size_t whylen)
 {
     pthread_mutex_lock(&heap->lock);

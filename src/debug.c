@@ -647,23 +647,17 @@ static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
 
 static void check_pool(pool_t *pool)
 {
-    size_t size = soma__class_size(pool->szidx), cap = soma__class_capacity(pool->szidx);
-    uint64_t free_bits[(SOMA_POOL_SIZE / 16 + 63) / 64] = {0};
-    size_t steps = 0;
-    for (unsigned char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
-        size_t off = (size_t)(b - (unsigned char *)pool);
-        if (soma__pool_of(b) != pool || off < SOMA_POOL_OVERHEAD || ++steps > cap) {
-            text t;
-            start(&t, CHECK, (void *)pool, "the free list of this pool is corrupted (a write after "
-                                           "free, or an overflow)");
-            finish(&t);
-            return;
-        }
-        size_t i = (off - SOMA_POOL_OVERHEAD) / size;
-        free_bits[i / 64] |= (uint64_t)1 << (i % 64);
+    size_t size = soma__class_size(pool->szidx);
+    uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
+    long carved = soma__pool_free_map(pool, free_bits);
+    if (carved < 0) {
+        text t;
+        start(&t, CHECK, (void *)pool, "the free list of this pool is corrupted (a write after "
+                                       "free, or an overflow)");
+        finish(&t);
+        return;
     }
-    size_t carved = (pool->nextoffset - SOMA_POOL_OVERHEAD) / size;
-    for (size_t i = 0; i < carved && i < cap; i++)
+    for (size_t i = 0; i < (size_t)carved; i++)
         check_block(pool, (unsigned char *)pool + SOMA_POOL_OVERHEAD + i * size,
                     (int)(free_bits[i / 64] >> (i % 64) & 1));
 }

@@ -483,6 +483,13 @@ SOMA_INTERNAL int soma__stats_write_json(soma__sink *s, const soma_stats *st,
 /* ---- check.c: every invariant of a heap, for tests (0 or -1 and why) ---- */
 SOMA_INTERNAL int soma__heap_check(heap_t *heap, char *why, size_t whylen);
 SOMA_INTERNAL int soma__heap_check_locked(heap_t *heap, char *why, size_t whylen);
+/* Which carved blocks of a pool are on its free list: bit i of `bits` for
+ * the block at index i (bits has SOMA_POOL_BITMAP_WORDS words).  Returns
+ * the number of carved blocks (those below the virgin ones), or -1 if the
+ * list is corrupted (a link out of the pool, or a cycle).  The pool's
+ * owner must not be changing it. */
+#define SOMA_POOL_BITMAP_WORDS ((SOMA_POOL_SIZE / SOMA_ALIGNMENT + 63) / 64)
+SOMA_INTERNAL long soma__pool_free_map(const pool_t *pool, uint64_t *bits);
 
 
 /* ---- options.c ---- */

@@ -139,13 +139,9 @@ static void forget_live_blocks(heap_t *h)
                 if (pool->szidx >= SOMA_NUM_ALL_CLASSES || soma__pool_count(pool) == 0)
                     continue;
                 size_t size = soma__class_size(pool->szidx);
-                uint64_t free_bits[(SOMA_POOL_SIZE / 16 + 63) / 64] = {0};
-                for (char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
-                    size_t i = (size_t)(b - (char *)pool - SOMA_POOL_OVERHEAD) / size;
-                    free_bits[i / 64] |= (uint64_t)1 << (i % 64);
-                }
-                size_t carved = (pool->nextoffset - SOMA_POOL_OVERHEAD) / size;
-                for (size_t i = 0; i < carved; i++)
+                uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
+                long carved = soma__pool_free_map(pool, free_bits);
+                for (long i = 0; i < carved; i++)
                     if (!(free_bits[i / 64] >> (i % 64) & 1))
                         VALGRIND_FREELIKE_BLOCK((char *)pool + SOMA_POOL_OVERHEAD + i * size, 0);
             }

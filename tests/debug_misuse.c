@@ -21,6 +21,7 @@
 #endif
 
 #ifdef DEBUG_MISUSE_LIBC
+#include <dlfcn.h>
 #include <malloc.h>
 #define MALLOC malloc
 #define CALLOC calloc
@@ -208,6 +209,24 @@ static int run(const char *what)
         churned = NULL;
         return 0;
     }
+#ifdef DEBUG_MISUSE_LIBC
+    if (strcmp(what, "destroyed-heap-live") == 0) {
+        /* No mistake: blocks left in an explicit heap when it is destroyed
+         * are gone with it, not leaked.  (The override exports soma's own
+         * API too; this program finds it at run time.) */
+        void *(*heap_new)(void) = (void *(*)(void))dlsym(RTLD_DEFAULT, "soma_heap_new");
+        void *(*heap_malloc)(void *, size_t) =
+            (void *(*)(void *, size_t))dlsym(RTLD_DEFAULT, "soma_heap_malloc");
+        void (*heap_destroy)(void *) = (void (*)(void *))dlsym(RTLD_DEFAULT, "soma_heap_destroy");
+        if (heap_new == NULL || heap_malloc == NULL || heap_destroy == NULL)
+            return 3;
+        void *h = heap_new();
+        for (int i = 0; i < 100; i++)
+            memset(heap_malloc(h, (size_t)(16 + i * 8)), i, 16);
+        heap_destroy(h);
+        return 0;
+    }
+#endif
     if (strcmp(what, "uninitialised") == 0) {
         char *p = MALLOC(64);
         say(p, 64);

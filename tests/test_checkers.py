@@ -68,6 +68,12 @@ elif need(["valgrind"], lambda: shutil.which("valgrind") is not None):
     p = run(vg + [misuse_libc, "clean"], {"LD_PRELOAD": vg_lib})
     check(p.returncode == 0 and "ERROR SUMMARY: 0 errors" in p.stderr,
           f"memcheck clean: no false report ({p.returncode})\n{p.stderr[-3000:]}")
+    # Blocks left in a destroyed explicit heap are not leaks.
+    p = run(vg + [misuse_libc, "destroyed-heap-live"], {"LD_PRELOAD": vg_lib})
+    check(p.returncode == 0 and "ERROR SUMMARY: 0 errors" in p.stderr
+          and "definitely lost" not in p.stderr,
+          f"memcheck: a destroyed heap's blocks are forgotten, not leaked ({p.returncode})\n"
+          f"{p.stderr[-3000:]}")
     # Without the build: soma runs, and memcheck sees nothing.
     p = run(vg + [misuse_libc, "overflow"], {"LD_PRELOAD": override})
     check("ERROR SUMMARY: 0 errors" in p.stderr,

@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all demo test install bench clean
+.PHONY: all demo test install bench fuzz clean
 
 all: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -43,6 +43,23 @@ bench: all
 	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 	python3 bench/hardening.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
 	    $(BUILD)/bench/libsoma-override-unhardened.so --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
+
+# libFuzzer on soma (tests/fuzz/fuzz_soma.c): clang, ASan and UBSan, in its
+# own build directory; SECONDS of fuzzing over a copy of tests/fuzz/corpus
+# (what it finds stays in $(FUZZ_BUILD)/corpus).  Installs clang's fuzzer
+# runtime when it is missing.
+SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
+fuzz:
+	@for p in clang libclang-rt-14-dev; do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing$$missing"; \
+	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null; fi
+	@test -f $(FUZZ_BUILD)/CMakeCache.txt || $(CMAKE) -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang \
+	    -DSOMA_FUZZ=ON -DSOMA_SANITIZE=address,undefined -DSOMA_BUILD_TESTS=OFF >/dev/null
+	$(CMAKE) --build $(FUZZ_BUILD) --target fuzz_soma -j $(JOBS)
+	tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) $(SECONDS)
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)

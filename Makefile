@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all demo test install bench fuzz clean
+.PHONY: all demo test test-deps install bench fuzz clean
 
 all: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -16,8 +16,15 @@ $(BUILD)/CMakeCache.txt:
 demo: all
 	$(BUILD)/soma demo
 
-test: all
+# valgrind must be there when the build is configured: its headers make
+# libsoma-override-valgrind.so, which test_checkers runs under memcheck.
+test: test-deps all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-deps:
+	@dpkg -s valgrind >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	    { echo "installing valgrind"; (apt-get update -q && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind) >/dev/null; }
 
 # Side-by-side measurements against glibc, jemalloc, mimalloc and tcmalloc
 # (and CPython's own pymalloc): small-object workloads (bench/run.py), then

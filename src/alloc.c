@@ -39,6 +39,9 @@ __attribute__((noinline)) static void *malloc_medium_or_sys(heap_t *heap, size_t
 {
     if (size - 1 < soma__gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
         return soma__heap_malloc_class(heap, soma__medium_class(size));
+    /* Before the first large block: debug mode, if set, must be known (a
+     * program's constructor may run before soma's). */
+    soma__init();
     if (SOMA_UNLIKELY(soma__debug)) /* the gate sends every size here (internal.h) */
         return soma__debug_malloc(heap, size, api_of(heap, SOMA_API_MALLOC, SOMA_API_HEAP_MALLOC),
                                   0);
@@ -69,14 +72,17 @@ static inline void *malloc_in(heap_t *heap, size_t size)
 
 static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
 {
-    if (SOMA_UNLIKELY(soma__debug))
-        return soma__debug_calloc(heap, nmemb, size,
-                                  api_of(heap, SOMA_API_CALLOC, SOMA_API_HEAP_CALLOC));
     size_t total;
     if (soma__mul_overflow(nmemb, size, &total))
         return NULL;
-    if (total > SOMA_MEDIUM_MAX)
-        return soma__large_calloc(total); /* the system knows fresh pages are zero */
+    if (total > SOMA_MEDIUM_MAX) {
+        soma__init(); /* before the first large block: is debug mode on? */
+        if (!soma__debug)
+            return soma__large_calloc(total); /* the system knows fresh pages are zero */
+    }
+    if (SOMA_UNLIKELY(soma__debug))
+        return soma__debug_calloc(heap, nmemb, size,
+                                  api_of(heap, SOMA_API_CALLOC, SOMA_API_HEAP_CALLOC));
     void *p = malloc_in(heap, total);
     if (p != NULL)
         memset(p, 0, total);
@@ -134,10 +140,16 @@ void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
 __attribute__((noinline, cold)) static void free_foreign(void *p)
 {
     int saved = errno; /* free never changes errno */
-    if (SOMA_UNLIKELY(soma__debug))
+    if (SOMA_UNLIKELY(soma__debug)) {
         soma__debug_free(p);
-    else
+    } else {
+        if (soma__region_holds(p)) /* glibc would crash on it, or worse */
+            soma__fatal("soma_free(%p): not an allocated block: it lies in an arena soma has "
+                        "given back (a double free, or a pointer kept after its block was freed "
+                        "or its heap destroyed)",
+                        p);
         soma__large_free(p);
+    }
     errno = saved;
 }
 
@@ -195,9 +207,12 @@ size_t soma_usable_size(const void *p)
     pool_t *pool = owned_pool(p);
     if (pool == NULL)
         return soma__large_usable_size(p);
-#ifdef SOMA_TRACK_ASAN
+#if defined(SOMA_TRACK_ASAN)
     /* The program may use all it is told it has. */
     soma__track_alloc((void *)p, soma__class_size(pool->szidx));
+#elif defined(SOMA_TRACK_VALGRIND)
+    /* memcheck's own malloc says the size asked; so must soma under it. */
+    return soma__track_size(p, soma__class_size(pool->szidx));
 #endif
     return soma__class_size(pool->szidx);
 }
@@ -210,6 +225,7 @@ void *soma_aligned_alloc(size_t alignment, size_t size)
     }
     if (alignment <= SOMA_ALIGNMENT)
         return soma_malloc(size);
+    soma__init();
     if (SOMA_UNLIKELY(soma__debug))
         return soma__debug_malloc(soma__tls_heap, size, SOMA_API_ALIGNED, alignment);
     return soma__large_aligned_alloc(alignment, size);

@@ -76,7 +76,12 @@
 #define CLEAN 0xCD
 #define DEAD 0xDD
 #define GUARD 0xFD
-#define MAX_ALIGN ((size_t)1 << 20) /* aligned_alloc above this fails in debug mode */
+#define MAX_ALIGN ((size_t)1 << 28) /* aligned_alloc above this fails in debug mode */
+/* The pad word holds pad ^ PAD_MAGIC, and a large block's first word too:
+ * a block of the registry whose first word does not decode to a sensible
+ * offset is not a debug block (one made before soma started, or a foreign
+ * block soma reallocated), and soma_debug_check leaves it alone. */
+#define PAD_MAGIC ((uint64_t)0x50d1a6b10c4e4a00u)
 #define MAX_TOMBS 8
 #define RING_MAX 65536
 
@@ -186,7 +191,8 @@ static void describe(text *t, const blk *b)
     unsigned st = state_of(h);
     add(t, "; %s", st == ST_LIVE      ? "live"
                    : st == ST_FREED    ? "freed (in quarantine)"
-                   : st == ST_RELEASED ? "freed and released to its pool"
+                   : st == ST_RELEASED ? (b->pool ? "freed and released to its pool"
+                                                  : "freed and given back to the system")
                                        : "state unknown");
 }
 
@@ -236,11 +242,14 @@ static void finish(text *t)
 }
 
 /* fn: the call that found it, with p its argument; or, for a check that
- * no call of the program's asked for, who found it ("... found block p"). */
+ * no call of the program's asked for, who found it ("... found block p",
+ * or "... found pool p" and the like when `what` starts with that noun). */
 static void start(text *t, const char *fn, const void *p, const char *what)
 {
     t->len = 0;
-    if (fn[0] == '=')
+    if (fn[0] == '=' && (strncmp(what, "pool ", 5) == 0 || strncmp(what, "heap ", 5) == 0))
+        add(t, "soma: debug: %s found %.4s %p: %s", fn + 1, what, p, what + 5);
+    else if (fn[0] == '=')
         add(t, "soma: debug: %s found block %p: %s", fn + 1, p, what);
     else
         add(t, "soma: debug: %s(%p): %s", fn, p, what);
@@ -260,7 +269,18 @@ static int plausible(const dbg_hdr *h, size_t pad, size_t span)
 {
     unsigned st = state_of(h);
     return (st == ST_LIVE || st == ST_FREED || st == ST_RELEASED) && api_of(h) > 0 &&
-           api_of(h) < SOMA_API_END && h->size + TRAIL <= span && (st != ST_LIVE || h->pad == pad);
+           api_of(h) < SOMA_API_END && h->size + TRAIL <= span &&
+           (st != ST_LIVE || h->pad == (pad ^ PAD_MAGIC));
+}
+
+/* The offset of a large block's header, from its first word; -1 if the
+ * word is not one a debug block holds. */
+static long large_pad(const unsigned char *b, size_t total)
+{
+    uint64_t pad = *(const uint64_t *)b ^ PAD_MAGIC;
+    if (pad % 16 != 0 || pad > MAX_ALIGN || pad + HDR + TRAIL > total)
+        return -1;
+    return (long)pad;
 }
 
 enum { FOUND, FOREIGN, BAD };
@@ -311,8 +331,17 @@ static int locate(const void *p, blk *out, const char *fn)
         for (size_t al = 2 * HDR; !found && al <= MAX_ALIGN; al <<= 1)
             if (u % al == 0 && soma__large_lookup((const void *)(u - al), &total))
                 pad = al - HDR, found = 1;
-        if (!found || total < pad + HDR + TRAIL)
+        if (!found || total < pad + HDR + TRAIL ||
+            large_pad((const unsigned char *)(u - HDR - pad), total) != (long)pad) {
+            if (soma__region_holds(p)) {
+                start(&t, fn, p, "not a block soma has now: it lies in an arena soma has given "
+                                 "back (a double free or a use after free, of a block whose "
+                                 "arena emptied, or of a destroyed heap's)");
+                finish(&t);
+                return BAD;
+            }
             return FOREIGN;
+        }
         unsigned char *b = (unsigned char *)(u - HDR - pad);
         *out = (blk){(unsigned char *)p, (dbg_hdr *)(b + pad), b, total - pad - HDR, NULL};
     }
@@ -485,22 +514,39 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk *out)
     return 0;
 }
 
+/* A call on an explicit heap that soma_heap_destroy has destroyed (lock
+ * held): reported, 1. */
+static int heap_gone(heap_t *heap, const char *fn)
+{
+    if (!heap->destroyed)
+        return 0;
+    text t;
+    start(&t, fn, (void *)heap, "the heap was destroyed by soma_heap_destroy");
+    finish(&t);
+    errno = EINVAL;
+    return 1;
+}
+
 void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align)
 {
-    heap = resolve(heap);
-    if (heap == NULL)
-        return NULL;
     if (n > SIZE_MAX / 2 || align > MAX_ALIGN) {
         errno = ENOMEM;
         return NULL;
     }
     pthread_mutex_lock(&lock);
+    /* Under the lock: acquiring a thread's heap may adopt an orphan and
+     * collect its pending frees, which soma_debug_check must not see half
+     * done. */
+    heap = resolve(heap);
     blk b;
-    if (underlying(heap, n, align, &b) != 0) {
+    if (heap == NULL || heap_gone(heap, api_name((unsigned)api)) ||
+        underlying(heap, n, align, &b) != 0) {
         pthread_mutex_unlock(&lock);
-        return NULL; /* errno = ENOMEM */
+        return NULL; /* errno = ENOMEM, or EINVAL */
     }
-    b.h->pad = (uint64_t)((unsigned char *)b.h - b.b);
+    uint64_t pad = (uint64_t)((unsigned char *)b.h - b.b);
+    b.h->pad = pad ^ PAD_MAGIC;
+    *(uint64_t *)b.b = pad ^ PAD_MAGIC; /* the same word when pad is 0 */
     b.h->size = n;
     b.h->tag = ++serial << 16 | (uint64_t)api << 8 | ST_LIVE;
     memset(b.h->guard, GUARD, sizeof b.h->guard);
@@ -556,8 +602,8 @@ void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
             memcpy(q, b.u, b.h->size < n ? b.h->size : n);
             retire(&b);
         }
-    } else if (where == BAD) {
-        errno = EINVAL;
+    } else if (where != FOREIGN) {
+        errno = EINVAL; /* reported, and left alone */
     }
     pthread_mutex_unlock(&lock);
     if (where == FOREIGN)
@@ -594,6 +640,10 @@ static void bury(heap_t *h)
 void soma__debug_heap_destroy(heap_t *h)
 {
     pthread_mutex_lock(&lock);
+    if (heap_gone(h, "soma_heap_destroy")) {
+        pthread_mutex_unlock(&lock);
+        return;
+    }
     soma__heap_unlist(h); /* out of the statistics, as a destroyed heap is */
     h->destroyed = 1;
     h->next_orphan = tombs;
@@ -610,9 +660,29 @@ void soma__debug_heap_destroy(heap_t *h)
     pthread_mutex_unlock(&lock);
 }
 
+/* The child's thread is not the one that took the lock in its parent (a
+ * new thread id), and a recursive mutex refuses an unlock from another
+ * thread: the child gets a fresh lock instead. */
 void soma__debug_fork(int phase)
 {
+    if (phase == SOMA_FORK_CHILD) {
+        pthread_mutex_t fresh = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+        memcpy(&lock, &fresh, sizeof lock);
+        return;
+    }
     soma__fork_lock(&lock, phase);
+}
+
+void soma__debug_enter(void)
+{
+    if (soma__debug)
+        pthread_mutex_lock(&lock);
+}
+
+void soma__debug_leave(void)
+{
+    if (soma__debug)
+        pthread_mutex_unlock(&lock);
 }
 
 /* ---- soma_debug_check ---- */
@@ -652,8 +722,8 @@ static void check_pool(pool_t *pool)
     long carved = soma__pool_free_map(pool, free_bits);
     if (carved < 0) {
         text t;
-        start(&t, CHECK, (void *)pool, "the free list of this pool is corrupted (a write after "
-                                       "free, or an overflow)");
+        start(&t, CHECK, (void *)pool, "pool its free list is corrupted (a write after free, or "
+                                       "an overflow)");
         finish(&t);
         return;
     }
@@ -680,19 +750,19 @@ static void check_large(void *p, size_t total, void *arg)
 {
     (void)arg;
     unsigned char *b = p;
-    for (size_t al = HDR; al <= MAX_ALIGN && al + TRAIL <= total; al <<= 1) {
-        blk k = {b + al, (dbg_hdr *)(b + al - HDR), b, total - al, NULL};
-        if (plausible(k.h, al - HDR, k.span) && k.h->size + al + TRAIL == total) {
-            if (state_of(k.h) == ST_LIVE)
-                check_live(&k, CHECK);
-            else
-                check_dead(&k, CHECK, "found by the check");
-            return;
-        }
+    long pad = large_pad(b, total);
+    if (pad < 0)
+        return; /* not a debug block: made before soma started, or foreign */
+    blk k = {b + pad + HDR, (dbg_hdr *)(b + pad), b, total - (size_t)pad - HDR, NULL};
+    if (!plausible(k.h, (size_t)pad, k.span)) {
+        text t;
+        start(&t, CHECK, k.u, "the header of a large block was overwritten (an underflow)");
+        finish(&t);
+    } else if (state_of(k.h) == ST_LIVE) {
+        check_live(&k, CHECK);
+    } else {
+        check_dead(&k, CHECK, "found by the check");
     }
-    text t;
-    start(&t, CHECK, p, "the header of a large block was overwritten (an underflow)");
-    finish(&t);
 }
 
 static void check_invariants(heap_t *heap, void *arg)
@@ -701,7 +771,7 @@ static void check_invariants(heap_t *heap, void *arg)
     char why[256];
     if (soma__heap_check_locked(heap, why, sizeof why) != 0) {
         text t;
-        start(&t, CHECK, (void *)heap, "the heap is inconsistent: ");
+        start(&t, CHECK, (void *)heap, "heap it is inconsistent: ");
         add(&t, "%s", why);
         finish(&t);
     }

@@ -247,6 +247,14 @@ static inline arena_t *soma__arena_map_get(const void *p)
         return NULL;
     return atomic_load_explicit(&soma__region.arenas[off >> SOMA_ARENA_BITS], memory_order_acquire);
 }
+/* Does p lie in soma's reserved range (an arena now, or a slot that held
+ * one or will)?  For diagnoses: a pointer there that no arena holds is one
+ * soma handed out and took back. */
+static inline int soma__region_holds(const void *p)
+{
+    size_t size = atomic_load_explicit(&soma__region.size, memory_order_acquire);
+    return (uintptr_t)p - atomic_load_explicit(&soma__region.base, memory_order_relaxed) < size;
+}
 /* A fresh arena-sized, arena-aligned mapping recorded as `arena`'s; 0 with
  * errno = ENOMEM when the range is full or the kernel refuses. */
 SOMA_INTERNAL uintptr_t soma__region_map(arena_t *arena);
@@ -415,6 +423,12 @@ SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
 SOMA_INTERNAL void soma__debug_pool_init(pool_t *pool); /* a pool put to work for a new class */
 SOMA_INTERNAL void soma__debug_fork(int phase);
 SOMA_INTERNAL void soma__debug_set_quarantine(size_t bytes); /* SOMA_DEBUG_QUARANTINE */
+/* In debug mode, hold debug.c's lock (recursive) around work that changes
+ * pools outside a debug call (a thread's exit, collecting pending frees),
+ * so that soma_debug_check never walks a pool while it changes.  Nothing
+ * without debug mode. */
+SOMA_INTERNAL void soma__debug_enter(void);
+SOMA_INTERNAL void soma__debug_leave(void);
 
 /* ---- sys.c: the system allocator, for what soma does not serve ---- */
 SOMA_INTERNAL void *soma__sys_malloc(size_t size);

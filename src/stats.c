@@ -176,9 +176,13 @@ static void take_all(walk_ctx *w)
      * single-threaded program (or one whose other threads are done) gets
      * exact figures; exited threads' heaps are collected by the walk. */
     heap_t *mine = soma__tls_heap;
+    if (!w->sample)
+        soma__debug_enter(); /* collecting changes pools: not under soma_debug_check */
     if (mine != &soma__empty_heap && !w->sample)
         soma__heap_collect(mine);
     soma__heaps_foreach(walk_heap, w, !w->sample);
+    if (!w->sample)
+        soma__debug_leave();
     /* Arenas current stays the walked sum, which is what the byte figures
      * add up to.  Total and high-water come from the process-wide counters
      * (a sum of per-heap high-water marks would overstate the process's);
@@ -204,7 +208,9 @@ static void take_heap(walk_ctx *w, heap_t *heap)
     stats_begin(w->st);
     /* By contract the caller is the heap's one user at this moment, so it
      * may collect the heap's pending cross-thread frees. */
+    soma__debug_enter();
     soma__heap_collect(heap);
+    soma__debug_leave();
     pthread_mutex_lock(&heap->lock);
     walk_heap(heap, w);
     pthread_mutex_unlock(&heap->lock);

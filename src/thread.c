@@ -87,7 +87,9 @@ heap_t *soma__thread_heap_acquire(void)
         return NULL; /* errno = ENOMEM from the map */
     soma__tls_heap = h;
     pthread_setspecific(exit_key, h);
+    soma__debug_enter(); /* debug mode: not while soma_debug_check walks */
     soma__heap_collect(h); /* what others freed while it was an orphan */
+    soma__debug_leave();
     return h;
 }
 
@@ -183,9 +185,11 @@ static void orphan(heap_t *h)
 static void thread_exit(void *arg)
 {
     heap_t *h = arg;
+    soma__debug_enter(); /* debug mode: not while soma_debug_check walks */
     soma__heap_collect(h);
     soma__heap_unpark(h, 1);
     soma__arena_trim(h, 1);
+    soma__debug_leave();
     /* Later allocations by this thread (other TLS destructors run after
      * this one) acquire a heap again and re-arm the destructor. */
     soma__tls_heap = &soma__empty_heap;

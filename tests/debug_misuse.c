@@ -9,9 +9,12 @@
  * must name.  Each mistake is written through a volatile pointer, as a
  * real bug would be: the compiler must not see it and drop it.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* The mistakes are the point: gcc's own warnings about them stay quiet. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -82,6 +85,42 @@ static void churn(size_t total)
     }
 }
 
+/* Blocks made by a constructor that runs before soma's own (priority 101
+ * comes first): they must be debug blocks like the rest (lib build). */
+#ifndef DEBUG_MISUSE_LIBC
+static void *early_small, *early_large;
+__attribute__((constructor(101))) static void early(void)
+{
+    early_small = soma_malloc(40);
+    early_large = soma_malloc(100000);
+    memset(early_small, 1, 40);
+    memset(early_large, 2, 100000);
+}
+#endif
+
+/* Traffic from threads that start, free each other's blocks and exit. */
+static void *volatile handed[64];
+static void *churn_thread(void *arg)
+{
+    size_t k = (size_t)arg;
+    for (int round = 0; round < 200; round++) {
+        for (int i = 0; i < 16; i++) {
+            void *old = handed[(k * 16 + (size_t)i) % 64];
+            handed[(k * 16 + (size_t)i) % 64] = MALLOC((size_t)(16 + (round * 7 + i) % 900));
+            FREE(old); /* often another thread's block */
+        }
+    }
+    return NULL;
+}
+
+static void *spin_thread(void *arg)
+{
+    volatile int *stop = arg;
+    while (!*stop)
+        FREE(MALLOC(64));
+    return NULL;
+}
+
 static int run(const char *what)
 {
     if (strcmp(what, "clean") == 0) {
@@ -123,6 +162,52 @@ static int run(const char *what)
             return 6;
 #endif
         return 0;
+    }
+    if (strcmp(what, "threads") == 0) {
+        /* No false alarm while threads come and go (their exits collect
+         * and trim their heaps) and the check runs meanwhile. */
+        for (int wave = 0; wave < 6; wave++) {
+            pthread_t t[4];
+            for (size_t k = 0; k < 4; k++)
+                pthread_create(&t[k], NULL, churn_thread, (void *)k);
+#ifndef DEBUG_MISUSE_LIBC
+            for (int i = 0; i < 20; i++)
+                if (soma_debug_check() != 0)
+                    return 7;
+#endif
+            for (int k = 0; k < 4; k++)
+                pthread_join(t[k], NULL);
+        }
+        for (int i = 0; i < 64; i++)
+            FREE(handed[i]);
+#ifndef DEBUG_MISUSE_LIBC
+        if (soma_debug_check() != 0)
+            return 8;
+#endif
+        return 0;
+    }
+    if (strcmp(what, "fork") == 0) {
+        /* A child forked while another thread allocates can allocate. */
+        volatile int stop = 0;
+        pthread_t t;
+        pthread_create(&t, NULL, spin_thread, (void *)&stop);
+        int bad = 0;
+        for (int i = 0; i < 20 && !bad; i++) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                alarm(10); /* a hang is a failure, not a stuck test */
+                void *p = MALLOC(100);
+                memset(p, 3, 100);
+                FREE(p);
+                _exit(0);
+            }
+            int st = 0;
+            waitpid(pid, &st, 0);
+            bad = !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+        }
+        stop = 1;
+        pthread_join(t, NULL);
+        return bad ? 9 : 0;
     }
     if (strcmp(what, "overflow") == 0) {
         keep_neighbours(24);
@@ -174,6 +259,7 @@ static int run(const char *what)
     if (strcmp(what, "read-after-free") == 0) {
         /* Not an error soma can see; the fill makes it visible: 0xdd. */
         char *p = MALLOC(32);
+        say(p, 32);
         FREE(p);
         printf("%02x\n", peek(p, 0));
         return 0;
@@ -199,6 +285,15 @@ static int run(const char *what)
         poke(p, -2, 'a');
         FREE(p);
         return 0;
+    }
+    if (strcmp(what, "usable-write") == 0) {
+        /* No mistake: a program may use all that malloc_usable_size says. */
+        char *p = MALLOC(20);
+        size_t n = USABLE(p);
+        memset(p, 'u', n);
+        int ok = p[n - 1] == 'u';
+        FREE(p);
+        return ok ? 0 : 13;
     }
     if (strcmp(what, "leak") == 0) {
         /* Three blocks of 100 bytes, lost: a leak checker must say so. */
@@ -248,6 +343,36 @@ static int run(const char *what)
         say(p, 200);
         poke(p, 203, 'C');
         soma_debug_check();
+        return 0;
+    }
+    if (strcmp(what, "early") == 0) {
+        /* The constructor's blocks are debug blocks: checked, no alarm. */
+        if (soma_debug_mode() && soma_usable_size(early_large) != 100000)
+            return 10;
+        if (soma_debug_check() != 0)
+            return 11;
+        soma_free(early_small);
+        soma_free(early_large);
+        return soma_debug_check() != 0 ? 12 : 0;
+    }
+    if (strcmp(what, "destroy-twice") == 0) {
+        soma_heap *h = soma_heap_new();
+        say(soma_heap_malloc(h, 30), 30);
+        soma_heap_destroy(h);
+        soma_heap_destroy(h);
+        return 0;
+    }
+    if (strcmp(what, "buried-heap") == 0) {
+        /* Debug mode keeps 8 destroyed heaps' arenas; the ninth destroy
+         * after it gives this one's back: a late free of its block lies
+         * in an arena soma has given back. */
+        soma_heap *h = soma_heap_new();
+        void *p = soma_heap_malloc(h, 50);
+        say(p, 50);
+        soma_heap_destroy(h);
+        for (int i = 0; i < 9; i++) /* empty: no arena takes the slot again */
+            soma_heap_destroy(soma_heap_new());
+        soma_free(launder(p));
         return 0;
     }
     if (strcmp(what, "destroyed-heap") == 0) {

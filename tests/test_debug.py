@@ -117,6 +117,24 @@ p = run([misuse, "read-after-free"], DEBUG, "read-after-free")
 check(p.returncode == 0 and p.stdout.strip() == "dd",
       f"a read after free sees the dead fill 0xdd ({p.stdout.strip()!r})")
 
+# No false alarm: threads that come and go while soma_debug_check runs,
+# fork from a threaded program, blocks made before soma started.
+for case in ("threads", "fork", "early"):
+    p = run([misuse, case], DEBUG, case)
+    check(p.returncode == 0 and "soma: debug" not in p.stderr,
+          f"lib {case}: runs clean in debug mode (status {p.returncode}) {p.stderr[:2000]}")
+
+# Misuse of the heap API itself.
+p = run([misuse, "destroy-twice"], DEBUG, "destroy-twice")
+check(p.returncode == -signal.SIGABRT and re.search(
+    r"soma_heap_destroy\(0x[0-9a-f]+\): the heap was destroyed by soma_heap_destroy", p.stderr),
+      f"destroying a heap twice is diagnosed ({p.returncode}) {p.stderr[:2000]}")
+p = run([misuse, "buried-heap"], DEBUG, "buried-heap")
+m = re.search(r"block (0x[0-9a-f]+) size", p.stderr)
+check(p.returncode == -signal.SIGABRT and m is not None and
+      f"soma_free({m.group(1)}): not a block soma has now: it lies in an arena soma has given back"
+      in p.stderr, f"a free into an arena given back is diagnosed ({p.returncode}) {p.stderr[:2000]}")
+
 # Report mode: three mistakes, three reports, no abort; the program ends.
 p = run([misuse, "report"], {"SOMA_DEBUG": "report"}, "report")
 reports = p.stderr.count("soma: debug: ")
@@ -137,9 +155,10 @@ if not sanitized:
     pre = {"LD_PRELOAD": override, "SOMA_DEBUG": "1"}
     for name, spec in LIBC.items():
         expect_caught("override " + name, [misuse_libc, name], pre, spec, True)
-    p = run([misuse_libc, "clean"], pre, "clean")
-    check(p.returncode == 0 and "soma: debug" not in p.stderr,
-          f"override clean: no false alarm ({p.returncode}) {p.stderr[:2000]}")
+    for case in ("clean", "threads", "fork", "usable-write"):
+        p = run([misuse_libc, case], pre, case)
+        check(p.returncode == 0 and "soma: debug" not in p.stderr,
+              f"override {case}: no false alarm ({p.returncode}) {p.stderr[:2000]}")
 
     # ---- soma run --debug ----
     expect_caught("soma run --debug", [cli, "run", "--debug", "--", misuse_libc, "double-free"],

@@ -10,7 +10,8 @@
  *     block of the same pool in a free block's link; the allocation that
  *     would have handed it out twice stops instead;
  *   - a free of unknown origin (an explicit heap's block) that is not the
- *     start of a block, or whose pool header was overwritten;
+ *     start of a block, or whose pool header was overwritten, or whose
+ *     arena soma has given back (its heap was destroyed);
  *   - and no false alarm: blocks that are allocated and freed without ever
  *     being written, and blocks whose first word the program fills with
  *     pointers into the same pool (a list of nodes), free normally.
@@ -112,6 +113,15 @@ static void interior_pointer(void)
     soma_free(p + 16);
 }
 
+static void freed_after_destroy(void)
+{
+    soma_heap *h = soma_heap_new();
+    void *p = soma_heap_malloc(h, 48);
+    fprintf(stderr, "pointer %p\n", p);
+    soma_heap_destroy(h); /* its arena goes back to the OS */
+    soma_free(p);
+}
+
 static void forged_pool_header(void)
 {
     soma_heap *h = soma_heap_new();
@@ -128,6 +138,8 @@ int main(void)
     test_program_name = "test_harden";
     test_expect_fatal("interior pointer", interior_pointer, "not the start of a block");
     test_expect_fatal("forged pool header", forged_pool_header, "is corrupted");
+    test_expect_fatal("freed after its heap was destroyed", freed_after_destroy,
+                      "it lies in an arena soma has given back");
 #if SOMA_HARDEN
     test_expect_fatal("double free (local)", double_free_local, "double free");
     test_expect_fatal("double free (remote)", double_free_remote, "double free");

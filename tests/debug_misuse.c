@@ -10,6 +10,7 @@
  * real bug would be: the compiler must not see it and drop it.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,16 +108,17 @@ static void *churn_thread(void *arg)
         for (int i = 0; i < 16; i++) {
             void *old = handed[(k * 16 + (size_t)i) % 64];
             handed[(k * 16 + (size_t)i) % 64] = MALLOC((size_t)(16 + (round * 7 + i) % 900));
-            FREE(old); /* often another thread's block */
+            FREE(old); /* at first, a block of the last wave's thread: its heap an orphan */
         }
     }
     return NULL;
 }
 
+static atomic_int stop_spinning;
 static void *spin_thread(void *arg)
 {
-    volatile int *stop = arg;
-    while (!*stop)
+    (void)arg;
+    while (!atomic_load(&stop_spinning))
         FREE(MALLOC(64));
     return NULL;
 }
@@ -188,9 +190,8 @@ static int run(const char *what)
     }
     if (strcmp(what, "fork") == 0) {
         /* A child forked while another thread allocates can allocate. */
-        volatile int stop = 0;
         pthread_t t;
-        pthread_create(&t, NULL, spin_thread, (void *)&stop);
+        pthread_create(&t, NULL, spin_thread, NULL);
         int bad = 0;
         for (int i = 0; i < 20 && !bad; i++) {
             pid_t pid = fork();
@@ -205,7 +206,7 @@ static int run(const char *what)
             waitpid(pid, &st, 0);
             bad = !WIFEXITED(st) || WEXITSTATUS(st) != 0;
         }
-        stop = 1;
+        atomic_store(&stop_spinning, 1);
         pthread_join(t, NULL);
         return bad ? 9 : 0;
     }

@@ -10,10 +10,12 @@
  *   | pad | n | serial,api,state | FD x 8  | n bytes: CD ... | FD FD ... (>= 8) |
  *   '------------ header, 32 bytes --------'  the program's   trailer guard
  *
- *   pad     bytes from the underlying block B to H: 0, except for an
- *           aligned_alloc above 16 (B = U - alignment); while the block is
- *           free this word is the pool's free-list link, which is why it
- *           holds nothing a check needs later.
+ *   pad     bytes from the underlying block B to H, xor PAD_MAGIC: 0,
+ *           except for an aligned_alloc above 16 (B = U - alignment); a
+ *           large block's first word holds the same, which marks it as a
+ *           debug block.  While a pooled block is free this word is its
+ *           pool's free-list link, which is why it holds nothing a check
+ *           of a free block needs.
  *   n       the size the program asked for: soma_usable_size returns it,
  *           and the trailer starts there, so even a one-byte overflow into
  *           the class's rounding is caught.
@@ -49,7 +51,10 @@
  *   destroyed heap         a block of an explicit heap used after
  *                          soma_heap_destroy: debug mode keeps the last
  *                          8 destroyed heaps' arenas mapped (a tombstone),
- *                          so such a free is diagnosed, not a crash.
+ *                          so such a free is diagnosed, not a crash; the
+ *                          heap itself used again, or destroyed twice;
+ *   arena given back       a pointer in soma's range that no arena holds
+ *                          now (a late double free or use after free).
  * Then soma aborts (SOMA_DEBUG=1) or, with SOMA_DEBUG=report, prints and
  * carries on, leaving the damaged block alone (a double free is ignored).
  *
@@ -58,7 +63,9 @@
  * fast paths are closed by the gate (internal.h), so normal mode pays
  * nothing for this file.  Lock order: this lock, then heaps_lock, then a
  * heap's lock; recursive because a debug call that starts soma or a thread
- * (pthread_setspecific, atexit) may allocate again inside it.
+ * (pthread_setspecific, atexit) may allocate again inside it.  The work
+ * that changes pools outside a debug call (a thread's exit, adopting an
+ * orphan, the statistics' collects) takes it too (soma__debug_enter).
  */
 #define _GNU_SOURCE
 #include <stdarg.h>

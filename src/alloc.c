@@ -136,6 +136,18 @@ void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
     return realloc_in((heap_t *)heap, p, size);
 }
 
+/* A pointer outside soma's arenas goes to the system allocator, unless it
+ * lies in soma's range: then its arena was given back, and glibc would
+ * crash on it, or worse. */
+static void not_given_back(const void *p, const char *fn)
+{
+    if (soma__region_holds(p))
+        soma__fatal("%s(%p): not an allocated block: it lies in an arena soma has given back (a "
+                    "double free, or a pointer kept after its block was freed or its heap "
+                    "destroyed)",
+                    fn, p);
+}
+
 /* Out of line, so that soma_free's own frame stays empty on the fast path. */
 __attribute__((noinline, cold)) static void free_foreign(void *p)
 {
@@ -143,11 +155,7 @@ __attribute__((noinline, cold)) static void free_foreign(void *p)
     if (SOMA_UNLIKELY(soma__debug)) {
         soma__debug_free(p);
     } else {
-        if (soma__region_holds(p)) /* glibc would crash on it, or worse */
-            soma__fatal("soma_free(%p): not an allocated block: it lies in an arena soma has "
-                        "given back (a double free, or a pointer kept after its block was freed "
-                        "or its heap destroyed)",
-                        p);
+        not_given_back(p, "soma_free");
         soma__large_free(p);
     }
     errno = saved;
@@ -178,8 +186,10 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
         return NULL;
     }
     pool_t *pool = owned_pool(p);
-    if (pool == NULL)
+    if (pool == NULL) {
+        not_given_back(p, "soma_realloc");
         return soma__large_realloc(p, size);
+    }
     /* Stay in place when the new size fits and does not waste a quarter or
      * more of the block (CPython's rule: growing always moves; shrinking by
      * 25% or more moves to the smaller class). */
@@ -205,8 +215,10 @@ size_t soma_usable_size(const void *p)
     if (SOMA_UNLIKELY(soma__debug))
         return soma__debug_usable_size(p);
     pool_t *pool = owned_pool(p);
-    if (pool == NULL)
+    if (pool == NULL) {
+        not_given_back(p, "soma_usable_size");
         return soma__large_usable_size(p);
+    }
 #if defined(SOMA_TRACK_ASAN)
     /* The program may use all it is told it has. */
     soma__track_alloc((void *)p, soma__class_size(pool->szidx));

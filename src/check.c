@@ -62,15 +62,14 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
     size_t virgin = 0;
     if (pool->nextoffset <= pool->maxnextoffset)
         virgin = (pool->maxnextoffset - pool->nextoffset) / size + 1;
+    uint64_t bits[SOMA_POOL_BITMAP_WORDS];
+    if (soma__pool_free_map(pool, bits) < 0)
+        FAIL("pool %p: its free list names a block that is not carved, or one twice (a write "
+             "after free, or a double free?)",
+             (void *)pool);
     size_t nfree = 0;
-    for (const char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
-        size_t off = (size_t)(b - (const char *)pool);
-        if (off < SOMA_POOL_OVERHEAD || off >= pool->nextoffset ||
-            (off - SOMA_POOL_OVERHEAD) % size != 0)
-            FAIL("pool %p: free block at offset %zu is not a carved block", (void *)pool, off);
-        if (++nfree > cap)
-            FAIL("pool %p: free list longer than the pool (a cycle: double free?)", (void *)pool);
-    }
+    for (size_t w = 0; w < SOMA_POOL_BITMAP_WORDS; w++)
+        nfree += (size_t)__builtin_popcountll(bits[w]);
     if (nfree + virgin + pool->count != cap)
         FAIL("pool %p (class %u): %zu free + %zu virgin + %u in use != capacity %zu", (void *)pool,
              pool->szidx, nfree, virgin, pool->count, cap);
@@ -159,18 +158,31 @@ static int check_usable(const arena_set_t *s, char *why, size_t whylen)
 
 long soma__pool_free_map(const pool_t *pool, uint64_t *bits)
 {
-    size_t size = soma__class_size(pool->szidx), cap = soma__class_capacity(pool->szidx);
-    size_t steps = 0;
+    size_t size = soma__class_size(pool->szidx);
     memset(bits, 0, SOMA_POOL_BITMAP_WORDS * sizeof *bits);
     for (const char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
         size_t off = (size_t)(b - (const char *)pool);
-        if (soma__pool_of(b) != pool || off < SOMA_POOL_OVERHEAD || ++steps > cap)
-            return -1;
+        if (off < SOMA_POOL_OVERHEAD || off >= pool->nextoffset ||
+            (off - SOMA_POOL_OVERHEAD) % size != 0)
+            return -1; /* not a carved block (this test also keeps b in the pool) */
         size_t i = (off - SOMA_POOL_OVERHEAD) / size;
-        bits[i / 64] |= (uint64_t)1 << (i % 64);
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        if (bits[i / 64] & bit)
+            return -1; /* twice: a cycle */
+        bits[i / 64] |= bit;
     }
-    size_t carved = (pool->nextoffset - SOMA_POOL_OVERHEAD) / size;
-    return (long)(carved < cap ? carved : cap);
+    return (long)((pool->nextoffset - SOMA_POOL_OVERHEAD) / size);
+}
+
+void soma__heap_pools(heap_t *heap, void (*fn)(pool_t *, void *), void *arg)
+{
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
+        for (arena_t *a = heap->sets[k].all_arenas; a != NULL; a = a->next_all) {
+            uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+            for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE)
+                if (((pool_t *)pa)->szidx < SOMA_NUM_ALL_CLASSES)
+                    fn((pool_t *)pa, arg);
+        }
 }
 
 int soma__heap_check(heap_t *heap, char *why, size_t whylen)

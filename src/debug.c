@@ -111,15 +111,11 @@ typedef struct {
     pool_t *pool;     /* NULL for a large block */
 } blk;
 
-typedef struct {
-    blk b;
-} ring_entry;
-
 static pthread_mutex_t lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 static uint64_t serial;
 static size_t problems;
 static size_t quarantine_limit = (size_t)1 << 20;
-static ring_entry *ring;
+static blk *ring; /* the quarantine, oldest at ring_head */
 static size_t ring_head, ring_len, ring_bytes;
 static int ring_failed;
 static heap_t *tombs; /* destroyed heaps, newest first, through next_orphan */
@@ -444,7 +440,7 @@ static void release(blk *b)
 
 static void evict_oldest(void)
 {
-    blk *b = &ring[ring_head].b;
+    blk *b = &ring[ring_head];
     ring_head = (ring_head + 1) % RING_MAX;
     ring_len--;
     ring_bytes -= b->span + HDR;
@@ -472,7 +468,7 @@ static void retire(blk *b)
     }
     while (ring_len > 0 && (ring_len == RING_MAX || ring_bytes + b->span + HDR > quarantine_limit))
         evict_oldest();
-    ring[(ring_head + ring_len) % RING_MAX].b = *b;
+    ring[(ring_head + ring_len) % RING_MAX] = *b;
     ring_len++;
     ring_bytes += b->span + HDR;
 }
@@ -634,9 +630,9 @@ static void bury(heap_t *h)
 {
     size_t kept = 0;
     for (size_t i = 0; i < ring_len; i++) {
-        ring_entry e = ring[(ring_head + i) % RING_MAX];
-        if (e.b.pool != NULL && e.b.pool->heap == h)
-            ring_bytes -= e.b.span + HDR;
+        blk e = ring[(ring_head + i) % RING_MAX];
+        if (e.pool != NULL && e.pool->heap == h)
+            ring_bytes -= e.span + HDR;
         else
             ring[(ring_head + kept++) % RING_MAX] = e;
     }
@@ -722,8 +718,9 @@ static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
     }
 }
 
-static void check_pool(pool_t *pool)
+static void check_pool(pool_t *pool, void *arg)
 {
+    (void)arg;
     size_t size = soma__class_size(pool->szidx);
     uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
     long carved = soma__pool_free_map(pool, free_bits);
@@ -742,15 +739,7 @@ static void check_pool(pool_t *pool)
 static void check_heap(heap_t *heap, void *arg)
 {
     (void)arg;
-    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
-        for (arena_t *a = heap->sets[k].all_arenas; a != NULL; a = a->next_all) {
-            uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
-            for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
-                pool_t *pool = (pool_t *)pa;
-                if (pool->szidx < SOMA_NUM_ALL_CLASSES)
-                    check_pool(pool);
-            }
-        }
+    soma__heap_pools(heap, check_pool, NULL);
 }
 
 static void check_large(void *p, size_t total, void *arg)

@@ -36,12 +36,12 @@
 #define SOMA_INTERNAL __attribute__((visibility("hidden")))
 
 /*
- * The gate: two limits the fast paths compare against, read from memory
- * rather than built in, so that debug mode (debug.c) can close both fast
- * paths without a test of its own there.  Normally small_limit is the
- * small threshold and min_offset the pool header's size, which are the
- * tests the fast paths make anyway; in debug mode both are set so that the
- * tests always fail (every size is "not small", every address "inside a
+ * The gate: the limits the fast paths compare against, read from memory
+ * rather than built in, so that debug mode (debug.c) can close those paths
+ * without a test of its own there.  Normally small_limit is the small
+ * threshold, medium_limit the medium one and min_offset the pool header's
+ * size, which are the tests the paths make anyway; in debug mode all are
+ * set so that the tests always fail (every size is "not small", every address "inside a
  * header"), and the slow paths, which check soma__debug, take over.  Set
  * once, by soma__init, before any block exists that the change could
  * strand (the one allocation that runs soma__init is made a debug block:
@@ -500,10 +500,13 @@ SOMA_INTERNAL int soma__heap_check_locked(heap_t *heap, char *why, size_t whylen
 /* Which carved blocks of a pool are on its free list: bit i of `bits` for
  * the block at index i (bits has SOMA_POOL_BITMAP_WORDS words).  Returns
  * the number of carved blocks (those below the virgin ones), or -1 if the
- * list is corrupted (a link out of the pool, or a cycle).  The pool's
- * owner must not be changing it. */
+ * list is corrupted (a link to anything but a carved block, or to one
+ * twice).  The pool's owner must not be changing it. */
 #define SOMA_POOL_BITMAP_WORDS ((SOMA_POOL_SIZE / SOMA_ALIGNMENT + 63) / 64)
 SOMA_INTERNAL long soma__pool_free_map(const pool_t *pool, uint64_t *bits);
+/* fn(pool, arg) for every carved pool of the heap that has served a class
+ * (the heap's lock held, or the heap still). */
+SOMA_INTERNAL void soma__heap_pools(heap_t *heap, void (*fn)(pool_t *, void *), void *arg);
 
 
 /* ---- options.c ---- */

@@ -130,24 +130,23 @@ void soma__heap_unlist(heap_t *h)
 /* memcheck must forget the blocks a destroyed heap still had in use, or
  * it would call them leaked: every carved block that is neither free in
  * its pool nor waiting on the remote stack (collected first). */
+static void forget_pool_blocks(pool_t *pool, void *arg)
+{
+    (void)arg;
+    if (soma__pool_count(pool) == 0)
+        return;
+    size_t size = soma__class_size(pool->szidx);
+    uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
+    long carved = soma__pool_free_map(pool, free_bits);
+    for (long i = 0; i < carved; i++)
+        if (!(free_bits[i / 64] >> (i % 64) & 1))
+            VALGRIND_FREELIKE_BLOCK((char *)pool + SOMA_POOL_OVERHEAD + i * size, 0);
+}
+
 static void forget_live_blocks(heap_t *h)
 {
     soma__heap_collect(h);
-    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
-        for (arena_t *a = h->sets[k].all_arenas; a != NULL; a = a->next_all) {
-            uintptr_t first = (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
-            for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
-                pool_t *pool = (pool_t *)pa;
-                if (pool->szidx >= SOMA_NUM_ALL_CLASSES || soma__pool_count(pool) == 0)
-                    continue;
-                size_t size = soma__class_size(pool->szidx);
-                uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
-                long carved = soma__pool_free_map(pool, free_bits);
-                for (long i = 0; i < carved; i++)
-                    if (!(free_bits[i / 64] >> (i % 64) & 1))
-                        VALGRIND_FREELIKE_BLOCK((char *)pool + SOMA_POOL_OVERHEAD + i * size, 0);
-            }
-        }
+    soma__heap_pools(h, forget_pool_blocks, NULL);
 }
 #endif
 

@@ -164,6 +164,24 @@ int main(void)
     char why[256];
     /* Reached: no false double free above; and the lists are whole. */
     CHECK_EQ(soma__heap_check(soma__thread_heap(), why, sizeof why), 0);
+    /* The check sees a link into the middle of a block, and one that
+     * closes a cycle, then the list mended. */
+    {
+        void *keep = soma_malloc(64), *b = soma_malloc(64), *a = soma_malloc(64);
+        soma_free(b);
+        soma_free(a); /* the list: a -> b -> ... */
+        void *next = soma__link_get(a);
+        void *bad[2] = {(char *)b + 16, a};
+        for (int k = 0; k < 2; k++) {
+            soma__link_set(a, bad[k]);
+            CHECK(soma__heap_check(soma__thread_heap(), why, sizeof why) != 0 &&
+                  strstr(why, "not carved, or one twice") != NULL);
+            CHECK(soma_debug_check() == 1);
+        }
+        soma__link_set(a, next);
+        CHECK_EQ(soma__heap_check(soma__thread_heap(), why, sizeof why), 0);
+        soma_free(keep);
+    }
 #else
     /* Unhardened, the write after free steers the allocation onto a live
      * block: the attack the encoding stops. */

@@ -7,7 +7,7 @@
  *   malloc  pops a per-class free list (one list per class for the whole
  *           process), else carves the next block of the class's current pool;
  *   free    asks soma's own address map (region.c) whether the pointer is ours (the same
- *           inline lookup, soma__arena_map_get, and the same pool-header
+ *           inline lookup, soma__region_arena, and the same pool-header
  *           check), reads the class from the pool header, and pushes the
  *           block on that class's list.
  * No threads (one thread at a time: the workloads hand over only through
@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/internal.h"
+#include "pool/pool.h"
 
 extern void *__libc_malloc(size_t);
 extern void *__libc_realloc(void *, size_t);
@@ -51,7 +51,7 @@ static int new_pool(unsigned c)
     pool_next += SOMA_POOL_SIZE;
     pool->szidx = (uint16_t)c;
     carve_at[c] = (char *)pool + SOMA_POOL_OVERHEAD;
-    carve_end[c] = (char *)pool + SOMA_POOL_SIZE - soma__class_size(c);
+    carve_end[c] = (char *)pool + SOMA_POOL_SIZE - soma__sizeclass_size(c);
     return 0;
 }
 
@@ -63,13 +63,13 @@ static void *carve(unsigned c)
             return NULL;
         }
     void *b = carve_at[c];
-    carve_at[c] += soma__class_size(c);
+    carve_at[c] += soma__sizeclass_size(c);
     return b;
 }
 
 static inline pool_t *ours(const void *p)
 {
-    if (soma__arena_map_get(p) == NULL)
+    if (soma__region_arena(p) == NULL)
         return NULL;
     if (SOMA_UNLIKELY(((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD))
         abort();
@@ -79,7 +79,7 @@ static inline pool_t *ours(const void *p)
 EXPORT void *malloc(size_t n)
 {
     if (SOMA_LIKELY(n - 1 < SOMA_SMALL_THRESHOLD)) {
-        unsigned c = soma__size_to_class(n);
+        unsigned c = soma__sizeclass_small(n);
         void *b = freelist[c];
         if (SOMA_LIKELY(b != NULL)) {
             freelist[c] = *(void **)b;
@@ -121,7 +121,7 @@ EXPORT void *realloc(void *p, size_t n)
     pool_t *pool = ours(p);
     if (pool == NULL)
         return p == NULL ? malloc(n) : __libc_realloc(p, n);
-    size_t have = soma__class_size(pool->szidx);
+    size_t have = soma__sizeclass_size(pool->szidx);
     if (n <= have && n != 0)
         return p;
     void *q = malloc(n);
@@ -135,7 +135,7 @@ EXPORT size_t malloc_usable_size(void *p)
 {
     pool_t *pool = ours(p);
     if (pool != NULL)
-        return soma__class_size(pool->szidx);
+        return soma__sizeclass_size(pool->szidx);
     size_t (*sys)(void *) = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     return p && sys ? sys(p) : 0;
 }

@@ -23,7 +23,7 @@
  */
 #include <pthread.h>
 
-#include "internal.h"
+#include "malloc/malloc.h"
 #include "test.h"
 
 #if SOMA_HARDEN
@@ -102,7 +102,7 @@ static void poisoned_list(void)
 #endif
 
 /* Frees of unknown origin (another thread's block, or an explicit heap's:
- * soma__free_other) are checked before anything is written: the pointer
+ * soma__pool_free_other) are checked before anything is written: the pointer
  * must start a block, and its pool's header must agree with the arena
  * map.  In every build. */
 static void interior_pointer(void)
@@ -163,7 +163,7 @@ int main(void)
     }
     char why[256];
     /* Reached: no false double free above; and the lists are whole. */
-    CHECK_EQ(soma__heap_check(soma__thread_heap(), why, sizeof why), 0);
+    CHECK_EQ(soma__check_heap(soma__heap_current(), why, sizeof why), 0);
     /* The check sees a link into the middle of a block, and one that
      * closes a cycle, then the list mended. */
     {
@@ -174,12 +174,12 @@ int main(void)
         void *bad[2] = {(char *)b + 16, a};
         for (int k = 0; k < 2; k++) {
             soma__link_set(a, bad[k]);
-            CHECK(soma__heap_check(soma__thread_heap(), why, sizeof why) != 0 &&
+            CHECK(soma__check_heap(soma__heap_current(), why, sizeof why) != 0 &&
                   strstr(why, "not carved, or one twice") != NULL);
             CHECK(soma_debug_check() == 1);
         }
         soma__link_set(a, next);
-        CHECK_EQ(soma__heap_check(soma__thread_heap(), why, sizeof why), 0);
+        CHECK_EQ(soma__check_heap(soma__heap_current(), why, sizeof why), 0);
         soma_free(keep);
     }
 #else

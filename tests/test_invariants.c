@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "malloc/malloc.h"
 #include "soma.h"
 
 static int failures;
@@ -30,7 +30,7 @@ static unsigned long long next_rand(void)
 static void check(const char *when)
 {
     char why[256];
-    if (soma__heap_check(soma__thread_heap(), why, sizeof why) != 0) {
+    if (soma__check_heap(soma__heap_current(), why, sizeof why) != 0) {
         fprintf(stderr, "FAIL after %s: %s\n", when, why);
         failures++;
     }
@@ -94,11 +94,11 @@ int main(void)
             check("freeing everything");
     }
     check("freeing everything");
-    if (soma__arena_decay_ms > 0) {
+    if (soma__options.decay_ms > 0) {
         /* With a decay (a second CTest run) the emptied arenas and parked
          * pools wait for it; a sweep after it (taking a fresh pool, here
          * for a medium class this test never used) gives them back. */
-        struct timespec ts = {0, (soma__arena_decay_ms + 30) * 1000000L};
+        struct timespec ts = {0, (soma__options.decay_ms + 30) * 1000000L};
         nanosleep(&ts, NULL);
         soma_free(soma_malloc(1500));
         check("the sweep after the decay");

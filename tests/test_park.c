@@ -18,13 +18,13 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "internal.h"
+#include "malloc/malloc.h"
 #include "test.h"
 
 static void check_heap(const char *when)
 {
     char why[256];
-    if (!CHECK_EQ(soma__heap_check(soma__thread_heap(), why, sizeof why), 0))
+    if (!CHECK_EQ(soma__check_heap(soma__heap_current(), why, sizeof why), 0))
         test_note("  %s: %s", when, why);
 }
 
@@ -45,15 +45,15 @@ static void *thread_parks(void *arg)
 int main(void)
 {
     test_begin("test_park");
-    if (!CHECK_EQ(soma__arena_decay_ms, 200))
+    if (!CHECK_EQ(soma__options.decay_ms, 200))
         return test_summary(); /* CTest sets SOMA_ARENA_DECAY_MS=200 */
     soma_stats st0, st;
     soma_stats_get(&st0);
 
-    unsigned c = soma__size_to_class(100);
+    unsigned c = soma__sizeclass_small(100);
     void *p = soma_malloc(100);
     pool_t *pool = soma__pool_of(p);
-    heap_t *heap = soma__thread_heap();
+    heap_t *heap = soma__heap_current();
     soma_free(p);
     CHECK_PTR_EQ(heap->usedpools[c], pool); /* parked: still on its list */
     CHECK_EQ(soma__pool_count(pool), 0);
@@ -76,8 +76,8 @@ int main(void)
     /* A full pool of the class gets a block back while the class's other
      * pool is parked: the parked one gives way. */
     {
-        unsigned c2 = soma__size_to_class(160);
-        size_t cap = soma__class_capacity(c2);
+        unsigned c2 = soma__sizeclass_small(160);
+        size_t cap = soma__sizeclass_capacity(c2);
         void **full = malloc((cap + 1) * sizeof *full);
         for (size_t i = 0; i <= cap; i++)
             full[i] = soma_malloc(160); /* one full pool, and one block in a second */

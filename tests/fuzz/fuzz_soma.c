@@ -53,7 +53,7 @@
  * main and worker thread heaps through the same call) reports exactly the
  * model's blocks per class and no large blocks; soma_stats_get reports the
  * model's blocks per class over all heaps, and its large blocks and bytes;
- * the byte figures of every snapshot add up; soma__heap_check (src/check.c)
+ * the byte figures of every snapshot add up; soma__check_heap (src/check.c)
  * passes on every heap.  At the end of each input every block is freed and
  * the explicit heaps destroyed, and the process's figures must be back to
  * zero blocks, so inputs are independent.
@@ -70,7 +70,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "malloc/malloc.h"
 #include "soma.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -373,7 +373,7 @@ static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *he
     if ((uintptr_t)p % align != 0)
         fail("%s of %zu bytes: %p is not %zu-byte aligned", what, n, p, align);
     size_t usable = soma_usable_size(p);
-    arena_t *arena = soma__arena_map_get(p);
+    arena_t *arena = soma__region_arena(p);
     if (cls >= 0) {
         if (usable != class_size[cls])
             fail("%s of %zu bytes: usable size %zu, the model's class %d has %zu", what, n,
@@ -578,8 +578,8 @@ static void destroy_heap(unsigned h, const char *why)
         return;
     heap_t *heap = (heap_t *)heaps[h];
     char msg[256];
-    if (soma__heap_check(heap, msg, sizeof msg) != 0)
-        fail("soma__heap_check of explicit heap %u before it is destroyed (%s): %s", h, why, msg);
+    if (soma__check_heap(heap, msg, sizeof msg) != 0)
+        fail("soma__check_heap of explicit heap %u before it is destroyed (%s): %s", h, why, msg);
     soma_heap_destroy(heaps[h]);
     heaps[h] = NULL;
     /* Its small and medium blocks are gone; its large ones are the
@@ -651,7 +651,7 @@ static void *worker(void *arg)
     /* Asked only now: a thread's first allocation finds no heap and takes
      * the slow path that gives it one (adopting an orphan). */
     if (allocates)
-        j->own_heap = soma__thread_heap();
+        j->own_heap = soma__heap_current();
     return NULL;
 }
 
@@ -861,8 +861,8 @@ static void check_heap(heap_t *heap, const char *scope, const char *when)
     soma_heap_stats_get((soma_heap *)heap, &st_b); /* also collects its pending frees */
     check_figures(&st_b, what);
     check_counts(&st_b, heap, 0, what);
-    if (soma__heap_check(heap, why, sizeof why) != 0)
-        fail("soma__heap_check of %s: %s", what, why);
+    if (soma__check_heap(heap, why, sizeof why) != 0)
+        fail("soma__check_heap of %s: %s", what, why);
 }
 
 static void full_check(const char *when)
@@ -876,11 +876,11 @@ static void full_check(const char *when)
         /* Where it lies first: a block of an arena that went away must be
          * reported, not read. */
         if (s->cls >= 0 &&
-            (soma__arena_map_get(s->p) == NULL || soma__pool_of(s->p)->heap != s->heap ||
+            (soma__region_arena(s->p) == NULL || soma__pool_of(s->p)->heap != s->heap ||
              soma__pool_of(s->p)->szidx != (unsigned)s->cls))
             fail("%s: slot %zu: %p is no longer in a pool of class %d of heap %p", when, i,
                  (void *)s->p, s->cls, (void *)s->heap);
-        if (s->cls < 0 && soma__arena_map_get(s->p) != NULL)
+        if (s->cls < 0 && soma__region_arena(s->p) != NULL)
             fail("%s: slot %zu: the system's block %p is in soma's arenas", when, i,
                  (void *)s->p);
         verify(s->p, s->size, s->fill, when, i);
@@ -1085,9 +1085,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         model_init();
         ready = 1;
     }
-    main_heap = soma__thread_heap();
+    main_heap = soma__heap_current();
     if (main_heap == NULL)
-        fail("soma__thread_heap returned NULL");
+        fail("soma__heap_current returned NULL");
     bank = 0;
     opno = 0;
     memset(ring, 0, sizeof ring);

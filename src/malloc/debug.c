@@ -1,0 +1,760 @@
+/*
+ * debug.c: debug mode, soma's PYTHONMALLOC=debug.
+ *
+ * SOMA_DEBUG=1 (or =report) makes every block soma hands out a debug
+ * block: the program's bytes with a header in front and guard bytes on
+ * both sides, inside an ordinary block of a larger class (or a large
+ * block):
+ *
+ *   B = H                                   U = H + 32       U + n           B + span + 32
+ *   | pad | n | serial,api,state | FD x 8  | n bytes: CD ... | FD FD ... (>= 8) |
+ *   '------------ header, 32 bytes --------'  the program's   trailer guard
+ *
+ *   pad     bytes from the underlying block B to H, xor PAD_MAGIC: 0,
+ *           except for an aligned_alloc above 16 (B = U - alignment); a
+ *           large block's first word holds the same, which marks it as a
+ *           debug block.  While a pooled block is free this word is its
+ *           pool's free-list link, which is why it holds nothing a check
+ *           of a free block needs.
+ *   n       the size the program asked for: soma_usable_size returns it,
+ *           and the trailer starts there, so even a one-byte overflow into
+ *           the class's rounding is caught.
+ *   serial  the block's number (1 for the first allocation of the
+ *           process), for a breakpoint or a printf in the program.
+ *   api     which call made it: malloc, calloc, realloc, aligned_alloc,
+ *           or the soma_heap_ calls of an explicit heap.
+ *   state   live, freed (in quarantine), released (back in its pool).
+ *
+ * Fresh bytes are CD ("clean"), freed bytes DD ("dead"), guards FD
+ * (CPython's three patterns, so that a person who knows one knows the
+ * other).  A free checks the header and both guards, then fills the
+ * block with DD and puts it in a quarantine: a FIFO of freed blocks (1 MiB
+ * by default, SOMA_DEBUG_QUARANTINE) that are not reused until they leave
+ * it.  When one leaves, its DD fill is checked (a write after free) and it
+ * goes back to its pool, marked released; when the pool hands it out
+ * again, the fill is checked once more.  A second free of a block finds it
+ * freed or released: a double free, with the block's serial.
+ *
+ * Mistakes and their diagnosis (each names the address, the size asked,
+ * the serial, the API and heap it came from, and for a damaged guard or
+ * fill the offset, the bytes expected and the bytes found):
+ *   overflow, underflow    the trailer or the front guard changed (at free,
+ *                          realloc, and soma_debug_check);
+ *   double free            the header says freed or released;
+ *   not soma's block       a pointer inside soma's arenas that is not the
+ *                          start of a block's program bytes, or whose
+ *                          header is not one (foreign pointers outside
+ *                          soma's range go to the system allocator, as
+ *                          without debug mode);
+ *   write after free       the DD fill changed, found when the block
+ *                          leaves quarantine, is reused, or is checked;
+ *   destroyed heap         a block of an explicit heap used after
+ *                          soma_heap_destroy: debug mode keeps the last
+ *                          8 destroyed heaps' arenas mapped (a tombstone),
+ *                          so such a free is diagnosed, not a crash; the
+ *                          heap itself used again, or destroyed twice;
+ *   arena given back       a pointer in soma's range that no arena holds
+ *                          now (a late double free or use after free).
+ * Then soma aborts (SOMA_DEBUG=1) or, with SOMA_DEBUG=report, prints and
+ * carries on, leaving the damaged block alone (a double free is ignored).
+ *
+ * Costs and locks: one recursive mutex serialises every debug call (so
+ * soma_debug_check sees a still world); a block needs 40 more bytes; the
+ * fast paths are closed by the gate (internal.h), so normal mode pays
+ * nothing for this file.  Lock order: this lock, then heaps_lock, then a
+ * heap's lock; recursive because a debug call that starts soma or a thread
+ * (pthread_setspecific, atexit) may allocate again inside it.  The work
+ * that changes pools outside a debug call (a thread's exit, adopting an
+ * orphan, the statistics' collects) takes it too (soma__heap_debug_lock).
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "base/start.h"
+#include "malloc/fastpath.h"
+#include "os/os.h"
+#ifdef SOMA_TRACK_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+#define HDR 32
+#define TRAIL 8
+#define CLEAN 0xCD
+#define DEAD 0xDD
+#define GUARD 0xFD
+#define MAX_ALIGN ((size_t)1 << 28) /* aligned_alloc above this fails in debug mode */
+/* The pad word holds pad ^ PAD_MAGIC, and a large block's first word too:
+ * a block of the registry whose first word does not decode to a sensible
+ * offset is not a debug block (one made before soma started, or a foreign
+ * block soma reallocated), and soma_debug_check leaves it alone. */
+#define PAD_MAGIC ((uint64_t)0x50d1a6b10c4e4a00u)
+#define MAX_TOMBS 8
+#define RING_MAX 65536
+
+enum { ST_LIVE = 0xA1, ST_FREED = 0xF1, ST_RELEASED = 0xF2 };
+
+typedef struct {
+    uint64_t pad;
+    uint64_t size;
+    uint64_t tag; /* serial << 16 | api << 8 | state */
+    uint8_t guard[8];
+} dbg_hdr;
+_Static_assert(sizeof(dbg_hdr) == HDR, "the header keeps the program's bytes 16-aligned");
+
+/* What the block at U is, found by locate(). */
+typedef struct {
+    unsigned char *u;
+    dbg_hdr *h;
+    unsigned char *b; /* the underlying block */
+    size_t span;      /* bytes from U to the end of the underlying block */
+    pool_t *pool;     /* NULL for a large block */
+} blk;
+
+static uint64_t serial;
+static size_t problems;
+static blk *ring; /* the quarantine, oldest at ring_head */
+static size_t ring_head, ring_len, ring_bytes;
+static int ring_failed;
+static heap_t *tombs; /* destroyed heaps, newest first, through next_orphan */
+static unsigned ntombs;
+
+
+static unsigned state_of(const dbg_hdr *h)
+{
+    return (unsigned)(h->tag & 0xff);
+}
+static unsigned api_of(const dbg_hdr *h)
+{
+    return (unsigned)(h->tag >> 8 & 0xff);
+}
+static unsigned long long serial_of(const dbg_hdr *h)
+{
+    return (unsigned long long)(h->tag >> 16);
+}
+
+/* The names a program knows the calls by: the override's are the C
+ * library's. */
+static const char *api_name(unsigned api)
+{
+#ifdef SOMA_OVERRIDE
+    static const char *const names[] = {"?", "malloc", "calloc", "realloc",
+                                        "aligned_alloc", "soma_heap_malloc", "soma_heap_calloc",
+                                        "soma_heap_realloc"};
+#else
+    static const char *const names[] = {"?", "soma_malloc", "soma_calloc", "soma_realloc",
+                                        "soma_aligned_alloc", "soma_heap_malloc",
+                                        "soma_heap_calloc", "soma_heap_realloc"};
+#endif
+    return api < SOMA_CALL_END ? names[api] : "an unknown call";
+}
+
+#ifdef SOMA_OVERRIDE
+#define FN(lib, libc) libc
+#else
+#define FN(lib, libc) lib
+#endif
+
+/* ---- the report ---- */
+
+typedef struct {
+    char buf[2048];
+    size_t len;
+} text;
+
+__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, ...)
+{
+    if (t->len >= sizeof t->buf)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, sizeof t->buf - t->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        t->len = t->len + (size_t)n < sizeof t->buf ? t->len + (size_t)n : sizeof t->buf - 1;
+}
+
+static void describe(text *t, const blk *b)
+{
+    const dbg_hdr *h = b->h;
+    add(t, "\n  block %p: %llu bytes asked, serial %llu, made by %s", (void *)b->u,
+        (unsigned long long)h->size, serial_of(h), api_name(api_of(h)));
+    if (b->pool == NULL)
+        add(t, ", a large block (from the system allocator)");
+    else if (b->pool->heap->explicit_heap)
+        add(t, " in explicit heap %p", (void *)b->pool->heap);
+    else
+        add(t, " in a thread's heap");
+    unsigned st = state_of(h);
+    add(t, "; %s", st == ST_LIVE      ? "live"
+                   : st == ST_FREED    ? "freed (in quarantine)"
+                   : st == ST_RELEASED ? (b->pool ? "freed and released to its pool"
+                                                  : "freed and given back to the system")
+                                       : "state unknown");
+}
+
+/* The bytes at p (len of them, the first bad one at `bad`) against the
+ * pattern `want`: where, and 16 of them from the first that differs. */
+static void bytes_diff(text *t, const blk *b, const unsigned char *p, size_t len, size_t bad,
+                       unsigned want)
+{
+    size_t nbad = 0, last = bad;
+    for (size_t i = bad; i < len; i++)
+        if (p[i] != want) {
+            nbad++;
+            last = i;
+        }
+    long off = (long)(p + bad - b->u);
+    if (nbad == 1)
+        add(t, "\n  1 byte changed, at U%+ld", off);
+    else
+        add(t, "\n  %zu bytes changed, from U%+ld to U%+ld", nbad, off, (long)(p + last - b->u));
+    add(t, " (U = %p; the block's %llu bytes end at U+%llu)", (void *)b->u,
+        (unsigned long long)b->h->size, (unsigned long long)b->h->size);
+    size_t show = len - bad < 16 ? len - bad : 16;
+    add(t, "\n  at U%+ld expected:", off);
+    for (size_t i = 0; i < show; i++)
+        add(t, " %02x", want);
+    add(t, "\n  at U%+ld found:   ", off);
+    for (size_t i = 0; i < show; i++)
+        add(t, " %02x", p[bad + i]);
+}
+
+static void finish(text *t)
+{
+    add(t, "\n");
+    for (size_t off = 0; off < t->len;) {
+        ssize_t w = write(STDERR_FILENO, t->buf + off, t->len - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    problems++;
+    if (soma__options.debug == SOMA_DEBUG_ABORT) {
+        static const char tail[] = "soma: debug: aborting (SOMA_DEBUG=report reports and goes on)\n";
+        if (write(STDERR_FILENO, tail, sizeof tail - 1) < 0) { /* nothing more to say */
+        }
+        abort();
+    }
+}
+
+/* fn: the call that found it, with p its argument; or, for a check that
+ * no call of the program's asked for, who found it ("... found block p",
+ * or "... found pool p" and the like when `what` starts with that noun). */
+static void start(text *t, const char *fn, const void *p, const char *what)
+{
+    t->len = 0;
+    if (fn[0] == '=' && (strncmp(what, "pool ", 5) == 0 || strncmp(what, "heap ", 5) == 0))
+        add(t, "soma: debug: %s found %.4s %p: %s", fn + 1, what, p, what + 5);
+    else if (fn[0] == '=')
+        add(t, "soma: debug: %s found block %p: %s", fn + 1, p, what);
+    else
+        add(t, "soma: debug: %s(%p): %s", fn, p, what);
+}
+
+/* ---- finding a block ---- */
+
+static size_t first_not(const unsigned char *p, size_t len, unsigned want)
+{
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != want)
+            return i;
+    return len;
+}
+
+static int plausible(const dbg_hdr *h, size_t pad, size_t span)
+{
+    unsigned st = state_of(h);
+    return (st == ST_LIVE || st == ST_FREED || st == ST_RELEASED) && api_of(h) > 0 &&
+           api_of(h) < SOMA_CALL_END && h->size + TRAIL <= span &&
+           (st != ST_LIVE || h->pad == (pad ^ PAD_MAGIC));
+}
+
+/* The offset of a large block's header, from its first word; -1 if the
+ * word is not one a debug block holds. */
+static long large_pad(const unsigned char *b, size_t total)
+{
+    uint64_t pad = *(const uint64_t *)b ^ PAD_MAGIC;
+    if (pad % 16 != 0 || pad > MAX_ALIGN || pad + HDR + TRAIL > total)
+        return -1;
+    return (long)pad;
+}
+
+enum { FOUND, FOREIGN, BAD };
+
+/* Which block p is.  FOREIGN: not in soma's range and not a large block of
+ * soma's (the system allocator's business, as without debug mode).  BAD:
+ * reported; the caller must leave it alone. */
+static int locate(const void *p, blk *out, const char *fn)
+{
+    text t;
+    uintptr_t u = (uintptr_t)p;
+    arena_t *a = soma__region_arena(p);
+    if (a != NULL) {
+        pool_t *pool = soma__pool_of(p);
+        uintptr_t off = u & SOMA_POOL_MASK;
+        if (off < SOMA_POOL_OVERHEAD + HDR || pool->heap == NULL || pool->arena != a ||
+            pool->szidx >= SOMA_NUM_ALL_CLASSES) {
+            start(&t, fn, p, "not a block soma returned: an address in soma's arenas outside any "
+                             "block (a pool header, or a pool never handed out)");
+            finish(&t);
+            return BAD;
+        }
+        size_t size = soma__sizeclass_size(pool->szidx);
+        size_t into = (off - SOMA_POOL_OVERHEAD) % size;
+        unsigned char *b = (unsigned char *)p - into;
+        blk whole = {b + HDR, (dbg_hdr *)b, b, size - HDR, pool};
+        if (into != HDR) {
+            start(&t, fn, p, "not a block soma returned");
+            long delta = (long)((const unsigned char *)p - whole.u);
+            if (plausible(whole.h, 0, whole.span)) {
+                if (delta < 0)
+                    add(&t, ": it points %ld bytes before this one, into its header", -delta);
+                else
+                    add(&t, ": it points %ld bytes into this one", delta);
+                describe(&t, &whole);
+            } else {
+                add(&t, ": it points %zu bytes into a %zu-byte block of soma's at %p that was "
+                        "never handed out", into, size, (void *)b);
+            }
+            finish(&t);
+            return BAD;
+        }
+        *out = whole;
+    } else {
+        /* A large block starts at U - 32, or, aligned, at U - alignment. */
+        size_t total = 0, pad = 0;
+        int found = soma__large_lookup((const void *)(u - HDR), &total);
+        for (size_t al = 2 * HDR; !found && al <= MAX_ALIGN; al <<= 1)
+            if (u % al == 0 && soma__large_lookup((const void *)(u - al), &total))
+                pad = al - HDR, found = 1;
+        if (!found || total < pad + HDR + TRAIL ||
+            large_pad((const unsigned char *)(u - HDR - pad), total) != (long)pad) {
+            if (soma__region_holds(p)) {
+                start(&t, fn, p, "not a block soma has now: it lies in an arena soma has given "
+                                 "back (a double free or a use after free, of a block whose "
+                                 "arena emptied, or of a destroyed heap's)");
+                finish(&t);
+                return BAD;
+            }
+            return FOREIGN;
+        }
+        unsigned char *b = (unsigned char *)(u - HDR - pad);
+        *out = (blk){(unsigned char *)p, (dbg_hdr *)(b + pad), b, total - pad - HDR, NULL};
+    }
+    if (!plausible(out->h, (size_t)((unsigned char *)out->h - out->b), out->span)) {
+        start(&t, fn, p, "not a block soma returned, or its header was overwritten (an underflow "
+                         "from this block, or an overflow from the one before)");
+        add(&t, "\n  header at %p:", (void *)out->h);
+        for (size_t i = 0; i < HDR; i++)
+            add(&t, "%s%02x", i % 8 ? " " : "  ", ((unsigned char *)out->h)[i]);
+        finish(&t);
+        return BAD;
+    }
+    return FOUND;
+}
+
+/* Is the block alive and whole?  0 if it must be left alone (reported). */
+static int check_live(const blk *b, const char *fn)
+{
+    text t;
+    if (b->pool != NULL && b->pool->heap->destroyed) {
+        start(&t, fn, b->u, "a block of a destroyed heap: soma_heap_destroy released it with its "
+                            "heap, and it must not be used or freed after that");
+        describe(&t, b);
+        finish(&t);
+        return 0;
+    }
+    unsigned st = state_of(b->h);
+    if (st != ST_LIVE) {
+        int freeing = strstr(fn, "free") != NULL;
+        start(&t, fn, b->u, freeing ? "double free: the block is free already"
+                                    : "use after free: the block was freed");
+        describe(&t, b);
+        finish(&t);
+        return 0;
+    }
+    size_t bad = first_not(b->h->guard, sizeof b->h->guard, GUARD);
+    if (bad < sizeof b->h->guard) {
+        start(&t, fn, b->u, "buffer underflow: the guard bytes before the block were overwritten");
+        describe(&t, b);
+        bytes_diff(&t, b, b->h->guard, sizeof b->h->guard, bad, GUARD);
+        finish(&t);
+    }
+    size_t n = b->h->size;
+    bad = first_not(b->u + n, b->span - n, GUARD);
+    if (bad < b->span - n) {
+        start(&t, fn, b->u, "buffer overflow: the guard bytes after the block were overwritten");
+        describe(&t, b);
+        bytes_diff(&t, b, b->u + n, b->span - n, bad, GUARD);
+        finish(&t);
+    }
+    return 1;
+}
+
+/* A freed block's fill must be intact: 0 and a report if it is not. */
+static int check_dead(const blk *b, const char *fn, const char *when)
+{
+    text t;
+    size_t bad = first_not(b->h->guard, sizeof b->h->guard, GUARD);
+    const unsigned char *p = b->h->guard;
+    size_t len = sizeof b->h->guard;
+    unsigned want = GUARD;
+    if (bad == len) {
+        bad = first_not(b->u, b->span, DEAD);
+        p = b->u, len = b->span, want = DEAD;
+    }
+    if (bad == len)
+        return 1;
+    start(&t, fn, b->u, "write after free: the block was changed after it was freed");
+    add(&t, " (%s)", when);
+    describe(&t, b);
+    bytes_diff(&t, b, p, len, bad, want);
+    finish(&t);
+    return 0;
+}
+
+/* ---- giving blocks back ---- */
+
+static void release(blk *b)
+{
+    b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_RELEASED;
+    if (b->pool == NULL) {
+        soma__large_free(b->b);
+        return;
+    }
+    heap_t *owner = b->pool->heap;
+    if (owner->destroyed)
+        return; /* it goes with its heap's tombstone */
+    if (owner == soma__heap_tls)
+        soma__pool_push(owner, b->pool, b->b);
+    else
+        soma__pool_free_remote(owner, b->b);
+}
+
+static void evict_oldest(void)
+{
+    blk *b = &ring[ring_head];
+    ring_head = (ring_head + 1) % RING_MAX;
+    ring_len--;
+    ring_bytes -= b->span + HDR;
+    check_dead(b, "=the quarantine", "found as it left the quarantine, to be reused");
+    release(b);
+}
+
+/* The block is freed: marked, filled, and kept out of reach a while. */
+static void retire(blk *b)
+{
+    b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_FREED;
+    memset(b->u, DEAD, b->span);
+    if (ring == NULL && !ring_failed && (size_t)soma__options.quarantine > 0) {
+        ring = soma__os_map(RING_MAX * sizeof *ring);
+        ring_failed = ring == NULL;
+#ifdef SOMA_TRACK_ASAN
+        /* Blocks waiting here are not leaked: LeakSanitizer must look. */
+        if (ring != NULL)
+            __lsan_register_root_region(ring, RING_MAX * sizeof *ring);
+#endif
+    }
+    if (ring == NULL || (size_t)soma__options.quarantine == 0) {
+        release(b);
+        return;
+    }
+    while (ring_len > 0 && (ring_len == RING_MAX || ring_bytes + b->span + HDR > (size_t)soma__options.quarantine))
+        evict_oldest();
+    ring[(ring_head + ring_len) % RING_MAX] = *b;
+    ring_len++;
+    ring_bytes += b->span + HDR;
+}
+
+/* ---- the calls ---- */
+
+static heap_t *resolve(heap_t *heap)
+{
+    return heap == &soma__heap_empty ? soma__heap_current() : heap;
+}
+
+/* An underlying block for n bytes and its description (lock held). */
+static int underlying(heap_t *heap, size_t n, size_t align, blk *out)
+{
+    unsigned char *b;
+    size_t pad = 0, total;
+    if (align > SOMA_ALIGNMENT) {
+        size_t a = align < HDR ? HDR : align;
+        total = a + n + TRAIL;
+        b = soma__large_aligned_alloc(a, total);
+        pad = a - HDR;
+    } else {
+        total = HDR + n + TRAIL;
+        b = total <= SOMA_MEDIUM_MAX ? soma__fastpath_malloc_class(heap, soma__sizeclass_of(total))
+                                     : soma__large_malloc(total);
+    }
+    if (b == NULL)
+        return -1;
+    pool_t *pool = NULL;
+    if (soma__region_arena(b) != NULL) {
+        pool = soma__pool_of(b);
+        total = soma__sizeclass_size(pool->szidx);
+    } else {
+        soma__large_lookup(b, &total); /* may be more than asked: heap.c's fallback */
+    }
+    *out = (blk){b + pad + HDR, (dbg_hdr *)(b + pad), b, total - pad - HDR, pool};
+    /* A block back from its pool must still be as it was freed. */
+    if (pool != NULL && state_of(out->h) == ST_RELEASED)
+        check_dead(out, "=" FN("soma_malloc", "malloc"), "found as it was handed out again");
+    return 0;
+}
+
+/* A call on an explicit heap that soma_heap_destroy has destroyed (lock
+ * held): reported, 1. */
+static int heap_gone(heap_t *heap, const char *fn)
+{
+    if (!heap->destroyed)
+        return 0;
+    text t;
+    start(&t, fn, (void *)heap, "the heap was destroyed by soma_heap_destroy");
+    finish(&t);
+    errno = EINVAL;
+    return 1;
+}
+
+void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align)
+{
+    if (n > SIZE_MAX / 2 || align > MAX_ALIGN) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    soma__heap_debug_lock();
+    /* Under the lock: acquiring a thread's heap may adopt an orphan and
+     * collect its pending frees, which soma_debug_check must not see half
+     * done. */
+    heap = resolve(heap);
+    blk b;
+    if (heap == NULL || heap_gone(heap, api_name((unsigned)api)) ||
+        underlying(heap, n, align, &b) != 0) {
+        soma__heap_debug_unlock();
+        return NULL; /* errno = ENOMEM, or EINVAL */
+    }
+    uint64_t pad = (uint64_t)((unsigned char *)b.h - b.b);
+    b.h->pad = pad ^ PAD_MAGIC;
+    *(uint64_t *)b.b = pad ^ PAD_MAGIC; /* the same word when pad is 0 */
+    b.h->size = n;
+    b.h->tag = ++serial << 16 | (uint64_t)api << 8 | ST_LIVE;
+    memset(b.h->guard, GUARD, sizeof b.h->guard);
+    memset(b.u, CLEAN, n);
+    memset(b.u + n, GUARD, b.span - n);
+    soma__heap_debug_unlock();
+    return b.u;
+}
+
+void *soma__debug_calloc(heap_t *heap, size_t nmemb, size_t size, int api)
+{
+    size_t total;
+    if (soma__base_mul_overflow(nmemb, size, &total))
+        return NULL;
+    void *p = soma__debug_malloc(heap, total, api, 0);
+    if (p != NULL)
+        memset(p, 0, total);
+    return p;
+}
+
+void soma__debug_free(void *p)
+{
+    if (p == NULL)
+        return;
+    soma__heap_debug_lock();
+    blk b;
+    int where = locate(p, &b, FN("soma_free", "free"));
+    if (where == FOUND && check_live(&b, FN("soma_free", "free")))
+        retire(&b);
+    soma__heap_debug_unlock();
+    if (where == FOREIGN)
+        soma__large_free(p); /* not soma's: the system allocator's */
+}
+
+void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
+{
+    if (p == NULL)
+        return soma__debug_malloc(heap, n, api, 0);
+    if (n == 0) {
+        soma__debug_free(p);
+        return NULL;
+    }
+    const char *fn = api == SOMA_CALL_REALLOC ? FN("soma_realloc", "realloc") : "soma_heap_realloc";
+    soma__heap_debug_lock();
+    blk b;
+    int where = locate(p, &b, fn);
+    void *q = NULL;
+    if (where == FOUND && check_live(&b, fn)) {
+        /* Always a new block, so that a stale pointer to the old one meets
+         * the quarantine's checks. */
+        q = soma__debug_malloc(heap, n, api, 0);
+        if (q != NULL) {
+            memcpy(q, b.u, b.h->size < n ? b.h->size : n);
+            retire(&b);
+        }
+    } else if (where != FOREIGN) {
+        errno = EINVAL; /* reported, and left alone */
+    }
+    soma__heap_debug_unlock();
+    if (where == FOREIGN)
+        return soma__large_realloc(p, n);
+    return q;
+}
+
+size_t soma__debug_usable_size(const void *p)
+{
+    const char *fn = FN("soma_usable_size", "malloc_usable_size");
+    soma__heap_debug_lock();
+    blk b;
+    int where = locate(p, &b, fn);
+    size_t n = where == FOUND && check_live(&b, fn) ? b.h->size : 0;
+    soma__heap_debug_unlock();
+    return where == FOREIGN ? soma__large_usable_size(p) : n;
+}
+
+/* A tombstone goes for good: its quarantined blocks first. */
+static void bury(heap_t *h)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < ring_len; i++) {
+        blk e = ring[(ring_head + i) % RING_MAX];
+        if (e.pool != NULL && e.pool->heap == h)
+            ring_bytes -= e.span + HDR;
+        else
+            ring[(ring_head + kept++) % RING_MAX] = e;
+    }
+    ring_len = kept;
+    soma__heap_release(h);
+}
+
+void soma__debug_heap_destroy(heap_t *h)
+{
+    soma__heap_debug_lock();
+    if (heap_gone(h, "soma_heap_destroy")) {
+        soma__heap_debug_unlock();
+        return;
+    }
+    soma__heap_unlist(h); /* out of the statistics, as a destroyed heap is */
+    h->destroyed = 1;
+    h->next_orphan = tombs;
+    tombs = h;
+    if (++ntombs > MAX_TOMBS) {
+        heap_t **at = &tombs;
+        while ((*at)->next_orphan != NULL)
+            at = &(*at)->next_orphan;
+        heap_t *oldest = *at;
+        *at = NULL;
+        ntombs--;
+        bury(oldest);
+    }
+    soma__heap_debug_unlock();
+}
+
+/* ---- soma_debug_check ---- */
+
+static const char CHECK[] = "=soma_debug_check";
+
+/* One carved block of a pool, which is either on the pool's free list
+ * (free) or handed out: live, in quarantine, or released to a remote
+ * stack its owner has not collected yet. */
+static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
+{
+    size_t size = soma__sizeclass_size(pool->szidx);
+    blk k = {b + HDR, (dbg_hdr *)b, b, size - HDR, pool};
+    unsigned st = state_of(k.h);
+    if (on_free_list) {
+        /* Released blocks; a carved block never handed out has st 0. */
+        if (st == ST_RELEASED && plausible(k.h, 0, k.span))
+            check_dead(&k, CHECK, "found by the check, free in its pool");
+        return;
+    }
+    text t;
+    if (!plausible(k.h, 0, k.span)) {
+        start(&t, CHECK, k.u, "the header of a block in use was overwritten (an underflow from "
+                              "it, or an overflow from the block before)");
+        finish(&t);
+    } else if (st == ST_LIVE) {
+        check_live(&k, CHECK);
+    } else {
+        check_dead(&k, CHECK, "found by the check");
+    }
+}
+
+static void check_pool(pool_t *pool, void *arg)
+{
+    (void)arg;
+    size_t size = soma__sizeclass_size(pool->szidx);
+    uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
+    long carved = soma__check_free_map(pool, free_bits);
+    if (carved < 0) {
+        text t;
+        start(&t, CHECK, (void *)pool, "pool its free list is corrupted (a write after free, or "
+                                       "an overflow)");
+        finish(&t);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)carved; i++)
+        check_block(pool, (unsigned char *)pool + SOMA_POOL_OVERHEAD + i * size,
+                    (int)(free_bits[i / 64] >> (i % 64) & 1));
+}
+
+static void check_heap(heap_t *heap, void *arg)
+{
+    (void)arg;
+    soma__check_pools(heap, check_pool, NULL);
+}
+
+static void check_large(void *p, size_t total, void *arg)
+{
+    (void)arg;
+    unsigned char *b = p;
+    long pad = large_pad(b, total);
+    if (pad < 0)
+        return; /* not a debug block: made before soma started, or foreign */
+    blk k = {b + pad + HDR, (dbg_hdr *)(b + pad), b, total - (size_t)pad - HDR, NULL};
+    if (!plausible(k.h, (size_t)pad, k.span)) {
+        text t;
+        start(&t, CHECK, k.u, "the header of a large block was overwritten (an underflow)");
+        finish(&t);
+    } else if (state_of(k.h) == ST_LIVE) {
+        check_live(&k, CHECK);
+    } else {
+        check_dead(&k, CHECK, "found by the check");
+    }
+}
+
+static void check_invariants(heap_t *heap, void *arg)
+{
+    (void)arg;
+    char why[256];
+    if (soma__check_heap_locked(heap, why, sizeof why) != 0) {
+        text t;
+        start(&t, CHECK, (void *)heap, "heap it is inconsistent: ");
+        add(&t, "%s", why);
+        finish(&t);
+    }
+}
+
+size_t soma_debug_check(void)
+{
+    soma__start();
+    soma__heap_debug_lock();
+    size_t before = problems;
+    soma__heap_foreach(check_invariants, NULL, 0);
+    if (soma__options.debug) {
+        soma__heap_foreach(check_heap, NULL, 0);
+        soma__large_foreach(check_large, NULL);
+    }
+    size_t found = problems - before;
+    soma__heap_debug_unlock();
+    return found;
+}
+
+int soma_debug_mode(void)
+{
+    soma__start();
+    return soma__options.debug;
+}

@@ -1,0 +1,96 @@
+/*
+ * fastpath.h: soma_malloc's and soma_free's fast paths, whole, inline.
+ *
+ *   malloc(n), 1 <= n <= 512:  heap = the thread's (a TLS load), pool =
+ *       heap->usedpools[(n - 1) >> 4]; pop its first free block
+ *       (pool/pool.h: soma__pool_pop).  A miss (no used pool) goes to
+ *       soma__malloc_slow; a larger size to soma__malloc_sized, both in
+ *       malloc.c, which decides who serves the request.
+ *   free(p):  the arena map says whether p is soma's (os/region.h: a range
+ *       check and a table load); if its pool's owner is the calling
+ *       thread's heap, push it back (soma__pool_push).  Anything else
+ *       (another thread's block, an explicit heap's, a pointer that is no
+ *       block, debug mode) goes to soma__malloc_free_other or, outside
+ *       soma's arenas, soma__malloc_free_foreign.
+ *
+ * Both paths take no lock, make no system call and count nothing; their
+ * comparisons are against the gate (base/options.h), which is how debug
+ * mode closes them at no cost.  Only malloc.c and debug.c include this.
+ */
+#ifndef SOMA_FASTPATH_H
+#define SOMA_FASTPATH_H
+
+#include "malloc/malloc.h"
+#include "os/track.h"
+
+/* Above the threshold (malloc.c), out of line so that the small path stays short. */
+SOMA_INTERNAL void *soma__malloc_sized(heap_t *heap, size_t size);
+/* p outside soma's arenas, not NULL (malloc.c). */
+SOMA_INTERNAL void soma__malloc_free_foreign(void *p);
+
+static inline void *soma__fastpath_malloc_class(heap_t *heap, size_t c)
+{
+    pool_t *pool = heap->usedpools[c];
+    if (SOMA_LIKELY(pool != NULL))
+        return soma__pool_pop(heap, pool);
+    return soma__malloc_slow(heap, (unsigned)c);
+}
+
+static inline void *soma__fastpath_malloc_small(heap_t *heap, size_t size) /* 1..threshold */
+{
+    return soma__fastpath_malloc_class(heap, (size - 1) >> SOMA_ALIGNMENT_SHIFT);
+}
+
+/* Every allocation is made in a heap: the calling thread's (soma_malloc and
+ * friends) or an explicit one (soma_heap_*). */
+static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
+{
+#if SOMA_TRACKING
+    /* A checker's build (track.h): the block's size asked, and no more,
+     * becomes the program's. */
+    void *p = size - 1 < soma__options_gate.small_limit ? soma__fastpath_malloc_small(heap, size)
+                                                        : soma__malloc_sized(heap, size);
+    if (p != NULL && soma__region_arena(p) != NULL)
+        soma__track_alloc(p, size);
+    return p;
+#else
+    /* 1..512 (0 wraps around); never in debug mode: the gate */
+    if (SOMA_LIKELY(size - 1 < soma__options_gate.small_limit))
+        return soma__fastpath_malloc_small(heap, size);
+    return soma__malloc_sized(heap, size);
+#endif
+}
+
+/* p lies in one of soma's arenas, pool is soma__pool_of(p).  The common
+ * case, a block of the calling thread's heap, is one test; everything else
+ * (another thread's block, an address inside a pool header, a pool never
+ * handed out) goes to soma__malloc_free_other. */
+static inline void soma__fastpath_free_small(pool_t *pool, void *p)
+{
+#if SOMA_TRACKING
+    if (pool->szidx < SOMA_NUM_ALL_CLASSES)
+        soma__track_free(p, soma__sizeclass_size(pool->szidx));
+#endif
+    heap_t *owner = pool->heap;
+    if (SOMA_LIKELY(owner == soma__heap_tls &&
+                    ((uintptr_t)p & SOMA_POOL_MASK) >= soma__options_gate.min_offset)) {
+        soma__pool_push(owner, pool, p);
+        return;
+    }
+    soma__malloc_free_other(pool, p);
+}
+
+static inline void soma__fastpath_free(void *p)
+{
+    /* A "NULL if not ours" pool lookup would cost a second branch here
+     * (the compiler cannot know a pool address is never NULL), and
+     * free_other checks for a pool-header address itself, off this path. */
+    if (SOMA_LIKELY(soma__region_arena(p) != NULL)) {
+        soma__fastpath_free_small(soma__pool_of(p), p);
+        return;
+    }
+    if (p != NULL)
+        soma__malloc_free_foreign(p);
+}
+
+#endif /* SOMA_FASTPATH_H */

@@ -1,0 +1,53 @@
+/*
+ * malloc.h: the malloc family's layer: what its files share.  malloc.c is
+ * the one place that decides who serves a request (a heap's pools, the
+ * large blocks, debug mode, the system allocator as a fallback); large.c
+ * keeps the blocks above the medium classes; debug.c is debug mode.
+ */
+#ifndef SOMA_MALLOC_H
+#define SOMA_MALLOC_H
+
+#include "heap/heap.h"
+
+/* ---- malloc.c ---- */
+/* The fast paths' miss (fastpath.h): no used pool of class c in heap. */
+SOMA_INTERNAL void *soma__malloc_slow(heap_t *heap, unsigned c);
+/* A free the owner's fast path did not take (fastpath.h). */
+SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p);
+
+/* ---- large.c: soma's blocks from the system allocator, tagged and counted ---- */
+SOMA_INTERNAL void *soma__large_malloc(size_t n);
+SOMA_INTERNAL void *soma__large_calloc(size_t n); /* n: the product, checked */
+SOMA_INTERNAL void *soma__large_aligned_alloc(size_t alignment, size_t n);
+SOMA_INTERNAL void *soma__large_realloc(void *p, size_t n); /* p: not in an arena */
+SOMA_INTERNAL void soma__large_free(void *p);                /* p: not in an arena */
+SOMA_INTERNAL size_t soma__large_usable_size(const void *p);
+SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *total);
+/* Is p one of soma's large blocks?  1 and its requested size in *n. */
+SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
+/* fn(p, n, arg) for every large block, one shard locked at a time (fn must
+ * not allocate or free a large block). */
+SOMA_INTERNAL void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg);
+
+/* ---- debug.c: SOMA_DEBUG, blocks with a header, guards and fill patterns ---- */
+/* The call a debug block came from (its header records it). */
+enum {
+    SOMA_CALL_MALLOC = 1,
+    SOMA_CALL_CALLOC,
+    SOMA_CALL_REALLOC,
+    SOMA_CALL_ALIGNED,
+    SOMA_CALL_HEAP_MALLOC,
+    SOMA_CALL_HEAP_CALLOC,
+    SOMA_CALL_HEAP_REALLOC,
+    SOMA_CALL_END
+};
+/* heap: the heap asked (soma__heap_tls for the malloc family, maybe still
+ * &soma__heap_empty); align: 0, or an alignment above 16. */
+SOMA_INTERNAL void *soma__debug_malloc(heap_t *heap, size_t n, int call, size_t align);
+SOMA_INTERNAL void *soma__debug_calloc(heap_t *heap, size_t nmemb, size_t size, int call);
+SOMA_INTERNAL void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int call);
+SOMA_INTERNAL void soma__debug_free(void *p);
+SOMA_INTERNAL size_t soma__debug_usable_size(const void *p);
+SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
+
+#endif /* SOMA_MALLOC_H */

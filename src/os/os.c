@@ -1,0 +1,61 @@
+/*
+ * os.c: the OS memory primitives; the only place soma makes system calls for
+ * memory.  Failures come back as NULL with errno = ENOMEM, never as aborts.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sys/mman.h>
+
+#include "os/os.h"
+
+void *soma__os_map(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return p;
+}
+
+/* Addresses only: no access, no memory, no commit charge. */
+void *soma__os_reserve(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Read-write, but NORESERVE: for a table most of which is never touched, so
+ * that only the pages touched count against the commit charge. */
+void *soma__os_map_sparse(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Fresh zeroed read-write pages at [p, p+size), replacing what was there. */
+int soma__os_commit(void *p, size_t size)
+{
+    void *q = mmap(p, size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return q == MAP_FAILED ? -1 : 0;
+}
+
+/* [p, p+size) back to reserved: its pages return to the OS at once.  If the
+ * kernel refuses (it can only for lack of memory to split the mapping), drop
+ * the pages and leave them writable. */
+void soma__os_decommit(void *p, size_t size)
+{
+    int saved = errno; /* reached from free, which never changes errno */
+    if (mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
+        MAP_FAILED)
+        madvise(p, size, MADV_DONTNEED);
+    errno = saved;
+}
+
+void soma__os_unmap(void *p, size_t size)
+{
+    /* munmap can only fail for bad arguments, which would be a bug of ours;
+     * there is nothing useful to do about it at runtime. */
+    (void)munmap(p, size);
+}

@@ -1,0 +1,211 @@
+/*
+ * sys.c: the system allocator, for what soma does not serve itself: requests
+ * above the small threshold, alignments above 16, and pointers that were
+ * never soma's (memory from malloc may be passed to soma_free).
+ *
+ * In the library (libsoma.so, libsoma.a) that is plain malloc & co.  When
+ * soma *is* malloc (libsoma-override.so, built with SOMA_OVERRIDE), those
+ * names are our own, so glibc's functions are looked up once with
+ * dlsym(RTLD_NEXT).  dlsym may itself allocate; a request that arrives while
+ * the lookup is under way on this thread is served from a small static
+ * bootstrap area, and such blocks are recognised (and never given back) when
+ * freed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+
+#include "os/os.h"
+
+#ifndef SOMA_OVERRIDE
+
+void *soma__sys_malloc(size_t size)
+{
+    return malloc(size);
+}
+void *soma__sys_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+void *soma__sys_realloc(void *p, size_t size)
+{
+    return realloc(p, size);
+}
+void soma__sys_free(void *p)
+{
+    free(p);
+}
+size_t soma__sys_usable_size(const void *p)
+{
+    return malloc_usable_size((void *)p);
+}
+void *soma__sys_aligned_alloc(size_t alignment, size_t size)
+{
+    void *p = NULL;
+    int rc = posix_memalign(&p, alignment, size);
+    if (rc != 0) {
+        errno = rc;
+        return NULL;
+    }
+    return p;
+}
+
+#else /* SOMA_OVERRIDE */
+
+#include <dlfcn.h>
+
+static struct {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+    size_t (*usable_size)(void *);
+    int (*posix_memalign)(void **, size_t, size_t);
+    struct mallinfo2 (*mallinfo2)(void);
+    void (*malloc_stats)(void);
+    int (*malloc_info)(int, FILE *);
+    int (*mallopt)(int, int);
+    int (*malloc_trim)(size_t);
+} real;
+
+static atomic_int resolved;
+static __thread int resolving __attribute__((tls_model("initial-exec")));
+
+/* The bootstrap area: each block is preceded by 16 bytes holding its size. */
+static _Alignas(16) char boot[64 * 1024];
+static atomic_size_t boot_used;
+
+static int in_boot(const void *p)
+{
+    return (const char *)p >= boot && (const char *)p < boot + sizeof boot;
+}
+
+static void *boot_alloc(size_t size)
+{
+    size_t need = 16 + ((size + 15) & ~(size_t)15);
+    size_t at = atomic_fetch_add(&boot_used, need);
+    if (size > sizeof boot || at + need > sizeof boot) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    *(size_t *)(boot + at) = size;
+    return boot + at + 16;
+}
+
+static size_t boot_size(const void *p)
+{
+    return *(const size_t *)((const char *)p - 16);
+}
+
+/* 1 once glibc's functions are known; 0 while this thread is looking them
+ * up (use the bootstrap area). */
+static int ready(void)
+{
+    if (SOMA_LIKELY(atomic_load_explicit(&resolved, memory_order_acquire)))
+        return 1;
+    if (resolving)
+        return 0;
+    resolving = 1;
+    real.malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+    real.calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+    real.realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    real.free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+    real.usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+    real.posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+    real.mallinfo2 = (struct mallinfo2(*)(void))dlsym(RTLD_NEXT, "mallinfo2");
+    real.malloc_stats = (void (*)(void))dlsym(RTLD_NEXT, "malloc_stats");
+    real.malloc_info = (int (*)(int, FILE *))dlsym(RTLD_NEXT, "malloc_info");
+    real.mallopt = (int (*)(int, int))dlsym(RTLD_NEXT, "mallopt");
+    real.malloc_trim = (int (*)(size_t))dlsym(RTLD_NEXT, "malloc_trim");
+    resolving = 0;
+    if (real.malloc == NULL || real.free == NULL || real.realloc == NULL ||
+        real.calloc == NULL || real.usable_size == NULL || real.posix_memalign == NULL)
+        soma__fatal("cannot find the C library's malloc (dlsym RTLD_NEXT failed)");
+    atomic_store_explicit(&resolved, 1, memory_order_release);
+    return 1;
+}
+
+void *soma__sys_malloc(size_t size)
+{
+    return ready() ? real.malloc(size) : boot_alloc(size);
+}
+
+void *soma__sys_calloc(size_t n, size_t size)
+{
+    if (ready())
+        return real.calloc(n, size);
+    return boot_alloc(n * size); /* the caller checked n * size; boot is zero */
+}
+
+void *soma__sys_realloc(void *p, size_t size)
+{
+    if (!in_boot(p))
+        return ready() ? real.realloc(p, size) : NULL;
+    void *q = soma__sys_malloc(size);
+    if (q != NULL)
+        memcpy(q, p, boot_size(p) < size ? boot_size(p) : size);
+    return q;
+}
+
+void soma__sys_free(void *p)
+{
+    if (in_boot(p))
+        return;
+    if (ready())
+        real.free(p);
+}
+
+size_t soma__sys_usable_size(const void *p)
+{
+    if (in_boot(p))
+        return boot_size(p);
+    return ready() ? real.usable_size((void *)p) : 0;
+}
+
+void *soma__sys_aligned_alloc(size_t alignment, size_t size)
+{
+    void *p = NULL;
+    if (!ready()) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int rc = real.posix_memalign(&p, alignment, size);
+    if (rc != 0) {
+        errno = rc;
+        return NULL;
+    }
+    return p;
+}
+
+struct mallinfo2 soma__sys_mallinfo2(void)
+{
+    struct mallinfo2 none = {0};
+    return ready() && real.mallinfo2 ? real.mallinfo2() : none;
+}
+
+void soma__sys_malloc_stats(void)
+{
+    if (ready() && real.malloc_stats)
+        real.malloc_stats();
+}
+
+int soma__sys_malloc_info(int options, FILE *out)
+{
+    if (ready() && real.malloc_info)
+        return real.malloc_info(options, out);
+    errno = ENOSYS;
+    return -1;
+}
+
+int soma__sys_mallopt(int param, int value)
+{
+    return ready() && real.mallopt ? real.mallopt(param, value) : 0;
+}
+
+int soma__sys_malloc_trim(size_t pad)
+{
+    return ready() && real.malloc_trim ? real.malloc_trim(pad) : 0;
+}
+
+#endif /* SOMA_OVERRIDE */

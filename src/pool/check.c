@@ -1,0 +1,233 @@
+/*
+ * check.c: a full consistency check of one heap, for tests and debugging.
+ * It verifies every invariant the fast paths rely on without checking:
+ *
+ *   - each of the heap's two arena sets (small and medium classes) holds
+ *     only arenas of its kind, and their pools serve only classes of it;
+ *   - usable_arenas is sorted by nfreepools, ascending, doubly linked, and
+ *     holds exactly the arenas with nfreepools > 0;
+ *   - nfp2lasta[n] is the last arena on the list with n free pools, or NULL
+ *     when there is none;
+ *   - with no decay, at most one arena is wholly free, and it is the last
+ *     usable one (with a decay, wholly free arenas are the list's tail);
+ *   - an arena's nfreepools = its empty carved pools + its never-carved pools,
+ *     and its freepools list holds exactly its empty carved pools;
+ *   - a pool with count 0 is on its arena's freepools, or parked: alone on
+ *     its class list, and only with a decay;
+ *   - every used pool (0 < count < capacity) is on usedpools[its class] and
+ *     has a free block; full pools are on no list; each pool's free list has
+ *     capacity - count - (virgin blocks) entries, all inside the pool, aligned
+ *     to the class size, and none twice;
+ *   - the arena map knows every arena.
+ *
+ * Returns 0 when all hold; otherwise writes the first broken invariant into
+ * `why` and returns -1.  Takes the heap lock (the _locked form: the caller
+ * holds it); O(everything), never used on
+ * an allocation path.
+ */
+#include <stdio.h>
+
+#include "pool/pool.h"
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(why, whylen, __VA_ARGS__);                                                        \
+        return -1;                                                                                 \
+    } while (0)
+
+static int in_used_list(heap_t *heap, const pool_t *pool)
+{
+    const pool_t *head = heap->usedpools[pool->szidx];
+    if (head == NULL)
+        return 0;
+    const pool_t *q = head;
+    do {
+        if (q == pool)
+            return 1;
+        q = q->nextpool;
+    } while (q != head);
+    return 0;
+}
+
+static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen)
+{
+    if (pool->szidx >= SOMA_NUM_ALL_CLASSES)
+        FAIL("pool %p with count %u has no class", (void *)pool, pool->count);
+    if (soma__sizeclass_kind(pool->szidx) != pool->arena->kind)
+        FAIL("pool %p of class %u is in an arena of the other kind", (void *)pool, pool->szidx);
+    size_t size = soma__sizeclass_size(pool->szidx);
+    size_t cap = soma__sizeclass_capacity(pool->szidx);
+    if (pool->count > cap)
+        FAIL("pool %p: count %u above capacity %zu", (void *)pool, pool->count, cap);
+    size_t virgin = 0;
+    if (pool->nextoffset <= pool->maxnextoffset)
+        virgin = (pool->maxnextoffset - pool->nextoffset) / size + 1;
+    uint64_t bits[SOMA_POOL_BITMAP_WORDS];
+    if (soma__check_free_map(pool, bits) < 0)
+        FAIL("pool %p: its free list names a block that is not carved, or one twice (a write "
+             "after free, or a double free?)",
+             (void *)pool);
+    size_t nfree = 0;
+    for (size_t w = 0; w < SOMA_POOL_BITMAP_WORDS; w++)
+        nfree += (size_t)__builtin_popcountll(bits[w]);
+    if (nfree + virgin + pool->count != cap)
+        FAIL("pool %p (class %u): %zu free + %zu virgin + %u in use != capacity %zu", (void *)pool,
+             pool->szidx, nfree, virgin, pool->count, cap);
+    int used = pool->count < cap;
+    if (used && pool->freeblock == NULL)
+        FAIL("used pool %p has no free block", (void *)pool);
+    if (used != in_used_list(heap, pool))
+        FAIL("pool %p (count %u of %zu) %s its class list", (void *)pool, pool->count, cap,
+             used ? "is missing from" : "is wrongly on");
+    return 0;
+}
+
+static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
+{
+    if (soma__region_arena((void *)a->address) != a)
+        FAIL("arena %p is not in the arena map", (void *)a->address);
+    if (a->heap != heap)
+        FAIL("arena %p names another heap", (void *)a->address);
+    uintptr_t first = soma__pool_first(a);
+    size_t carved = (a->pool_address - first) / SOMA_POOL_SIZE, empty = 0;
+    for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
+        const pool_t *pool = (const pool_t *)pa;
+        if (pool->arena != a || pool->heap != heap)
+            FAIL("pool %p does not name its arena and heap", (void *)pool);
+        if (pool->count == 0) {
+            if (pool->szidx < SOMA_NUM_ALL_CLASSES &&
+                heap->usedpools[pool->szidx] == pool) { /* parked */
+                if (pool->nextpool != pool || soma__options.decay_ms == 0)
+                    FAIL("empty pool %p is on its class list but not parked alone",
+                         (void *)pool);
+            } else {
+                empty++;
+            }
+        } else if (check_pool(heap, pool, why, whylen) != 0) {
+            return -1;
+        }
+    }
+    size_t listed = 0;
+    for (const pool_t *p = a->freepools; p != NULL; p = p->nextpool) {
+        if (p->count != 0 || p->arena != a)
+            FAIL("arena %p: pool %p on freepools is not empty", (void *)a->address, (void *)p);
+        if (++listed > empty)
+            FAIL("arena %p: freepools longer than its empty pools", (void *)a->address);
+    }
+    if (listed != empty)
+        FAIL("arena %p: %zu empty pools but %zu on freepools", (void *)a->address, empty, listed);
+    if (a->nfreepools != empty + (a->ntotalpools - carved))
+        FAIL("arena %p: nfreepools %u != %zu empty + %zu never carved", (void *)a->address,
+             a->nfreepools, empty, a->ntotalpools - carved);
+    return 0;
+}
+
+static int check_usable(const arena_set_t *s, char *why, size_t whylen)
+{
+    size_t on_list = 0;
+    arena_t *prev = NULL;
+    for (arena_t *a = s->usable_arenas; a != NULL; prev = a, a = a->nextarena) {
+        on_list++;
+        if (a->prevarena != prev)
+            FAIL("usable_arenas: broken back link at arena %p", (void *)a->address);
+        if (a->nfreepools == 0)
+            FAIL("usable_arenas holds the full arena %p", (void *)a->address);
+        if (prev && prev->nfreepools > a->nfreepools)
+            FAIL("usable_arenas out of order: %u free pools before %u", prev->nfreepools,
+                 a->nfreepools);
+        int last_of_run = a->nextarena == NULL || a->nextarena->nfreepools != a->nfreepools;
+        if ((s->nfp2lasta[a->nfreepools] == a) != last_of_run)
+            FAIL("nfp2lasta[%u] is wrong (arena %p)", a->nfreepools, (void *)a->address);
+        if (a->nfreepools == a->ntotalpools && a->nextarena != NULL &&
+            soma__options.decay_ms == 0)
+            FAIL("wholly free arena %p is kept but is not the last usable one",
+                 (void *)a->address);
+    }
+    for (unsigned n = 1; n <= SOMA_POOLS_PER_ARENA; n++) {
+        arena_t *f = s->nfp2lasta[n];
+        if (f != NULL && f->nfreepools != n)
+            FAIL("nfp2lasta[%u] names an arena with %u free pools", n, f->nfreepools);
+    }
+    size_t with_free = 0;
+    for (arena_t *a = s->all_arenas; a != NULL; a = a->next_all)
+        with_free += a->nfreepools > 0;
+    if (with_free != on_list)
+        FAIL("%zu arenas have a free pool but %zu are on usable_arenas", with_free, on_list);
+    return 0;
+}
+
+long soma__check_free_map(const pool_t *pool, uint64_t *bits)
+{
+    size_t size = soma__sizeclass_size(pool->szidx);
+    memset(bits, 0, SOMA_POOL_BITMAP_WORDS * sizeof *bits);
+    for (const char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+        size_t off = (size_t)(b - (const char *)pool);
+        if (off < SOMA_POOL_OVERHEAD || off >= pool->nextoffset ||
+            (off - SOMA_POOL_OVERHEAD) % size != 0)
+            return -1; /* not a carved block (this test also keeps b in the pool) */
+        size_t i = (off - SOMA_POOL_OVERHEAD) / size;
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        if (bits[i / 64] & bit)
+            return -1; /* twice: a cycle */
+        bits[i / 64] |= bit;
+    }
+    return (long)((pool->nextoffset - SOMA_POOL_OVERHEAD) / size);
+}
+
+void soma__check_pools(heap_t *heap, void (*fn)(pool_t *, void *), void *arg)
+{
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
+        for (arena_t *a = heap->sets[k].all_arenas; a != NULL; a = a->next_all) {
+            uintptr_t first = soma__pool_first(a);
+            for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE)
+                if (((pool_t *)pa)->szidx < SOMA_NUM_ALL_CLASSES)
+                    fn((pool_t *)pa, arg);
+        }
+}
+
+int soma__check_heap(heap_t *heap, char *why, size_t whylen)
+{
+    pthread_mutex_lock(&heap->lock);
+    int rc = soma__check_heap_locked(heap, why, whylen);
+    pthread_mutex_unlock(&heap->lock);
+    return rc;
+}
+
+int soma__check_heap_locked(heap_t *heap, char *why, size_t whylen)
+{
+    int rc = 0;
+    for (unsigned k = 0; k < SOMA_NUM_KINDS && rc == 0; k++) {
+        const arena_set_t *s = &heap->sets[k];
+        size_t n = 0;
+        for (arena_t *a = s->all_arenas; a != NULL && rc == 0; a = a->next_all) {
+            n++;
+            if (a->kind != k) {
+                snprintf(why, whylen, "arena %p is in the wrong set", (void *)a->address);
+                rc = -1;
+            } else {
+                rc = check_arena(heap, a, why, whylen);
+            }
+        }
+        if (rc == 0 && n != s->arenas_current) {
+            snprintf(why, whylen, "%zu arenas listed, %zu counted", n, s->arenas_current);
+            rc = -1;
+        }
+        if (rc == 0)
+            rc = check_usable(s, why, whylen);
+    }
+    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES && rc == 0; c++) {
+        const pool_t *head = heap->usedpools[c], *q = head;
+        if (head == NULL)
+            continue;
+        do {
+            int parked = q->count == 0 && q->nextpool == q && soma__options.decay_ms > 0;
+            if (q->szidx != c || (q->count == 0 && !parked) || q->nextpool->prevpool != q) {
+                snprintf(why, whylen, "usedpools[%u] holds a bad pool %p", c, (void *)q);
+                rc = -1;
+                break;
+            }
+            q = q->nextpool;
+        } while (q != head);
+    }
+    return rc;
+}

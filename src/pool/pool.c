@@ -1,0 +1,332 @@
+/*
+ * heap.c: blocks and pools of one heap.
+ *
+ * Allocation of class c looks at usedpools[c], the first pool of the class
+ * that has a free block (pool states: see pool_t in internal.h):
+ *
+ *   usedpools[c] --> [pool] <-> [pool] <-> [pool]   (circular; NULL if none)
+ *                       |
+ *                       freeblock -> blk -> blk -> NULL   (then virgin blocks)
+ *
+ *   1. Fast: pop the head pool's freeblock.  If that leaves the free list
+ *      empty, link the virgin blocks of the pool's next OS page into it, or,
+ *      if none is left, the pool is full and leaves the list.
+ *   2. Slow: no used pool: take an empty pool from the arenas (arena.c) and
+ *      put it at the head.  Only its first OS page is touched.
+ *
+ * Free pushes the block on its pool's free list (found by masking the
+ * address).  A full pool that gets a block back goes second on its class
+ * list, behind the pool in service (docs/DESIGN.md says why not first); a
+ * pool that becomes empty goes back to its arena, unless it is parked.
+ *
+ * Parking: with a decay (SOMA_ARENA_DECAY_MS > 0, the override's default), a
+ * pool that empties while it is the only pool of its class stays on the
+ * class list, empty (count 0), with its free list intact.  A class whose
+ * live blocks go to zero and back (a loop that makes and drops a few
+ * objects) then reuses the pool without the round trip through the arena
+ * and its lock: on bench lifo1 that round trip was 9% of soma's
+ * instructions, on mixed1 (medium pools hold 2..30 blocks) 10% of the
+ * whole run's.  At most one pool per class is parked.  A parked pool that
+ * stays unused for the decay time goes back to its arena at the next sweep
+ * (a pool parking or a fresh pool taken, at most once per decay period),
+ * and every parked pool goes back when its thread exits.  With no decay
+ * (the library's default) nothing is parked: CPython's rule.
+ *
+ * Threads: each thread allocates from a heap of its own (thread.c), so the
+ * used-pool lists and the pools' free lists have a single writer, the owner,
+ * and the fast paths (inline in internal.h) take no lock and no atomic
+ * read-modify-write.  A block freed by another thread is pushed on its
+ * heap's `remote` stack (one compare-and-swap) and handed back to its pool by
+ * the owner, on its next slow path.  heap->lock is taken by the owner only
+ * when it changes what a statistics walk reads: the arenas and the pools'
+ * class (taking a pool, returning one, mapping or releasing an arena).
+ */
+#include <errno.h>
+
+#include "base/process.h"
+#include "pool/pool.h"
+
+static void used_push_front(heap_t *heap, unsigned c, pool_t *pool)
+{
+    pool_t *head = heap->usedpools[c];
+    if (head == NULL) {
+        pool->nextpool = pool->prevpool = pool;
+    } else {
+        pool->nextpool = head;
+        pool->prevpool = head->prevpool;
+        head->prevpool->nextpool = pool;
+        head->prevpool = pool;
+    }
+    heap->usedpools[c] = pool;
+}
+
+/* Behind the head: the head keeps serving until it is full, and the pool
+ * waits meanwhile, gathering more frees. */
+static void used_push_second(heap_t *heap, unsigned c, pool_t *pool)
+{
+    pool_t *head = heap->usedpools[c];
+    if (head == NULL) {
+        pool->nextpool = pool->prevpool = pool;
+        heap->usedpools[c] = pool;
+        return;
+    }
+    pool->prevpool = head;
+    pool->nextpool = head->nextpool;
+    head->nextpool->prevpool = pool;
+    head->nextpool = pool;
+}
+
+static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
+{
+    if (pool->nextpool == pool) {
+        heap->usedpools[c] = NULL;
+        return;
+    }
+    pool->prevpool->nextpool = pool->nextpool;
+    pool->nextpool->prevpool = pool->prevpool;
+    if (heap->usedpools[c] == pool)
+        heap->usedpools[c] = pool->nextpool;
+}
+
+/* Link the virgin blocks that start in the same OS page as the next one
+ * (at least that one) into the pool's free list, which is empty.  One page
+ * at a time: the pages a pool never needs are never touched, and the fast
+ * path meets the end of the list once per page instead of once per block. */
+static void carve(pool_t *pool)
+{
+    size_t size = soma__sizeclass_size(pool->szidx);
+    uintptr_t b = (uintptr_t)pool + pool->nextoffset;
+    uintptr_t page_last = b | (SOMA_OS_PAGE_SIZE - 1);
+    uintptr_t pool_last = (uintptr_t)pool + pool->maxnextoffset;
+    uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
+    pool->freeblock = (void *)b;
+    for (; b + size <= last; b += size)
+        soma__link_set((void *)b, (void *)(b + size));
+    soma__link_set((void *)b, NULL);
+    pool->nextoffset = (uint16_t)(b + size - (uintptr_t)pool);
+}
+
+/* The pool's free list just ran dry (bp, its last block, was taken):
+ * refill it with the next page of virgin blocks, or, if the pool is carved
+ * out, take the (now full) pool off its used list.  Returns bp. */
+void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
+{
+    if (pool->freeblock != NULL) /* not the end: a link out of the pool */
+        soma__fatal("soma_malloc: the free list of pool %p (class %u, %zu-byte blocks) is "
+                    "corrupted: the free block %p links to %p, outside its pool; something "
+                    "wrote to %p after it was freed (a use after free), or past the end of the "
+                    "block before it",
+                    (void *)pool, pool->szidx, soma__sizeclass_size(pool->szidx), bp,
+                    pool->freeblock, bp);
+    if (pool->nextoffset <= pool->maxnextoffset)
+        carve(pool);
+    else
+        used_unlink(heap, pool->szidx, pool);
+    return bp;
+}
+
+/* Put an empty pool to work for class c and return its first free block. */
+static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
+{
+    /* Its blocks are all free: a checker must see no block there (track.h). */
+    soma__track_noaccess((char *)pool + SOMA_POOL_OVERHEAD, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
+    used_push_front(heap, c, pool);
+    soma__pool_set_count(pool, 0);
+    /* A pool that served this class before it emptied keeps its free list
+     * intact; any other is set up for the class. */
+    if (pool->szidx != c) {
+        /* Debug mode: old debug headers at other offsets must not pass
+         * for released blocks of the new class (malloc/debug.c). */
+        if (SOMA_UNLIKELY(soma__options.debug))
+            memset((char *)pool + SOMA_POOL_OVERHEAD, 0, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
+        pool->szidx = (uint16_t)c;
+        pool->nextoffset = (uint16_t)SOMA_POOL_OVERHEAD;
+        pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - soma__sizeclass_size(c));
+        carve(pool);
+    }
+    return soma__pool_pop(heap, pool);
+}
+
+/* Hand the heap's pending cross-thread frees back to their pools (owner
+ * only, or a holder of an orphan heap: see thread.c). */
+void soma__pool_collect(heap_t *heap)
+{
+    void *b = atomic_exchange_explicit(&heap->remote, NULL, memory_order_acquire);
+    while (b != NULL) {
+        void *next = soma__link_remote_next(b);
+        soma__pool_push(heap, soma__pool_of(b), b);
+        b = next;
+    }
+}
+
+/* Is class c's pool parked (alone on its list, empty)? */
+static int parked(const heap_t *heap, unsigned c)
+{
+    const pool_t *pool = heap->usedpools[c];
+    return pool != NULL && soma__pool_count(pool) == 0;
+}
+
+/* Class c's parked pool goes back to its arena (its list becomes empty). */
+static void unpark(heap_t *heap, unsigned c)
+{
+    pool_t *pool = heap->usedpools[c];
+    heap->usedpools[c] = NULL; /* it was alone */
+    pthread_mutex_lock(&heap->lock);
+    soma__arena_return_pool(heap, pool, heap->parked_ms[c]);
+    pthread_mutex_unlock(&heap->lock);
+}
+
+/* Return parked pools to their arenas: all of them, or those parked for
+ * the decay time.  The arena learns when the pool really emptied, so its
+ * own decay counts from then. */
+void soma__pool_unpark(heap_t *heap, int all)
+{
+    uint64_t now = all ? 0 : soma__process_now_ms();
+    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++)
+        if (parked(heap, c) &&
+            (all || now - heap->parked_ms[c] >= (uint64_t)soma__options.decay_ms))
+            unpark(heap, c);
+}
+
+/* At most once per decay period, on a pool transition: parked pools and
+ * then empty arenas older than the decay go back.  (Arenas are otherwise
+ * checked only when one empties; a parked pool means none may.) */
+static void sweep_parked(heap_t *heap, uint64_t now)
+{
+    if (now - heap->swept_ms >= (uint64_t)soma__options.decay_ms) {
+        heap->swept_ms = now;
+        soma__pool_unpark(heap, 0);
+        soma__arena_trim(heap, 0);
+    }
+}
+
+void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
+{
+    /* Blocks that other threads gave back may refill this very class:
+     * collect them before taking a fresh pool. */
+    if (atomic_load_explicit(&heap->remote, memory_order_relaxed) != NULL) {
+        soma__pool_collect(heap);
+        pool_t *pool = heap->usedpools[c];
+        if (pool != NULL)
+            return soma__pool_pop(heap, pool);
+    }
+    /* soma__start has run: every heap is made after it (heap/heap.c), and
+     * never under a heap lock: the start-up work may itself allocate. */
+    if (soma__options.decay_ms > 0)
+        sweep_parked(heap, soma__process_now_ms());
+    pthread_mutex_lock(&heap->lock);
+    pool_t *pool = soma__arena_take_pool(heap, soma__sizeclass_kind(c));
+    void *bp = pool ? pool_start(heap, pool, c) : NULL;
+    pthread_mutex_unlock(&heap->lock);
+    return bp; /* NULL: no arena (errno = ENOMEM); malloc.c decides what then */
+}
+
+/* Is p on its pool's free list?  The walk is bounded by the pool's
+ * capacity and checks every link it follows (a corrupted list is
+ * reported, never followed out of the pool). */
+static int on_free_list(const pool_t *pool, const void *p)
+{
+    size_t cap = soma__sizeclass_capacity(pool->szidx), steps = 0;
+    for (const void *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+        if (b == p)
+            return 1;
+        if (soma__pool_of(b) != pool || ++steps > cap)
+            soma__fatal("soma_free(%p): the free list of its pool %p (class %u) is corrupted "
+                        "near %p (a write after free?)",
+                        p, (const void *)pool, pool->szidx, b);
+    }
+    return 0;
+}
+
+/* Free p into a pool that is full, or holds p as its last block, or holds
+ * no block at all (then p was not allocated), or where p looks free
+ * already (link.h). */
+void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
+{
+    unsigned n = soma__pool_count(pool);
+    if (n == 0)
+        soma__pool_fatal_not_allocated(p, pool);
+    if (soma__link_looks_free(p) && on_free_list(pool, p))
+        soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
+                    "free, on its pool's free list",
+                    p, soma__sizeclass_size(pool->szidx), pool->szidx);
+    void *last = pool->freeblock;
+    soma__link_set(p, last);
+    pool->freeblock = p;
+    soma__pool_set_count(pool, n - 1);
+    if (last == NULL) {
+        /* It was full.  A pool holds at least 2 blocks (config.h), so it is
+         * not empty now: it becomes used, and waits behind the pool in
+         * service.  A parked pool is parked only while it is alone: it
+         * gives way, back to its arena. */
+        if (parked(heap, pool->szidx))
+            unpark(heap, pool->szidx);
+        used_push_second(heap, pool->szidx, pool);
+        return;
+    }
+    if (soma__options.decay_ms > 0 && pool->nextpool == pool) {
+        /* The last pool of its class: parked (see the top of this file). */
+        uint64_t now = soma__process_now_ms();
+        heap->parked_ms[pool->szidx] = now;
+        sweep_parked(heap, now);
+        return;
+    }
+    /* It is empty: back to its arena, which may now go back to the OS. */
+    used_unlink(heap, pool->szidx, pool);
+    pthread_mutex_lock(&heap->lock);
+    soma__arena_return_pool(heap, pool, 0);
+    pthread_mutex_unlock(&heap->lock);
+}
+
+void soma__pool_free_remote(heap_t *owner, void *p)
+{
+    /* Only the owner pops, and it takes the whole stack at once: no ABA. */
+    void *head = atomic_load_explicit(&owner->remote, memory_order_relaxed);
+    do {
+        soma__link_remote_set(p, head);
+    } while (!atomic_compare_exchange_weak_explicit(&owner->remote, &head, p,
+                                                    memory_order_release, memory_order_relaxed));
+}
+
+/* A free the owner's fast path did not take, outside debug mode (which
+ * malloc.c sends elsewhere): another thread's block or an explicit heap's,
+ * or a pointer that is no block.  The last gets its pool checked before
+ * anything is written: a pointer of unknown origin that happens to lie in
+ * soma's range must start a block of a pool that soma carved and handed to
+ * a heap, in the arena the arena map names. */
+void soma__pool_free_other(pool_t *pool, void *p)
+{
+    uintptr_t off = (uintptr_t)p & SOMA_POOL_MASK;
+    if (off < SOMA_POOL_OVERHEAD)
+        soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header)", p);
+    heap_t *owner = pool->heap;
+    if (owner == NULL)
+        soma__pool_fatal_not_allocated(p, pool);
+    if (SOMA_UNLIKELY(pool->arena != soma__region_arena(p) || pool->arena->heap != owner ||
+                      pool->szidx >= SOMA_NUM_ALL_CLASSES))
+        soma__fatal("soma_free(%p): the header of its pool %p is corrupted (it names arena "
+                    "%p, heap %p, class %u; the arena map says arena %p): something wrote "
+                    "over it",
+                    p, (void *)pool, (void *)pool->arena, (void *)owner, pool->szidx,
+                    (void *)soma__region_arena(p));
+    size_t size = soma__sizeclass_size(pool->szidx);
+    /* (Not checked: that p lies below the pool's virgin blocks.  The owner
+     * may be carving them right now, and nextoffset is its own.) */
+    if (SOMA_UNLIKELY((uint32_t)(off - SOMA_POOL_OVERHEAD) % (uint32_t)size != 0))
+        soma__fatal("soma_free(%p): not an allocated block: not the start of a block, but %zu "
+                    "bytes into a %zu-byte block of pool %p (class %u)",
+                    p, (size_t)(off - SOMA_POOL_OVERHEAD) % size, size, (void *)pool,
+                    pool->szidx);
+    soma__pool_free_remote(owner, p);
+}
+
+void soma__pool_fatal_not_allocated(void *p, const pool_t *pool)
+{
+    if (pool->heap == NULL)
+        soma__fatal("soma_free(%p): not an allocated block (a pointer into a part of an "
+                    "arena that was never handed out)",
+                    p);
+    soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
+                "into an empty pool)",
+                p);
+}

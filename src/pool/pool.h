@@ -1,0 +1,226 @@
+/*
+ * pool.h: the pool layer: pools, arenas and the heap record that holds
+ * them.  pool.c hands blocks out of a heap's pools and takes them back,
+ * arena.c gives pools to heaps and arenas back to the OS, check.c checks
+ * every invariant written here.  Which thread owns a heap, and when heaps
+ * are made and unmade, is the heap layer's (heap/heap.c).
+ */
+#ifndef SOMA_POOL_H
+#define SOMA_POOL_H
+
+#include "base/options.h"
+#include "os/region.h"
+#include "pool/link.h"
+#include "pool/sizeclass.h"
+
+typedef struct pool pool_t;
+typedef struct heap heap_t;
+
+/*
+ * The pool header, at the start of every carved pool (48 bytes, like
+ * CPython's).  A pool is in one of three states:
+ *   used   1 <= count < capacity; on its heap's usedpools[szidx] list, and
+ *          freeblock != NULL (the invariant the malloc fast path relies on:
+ *          a pool on a used list always has a block to give).
+ *   full   count == capacity; on no list; freeblock == NULL.
+ *   empty  count == 0; on its arena's freepools list; szidx still names the
+ *          class it last served, so reusing it for that class skips the init.
+ *          Or, with a decay, "parked": alone on its class list (pool.c).
+ * Blocks not yet handed out since the pool was (re)initialised for its class
+ * are "virgin": they lie at [nextoffset, maxnextoffset] and are carved one at
+ * a time, so a fresh pool touches only the pages it really uses.
+ * Who touches what: only the thread that owns the pool's heap reads or
+ * writes freeblock, the list links and the offsets.  `count` is written by
+ * the owner and read by statistics walks (relaxed atomics).  `szidx` changes
+ * only when an empty pool is put to work, under the heap lock, which walks
+ * hold.  `heap` and `arena` never change once the pool is carved: any thread
+ * may read them, which is how a free finds the owner.
+ */
+struct pool {
+    void *freeblock;        /* first free block; each free block's first word links the next */
+    pool_t *nextpool;       /* used: circular list of the class; empty: next in arena freepools */
+    pool_t *prevpool;       /* used: circular list of the class */
+    arena_t *arena;         /* the arena this pool was carved from */
+    heap_t *heap;           /* the heap that owns the arena (and so this pool) */
+    _Atomic uint16_t count; /* blocks in use; written by the owner only (relaxed,
+                               never a read-modify-write), read by stats walks */
+    uint16_t szidx;         /* size class index; SOMA_NO_CLASS before the first init */
+    uint16_t nextoffset;    /* offset of the next virgin block */
+    uint16_t maxnextoffset; /* last offset at which a whole block fits */
+};
+
+#define SOMA_NO_CLASS 0xffffu
+_Static_assert(((sizeof(pool_t) + SOMA_ALIGNMENT - 1) & ~(size_t)(SOMA_ALIGNMENT - 1)) ==
+                   SOMA_POOL_OVERHEAD,
+               "config.h's SOMA_POOL_OVERHEAD is the pool header's size");
+
+/*
+ * An arena's bookkeeping, kept outside the arena so that all 64 pools are
+ * usable.  On its heap's usable_arenas list (sorted by nfreepools, ascending)
+ * while nfreepools > 0; on no usable list while every pool is taken.  Always
+ * on its heap's list of all arenas, which the statistics walk.
+ */
+struct arena {
+    uintptr_t address;      /* base of the mapping (arena-aligned) */
+    uintptr_t pool_address; /* first never-carved pool; pools below it have headers */
+    unsigned nfreepools;    /* empty pools + never-carved pools */
+    unsigned ntotalpools;   /* pools that fit: 64 when aligned */
+    pool_t *freepools;      /* empty carved pools, LIFO through nextpool */
+    arena_t *nextarena;     /* usable_arenas links */
+    arena_t *prevarena;
+    arena_t *next_all; /* all arenas of the heap; also the slab free list */
+    arena_t *prev_all;
+    heap_t *heap;
+    unsigned kind;           /* SOMA_KIND_*: which of the heap's sets it is in */
+    uint64_t empty_since_ms; /* when it last became wholly free (decay) */
+};
+
+/*
+ * One kind of arenas of a heap (small or medium classes): the arenas that
+ * still have a free pool, sorted (arena.c), and all of them, for the walks.
+ */
+typedef struct {
+    arena_t *usable_arenas; /* arenas with a free pool, fullest first */
+    /* nfp2lasta[n]: the last arena on usable_arenas with exactly n free pools,
+     * or NULL; it makes re-sorting an arena O(1) (CPython's bpo-37029). */
+    arena_t *nfp2lasta[SOMA_POOLS_PER_ARENA + 1];
+    arena_t *all_arenas;
+    /* Slow-path counters (changed only when an arena is mapped or released). */
+    size_t arenas_allocated_total;
+    size_t arenas_current;
+    size_t arenas_highwater;
+} arena_set_t;
+
+/*
+ * A heap belongs to one thread at a time (thread.c): only the owner touches
+ * usedpools and its pools' free lists, without a lock.  `lock` guards what a
+ * statistics walk reads from another thread (the arena lists and counters,
+ * arena records, a pool's class while it is put to work): the owner takes it
+ * on those slow paths, walkers for their walk.  `remote` is the one field
+ * every thread writes: blocks of this heap freed by other threads, pushed
+ * with a compare-and-swap and taken all at once by the owner.
+ */
+struct heap {
+    /* usedpools[c]: first pool of the circular list of used pools of class c,
+     * NULL when there is none.  The head is where malloc takes blocks from. */
+    pool_t *usedpools[SOMA_NUM_ALL_CLASSES];
+    _Atomic(void *) remote; /* cross-thread frees, linked through their first word */
+    int explicit_heap;      /* made by soma_heap_new: never orphaned or adopted */
+    int destroyed;          /* debug mode: soma_heap_destroy kept it as a tombstone (malloc/debug.c) */
+    pthread_mutex_t lock;
+    arena_set_t sets[SOMA_NUM_KINDS]; /* by soma__sizeclass_kind */
+    /* Parked pools (pool.c): parked_ms[c] is when usedpools[c] emptied, valid
+     * while that pool is alone on its list with count 0.  Owner only. */
+    uint64_t parked_ms[SOMA_NUM_ALL_CLASSES];
+    uint64_t swept_ms; /* the last sweep of parked pools */
+    /* heap/heap.c's, under its heaps_lock */
+    heap_t *next_heap; /* every heap ever made (heaps are never freed) */
+    heap_t *next_orphan; /* heaps whose thread exited, waiting for a new one */
+    int orphaned;
+};
+
+static inline pool_t *soma__pool_of(const void *p)
+{
+    return (pool_t *)((uintptr_t)p & ~(uintptr_t)SOMA_POOL_MASK);
+}
+/* The first pool of an arena: its base, or the next pool boundary when
+ * the arena is not pool-aligned (never, since the reservation aligns
+ * arenas: os/region.c; the dump still has CPython's line for it). */
+static inline uintptr_t soma__pool_first(const arena_t *a)
+{
+    return (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+}
+
+/* ---- pool.c: blocks and pools of one heap ---- */
+/* No used pool of class c: collect pending frees, or put a pool to work.
+ * NULL with errno = ENOMEM when no arena can be mapped. */
+SOMA_INTERNAL void *soma__pool_malloc_slow(heap_t *heap, unsigned c);
+SOMA_INTERNAL void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp);
+SOMA_INTERNAL void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p);
+/* The heap's pending cross-thread frees back to their pools (the owner,
+ * or a holder of an orphan: heap/heap.c). */
+SOMA_INTERNAL void soma__pool_collect(heap_t *heap);
+SOMA_INTERNAL void soma__pool_unpark(heap_t *heap, int all); /* owner, or holder of an orphan */
+/* A free of p, in pool, that is not the owner's own: checked, then pushed
+ * on the owner's remote stack.  Stops the program if p is no block. */
+SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);
+SOMA_INTERNAL _Noreturn void soma__pool_fatal_not_allocated(void *p, const pool_t *pool);
+/* Push p on its owner's remote stack (another thread's block, or any
+ * block of an explicit heap): one compare-and-swap, no lock. */
+SOMA_INTERNAL void soma__pool_free_remote(heap_t *owner, void *p);
+
+static inline unsigned soma__pool_count(const pool_t *pool)
+{
+    return atomic_load_explicit(&pool->count, memory_order_relaxed);
+}
+static inline void soma__pool_set_count(pool_t *pool, unsigned n)
+{
+    atomic_store_explicit(&pool->count, (uint16_t)n, memory_order_relaxed);
+}
+
+/* The two steps the fast paths (malloc/fastpath.h) inline: take a block
+ * from a used pool, give one back to the owner's pool. */
+/* Pop a block of a used pool (the owner only).  Budget: a pop, a store, one
+ * rarely taken branch. */
+static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
+{
+    void *bp = pool->freeblock; /* never NULL on a used pool */
+    void *next = soma__link_get(bp);
+    soma__pool_set_count(pool, soma__pool_count(pool) + 1);
+    pool->freeblock = next;
+    /* Cleared only once bp is off the list (a compiler barrier keeps the
+     * stores in this order; x86 keeps them so for other observers): a
+     * fork that catches this thread here leaves the child a list whose
+     * every link is whole. */
+    atomic_signal_fence(memory_order_release);
+    soma__link_clear(bp);
+    /* The end of the list (NULL), or a link out of the pool (a corrupted
+     * one: link.h): the refill tells them apart. */
+    if (SOMA_UNLIKELY(((uintptr_t)next ^ (uintptr_t)bp) >= SOMA_POOL_SIZE))
+        return soma__pool_refill(heap, pool, bp); /* a tail call: no frame on the fast path */
+    return bp;
+}
+
+/* Push p on its pool, for the pool's owner. */
+static inline void soma__pool_push(heap_t *heap, pool_t *pool, void *p)
+{
+    unsigned n = soma__pool_count(pool);
+    void *last = pool->freeblock;
+    /* One test for the rare cases: the pool is full (it must join its
+     * list), the block is its last (it empties), the pool has no block at
+     * all (not allocated: a double free), or the block looks free already
+     * (a double free, probably: link.h). */
+    if (SOMA_UNLIKELY(last == NULL || n <= 1 || soma__link_looks_free(p))) {
+        soma__pool_free_slow(heap, pool, p);
+        return;
+    }
+    soma__link_set(p, last);
+    pool->freeblock = p;
+    soma__pool_set_count(pool, n - 1);
+}
+
+/* ---- arena.c: arenas and the usable-arena ordering (heap lock held) ---- */
+SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind);
+/* emptied_ms: when the pool's last block was freed (soma__process_now_ms();
+ * 0: now), for the decay of its arena. */
+SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms);
+SOMA_INTERNAL void soma__arena_trim(heap_t *heap, int all); /* takes the heap lock */
+SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
+SOMA_INTERNAL void soma__arena_counts(unsigned kind, size_t *total, size_t *current,
+                                      size_t *highwater);
+
+/* ---- check.c: every invariant of a heap, for tests (0 or -1 and why) ---- */
+SOMA_INTERNAL int soma__check_heap(heap_t *heap, char *why, size_t whylen);
+SOMA_INTERNAL int soma__check_heap_locked(heap_t *heap, char *why, size_t whylen);
+/* Which carved blocks of a pool are on its free list: bit i of `bits` for
+ * the block at index i (bits has SOMA_POOL_BITMAP_WORDS words).  Returns
+ * the number of carved blocks (those below the virgin ones), or -1 if the
+ * list is corrupted (a link to anything but a carved block, or to one
+ * twice).  The pool's owner must not be changing it. */
+#define SOMA_POOL_BITMAP_WORDS ((SOMA_POOL_SIZE / SOMA_ALIGNMENT + 63) / 64)
+SOMA_INTERNAL long soma__check_free_map(const pool_t *pool, uint64_t *bits);
+/* fn(pool, arg) for every carved pool of the heap that has served a class
+ * (the heap's lock held, or the heap still). */
+SOMA_INTERNAL void soma__check_pools(heap_t *heap, void (*fn)(pool_t *, void *), void *arg);
+
+#endif /* SOMA_POOL_H */

@@ -1,0 +1,284 @@
+/*
+ * stats.c: statistics by walking the structures, as CPython does.
+ *
+ * Nothing on the malloc/free path counts anything.  When asked, we visit
+ * every arena of the heap and every carved pool in it (the pools below the
+ * arena's pool_address have headers; the ones above were never touched):
+ *
+ *   pool with count > 0   -> one pool of its class: count blocks in use,
+ *                            capacity - count available (virgin ones too)
+ *   pool with count == 0  -> empty: counted, with the never-carved pools, as
+ *                            "unused pools" (the arena's nfreepools, when quiet)
+ *
+ * The six byte figures then account for every byte of every arena, which is
+ * why Total equals arenas * arena size: a check on the walk itself.
+ * Each heap is walked under its lock, which its owner takes whenever it
+ * changes an arena or puts a pool to work; block counts are read with
+ * relaxed atomics while owners allocate.  So with other threads running, a
+ * snapshot is a consistent picture of arenas and pools and a close one of
+ * blocks; when they are quiet it is exact.  Blocks freed by one thread but
+ * not yet collected by the owning thread still count as in use.
+ */
+#include "base/start.h"
+#include "os/os.h"
+#include "stats/stats.h"
+
+/* A walk in progress: the figures, and the detail if one was asked for. */
+typedef struct {
+    soma_stats *st;
+    detail_t *d; /* or NULL */
+    uint32_t heapno;
+    int sample; /* soma__walk_sample: change nothing, call nothing */
+} walk_ctx;
+
+/* Room for the next arena's view, or NULL (counted as dropped). */
+static arena_view_t *next_view(walk_ctx *w, const arena_t *a, const heap_t *heap)
+{
+    detail_t *d = w->d;
+    if (d == NULL)
+        return NULL;
+    if (d->narenas == d->cap) {
+        d->dropped++;
+        return NULL;
+    }
+    arena_view_t *v = &d->arenas[d->narenas++];
+    v->address = a->address;
+    v->heap = w->heapno;
+    v->kind = (uint8_t)a->kind;
+    v->explicit_heap = (uint8_t)(heap->explicit_heap != 0);
+    v->npools = (uint16_t)a->ntotalpools;
+    v->carved = 0;
+    return v;
+}
+
+/* One set of arenas: classes[c - first] gets the pools of class c. */
+static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
+                     soma_class_stats *classes, unsigned first, size_t *unused_pools,
+                     size_t *alignment_lost, size_t *empty_arenas)
+{
+    for (arena_t *a = set->all_arenas; a != NULL; a = a->next_all) {
+        uintptr_t first_pool = soma__pool_first(a);
+        arena_view_t *v = next_view(w, a, heap);
+        size_t carved = 0, in_use = 0;
+        for (uintptr_t pa = first_pool; pa < a->pool_address; pa += SOMA_POOL_SIZE, carved++) {
+            const pool_t *pool = (const pool_t *)pa;
+            /* One read: the owner may be changing it right now. */
+            unsigned n = soma__pool_count(pool);
+            if (v != NULL) {
+                v->cls[carved] = pool->szidx;
+                v->used[carved] = (uint16_t)n;
+                v->carved++;
+            }
+            if (n == 0) {
+                (*unused_pools)++;
+                continue;
+            }
+            in_use++;
+            soma_class_stats *cs = &classes[pool->szidx - first];
+            cs->num_pools++;
+            cs->blocks_in_use += n;
+            cs->avail_blocks += soma__sizeclass_capacity(pool->szidx) - n;
+        }
+        /* Empty pools were counted above rather than taken from nfreepools:
+         * a pool whose last block was just freed is empty before its owner
+         * (waiting for this lock) has given it back to the arena. */
+        *unused_pools += a->ntotalpools - carved;
+        *empty_arenas += in_use == 0;
+        if (first_pool != a->address)
+            *alignment_lost += SOMA_POOL_SIZE;
+    }
+}
+
+static void walk_heap(heap_t *heap, void *arg)
+{
+    walk_ctx *w = arg;
+    soma_stats *st = w->st;
+    const arena_set_t *small = &heap->sets[SOMA_KIND_SMALL];
+    const arena_set_t *medium = &heap->sets[SOMA_KIND_MEDIUM];
+    size_t medium_alignment = 0; /* arenas are aligned: always 0, not reported */
+    walk_set(w, heap, small, st->classes, 0, &st->unused_pools,
+             &st->bytes_lost_to_arena_alignment, &st->arenas_empty);
+    walk_set(w, heap, medium, st->medium.classes, SOMA_NUM_CLASSES, &st->medium.unused_pools,
+             &medium_alignment, &st->medium.arenas_empty);
+    st->arenas_allocated_total += small->arenas_allocated_total;
+    st->arenas_current += small->arenas_current;
+    st->arenas_highwater += small->arenas_highwater;
+    st->medium.arenas_allocated_total += medium->arenas_allocated_total;
+    st->medium.arenas_current += medium->arenas_current;
+    st->medium.arenas_highwater += medium->arenas_highwater;
+    w->heapno++;
+}
+
+static void stats_begin(soma_stats *st)
+{
+    soma__start();
+    memset(st, 0, sizeof *st);
+    st->threshold = SOMA_SMALL_THRESHOLD;
+    st->num_classes = SOMA_NUM_CLASSES;
+    st->pool_size = SOMA_POOL_SIZE;
+    st->arena_size = SOMA_ARENA_SIZE;
+    st->pool_overhead = SOMA_POOL_OVERHEAD;
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
+        st->classes[c].size = soma__sizeclass_size(c);
+    st->medium.max_size = SOMA_MEDIUM_MAX;
+    st->medium.num_classes = SOMA_NUM_MEDIUM_CLASSES;
+    for (unsigned i = 0; i < SOMA_NUM_MEDIUM_CLASSES; i++)
+        st->medium.classes[i].size = soma__sizeclass_size(SOMA_NUM_CLASSES + i);
+}
+
+/* The byte lines of one table of classes; returns their sum. */
+static size_t byte_lines(const soma_class_stats *classes, size_t n, size_t *allocated,
+                         size_t *available, size_t *headers, size_t *quantization)
+{
+    for (size_t c = 0; c < n; c++) {
+        const soma_class_stats *cs = &classes[c];
+        *allocated += cs->blocks_in_use * cs->size;
+        *available += cs->avail_blocks * cs->size;
+        *headers += cs->num_pools * SOMA_POOL_OVERHEAD;
+        *quantization += cs->num_pools * ((SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) % cs->size);
+    }
+    return *allocated + *available + *headers + *quantization;
+}
+
+/* The figures derived from the walk, and the arena map's. */
+static void stats_finish(soma_stats *st)
+{
+    st->unused_pool_bytes = st->unused_pools * SOMA_POOL_SIZE;
+    st->total = byte_lines(st->classes, SOMA_NUM_CLASSES, &st->bytes_in_allocated_blocks,
+                           &st->bytes_in_available_blocks, &st->bytes_lost_to_pool_headers,
+                           &st->bytes_lost_to_quantization) +
+                st->unused_pool_bytes + st->bytes_lost_to_arena_alignment;
+    st->arenas_reclaimed = st->arenas_allocated_total - st->arenas_current;
+    st->arena_bytes = st->arenas_current * SOMA_ARENA_SIZE;
+
+    soma_medium_stats *m = &st->medium;
+    m->unused_pool_bytes = m->unused_pools * SOMA_POOL_SIZE;
+    m->total = byte_lines(m->classes, SOMA_NUM_MEDIUM_CLASSES, &m->bytes_in_allocated_blocks,
+                          &m->bytes_in_available_blocks, &m->bytes_lost_to_pool_headers,
+                          &m->bytes_lost_to_quantization) +
+               m->unused_pool_bytes;
+    m->arenas_reclaimed = m->arenas_allocated_total - m->arenas_current;
+    m->arena_bytes = m->arenas_current * SOMA_ARENA_SIZE;
+
+    /* soma's map is a flat table (region.c): CPython's "root", with no
+     * interior nodes. */
+    soma__region_counts(&st->address_space_reserved, &st->arena_map_root_bytes);
+    st->arena_map_mid_nodes = st->arena_map_bot_nodes = 0;
+    st->arena_map_mid_bytes = st->arena_map_bot_bytes = 0;
+    st->arena_map_total =
+        st->arena_map_root_bytes + st->arena_map_mid_bytes + st->arena_map_bot_bytes;
+}
+
+/* The process's snapshot: every heap. */
+static void take_all(walk_ctx *w)
+{
+    soma_stats *st = w->st;
+    stats_begin(st);
+    /* The caller's own pending cross-thread frees are collected first, so a
+     * single-threaded program (or one whose other threads are done) gets
+     * exact figures; exited threads' heaps are collected by the walk. */
+    heap_t *mine = soma__heap_tls;
+    if (mine != &soma__heap_empty && !w->sample)
+        soma__heap_collect(mine);
+    soma__heap_foreach(walk_heap, w, !w->sample);
+    /* Arenas current stays the walked sum, which is what the byte figures
+     * add up to.  Total and high-water come from the process-wide counters
+     * (a sum of per-heap high-water marks would overstate the process's);
+     * read after the walk, they cover every arena it saw. */
+    size_t now;
+    soma__arena_counts(SOMA_KIND_SMALL, &st->arenas_allocated_total, &now, &st->arenas_highwater);
+    if (st->arenas_highwater < st->arenas_current)
+        st->arenas_highwater = st->arenas_current;
+    soma__large_counts(&st->large.blocks_in_use, &st->large.bytes_in_use,
+                       &st->large.blocks_allocated_total);
+    soma_medium_stats *m = &st->medium;
+    soma__arena_counts(SOMA_KIND_MEDIUM, &m->arenas_allocated_total, &now, &m->arenas_highwater);
+    if (m->arenas_highwater < m->arenas_current)
+        m->arenas_highwater = m->arenas_current;
+    stats_finish(st);
+    if (!w->sample)
+        soma__types_snapshot(st);
+}
+
+/* One explicit heap's snapshot. */
+static void take_heap(walk_ctx *w, heap_t *heap)
+{
+    stats_begin(w->st);
+    /* By contract the caller is the heap's one user at this moment, so it
+     * may collect the heap's pending cross-thread frees. */
+    soma__heap_collect(heap);
+    pthread_mutex_lock(&heap->lock);
+    walk_heap(heap, w);
+    pthread_mutex_unlock(&heap->lock);
+    stats_finish(w->st);
+}
+
+void soma__walk_detail_free(detail_t *d)
+{
+    if (d->arenas != NULL)
+        soma__os_unmap(d->arenas, d->cap * sizeof *d->arenas);
+    if (d->reclaimed != NULL)
+        soma__os_unmap(d->reclaimed, d->reclaimed_cap * sizeof *d->reclaimed);
+    memset(d, 0, sizeof *d);
+}
+
+/* Room for `arenas` views and as many reclaimed slots; 0 or -1. */
+static int detail_map(detail_t *d, size_t arenas)
+{
+    soma__walk_detail_free(d);
+    d->cap = d->reclaimed_cap = arenas;
+    d->arenas = soma__os_map(arenas * sizeof *d->arenas);
+    d->reclaimed = soma__os_map(arenas * sizeof *d->reclaimed);
+    if (d->arenas == NULL || d->reclaimed == NULL) {
+        soma__walk_detail_free(d);
+        return -1;
+    }
+    return 0;
+}
+
+void soma__walk_take(soma_stats *st, heap_t *heap, detail_t *d)
+{
+    walk_ctx w = {st, d, 0, 0};
+    if (d == NULL) {
+        heap != NULL ? take_heap(&w, heap) : take_all(&w);
+        return;
+    }
+    /* Arenas occupy distinct slots, so the slots used so far bound them;
+     * threads may map more while we walk: then the walk is taken again
+     * with room for them, a few times, before the excess is reported as
+     * dropped. */
+    memset(d, 0, sizeof *d);
+    for (int attempt = 0;; attempt++) {
+        size_t room = soma__region_slots_used() + 16 + ((size_t)attempt << 6);
+        if (detail_map(d, room) != 0) {
+            w.d = NULL; /* no memory for the detail: the figures alone */
+            heap != NULL ? take_heap(&w, heap) : take_all(&w);
+            return;
+        }
+        w.heapno = 0;
+        heap != NULL ? take_heap(&w, heap) : take_all(&w);
+        d->nheaps = w.heapno;
+        if (d->dropped == 0 || attempt == 3)
+            break;
+    }
+    /* Empty slots are the process's: a heap's snapshot has none of them. */
+    d->nreclaimed = heap != NULL ? 0 : soma__region_reclaimed(d->reclaimed, d->reclaimed_cap);
+    if (d->nreclaimed > d->reclaimed_cap)
+        d->nreclaimed = d->reclaimed_cap;
+}
+
+void soma__walk_sample(soma_stats *st)
+{
+    walk_ctx w = {st, NULL, 0, 1};
+    take_all(&w);
+}
+
+void soma_stats_get(soma_stats *st)
+{
+    soma__walk_take(st, NULL, NULL);
+}
+
+void soma_heap_stats_get(soma_heap *h, soma_stats *st)
+{
+    soma__walk_take(st, (heap_t *)h, NULL);
+}

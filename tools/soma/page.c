@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "fmt.h"
 #include "page.h"
+#include "text.h"
 
 #define LABEL_W 178 /* the arena labels' column */
 #define MARGIN 12
@@ -20,7 +20,7 @@ void page_escape(FILE *out, const char *text)
     const unsigned char *p = (const unsigned char *)text;
     size_t left = strlen(text);
     while (left > 0) {
-        size_t n = soma__utf8_len(p, left);
+        size_t n = soma_text_utf8_len(p, left);
         if (n == 0) { /* XML must be UTF-8: U+FFFD for a stray byte */
             fputs("\xef\xbf\xbd", out);
             p++, left--;
@@ -102,7 +102,7 @@ void page_svg_begin(FILE *out, int width, int height, int standalone)
 
 static void commas(char *buf, size_t value)
 {
-    soma__fmt_commas(buf, SOMA_FMT_COMMAS_LEN, value);
+    soma_text_commas(buf, SOMA_TEXT_COMMAS_LEN, value);
 }
 
 /* Row geometry for n rows: height, gap, and every how many rows a label. */

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmt.h"
 #include "page.h"
+#include "text.h"
 
 /* Every chart of a process shares this horizontal layout, so that one
  * instant is at the same x in all of them, the heat map included. */
@@ -81,7 +81,7 @@ static void label(FILE *out, double x, double y, int size, const char *anchor, c
 
 static const char *commas(char *buf, size_t value)
 {
-    return soma__fmt_commas(buf, SOMA_FMT_COMMAS_LEN, value);
+    return soma_text_commas(buf, SOMA_TEXT_COMMAS_LEN, value);
 }
 
 /* "1 MiB", "16 KiB", "1.5 MiB": the geometry and the summaries. */
@@ -103,13 +103,13 @@ static const char *human_bytes(char *buf, size_t len, double bytes)
 /* Milliseconds as people read them: "20 ms", "1,234 ms", "12.3 s". */
 static const char *human_ms(char *buf, size_t len, double ms)
 {
-    char c[SOMA_FMT_COMMAS_LEN];
+    char c[16]; /* below 100,000 ms: "100,000" at most, once rounded */
     if (ms < 0)
         ms = 0;
     if (ms < 10 && ms != floor(ms))
         snprintf(buf, len, "%.1f ms", ms);
     else if (ms < 100000)
-        snprintf(buf, len, "%s ms", commas(c, (size_t)llround(ms)));
+        snprintf(buf, len, "%s ms", soma_text_commas(c, sizeof c, (size_t)llround(ms)));
     else
         snprintf(buf, len, "%.1f s", ms / 1000);
     return buf;
@@ -188,7 +188,7 @@ static void y_axis(FILE *out, const yscale *ys, const char *caption)
     int steps = (int)llround(ys->max / ys->step);
     for (int k = 0; k <= steps; k++) {
         double v = k * ys->step, y = ypix(ys, v);
-        char c[SOMA_FMT_COMMAS_LEN];
+        char c[SOMA_TEXT_COMMAS_LEN];
         if (k > 0)
             fprintf(out, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"" C_GRID
                          "\"/>\n", PLOT_X, y, PLOT_X + PLOT_W, y);
@@ -211,7 +211,7 @@ static void x_axis(FILE *out, const xscale *xs, int top, int h, int grid)
     double first = ceil(xs->lo / step - 1e-9);
     for (int k = 0; (first + k) * step <= xs->hi + step * 1e-9; k++) {
         double t = (first + k) * step, x = xpix(xs, t);
-        char c[SOMA_FMT_COMMAS_LEN];
+        char c[SOMA_TEXT_COMMAS_LEN];
         if (grid && x > PLOT_X + 0.5)
             fprintf(out, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"" C_GRID
                          "\"/>\n", x, top, x, bottom);
@@ -690,7 +690,7 @@ static void heat_map(FILE *out, const tool_snapshot *s, size_t n, const xscale *
     for (size_t k = 0; k < nrows; k++) {
         const heat_row *row = &rows[k];
         int y = PLOT_TOP + (int)k * rh;
-        char a[SOMA_FMT_COMMAS_LEN], b[SOMA_FMT_COMMAS_LEN], t[32], sz[32];
+        char a[SOMA_TEXT_COMMAS_LEN], b[SOMA_TEXT_COMMAS_LEN], t[32], sz[32];
         fprintf(out, "<g class=\"heat-row\"><title>class %d (%zu-byte blocks): at most %s in use "
                      "(%s), at %s</title>\n",
                 row->cls, row->size, commas(a, row->peak),
@@ -805,7 +805,8 @@ static void summary_list(FILE *out, const page_process *procs, size_t nprocs)
         heading_text(out, &pr->snaps[0]);
         proc_summary sum = summarise(pr);
         const tool_snapshot *last = &pr->snaps[pr->n - 1];
-        char a[SOMA_FMT_COMMAS_LEN], b[SOMA_FMT_COMMAS_LEN], c[SOMA_FMT_COMMAS_LEN], t[32], m[32];
+        char a[SOMA_TEXT_COMMAS_LEN], b[SOMA_TEXT_COMMAS_LEN], c[SOMA_TEXT_COMMAS_LEN];
+        char t[32], m[32];
         fprintf(out, "</a>: %s sample%s%s, %s recorded; peak %s arena%s (%s); %s arena%s "
                      "reclaimed in all</li>\n",
                 commas(a, sum.samples), sum.samples == 1 ? "" : "s",

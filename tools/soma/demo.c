@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "figures.h"
 #include "page.h"
 #include "snapshot.h"
 #include "soma.h"
@@ -182,14 +183,6 @@ static void destroy(world *w, node_cache *cache)
     memset(w, 0, sizeof *w);
 }
 
-static size_t blocks_in_use(const soma_stats *st)
-{
-    size_t n = 0;
-    for (size_t c = 0; c < st->num_classes; c++)
-        n += st->classes[c].blocks_in_use;
-    return n;
-}
-
 static void section(int step, const char *title)
 {
     printf("\n"
@@ -203,8 +196,8 @@ static void summary(const char *what, const soma_stats *a, const soma_stats *b)
 {
     char b0[SOMA_TEXT_COMMAS_LEN], b1[SOMA_TEXT_COMMAS_LEN];
     char u0[SOMA_TEXT_COMMAS_LEN], u1[SOMA_TEXT_COMMAS_LEN];
-    soma_text_commas(b0, sizeof b0, blocks_in_use(a));
-    soma_text_commas(b1, sizeof b1, blocks_in_use(b));
+    soma_text_commas(b0, sizeof b0, tool_small_blocks_in_use(a));
+    soma_text_commas(b1, sizeof b1, tool_small_blocks_in_use(b));
     soma_text_commas(u0, sizeof u0, a->bytes_in_allocated_blocks);
     soma_text_commas(u1, sizeof u1, b->bytes_in_allocated_blocks);
     printf("\n>>> %s: arenas current %zu -> %zu (%zu mapped, %zu reclaimed so far); "
@@ -339,7 +332,7 @@ int soma_tool_demo(int argc, char **argv)
     printf(">>> why %zu arenas stay mapped: %s blocks are still in use (the app's startup strings "
            "and its node cache), scattered over them. An arena goes back to the OS only when "
            "every block in it is free; soma also keeps one empty arena for reuse.\n",
-           s2.arenas_current, soma_text_commas(live, sizeof live, blocks_in_use(&s2)));
+           s2.arenas_current, soma_text_commas(live, sizeof live, tool_small_blocks_in_use(&s2)));
 
     while (cache.head != NULL) {
         node *n = cache.head;

@@ -18,10 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmt.h"
+#include "figures.h"
 #include "page.h"
 #include "snapshot.h"
 #include "soma.h"
+#include "text.h"
 #include "tool.h"
 
 typedef struct node {
@@ -182,14 +183,6 @@ static void destroy(world *w, node_cache *cache)
     memset(w, 0, sizeof *w);
 }
 
-static size_t blocks_in_use(const soma_stats *st)
-{
-    size_t n = 0;
-    for (size_t c = 0; c < st->num_classes; c++)
-        n += st->classes[c].blocks_in_use;
-    return n;
-}
-
 static void section(int step, const char *title)
 {
     printf("\n"
@@ -201,12 +194,12 @@ static void section(int step, const char *title)
 
 static void summary(const char *what, const soma_stats *a, const soma_stats *b)
 {
-    char b0[SOMA_FMT_COMMAS_LEN], b1[SOMA_FMT_COMMAS_LEN];
-    char u0[SOMA_FMT_COMMAS_LEN], u1[SOMA_FMT_COMMAS_LEN];
-    soma__fmt_commas(b0, sizeof b0, blocks_in_use(a));
-    soma__fmt_commas(b1, sizeof b1, blocks_in_use(b));
-    soma__fmt_commas(u0, sizeof u0, a->bytes_in_allocated_blocks);
-    soma__fmt_commas(u1, sizeof u1, b->bytes_in_allocated_blocks);
+    char b0[SOMA_TEXT_COMMAS_LEN], b1[SOMA_TEXT_COMMAS_LEN];
+    char u0[SOMA_TEXT_COMMAS_LEN], u1[SOMA_TEXT_COMMAS_LEN];
+    soma_text_commas(b0, sizeof b0, tool_small_blocks_in_use(a));
+    soma_text_commas(b1, sizeof b1, tool_small_blocks_in_use(b));
+    soma_text_commas(u0, sizeof u0, a->bytes_in_allocated_blocks);
+    soma_text_commas(u1, sizeof u1, b->bytes_in_allocated_blocks);
     printf("\n>>> %s: arenas current %zu -> %zu (%zu mapped, %zu reclaimed so far); "
            "blocks in use %s -> %s; bytes in allocated blocks %s -> %s\n",
            what, a->arenas_current, b->arenas_current,
@@ -247,9 +240,9 @@ static int write_html(const char *path, tool_snapshot snaps[3], const char *buil
     page_html_begin(out, "soma demo: arenas and pools in three phases");
     fputs("<h1>soma demo: the allocator in three phases</h1>\n<p class=\"note\">", out);
     page_escape(out, built);
-    char arena[SOMA_FMT_COMMAS_LEN], pool[SOMA_FMT_COMMAS_LEN];
-    soma__fmt_commas(arena, sizeof arena, snaps[0].st.arena_size);
-    soma__fmt_commas(pool, sizeof pool, snaps[0].st.pool_size);
+    char arena[SOMA_TEXT_COMMAS_LEN], pool[SOMA_TEXT_COMMAS_LEN];
+    soma_text_commas(arena, sizeof arena, snaps[0].st.arena_size);
+    soma_text_commas(pool, sizeof pool, snaps[0].st.pool_size);
     fprintf(out, " Each row is an arena of %s bytes (its address on the left, S for the small "
                  "classes, M for soma's medium ones, r for an arena slot whose memory went back "
                  "to the OS), cut into pools of %s bytes. A pool's colour is the size of the "
@@ -335,11 +328,11 @@ int soma_tool_demo(int argc, char **argv)
     soma_stats_get(&s2);
     pictures = pictures && capture(&pic[2]) == 0;
     summary("freeing", &s1, &s2);
-    char live[SOMA_FMT_COMMAS_LEN];
+    char live[SOMA_TEXT_COMMAS_LEN];
     printf(">>> why %zu arenas stay mapped: %s blocks are still in use (the app's startup strings "
            "and its node cache), scattered over them. An arena goes back to the OS only when "
            "every block in it is free; soma also keeps one empty arena for reuse.\n",
-           s2.arenas_current, soma__fmt_commas(live, sizeof live, blocks_in_use(&s2)));
+           s2.arenas_current, soma_text_commas(live, sizeof live, tool_small_blocks_in_use(&s2)));
 
     while (cache.head != NULL) {
         node *n = cache.head;

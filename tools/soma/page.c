@@ -3,14 +3,18 @@
  * laid out before it is written (the <svg> element states its size), then
  * written row by row: one <rect> per pool.  A thousand arenas make 64,000
  * rectangles, a few MB of SVG that a browser draws in a moment; per-pool
- * tooltips are left out above 200 arenas to keep it at that.
+ * tooltips are left out above 200 arenas to keep it at that.  page_text
+ * writes every line of text of the pictures, the timeline's (timeline.c)
+ * too; the figures that add small and medium come from figures.c.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "fmt.h"
+#include "figures.h"
 #include "page.h"
+#include "text.h"
 
 #define LABEL_W 178 /* the arena labels' column */
 #define MARGIN 12
@@ -20,7 +24,7 @@ void page_escape(FILE *out, const char *text)
     const unsigned char *p = (const unsigned char *)text;
     size_t left = strlen(text);
     while (left > 0) {
-        size_t n = soma__utf8_len(p, left);
+        size_t n = soma_text_utf8_len(p, left);
         if (n == 0) { /* XML must be UTF-8: U+FFFD for a stray byte */
             fputs("\xef\xbf\xbd", out);
             p++, left--;
@@ -37,6 +41,26 @@ void page_escape(FILE *out, const char *text)
         }
         p += n, left -= n;
     }
+}
+
+void page_text(FILE *out, double x, double y, int decimals, int size, const char *weight,
+               const char *anchor, const char *fill, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(out, "<text x=\"%.*f\" y=\"%.*f\" font-size=\"%d\"", decimals, x, decimals, y, size);
+    if (weight)
+        fprintf(out, " font-weight=\"%s\"", weight);
+    if (anchor)
+        fprintf(out, " text-anchor=\"%s\"", anchor);
+    if (fill)
+        fprintf(out, " fill=\"%s\"", fill);
+    fputc('>', out);
+    page_escape(out, buf);
+    fputs("</text>\n", out);
 }
 
 static void hsl(double h, double s, double l, char *out, size_t len)
@@ -102,7 +126,7 @@ void page_svg_begin(FILE *out, int width, int height, int standalone)
 
 static void commas(char *buf, size_t value)
 {
-    soma__fmt_commas(buf, SOMA_FMT_COMMAS_LEN, value);
+    soma_text_commas(buf, SOMA_TEXT_COMMAS_LEN, value);
 }
 
 /* Row geometry for n rows: height, gap, and every how many rows a label. */
@@ -115,79 +139,55 @@ static void row_layout(size_t n, int *rh, int *label_every)
     *label_every = *rh >= 9 ? 1 : (int)ceil(13.0 / *rh);
 }
 
-static void text(FILE *out, int x, int y, int size, const char *weight, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-
-#include <stdarg.h>
-static void text(FILE *out, int x, int y, int size, const char *weight, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    fprintf(out, "<text x=\"%d\" y=\"%d\" font-size=\"%d\"%s%s%s>", x, y, size,
-            weight ? " font-weight=\"" : "", weight ? weight : "", weight ? "\"" : "");
-    page_escape(out, buf);
-    fputs("</text>\n", out);
-}
-
-static size_t blocks_in_use(const soma_stats *st)
-{
-    size_t blocks = 0;
-    for (size_t i = 0; i < st->num_classes; i++)
-        blocks += st->classes[i].blocks_in_use;
-    for (size_t i = 0; i < st->medium.num_classes; i++)
-        blocks += st->medium.classes[i].blocks_in_use;
-    return blocks;
-}
-
 /* The totals in five short lines, for a map among others (soma demo --html). */
 static int totals_compact(FILE *out, const tool_snapshot *s, int y)
 {
     const soma_stats *st = &s->st;
+    tool_figures f = tool_process_figures(st);
     char a[32], b[32], c[32];
-    text(out, MARGIN, y, 11, NULL, "arenas mapped: %zu small + %zu medium (highwater %zu + %zu)",
-         st->arenas_current, st->medium.arenas_current, st->arenas_highwater,
-         st->medium.arenas_highwater);
-    text(out, MARGIN, y + 14, 11, NULL, "arenas reclaimed so far: %zu small, %zu medium",
-         st->arenas_reclaimed, st->medium.arenas_reclaimed);
-    commas(a, blocks_in_use(st));
-    commas(b, st->bytes_in_allocated_blocks + st->medium.bytes_in_allocated_blocks);
-    text(out, MARGIN, y + 28, 11, NULL, "blocks in use: %s (%s bytes)", a, b);
-    commas(a, st->bytes_in_available_blocks + st->medium.bytes_in_available_blocks);
-    commas(b, st->unused_pool_bytes + st->medium.unused_pool_bytes);
-    text(out, MARGIN, y + 42, 11, NULL, "available blocks: %s bytes; unused pools: %s", a, b);
-    commas(c, st->total + st->medium.total);
-    text(out, MARGIN, y + 56, 11, "bold", "Total in arenas: %s bytes", c);
+    page_text(out, MARGIN, y, 0, 11, NULL, NULL, NULL,
+              "arenas mapped: %zu small + %zu medium (highwater %zu + %zu)", st->arenas_current,
+              st->medium.arenas_current, st->arenas_highwater, st->medium.arenas_highwater);
+    page_text(out, MARGIN, y + 14, 0, 11, NULL, NULL, NULL,
+              "arenas reclaimed so far: %zu small, %zu medium", st->arenas_reclaimed,
+              st->medium.arenas_reclaimed);
+    commas(a, tool_blocks_in_use(st));
+    commas(b, f.bytes_in_allocated_blocks);
+    page_text(out, MARGIN, y + 28, 0, 11, NULL, NULL, NULL, "blocks in use: %s (%s bytes)", a, b);
+    commas(a, f.bytes_in_available_blocks);
+    commas(b, f.unused_pool_bytes);
+    page_text(out, MARGIN, y + 42, 0, 11, NULL, NULL, NULL,
+              "available blocks: %s bytes; unused pools: %s", a, b);
+    commas(c, f.total);
+    page_text(out, MARGIN, y + 56, 0, 11, "bold", NULL, NULL, "Total in arenas: %s bytes", c);
     return 70;
 }
 
 static int totals(FILE *out, const tool_snapshot *s, int y)
 {
     const soma_stats *st = &s->st;
+    tool_figures f = tool_process_figures(st);
     char a[32], b[32], c[32], d[32], e[32];
-    text(out, MARGIN, y, 12, NULL,
-         "small arenas: %zu mapped now, highwater %zu, %zu reclaimed of %zu ever mapped;  "
-         "medium arenas: %zu now, %zu reclaimed of %zu",
-         st->arenas_current, st->arenas_highwater, st->arenas_reclaimed,
-         st->arenas_allocated_total, st->medium.arenas_current, st->medium.arenas_reclaimed,
-         st->medium.arenas_allocated_total);
-    commas(a, st->bytes_in_allocated_blocks + st->medium.bytes_in_allocated_blocks);
-    commas(b, st->bytes_in_available_blocks + st->medium.bytes_in_available_blocks);
-    commas(c, st->unused_pool_bytes + st->medium.unused_pool_bytes);
-    commas(d, st->bytes_lost_to_pool_headers + st->bytes_lost_to_quantization +
-                  st->medium.bytes_lost_to_pool_headers + st->medium.bytes_lost_to_quantization +
+    page_text(out, MARGIN, y, 0, 12, NULL, NULL, NULL,
+              "small arenas: %zu mapped now, highwater %zu, %zu reclaimed of %zu ever mapped;  "
+              "medium arenas: %zu now, %zu reclaimed of %zu", st->arenas_current,
+              st->arenas_highwater, st->arenas_reclaimed, st->arenas_allocated_total,
+              st->medium.arenas_current, st->medium.arenas_reclaimed,
+              st->medium.arenas_allocated_total);
+    commas(a, f.bytes_in_allocated_blocks);
+    commas(b, f.bytes_in_available_blocks);
+    commas(c, f.unused_pool_bytes);
+    commas(d, f.bytes_lost_to_pool_headers + f.bytes_lost_to_quantization +
                   st->bytes_lost_to_arena_alignment);
-    commas(e, st->total + st->medium.total);
-    text(out, MARGIN, y + 16, 12, NULL,
-         "bytes in allocated blocks %s, in available blocks %s, in unused pools %s, "
-         "lost to headers and quantization %s: Total %s", a, b, c, d, e);
-    commas(a, blocks_in_use(st));
+    commas(e, f.total);
+    page_text(out, MARGIN, y + 16, 0, 12, NULL, NULL, NULL,
+              "bytes in allocated blocks %s, in available blocks %s, in unused pools %s, "
+              "lost to headers and quantization %s: Total %s", a, b, c, d, e);
+    commas(a, tool_blocks_in_use(st));
     commas(b, st->large.bytes_in_use);
-    text(out, MARGIN, y + 32, 12, NULL,
-         "blocks in use in the pools: %s;  large blocks (from the system allocator): %zu in "
-         "use, %s bytes", a, st->large.blocks_in_use, b);
+    page_text(out, MARGIN, y + 32, 0, 12, NULL, NULL, NULL,
+              "blocks in use in the pools: %s;  large blocks (from the system allocator): %zu in "
+              "use, %s bytes", a, st->large.blocks_in_use, b);
     return 46;
 }
 
@@ -197,7 +197,7 @@ static int legend(FILE *out, const tool_snapshot *s, int y, int compact)
 {
     char col[16];
     int x = MARGIN, sw = compact ? 5 : 9;
-    text(out, x, y + 10, 12, "bold", "block size");
+    page_text(out, x, y + 10, 0, 12, "bold", NULL, NULL, "block size");
     x += 80;
     size_t nsmall = s->st.num_classes, nmed = s->st.medium.num_classes;
     for (size_t c = 0; c < nsmall + nmed; c++) {
@@ -208,19 +208,21 @@ static int legend(FILE *out, const tool_snapshot *s, int y, int compact)
                 cx, y, sw, col, c, tool_class_size(s, (int)c));
         if (c == 0 || c == nsmall - 1 || c == nsmall || c == nsmall + nmed - 1 ||
             (c < nsmall && (c + 1) % 8 == 0))
-            text(out, cx - 2, y + 25, 10, NULL, "%zu", tool_class_size(s, (int)c));
+            page_text(out, cx - 2, y + 25, 0, 10, NULL, NULL, NULL, "%zu",
+                      tool_class_size(s, (int)c));
     }
     y += 40;
     int top = y - 40;
     x = MARGIN;
-    text(out, x, y + 10, 12, "bold", "how full");
+    page_text(out, x, y + 10, 0, 12, "bold", NULL, NULL, "how full");
     x += 80;
     static const double shades[] = {0.05, 0.25, 0.5, 0.75, 1.0};
     for (size_t i = 0; i < 5; i++) {
         page_class_color(s, (int)(nsmall / 3), shades[i], col, sizeof col);
         fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"12\" fill=\"%s\"/>\n",
                 x + (int)i * 22, y, 20, col);
-        text(out, x + (int)i * 22 + 2, y + 25, 10, NULL, "%d%%", (int)(shades[i] * 100));
+        page_text(out, x + (int)i * 22 + 2, y + 25, 0, 10, NULL, NULL, NULL, "%d%%",
+                  (int)(shades[i] * 100));
     }
     if (compact) { /* the three kinds of unused space on a row of their own */
         y += 34;
@@ -230,14 +232,15 @@ static int legend(FILE *out, const tool_snapshot *s, int y, int compact)
     }
     fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"20\" height=\"12\" fill=\"#ffffff\" "
                  "stroke=\"#aaa\"/>\n", x, y);
-    text(out, x + 26, y + 10, 12, NULL, "empty pool");
+    page_text(out, x + 26, y + 10, 0, 12, NULL, NULL, NULL, "empty pool");
     x += 100;
     fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"20\" height=\"12\" fill=\"#e4e4e4\"/>\n", x, y);
-    text(out, x + 26, y + 10, 12, NULL, "never carved");
+    page_text(out, x + 26, y + 10, 0, 12, NULL, NULL, NULL, "never carved");
     x += 112;
     fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"20\" height=\"12\" fill=\"url(#hatch)\" "
                  "stroke=\"#bbb\"/>\n", x, y);
-    text(out, x + 26, y + 10, 12, NULL, compact ? "reclaimed arena" : "reclaimed arena (memory returned)");
+    page_text(out, x + 26, y + 10, 0, 12, NULL, NULL, NULL,
+              compact ? "reclaimed arena" : "reclaimed arena (memory returned)");
     return y + 30 - top;
 }
 
@@ -249,12 +252,12 @@ static void arena_row(FILE *out, const tool_snapshot *s, const tool_arena *a, in
     int gap = rh >= 5 ? 1 : 0;
     int font = rh >= 11 ? 11 : rh >= 9 ? 9 : 10;
     if (label && compact)
-        text(out, MARGIN, y + rh - (rh >= 9 ? 2 : 0), font, NULL, "%llx %s", a->address,
-             a->reclaimed ? "r" : a->medium ? "M" : "S");
+        page_text(out, MARGIN, y + rh - (rh >= 9 ? 2 : 0), 0, font, NULL, NULL, NULL, "%llx %s",
+                  a->address, a->reclaimed ? "r" : a->medium ? "M" : "S");
     else if (label)
-        text(out, MARGIN, y + rh - (rh >= 9 ? 2 : 0), font, NULL, "0x%llx %s%s", a->address,
-             a->reclaimed ? "reclaimed" : a->medium ? "medium" : "small",
-             a->reclaimed ? "" : a->explicit_heap ? " (heap)" : "");
+        page_text(out, MARGIN, y + rh - (rh >= 9 ? 2 : 0), 0, font, NULL, NULL, NULL, "0x%llx %s%s",
+                  a->address, a->reclaimed ? "reclaimed" : a->medium ? "medium" : "small",
+                  a->reclaimed ? "" : a->explicit_heap ? " (heap)" : "");
     if (a->reclaimed) {
         fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%u\" height=\"%d\" fill=\"url(#hatch)\">"
                      "<title>0x%llx: reclaimed arena slot (memory given back to the OS)</title>"
@@ -312,21 +315,24 @@ static int map_svg(FILE *out, const tool_snapshot *s, const char *title, int cel
           "</pattern></defs>\n",
           out);
     fprintf(out, "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", width, height);
-    text(out, MARGIN, 22, compact ? 14 : 16, "bold", "%s", title);
+    page_text(out, MARGIN, 22, 0, compact ? 14 : 16, "bold", NULL, NULL, "%s", title);
     if (compact)
-        text(out, MARGIN, 40, 11, NULL, "%.0f ms after start", s->elapsed_ms);
+        page_text(out, MARGIN, 40, 0, 11, NULL, NULL, NULL, "%.0f ms after start", s->elapsed_ms);
     else
-        text(out, MARGIN, 42, 12, NULL, "pid %ld (%.50s), %s snapshot at %s, %.0f ms after start",
-             s->pid, s->program, s->reason, s->timestamp, s->elapsed_ms);
+        page_text(out, MARGIN, 42, 0, 12, NULL, NULL, NULL,
+                  "pid %ld (%.50s), %s snapshot at %s, %.0f ms after start", s->pid, s->program,
+                  s->reason, s->timestamp, s->elapsed_ms);
     if (compact)
         totals_compact(out, s, 58);
     else
         totals(out, s, 62);
-    text(out, MARGIN, grid_y - 6, 11, "bold", compact ? "arena" : "arena (by address)");
-    text(out, x0, grid_y - 6, 11, "bold", "its %u pools of %zu bytes, in address order", ppa,
-         s->st.pool_size);
+    page_text(out, MARGIN, grid_y - 6, 0, 11, "bold", NULL, NULL,
+              compact ? "arena" : "arena (by address)");
+    page_text(out, x0, grid_y - 6, 0, 11, "bold", NULL, NULL,
+              "its %u pools of %zu bytes, in address order", ppa, s->st.pool_size);
     if (n == 0)
-        text(out, x0, grid_y + 14, 12, NULL, "no arena: nothing allocated in soma's pools");
+        page_text(out, x0, grid_y + 14, 0, 12, NULL, NULL, NULL,
+                  "no arena: nothing allocated in soma's pools");
     int titles = shown <= 200;
     for (size_t i = 0; i < shown; i++)
         arena_row(out, s, &s->arenas[i], x0, grid_y + (int)i * rh, cw, rh,
@@ -344,14 +350,15 @@ static int map_svg(FILE *out, const tool_snapshot *s, const char *title, int cel
                 else used++;
             }
         }
-        text(out, MARGIN, grid_y + grid_h + 16, 12, "bold",
-             "%zu of %zu arena rows drawn; the other %zu (%zu live) are summarised: %zu pools "
-             "full, %zu partly used, %zu empty, %zu never carved",
-             shown, n, n - shown, live, full, used, empty, fresh);
+        page_text(out, MARGIN, grid_y + grid_h + 16, 0, 12, "bold", NULL, NULL,
+                  "%zu of %zu arena rows drawn; the other %zu (%zu live) are summarised: %zu pools "
+                  "full, %zu partly used, %zu empty, %zu never carved", shown, n, n - shown, live,
+                  full, used, empty, fresh);
     }
     if (s->dropped)
-        text(out, MARGIN, below - 4, 11, NULL,
-             "(%zu arenas were mapped while the snapshot was taken and are not drawn)", s->dropped);
+        page_text(out, MARGIN, below - 4, 0, 11, NULL, NULL, NULL,
+                  "(%zu arenas were mapped while the snapshot was taken and are not drawn)",
+                  s->dropped);
     legend(out, s, below + 6, compact);
     fputs("</svg>\n", out);
     return height;

@@ -20,6 +20,13 @@
 void page_escape(FILE *out, const char *text);
 /* "#rrggbb" for a pool of class cls that is `full` (0..1] full. */
 void page_class_color(const tool_snapshot *s, int cls, double full, char *out, size_t len);
+/* A <text> element at (x, y) holding the line fmt formats, escaped.  x and
+ * y are written with `decimals` digits after the point (0: the map's whole
+ * pixels; 1: the charts' tenths); font-weight (weight), text-anchor (anchor)
+ * and fill are written where they are not NULL. */
+void page_text(FILE *out, double x, double y, int decimals, int size, const char *weight,
+               const char *anchor, const char *fill, const char *fmt, ...)
+    __attribute__((format(printf, 9, 10)));
 void page_html_begin(FILE *out, const char *title);
 void page_html_end(FILE *out);
 /* A standalone SVG document's opening tag (xmlns) of the given size. */

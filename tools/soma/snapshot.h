@@ -1,7 +1,7 @@
 /*
  * snapshot.h: a JSON snapshot (docs/stats.schema.json) read back into a
  * soma_stats and the arena detail, for soma diff, soma map, the timeline
- * and soma run's report.  The keys come from src/stats_fields.h, the same
+ * and soma run's report.  The keys come from common/stats_fields.h, the same
  * list the writer uses, so the two cannot drift apart.
  */
 #ifndef SOMA_TOOL_SNAPSHOT_H

@@ -9,13 +9,13 @@
  * one rectangle.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "fmt.h"
+#include "figures.h"
 #include "page.h"
+#include "text.h"
 
 /* Every chart of a process shares this horizontal layout, so that one
  * instant is at the same x in all of them, the heat map included. */
@@ -58,30 +58,9 @@ typedef struct {
     int top, h;
 } yscale;
 
-static void label(FILE *out, double x, double y, int size, const char *anchor, const char *fill,
-                  const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-
-static void label(FILE *out, double x, double y, int size, const char *anchor, const char *fill,
-                  const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%d\"", x, y, size);
-    if (anchor)
-        fprintf(out, " text-anchor=\"%s\"", anchor);
-    if (fill)
-        fprintf(out, " fill=\"%s\"", fill);
-    fputc('>', out);
-    page_escape(out, buf);
-    fputs("</text>\n", out);
-}
-
 static const char *commas(char *buf, size_t value)
 {
-    return soma__fmt_commas(buf, SOMA_FMT_COMMAS_LEN, value);
+    return soma_text_commas(buf, SOMA_TEXT_COMMAS_LEN, value);
 }
 
 /* "1 MiB", "16 KiB", "1.5 MiB": the geometry and the summaries. */
@@ -103,13 +82,13 @@ static const char *human_bytes(char *buf, size_t len, double bytes)
 /* Milliseconds as people read them: "20 ms", "1,234 ms", "12.3 s". */
 static const char *human_ms(char *buf, size_t len, double ms)
 {
-    char c[SOMA_FMT_COMMAS_LEN];
+    char c[16]; /* below 100,000 ms: "100,000" at most, once rounded */
     if (ms < 0)
         ms = 0;
     if (ms < 10 && ms != floor(ms))
         snprintf(buf, len, "%.1f ms", ms);
     else if (ms < 100000)
-        snprintf(buf, len, "%s ms", commas(c, (size_t)llround(ms)));
+        snprintf(buf, len, "%s ms", soma_text_commas(c, sizeof c, (size_t)llround(ms)));
     else
         snprintf(buf, len, "%.1f s", ms / 1000);
     return buf;
@@ -188,14 +167,16 @@ static void y_axis(FILE *out, const yscale *ys, const char *caption)
     int steps = (int)llround(ys->max / ys->step);
     for (int k = 0; k <= steps; k++) {
         double v = k * ys->step, y = ypix(ys, v);
-        char c[SOMA_FMT_COMMAS_LEN];
+        char c[SOMA_TEXT_COMMAS_LEN];
         if (k > 0)
             fprintf(out, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"" C_GRID
                          "\"/>\n", PLOT_X, y, PLOT_X + PLOT_W, y);
         if (ys->uname && k > 0)
-            label(out, PLOT_X - 6, y + 4, 11, "end", "#444", "%g %s", v / ys->unit, ys->uname);
+            page_text(out, PLOT_X - 6, y + 4, 1, 11, NULL, "end", "#444", "%g %s", v / ys->unit,
+                      ys->uname);
         else
-            label(out, PLOT_X - 6, y + 4, 11, "end", "#444", "%s", commas(c, (size_t)llround(v)));
+            page_text(out, PLOT_X - 6, y + 4, 1, 11, NULL, "end", "#444", "%s",
+                      commas(c, (size_t)llround(v)));
     }
     /* The caption stands rotated along the axis, clear of the tick labels. */
     fprintf(out, "<text x=\"14\" y=\"%d\" font-size=\"11\" fill=\"#444\" text-anchor=\"middle\" "
@@ -211,18 +192,19 @@ static void x_axis(FILE *out, const xscale *xs, int top, int h, int grid)
     double first = ceil(xs->lo / step - 1e-9);
     for (int k = 0; (first + k) * step <= xs->hi + step * 1e-9; k++) {
         double t = (first + k) * step, x = xpix(xs, t);
-        char c[SOMA_FMT_COMMAS_LEN];
+        char c[SOMA_TEXT_COMMAS_LEN];
         if (grid && x > PLOT_X + 0.5)
             fprintf(out, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"" C_GRID
                          "\"/>\n", x, top, x, bottom);
         fprintf(out, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"" C_AXIS "\"/>\n",
                 x, bottom, x, bottom + 4);
         if (step >= 1)
-            label(out, x, bottom + 16, 11, "middle", "#444", "%s", commas(c, (size_t)llround(t)));
+            page_text(out, x, bottom + 16, 1, 11, NULL, "middle", "#444", "%s",
+                      commas(c, (size_t)llround(t)));
         else
-            label(out, x, bottom + 16, 11, "middle", "#444", "%g", t);
+            page_text(out, x, bottom + 16, 1, 11, NULL, "middle", "#444", "%g", t);
     }
-    label(out, PLOT_X + PLOT_W, bottom + 31, 11, "end", "#444", "ms since start");
+    page_text(out, PLOT_X + PLOT_W, bottom + 31, 1, 11, NULL, "end", "#444", "ms since start");
 }
 
 static void frame(FILE *out, int top, int h)
@@ -250,7 +232,7 @@ static void legend_item(FILE *out, int *x, int y, char kind, const char *colour,
                      "stroke-width=\"%d\"%s/>\n", *x, y - 4, *x + 18, y - 4, colour, width,
                 kind == 'd' ? " stroke-dasharray=\"5 3\"" : "");
     }
-    label(out, *x + 23, y, 11, NULL, "#333", "%s", what);
+    page_text(out, *x + 23, y, 1, 11, NULL, NULL, "#333", "%s", what);
     *x += 23 + (int)((double)strlen(what) * 6.1) + 16;
 }
 
@@ -367,31 +349,31 @@ static double g_small(const tool_snapshot *s) { return (double)s->st.arenas_curr
 static double g_medium(const tool_snapshot *s) { return (double)s->st.medium.arenas_current; }
 static double g_arenas(const tool_snapshot *s)
 {
-    return (double)(s->st.arenas_current + s->st.medium.arenas_current);
+    return (double)tool_process_figures(&s->st).arenas_current;
 }
 static double g_empty(const tool_snapshot *s)
 {
-    return (double)(s->st.arenas_empty + s->st.medium.arenas_empty);
+    return (double)tool_process_figures(&s->st).arenas_empty;
 }
 static double g_highwater(const tool_snapshot *s)
 {
-    return (double)(s->st.arenas_highwater + s->st.medium.arenas_highwater);
+    return (double)tool_process_figures(&s->st).arenas_highwater;
 }
 static size_t reclaimed(const tool_snapshot *s)
 {
-    return s->st.arenas_reclaimed + s->st.medium.arenas_reclaimed;
+    return tool_process_figures(&s->st).arenas_reclaimed;
 }
 static double g_alloc(const tool_snapshot *s)
 {
-    return (double)(s->st.bytes_in_allocated_blocks + s->st.medium.bytes_in_allocated_blocks);
+    return (double)tool_process_figures(&s->st).bytes_in_allocated_blocks;
 }
 static double g_avail(const tool_snapshot *s)
 {
-    return (double)(s->st.bytes_in_available_blocks + s->st.medium.bytes_in_available_blocks);
+    return (double)tool_process_figures(&s->st).bytes_in_available_blocks;
 }
 static double g_arena_bytes(const tool_snapshot *s)
 {
-    return (double)(s->st.arena_bytes + s->st.medium.arena_bytes);
+    return (double)tool_process_figures(&s->st).arena_bytes;
 }
 static double g_large(const tool_snapshot *s) { return (double)s->st.large.bytes_in_use; }
 
@@ -668,29 +650,30 @@ static void heat_map(FILE *out, const tool_snapshot *s, size_t n, const xscale *
 
     char col[16];
     int lx = PLOT_X;
-    label(out, lx, LEGEND_Y, 11, NULL, "#333", "blocks in use, as a share of the class's peak:");
+    page_text(out, lx, LEGEND_Y, 1, 11, NULL, NULL, "#333",
+              "blocks in use, as a share of the class's peak:");
     lx += 258;
     static const double shades[] = {0.1, 0.25, 0.5, 0.75, 1.0};
     for (int i = 0; i < 5; i++) {
         page_class_color(&s[0], (int)(nsmall / 3), shades[i], col, sizeof col);
         fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"26\" height=\"11\" fill=\"%s\"/>\n",
                 lx + i * 28, LEGEND_Y - 9, col);
-        label(out, lx + i * 28 + 13, LEGEND_Y + 11, 9, "middle", "#555", "%d%%",
-              (int)(shades[i] * 100));
+        page_text(out, lx + i * 28 + 13, LEGEND_Y + 11, 1, 9, NULL, "middle", "#555", "%d%%",
+                  (int)(shades[i] * 100));
     }
     lx += 5 * 28 + 12;
     fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"26\" height=\"11\" fill=\"#ffffff\" "
                  "stroke=\"#bbb\"/>\n", lx, LEGEND_Y - 9);
-    label(out, lx + 32, LEGEND_Y, 11, NULL, "#333", "none");
+    page_text(out, lx + 32, LEGEND_Y, 1, 11, NULL, NULL, "#333", "none");
     lx += 76;
-    label(out, lx, LEGEND_Y, 11, NULL, "#333",
-          "hue: block size (blue 16 B to red %zu B, violet to magenta medium)",
-          tool_class_size(&s[0], (int)nsmall - 1));
+    page_text(out, lx, LEGEND_Y, 1, 11, NULL, NULL, "#333",
+              "hue: block size (blue 16 B to red %zu B, violet to magenta medium)",
+              tool_class_size(&s[0], (int)nsmall - 1));
 
     for (size_t k = 0; k < nrows; k++) {
         const heat_row *row = &rows[k];
         int y = PLOT_TOP + (int)k * rh;
-        char a[SOMA_FMT_COMMAS_LEN], b[SOMA_FMT_COMMAS_LEN], t[32], sz[32];
+        char a[SOMA_TEXT_COMMAS_LEN], b[SOMA_TEXT_COMMAS_LEN], t[32], sz[32];
         fprintf(out, "<g class=\"heat-row\"><title>class %d (%zu-byte blocks): at most %s in use "
                      "(%s), at %s</title>\n",
                 row->cls, row->size, commas(a, row->peak),
@@ -698,19 +681,19 @@ static void heat_map(FILE *out, const tool_snapshot *s, size_t n, const xscale *
         fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>",
                 PLOT_X, y, PLOT_W, rh - 1);
         heat_row_cells(out, s, n, xs, row, y, rh - 1);
-        label(out, PLOT_X - 6, y + rh - 4, 11, "end", "#333", "class %d (%zu B)", row->cls,
-              row->size);
-        label(out, PLOT_X + PLOT_W + 6, y + rh - 4, 11, NULL, "#333", "peak %s",
-              commas(b, row->peak));
+        page_text(out, PLOT_X - 6, y + rh - 4, 1, 11, NULL, "end", "#333", "class %d (%zu B)",
+                  row->cls, row->size);
+        page_text(out, PLOT_X + PLOT_W + 6, y + rh - 4, 1, 11, NULL, NULL, "#333", "peak %s",
+                  commas(b, row->peak));
         fputs("</g>\n", out);
     }
     frame(out, PLOT_TOP, grid_h);
     x_axis(out, xs, PLOT_TOP, grid_h, 0);
     if (left_out)
-        label(out, PLOT_X, height - 4, 11, NULL, "#333",
-              "%zu more class%s had blocks in use and %s left out: shown are the %d with the "
-              "largest peak bytes.", left_out, left_out == 1 ? "" : "es",
-              left_out == 1 ? "is" : "are", MAX_HEAT_ROWS);
+        page_text(out, PLOT_X, height - 4, 1, 11, NULL, NULL, "#333",
+                  "%zu more class%s had blocks in use and %s left out: shown are the %d with the "
+                  "largest peak bytes.", left_out, left_out == 1 ? "" : "es",
+                  left_out == 1 ? "is" : "are", MAX_HEAT_ROWS);
     fputs("</svg>\n", out);
     free(rows);
 }
@@ -805,7 +788,8 @@ static void summary_list(FILE *out, const page_process *procs, size_t nprocs)
         heading_text(out, &pr->snaps[0]);
         proc_summary sum = summarise(pr);
         const tool_snapshot *last = &pr->snaps[pr->n - 1];
-        char a[SOMA_FMT_COMMAS_LEN], b[SOMA_FMT_COMMAS_LEN], c[SOMA_FMT_COMMAS_LEN], t[32], m[32];
+        char a[SOMA_TEXT_COMMAS_LEN], b[SOMA_TEXT_COMMAS_LEN], c[SOMA_TEXT_COMMAS_LEN];
+        char t[32], m[32];
         fprintf(out, "</a>: %s sample%s%s, %s recorded; peak %s arena%s (%s); %s arena%s "
                      "reclaimed in all</li>\n",
                 commas(a, sum.samples), sum.samples == 1 ? "" : "s",

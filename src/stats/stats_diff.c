@@ -25,9 +25,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "fmt.h"
+#include "common/text.h"
 #include "stats/stats.h"
-#include "stats_fields.h"
+#include "common/stats_fields.h"
 
 typedef struct {
     const char *label; /* figures */
@@ -47,8 +47,8 @@ static size_t absdiff(size_t a, size_t b)
 /* "+1,234", "-56" or "0". */
 static char *signed_commas(char *buf, size_t len, size_t before, size_t after)
 {
-    char num[SOMA_FMT_COMMAS_LEN];
-    soma__fmt_commas(num, sizeof num, absdiff(before, after));
+    char num[SOMA_TEXT_COMMAS_LEN];
+    soma_text_commas(num, sizeof num, absdiff(before, after));
     snprintf(buf, len, "%s%s", after > before ? "+" : after < before ? "-" : "", num);
     return buf;
 }
@@ -92,10 +92,10 @@ static void print_figures(FILE *out, const char *title, row *rows, size_t n, int
     sort_rows(rows, n);
     fprintf(out, "%-*s %14s %14s %14s\n", width, title, "before", "after", "change");
     for (size_t i = 0; i < n; i++) {
-        char b[SOMA_FMT_COMMAS_LEN], a[SOMA_FMT_COMMAS_LEN], d[SOMA_FMT_COMMAS_LEN + 1];
+        char b[SOMA_TEXT_COMMAS_LEN], a[SOMA_TEXT_COMMAS_LEN], d[SOMA_TEXT_COMMAS_LEN + 1];
         fprintf(out, "%-*s %14s %14s %14s\n", width, rows[i].label,
-                soma__fmt_commas(b, sizeof b, rows[i].before),
-                soma__fmt_commas(a, sizeof a, rows[i].after),
+                soma_text_commas(b, sizeof b, rows[i].before),
+                soma_text_commas(a, sizeof a, rows[i].after),
                 signed_commas(d, sizeof d, rows[i].before, rows[i].after));
     }
     fputc('\n', out);
@@ -140,15 +140,15 @@ static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, r
                                            : &b->classes[c];
         const soma_class_stats *y = medium ? &a->medium.classes[c - a->num_classes]
                                            : &a->classes[c];
-        char cls[24], size[24], v[3][SOMA_FMT_COMMAS_LEN], d[3][SOMA_FMT_COMMAS_LEN + 1];
+        char cls[24], size[24], v[3][SOMA_TEXT_COMMAS_LEN], d[3][SOMA_TEXT_COMMAS_LEN + 1];
         snprintf(cls, sizeof cls, "%zu", c);
         snprintf(size, sizeof size, "%zu", y->size);
         fprintf(out, CLASS_COLUMNS, cls, size,
-                soma__fmt_commas(v[0], sizeof v[0], y->num_pools),
+                soma_text_commas(v[0], sizeof v[0], y->num_pools),
                 signed_commas(d[0], sizeof d[0], x->num_pools, y->num_pools),
-                soma__fmt_commas(v[1], sizeof v[1], y->blocks_in_use),
+                soma_text_commas(v[1], sizeof v[1], y->blocks_in_use),
                 signed_commas(d[1], sizeof d[1], x->blocks_in_use, y->blocks_in_use),
-                soma__fmt_commas(v[2], sizeof v[2], y->avail_blocks),
+                soma_text_commas(v[2], sizeof v[2], y->avail_blocks),
                 signed_commas(d[2], sizeof d[2], x->avail_blocks, y->avail_blocks));
     }
     fputc('\n', out);

@@ -24,12 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fmt.h"
+#include "common/text.h"
 #include "base/options.h"
 #include "base/process.h"
 #include "base/start.h"
 #include "stats/stats.h"
-#include "stats_fields.h"
+#include "common/stats_fields.h"
 
 #define SCHEMA_VERSION 1
 
@@ -45,7 +45,7 @@ static void put_string(sink_t *s, const char *str)
     const unsigned char *p = (const unsigned char *)str;
     size_t left = strlen(str);
     while (left > 0) {
-        size_t n = soma__utf8_len(p, left);
+        size_t n = soma_text_utf8_len(p, left);
         if (n == 0) { /* not UTF-8: JSON text must be */
             soma__sink_put(s, "\\ufffd");
             p++, left--;

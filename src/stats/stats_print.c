@@ -20,7 +20,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "fmt.h"
+#include "common/text.h"
 #include "base/start.h"
 #include "stats/stats.h"
 
@@ -48,8 +48,8 @@ static void putf(sink *s, const char *fmt, ...)
 
 static void printone(sink *s, const char *label, size_t value)
 {
-    char num[SOMA_FMT_COMMAS_LEN];
-    putf(s, "%-35s=%21s\n", label, soma__fmt_commas(num, sizeof num, value));
+    char num[SOMA_TEXT_COMMAS_LEN];
+    putf(s, "%-35s=%21s\n", label, soma_text_commas(num, sizeof num, value));
 }
 
 /* The class table: rows numbered from `first`, classes with no pool left out. */

@@ -22,7 +22,7 @@
 #include "page.h"
 #include "snapshot.h"
 #include "soma.h"
-#include "text.h"
+#include "common/text.h"
 #include "tool.h"
 
 typedef struct node {

@@ -14,7 +14,7 @@
 
 #include "figures.h"
 #include "page.h"
-#include "text.h"
+#include "common/text.h"
 
 #define LABEL_W 178 /* the arena labels' column */
 #define MARGIN 12

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "snapshot.h"
-#include "stats_fields.h"
+#include "common/stats_fields.h"
 
 #define MAX_POOLS 4096 /* pools per arena: 64 in soma's geometries */
 

@@ -15,7 +15,7 @@
 
 #include "figures.h"
 #include "page.h"
-#include "text.h"
+#include "common/text.h"
 
 /* Every chart of a process shares this horizontal layout, so that one
  * instant is at the same x in all of them, the heat map included. */

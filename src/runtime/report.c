@@ -58,7 +58,7 @@
 #include "base/options.h"
 #include "base/process.h"
 #include "base/start.h"
-#include "stats/stats.h"
+#include "stats/emit.h"
 
 static int signal_pipe[2] = {-1, -1};
 static int dump_signal;
@@ -112,68 +112,40 @@ static int open_stats_file(void)
     return fd;
 }
 
-/* A JSON snapshot into the stats file or stderr, dump_lock held: a dump
- * (with the arena detail) or a sample (read only: soma__walk_sample).
- * Allocates nothing (sink.h).  Returns 0, or -1 if the file cannot be
+/* A snapshot into the stats file or stderr, dump_lock held: JSON (a dump
+ * with the arena detail, or a sample: read only, soma__walk_sample) or
+ * the text dump with its header line.  Allocates nothing when it writes to
+ * the file (stats/emit.h).  Returns 0, or -1 if the file cannot be
  * opened. */
-static int dump_json(const char *reason, int sample)
+static int write_snapshot(const char *when, const char *reason, int sample)
 {
-    static soma_stats st;
-    static sink_t s;
-    detail_t d = {0};
-    if (sample)
-        soma__walk_sample(&st);
-    else
-        soma__walk_take(&st, NULL, &d);
-    memset(&s, 0, sizeof s);
+    static char header[512]; /* dump_lock */
+    emit_request_t r = {stderr, -1, soma__options.json || sample, sample, reason, NULL};
     if (soma__options.stats_file[0] != '\0') {
-        if ((s.fd = open_stats_file()) < 0) {
-            soma__walk_detail_free(&d);
+        if ((r.fd = open_stats_file()) < 0)
             return -1;
+        r.file = NULL;
+        if (!r.json) {
+            char cmd[256];
+            soma__process_command_line(cmd, sizeof cmd);
+            snprintf(header, sizeof header, "# soma: pid %d (%s), %s\n", (int)getpid(), cmd, when);
+            r.header = header;
         }
-    } else {
-        s.file = stderr;
     }
-    soma__stats_json_write(&s, &st, d.arenas != NULL ? &d : NULL, reason, "process", sample);
-    if (s.file == NULL)
-        close(s.fd);
-    soma__walk_detail_free(&d);
+    soma__emit_snapshot(&r);
+    if (r.file == NULL)
+        close(r.fd);
     return 0;
 }
 
 static void dump(const char *when, const char *reason)
 {
-    static soma_stats st; /* large: not on the stack of whatever thread exits */
-    static char cmd[256];
     pthread_mutex_lock(&dump_lock);
     /* The exit dump is the file's last value: no sample after it (the
      * flag is set under the same lock the sampler takes). */
     if (strcmp(reason, "exit") == 0)
         exited = 1;
-    if (soma__options.json) {
-        dump_json(reason, 0);
-        pthread_mutex_unlock(&dump_lock);
-        return;
-    }
-    /* The snapshot first: opening the file allocates (stdio's buffer), and
-     * that should not be in the figures. */
-    soma_stats_get(&st);
-    soma__process_command_line(cmd, sizeof cmd);
-    FILE *out = stderr;
-    if (soma__options.stats_file[0] != '\0') {
-        int fd = open_stats_file();
-        out = fd >= 0 ? fdopen(fd, "a") : NULL;
-        if (out == NULL) {
-            if (fd >= 0)
-                close(fd);
-            pthread_mutex_unlock(&dump_lock);
-            return;
-        }
-        fprintf(out, "# soma: pid %d (%s), %s\n", (int)getpid(), cmd, when);
-    }
-    soma_stats_fprint(out, &st);
-    if (out != stderr)
-        fclose(out);
+    write_snapshot(when, reason, 0);
     pthread_mutex_unlock(&dump_lock);
 }
 
@@ -205,7 +177,7 @@ static int sample(void)
     int rc = 0;
     pthread_mutex_lock(&dump_lock);
     if (!exited)
-        rc = dump_json("sample", 1);
+        rc = write_snapshot(NULL, "sample", 1);
     pthread_mutex_unlock(&dump_lock);
     return rc;
 }

@@ -1,7 +1,7 @@
 /*
- * stats.h: the statistics layer: the walk that takes a snapshot (walk.c),
- * the registry of the program's object caches (types.c), and the writers
- * of each format (text, JSON, diff).
+ * stats.h: the statistics layer: the walk that takes a snapshot (walk.c)
+ * and the registry of the program's object caches (types.c).  The writers
+ * of every format are the emitter's (emit.h).
  */
 #ifndef SOMA_STATS_H
 #define SOMA_STATS_H
@@ -48,12 +48,4 @@ SOMA_INTERNAL void soma__walk_take(soma_stats *st, heap_t *heap, detail_t *d);
  * taking it changes nothing and allocates nothing; num_types is 0. */
 SOMA_INTERNAL void soma__walk_sample(soma_stats *st);
 SOMA_INTERNAL void soma__walk_detail_free(detail_t *d);
-/* The JSON form (stats_json.c) of st and, if d != NULL, its detail; reason
- * is "exit", "signal", "sample" or "request", scope "process", "heap" or
- * "snapshot"; one_line: the whole value on one line (samples).  Flushes;
- * 0 or -1. */
-SOMA_INTERNAL int soma__stats_json_write(sink_t *s, const soma_stats *st,
-                                         const detail_t *d, const char *reason,
-                                         const char *scope, int one_line);
-
 #endif /* SOMA_STATS_H */

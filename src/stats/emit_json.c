@@ -1,5 +1,5 @@
 /*
- * stats_json.c: a snapshot as JSON, every figure of the text dump and the
+ * emit_json.c: a snapshot as JSON, every figure of the text dump and the
  * detail behind it (docs/stats.schema.json is the schema; its version is
  * SCHEMA_VERSION below, raised whenever a key changes meaning or goes).
  *
@@ -24,53 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/text.h"
 #include "base/options.h"
 #include "base/process.h"
-#include "base/start.h"
-#include "stats/stats.h"
-#include "common/stats_fields.h"
+#include "stats/emit.h"
 
 #define SCHEMA_VERSION 1
-
-typedef struct {
-    sink_t *s;
-    const char *nl; /* "\n" between top-level members, or "" (one line) */
-} jw;
-
-static void put_string(sink_t *s, const char *str)
-{
-    char esc[8];
-    soma__sink_put(s, "\"");
-    const unsigned char *p = (const unsigned char *)str;
-    size_t left = strlen(str);
-    while (left > 0) {
-        size_t n = soma_text_utf8_len(p, left);
-        if (n == 0) { /* not UTF-8: JSON text must be */
-            soma__sink_put(s, "\\ufffd");
-            p++, left--;
-            continue;
-        }
-        if (*p == '"' || *p == '\\') {
-            esc[0] = '\\', esc[1] = (char)*p, esc[2] = '\0';
-            soma__sink_put(s, esc);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            soma__sink_printf(s, "\\u%04x", *p);
-        } else {
-            memcpy(esc, p, n);
-            esc[n] = '\0';
-            soma__sink_put(s, esc);
-        }
-        p += n, left -= n;
-    }
-    soma__sink_put(s, "\"");
-}
-
-/* "key": at the top level, on a line of its own in the pretty form. */
-static void key(jw *w, const char *name)
-{
-    soma__sink_printf(w->s, ",%s \"%s\": ", w->nl, name);
-}
 
 static void put_class(sink_t *s, size_t index, const soma_class_stats *cs, size_t capacity)
 {
@@ -81,15 +39,15 @@ static void put_class(sink_t *s, size_t index, const soma_class_stats *cs, size_
     soma__sink_printf(s, ", \"capacity\": %zu}", capacity);
 }
 
-static void put_classes(jw *w, const soma_class_stats *classes, size_t n, size_t first,
+static void put_classes(emit_t *e, const soma_class_stats *classes, size_t n, size_t first,
                         size_t pool_size, size_t overhead)
 {
-    soma__sink_put(w->s, "[");
+    soma__sink_put(e->sink, "[");
     for (size_t c = 0; c < n; c++) {
-        soma__sink_printf(w->s, "%s%s  ", c ? "," : "", w->nl);
-        put_class(w->s, first + c, &classes[c], (pool_size - overhead) / classes[c].size);
+        soma__sink_printf(e->sink, "%s%s  ", c ? "," : "", e->nl);
+        put_class(e->sink, first + c, &classes[c], (pool_size - overhead) / classes[c].size);
     }
-    soma__sink_printf(w->s, "%s ]", w->nl);
+    soma__sink_printf(e->sink, "%s ]", e->nl);
 }
 
 /* UTC "YYYY-MM-DDTHH:MM:SS.mmmZ" from the epoch, with the civil-from-days
@@ -110,25 +68,25 @@ static void utc(char *out, size_t len, const struct timespec *ts)
              rem / 60 % 60, rem % 60, ts->tv_nsec / 1000000);
 }
 
-static void put_envelope(jw *w, const char *reason, const char *scope)
+static void put_envelope(emit_t *e, const char *reason, const char *scope)
 {
-    sink_t *s = w->s;
+    sink_t *s = e->sink;
     char cmd[512], when[96];
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     utc(when, sizeof when, &now);
     soma__process_command_line(cmd, sizeof cmd);
 
-    soma__sink_printf(s, "{%s \"schema_version\": %d", w->nl, SCHEMA_VERSION);
-    key(w, "soma_version"), put_string(s, SOMA_VERSION);
-    key(w, "reason"), put_string(s, reason);
-    key(w, "scope"), put_string(s, scope);
-    key(w, "pid"), soma__sink_printf(s, "%d", (int)getpid());
-    key(w, "program"), put_string(s, cmd);
-    key(w, "timestamp"), put_string(s, when);
-    key(w, "time_ms"),
+    soma__sink_printf(s, "{%s \"schema_version\": %d", e->nl, SCHEMA_VERSION);
+    soma__emit_key(e, "soma_version"), soma__emit_string(e, SOMA_VERSION);
+    soma__emit_key(e, "reason"), soma__emit_string(e, reason);
+    soma__emit_key(e, "scope"), soma__emit_string(e, scope);
+    soma__emit_key(e, "pid"), soma__sink_printf(s, "%d", (int)getpid());
+    soma__emit_key(e, "program"), soma__emit_string(e, cmd);
+    soma__emit_key(e, "timestamp"), soma__emit_string(e, when);
+    soma__emit_key(e, "time_ms"),
         soma__sink_printf(s, "%lld", (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
-    key(w, "elapsed_ms"), soma__sink_printf(s, "%.3f", soma__process_elapsed_ms());
+    soma__emit_key(e, "elapsed_ms"), soma__sink_printf(s, "%.3f", soma__process_elapsed_ms());
 #ifdef SOMA_GEOMETRY_PY38
     const char *geometry = "py38";
 #else
@@ -139,19 +97,19 @@ static void put_envelope(jw *w, const char *reason, const char *scope)
 #else
     const char *override = "false";
 #endif
-    key(w, "build");
+    soma__emit_key(e, "build");
     soma__sink_printf(s, "{\"geometry\": \"%s\", \"override\": %s}", geometry, override);
-    key(w, "options");
+    soma__emit_key(e, "options");
     soma__sink_printf(s, "{\"show_stats\": %s, \"stats_file\": ",
                       soma__options.show_stats ? "true" : "false");
     if (soma__options.stats_file[0])
-        put_string(s, soma__options.stats_file);
+        soma__emit_string(e, soma__options.stats_file);
     else
         soma__sink_put(s, "null");
     soma__sink_put(s, ", \"stats_signal\": ");
     const char *sig = soma__options.stats_signal ? sigabbrev_np((int)soma__options.stats_signal) : NULL;
     if (sig != NULL)
-        put_string(s, sig);
+        soma__emit_string(e, sig);
     else if (soma__options.stats_signal)
         soma__sink_printf(s, "\"%ld\"", soma__options.stats_signal);
     else
@@ -162,57 +120,65 @@ static void put_envelope(jw *w, const char *reason, const char *scope)
                       soma__options.decay_ms);
 }
 
-static void put_figures(jw *w, const soma_stats *st)
+/* The figures of a nested section, as "key": value members, comma-separated. */
+static void section(emit_t *e, const soma_stats *st, int which)
 {
-    sink_t *s = w->s;
-#define X(m, label, group) key(w, #m), soma__sink_printf(s, "%zu", st->m);
-    SOMA_STATS_FIELDS(X)
-#undef X
-    key(w, "classes");
-    put_classes(w, st->classes, st->num_classes, 0, st->pool_size, st->pool_overhead);
+    const char *sep = "";
+    for (int id = 0; id < SOMA_NUM_FIELDS; id++) {
+        if (soma__emit_fields[id].section != which)
+            continue;
+        soma__sink_printf(e->sink, "%s\"%s\": %zu", sep, soma__emit_fields[id].key,
+                          soma__emit_value(st, id));
+        sep = ", ";
+    }
+}
+
+static void put_figures(emit_t *e, const soma_stats *st)
+{
+    sink_t *s = e->sink;
+    for (int id = 0; id < SOMA_NUM_FIELDS; id++)
+        if (soma__emit_fields[id].section == SOMA_SECTION_TOP)
+            soma__emit_figure(e, st, id);
+    soma__emit_key(e, "classes");
+    put_classes(e, st->classes, st->num_classes, 0, st->pool_size, st->pool_overhead);
 
     const soma_medium_stats *m = &st->medium;
-    key(w, "medium");
+    soma__emit_key(e, "medium");
     soma__sink_put(s, "{");
-    const char *sep = "";
-#define X(f, label, group) soma__sink_printf(s, "%s\"" #f "\": %zu", sep, m->f), sep = ", ";
-    SOMA_MEDIUM_FIELDS(X)
-#undef X
+    section(e, st, SOMA_SECTION_MEDIUM);
     soma__sink_put(s, ", \"classes\": ");
-    put_classes(w, m->classes, m->num_classes, st->num_classes, st->pool_size, st->pool_overhead);
+    put_classes(e, m->classes, m->num_classes, st->num_classes, st->pool_size, st->pool_overhead);
     soma__sink_put(s, "}");
 
-    key(w, "large");
-    sep = "{";
-#define X(f, label, group) soma__sink_printf(s, "%s\"" #f "\": %zu", sep, st->large.f), sep = ", ";
-    SOMA_LARGE_FIELDS(X)
-#undef X
+    soma__emit_key(e, "large");
+    soma__sink_put(s, "{");
+    section(e, st, SOMA_SECTION_LARGE);
     soma__sink_put(s, "}");
 
-    key(w, "types");
+    soma__emit_key(e, "types");
     soma__sink_put(s, "[");
     for (size_t i = 0; i < st->num_types; i++) {
         const soma_type_stats *t = &st->types[i];
         soma__sink_put(s, i ? ", {\"name\": " : "{\"name\": ");
-        put_string(s, t->name);
+        soma__emit_string(e, t->name);
         soma__sink_printf(s, ", \"elem_size\": %zu, \"count\": %zu}", t->elem_size, t->count);
     }
     soma__sink_put(s, "]");
 }
 
-static void put_detail(jw *w, const detail_t *d)
+static void put_detail(emit_t *e, const detail_t *d)
 {
-    sink_t *s = w->s;
+    sink_t *s = e->sink;
     static const char *const kinds[] = {"small", "medium"};
-    key(w, "detail");
+    soma__emit_key(e, "detail");
     soma__sink_printf(s, "{\"pools_per_arena\": %zu, \"heaps\": %u, \"dropped_arenas\": %zu,%s  "
                          "\"arenas\": [",
-                      (size_t)SOMA_POOLS_PER_ARENA, d->nheaps, d->dropped, w->nl);
+                      (size_t)SOMA_POOLS_PER_ARENA, d->nheaps, d->dropped, e->nl);
     for (size_t i = 0; i < d->narenas; i++) {
         const arena_view_t *v = &d->arenas[i];
         soma__sink_printf(s, "%s%s   {\"address\": \"0x%lx\", \"heap\": %u, \"heap_kind\": \"%s\", "
                              "\"kind\": \"%s\", \"fresh_pools\": %u, \"pools\": [",
-                          i ? "," : "", w->nl, (unsigned long)v->address, v->heap,
+                          i ? "," : "", e->nl, (unsigned long)v->address, v->heap,
                           v->explicit_heap ? "explicit" : "thread", kinds[v->kind],
                           (unsigned)(v->npools - v->carved));
         for (unsigned p = 0; p < v->carved; p++) {
@@ -221,67 +187,18 @@ static void put_detail(jw *w, const detail_t *d)
         }
         soma__sink_put(s, "]}");
     }
-    soma__sink_printf(s, "%s  ],%s  \"reclaimed_slots\": [", w->nl, w->nl);
+    soma__sink_printf(s, "%s  ],%s  \"reclaimed_slots\": [", e->nl, e->nl);
     for (size_t i = 0; i < d->nreclaimed; i++)
         soma__sink_printf(s, "%s\"0x%lx\"", i ? ", " : "", (unsigned long)d->reclaimed[i]);
     soma__sink_put(s, "]}");
 }
 
-int soma__stats_json_write(sink_t *s, const soma_stats *st, const detail_t *d,
-                           const char *reason, const char *scope, int one_line)
+void soma__emit_json(emit_t *e, const soma_stats *st, const detail_t *d, const char *reason,
+                     const char *scope)
 {
-    jw w = {s, one_line ? "" : "\n"};
-    put_envelope(&w, reason, scope);
-    put_figures(&w, st);
+    put_envelope(e, reason, scope);
+    put_figures(e, st);
     if (d != NULL)
-        put_detail(&w, d);
-    soma__sink_put(s, one_line ? "}\n" : "\n}\n");
-    return soma__sink_flush(s);
-}
-
-/* As in stats_print.c: the snapshot is large, kept off the caller's stack. */
-static pthread_mutex_t json_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void json_fork(int phase)
-{
-    if (phase == SOMA_FORK_CHILD)
-        pthread_mutex_init(&json_lock, NULL);
-}
-SOMA_HOOK(json, SOMA_ORDER_EMIT + 1, NULL, json_fork);
-
-static int print_json(FILE *out, heap_t *heap)
-{
-    static soma_stats st;
-    static sink_t s;
-    detail_t d;
-    pthread_mutex_lock(&json_lock);
-    soma__walk_take(&st, heap, &d);
-    memset(&s, 0, sizeof s);
-    s.file = out;
-    int rc = soma__stats_json_write(&s, &st, d.arenas != NULL ? &d : NULL, "request",
-                                    heap != NULL ? "heap" : "process", 0);
-    soma__walk_detail_free(&d);
-    pthread_mutex_unlock(&json_lock);
-    return rc;
-}
-
-int soma_stats_print_json(FILE *out)
-{
-    return print_json(out, NULL);
-}
-
-int soma_heap_stats_print_json(soma_heap *heap, FILE *out)
-{
-    return print_json(out, (heap_t *)heap);
-}
-
-int soma_stats_fprint_json(FILE *out, const soma_stats *st)
-{
-    static sink_t s;
-    pthread_mutex_lock(&json_lock);
-    memset(&s, 0, sizeof s);
-    s.file = out;
-    int rc = soma__stats_json_write(&s, st, NULL, "request", "snapshot", 0);
-    pthread_mutex_unlock(&json_lock);
-    return rc;
+        put_detail(e, d);
+    soma__sink_put(e->sink, *e->nl ? "\n}\n" : "}\n");
 }

@@ -1,5 +1,5 @@
 /*
- * stats_diff.c: what changed between two snapshots (soma_stats_diff, and
+ * emit_diff.c: what changed between two snapshots (soma_stats_diff, and
  * so `soma diff`, which reads two JSON snapshots back into soma_stats).
  *
  * Comparing two text dumps means scrolling between them; this prints only
@@ -26,8 +26,7 @@
 #include <string.h>
 
 #include "common/text.h"
-#include "stats/stats.h"
-#include "common/stats_fields.h"
+#include "stats/emit.h"
 
 typedef struct {
     const char *label; /* figures */
@@ -85,20 +84,20 @@ static int label_width(const row *a, size_t na, const row *b, size_t nb)
     return width;
 }
 
-static void print_figures(FILE *out, const char *title, row *rows, size_t n, int width)
+static void print_figures(emit_t *e, const char *title, row *rows, size_t n, int width)
 {
     if (n == 0)
         return;
     sort_rows(rows, n);
-    fprintf(out, "%-*s %14s %14s %14s\n", width, title, "before", "after", "change");
+    soma__sink_printf(e->sink, "%-*s %14s %14s %14s\n", width, title, "before", "after", "change");
     for (size_t i = 0; i < n; i++) {
         char b[SOMA_TEXT_COMMAS_LEN], a[SOMA_TEXT_COMMAS_LEN], d[SOMA_TEXT_COMMAS_LEN + 1];
-        fprintf(out, "%-*s %14s %14s %14s\n", width, rows[i].label,
+        soma__sink_printf(e->sink, "%-*s %14s %14s %14s\n", width, rows[i].label,
                 soma_text_commas(b, sizeof b, rows[i].before),
                 soma_text_commas(a, sizeof a, rows[i].after),
                 signed_commas(d, sizeof d, rows[i].before, rows[i].after));
     }
-    fputc('\n', out);
+    soma__sink_put(e->sink, "\n");
 }
 
 /* The class rows: small classes, then medium ones (numbered on). */
@@ -123,15 +122,15 @@ static size_t class_rows(row *rows, const soma_stats *b, const soma_stats *a)
  * value and change of pools, blocks in use and avail blocks. */
 #define CLASS_COLUMNS "%5s %6s %6s %7s %13s %11s %12s %10s\n"
 
-static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, row *rows,
+static void print_classes(emit_t *e, const soma_stats *b, const soma_stats *a, row *rows,
                           size_t n)
 {
     if (n == 0)
         return;
     sort_rows(rows, n);
-    fprintf(out, CLASS_COLUMNS, "class", "size", "pools", "change", "blocks in use", "change",
+    soma__sink_printf(e->sink, CLASS_COLUMNS, "class", "size", "pools", "change", "blocks in use", "change",
             "avail blocks", "change");
-    fprintf(out, CLASS_COLUMNS, "-----", "----", "-----", "------", "-------------", "------",
+    soma__sink_printf(e->sink, CLASS_COLUMNS, "-----", "----", "-----", "------", "-------------", "------",
             "------------", "------");
     for (size_t i = 0; i < n; i++) {
         size_t c = rows[i].cls;
@@ -143,7 +142,7 @@ static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, r
         char cls[24], size[24], v[3][SOMA_TEXT_COMMAS_LEN], d[3][SOMA_TEXT_COMMAS_LEN + 1];
         snprintf(cls, sizeof cls, "%zu", c);
         snprintf(size, sizeof size, "%zu", y->size);
-        fprintf(out, CLASS_COLUMNS, cls, size,
+        soma__sink_printf(e->sink, CLASS_COLUMNS, cls, size,
                 soma_text_commas(v[0], sizeof v[0], y->num_pools),
                 signed_commas(d[0], sizeof d[0], x->num_pools, y->num_pools),
                 soma_text_commas(v[1], sizeof v[1], y->blocks_in_use),
@@ -151,18 +150,15 @@ static void print_classes(FILE *out, const soma_stats *b, const soma_stats *a, r
                 soma_text_commas(v[2], sizeof v[2], y->avail_blocks),
                 signed_commas(d[2], sizeof d[2], x->avail_blocks, y->avail_blocks));
     }
-    fputc('\n', out);
+    soma__sink_put(e->sink, "\n");
 }
 
 static int same_geometry(const soma_stats *b, const soma_stats *a)
 {
     int same = 1;
-#define X(m, label, group) same &= (group) != SOMA_FIELD_GEOMETRY || b->m == a->m;
-    SOMA_STATS_FIELDS(X)
-#undef X
-#define X(m, label, group) same &= (group) != SOMA_FIELD_GEOMETRY || b->medium.m == a->medium.m;
-    SOMA_MEDIUM_FIELDS(X)
-#undef X
+    for (int id = 0; id < SOMA_NUM_FIELDS; id++)
+        same &= soma__emit_fields[id].group != SOMA_FIELD_GEOMETRY ||
+                soma__emit_value(b, id) == soma__emit_value(a, id);
     if (same && (b->num_classes > SOMA_NUM_CLASSES || b->medium.num_classes > SOMA_MAX_MEDIUM_CLASSES))
         return 0;
     for (size_t c = 0; same && c < b->num_classes; c++)
@@ -172,7 +168,7 @@ static int same_geometry(const soma_stats *b, const soma_stats *a)
     return same;
 }
 
-int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after)
+int soma__emit_diff(emit_t *e, const soma_stats *before, const soma_stats *after)
 {
     if (!same_geometry(before, after)) {
         errno = EINVAL;
@@ -181,21 +177,13 @@ int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after
     row classes[MAX_ROWS], counts[MAX_ROWS + 2 * SOMA_MAX_TYPES], bytes[MAX_ROWS];
     size_t nclasses = class_rows(classes, before, after), ncounts = 0, nbytes = 0;
 
-#define ADD(src, m, label, group)                                                                  \
-    if ((group) == SOMA_FIELD_COUNT)                                                               \
-        add(counts, &ncounts, label, before->src m, after->src m);                                 \
-    else if ((group) == SOMA_FIELD_BYTES)                                                          \
-        add(bytes, &nbytes, label, before->src m, after->src m);
-#define X(m, label, group) ADD(, m, label, group)
-    SOMA_STATS_FIELDS(X)
-#undef X
-#define X(m, label, group) ADD(medium., m, label, group)
-    SOMA_MEDIUM_FIELDS(X)
-#undef X
-#define X(m, label, group) ADD(large., m, label, group)
-    SOMA_LARGE_FIELDS(X)
-#undef X
-#undef ADD
+    for (int id = 0; id < SOMA_NUM_FIELDS; id++) {
+        const field_t *f = &soma__emit_fields[id];
+        if (f->group == SOMA_FIELD_COUNT)
+            add(counts, &ncounts, f->label, soma__emit_value(before, id), soma__emit_value(after, id));
+        else if (f->group == SOMA_FIELD_BYTES)
+            add(bytes, &nbytes, f->label, soma__emit_value(before, id), soma__emit_value(after, id));
+    }
     /* The object caches, matched by name: those after (0 if new), then
      * those that are gone (0 after). */
     char type_labels[2 * SOMA_MAX_TYPES][SOMA_TYPE_NAME_MAX + 16];
@@ -222,14 +210,12 @@ int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after
 
     size_t changed = nclasses + ncounts + nbytes;
     if (changed == 0)
-        fputs("Nothing changed.\n", out);
+        soma__sink_put(e->sink, "Nothing changed.\n");
     else
-        fputs("What changed, after - before (unchanged rows left out):\n\n", out);
-    print_classes(out, before, after, classes, nclasses);
+        soma__sink_put(e->sink, "What changed, after - before (unchanged rows left out):\n\n");
+    print_classes(e, before, after, classes, nclasses);
     int width = label_width(counts, ncounts, bytes, nbytes);
-    print_figures(out, "Counts", counts, ncounts, width);
-    print_figures(out, "Bytes", bytes, nbytes, width);
-    if (fflush(out) == EOF || ferror(out))
-        return -1;
+    print_figures(e, "Counts", counts, ncounts, width);
+    print_figures(e, "Bytes", bytes, nbytes, width);
     return (int)changed;
 }

@@ -71,6 +71,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "rng.h"
 #include "soma.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -228,13 +229,10 @@ static uint32_t next_fill(size_t slot)
 
 static void model_init(void)
 {
-    uint64_t x = 0x2545f4914f6cdd1dULL;
-    for (size_t i = 0; i < PAT; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        pat[i] = pat[i + PAT] = (unsigned char)(x >> 24);
-    }
+    test_rng rng;
+    test_rng_seed(&rng, 0x2545f4914f6cdd1dULL);
+    for (size_t i = 0; i < PAT; i++)
+        pat[i] = pat[i + PAT] = (unsigned char)(test_rng_next(&rng) >> 24);
     const char *t = getenv("SOMA_FUZZ_TRACE");
     trace = t != NULL && *t != '\0' && *t != '0';
 

@@ -37,10 +37,11 @@
  * The model: a table of slots, each with its block, the bytes requested and
  * the bytes patterned, a fill (from the slot and a counter: it picks where
  * in a random 4093-byte cycle the block's pattern starts, so neighbours
- * differ everywhere), the class it must be in (from the size, as config.h
- * and sizeclass.c define the classes: (n - 1) / 16 up to 512, then the
- * smallest of ((pool - 48) / k) & ~15 that holds it; none above the medium
- * maximum, or a block of the C library's that soma never saw), and the
+ * differ everywhere), the class it must be in (from the size, by the
+ * tests' model of the classes, tests/lib/classes.h, as config.h and
+ * sizeclass.c define them: (n - 1) / 16 up to 512, then the smallest of
+ * ((pool - 48) / k) & ~15 that holds it; none above the medium maximum, or
+ * a block of the C library's that soma never saw), and the
  * heap it must belong to (the main thread's, a worker thread's, one of
  * three explicit heaps, or none for the system's blocks).
  * Every block placed is checked at once: alignment, soma_usable_size (the
@@ -70,7 +71,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "classes.h"
 #include "malloc/malloc.h"
+#include "rng.h"
 #include "soma.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -91,7 +94,7 @@ enum {
 /* Blocks of the system allocator: soma's large blocks (requests above the
  * medium classes, alignments above 16), counted in soma_stats.large; and
  * foreign ones, from the C library's malloc, which soma must only pass on. */
-enum { CLS_LARGE = -1, CLS_FOREIGN = -2 };
+enum { CLS_LARGE = CLASSES_LARGE, CLS_FOREIGN = -2 };
 #define FOREIGN_ALIGN 8 /* what the sanitizers' malloc promises (glibc's gives 16) */
 
 typedef struct {
@@ -113,9 +116,9 @@ static size_t large_live; /* sum of req over the system's blocks (large and fore
 static uint32_t counter;
 static unsigned bank;
 
-/* The classes, from the geometry soma reports (checked against its own table). */
-static size_t class_size[SOMA_NUM_CLASSES + SOMA_MAX_MEDIUM_CLASSES];
-static size_t nmedium, medium_max, pool_size, arena_size, pool_overhead;
+/* The geometry soma reports; the classes are classes.h's, from its pool
+ * size (checked against soma's own table). */
+static size_t pool_size, arena_size, pool_overhead;
 
 static unsigned char pat[2 * PAT];
 static int trace;
@@ -228,13 +231,10 @@ static uint32_t next_fill(size_t slot)
 
 static void model_init(void)
 {
-    uint64_t x = 0x2545f4914f6cdd1dULL;
-    for (size_t i = 0; i < PAT; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        pat[i] = pat[i + PAT] = (unsigned char)(x >> 24);
-    }
+    test_rng rng;
+    test_rng_seed(&rng, 0x2545f4914f6cdd1dULL);
+    for (size_t i = 0; i < PAT; i++)
+        pat[i] = pat[i + PAT] = (unsigned char)(test_rng_next(&rng) >> 24);
     const char *t = getenv("SOMA_FUZZ_TRACE");
     trace = t != NULL && *t != '\0' && *t != '0';
 
@@ -243,45 +243,14 @@ static void model_init(void)
     pool_size = st->pool_size;
     arena_size = st->arena_size;
     pool_overhead = st->pool_overhead;
-    if (pool_overhead != 48) /* SOMA_MEDIUM_SIZE in config.h counts on it */
-        fail("pool overhead %zu, not 48", pool_overhead);
-    for (size_t c = 0; c < SOMA_NUM_CLASSES; c++) {
-        class_size[c] = (c + 1) * 16;
-        if (st->classes[c].size != class_size[c])
-            fail("class %zu: soma says %zu bytes, the model %zu", c, st->classes[c].size,
-                 class_size[c]);
-    }
-    /* Medium classes: k blocks of ((pool - 48) / k) & ~15 bytes, for every k
-     * from the largest whose size is above the threshold down to 2. */
-    nmedium = 0;
-    for (size_t k = (pool_size - 48) / SOMA_SMALL_THRESHOLD; k >= 2; k--) {
-        size_t s = ((pool_size - 48) / k) & ~(size_t)15;
-        if (s <= SOMA_SMALL_THRESHOLD ||
-            (nmedium > 0 && s == class_size[SOMA_NUM_CLASSES + nmedium - 1]))
-            continue;
-        if (nmedium == SOMA_MAX_MEDIUM_CLASSES)
-            fail("more medium classes than SOMA_MAX_MEDIUM_CLASSES");
-        class_size[SOMA_NUM_CLASSES + nmedium++] = s;
-    }
-    medium_max = class_size[SOMA_NUM_CLASSES + nmedium - 1];
-    if (nmedium != st->medium.num_classes || medium_max != st->medium.max_size)
-        fail("medium classes: soma has %zu up to %zu bytes, the model %zu up to %zu",
-             st->medium.num_classes, st->medium.max_size, nmedium, medium_max);
-    for (size_t i = 0; i < nmedium; i++)
-        if (st->medium.classes[i].size != class_size[SOMA_NUM_CLASSES + i])
-            fail("medium class %zu: soma says %zu bytes, the model %zu", i,
-                 st->medium.classes[i].size, class_size[SOMA_NUM_CLASSES + i]);
-}
-
-/* The class of an n-byte request: 0 serves 0; CLS_LARGE for the system's. */
-static int class_of(size_t n)
-{
-    if (n <= SOMA_SMALL_THRESHOLD)
-        return n == 0 ? 0 : (int)((n - 1) / 16);
-    for (size_t i = 0; i < nmedium; i++)
-        if (class_size[SOMA_NUM_CLASSES + i] >= n)
-            return SOMA_NUM_CLASSES + (int)i;
-    return CLS_LARGE;
+    /* The medium classes from the pool size; then the whole model against
+     * soma's table (the pool overhead of 48 that SOMA_MEDIUM_SIZE in
+     * config.h counts on, each class's size). */
+    if (classes_init(pool_size) != 0)
+        fail("more medium classes than SOMA_MAX_MEDIUM_CLASSES");
+    char why[160];
+    if (classes_agree(st, why, sizeof why) != 0)
+        fail("%s", why);
 }
 
 /* The heap an allocation lands in: `target` for soma's classes, none above. */
@@ -317,13 +286,13 @@ static size_t draw_size(input_t *in)
     case 1: /* around a small class's end: 15, 16, 17 ... 511, 512, 513 */
         return (lo + 1) * 16 + byte(in) % 3 - 1;
     case 2: /* around a medium class's end */
-        return class_size[SOMA_NUM_CLASSES + lo % nmedium] + byte(in) % 3 - 1;
+        return classes_medium[lo % classes_nmedium] + byte(in) % 3 - 1;
     case 3: /* any medium size */
-        return SOMA_SMALL_THRESHOLD + 1 + u16(in) % (medium_max - SOMA_SMALL_THRESHOLD);
+        return SOMA_SMALL_THRESHOLD + 1 + u16(in) % (classes_medium_max - SOMA_SMALL_THRESHOLD);
     case 4: /* 0 and tiny sizes */
         return lo;
     case 5: /* around the medium maximum, and above it */
-        return lo < 8 ? medium_max - 3 + lo : medium_max + 1 + u16(in);
+        return lo < 8 ? classes_medium_max - 3 + lo : classes_medium_max + 1 + u16(in);
     case 6: /* large: 8 KiB .. 264 KiB */
         return (size_t)(lo + 1) * 8192 + u16(in) % 8192;
     default: /* anything up to 64 KiB */
@@ -375,9 +344,9 @@ static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *he
     size_t usable = soma_usable_size(p);
     arena_t *arena = soma__region_arena(p);
     if (cls >= 0) {
-        if (usable != class_size[cls])
+        if (!classes_usable_ok(cls, n, usable))
             fail("%s of %zu bytes: usable size %zu, the model's class %d has %zu", what, n,
-                 usable, cls, class_size[cls]);
+                 usable, cls, classes_size(cls));
         if (arena == NULL)
             fail("%s of %zu bytes: %p is not in soma's arenas (model class %d)", what, n, p, cls);
         const pool_t *pool = soma__pool_of(p);
@@ -386,7 +355,7 @@ static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *he
                  "%d, heap %p",
                  what, n, p, pool->szidx, (void *)pool->heap, cls, (void *)heap);
     } else {
-        if (usable < n)
+        if (!classes_usable_ok(cls, n, usable))
             fail("%s of %zu bytes: usable size %zu is smaller", what, n, usable);
         if (arena != NULL)
             fail("%s of %zu bytes: %p is in soma's arenas, the model says the system's", what, n,
@@ -433,14 +402,14 @@ static void realloc_done(size_t i, const slot_t *old, void *q, size_t n, heap_t 
     int cls = old->cls; /* a block of the system's stays the system's */
     heap_t *heap = NULL;
     if (old->cls >= 0) {
-        size_t have = class_size[old->cls];
-        int stays = n <= have && (4 * n > 3 * have || class_of(n) == old->cls);
+        size_t have = classes_size(old->cls);
+        int stays = classes_realloc_in_place(old->cls, n);
         if (stays != ((uintptr_t)q == (uintptr_t)old->p))
             fail("%s of a %zu-byte block (class %d, %zu bytes) to %zu: soma's rule says it %s, "
                  "but %p -> %p",
                  what, old->req, old->cls, have, n, stays ? "stays in place" : "moves",
                  (void *)old->p, q);
-        cls = stays ? old->cls : class_of(n);
+        cls = stays ? old->cls : classes_of(n);
         heap = stays ? old->heap : heap_for(cls, target);
     }
     size_t keep = old->size < n ? old->size : n;
@@ -462,7 +431,7 @@ static void do_realloc(size_t i, size_t n, soma_heap *h)
     const char *what = h ? "soma_heap_realloc" : "soma_realloc";
     slot_t *s = &slots[i];
     if (s->p == NULL) {
-        int cls = class_of(n);
+        int cls = classes_of(n);
         if (over_budget(cls, n))
             return;
         void *p = h ? soma_heap_realloc(h, NULL, n) : soma_realloc(NULL, n);
@@ -479,7 +448,7 @@ static void do_realloc(size_t i, size_t n, soma_heap *h)
         return;
     }
     slot_t old = *s;
-    int moves_large = (old.cls >= 0 && class_of(n) < 0) || old.cls < 0;
+    int moves_large = (old.cls >= 0 && classes_of(n) < 0) || old.cls < 0;
     if (moves_large && large_live - (old.cls < 0 ? old.req : 0) + n > LARGE_BUDGET)
         return;
     void *q = h ? soma_heap_realloc(h, s->p, n) : soma_realloc(s->p, n);
@@ -510,7 +479,7 @@ static void do_calloc(size_t i, unsigned split, size_t n, soma_heap *h)
         nmemb = 0; /* 0 elements of n bytes: 0 bytes */
         n = 0;
     }
-    int cls = class_of(n);
+    int cls = classes_of(n);
     if (over_budget(cls, n))
         return;
     if (slots[i].p != NULL)
@@ -526,7 +495,7 @@ static void do_calloc(size_t i, unsigned split, size_t n, soma_heap *h)
 
 static void do_malloc(size_t i, size_t n, soma_heap *h)
 {
-    int cls = class_of(n);
+    int cls = classes_of(n);
     if (over_budget(cls, n))
         return;
     if (slots[i].p != NULL)
@@ -548,7 +517,7 @@ static void do_aligned(size_t i, size_t align, int valid, size_t n)
         return;
     }
     /* Up to 16: soma_malloc; above: the system's, whatever the size. */
-    int cls = align <= SOMA_ALIGNMENT ? class_of(n) : CLS_LARGE;
+    int cls = align <= SOMA_ALIGNMENT ? classes_of(n) : CLS_LARGE;
     if (over_budget(cls, n))
         return;
     if (slots[i].p != NULL)
@@ -696,7 +665,7 @@ static void do_xfree(unsigned mode, size_t start, size_t count, size_t stride, s
         /* A realloc must not take the large blocks over the budget, nor
          * free a block: size 0 would (that is REALLOC's business). */
         size_t nn = n ? n : 1;
-        if (it->what == JOB_REALLOC && (s->cls < 0 || class_of(nn) < 0)) {
+        if (it->what == JOB_REALLOC && (s->cls < 0 || classes_of(nn) < 0)) {
             if (budget + nn > LARGE_BUDGET)
                 it->what = JOB_FREE;
             else
@@ -730,7 +699,7 @@ static void do_xalloc(unsigned where, size_t start, size_t count, size_t n, int 
         if (slots[i].p != NULL)
             continue;
         size_t nn = vary ? n + 7 * k : n;
-        if (class_of(nn) < 0) {
+        if (classes_of(nn) < 0) {
             if (budget + nn > LARGE_BUDGET)
                 break;
             budget += nn;
@@ -749,7 +718,7 @@ static void do_xalloc(unsigned where, size_t start, size_t count, size_t n, int 
     heap_t *target = job.heap ? (heap_t *)job.heap : job.own_heap;
     for (size_t k = 0; k < job.n; k++) {
         job_item *it = &job.items[k];
-        int cls = class_of(it->n);
+        int cls = classes_of(it->n);
         place(it->slot, it->p, it->n, SOMA_ALIGNMENT, cls, heap_for(cls, target),
               "allocation by the worker");
         slots[it->slot].fill = it->nfill; /* the worker filled it so */
@@ -802,7 +771,7 @@ static void check_figures(const soma_stats *st, const char *scope)
         fail("%s: %zu empty arenas of %zu", scope, st->arenas_empty, st->arenas_current);
     const soma_medium_stats *m = &st->medium;
     alloc = avail = 0;
-    for (size_t i = 0; i < nmedium; i++) {
+    for (size_t i = 0; i < classes_nmedium; i++) {
         const soma_class_stats *cs = &m->classes[i];
         if (cs->blocks_in_use + cs->avail_blocks != cs->num_pools * (cap_bytes / cs->size))
             fail("%s: medium class %zu: %zu in use + %zu available != %zu pools of %zu blocks",
@@ -838,12 +807,11 @@ static void check_counts(const soma_stats *st, heap_t *heap, int all, const char
             want[s->cls]++;
         }
     }
-    for (size_t c = 0; c < SOMA_NUM_CLASSES + nmedium; c++) {
-        size_t got = c < SOMA_NUM_CLASSES ? st->classes[c].blocks_in_use
-                                          : st->medium.classes[c - SOMA_NUM_CLASSES].blocks_in_use;
+    for (size_t c = 0; c < classes_count(); c++) {
+        size_t got = classes_stats(st, (int)c)->blocks_in_use;
         if (got != want[c])
             fail("%s: class %zu (%zu bytes): %zu blocks in use, the model has %zu", scope, c,
-                 class_size[c], got, want[c]);
+                 classes_size((int)c), got, want[c]);
     }
     if (!all && (st->large.blocks_in_use != 0 || st->large.bytes_in_use != 0))
         fail("%s: a heap's snapshot reports %zu large blocks", scope, st->large.blocks_in_use);
@@ -885,7 +853,7 @@ static void full_check(const char *when)
                  (void *)s->p);
         verify(s->p, s->size, s->fill, when, i);
         size_t usable = soma_usable_size(s->p);
-        if (s->cls >= 0 ? usable != class_size[s->cls] : usable < s->size)
+        if (!classes_usable_ok(s->cls, s->size, usable))
             fail("%s: slot %zu: usable size of %p is now %zu (class %d, %zu patterned bytes)",
                  when, i, (void *)s->p, usable, s->cls, s->size);
         if ((uintptr_t)s->p % s->align != 0)
@@ -1001,7 +969,7 @@ static void run_op(input_t *in)
         /* where & 8: aligned_alloc, 32 to 4096 (the system's blocks, even
          * tiny ones: many of them fill soma's table of large blocks). */
         size_t align = (size_t)32 << (where >> 4) % 8;
-        int cls = where & 8 ? CLS_LARGE : class_of(n);
+        int cls = where & 8 ? CLS_LARGE : classes_of(n);
         for (size_t k = 0, bytes = 0; k < count && bytes <= BURST_BUDGET; k++) {
             size_t i = (start + k) % NSLOTS;
             if (slots[i].p == NULL) {

@@ -6,8 +6,8 @@ valgrind: memcheck normally replaces every malloc, soma's included; told
 to leave the program's own alone (--soname-synonyms=somalloc=
 nouserintercepts) it runs soma but sees nothing wrong inside soma's
 arenas.  libsoma-override-valgrind.so describes each block to it, so the
-mistakes of tests/debug_misuse.c come out as memcheck reports them for its
-own allocator: the kind of access, its size, where it lies relative to
+mistakes of tests/debug/debug_misuse.c come out as memcheck reports them for
+its own allocator: the kind of access, its size, where it lies relative to
 which block of what size, a leak with its byte count.  The plain override
 is run once too, to show what the build is for (the overflow goes unseen).
 
@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from testlib import check, done, need  # noqa: E402
 
 misuse_libc, misuse_asan, override, vg_lib = sys.argv[1:5]

@@ -15,25 +15,21 @@
 
 #include "malloc/malloc.h"
 #include "soma.h"
+#include "test.h"
 
-static int failures;
-static unsigned long long rng = 0x9e3779b97f4a7c15ULL;
+static test_rng rng;
 
-static unsigned long long next_rand(void)
+/* A random small size, 1 .. SOMA_SMALL_THRESHOLD. */
+static size_t small_size(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return 1 + (size_t)test_rng_below(&rng, SOMA_SMALL_THRESHOLD);
 }
 
 static void check(const char *when)
 {
     char why[256];
-    if (soma__check_heap(soma__heap_current(), why, sizeof why) != 0) {
-        fprintf(stderr, "FAIL after %s: %s\n", when, why);
-        failures++;
-    }
+    if (!CHECK_EQ(soma__check_heap(soma__heap_current(), why, sizeof why), 0))
+        test_note("  after %s: %s", when, why);
 }
 
 enum { NSLOTS = 60000 };
@@ -41,29 +37,31 @@ static void *slot[NSLOTS];
 
 int main(void)
 {
+    test_begin("test_invariants");
+    test_rng_seed(&rng, 0x9e3779b97f4a7c15ULL);
     soma_stats st;
     check("start");
 
     /* Phase 1: fill ~10 arenas with a mix of classes. */
     for (size_t i = 0; i < NSLOTS; i++) {
-        slot[i] = soma_malloc(1 + next_rand() % SOMA_SMALL_THRESHOLD);
+        slot[i] = soma_malloc(small_size());
         if (i % 1000 == 0)
             check("filling");
     }
     check("filling");
     soma_stats_get(&st);
     size_t peak = st.arenas_current;
-    printf("filled: %zu arenas\n", peak);
+    test_note("filled: %zu arenas", peak);
 
     /* Phase 2: random frees and reallocations, checking as we go. */
     for (size_t op = 0; op < 400000; op++) {
-        size_t k = next_rand() % NSLOTS;
-        if (slot[k] && next_rand() % 3 != 0) {
+        size_t k = (size_t)test_rng_below(&rng, NSLOTS);
+        if (slot[k] && test_rng_below(&rng, 3) != 0) {
             soma_free(slot[k]);
             slot[k] = NULL;
         } else {
             soma_free(slot[k]);
-            slot[k] = soma_malloc(1 + next_rand() % SOMA_SMALL_THRESHOLD);
+            slot[k] = soma_malloc(small_size());
         }
         if (op % 2000 == 0)
             check("random churn");
@@ -104,18 +102,11 @@ int main(void)
         check("the sweep after the decay");
     }
     soma_stats_get(&st);
-    printf("after freeing: %zu arenas current, %zu reclaimed\n", st.arenas_current,
-           st.arenas_reclaimed);
-    if (st.arenas_current > 1) {
-        fprintf(stderr, "FAIL: %zu arenas still mapped with no block in use\n",
-                st.arenas_current);
-        failures++;
-    }
-    if (st.arenas_reclaimed < peak - 1) {
-        fprintf(stderr, "FAIL: only %zu arenas reclaimed of a peak of %zu\n", st.arenas_reclaimed,
-                peak);
-        failures++;
-    }
-    printf("%d passed, %d failed\n", failures ? 0 : 1, failures ? 1 : 0);
-    return failures ? 1 : 0;
+    test_note("after freeing: %zu arenas current, %zu reclaimed", st.arenas_current,
+              st.arenas_reclaimed);
+    if (!CHECK_LE(st.arenas_current, 1))
+        test_note("  %zu arenas still mapped with no block in use", st.arenas_current);
+    if (!CHECK_GE(st.arenas_reclaimed, peak - 1))
+        test_note("  only %zu arenas reclaimed of a peak of %zu", st.arenas_reclaimed, peak);
+    return test_summary();
 }

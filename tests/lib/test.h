@@ -6,9 +6,12 @@
  *   CHECK_NE / CHECK_LE / CHECK_LT / CHECK_GE / CHECK_GT   likewise
  *   CHECK_PTR_EQ(a, b)     pointers
  *   CHECK_STR_EQ(a, b)     C strings (NULL-safe)
+ *   REQUIRE(cond)          CHECK, and when it fails return 1 from the function
+ *                          (a part of a test that cannot go on without it)
  *   test_note(fmt, ...)    an informational line ("# ...")
  *   return test_summary(); at the end of main: prints "<prog>: N passed, N failed"
  *                          and gives the exit status (1 if anything failed)
+ *   test_rng ...           random numbers (rng.h)
  *
  * A failed check prints file:line, the expression and the values, and counts;
  * the program keeps going so that one run shows every failure.  To keep a long
@@ -159,6 +162,14 @@ static inline void test_int_str_(char *buf, size_t len, test_int_ v)
         ok_;                                                                                       \
     })
 
+/* A check the rest of the calling function depends on: when it fails, the
+ * function returns 1 (its part of the test failed) instead of going on. */
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!CHECK(cond))                                                                          \
+            return 1;                                                                              \
+    } while (0)
+
 /* An unconditional failure with a message. */
 #define FAIL(...) TEST_FAIL_(__VA_ARGS__)
 
@@ -200,31 +211,8 @@ static inline unsigned long long test_env_ull(const char *name, unsigned long lo
     return *end == '\0' ? x : def;
 }
 
-/* A small deterministic PRNG (xorshift64*), good enough for tests. */
-typedef struct {
-    uint64_t s;
-} test_rng;
-
-static inline void test_rng_seed(test_rng *r, uint64_t seed)
-{
-    r->s = seed ? seed : 0x9e3779b97f4a7c15ULL;
-}
-
-static inline uint64_t test_rng_next(test_rng *r)
-{
-    uint64_t x = r->s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    r->s = x;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-/* Uniform-ish in [0, n), n > 0. */
-static inline uint64_t test_rng_below(test_rng *r, uint64_t n)
-{
-    return test_rng_next(r) % n;
-}
+/* Random numbers: test_rng, test_rng_seed, test_rng_next, test_rng_below. */
+#include "rng.h"
 
 /*
  * Sanitizer defaults for every test program: the tests deliberately ask for

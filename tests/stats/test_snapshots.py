@@ -10,7 +10,7 @@ figures known by hand.
     every sample shows exactly those, so the sampler allocated nothing;
   - SOMA_STATS_FORMAT=json at exit in python3 under the override, and
     soma run --format json: valid streams;
-  - soma diff of the hand-built snapshots in tests/data prints exactly
+  - soma diff of the hand-built snapshots in tests/stats/data prints exactly
     diff_expected.txt (the same text test_diff gets from the C function);
   - soma map: 1 arena, a real snapshot, and 1200 arenas (1000 drawn, the
     rest summarised, and the page says so); the SVG is well-formed XML.
@@ -25,7 +25,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from testlib import (ROOT, check, done, importable, need, snapshots, validate_all,
                      validator)
 
@@ -238,7 +238,7 @@ else:
     print("sanitized build: python3 under the override and soma run left out")
 
 # ---- soma diff ----
-data = os.path.join(ROOT, "tests", "data")
+data = os.path.join(ROOT, "tests", "stats", "data")
 r = run([SOMA, "diff", os.path.join(data, "diff_before.json"), os.path.join(data, "diff_after.json")])
 expected = open(os.path.join(data, "diff_expected.txt")).read()
 got = r.stdout.split("\n", 3)[3] if r.stdout.count("\n") > 3 else ""

@@ -1,7 +1,7 @@
 /*
  * test_diff: soma_stats_diff on two snapshots built by hand, the same two
- * that tests/data/diff_before.json and diff_after.json describe (so the
- * text must be exactly tests/data/diff_expected.txt, which test_views.sh
+ * that tests/stats/data/diff_before.json and diff_after.json describe (so the
+ * text must be exactly tests/stats/data/diff_expected.txt, which test_views.sh
  * also expects from `soma diff` on the JSON files), plus the edge cases:
  * nothing changed, and different geometries.
  */

@@ -17,14 +17,7 @@
 #include <string.h>
 
 #include "json.h"
-
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            return 1;                                                             \
-        }                                                                         \
-    } while (0)
+#include "test.h"
 
 /* Parse s from a malloc'd copy of exactly strlen(s) bytes (no NUL after it). */
 static sj_value *parse_exact(const char *s, const char **endoff, char *err, size_t errlen)
@@ -48,19 +41,19 @@ static int test_numbers(void)
     sj_value *v = parse_exact("[0, 18446744073709551615, 9007199254740993, -42, -9223372036854775808,"
                               " 3.25, -1.5e3, 1E2, 18446744073709551616, 9223372036854775808, -0]",
                               NULL, err, sizeof err);
-    CHECK(v && v->type == SJ_ARRAY && v->n == 11);
+    REQUIRE(v && v->type == SJ_ARRAY && v->n == 11);
     sj_value **it = v->items;
-    CHECK(it[0]->type == SJ_NUMBER && it[0]->is_uint && it[0]->uint == 0 && it[0]->is_int && it[0]->sint == 0);
-    CHECK(it[1]->is_uint && it[1]->uint == 18446744073709551615ULL && !it[1]->is_int);
-    CHECK(it[2]->is_uint && it[2]->uint == 9007199254740993ULL && it[2]->sint == 9007199254740993LL);
-    CHECK(!it[3]->is_uint && it[3]->is_int && it[3]->sint == -42 && it[3]->number == -42.0);
-    CHECK(it[4]->is_int && it[4]->sint == -9223372036854775807LL - 1 && !it[4]->is_uint);
-    CHECK(it[5]->number == 3.25 && !it[5]->is_uint && !it[5]->is_int);
-    CHECK(it[6]->number == -1500.0 && !it[6]->is_int);
-    CHECK(it[7]->number == 100.0 && !it[7]->is_uint);   /* has an exponent */
-    CHECK(!it[8]->is_uint && !it[8]->is_int && it[8]->number == 18446744073709551616.0);
-    CHECK(it[9]->is_uint && !it[9]->is_int && it[9]->uint == 9223372036854775808ULL);
-    CHECK(!it[10]->is_uint && it[10]->is_int && it[10]->sint == 0);
+    REQUIRE(it[0]->type == SJ_NUMBER && it[0]->is_uint && it[0]->uint == 0 && it[0]->is_int && it[0]->sint == 0);
+    REQUIRE(it[1]->is_uint && it[1]->uint == 18446744073709551615ULL && !it[1]->is_int);
+    REQUIRE(it[2]->is_uint && it[2]->uint == 9007199254740993ULL && it[2]->sint == 9007199254740993LL);
+    REQUIRE(!it[3]->is_uint && it[3]->is_int && it[3]->sint == -42 && it[3]->number == -42.0);
+    REQUIRE(it[4]->is_int && it[4]->sint == -9223372036854775807LL - 1 && !it[4]->is_uint);
+    REQUIRE(it[5]->number == 3.25 && !it[5]->is_uint && !it[5]->is_int);
+    REQUIRE(it[6]->number == -1500.0 && !it[6]->is_int);
+    REQUIRE(it[7]->number == 100.0 && !it[7]->is_uint);   /* has an exponent */
+    REQUIRE(!it[8]->is_uint && !it[8]->is_int && it[8]->number == 18446744073709551616.0);
+    REQUIRE(it[9]->is_uint && !it[9]->is_int && it[9]->uint == 9223372036854775808ULL);
+    REQUIRE(!it[10]->is_uint && it[10]->is_int && it[10]->sint == 0);
     sj_free(v);
     return 0;
 }
@@ -70,20 +63,20 @@ static int test_strings(void)
     char err[128];
     sj_value *v = parse_exact("\"a\\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\\u20AC\\u0041\"",
                               NULL, err, sizeof err);
-    CHECK(v && v->type == SJ_STRING);
+    REQUIRE(v && v->type == SJ_STRING);
     const char want[] = "a\"b\\c/d\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80\xe2\x82\xac" "A";
-    CHECK(v->len == sizeof want - 1 && memcmp(v->string, want, sizeof want) == 0);
+    REQUIRE(v->len == sizeof want - 1 && memcmp(v->string, want, sizeof want) == 0);
     sj_free(v);
 
     /* Lone surrogates: U+FFFD (EF BF BD); the escape after a lone high one still decodes. */
     v = parse_exact("\"\\ud800x\\udc00\\ud800\\u0042\"", NULL, err, sizeof err);
-    CHECK(v && v->type == SJ_STRING);
-    CHECK(v->len == 11 && memcmp(v->string, "\xef\xbf\xbdx\xef\xbf\xbd\xef\xbf\xbd" "B", 12) == 0);
+    REQUIRE(v && v->type == SJ_STRING);
+    REQUIRE(v->len == 11 && memcmp(v->string, "\xef\xbf\xbdx\xef\xbf\xbd\xef\xbf\xbd" "B", 12) == 0);
     sj_free(v);
 
     /* \u0000 is kept, with len counting it; raw UTF-8 passes through. */
     v = parse_exact("\"a\\u0000b\xc3\xa9\"", NULL, err, sizeof err);
-    CHECK(v && v->len == 5 && memcmp(v->string, "a\0b\xc3\xa9", 6) == 0);
+    REQUIRE(v && v->len == 5 && memcmp(v->string, "a\0b\xc3\xa9", 6) == 0);
     sj_free(v);
     return 0;
 }
@@ -95,25 +88,25 @@ static int test_nested(void)
                        "  \"neg\": -1, \"flags\": [true, false, null],\n"
                        "  \"inner\": {\"a\": [[1], {}], \"b\": []},\n  \"name\": \"second\"\n} ";
     sj_value *v = parse_exact(text, NULL, err, sizeof err);
-    CHECK(v && v->type == SJ_OBJECT && v->n == 6);
-    CHECK(strcmp(v->keys[0], "name") == 0 && strcmp(v->keys[5], "name") == 0);
-    CHECK(strcmp(sj_get_string(v, "name"), "heap\xc3\xa9") == 0);  /* first match */
+    REQUIRE(v && v->type == SJ_OBJECT && v->n == 6);
+    REQUIRE(strcmp(v->keys[0], "name") == 0 && strcmp(v->keys[5], "name") == 0);
+    REQUIRE(strcmp(sj_get_string(v, "name"), "heap\xc3\xa9") == 0);  /* first match */
     unsigned long long u = 0;
-    CHECK(sj_get_uint(v, "count", &u) == 1 && u == 18446744073709551615ULL);
-    CHECK(sj_get_uint(v, "neg", &u) == 0 && sj_get_uint(v, "missing", &u) == 0);
-    CHECK(sj_get_uint(v, "name", &u) == 0 && sj_get_string(v, "count") == NULL);
+    REQUIRE(sj_get_uint(v, "count", &u) == 1 && u == 18446744073709551615ULL);
+    REQUIRE(sj_get_uint(v, "neg", &u) == 0 && sj_get_uint(v, "missing", &u) == 0);
+    REQUIRE(sj_get_uint(v, "name", &u) == 0 && sj_get_string(v, "count") == NULL);
     const sj_value *flags = sj_get(v, "flags");
-    CHECK(flags && flags->type == SJ_ARRAY && flags->n == 3);
-    CHECK(flags->items[0]->type == SJ_BOOL && flags->items[0]->boolean == 1);
-    CHECK(flags->items[1]->type == SJ_BOOL && flags->items[1]->boolean == 0);
-    CHECK(flags->items[2]->type == SJ_NULL);
+    REQUIRE(flags && flags->type == SJ_ARRAY && flags->n == 3);
+    REQUIRE(flags->items[0]->type == SJ_BOOL && flags->items[0]->boolean == 1);
+    REQUIRE(flags->items[1]->type == SJ_BOOL && flags->items[1]->boolean == 0);
+    REQUIRE(flags->items[2]->type == SJ_NULL);
     const sj_value *inner = sj_get(v, "inner");
     const sj_value *a = sj_get(inner, "a");
-    CHECK(a && a->type == SJ_ARRAY && a->n == 2);
-    CHECK(a->items[0]->type == SJ_ARRAY && a->items[0]->n == 1 && a->items[0]->items[0]->uint == 1);
-    CHECK(a->items[1]->type == SJ_OBJECT && a->items[1]->n == 0);
-    CHECK(sj_get(inner, "b")->type == SJ_ARRAY && sj_get(inner, "b")->n == 0);
-    CHECK(sj_get(flags, "x") == NULL && sj_get(NULL, "x") == NULL && sj_get(v, "zzz") == NULL);
+    REQUIRE(a && a->type == SJ_ARRAY && a->n == 2);
+    REQUIRE(a->items[0]->type == SJ_ARRAY && a->items[0]->n == 1 && a->items[0]->items[0]->uint == 1);
+    REQUIRE(a->items[1]->type == SJ_OBJECT && a->items[1]->n == 0);
+    REQUIRE(sj_get(inner, "b")->type == SJ_ARRAY && sj_get(inner, "b")->n == 0);
+    REQUIRE(sj_get(flags, "x") == NULL && sj_get(NULL, "x") == NULL && sj_get(v, "zzz") == NULL);
     sj_free(v);
     return 0;
 }
@@ -129,26 +122,26 @@ static int test_concatenated(void)
     while ((p = sj_skip_space(p, lim)) < lim) {
         const char *end;
         sj_value *v = sj_parse(p, (size_t)(lim - p), &end, err, sizeof err);
-        CHECK(v && end > p && end <= lim && count < 4);
+        REQUIRE(v && end > p && end <= lim && count < 4);
         if (v->type == SJ_OBJECT)
-            CHECK(sj_get_uint(v, "id", &ids[count]));
+            REQUIRE(sj_get_uint(v, "id", &ids[count]));
         else if (v->type == SJ_NUMBER)
             ids[count] = v->uint;
         else
-            CHECK(v->type == SJ_STRING && strcmp(v->string, "x") == 0);
+            REQUIRE(v->type == SJ_STRING && strcmp(v->string, "x") == 0);
         count++;
         p = end;
         sj_free(v);
     }
-    CHECK(count == 4 && ids[0] == 1 && ids[1] == 2 && ids[2] == 7);
+    REQUIRE(count == 4 && ids[0] == 1 && ids[1] == 2 && ids[2] == 7);
 
     /* *end points just past the value, trailing whitespace untouched. */
     const char *end;
     sj_value *v = parse_exact("  [1,2]  ", &end, err, sizeof err);
-    CHECK(v && end && strcmp(end, "  ") == 0);
+    REQUIRE(v && end && strcmp(end, "  ") == 0);
     sj_free(v);
     v = parse_exact("123", &end, err, sizeof err);
-    CHECK(v && v->uint == 123 && end && *end == '\0');
+    REQUIRE(v && v->uint == 123 && end && *end == '\0');
     sj_free(v);
     return 0;
 }
@@ -174,15 +167,15 @@ static int test_malformed(void)
         }
     }
     /* The position is where the problem is: line 3, column 5 (the ']'). */
-    CHECK(!parse_exact("[\n 1,\n 2, ]", NULL, err, sizeof err));
-    CHECK(strncmp(err, "line 3, column 5: ", 18) == 0);
-    CHECK(!parse_exact("{\"k\": 01}", NULL, err, sizeof err));
-    CHECK(strncmp(err, "line 1, column 7: ", 18) == 0);
+    REQUIRE(!parse_exact("[\n 1,\n 2, ]", NULL, err, sizeof err));
+    REQUIRE(strncmp(err, "line 3, column 5: ", 18) == 0);
+    REQUIRE(!parse_exact("{\"k\": 01}", NULL, err, sizeof err));
+    REQUIRE(strncmp(err, "line 1, column 7: ", 18) == 0);
     /* err may be NULL, and a tiny buffer is truncated, still NUL-terminated. */
-    CHECK(!parse_exact("[1,]", NULL, NULL, 0));
+    REQUIRE(!parse_exact("[1,]", NULL, NULL, 0));
     char tiny[5];
-    CHECK(!parse_exact("[1,]", NULL, tiny, sizeof tiny) && strcmp(tiny, "line") == 0);
-    CHECK(!sj_parse(NULL, 0, NULL, err, sizeof err));
+    REQUIRE(!parse_exact("[1,]", NULL, tiny, sizeof tiny) && strcmp(tiny, "line") == 0);
+    REQUIRE(!sj_parse(NULL, 0, NULL, err, sizeof err));
     return 0;
 }
 
@@ -195,10 +188,10 @@ static int test_depth(void)
         text[2 * depth] = '\0';
         sj_value *v = parse_exact(text, NULL, err, sizeof err);
         if (depth == 64) {
-            CHECK(v && v->type == SJ_ARRAY && v->n == 1);
+            REQUIRE(v && v->type == SJ_ARRAY && v->n == 1);
             sj_free(v);
         } else {
-            CHECK(!v && strncmp(err, "line 1, column 65: ", 19) == 0);
+            REQUIRE(!v && strncmp(err, "line 1, column 65: ", 19) == 0);
         }
     }
     return 0;
@@ -209,19 +202,19 @@ static int test_large(void)
     enum { N = 200000 };
     size_t cap = (size_t)N * 24 + 16, len = 0;
     char *text = malloc(cap), err[128];
-    CHECK(text);
+    REQUIRE(text);
     text[len++] = '[';
     for (unsigned i = 0; i < N; i++)
         len += (size_t)snprintf(text + len, cap - len, "%s[%u, %u]", i ? ",\n" : "", i, i * 2);
     text[len++] = ']';
     const char *end;
     sj_value *v = sj_parse(text, len, &end, err, sizeof err);   /* not NUL-terminated */
-    CHECK(v && v->type == SJ_ARRAY && v->n == N && end == text + len);
+    REQUIRE(v && v->type == SJ_ARRAY && v->n == N && end == text + len);
     for (unsigned i = 0; i < N; i++) {
         const sj_value *p = v->items[i];
-        CHECK(p->type == SJ_ARRAY && p->n == 2);
-        CHECK(p->items[0]->is_uint && p->items[0]->uint == i);
-        CHECK(p->items[1]->is_uint && p->items[1]->uint == 2ULL * i && p->items[1]->number == 2.0 * i);
+        REQUIRE(p->type == SJ_ARRAY && p->n == 2);
+        REQUIRE(p->items[0]->is_uint && p->items[0]->uint == i);
+        REQUIRE(p->items[1]->is_uint && p->items[1]->uint == 2ULL * i && p->items[1]->number == 2.0 * i);
     }
     sj_free(v);
     free(text);
@@ -230,9 +223,10 @@ static int test_large(void)
 
 int main(void)
 {
-    if (test_numbers() || test_strings() || test_nested() || test_concatenated() ||
-        test_malformed() || test_depth() || test_large())
-        return 1;
-    printf("test_json: ok\n");
-    return 0;
+    test_begin("test_json");
+    /* Each part stops at its first failed check (REQUIRE), and the run at
+     * the first part that failed. */
+    (void)(test_numbers() || test_strings() || test_nested() || test_concatenated() ||
+           test_malformed() || test_depth() || test_large());
+    return test_summary();
 }

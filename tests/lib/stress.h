@@ -9,12 +9,9 @@
  * every periodic sweep of the whole table.
  *
  * The model also predicts who owns each block from the documented rules
- * (1..512 bytes and 0: soma, in class (n-1)/16; 513 up to the largest medium
- * class: soma, in the smallest medium class that holds it, the classes being
- * ((pool size - 48) / k) & ~15 for k = 2, 3, ...; larger: the system;
- * realloc in place within the class unless shrinking by a quarter or more;
- * a system block stays the system's), so that the per-class counts of soma_stats_get
- * can be compared with it exactly.
+ * (classes.h: soma's small and medium classes, the system's above them,
+ * realloc in place or not; a system block stays the system's), so that the
+ * per-class counts of soma_stats_get can be compared with it exactly.
  */
 #ifndef SOMA_STRESS_H
 #define SOMA_STRESS_H
@@ -22,6 +19,7 @@
 #define _GNU_SOURCE
 #include <malloc.h>
 
+#include "classes.h"
 #include "soma.h"
 #include "test.h"
 
@@ -30,20 +28,6 @@
  * preloaded (stress_stats_get is then found with dlsym) and glibc's
  * otherwise (no statistics: the run then checks contents only, which
  * validates the test itself). */
-/* The medium classes, from the pool size (stress_medium_init). */
-static size_t stress_medium[SOMA_MAX_MEDIUM_CLASSES], stress_nmedium;
-
-static inline void stress_medium_init(size_t pool_size)
-{
-    stress_nmedium = 0;
-    for (size_t k = (pool_size - 48) / 512; k >= 2; k--) {
-        size_t size = ((pool_size - 48) / k) & ~(size_t)15;
-        if (size > 512 && (stress_nmedium == 0 || size != stress_medium[stress_nmedium - 1]) &&
-            stress_nmedium < SOMA_MAX_MEDIUM_CLASSES)
-            stress_medium[stress_nmedium++] = size;
-    }
-}
-
 #ifdef STRESS_VIA_MALLOC
 #include <dlfcn.h>
 /* realloc's old pointer is compared with the new one on purpose (the model
@@ -63,7 +47,7 @@ static inline void stress_setup(void)
     if (stress_stats_get != NULL) {
         static soma_stats st;
         stress_stats_get(&st);
-        stress_medium_init(st.pool_size);
+        (void)classes_init(st.pool_size);
     }
 }
 #else
@@ -77,7 +61,7 @@ static inline void stress_setup(void)
 {
     static soma_stats st;
     soma_stats_get(&st);
-    stress_medium_init(st.pool_size);
+    (void)classes_init(st.pool_size);
 }
 #endif
 
@@ -156,23 +140,6 @@ static inline int stress_all_zero(const unsigned char *p, size_t n)
     return 1;
 }
 
-/* The model's class of an n-byte request; -1 for the system's. */
-static inline int stress_class_of(size_t n)
-{
-    if (n <= 512)
-        return n == 0 ? 0 : (int)((n - 1) / 16);
-    for (size_t i = 0; i < stress_nmedium; i++)
-        if (stress_medium[i] >= n)
-            return SOMA_NUM_CLASSES + (int)i;
-    return -1;
-}
-
-static inline size_t stress_class_size(int cls)
-{
-    return cls < SOMA_NUM_CLASSES ? (size_t)(cls + 1) * 16
-                                  : stress_medium[cls - SOMA_NUM_CLASSES];
-}
-
 /* Mostly small sizes, some at the top of the small range, a few above
  * (medium blocks, and a few of the system's). */
 static inline size_t stress_size(test_rng *r)
@@ -216,10 +183,8 @@ static inline void stress_check_block(stress_table *t, const stress_slot *s)
     size_t usable = api_usable_size(s->p);
     if (stress_stats_get == NULL) /* not soma: only the promise of malloc */
         ok &= usable >= s->size;
-    else if (s->owner == OWN_SOMA)
-        ok &= usable == stress_class_size(s->cls);
-    else
-        ok &= usable >= s->size; /* a large block: the system's usable size */
+    else /* soma's: its class's size; a large block: the system's usable size */
+        ok &= classes_usable_ok(s->owner == OWN_SOMA ? s->cls : CLASSES_LARGE, s->size, usable);
     if (!CHECK(ok)) {
         t->errors++;
         test_note("  block %p of %zu bytes (owner %d, class %d): usable %zu", (void *)s->p,
@@ -270,7 +235,7 @@ static inline void stress_alloc(stress_table *t, size_t i, size_t n)
         return;
     }
     s->size = n;
-    s->cls = stress_class_of(n);
+    s->cls = classes_of(n);
     s->owner = s->cls >= 0 ? OWN_SOMA : OWN_SYS;
     stress_model_add(t, s, +1);
     stress_check_block(t, s);
@@ -310,16 +275,15 @@ static inline void stress_realloc(stress_table *t, size_t i, size_t n)
     }
     stress_model_add(t, s, -1);
     if (old.owner == OWN_SOMA && stress_stats_get != NULL) { /* soma's rules */
-        size_t have = stress_class_size(old.cls);
         /* In place when it fits and either keeps 3/4 of the block or stays
          * in the same class. */
-        if (n <= have && (4 * n > 3 * have || stress_class_of(n) == old.cls)) {
+        if (classes_realloc_in_place(old.cls, n)) {
             if (!CHECK_PTR_EQ(q, old.p))
                 t->errors++;
         } else {
             if (!CHECK(q != old.p))
                 t->errors++;
-            s->cls = stress_class_of(n);
+            s->cls = classes_of(n);
             s->owner = s->cls >= 0 ? OWN_SOMA : OWN_SYS;
         }
     }
@@ -419,14 +383,12 @@ static inline int stress_compare_stats(stress_table **tables, size_t ntables,
 {
     int ok = 1;
     size_t total_model = 0, total_stats = 0;
-    for (unsigned c = 0; c < SOMA_NUM_CLASSES + stress_nmedium; c++) {
+    for (unsigned c = 0; c < classes_count(); c++) {
         size_t model = 0;
         for (size_t k = 0; k < ntables; k++)
             model += tables[k]->live_soma[c];
-        size_t stats = c < SOMA_NUM_CLASSES
-                           ? now->classes[c].blocks_in_use - base->classes[c].blocks_in_use
-                           : now->medium.classes[c - SOMA_NUM_CLASSES].blocks_in_use -
-                                 base->medium.classes[c - SOMA_NUM_CLASSES].blocks_in_use;
+        size_t stats = classes_stats(now, (int)c)->blocks_in_use -
+                       classes_stats(base, (int)c)->blocks_in_use;
         if (!CHECK_EQ(stats, model)) {
             test_note("  class %u: stats say %zu blocks in use above baseline, model %zu", c,
                       stats, model);

@@ -3,7 +3,7 @@ what happened.
 
 Usage: test_debug.py DEBUG_MISUSE DEBUG_MISUSE_LIBC OVERRIDE_SO SOMA_CLI [SANITIZE]
 
-Each case of tests/debug_misuse.c commits one mistake in a fresh process
+Each case of tests/debug/debug_misuse.c commits one mistake in a fresh process
 under SOMA_DEBUG.  The test checks that the process was stopped by abort
 (or, with SOMA_DEBUG=report, carried on), and that the diagnosis names
 the call that found it, the block's address as the program printed it,
@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from testlib import check, done  # noqa: E402
 
 misuse, misuse_libc, override, cli = sys.argv[1:5]

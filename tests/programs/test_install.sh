@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_install.sh BUILD_DIR PROG_DIR CC CMAKE [SANITIZE]
 #
-# Installs the build into a temporary prefix, then builds tests/install/prog.c
-# outside the tree against it, twice:
+# Installs the build into a temporary prefix, then builds
+# tests/programs/install/prog.c outside the tree against it, twice:
 #   1. cc prog.c $(pkg-config --cflags --libs soma), run with LD_LIBRARY_PATH;
 #   2. a CMake project with find_package(soma) linking soma::soma (and a second
 #      executable linking soma::soma_static).

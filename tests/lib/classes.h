@@ -1,0 +1,140 @@
+/*
+ * classes.h: the tests' model of soma's size classes, written from the
+ * rules soma.h documents (src/sizeclass.c implements them), so that a test
+ * can predict where each request goes and what soma reports for it.  One
+ * model for stress.h, the fuzzing harness and test_sizeclass, which checks
+ * it against soma's own table.
+ *
+ *   small    a request of 0 .. SOMA_SMALL_THRESHOLD (512) bytes: class
+ *            (n - 1) / 16 (0 for 0), whose blocks have (class + 1) * 16
+ *            usable bytes;
+ *   medium   up to the largest medium class: the medium classes are the
+ *            sizes ((pool size - 48) / k) & ~15 above 512, for k = 2, 3,
+ *            ..., and a request goes to the smallest that holds it, class
+ *            SOMA_NUM_CLASSES + its rank;
+ *   large    above that: the system's block (CLASSES_LARGE), whose usable
+ *            size is at least the request;
+ *   realloc  of soma's block to n > 0 bytes stays in place when n fits the
+ *            block and either keeps more than 3/4 of it or is of the same
+ *            class; otherwise the block moves to n's class.
+ *
+ * The medium classes depend on the pool size: classes_init(pool size)
+ * computes them.  Until it is called there are none, and every request
+ * above 512 bytes is the system's (a run on the C library's malloc).
+ *
+ * Each test program is one .c file that includes this header once.
+ */
+#ifndef SOMA_TEST_CLASSES_H
+#define SOMA_TEST_CLASSES_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "soma.h"
+
+#define CLASSES_POOL_OVERHEAD 48 /* a pool's header: soma_stats.pool_overhead */
+
+/* The class of a request soma hands to the system. */
+enum { CLASSES_LARGE = -1 };
+
+/* The medium classes' block sizes, smallest first, and the largest. */
+static size_t classes_medium[SOMA_MAX_MEDIUM_CLASSES];
+static size_t classes_nmedium;
+static size_t classes_medium_max = SOMA_SMALL_THRESHOLD;
+
+/* The medium classes of pools of pool_size bytes.  0, or -1 when there
+ * would be more than SOMA_MAX_MEDIUM_CLASSES (the model keeps the first). */
+static inline int classes_init(size_t pool_size)
+{
+    size_t room = pool_size - CLASSES_POOL_OVERHEAD;
+    classes_nmedium = 0;
+    classes_medium_max = SOMA_SMALL_THRESHOLD;
+    for (size_t k = room / SOMA_SMALL_THRESHOLD; k >= 2; k--) {
+        size_t size = (room / k) & ~(size_t)15;
+        if (size <= SOMA_SMALL_THRESHOLD ||
+            (classes_nmedium > 0 && size == classes_medium[classes_nmedium - 1]))
+            continue;
+        if (classes_nmedium == SOMA_MAX_MEDIUM_CLASSES)
+            return -1;
+        classes_medium[classes_nmedium++] = size;
+        classes_medium_max = size;
+    }
+    return 0;
+}
+
+/* How many classes there are: the small ones, then the medium ones. */
+static inline size_t classes_count(void)
+{
+    return SOMA_NUM_CLASSES + classes_nmedium;
+}
+
+/* The class of an n-byte request, or CLASSES_LARGE. */
+static inline int classes_of(size_t n)
+{
+    if (n <= SOMA_SMALL_THRESHOLD)
+        return n == 0 ? 0 : (int)((n - 1) / 16);
+    for (size_t i = 0; i < classes_nmedium; i++)
+        if (classes_medium[i] >= n)
+            return SOMA_NUM_CLASSES + (int)i;
+    return CLASSES_LARGE;
+}
+
+/* The block size of class cls (not CLASSES_LARGE): its blocks' usable size. */
+static inline size_t classes_size(int cls)
+{
+    return cls < SOMA_NUM_CLASSES ? (size_t)(cls + 1) * 16 : classes_medium[cls - SOMA_NUM_CLASSES];
+}
+
+/* Whether a block of n requested bytes in class cls (negative: the
+ * system's) may have `usable` usable bytes: exactly its class's size, or at
+ * least n for the system's. */
+static inline int classes_usable_ok(int cls, size_t n, size_t usable)
+{
+    return cls >= 0 ? usable == classes_size(cls) : usable >= n;
+}
+
+/* Whether realloc to n > 0 bytes leaves a block of class cls (soma's) in
+ * place. */
+static inline int classes_realloc_in_place(int cls, size_t n)
+{
+    size_t have = classes_size(cls);
+    return n <= have && (4 * n > 3 * have || classes_of(n) == cls);
+}
+
+/* A snapshot's figures for class cls, small or medium. */
+static inline const soma_class_stats *classes_stats(const soma_stats *st, int cls)
+{
+    return cls < SOMA_NUM_CLASSES ? &st->classes[cls] : &st->medium.classes[cls - SOMA_NUM_CLASSES];
+}
+
+/* The model (after classes_init) against soma's own table in a snapshot:
+ * 0 when they agree, else -1 and the first difference in why. */
+static inline int classes_agree(const soma_stats *st, char *why, size_t len)
+{
+    if (st->pool_overhead != CLASSES_POOL_OVERHEAD) {
+        snprintf(why, len, "pool overhead %zu, not %d", st->pool_overhead,
+                 CLASSES_POOL_OVERHEAD);
+        return -1;
+    }
+    for (int c = 0; c < SOMA_NUM_CLASSES; c++)
+        if (st->classes[c].size != classes_size(c)) {
+            snprintf(why, len, "class %d: soma says %zu bytes, the model %zu", c,
+                     st->classes[c].size, classes_size(c));
+            return -1;
+        }
+    if (classes_nmedium != st->medium.num_classes || classes_medium_max != st->medium.max_size) {
+        snprintf(why, len, "medium classes: soma has %zu up to %zu bytes, the model %zu up to %zu",
+                 st->medium.num_classes, st->medium.max_size, classes_nmedium,
+                 classes_medium_max);
+        return -1;
+    }
+    for (size_t i = 0; i < classes_nmedium; i++)
+        if (st->medium.classes[i].size != classes_medium[i]) {
+            snprintf(why, len, "medium class %zu: soma says %zu bytes, the model %zu", i,
+                     st->medium.classes[i].size, classes_medium[i]);
+            return -1;
+        }
+    return 0;
+}
+
+#endif /* SOMA_TEST_CLASSES_H */

@@ -7,12 +7,12 @@
  * it, as text or as the Markdown table of docs/OPTIONS.md (a test fails
  * when the two disagree).  One row per option, an X-macro:
  *
- *   X(field, "NAME", type, default, override_default, min, max,
- *     "default as words", "override default as words", "what a value is",
- *     "what it does")
+ *   X(field, "NAME", type, "type in words", default, override_default, min,
+ *     max, "default as words", "override default as words", "what a value
+ *     is", "what it does")
  *
  * field: the member of the library's options in force that holds it;
- * type: SOMA_OPT_*; default / override_default: the value when the option
+ * type: SOMA_OPT_*, how it is parsed; default / override_default: the value when the option
  * is unset, in the library and in the LD_PRELOAD override
  * (libsoma-override.so); min and max bound numbers; "what a value is" is
  * the Range column, and a bad value's warning says the value "is not" it.
@@ -32,35 +32,36 @@ enum {
 };
 
 #define SOMA_OPTIONS(X)                                                                            \
-    X(show_stats, "SOMA_SHOW_STATS", SOMA_OPT_BOOL, 0, 0, 0, 1, "0", "0",                          \
+    X(show_stats, "SOMA_SHOW_STATS", SOMA_OPT_BOOL, "bool", 0, 0, 0, 1, "0", "0",                  \
       "a boolean (1/0, yes/no, on/off, true/false)",                                               \
       "1: print the statistics dump at exit, to stderr or SOMA_STATS_FILE (CPython's "             \
       "PYTHONMALLOCSTATS)")                                                                        \
-    X(stats_file, "SOMA_STATS_FILE", SOMA_OPT_PATH, 0, 0, 1, 999, "stderr", "stderr",              \
+    X(stats_file, "SOMA_STATS_FILE", SOMA_OPT_PATH, "path", 0, 0, 1, 999, "stderr", "stderr",      \
       "a file name (1 to 999 bytes)",                                                              \
       "where dumps and samples go instead of stderr, appended; %p stands for the pid of the "      \
       "process writing")                                                                           \
-    X(stats_signal, "SOMA_STATS_SIGNAL", SOMA_OPT_SIGNAL, 0, 0, 1, 64, "none", "none",             \
+    X(stats_signal, "SOMA_STATS_SIGNAL", SOMA_OPT_SIGNAL, "signal", 0, 0, 1, 64, "none", "none",   \
       "a signal (a name such as USR2 or SIGUSR2, or a number; not KILL, STOP or a fault "          \
       "signal such as SEGV)",                                                                      \
       "on this signal the running program writes a dump (a thread of soma's writes it)")           \
-    X(json, "SOMA_STATS_FORMAT", SOMA_OPT_FORMAT, 0, 0, 0, 1, "text", "text", "text or json",      \
+    X(json, "SOMA_STATS_FORMAT", SOMA_OPT_FORMAT, "text or json", 0, 0, 0, 1, "text", "text",      \
+      "text or json",                                                                              \
       "the format of every dump: CPython's text layout, or the JSON snapshot with every arena "    \
       "(docs/stats.schema.json)")                                                                  \
-    X(interval_ms, "SOMA_STATS_INTERVAL_MS", SOMA_OPT_NUMBER, 0, 0, 0, 3600000,                    \
+    X(interval_ms, "SOMA_STATS_INTERVAL_MS", SOMA_OPT_NUMBER, "milliseconds", 0, 0, 0, 3600000,    \
       "0 (no sampling)", "0 (no sampling)", "a number of milliseconds from 0 to 3600000",          \
       "N > 0: a thread of soma's appends a JSON sample every N ms to SOMA_STATS_FILE (what "       \
       "`soma run --timeline` draws); the dumps are then JSON too")                                 \
-    X(decay_ms, "SOMA_ARENA_DECAY_MS", SOMA_OPT_NUMBER, 0, 1000, 0, 3600000, "0", "1000",          \
-      "a number of milliseconds from 0 to 3600000",                                                \
+    X(decay_ms, "SOMA_ARENA_DECAY_MS", SOMA_OPT_NUMBER, "milliseconds", 0, 1000, 0, 3600000, "0",  \
+      "1000", "a number of milliseconds from 0 to 3600000",                                        \
       "how long a wholly empty arena (and a pool left empty alone in its class) stays for reuse "  \
       "before it goes back; 0: at once, as CPython does (one last empty arena kept)")              \
-    X(debug, "SOMA_DEBUG", SOMA_OPT_DEBUG, 0, 0, 0, 2, "0", "0",                                   \
+    X(debug, "SOMA_DEBUG", SOMA_OPT_DEBUG, "bool or report", 0, 0, 0, 2, "0", "0",                 \
       "1/0, yes/no, on/off, true/false or report",                                                 \
       "1: debug mode (guards, fills, a quarantine, checks; a misuse is diagnosed and aborts); "    \
       "report: the same, but print and go on")                                                     \
-    X(quarantine, "SOMA_DEBUG_QUARANTINE", SOMA_OPT_NUMBER, 1048576, 1048576, 0, 1073741824,       \
-      "1048576", "1048576", "a number of bytes from 0 to 1073741824",                              \
+    X(quarantine, "SOMA_DEBUG_QUARANTINE", SOMA_OPT_NUMBER, "bytes", 1048576, 1048576, 0,          \
+      1073741824, "1048576", "1048576", "a number of bytes from 0 to 1073741824",                  \
       "debug mode: bytes of freed blocks kept from reuse, so that a write after free is caught "   \
       "(0: none)")
 

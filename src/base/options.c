@@ -33,10 +33,10 @@ typedef struct {
 
 /* The library's defaults, or the override's (libsoma-override.so). */
 #ifdef SOMA_OVERRIDE
-#define ROW(field, name, type, d, od, min, max, dw, odw, what, doc)                                \
+#define ROW(field, name, type, tn, d, od, min, max, dw, odw, what, doc)                                \
     {name, type, offsetof(options_t, field), od, min, max, odw, what},
 #else
-#define ROW(field, name, type, d, od, min, max, dw, odw, what, doc)                                \
+#define ROW(field, name, type, tn, d, od, min, max, dw, odw, what, doc)                                \
     {name, type, offsetof(options_t, field), d, min, max, dw, what},
 #endif
 static const option_t table[] = {SOMA_OPTIONS(ROW)};

@@ -1,6 +1,7 @@
 /*
  * soma: the command-line tool: the demo (demo.c), running a program on soma
- * (run.c), comparing snapshots (diff.c) and drawing them (map.c).
+ * (run.c), comparing snapshots (diff.c) and drawing them (map.c), and the
+ * runtime options (help.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -27,7 +28,8 @@ static void usage(FILE *out)
           "                     draw every arena of a snapshot as a row of its pools\n"
           "  stats [--json]     print the statistics of this (idle) process\n"
           "  version            print soma's version\n"
-          "  help               this text\n",
+          "  help [options [--markdown]]\n"
+          "                     this text, or the runtime options (SOMA_*)\n",
           out);
 }
 
@@ -55,10 +57,8 @@ int main(int argc, char **argv)
         printf("soma %s\n", SOMA_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        usage(stdout);
-        return 0;
-    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+        return soma_tool_help(argc - 1, argv + 1, usage);
     fprintf(stderr, "soma: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -28,6 +28,7 @@
 #define SOMA_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #ifdef __cplusplus
@@ -201,7 +202,20 @@ typedef struct soma_type_stats {
     size_t count;     /* objects in the cache when the snapshot was taken */
 } soma_type_stats;
 
+/* The layout of soma_stats: raised whenever a field is added (only ever at
+ * the end of the struct, or of a nested one's place-holders). */
+#define SOMA_STATS_VERSION 1
+
 typedef struct soma_stats {
+    /* Which layout the library filled in (SOMA_STATS_VERSION) and how many
+     * bytes of the struct: so that the struct can grow.  A program built
+     * against an older soma.h than the library it runs with passes its own
+     * sizeof (the soma_stats_get macro does) and gets no more than that;
+     * one built against a newer soma.h reads `size` to know which fields the
+     * library filled (the rest are zero). */
+    uint32_t version;
+    uint32_t size;
+
     /* Geometry of this build. */
     size_t threshold;     /* SOMA_SMALL_THRESHOLD */
     size_t num_classes;   /* SOMA_NUM_CLASSES */
@@ -268,6 +282,11 @@ typedef struct soma_stats {
  * in use until that thread next needs a pool (the caller's own and exited
  * threads' are collected by this call). */
 SOMA_API void soma_stats_get(soma_stats *out);
+/* The same, filling at most `size` bytes of *out (the caller's sizeof
+ * soma_stats): the form the macro below calls, so that a program keeps
+ * working with a later library whose soma_stats is larger. */
+SOMA_API void soma_stats_get_sized(soma_stats *out, size_t size);
+#define soma_stats_get(out) soma_stats_get_sized((out), sizeof *(out))
 
 /* Print a snapshot in the exact layout of CPython 3.12's
  * sys._debugmallocstats(): threshold line, class table, arena counters, byte
@@ -285,6 +304,8 @@ SOMA_API int soma_stats_print(FILE *out);
  * types are listed.  Exact when no thread is using the heap; blocks freed
  * into it by other threads and not yet collected count as in use. */
 SOMA_API void soma_heap_stats_get(soma_heap *heap, soma_stats *out);
+SOMA_API void soma_heap_stats_get_sized(soma_heap *heap, soma_stats *out, size_t size);
+#define soma_heap_stats_get(heap, out) soma_heap_stats_get_sized((heap), (out), sizeof *(out))
 SOMA_API int soma_heap_stats_print(soma_heap *heap, FILE *out);
 
 /* Print the snapshot *st (from soma_stats_get) in the same layout. */

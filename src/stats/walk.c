@@ -113,6 +113,8 @@ static void stats_begin(soma_stats *st)
 {
     soma__start();
     memset(st, 0, sizeof *st);
+    st->version = SOMA_STATS_VERSION;
+    st->size = sizeof *st;
     st->threshold = SOMA_SMALL_THRESHOLD;
     st->num_classes = SOMA_NUM_CLASSES;
     st->pool_size = SOMA_POOL_SIZE;
@@ -273,12 +275,44 @@ void soma__walk_sample(soma_stats *st)
     take_all(&w);
 }
 
-void soma_stats_get(soma_stats *st)
+/* A snapshot into at most `size` bytes of *st (stats/stats.h says why a
+ * caller may pass less than sizeof): taken whole into a mapping of its
+ * own then, so that nothing past `size` is written. */
+static void get_sized(soma_stats *st, heap_t *heap, size_t size)
 {
-    soma__walk_take(st, NULL, NULL);
+    if (size >= sizeof *st) {
+        soma__walk_take(st, heap, NULL);
+        return;
+    }
+    soma_stats *whole = soma__os_map(sizeof *whole);
+    if (whole == NULL) { /* no memory: the caller's part zeroed, version 0 */
+        memset(st, 0, size);
+        return;
+    }
+    soma__walk_take(whole, heap, NULL);
+    whole->size = (uint32_t)size;
+    memcpy(st, whole, size);
+    soma__os_unmap(whole, sizeof *whole);
 }
 
-void soma_heap_stats_get(soma_heap *h, soma_stats *st)
+/* The functions behind soma.h's macros of the same names, for callers
+ * that reach them without the header (dlsym, other languages). */
+void(soma_stats_get)(soma_stats *st)
 {
-    soma__walk_take(st, (heap_t *)h, NULL);
+    get_sized(st, NULL, sizeof *st);
+}
+
+void soma_stats_get_sized(soma_stats *st, size_t size)
+{
+    get_sized(st, NULL, size);
+}
+
+void(soma_heap_stats_get)(soma_heap *h, soma_stats *st)
+{
+    get_sized(st, (heap_t *)h, sizeof *st);
+}
+
+void soma_heap_stats_get_sized(soma_heap *h, soma_stats *st, size_t size)
+{
+    get_sized(st, (heap_t *)h, size);
 }

@@ -129,11 +129,38 @@ static const size_t want_count[NCLS] = {1500, 333, 77, 200, 95, 45};
 static size_t count[NCLS];
 static void **blk[NCLS];
 
+/* The leading version and size: filled in, and a caller built against a
+ * smaller soma_stats (an older soma.h) gets exactly its own bytes, the
+ * same as the start of a whole snapshot, and nothing past them. */
+static void check_sized(void)
+{
+    static soma_stats whole;
+    static unsigned char buf[sizeof(soma_stats) + 64];
+    soma_stats_get(&whole);
+    CHECK_EQ(whole.version, SOMA_STATS_VERSION);
+    CHECK_EQ(whole.size, sizeof(soma_stats));
+    size_t part = offsetof(soma_stats, arenas_allocated_total);
+    memset(buf, 0xAB, sizeof buf);
+    soma_stats_get_sized((soma_stats *)buf, part);
+    soma_stats got;
+    memcpy(&got, buf, part);
+    CHECK_EQ(got.version, SOMA_STATS_VERSION);
+    CHECK_EQ(got.size, part);
+    CHECK_EQ(got.threshold, whole.threshold);
+    size_t from = offsetof(soma_stats, classes);
+    CHECK(memcmp(buf + from, (const char *)&whole + from, part - from) == 0);
+    size_t untouched = 0;
+    for (size_t i = part; i < sizeof buf; i++)
+        untouched += buf[i] == 0xAB;
+    CHECK_EQ(untouched, sizeof buf - part);
+}
+
 int main(void)
 {
     test_begin("test_stats");
     soma_stats_get(&base);
     check_invariants(&base, "at start");
+    check_sized();
 
     /* Two snapshots with nothing in between are the same. */
     soma_stats_get(&st);

@@ -147,6 +147,8 @@ int tool_snapshot_from_json(const sj_value *v, tool_snapshot *out, char *err, si
         return -1;
     }
     soma_stats *st = &out->st;
+    st->version = SOMA_STATS_VERSION; /* what the reader fills: this header's layout */
+    st->size = sizeof *st;
 #define X(m, label, group) st->m = get(v, #m);
     SOMA_STATS_FIELDS(X)
 #undef X

@@ -62,8 +62,5 @@ static inline int soma__base_mul_overflow(size_t n, size_t size, size_t *total)
 
 /* ---- fatal.c: a clear message on stderr, then abort() ---- */
 SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* All of buf to fd with write(2), retrying short writes and EINTR: no
- * stdio, no malloc (the heap may be what is broken).  0, or -1. */
-SOMA_INTERNAL int soma__fatal_write_all(int fd, const char *buf, size_t len);
 
 #endif /* SOMA_BASE_H */

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "base/base.h"
+#include "base/sink.h"
 
 void soma__fatal(const char *fmt, ...)
 {
@@ -23,8 +23,6 @@ void soma__fatal(const char *fmt, ...)
     if (n > (int)sizeof msg - 2)
         n = (int)sizeof msg - 2;
     msg[n++] = '\n';
-    for (ssize_t off = 0, w; off < n; off += w)
-        if ((w = write(STDERR_FILENO, msg + off, (size_t)(n - off))) <= 0)
-            break;
+    soma__sink_write_all(STDERR_FILENO, msg, (size_t)n);
     abort();
 }

@@ -1,4 +1,5 @@
-/* sink.c: a buffered writer over a FILE or a descriptor (sink.h says why). */
+/* sink.c: a buffered writer over a FILE or a descriptor (sink.h says why),
+ * and the one loop that writes a buffer whole with write(2). */
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -6,22 +7,26 @@
 
 #include "base/sink.h"
 
+int soma__sink_write_all(int fd, const char *buf, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(fd, buf + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
 static void drain(sink_t *s)
 {
     if (s->file != NULL) {
         if (s->n > 0 && fwrite(s->buf, 1, s->n, s->file) != s->n)
             s->failed = 1;
-    } else {
-        for (size_t off = 0; off < s->n;) {
-            ssize_t w = write(s->fd, s->buf + off, s->n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0) {
-                s->failed = 1;
-                break;
-            }
-            off += (size_t)w;
-        }
+    } else if (soma__sink_write_all(s->fd, s->buf, s->n) != 0) {
+        s->failed = 1;
     }
     s->n = 0;
 }

@@ -27,6 +27,10 @@ typedef struct {
 SOMA_INTERNAL void soma__sink_put(sink_t *s, const char *text);
 SOMA_INTERNAL void soma__sink_printf(sink_t *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* All of buf to fd with write(2), again after a short write or EINTR: no
+ * stdio, no malloc (a fatal message's heap may be what is broken).  0, or
+ * -1 when a write fails. */
+SOMA_INTERNAL int soma__sink_write_all(int fd, const char *buf, size_t len);
 /* Writes what is buffered (and fflush for a FILE); 0, or -1 if any write failed. */
 SOMA_INTERNAL int soma__sink_flush(sink_t *s);
 

@@ -73,6 +73,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "base/sink.h"
 #include "base/start.h"
 #include "malloc/fastpath.h"
 #include "os/os.h"
@@ -225,17 +226,11 @@ static void bytes_diff(text *t, const blk *b, const unsigned char *p, size_t len
 static void finish(text *t)
 {
     add(t, "\n");
-    for (size_t off = 0; off < t->len;) {
-        ssize_t w = write(STDERR_FILENO, t->buf + off, t->len - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
+    soma__sink_write_all(STDERR_FILENO, t->buf, t->len);
     problems++;
     if (soma__options.debug == SOMA_DEBUG_ABORT) {
         static const char tail[] = "soma: debug: aborting (SOMA_DEBUG=report reports and goes on)\n";
-        if (write(STDERR_FILENO, tail, sizeof tail - 1) < 0) { /* nothing more to say */
-        }
+        soma__sink_write_all(STDERR_FILENO, tail, sizeof tail - 1);
         abort();
     }
 }

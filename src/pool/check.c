@@ -88,10 +88,8 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
         FAIL("arena %p is not in the arena map", (void *)a->address);
     if (a->heap != heap)
         FAIL("arena %p names another heap", (void *)a->address);
-    uintptr_t first = soma__pool_first(a);
-    size_t carved = (a->pool_address - first) / SOMA_POOL_SIZE, empty = 0;
-    for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE) {
-        const pool_t *pool = (const pool_t *)pa;
+    size_t carved = (a->pool_address - soma__pool_first(a)) / SOMA_POOL_SIZE, empty = 0;
+    SOMA_POOL_FOREACH(pool, a) {
         if (pool->arena != a || pool->heap != heap)
             FAIL("pool %p does not name its arena and heap", (void *)pool);
         if (pool->count == 0) {
@@ -178,10 +176,9 @@ void soma__check_pools(heap_t *heap, void (*fn)(pool_t *, void *), void *arg)
 {
     for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
         for (arena_t *a = heap->sets[k].all_arenas; a != NULL; a = a->next_all) {
-            uintptr_t first = soma__pool_first(a);
-            for (uintptr_t pa = first; pa < a->pool_address; pa += SOMA_POOL_SIZE)
-                if (((pool_t *)pa)->szidx < SOMA_NUM_ALL_CLASSES)
-                    fn((pool_t *)pa, arg);
+            SOMA_POOL_FOREACH(pool, a)
+                if (pool->szidx < SOMA_NUM_ALL_CLASSES)
+                    fn(pool, arg);
         }
 }
 

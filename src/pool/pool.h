@@ -131,6 +131,13 @@ static inline uintptr_t soma__pool_first(const arena_t *a)
     return (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
 }
 
+/* Every carved pool of arena a, in address order (the pools below
+ * a->pool_address have headers; those above were never touched): the one
+ * walk over an arena's pools, for the statistics and the checks. */
+#define SOMA_POOL_FOREACH(pool, a)                                                                 \
+    for (pool_t *pool = (pool_t *)soma__pool_first(a); (uintptr_t)pool < (a)->pool_address;        \
+         pool = (pool_t *)((uintptr_t)pool + SOMA_POOL_SIZE))
+
 /* ---- pool.c: blocks and pools of one heap ---- */
 /* No used pool of class c: collect pending frees, or put a pool to work.
  * NULL with errno = ENOMEM when no arena can be mapped. */

@@ -57,16 +57,15 @@ static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
                      size_t *alignment_lost, size_t *empty_arenas)
 {
     for (arena_t *a = set->all_arenas; a != NULL; a = a->next_all) {
-        uintptr_t first_pool = soma__pool_first(a);
         arena_view_t *v = next_view(w, a, heap);
         size_t carved = 0, in_use = 0;
-        for (uintptr_t pa = first_pool; pa < a->pool_address; pa += SOMA_POOL_SIZE, carved++) {
-            const pool_t *pool = (const pool_t *)pa;
+        SOMA_POOL_FOREACH(pool, a) {
+            size_t i = carved++;
             /* One read: the owner may be changing it right now. */
             unsigned n = soma__pool_count(pool);
             if (v != NULL) {
-                v->cls[carved] = pool->szidx;
-                v->used[carved] = (uint16_t)n;
+                v->cls[i] = pool->szidx;
+                v->used[i] = (uint16_t)n;
                 v->carved++;
             }
             if (n == 0) {
@@ -84,7 +83,7 @@ static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
          * (waiting for this lock) has given it back to the arena. */
         *unused_pools += a->ntotalpools - carved;
         *empty_arenas += in_use == 0;
-        if (first_pool != a->address)
+        if (soma__pool_first(a) != a->address)
             *alignment_lost += SOMA_POOL_SIZE;
     }
 }

@@ -31,7 +31,7 @@ enum {
     SOMA_ORDER_SIZECLASS = 2, /* pool/sizeclass.c: the medium table (start only) */
     SOMA_ORDER_OPTIONS = 5,   /* base/options.c: reads the environment (start only) */
     SOMA_ORDER_REPORT = 10,   /* runtime/report.c: the exit dump; dump lock (reset in
-                                 the child, not held: report.c says why) */
+                                 the child, not held: DESIGN.md's lock table says why) */
     SOMA_ORDER_EMIT = 20,     /* stats: the scratch snapshot's lock (reset, not held) */
     SOMA_ORDER_DEBUG = 30,    /* heap/heap.c: debug mode's recursive lock */
     SOMA_ORDER_TYPES = 40,    /* stats/types.c: the type registry's lock */

@@ -1,5 +1,5 @@
 /*
- * thread.c: which heap a thread allocates from.
+ * heap.c: heap records, and which heap a thread allocates from.
  *
  * Every thread gets a heap of its own the first time it allocates a small
  * block, and keeps it in an initial-exec thread-local (no __tls_get_addr
@@ -162,7 +162,7 @@ heap_t *soma__heap_create_explicit(void)
 
 /* soma_heap_destroy: off the list of heaps (so no walk can reach it), every
  * arena given back to the OS, the record back to the slab.  Debug mode
- * unlists it at once and releases it later (debug.c keeps it a while, so
+ * unlists it at once and releases it later (malloc/debug.c keeps it a while, so
  * that a block of it freed too late is diagnosed). */
 void soma__heap_unlist(heap_t *h)
 {

@@ -58,14 +58,15 @@
  * Then soma aborts (SOMA_DEBUG=1) or, with SOMA_DEBUG=report, prints and
  * carries on, leaving the damaged block alone (a double free is ignored).
  *
- * Costs and locks: one recursive mutex serialises every debug call (so
+ * Costs and locks: one recursive mutex, the heap layer's debug lock
+ * (soma__heap_debug_lock), serialises every debug call (so
  * soma_debug_check sees a still world); a block needs 40 more bytes; the
- * fast paths are closed by the gate (internal.h), so normal mode pays
+ * fast paths are closed by the gate (base/options.h), so normal mode pays
  * nothing for this file.  Lock order: this lock, then heaps_lock, then a
  * heap's lock; recursive because a debug call that starts soma or a thread
  * (pthread_setspecific, atexit) may allocate again inside it.  The work
  * that changes pools outside a debug call (a thread's exit, adopting an
- * orphan, the statistics' collects) takes it too (soma__heap_debug_lock).
+ * orphan, the statistics' collects) takes it too, in the heap layer.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -493,7 +494,7 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk *out)
         pool = soma__pool_of(b);
         total = soma__sizeclass_size(pool->szidx);
     } else {
-        soma__large_lookup(b, &total); /* may be more than asked: heap.c's fallback */
+        soma__large_lookup(b, &total); /* may be more than asked: malloc.c's fallback */
     }
     *out = (blk){b + pad + HDR, (dbg_hdr *)(b + pad), b, total - pad - HDR, pool};
     /* A block back from its pool must still be as it was freed. */

@@ -46,7 +46,7 @@ static inline void *soma__fastpath_malloc_small(heap_t *heap, size_t size) /* 1.
 static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
 {
 #if SOMA_TRACKING
-    /* A checker's build (track.h): the block's size asked, and no more,
+    /* A checker's build (os/track.h): the block's size asked, and no more,
      * becomes the program's. */
     void *p = size - 1 < soma__options_gate.small_limit ? soma__fastpath_malloc_small(heap, size)
                                                         : soma__malloc_sized(heap, size);

@@ -1,5 +1,5 @@
 /*
- * large.c: blocks soma takes from the system allocator (sys.c) for its
+ * large.c: blocks soma takes from the system allocator (os/sys.c) for its
  * callers: requests above the medium classes, alignments above 16, and the
  * rare small request made when soma's address range is full.  They are
  * soma's blocks too, and the statistics count them ("Large blocks").

@@ -210,7 +210,7 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
      * more of the block (CPython's rule: growing always moves; shrinking by
      * 25% or more moves to the smaller class). */
     size_t have = soma__sizeclass_size(pool->szidx);
-    /* A checker's build (track.h) asks the checker what the program had. */
+    /* A checker's build (os/track.h) asks the checker what the program had. */
     size_t old = SOMA_TRACKING ? soma__track_size(p, have) : have;
     if (size <= have && (4 * size > 3 * have || soma__sizeclass_of(size) == pool->szidx)) {
         soma__track_resize(p, old, size, have);

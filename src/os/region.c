@@ -30,7 +30,7 @@
  * The reservation is made when the first arena is needed: 1 TiB, less when
  * RLIMIT_AS is set (a quarter of the limit), halved until the kernel
  * agrees.  When every slot is taken, arena creation fails with ENOMEM and the
- * heap falls back to the system allocator (heap.c).
+ * heap falls back to the system allocator (malloc/malloc.c).
  *
  * Concurrency: lookups take no lock.  `size` is published with a release
  * store after base and the table exist; a table entry is set (release)

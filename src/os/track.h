@@ -25,12 +25,12 @@
  *
  * Only small and medium blocks, the ones soma carves; large ones come from
  * the system allocator, which is the checker's own in both cases.  Debug
- * mode (debug.c) does its own checking with the bytes around its blocks,
+ * mode (malloc/debug.c) does its own checking with the bytes around its blocks,
  * so there every hook does nothing.  In the other builds they are empty
  * inline functions: no cost.
  *
  * soma itself must touch a free block's first word (the free-list link,
- * link.h; the remote stack, heap.c): it opens the word for the access and
+ * pool/link.h; the remote stack, pool/pool.c): it opens the word for the access and
  * closes it again (track_open / track_close).
  */
 #ifndef SOMA_TRACK_H
@@ -59,7 +59,7 @@
 #ifndef SOMA_TRACKING
 #define SOMA_TRACKING 0
 #endif
-#define SOMA_TRACK_MAX_BLOCK 8192 /* at least the largest class (config.h) */
+#define SOMA_TRACK_MAX_BLOCK 8192 /* at least the largest class (base/config.h) */
 
 
 /* n bytes at p are a block the program now owns (undefined contents). */

@@ -14,10 +14,10 @@
  * given back to the OS, at once unless it is the last on the list
  * (SOMA_KEEP_ONE_EMPTY_ARENA) or SOMA_ARENA_DECAY_MS keeps it for a while.
  * Giving an arena back returns its memory and keeps its addresses: its slot
- * of soma's reserved range (region.c) waits there for a later arena.
+ * of soma's reserved range (os/region.c) waits there for a later arena.
  *
  * A heap has two such sets of arenas (arena_set_t): one for the small
- * classes, one for the medium classes (config.h).  They never share an
+ * classes, one for the medium classes (base/config.h).  They never share an
  * arena, so CPython's figures, computed from the small set, stay pymalloc's.
  *
  * Keeping the order costs O(1) per change: an arena's count moves by one at a

@@ -23,7 +23,7 @@
  * link that decodes to a block of its own pool or to NULL.  The free fast
  * path decodes the word of the block it is given: if it looks like a link,
  * the block is probably free already, and the slow path looks for it on
- * its pool's free list (heap.c); found, soma stops with a message.  A
+ * its pool's free list (pool.c); found, soma stops with a message.  A
  * program that writes, in the first word of a live block, the one value
  * that decodes into its pool costs a walk of that pool's list, nothing
  * more.
@@ -76,7 +76,7 @@ static inline void soma__link_set(void *b, const void *next)
     soma__track_close(b);
 }
 
-/* The remote stack (heap.c) links blocks through the same word, plainly:
+/* The remote stack (pool.c) links blocks through the same word, plainly:
  * its blocks are not yet on any pool's list. */
 static inline void *soma__link_remote_next(const void *b)
 {

@@ -1,8 +1,8 @@
 /*
- * heap.c: blocks and pools of one heap.
+ * pool.c: blocks and pools of one heap.
  *
  * Allocation of class c looks at usedpools[c], the first pool of the class
- * that has a free block (pool states: see pool_t in internal.h):
+ * that has a free block (pool states: see pool_t in pool.h):
  *
  *   usedpools[c] --> [pool] <-> [pool] <-> [pool]   (circular; NULL if none)
  *                       |
@@ -32,9 +32,9 @@
  * and every parked pool goes back when its thread exits.  With no decay
  * (the library's default) nothing is parked: CPython's rule.
  *
- * Threads: each thread allocates from a heap of its own (thread.c), so the
+ * Threads: each thread allocates from a heap of its own (heap/heap.c), so the
  * used-pool lists and the pools' free lists have a single writer, the owner,
- * and the fast paths (inline in internal.h) take no lock and no atomic
+ * and the fast paths (inline in malloc/fastpath.h) take no lock and no atomic
  * read-modify-write.  A block freed by another thread is pushed on its
  * heap's `remote` stack (one compare-and-swap) and handed back to its pool by
  * the owner, on its next slow path.  heap->lock is taken by the owner only
@@ -148,7 +148,7 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 }
 
 /* Hand the heap's pending cross-thread frees back to their pools (owner
- * only, or a holder of an orphan heap: see thread.c). */
+ * only, or a holder of an orphan heap: see heap/heap.c). */
 void soma__pool_collect(heap_t *heap)
 {
     void *b = atomic_exchange_explicit(&heap->remote, NULL, memory_order_acquire);
@@ -218,7 +218,7 @@ void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
     pool_t *pool = soma__arena_take_pool(heap, soma__sizeclass_kind(c));
     void *bp = pool ? pool_start(heap, pool, c) : NULL;
     pthread_mutex_unlock(&heap->lock);
-    return bp; /* NULL: no arena (errno = ENOMEM); malloc.c decides what then */
+    return bp; /* NULL: no arena (errno = ENOMEM); malloc/malloc.c decides what then */
 }
 
 /* Is p on its pool's free list?  The walk is bounded by the pool's
@@ -255,7 +255,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);
     if (last == NULL) {
-        /* It was full.  A pool holds at least 2 blocks (config.h), so it is
+        /* It was full.  A pool holds at least 2 blocks (base/config.h), so it is
          * not empty now: it becomes used, and waits behind the pool in
          * service.  A parked pool is parked only while it is alone: it
          * gives way, back to its arena. */
@@ -289,7 +289,7 @@ void soma__pool_free_remote(heap_t *owner, void *p)
 }
 
 /* A free the owner's fast path did not take, outside debug mode (which
- * malloc.c sends elsewhere): another thread's block or an explicit heap's,
+ * malloc/malloc.c sends elsewhere): another thread's block or an explicit heap's,
  * or a pointer that is no block.  The last gets its pool checked before
  * anything is written: a pointer of unknown origin that happens to lie in
  * soma's range must start a block of a pool that soma carved and handed to

@@ -92,7 +92,7 @@ typedef struct {
 } arena_set_t;
 
 /*
- * A heap belongs to one thread at a time (thread.c): only the owner touches
+ * A heap belongs to one thread at a time (heap/heap.c): only the owner touches
  * usedpools and its pools' free lists, without a lock.  `lock` guards what a
  * statistics walk reads from another thread (the arena lists and counters,
  * arena records, a pool's class while it is put to work): the owner takes it

@@ -1,5 +1,5 @@
 /*
- * sizeclass.c: the size classes, small (CPython's 32) and medium (config.h).
+ * sizeclass.c: the size classes, small (CPython's 32) and medium (base/config.h).
  *
  *   class c < 32    (c + 1) * 16 bytes.  The class of n is (n - 1) >> 4,
  *                   computed inline on the malloc fast path.
@@ -30,7 +30,7 @@ const uint16_t soma__sizeclass_sizes[SOMA_NUM_ALL_CLASSES] = {
 };
 _Static_assert(sizeof soma__sizeclass_sizes / sizeof soma__sizeclass_sizes[0] == SOMA_NUM_ALL_CLASSES,
                "the class table and SOMA_NUM_MEDIUM_CLASSES disagree");
-/* SOMA_MEDIUM_SIZE (config.h) counts on a 48-byte header, so that class k
+/* SOMA_MEDIUM_SIZE (base/config.h) counts on a 48-byte header, so that class k
  * holds exactly k blocks. */
 _Static_assert(SOMA_POOL_OVERHEAD == 48, "SOMA_MEDIUM_SIZE assumes 48-byte pool headers");
 

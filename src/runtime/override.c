@@ -7,7 +7,7 @@
  * library that reaches one we did not define would get glibc's memory and
  * hand it to our free (jemalloc 5.3.0 crashed that way on pvalloc).  Small
  * requests are soma's; the rest go to glibc's own functions, found with
- * dlsym(RTLD_NEXT) (sys.c), and come back through the arena map when freed.
+ * dlsym(RTLD_NEXT) (os/sys.c), and come back through the arena map when freed.
  *
  * glibc's semantics are kept exactly (the matrix in the ecosystem checklist):
  * every failed allocation is NULL with ENOMEM, free never changes errno,

@@ -17,13 +17,13 @@
  * received the signal twice and then exited has three dumps in its file.
  *
  * With SOMA_STATS_FORMAT=json a dump is the JSON snapshot instead, arena
- * detail included (stats_json.c), and carries its process, time and reason
+ * detail included (stats/emit_json.c), and carries its process, time and reason
  * inside; no header line.  The file then holds a stream of JSON values.
  *
  * Samples (SOMA_STATS_INTERVAL_MS): soma's thread takes a snapshot every N
  * ms and appends it as one JSON line, reason "sample", without the arena
  * detail.  The thread never allocates: the snapshot is static, the text is
- * formatted into a buffer and written with write(2) (sink.h), so it has no
+ * formatted into a buffer and written with write(2) (base/sink.h), so it has no
  * heap of its own and the figures it samples are the program's alone.  Its
  * cost to the program is the walk's: each heap's lock is held while that
  * heap's pools are counted, which delays the owner only if it needs a new

@@ -5,7 +5,7 @@
  *
  *   { envelope: schema_version, soma_version, reason, pid, program,
  *     timestamp, time_ms, elapsed_ms, scope, build, options,
- *     the figures: one key per soma_stats member (stats_fields.h), with
+ *     the figures: one key per soma_stats member (common/stats_fields.h), with
  *     "classes", "medium", "large" and "types" as nested objects/arrays,
  *     "detail": every arena (address, heap, kind, and its pools in address
  *     order as [class, blocks in use]: 0 in use is an empty pool, still
@@ -13,7 +13,7 @@
  *     counted) and the arena slots reclaimed (empty now) }
  *
  * The sampling thread writes through a descriptor sink and must not
- * allocate (sink.h): nothing here calls malloc, including the clock (UTC
+ * allocate (base/sink.h): nothing here calls malloc, including the clock (UTC
  * is computed by hand rather than by gmtime_r, whose first call may load
  * time-zone data).  Strings are escaped for JSON; the program's command
  * line may hold anything.

@@ -1,5 +1,5 @@
 /*
- * stats.c: statistics by walking the structures, as CPython does.
+ * walk.c: statistics by walking the structures, as CPython does.
  *
  * Nothing on the malloc/free path counts anything.  When asked, we visit
  * every arena of the heap and every carved pool in it (the pools below the
@@ -161,7 +161,7 @@ static void stats_finish(soma_stats *st)
     m->arenas_reclaimed = m->arenas_allocated_total - m->arenas_current;
     m->arena_bytes = m->arenas_current * SOMA_ARENA_SIZE;
 
-    /* soma's map is a flat table (region.c): CPython's "root", with no
+    /* soma's map is a flat table (os/region.c): CPython's "root", with no
      * interior nodes. */
     soma__region_counts(&st->address_space_reserved, &st->arena_map_root_bytes);
     st->arena_map_mid_nodes = st->arena_map_bot_nodes = 0;

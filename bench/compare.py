@@ -58,9 +58,9 @@ def main():
     ap.add_argument("after")
     ap.add_argument("workloads", nargs="*", default=WORKLOADS)
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--scale", type=float, default=2)
+    ap.add_argument("--scale", type=int, default=2)
     ap.add_argument("--instructions", action="store_true")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     for w in a.workloads:
         if a.instructions:
             b, n = instructions(a.before, w, a.scale), instructions(a.after, w, a.scale)

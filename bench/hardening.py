@@ -1,6 +1,6 @@
 """bench/hardening.py BENCH_SMALL HARDENED_SO UNHARDENED_SO [--reps N] [--scale N]
 
-What the hardened free lists (src/link.h: encoded links, a double free
+What the hardened free lists (src/pool/link.h: encoded links, a double free
 caught on the fast path) cost: every bench_small workload under the
 override as built (hardened, the default) and under the same override
 built with -DSOMA_HARDEN=OFF, alternating, REPS times each.  Prints the

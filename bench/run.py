@@ -11,7 +11,7 @@ machine.  With --floor, the single-threaded small-size workloads also run under 
 "floor" (bench/floor.c: a per-class free list behind soma's own pointer
 lookup, the speed limit of soma's design), shown as one more column and
 ratio.  With --unhardened, every workload also runs under soma built
-without its hardened free lists (src/link.h): the "/unhardened" column is
+without its hardened free lists (src/pool/link.h): the "/unhardened" column is
 what hardening costs.  For each run: wall time, and peak RSS (the binary reports its own VmHWM).  The
 table shows medians and soma's ratio against each peer (below 1.0: soma is
 faster or smaller).  A measurement, never a pass/fail test; it fails only if

@@ -1,4 +1,4 @@
-"""test_checkers.py: memory checkers see soma's blocks (src/track.h).
+"""test_checkers.py: memory checkers see soma's blocks (src/os/track.h).
 
 Usage: test_checkers.py MISUSE_LIBC MISUSE_ASAN OVERRIDE_SO VALGRIND_SO [SANITIZE]
 

@@ -1,4 +1,4 @@
-"""test_debug.py: debug mode (src/debug.c) catches each mistake and says
+"""test_debug.py: debug mode (src/malloc/debug.c) catches each mistake and says
 what happened.
 
 Usage: test_debug.py DEBUG_MISUSE DEBUG_MISUSE_LIBC OVERRIDE_SO SOMA_CLI [SANITIZE]

@@ -1,5 +1,5 @@
 /*
- * test_harden: the hardened free lists (src/link.h) against the misuse they
+ * test_harden: the hardened free lists (src/pool/link.h) against the misuse they
  * exist for, each committed in a child process that must stop with the
  * right message:
  *

@@ -54,7 +54,7 @@
  * main and worker thread heaps through the same call) reports exactly the
  * model's blocks per class and no large blocks; soma_stats_get reports the
  * model's blocks per class over all heaps, and its large blocks and bytes;
- * the byte figures of every snapshot add up; soma__check_heap (src/check.c)
+ * the byte figures of every snapshot add up; soma__check_heap (src/pool/check.c)
  * passes on every heap.  At the end of each input every block is freed and
  * the explicit heaps destroyed, and the process's figures must be back to
  * zero blocks, so inputs are independent.

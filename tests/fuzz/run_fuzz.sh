@@ -3,7 +3,7 @@
 # SECONDS seconds over BUILD/corpus, a copy of tests/fuzz/corpus: what the
 # fuzzer finds goes there, not into the tree.  Half the time with soma's
 # defaults, half with SOMA_ARENA_DECAY_MS=20, under which emptied pools are
-# parked and empty arenas kept for a while (src/heap.c, src/arena.c): the
+# parked and empty arenas kept for a while (src/pool/pool.c, src/pool/arena.c): the
 # option is read once per process, so each half is a run of its own.
 # A failed check, a crash, a timeout (10 s per input) or more than 2 GB of
 # memory stops it: the input is saved under BUILD/artifacts/, the end of

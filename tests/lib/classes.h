@@ -1,6 +1,6 @@
 /*
  * classes.h: the tests' model of soma's size classes, written from the
- * rules soma.h documents (src/sizeclass.c implements them), so that a test
+ * rules soma.h documents (src/pool/sizeclass.c implements them), so that a test
  * can predict where each request goes and what soma reports for it.  One
  * model for stress.h, the fuzzing harness and test_sizeclass, which checks
  * it against soma's own table.

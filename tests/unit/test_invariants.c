@@ -2,11 +2,11 @@
  * test_invariants.c: drive the default heap through many pool and arena
  * transitions (pools filling, emptying and changing class; arenas moving
  * along the usable list, emptying, being unmapped and mapped again) and run
- * the full consistency check (src/check.c) after every phase and every few
+ * the full consistency check (src/pool/check.c) after every phase and every few
  * thousand operations.  A broken nfp2lasta finger, a pool on the wrong list
  * or a corrupted free list fails here with the invariant that broke.
  * CTest runs it twice: with no decay (CPython's rule) and with a decay of
- * 50 ms (pools are parked, src/heap.c).
+ * 50 ms (pools are parked, src/pool/pool.c).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * test_park.c: parked pools (src/heap.c), with SOMA_ARENA_DECAY_MS=200 (set
+ * test_park.c: parked pools (src/pool/pool.c), with SOMA_ARENA_DECAY_MS=200 (set
  * by CTest).
  *
  *   - a pool that empties while it is the only pool of its class stays on

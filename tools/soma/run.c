@@ -22,7 +22,7 @@
  * arena map at exit, into one self-contained HTML page (timeline.c).
  * --debug runs PROG in soma's debug mode (SOMA_DEBUG=1: guards, fill
  * patterns, a diagnosis and an abort on the first misuse; =report: every
- * misuse reported, and PROG goes on; src/debug.c).
+ * misuse reported, and PROG goes on; src/malloc/debug.c).
  * The exit status is PROG's own, or 128 + the
  * signal that killed it (as a shell reports it).
  */

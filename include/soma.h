@@ -44,9 +44,9 @@ extern "C" {
 #endif
 
 #define SOMA_VERSION_MAJOR 0
-#define SOMA_VERSION_MINOR 1
+#define SOMA_VERSION_MINOR 2
 #define SOMA_VERSION_PATCH 0
-#define SOMA_VERSION "0.1.0"
+#define SOMA_VERSION "0.2.0"
 
 /* The geometry every build shares.  Blocks are SOMA_ALIGNMENT-aligned; requests
  * of 1..SOMA_SMALL_THRESHOLD bytes are small; class i serves blocks of
@@ -212,7 +212,10 @@ typedef struct soma_stats {
      * against an older soma.h than the library it runs with passes its own
      * sizeof (the soma_stats_get macro does) and gets no more than that;
      * one built against a newer soma.h reads `size` to know which fields the
-     * library filled (the rest are zero). */
+     * library filled (the rest are zero).  The functions that read a
+     * soma_stats (soma_stats_fprint, _fprint_json, soma_stats_diff) read
+     * no more than `size` bytes of it; 0, in a struct filled by hand, means
+     * the whole of this header's struct. */
     uint32_t version;
     uint32_t size;
 
@@ -286,7 +289,7 @@ SOMA_API void soma_stats_get(soma_stats *out);
  * soma_stats): the form the macro below calls, so that a program keeps
  * working with a later library whose soma_stats is larger. */
 SOMA_API void soma_stats_get_sized(soma_stats *out, size_t size);
-#define soma_stats_get(out) soma_stats_get_sized((out), sizeof *(out))
+#define soma_stats_get(out) soma_stats_get_sized((out), sizeof(soma_stats))
 
 /* Print a snapshot in the exact layout of CPython 3.12's
  * sys._debugmallocstats(): threshold line, class table, arena counters, byte
@@ -305,7 +308,7 @@ SOMA_API int soma_stats_print(FILE *out);
  * into it by other threads and not yet collected count as in use. */
 SOMA_API void soma_heap_stats_get(soma_heap *heap, soma_stats *out);
 SOMA_API void soma_heap_stats_get_sized(soma_heap *heap, soma_stats *out, size_t size);
-#define soma_heap_stats_get(heap, out) soma_heap_stats_get_sized((heap), (out), sizeof *(out))
+#define soma_heap_stats_get(heap, out) soma_heap_stats_get_sized((heap), (out), sizeof(soma_stats))
 SOMA_API int soma_heap_stats_print(soma_heap *heap, FILE *out);
 
 /* Print the snapshot *st (from soma_stats_get) in the same layout. */

@@ -19,9 +19,10 @@
 #include "base/start.h"
 
 /* The section every SOMA_HOOK is placed in; the linker defines its bounds.
- * Weak, so that a build with no hook at all still links. */
-extern hook_t __start_soma_hooks[] __attribute__((weak, visibility("hidden")));
-extern hook_t __stop_soma_hooks[] __attribute__((weak, visibility("hidden")));
+ * Not weak: a library linked without the section (which would run no
+ * start-up and take no lock across fork) must fail to link. */
+extern hook_t __start_soma_hooks[] __attribute__((visibility("hidden")));
+extern hook_t __stop_soma_hooks[] __attribute__((visibility("hidden")));
 
 /* The hooks in order, sorted once by soma__start (before any fork handler
  * can run: they are registered after). */
@@ -31,7 +32,14 @@ static size_t nhooks;
 
 static void sort_hooks(void)
 {
-    for (hook_t *h = __start_soma_hooks; h < __stop_soma_hooks && nhooks < MAX_HOOKS; h++) {
+    size_t n = (size_t)(__stop_soma_hooks - __start_soma_hooks);
+    /* Without the links' key, the options and the fork handlers soma would
+     * run wrongly, silently: better to say so and stop. */
+    if (n == 0 || n > MAX_HOOKS)
+        soma__fatal("%zu start-up hooks in section soma_hooks (expected 1 to %d): the "
+                    "library was linked wrongly",
+                    n, MAX_HOOKS);
+    for (hook_t *h = __start_soma_hooks; h < __stop_soma_hooks; h++) {
         size_t i = nhooks++;
         for (; i > 0 && hooks[i - 1]->order > h->order; i--)
             hooks[i] = hooks[i - 1];

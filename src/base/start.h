@@ -32,7 +32,6 @@ enum {
     SOMA_ORDER_OPTIONS = 5,   /* base/options.c: reads the environment (start only) */
     SOMA_ORDER_REPORT = 10,   /* runtime/report.c: the exit dump; dump lock (reset in
                                  the child, not held: DESIGN.md's lock table says why) */
-    SOMA_ORDER_EMIT = 20,     /* stats: the scratch snapshot's lock (reset, not held) */
     SOMA_ORDER_DEBUG = 30,    /* heap/heap.c: debug mode's recursive lock */
     SOMA_ORDER_TYPES = 40,    /* stats/types.c: the type registry's lock */
     SOMA_ORDER_HEAPS = 50,    /* heap/heap.c: heaps_lock, then every heap's lock */
@@ -53,10 +52,20 @@ typedef struct {
 
 /* One per module, at file scope.  Not const (the pointers need relocating
  * in a shared library); aligned so that the section is an array; sanitizers
- * leave globals of named sections alone. */
+ * leave globals of named sections alone.  `retain` keeps the section from a
+ * linker's garbage collection (--gc-sections with -z start-stop-gc, or
+ * lld's), which `used` alone does not. */
+#if defined(__has_attribute)
+#if __has_attribute(retain)
+#define SOMA_HOOK_RETAIN retain,
+#endif
+#endif
+#ifndef SOMA_HOOK_RETAIN
+#define SOMA_HOOK_RETAIN
+#endif
 #define SOMA_HOOK(name, order_, start_, fork_)                                                     \
-    __attribute__((used, section("soma_hooks"), aligned(sizeof(void *)))) static hook_t           \
-        soma__hook_##name = {(order_), (start_), (fork_)}
+    __attribute__((used, SOMA_HOOK_RETAIN section("soma_hooks"), aligned(sizeof(void *))))        \
+    static hook_t soma__hook_##name = {(order_), (start_), (fork_)}
 
 SOMA_INTERNAL void soma__start(void);
 

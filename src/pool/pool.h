@@ -68,7 +68,7 @@ struct arena {
     pool_t *freepools;      /* empty carved pools, LIFO through nextpool */
     arena_t *nextarena;     /* usable_arenas links */
     arena_t *prevarena;
-    arena_t *next_all; /* all arenas of the heap; also the slab free list */
+    arena_t *next_all; /* all arenas of the heap */
     arena_t *prev_all;
     heap_t *heap;
     unsigned kind;           /* SOMA_KIND_*: which of the heap's sets it is in */

@@ -4,7 +4,7 @@
  */
 #include <stdio.h>
 
-#include "base/start.h"
+#include "os/os.h"
 #include "common/text.h"
 #include "stats/emit.h"
 
@@ -72,87 +72,106 @@ void soma__emit_string(emit_t *e, const char *text)
     soma__sink_put(s, "\"");
 }
 
-/* ---- the scratch snapshot ---- */
+/* ---- the scratch: a snapshot and a sink for one call ---- */
 
-/* Guards the scratch: the snapshot, its sink and its detail.  Not held
- * across fork: a snapshot being taken calls the program's count functions
- * (types.c), which may wait for a lock the forking thread holds.  The
- * child's copy is reset: the thread that held it does not exist there,
- * and what it guards is only scratch space. */
-static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
-static soma_stats scratch;
-static sink_t scratch_sink;
+/* A soma_stats holds every registered type: too large for a small thread
+ * stack.  And no lock may be shared by the printers: a snapshot runs the
+ * program's count functions, which take the program's own locks, and a
+ * thread that holds one of those and prints (or a count function that
+ * prints) would wait for a printer waiting for it.  So every call maps a
+ * scratch of its own (mmap: never malloc, which may be what is measured)
+ * and gives it back; printers share nothing and take no lock of soma's but
+ * the walk's. */
+typedef struct {
+    soma_stats st;    /* the snapshot taken, or a short caller's copy */
+    soma_stats other; /* a short caller's copy (the diff's second snapshot) */
+    sink_t sink;
+} scratch_t;
 
-static void scratch_fork(int phase)
+static scratch_t *scratch_new(FILE *file, int fd)
 {
-    if (phase == SOMA_FORK_CHILD)
-        pthread_mutex_init(&scratch_lock, NULL);
+    scratch_t *s = soma__os_map(sizeof *s); /* zeroed */
+    if (s == NULL)
+        return NULL;
+    s->sink.file = file;
+    s->sink.fd = fd;
+    return s;
 }
-SOMA_HOOK(emit, SOMA_ORDER_EMIT, NULL, scratch_fork);
 
-/* The scratch's sink, emptied, writing to file or fd (scratch_lock held). */
-static sink_t *scratch_sink_to(FILE *file, int fd)
+static int scratch_done(scratch_t *s, int rc)
 {
-    memset(&scratch_sink, 0, sizeof scratch_sink);
-    scratch_sink.file = file;
-    scratch_sink.fd = fd;
-    return &scratch_sink;
+    soma__os_unmap(s, sizeof *s);
+    return rc;
 }
 
-/* Take a snapshot (of heap, or the process's) into the scratch and write it. */
+/* st as a whole soma_stats of this header: st itself, or, if the caller's
+ * struct is shorter (built against an older soma.h: its `size`), its bytes
+ * copied into room and the rest zero.  A size of 0 (a struct filled by
+ * hand) means the whole. */
+static const soma_stats *whole(const soma_stats *st, soma_stats *room)
+{
+    if (st->size == 0 || st->size >= sizeof *st)
+        return st;
+    memset(room, 0, sizeof *room);
+    memcpy(room, st, st->size);
+    return room;
+}
+
+/* Take a snapshot (of heap, or the process's) into a scratch and write it. */
 static int take_and_write(FILE *out, heap_t *heap, int json)
 {
-    pthread_mutex_lock(&scratch_lock);
-    emit_t e = {scratch_sink_to(out, -1), json, "\n"};
+    scratch_t *s = scratch_new(out, -1);
+    if (s == NULL)
+        return -1;
+    emit_t e = {&s->sink, json, "\n"};
     if (json) {
         detail_t d;
-        soma__walk_take(&scratch, heap, &d);
-        soma__emit_json(&e, &scratch, d.arenas != NULL ? &d : NULL, "request",
+        soma__walk_take(&s->st, heap, &d);
+        soma__emit_json(&e, &s->st, d.arenas != NULL ? &d : NULL, "request",
                         heap != NULL ? "heap" : "process");
         soma__walk_detail_free(&d);
     } else {
-        soma__walk_take(&scratch, heap, NULL);
-        soma__emit_text(&e, &scratch);
+        soma__walk_take(&s->st, heap, NULL);
+        soma__emit_text(&e, &s->st);
     }
-    int rc = soma__sink_flush(e.sink);
-    pthread_mutex_unlock(&scratch_lock);
-    return rc;
+    return scratch_done(s, soma__sink_flush(e.sink));
 }
 
 /* Write st, a snapshot the caller took. */
 static int write_given(FILE *out, const soma_stats *st, int json)
 {
-    pthread_mutex_lock(&scratch_lock);
-    emit_t e = {scratch_sink_to(out, -1), json, "\n"};
+    scratch_t *s = scratch_new(out, -1);
+    if (s == NULL)
+        return -1;
+    emit_t e = {&s->sink, json, "\n"};
+    st = whole(st, &s->other);
     if (json)
         soma__emit_json(&e, st, NULL, "request", "snapshot");
     else
         soma__emit_text(&e, st);
-    int rc = soma__sink_flush(e.sink);
-    pthread_mutex_unlock(&scratch_lock);
-    return rc;
+    return scratch_done(s, soma__sink_flush(e.sink));
 }
 
 int soma__emit_snapshot(const emit_request_t *r)
 {
-    pthread_mutex_lock(&scratch_lock);
-    emit_t e = {scratch_sink_to(r->file, r->fd), r->json, r->sample ? "" : "\n"};
+    scratch_t *s = scratch_new(r->file, r->fd);
+    if (s == NULL)
+        return -1;
+    emit_t e = {&s->sink, r->json, r->sample ? "" : "\n"};
     detail_t d = {0};
     if (r->sample)
-        soma__walk_sample(&scratch);
+        soma__walk_sample(&s->st);
     else
-        soma__walk_take(&scratch, NULL, r->json ? &d : NULL);
+        soma__walk_take(&s->st, NULL, r->json ? &d : NULL);
     if (r->json) {
-        soma__emit_json(&e, &scratch, d.arenas != NULL ? &d : NULL, r->reason, "process");
+        soma__emit_json(&e, &s->st, d.arenas != NULL ? &d : NULL, r->reason, "process");
     } else {
         if (r->header != NULL)
             soma__sink_put(e.sink, r->header);
-        soma__emit_text(&e, &scratch);
+        soma__emit_text(&e, &s->st);
     }
     soma__walk_detail_free(&d);
-    int rc = soma__sink_flush(e.sink);
-    pthread_mutex_unlock(&scratch_lock);
-    return rc;
+    return scratch_done(s, soma__sink_flush(e.sink));
 }
 
 /* ---- the public print functions (soma.h) ---- */
@@ -189,10 +208,13 @@ int soma_stats_fprint_json(FILE *out, const soma_stats *st)
 
 int soma_stats_diff(FILE *out, const soma_stats *before, const soma_stats *after)
 {
-    pthread_mutex_lock(&scratch_lock);
-    emit_t e = {scratch_sink_to(out, -1), 0, "\n"};
-    int changed = soma__emit_diff(&e, before, after);
+    scratch_t *s = scratch_new(out, -1);
+    if (s == NULL)
+        return -1;
+    emit_t e = {&s->sink, 0, "\n"};
+    int changed = soma__emit_diff(&e, whole(before, &s->st), whole(after, &s->other));
     int rc = changed < 0 ? -1 : soma__sink_flush(e.sink);
-    pthread_mutex_unlock(&scratch_lock);
-    return rc < 0 ? -1 : changed;
+    if (rc == 0 && ferror(out)) /* as fprintf's callers learn of a failed write */
+        rc = -1;
+    return scratch_done(s, rc < 0 ? -1 : changed);
 }

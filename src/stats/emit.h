@@ -11,9 +11,9 @@
  *   emit_json.c   the JSON snapshot (docs/stats.schema.json)
  *   emit_diff.c   what changed between two snapshots (soma_stats_diff)
  *
- * emit.c also holds the one scratch snapshot the writers fill (a
- * soma_stats with every registered type is too large for a small thread
- * stack), its lock and its fork handler, and the public print functions.
+ * emit.c also holds the scratch every call fills (a snapshot and a sink,
+ * mapped for the call and given back: no lock shared between printers, no
+ * large struct on a small thread stack) and the public print functions.
  */
 #ifndef SOMA_EMIT_H
 #define SOMA_EMIT_H
@@ -91,8 +91,9 @@ typedef struct {
     const char *reason; /* JSON */
     const char *header; /* text: a line written before the dump, or NULL */
 } emit_request_t;
-/* Takes the process's snapshot into the scratch and writes it; 0, or -1
- * if a write failed.  Allocates nothing when writing to a descriptor. */
+/* Takes the process's snapshot into a scratch and writes it; 0, or -1 if
+ * a write failed (or no scratch could be mapped).  Allocates nothing
+ * through malloc when writing to a descriptor. */
 SOMA_INTERNAL int soma__emit_snapshot(const emit_request_t *r);
 
 #endif /* SOMA_EMIT_H */

@@ -17,6 +17,9 @@
 #include <errno.h>
 
 #include "dump_parse.h"
+#include <pthread.h>
+#include <unistd.h>
+
 #include "soma.h"
 #include "test.h"
 
@@ -85,6 +88,66 @@ static long find_type(const soma_stats *s, const char *name)
         if (strcmp(s->types[i].name, name) == 0)
             return (long)i;
     return -1;
+}
+
+/* ---- printing never waits for a count function ----
+ * A count function may take its cache's lock, and the program may print a
+ * snapshot it took while it holds that lock, or print from inside a count
+ * function: no lock of soma's may be held across a count function that a
+ * printer of a given snapshot also needs (each print call maps its own
+ * scratch: src/stats/emit.c). */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static soma_stats given;
+static FILE *devnull;
+static volatile int in_count;
+
+static size_t locked_count(void *ctx)
+{
+    (void)ctx;
+    in_count = 1;
+    pthread_mutex_lock(&cache_lock);
+    pthread_mutex_unlock(&cache_lock);
+    return 3;
+}
+
+static size_t printing_count(void *ctx)
+{
+    (void)ctx;
+    return soma_stats_fprint(devnull, &given) == 0 ? 5 : 0;
+}
+
+static void *print_all(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)soma_stats_print(devnull);
+}
+
+static void check_no_wait(void)
+{
+    devnull = fopen("/dev/null", "w");
+    CHECK(devnull != NULL);
+    soma_stats_get(&given);
+    /* From inside a count function. */
+    CHECK_EQ(soma_stats_register_type("printer", 8, printing_count, NULL), 0);
+    CHECK_EQ(soma_stats_print(devnull), 0);
+    CHECK_EQ(soma_stats_unregister_type("printer"), 0);
+    /* While another thread's snapshot waits in a count function for a lock
+     * this thread holds. */
+    CHECK_EQ(soma_stats_register_type("locked", 8, locked_count, NULL), 0);
+    pthread_mutex_lock(&cache_lock);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, print_all, NULL), 0);
+    while (!in_count)
+        usleep(1000);
+    CHECK_EQ(soma_stats_fprint(devnull, &given), 0);
+    CHECK_EQ(soma_stats_fprint_json(devnull, &given), 0);
+    CHECK(soma_stats_diff(devnull, &given, &given) >= 0);
+    pthread_mutex_unlock(&cache_lock);
+    void *rc;
+    pthread_join(t, &rc);
+    CHECK_EQ((intptr_t)rc, 0);
+    CHECK_EQ(soma_stats_unregister_type("locked"), 0);
+    fclose(devnull);
 }
 
 int main(void)
@@ -247,5 +310,6 @@ int main(void)
     CHECK_EQ(soma_stats_unregister_type("PyDictObjects"), 0);
     soma_stats_get(&st);
     CHECK_EQ(st.num_types, base_types);
+    check_no_wait();
     return test_summary();
 }

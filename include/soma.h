@@ -393,16 +393,10 @@ SOMA_API size_t soma_debug_check(void);
  * reported and the program goes on (SOMA_DEBUG=report). */
 SOMA_API int soma_debug_mode(void);
 
-/* Environment, read once when soma starts (README has the full table):
- *   SOMA_SHOW_STATS=1        print the dump when the program exits
- *                            (CPython's PYTHONMALLOCSTATS)
- *   SOMA_STATS_FILE=PATH     dumps go to PATH ("%p": the pid), not stderr
- *   SOMA_STATS_SIGNAL=USR2   dump when the signal arrives
- *   SOMA_STATS_FORMAT=json   dumps are JSON snapshots (soma_stats_print_json)
- *   SOMA_STATS_INTERVAL_MS=N a JSON sample every N ms, one line each
- *   SOMA_ARENA_DECAY_MS=N    how long an empty arena stays mapped
- *   SOMA_DEBUG=1|report      debug mode (above)
- *   SOMA_DEBUG_QUARANTINE=N  bytes of freed blocks kept from reuse in it */
+/* The runtime options (SOMA_SHOW_STATS, SOMA_STATS_FILE, SOMA_DEBUG, ...)
+ * are environment variables read once when soma starts; they are listed,
+ * with their types, defaults and ranges, by `soma help options` and in
+ * docs/OPTIONS.md, both made from the one table the library parses. */
 
 #ifdef __cplusplus
 }

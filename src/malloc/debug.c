@@ -103,36 +103,36 @@ typedef struct {
     uint64_t size;
     uint64_t tag; /* serial << 16 | api << 8 | state */
     uint8_t guard[8];
-} dbg_hdr;
-_Static_assert(sizeof(dbg_hdr) == HDR, "the header keeps the program's bytes 16-aligned");
+} dbg_hdr_t;
+_Static_assert(sizeof(dbg_hdr_t) == HDR, "the header keeps the program's bytes 16-aligned");
 
 /* What the block at U is, found by locate(). */
 typedef struct {
     unsigned char *u;
-    dbg_hdr *h;
+    dbg_hdr_t *h;
     unsigned char *b; /* the underlying block */
     size_t span;      /* bytes from U to the end of the underlying block */
     pool_t *pool;     /* NULL for a large block */
-} blk;
+} blk_t;
 
 static uint64_t serial;
 static size_t problems;
-static blk *ring; /* the quarantine, oldest at ring_head */
+static blk_t *ring; /* the quarantine, oldest at ring_head */
 static size_t ring_head, ring_len, ring_bytes;
 static int ring_failed;
 static heap_t *tombs; /* destroyed heaps, newest first, through next_orphan */
 static unsigned ntombs;
 
 
-static unsigned state_of(const dbg_hdr *h)
+static unsigned state_of(const dbg_hdr_t *h)
 {
     return (unsigned)(h->tag & 0xff);
 }
-static unsigned api_of(const dbg_hdr *h)
+static unsigned api_of(const dbg_hdr_t *h)
 {
     return (unsigned)(h->tag >> 8 & 0xff);
 }
-static unsigned long long serial_of(const dbg_hdr *h)
+static unsigned long long serial_of(const dbg_hdr_t *h)
 {
     return (unsigned long long)(h->tag >> 16);
 }
@@ -164,9 +164,9 @@ static const char *api_name(unsigned api)
 typedef struct {
     char buf[2048];
     size_t len;
-} text;
+} text_t;
 
-__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void add(text_t *t, const char *fmt, ...)
 {
     if (t->len >= sizeof t->buf)
         return;
@@ -178,9 +178,9 @@ __attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, 
         t->len = t->len + (size_t)n < sizeof t->buf ? t->len + (size_t)n : sizeof t->buf - 1;
 }
 
-static void describe(text *t, const blk *b)
+static void describe(text_t *t, const blk_t *b)
 {
-    const dbg_hdr *h = b->h;
+    const dbg_hdr_t *h = b->h;
     add(t, "\n  block %p: %llu bytes asked, serial %llu, made by %s", (void *)b->u,
         (unsigned long long)h->size, serial_of(h), api_name(api_of(h)));
     if (b->pool == NULL)
@@ -199,7 +199,7 @@ static void describe(text *t, const blk *b)
 
 /* The bytes at p (len of them, the first bad one at `bad`) against the
  * pattern `want`: where, and 16 of them from the first that differs. */
-static void bytes_diff(text *t, const blk *b, const unsigned char *p, size_t len, size_t bad,
+static void bytes_diff(text_t *t, const blk_t *b, const unsigned char *p, size_t len, size_t bad,
                        unsigned want)
 {
     size_t nbad = 0, last = bad;
@@ -224,7 +224,7 @@ static void bytes_diff(text *t, const blk *b, const unsigned char *p, size_t len
         add(t, " %02x", p[bad + i]);
 }
 
-static void finish(text *t)
+static void finish(text_t *t)
 {
     add(t, "\n");
     soma__sink_write_all(STDERR_FILENO, t->buf, t->len);
@@ -239,7 +239,7 @@ static void finish(text *t)
 /* fn: the call that found it, with p its argument; or, for a check that
  * no call of the program's asked for, who found it ("... found block p",
  * or "... found pool p" and the like when `what` starts with that noun). */
-static void start(text *t, const char *fn, const void *p, const char *what)
+static void start(text_t *t, const char *fn, const void *p, const char *what)
 {
     t->len = 0;
     if (fn[0] == '=' && (strncmp(what, "pool ", 5) == 0 || strncmp(what, "heap ", 5) == 0))
@@ -260,7 +260,7 @@ static size_t first_not(const unsigned char *p, size_t len, unsigned want)
     return len;
 }
 
-static int plausible(const dbg_hdr *h, size_t pad, size_t span)
+static int plausible(const dbg_hdr_t *h, size_t pad, size_t span)
 {
     unsigned st = state_of(h);
     return (st == ST_LIVE || st == ST_FREED || st == ST_RELEASED) && api_of(h) > 0 &&
@@ -283,9 +283,9 @@ enum { FOUND, FOREIGN, BAD };
 /* Which block p is.  FOREIGN: not in soma's range and not a large block of
  * soma's (the system allocator's business, as without debug mode).  BAD:
  * reported; the caller must leave it alone. */
-static int locate(const void *p, blk *out, const char *fn)
+static int locate(const void *p, blk_t *out, const char *fn)
 {
-    text t;
+    text_t t;
     uintptr_t u = (uintptr_t)p;
     arena_t *a = soma__region_arena(p);
     if (a != NULL) {
@@ -301,7 +301,7 @@ static int locate(const void *p, blk *out, const char *fn)
         size_t size = soma__sizeclass_size(pool->szidx);
         size_t into = (off - SOMA_POOL_OVERHEAD) % size;
         unsigned char *b = (unsigned char *)p - into;
-        blk whole = {b + HDR, (dbg_hdr *)b, b, size - HDR, pool};
+        blk_t whole = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
         if (into != HDR) {
             start(&t, fn, p, "not a block soma returned");
             long delta = (long)((const unsigned char *)p - whole.u);
@@ -338,7 +338,7 @@ static int locate(const void *p, blk *out, const char *fn)
             return FOREIGN;
         }
         unsigned char *b = (unsigned char *)(u - HDR - pad);
-        *out = (blk){(unsigned char *)p, (dbg_hdr *)(b + pad), b, total - pad - HDR, NULL};
+        *out = (blk_t){(unsigned char *)p, (dbg_hdr_t *)(b + pad), b, total - pad - HDR, NULL};
     }
     if (!plausible(out->h, (size_t)((unsigned char *)out->h - out->b), out->span)) {
         start(&t, fn, p, "not a block soma returned, or its header was overwritten (an underflow "
@@ -353,9 +353,9 @@ static int locate(const void *p, blk *out, const char *fn)
 }
 
 /* Is the block alive and whole?  0 if it must be left alone (reported). */
-static int check_live(const blk *b, const char *fn)
+static int check_live(const blk_t *b, const char *fn)
 {
-    text t;
+    text_t t;
     if (b->pool != NULL && b->pool->heap->destroyed) {
         start(&t, fn, b->u, "a block of a destroyed heap: soma_heap_destroy released it with its "
                             "heap, and it must not be used or freed after that");
@@ -391,9 +391,9 @@ static int check_live(const blk *b, const char *fn)
 }
 
 /* A freed block's fill must be intact: 0 and a report if it is not. */
-static int check_dead(const blk *b, const char *fn, const char *when)
+static int check_dead(const blk_t *b, const char *fn, const char *when)
 {
-    text t;
+    text_t t;
     size_t bad = first_not(b->h->guard, sizeof b->h->guard, GUARD);
     const unsigned char *p = b->h->guard;
     size_t len = sizeof b->h->guard;
@@ -414,7 +414,7 @@ static int check_dead(const blk *b, const char *fn, const char *when)
 
 /* ---- giving blocks back ---- */
 
-static void release(blk *b)
+static void release(blk_t *b)
 {
     b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_RELEASED;
     if (b->pool == NULL) {
@@ -432,7 +432,7 @@ static void release(blk *b)
 
 static void evict_oldest(void)
 {
-    blk *b = &ring[ring_head];
+    blk_t *b = &ring[ring_head];
     ring_head = (ring_head + 1) % RING_MAX;
     ring_len--;
     ring_bytes -= b->span + HDR;
@@ -441,7 +441,7 @@ static void evict_oldest(void)
 }
 
 /* The block is freed: marked, filled, and kept out of reach a while. */
-static void retire(blk *b)
+static void retire(blk_t *b)
 {
     b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_FREED;
     memset(b->u, DEAD, b->span);
@@ -473,7 +473,7 @@ static heap_t *resolve(heap_t *heap)
 }
 
 /* An underlying block for n bytes and its description (lock held). */
-static int underlying(heap_t *heap, size_t n, size_t align, blk *out)
+static int underlying(heap_t *heap, size_t n, size_t align, blk_t *out)
 {
     unsigned char *b;
     size_t pad = 0, total;
@@ -496,7 +496,7 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk *out)
     } else {
         soma__large_lookup(b, &total); /* may be more than asked: malloc.c's fallback */
     }
-    *out = (blk){b + pad + HDR, (dbg_hdr *)(b + pad), b, total - pad - HDR, pool};
+    *out = (blk_t){b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - pad - HDR, pool};
     /* A block back from its pool must still be as it was freed. */
     if (pool != NULL && state_of(out->h) == ST_RELEASED)
         check_dead(out, "=" FN("soma_malloc", "malloc"), "found as it was handed out again");
@@ -509,7 +509,7 @@ static int heap_gone(heap_t *heap, const char *fn)
 {
     if (!heap->destroyed)
         return 0;
-    text t;
+    text_t t;
     start(&t, fn, (void *)heap, "the heap was destroyed by soma_heap_destroy");
     finish(&t);
     errno = EINVAL;
@@ -527,7 +527,7 @@ void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align)
      * collect its pending frees, which soma_debug_check must not see half
      * done. */
     heap = resolve(heap);
-    blk b;
+    blk_t b;
     if (heap == NULL || heap_gone(heap, api_name((unsigned)api)) ||
         underlying(heap, n, align, &b) != 0) {
         soma__heap_debug_unlock();
@@ -561,7 +561,7 @@ void soma__debug_free(void *p)
     if (p == NULL)
         return;
     soma__heap_debug_lock();
-    blk b;
+    blk_t b;
     int where = locate(p, &b, FN("soma_free", "free"));
     if (where == FOUND && check_live(&b, FN("soma_free", "free")))
         retire(&b);
@@ -580,7 +580,7 @@ void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     }
     const char *fn = api == SOMA_CALL_REALLOC ? FN("soma_realloc", "realloc") : "soma_heap_realloc";
     soma__heap_debug_lock();
-    blk b;
+    blk_t b;
     int where = locate(p, &b, fn);
     void *q = NULL;
     if (where == FOUND && check_live(&b, fn)) {
@@ -604,7 +604,7 @@ size_t soma__debug_usable_size(const void *p)
 {
     const char *fn = FN("soma_usable_size", "malloc_usable_size");
     soma__heap_debug_lock();
-    blk b;
+    blk_t b;
     int where = locate(p, &b, fn);
     size_t n = where == FOUND && check_live(&b, fn) ? b.h->size : 0;
     soma__heap_debug_unlock();
@@ -616,7 +616,7 @@ static void bury(heap_t *h)
 {
     size_t kept = 0;
     for (size_t i = 0; i < ring_len; i++) {
-        blk e = ring[(ring_head + i) % RING_MAX];
+        blk_t e = ring[(ring_head + i) % RING_MAX];
         if (e.pool != NULL && e.pool->heap == h)
             ring_bytes -= e.span + HDR;
         else
@@ -659,7 +659,7 @@ static const char CHECK[] = "=soma_debug_check";
 static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
 {
     size_t size = soma__sizeclass_size(pool->szidx);
-    blk k = {b + HDR, (dbg_hdr *)b, b, size - HDR, pool};
+    blk_t k = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
     unsigned st = state_of(k.h);
     if (on_free_list) {
         /* Released blocks; a carved block never handed out has st 0. */
@@ -667,7 +667,7 @@ static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
             check_dead(&k, CHECK, "found by the check, free in its pool");
         return;
     }
-    text t;
+    text_t t;
     if (!plausible(k.h, 0, k.span)) {
         start(&t, CHECK, k.u, "the header of a block in use was overwritten (an underflow from "
                               "it, or an overflow from the block before)");
@@ -686,7 +686,7 @@ static void check_pool(pool_t *pool, void *arg)
     uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
     long carved = soma__check_free_map(pool, free_bits);
     if (carved < 0) {
-        text t;
+        text_t t;
         start(&t, CHECK, (void *)pool, "pool its free list is corrupted (a write after free, or "
                                        "an overflow)");
         finish(&t);
@@ -710,9 +710,9 @@ static void check_large(void *p, size_t total, void *arg)
     long pad = large_pad(b, total);
     if (pad < 0)
         return; /* not a debug block: made before soma started, or foreign */
-    blk k = {b + pad + HDR, (dbg_hdr *)(b + pad), b, total - (size_t)pad - HDR, NULL};
+    blk_t k = {b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - (size_t)pad - HDR, NULL};
     if (!plausible(k.h, (size_t)pad, k.span)) {
-        text t;
+        text_t t;
         start(&t, CHECK, k.u, "the header of a large block was overwritten (an underflow)");
         finish(&t);
     } else if (state_of(k.h) == ST_LIVE) {
@@ -727,7 +727,7 @@ static void check_invariants(heap_t *heap, void *arg)
     (void)arg;
     char why[256];
     if (soma__check_heap_locked(heap, why, sizeof why) != 0) {
-        text t;
+        text_t t;
         start(&t, CHECK, (void *)heap, "heap it is inconsistent: ");
         add(&t, "%s", why);
         finish(&t);

@@ -31,16 +31,16 @@
 typedef struct {
     uintptr_t p; /* 0 = empty */
     size_t n;    /* bytes requested */
-} entry;
+} entry_t;
 
 typedef struct {
     _Alignas(64) pthread_mutex_t lock; /* a cache line or two of its own */
-    entry *slots;
+    entry_t *slots;
     size_t cap, used;
     size_t bytes; /* requested bytes of the blocks in this shard */
-} shard;
+} shard_t;
 
-static shard shards[SHARDS] = {[0 ... SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
+static shard_t shards[SHARDS] = {[0 ... SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 static _Atomic size_t made_total;
 
 static inline size_t mix(uintptr_t p)
@@ -52,13 +52,13 @@ static inline size_t mix(uintptr_t p)
     return (size_t)x;
 }
 
-static shard *shard_of(uintptr_t p)
+static shard_t *shard_of(uintptr_t p)
 {
     return &shards[mix(p) % SHARDS];
 }
 
 /* The slot holding p, or the empty slot where it would go (lock held, cap > 0). */
-static entry *find(shard *s, uintptr_t p)
+static entry_t *find(shard_t *s, uintptr_t p)
 {
     size_t i = (mix(p) / SHARDS) & (s->cap - 1);
     while (s->slots[i].p != 0 && s->slots[i].p != p)
@@ -66,13 +66,13 @@ static entry *find(shard *s, uintptr_t p)
     return &s->slots[i];
 }
 
-static int grow(shard *s)
+static int grow(shard_t *s)
 {
     size_t cap = s->cap ? 2 * s->cap : FIRST_SLOTS;
-    entry *slots = soma__os_map(cap * sizeof(entry));
+    entry_t *slots = soma__os_map(cap * sizeof(entry_t));
     if (slots == NULL)
         return -1;
-    entry *old = s->slots;
+    entry_t *old = s->slots;
     size_t oldcap = s->cap;
     s->slots = slots;
     s->cap = cap;
@@ -80,7 +80,7 @@ static int grow(shard *s)
         if (old[i].p != 0)
             *find(s, old[i].p) = old[i];
     if (old != NULL)
-        soma__os_unmap(old, oldcap * sizeof(entry));
+        soma__os_unmap(old, oldcap * sizeof(entry_t));
     return 0;
 }
 
@@ -91,13 +91,13 @@ static void *enter(void *p, size_t n)
 {
     if (p == NULL)
         return NULL;
-    shard *s = shard_of((uintptr_t)p);
+    shard_t *s = shard_of((uintptr_t)p);
     pthread_mutex_lock(&s->lock);
     if (2 * (s->used + 1) > s->cap && grow(s) != 0) {
         pthread_mutex_unlock(&s->lock);
         return p;
     }
-    entry *e = find(s, (uintptr_t)p);
+    entry_t *e = find(s, (uintptr_t)p);
     e->p = (uintptr_t)p;
     e->n = n;
     s->used++;
@@ -110,7 +110,7 @@ static void *enter(void *p, size_t n)
 /* Forget p if it is registered: 1 (and its size in *n), else 0. */
 static int leave(uintptr_t p, size_t *n)
 {
-    shard *s = shard_of(p);
+    shard_t *s = shard_of(p);
     pthread_mutex_lock(&s->lock);
     if (s->cap == 0 || find(s, p)->p != p) {
         pthread_mutex_unlock(&s->lock);
@@ -192,11 +192,11 @@ void soma__large_counts(size_t *count, size_t *bytes, size_t *total)
 
 int soma__large_lookup(const void *p, size_t *n)
 {
-    shard *s = shard_of((uintptr_t)p);
+    shard_t *s = shard_of((uintptr_t)p);
     pthread_mutex_lock(&s->lock);
     int found = 0;
     if (s->cap > 0) {
-        entry *e = find(s, (uintptr_t)p);
+        entry_t *e = find(s, (uintptr_t)p);
         if (e->p == (uintptr_t)p) {
             *n = e->n;
             found = 1;
@@ -209,7 +209,7 @@ int soma__large_lookup(const void *p, size_t *n)
 void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg)
 {
     for (size_t i = 0; i < SHARDS; i++) {
-        shard *s = &shards[i];
+        shard_t *s = &shards[i];
         pthread_mutex_lock(&s->lock);
         for (size_t j = 0; j < s->cap; j++)
             if (s->slots[j].p != 0)

@@ -34,7 +34,7 @@ typedef struct {
     size_t before, after;
     size_t weight; /* what the rows are ordered by, largest first */
     size_t weight2;
-} row;
+} row_t;
 
 #define MAX_ROWS 96
 
@@ -52,10 +52,10 @@ static char *signed_commas(char *buf, size_t len, size_t before, size_t after)
     return buf;
 }
 
-static void sort_rows(row *r, size_t n)
+static void sort_rows(row_t *r, size_t n)
 {
     for (size_t i = 1; i < n; i++) {
-        row x = r[i];
+        row_t x = r[i];
         size_t j = i;
         while (j > 0 && (r[j - 1].weight < x.weight ||
                          (r[j - 1].weight == x.weight && r[j - 1].weight2 < x.weight2))) {
@@ -66,15 +66,15 @@ static void sort_rows(row *r, size_t n)
     }
 }
 
-static void add(row *rows, size_t *n, const char *label, size_t before, size_t after)
+static void add(row_t *rows, size_t *n, const char *label, size_t before, size_t after)
 {
     if (before == after)
         return;
-    rows[(*n)++] = (row){label, 0, before, after, absdiff(before, after), 0};
+    rows[(*n)++] = (row_t){label, 0, before, after, absdiff(before, after), 0};
 }
 
 /* The label column's width: the longest label printed, in either table. */
-static int label_width(const row *a, size_t na, const row *b, size_t nb)
+static int label_width(const row_t *a, size_t na, const row_t *b, size_t nb)
 {
     int width = 30;
     for (size_t i = 0; i < na + nb; i++) {
@@ -84,7 +84,7 @@ static int label_width(const row *a, size_t na, const row *b, size_t nb)
     return width;
 }
 
-static void print_figures(emit_t *e, const char *title, row *rows, size_t n, int width)
+static void print_figures(emit_t *e, const char *title, row_t *rows, size_t n, int width)
 {
     if (n == 0)
         return;
@@ -101,7 +101,7 @@ static void print_figures(emit_t *e, const char *title, row *rows, size_t n, int
 }
 
 /* The class rows: small classes, then medium ones (numbered on). */
-static size_t class_rows(row *rows, const soma_stats *b, const soma_stats *a)
+static size_t class_rows(row_t *rows, const soma_stats *b, const soma_stats *a)
 {
     size_t n = 0, total = b->num_classes + b->medium.num_classes;
     for (size_t c = 0; c < total && n < MAX_ROWS; c++) {
@@ -112,7 +112,7 @@ static size_t class_rows(row *rows, const soma_stats *b, const soma_stats *a)
         if (x->num_pools == y->num_pools && x->blocks_in_use == y->blocks_in_use &&
             x->avail_blocks == y->avail_blocks)
             continue;
-        rows[n++] = (row){NULL, c, 0, 0, absdiff(x->blocks_in_use, y->blocks_in_use) * y->size,
+        rows[n++] = (row_t){NULL, c, 0, 0, absdiff(x->blocks_in_use, y->blocks_in_use) * y->size,
                           absdiff(x->num_pools, y->num_pools)};
     }
     return n;
@@ -122,7 +122,7 @@ static size_t class_rows(row *rows, const soma_stats *b, const soma_stats *a)
  * value and change of pools, blocks in use and avail blocks. */
 #define CLASS_COLUMNS "%5s %6s %6s %7s %13s %11s %12s %10s\n"
 
-static void print_classes(emit_t *e, const soma_stats *b, const soma_stats *a, row *rows,
+static void print_classes(emit_t *e, const soma_stats *b, const soma_stats *a, row_t *rows,
                           size_t n)
 {
     if (n == 0)
@@ -174,7 +174,7 @@ int soma__emit_diff(emit_t *e, const soma_stats *before, const soma_stats *after
         errno = EINVAL;
         return -1;
     }
-    row classes[MAX_ROWS], counts[MAX_ROWS + 2 * SOMA_MAX_TYPES], bytes[MAX_ROWS];
+    row_t classes[MAX_ROWS], counts[MAX_ROWS + 2 * SOMA_MAX_TYPES], bytes[MAX_ROWS];
     size_t nclasses = class_rows(classes, before, after), ncounts = 0, nbytes = 0;
 
     for (int id = 0; id < SOMA_NUM_FIELDS; id++) {

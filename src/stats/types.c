@@ -14,10 +14,10 @@ typedef struct {
     size_t elem_size;
     soma_count_fn count_fn;
     void *ctx;
-} type_entry;
+} type_entry_t;
 
 static pthread_mutex_t types_lock = PTHREAD_MUTEX_INITIALIZER;
-static type_entry types[SOMA_MAX_TYPES];
+static type_entry_t types[SOMA_MAX_TYPES];
 static size_t ntypes;
 
 static void types_fork(int phase)
@@ -50,7 +50,7 @@ int soma_stats_register_type(const char *name, size_t elem_size, soma_count_fn c
         }
         i = (long)ntypes++;
     }
-    type_entry *t = &types[i];
+    type_entry_t *t = &types[i];
     strncpy(t->name, name, SOMA_TYPE_NAME_MAX - 1);
     t->name[SOMA_TYPE_NAME_MAX - 1] = '\0';
     t->elem_size = elem_size;

@@ -29,10 +29,10 @@ typedef struct {
     detail_t *d; /* or NULL */
     uint32_t heapno;
     int sample; /* soma__walk_sample: change nothing, call nothing */
-} walk_ctx;
+} walk_t;
 
 /* Room for the next arena's view, or NULL (counted as dropped). */
-static arena_view_t *next_view(walk_ctx *w, const arena_t *a, const heap_t *heap)
+static arena_view_t *next_view(walk_t *w, const arena_t *a, const heap_t *heap)
 {
     detail_t *d = w->d;
     if (d == NULL)
@@ -52,7 +52,7 @@ static arena_view_t *next_view(walk_ctx *w, const arena_t *a, const heap_t *heap
 }
 
 /* One set of arenas: classes[c - first] gets the pools of class c. */
-static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
+static void walk_set(walk_t *w, const heap_t *heap, const arena_set_t *set,
                      soma_class_stats *classes, unsigned first, size_t *unused_pools,
                      size_t *alignment_lost, size_t *empty_arenas)
 {
@@ -90,7 +90,7 @@ static void walk_set(walk_ctx *w, const heap_t *heap, const arena_set_t *set,
 
 static void walk_heap(heap_t *heap, void *arg)
 {
-    walk_ctx *w = arg;
+    walk_t *w = arg;
     soma_stats *st = w->st;
     const arena_set_t *small = &heap->sets[SOMA_KIND_SMALL];
     const arena_set_t *medium = &heap->sets[SOMA_KIND_MEDIUM];
@@ -171,7 +171,7 @@ static void stats_finish(soma_stats *st)
 }
 
 /* The process's snapshot: every heap. */
-static void take_all(walk_ctx *w)
+static void take_all(walk_t *w)
 {
     soma_stats *st = w->st;
     stats_begin(st);
@@ -202,7 +202,7 @@ static void take_all(walk_ctx *w)
 }
 
 /* One explicit heap's snapshot. */
-static void take_heap(walk_ctx *w, heap_t *heap)
+static void take_heap(walk_t *w, heap_t *heap)
 {
     stats_begin(w->st);
     /* By contract the caller is the heap's one user at this moment, so it
@@ -239,7 +239,7 @@ static int detail_map(detail_t *d, size_t arenas)
 
 void soma__walk_take(soma_stats *st, heap_t *heap, detail_t *d)
 {
-    walk_ctx w = {st, d, 0, 0};
+    walk_t w = {st, d, 0, 0};
     if (d == NULL) {
         heap != NULL ? take_heap(&w, heap) : take_all(&w);
         return;
@@ -270,7 +270,7 @@ void soma__walk_take(soma_stats *st, heap_t *heap, detail_t *d)
 
 void soma__walk_sample(soma_stats *st)
 {
-    walk_ctx w = {st, NULL, 0, 1};
+    walk_t w = {st, NULL, 0, 1};
     take_all(&w);
 }
 

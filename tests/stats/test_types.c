@@ -18,6 +18,7 @@
 
 #include "dump_parse.h"
 #include <pthread.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "soma.h"
@@ -99,12 +100,12 @@ static long find_type(const soma_stats *s, const char *name)
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static soma_stats given;
 static FILE *devnull;
-static volatile int in_count;
+static atomic_int in_count;
 
 static size_t locked_count(void *ctx)
 {
     (void)ctx;
-    in_count = 1;
+    atomic_store(&in_count, 1);
     pthread_mutex_lock(&cache_lock);
     pthread_mutex_unlock(&cache_lock);
     return 3;
@@ -137,7 +138,7 @@ static void check_no_wait(void)
     pthread_mutex_lock(&cache_lock);
     pthread_t t;
     CHECK_EQ(pthread_create(&t, NULL, print_all, NULL), 0);
-    while (!in_count)
+    while (!atomic_load(&in_count))
         usleep(1000);
     CHECK_EQ(soma_stats_fprint(devnull, &given), 0);
     CHECK_EQ(soma_stats_fprint_json(devnull, &given), 0);

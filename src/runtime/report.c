@@ -120,7 +120,10 @@ static int open_stats_file(void)
 static int write_snapshot(const char *when, const char *reason, int sample)
 {
     static char header[512]; /* dump_lock */
-    emit_request_t r = {stderr, -1, soma__options.json || sample, sample, reason, NULL};
+    /* One scratch for all of this process's dumps and samples, kept (they
+     * are serialised by dump_lock): a sample every ms maps nothing. */
+    static void *scratch;
+    emit_request_t r = {stderr, -1, soma__options.json || sample, sample, reason, NULL, &scratch};
     if (soma__options.stats_file[0] != '\0') {
         if ((r.fd = open_stats_file()) < 0)
             return -1;

@@ -154,9 +154,12 @@ static int write_given(FILE *out, const soma_stats *st, int json)
 
 int soma__emit_snapshot(const emit_request_t *r)
 {
-    scratch_t *s = scratch_new(r->file, r->fd);
-    if (s == NULL)
+    scratch_t *s = r->keep != NULL ? *r->keep : NULL;
+    if (s == NULL && (s = scratch_new(r->file, r->fd)) == NULL)
         return -1;
+    memset(&s->sink, 0, sizeof s->sink);
+    s->sink.file = r->file;
+    s->sink.fd = r->fd;
     emit_t e = {&s->sink, r->json, r->sample ? "" : "\n"};
     detail_t d = {0};
     if (r->sample)
@@ -171,7 +174,12 @@ int soma__emit_snapshot(const emit_request_t *r)
         soma__emit_text(&e, &s->st);
     }
     soma__walk_detail_free(&d);
-    return scratch_done(s, soma__sink_flush(e.sink));
+    int rc = soma__sink_flush(e.sink);
+    if (r->keep != NULL) {
+        *r->keep = s;
+        return rc;
+    }
+    return scratch_done(s, rc);
 }
 
 /* ---- the public print functions (soma.h) ---- */

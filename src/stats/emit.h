@@ -90,6 +90,9 @@ typedef struct {
     int sample;         /* read only (soma__walk_sample): JSON on one line, no detail */
     const char *reason; /* JSON */
     const char *header; /* text: a line written before the dump, or NULL */
+    void **keep;        /* a scratch kept from call to call in *keep (the caller
+                           serialises its calls: report.c's dump lock), or NULL:
+                           one mapped for this call and given back */
 } emit_request_t;
 /* Takes the process's snapshot into a scratch and writes it; 0, or -1 if
  * a write failed (or no scratch could be mapped).  Allocates nothing

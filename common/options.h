@@ -14,7 +14,8 @@
  * field: the member of the library's options in force that holds it;
  * type: SOMA_OPT_*, how it is parsed; default / override_default: the value when the option
  * is unset, in the library and in the LD_PRELOAD override
- * (libsoma-override.so); min and max bound numbers; "what a value is" is
+ * (libsoma-override.so); min and max bound a number, and a path's length
+ * (the other types' parsers ignore them); "what a value is" is
  * the Range column, and a bad value's warning says the value "is not" it.
  * Every option is read with secure_getenv (a setuid or setgid program
  * ignores them all); a bad value gets one warning line and the default.

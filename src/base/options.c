@@ -70,7 +70,9 @@ static int usable(long sig)
     return 1;
 }
 
-int soma__options_parse_signal(const char *v)
+/* The signal named by v ("USR2", "SIGUSR2", "12"), or 0 if there is none
+ * or soma may not take it (KILL, STOP, a fault signal). */
+static int parse_signal(const char *v)
 {
     char *end;
     long n = strtol(v, &end, 10);
@@ -101,7 +103,7 @@ static int parse(const option_t *o, const char *v, long *out)
     case SOMA_OPT_SIGNAL:
         if (*v == '\0')
             return 1;
-        return (*out = soma__options_parse_signal(v)) == 0 ? -1 : 0;
+        return (*out = parse_signal(v)) == 0 ? -1 : 0;
     case SOMA_OPT_FORMAT:
         if (*v == '\0')
             return 1;

@@ -25,9 +25,6 @@ typedef struct {
 } options_t;
 extern SOMA_INTERNAL options_t soma__options;
 
-/* The signal named by v ("USR2", "SIGUSR2", "12"), or 0 if there is none
- * or soma may not take it (KILL, STOP, a fault signal). */
-SOMA_INTERNAL int soma__options_parse_signal(const char *v);
 
 /*
  * The gate: the limits the fast paths compare against, read from memory

@@ -41,8 +41,6 @@
  * when it changes what a statistics walk reads: the arenas and the pools'
  * class (taking a pool, returning one, mapping or releasing an arena).
  */
-#include <errno.h>
-
 #include "base/process.h"
 #include "pool/pool.h"
 
@@ -221,6 +219,18 @@ void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
     return bp; /* NULL: no arena (errno = ENOMEM); malloc/malloc.c decides what then */
 }
 
+/* p lies in a pool with no block in use, or in one never handed out. */
+static _Noreturn void fatal_not_allocated(void *p, const pool_t *pool)
+{
+    if (pool->heap == NULL)
+        soma__fatal("soma_free(%p): not an allocated block (a pointer into a part of an "
+                    "arena that was never handed out)",
+                    p);
+    soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
+                "into an empty pool)",
+                p);
+}
+
 /* Is p on its pool's free list?  The walk is bounded by the pool's
  * capacity and checks every link it follows (a corrupted list is
  * reported, never followed out of the pool). */
@@ -245,7 +255,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
 {
     unsigned n = soma__pool_count(pool);
     if (n == 0)
-        soma__pool_fatal_not_allocated(p, pool);
+        fatal_not_allocated(p, pool);
     if (soma__link_looks_free(p) && on_free_list(pool, p))
         soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
@@ -301,7 +311,7 @@ void soma__pool_free_other(pool_t *pool, void *p)
         soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header)", p);
     heap_t *owner = pool->heap;
     if (owner == NULL)
-        soma__pool_fatal_not_allocated(p, pool);
+        fatal_not_allocated(p, pool);
     if (SOMA_UNLIKELY(pool->arena != soma__region_arena(p) || pool->arena->heap != owner ||
                       pool->szidx >= SOMA_NUM_ALL_CLASSES))
         soma__fatal("soma_free(%p): the header of its pool %p is corrupted (it names arena "
@@ -318,15 +328,4 @@ void soma__pool_free_other(pool_t *pool, void *p)
                     p, (size_t)(off - SOMA_POOL_OVERHEAD) % size, size, (void *)pool,
                     pool->szidx);
     soma__pool_free_remote(owner, p);
-}
-
-void soma__pool_fatal_not_allocated(void *p, const pool_t *pool)
-{
-    if (pool->heap == NULL)
-        soma__fatal("soma_free(%p): not an allocated block (a pointer into a part of an "
-                    "arena that was never handed out)",
-                    p);
-    soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
-                "into an empty pool)",
-                p);
 }

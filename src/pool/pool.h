@@ -151,7 +151,6 @@ SOMA_INTERNAL void soma__pool_unpark(heap_t *heap, int all); /* owner, or holder
 /* A free of p, in pool, that is not the owner's own: checked, then pushed
  * on the owner's remote stack.  Stops the program if p is no block. */
 SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);
-SOMA_INTERNAL _Noreturn void soma__pool_fatal_not_allocated(void *p, const pool_t *pool);
 /* Push p on its owner's remote stack (another thread's block, or any
  * block of an explicit heap): one compare-and-swap, no lock. */
 SOMA_INTERNAL void soma__pool_free_remote(heap_t *owner, void *p);

@@ -22,12 +22,13 @@
  *
  * Samples (SOMA_STATS_INTERVAL_MS): soma's thread takes a snapshot every N
  * ms and appends it as one JSON line, reason "sample", without the arena
- * detail.  The thread never allocates: the snapshot is static, the text is
- * formatted into a buffer and written with write(2) (base/sink.h), so it has no
+ * detail.  The thread never allocates: the snapshot and the sink are a
+ * scratch mapped once and kept (stats/emit.h), the text is formatted into
+ * the sink's buffer and written with write(2) (base/sink.h), so it has no
  * heap of its own and the figures it samples are the program's alone.  Its
  * cost to the program is the walk's: each heap's lock is held while that
  * heap's pools are counted, which delays the owner only if it needs a new
- * pool meanwhile (README gives the measured cost).  Samples stop once the
+ * pool meanwhile (docs/BENCHMARKS.md gives the measured cost).  Samples stop once the
  * exit dump is written, which is always the last value in the file.
  *
  * Signals: a dump takes soma's locks, and the signal may arrive while the

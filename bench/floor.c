@@ -8,8 +8,8 @@
  *           process), else carves the next block of the class's current pool;
  *   free    asks soma's own address map (region.c) whether the pointer is ours (the same
  *           inline lookup, soma__region_arena, and the same pool-header
- *           check), reads the class from the pool header, and pushes the
- *           block on that class's list.
+ *           check), reads the class from the pool's record in the arena's
+ *           record, and pushes the block on that class's list.
  * No threads (one thread at a time: the workloads hand over only through
  * pthread_create/join), no per-pool counts, no used-pool lists, no memory
  * ever returned, no statistics.  What soma spends beyond this is the price
@@ -36,22 +36,32 @@ extern void __libc_free(void *);
 static void *freelist[SOMA_NUM_CLASSES];
 static char *carve_at[SOMA_NUM_CLASSES], *carve_end[SOMA_NUM_CLASSES];
 static char *pool_next, *pool_end; /* pools not yet given to a class */
-static arena_t floor_arena;        /* any non-NULL record marks "ours" in the map */
+/* Arena records: the map names one per arena, and each holds the records
+ * of its pools.  Never returned, so a fixed number (64 MiB of arenas). */
+#define FLOOR_ARENAS 64
+static arena_t floor_arenas[FLOOR_ARENAS];
+static unsigned floor_narenas;
+static arena_t *floor_arena; /* the arena pool_next lies in */
 
 static int new_pool(unsigned c)
 {
     if (pool_next == pool_end) {
-        char *a = (char *)soma__region_map(&floor_arena);
+        if (floor_narenas == FLOOR_ARENAS)
+            return -1;
+        floor_arena = &floor_arenas[floor_narenas];
+        char *a = (char *)soma__region_map(floor_arena);
         if (a == NULL)
             return -1;
+        floor_narenas++;
         pool_next = a;
         pool_end = a + SOMA_ARENA_SIZE;
     }
-    pool_t *pool = (pool_t *)pool_next;
+    pool_t *pool = soma__pool_in(floor_arena, pool_next);
+    pool->base = pool_next;
     pool_next += SOMA_POOL_SIZE;
     pool->szidx = (uint16_t)c;
-    carve_at[c] = (char *)pool + SOMA_POOL_OVERHEAD;
-    carve_end[c] = (char *)pool + SOMA_POOL_SIZE - soma__sizeclass_size(c);
+    carve_at[c] = pool->base + SOMA_POOL_OVERHEAD;
+    carve_end[c] = pool->base + SOMA_POOL_SIZE - soma__sizeclass_size(c);
     return 0;
 }
 
@@ -69,11 +79,12 @@ static void *carve(unsigned c)
 
 static inline pool_t *ours(const void *p)
 {
-    if (soma__region_arena(p) == NULL)
+    arena_t *a = soma__region_arena(p);
+    if (a == NULL)
         return NULL;
     if (SOMA_UNLIKELY(((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD))
         abort();
-    return soma__pool_of(p);
+    return soma__pool_in(a, p);
 }
 
 EXPORT void *malloc(size_t n)

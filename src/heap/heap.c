@@ -190,7 +190,7 @@ static void forget_pool_blocks(pool_t *pool, void *arg)
     long carved = soma__check_free_map(pool, free_bits);
     for (long i = 0; i < carved; i++)
         if (!(free_bits[i / 64] >> (i % 64) & 1))
-            VALGRIND_FREELIKE_BLOCK((char *)pool + SOMA_POOL_OVERHEAD + i * size, 0);
+            VALGRIND_FREELIKE_BLOCK(pool->base + SOMA_POOL_OVERHEAD + i * size, 0);
 }
 
 static void forget_live_blocks(heap_t *h)

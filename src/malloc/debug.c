@@ -289,7 +289,7 @@ static int locate(const void *p, blk_t *out, const char *fn)
     uintptr_t u = (uintptr_t)p;
     arena_t *a = soma__region_arena(p);
     if (a != NULL) {
-        pool_t *pool = soma__pool_of(p);
+        pool_t *pool = soma__pool_in(a, p);
         uintptr_t off = u & SOMA_POOL_MASK;
         if (off < SOMA_POOL_OVERHEAD + HDR || pool->heap == NULL || pool->arena != a ||
             pool->szidx >= SOMA_NUM_ALL_CLASSES) {
@@ -687,13 +687,13 @@ static void check_pool(pool_t *pool, void *arg)
     long carved = soma__check_free_map(pool, free_bits);
     if (carved < 0) {
         text_t t;
-        start(&t, CHECK, (void *)pool, "pool its free list is corrupted (a write after free, or "
+        start(&t, CHECK, (void *)pool->base, "pool its free list is corrupted (a write after free, or "
                                        "an overflow)");
         finish(&t);
         return;
     }
     for (size_t i = 0; i < (size_t)carved; i++)
-        check_block(pool, (unsigned char *)pool + SOMA_POOL_OVERHEAD + i * size,
+        check_block(pool, (unsigned char *)pool->base + SOMA_POOL_OVERHEAD + i * size,
                     (int)(free_bits[i / 64] >> (i % 64) & 1));
 }
 

@@ -61,7 +61,7 @@ static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
 #endif
 }
 
-/* p lies in one of soma's arenas, pool is soma__pool_of(p).  The common
+/* p lies in one of soma's arenas, pool is its record (soma__pool_of(p)).  The common
  * case, a block of the calling thread's heap, is one test; everything else
  * (another thread's block, an address inside a pool header, a pool never
  * handed out) goes to soma__malloc_free_other. */
@@ -85,8 +85,9 @@ static inline void soma__fastpath_free(void *p)
     /* A "NULL if not ours" pool lookup would cost a second branch here
      * (the compiler cannot know a pool address is never NULL), and
      * free_other checks for a pool-header address itself, off this path. */
-    if (SOMA_LIKELY(soma__region_arena(p) != NULL)) {
-        soma__fastpath_free_small(soma__pool_of(p), p);
+    arena_t *a = soma__region_arena(p);
+    if (SOMA_LIKELY(a != NULL)) {
+        soma__fastpath_free_small(soma__pool_in(a, p), p);
         return;
     }
     if (p != NULL)

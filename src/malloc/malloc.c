@@ -26,17 +26,16 @@ static inline int api_of(const heap_t *heap, int thread_api, int heap_api)
 }
 
 /* The pool of p if p lies in one of soma's arenas, else NULL.  An address
- * inside a pool header is no block: taking it would hand the header out. */
-static inline pool_t *block_pool(const void *p) /* p lies in one of soma's arenas */
-{
-    if (SOMA_UNLIKELY(((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD))
-        soma__fatal("%p: not an allocated block (an address inside a pool header)", p);
-    return soma__pool_of(p);
-}
-
+ * inside a pool header (the 48 bytes CPython's header takes, which soma
+ * leaves unused: pool/pool.h) is no block. */
 static inline pool_t *owned_pool(const void *p)
 {
-    return soma__region_arena(p) != NULL ? block_pool(p) : NULL;
+    arena_t *a = soma__region_arena(p);
+    if (a == NULL)
+        return NULL;
+    if (SOMA_UNLIKELY(((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD))
+        soma__fatal("%p: not an allocated block (an address inside a pool header)", p);
+    return soma__pool_in(a, p);
 }
 
 /* Above the threshold, out of line so that the small path stays short. */

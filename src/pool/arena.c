@@ -92,11 +92,13 @@ static arena_t *arena_new(heap_t *heap, unsigned kind)
         record_free(a);
         return NULL;
     }
-    /* Pools must be pool-aligned so that a block finds its pool by masking.
-     * soma's arenas always are; the general case is kept so the figure
-     * "bytes lost to arena alignment" stays meaningful if that changes. */
-    a->pool_address = soma__pool_first(a);
-    a->ntotalpools = (unsigned)SOMA_POOLS_PER_ARENA - (a->pool_address != a->address);
+    /* A block finds its pool's record from a few bits of its address
+     * (pool.h: soma__pool_in): the arena must be arena-aligned, as the
+     * reservation makes it (os/region.c). */
+    if (a->address & (SOMA_ARENA_SIZE - 1))
+        soma__fatal("arena %p is not %zu-byte aligned", (void *)a->address, SOMA_ARENA_SIZE);
+    a->pool_address = a->address;
+    a->ntotalpools = (unsigned)SOMA_POOLS_PER_ARENA;
     a->nfreepools = a->ntotalpools;
     a->next_all = s->all_arenas;
     if (s->all_arenas)
@@ -219,7 +221,8 @@ pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
     if (pool != NULL) {
         a->freepools = pool->nextpool;
     } else {
-        pool = (pool_t *)a->pool_address;
+        pool = soma__pool_in(a, (void *)a->pool_address);
+        pool->base = (char *)a->pool_address;
         a->pool_address += SOMA_POOL_SIZE;
         pool->arena = a;
         pool->heap = heap;

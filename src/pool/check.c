@@ -15,7 +15,8 @@
  *   - a pool with count 0 is on its arena's freepools, or parked: alone on
  *     its class list, and only with a decay;
  *   - every used pool (0 < count < capacity) is on usedpools[its class] and
- *     has a free block; full pools are on no list; each pool's free list has
+ *     has a free block; a full pool is on its list unless marked unlisted;
+ *     the head of a list has a free block; each pool's free list has
  *     capacity - count - (virgin blocks) entries, all inside the pool, aligned
  *     to the class size, and none twice;
  *   - the arena map knows every arena.
@@ -52,13 +53,15 @@ static int in_used_list(heap_t *heap, const pool_t *pool)
 static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen)
 {
     if (pool->szidx >= SOMA_NUM_ALL_CLASSES)
-        FAIL("pool %p with count %u has no class", (void *)pool, pool->count);
+        FAIL("pool %p with count %u has no class", (void *)pool->base, soma__pool_count(pool));
     if (soma__sizeclass_kind(pool->szidx) != pool->arena->kind)
-        FAIL("pool %p of class %u is in an arena of the other kind", (void *)pool, pool->szidx);
+        FAIL("pool %p of class %u is in an arena of the other kind", (void *)pool->base, pool->szidx);
     size_t size = soma__sizeclass_size(pool->szidx);
     size_t cap = soma__sizeclass_capacity(pool->szidx);
-    if (pool->count > cap)
-        FAIL("pool %p: count %u above capacity %zu", (void *)pool, pool->count, cap);
+    unsigned count = soma__pool_count(pool);
+    int unlisted = (soma__pool_count_raw(pool) & SOMA_POOL_UNLISTED) != 0;
+    if (count > cap)
+        FAIL("pool %p: count %u above capacity %zu", (void *)pool->base, count, cap);
     size_t virgin = 0;
     if (pool->nextoffset <= pool->maxnextoffset)
         virgin = (pool->maxnextoffset - pool->nextoffset) / size + 1;
@@ -66,19 +69,23 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
     if (soma__check_free_map(pool, bits) < 0)
         FAIL("pool %p: its free list names a block that is not carved, or one twice (a write "
              "after free, or a double free?)",
-             (void *)pool);
+             (void *)pool->base);
     size_t nfree = 0;
     for (size_t w = 0; w < SOMA_POOL_BITMAP_WORDS; w++)
         nfree += (size_t)__builtin_popcountll(bits[w]);
-    if (nfree + virgin + pool->count != cap)
-        FAIL("pool %p (class %u): %zu free + %zu virgin + %u in use != capacity %zu", (void *)pool,
-             pool->szidx, nfree, virgin, pool->count, cap);
-    int used = pool->count < cap;
+    if (nfree + virgin + count != cap)
+        FAIL("pool %p (class %u): %zu free + %zu virgin + %u in use != capacity %zu",
+             (void *)pool->base, pool->szidx, nfree, virgin, count, cap);
+    int used = count < cap;
     if (used && pool->freeblock == NULL)
-        FAIL("used pool %p has no free block", (void *)pool);
-    if (used != in_used_list(heap, pool))
-        FAIL("pool %p (count %u of %zu) %s its class list", (void *)pool, pool->count, cap,
-             used ? "is missing from" : "is wrongly on");
+        FAIL("used pool %p has no free block", (void *)pool->base);
+    if (unlisted && used)
+        FAIL("pool %p (count %u of %zu) is marked full and unlisted", (void *)pool->base, count,
+             cap);
+    /* A full pool is on its list until malloc finds it full (pool.h). */
+    if ((unlisted == 0) != in_used_list(heap, pool))
+        FAIL("pool %p (count %u of %zu, %s) %s its class list", (void *)pool->base, count, cap,
+             unlisted ? "unlisted" : "listed", unlisted ? "is wrongly on" : "is missing from");
     return 0;
 }
 
@@ -91,13 +98,13 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
     size_t carved = (a->pool_address - soma__pool_first(a)) / SOMA_POOL_SIZE, empty = 0;
     SOMA_POOL_FOREACH(pool, a) {
         if (pool->arena != a || pool->heap != heap)
-            FAIL("pool %p does not name its arena and heap", (void *)pool);
-        if (pool->count == 0) {
+            FAIL("pool %p does not name its arena and heap", (void *)pool->base);
+        if (soma__pool_count_raw(pool) == 0) {
             if (pool->szidx < SOMA_NUM_ALL_CLASSES &&
                 heap->usedpools[pool->szidx] == pool) { /* parked */
                 if (pool->nextpool != pool || soma__options.decay_ms == 0)
                     FAIL("empty pool %p is on its class list but not parked alone",
-                         (void *)pool);
+                         (void *)pool->base);
             } else {
                 empty++;
             }
@@ -107,7 +114,7 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
     }
     size_t listed = 0;
     for (const pool_t *p = a->freepools; p != NULL; p = p->nextpool) {
-        if (p->count != 0 || p->arena != a)
+        if (soma__pool_count_raw(p) != 0 || p->arena != a)
             FAIL("arena %p: pool %p on freepools is not empty", (void *)a->address, (void *)p);
         if (++listed > empty)
             FAIL("arena %p: freepools longer than its empty pools", (void *)a->address);
@@ -159,7 +166,7 @@ long soma__check_free_map(const pool_t *pool, uint64_t *bits)
     size_t size = soma__sizeclass_size(pool->szidx);
     memset(bits, 0, SOMA_POOL_BITMAP_WORDS * sizeof *bits);
     for (const char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
-        size_t off = (size_t)(b - (const char *)pool);
+        size_t off = (size_t)(b - (const char *)pool->base);
         if (off < SOMA_POOL_OVERHEAD || off >= pool->nextoffset ||
             (off - SOMA_POOL_OVERHEAD) % size != 0)
             return -1; /* not a carved block (this test also keeps b in the pool) */
@@ -217,8 +224,10 @@ int soma__check_heap_locked(heap_t *heap, char *why, size_t whylen)
         if (head == NULL)
             continue;
         do {
-            int parked = q->count == 0 && q->nextpool == q && soma__options.decay_ms > 0;
-            if (q->szidx != c || (q->count == 0 && !parked) || q->nextpool->prevpool != q) {
+            unsigned count = soma__pool_count_raw(q);
+            int parked = count == 0 && q->nextpool == q && soma__options.decay_ms > 0;
+            if (q->szidx != c || (count == 0 && !parked) || (count & SOMA_POOL_UNLISTED) ||
+                q->nextpool->prevpool != q || (q == head && q->freeblock == NULL && !parked)) {
                 snprintf(why, whylen, "usedpools[%u] holds a bad pool %p", c, (void *)q);
                 rc = -1;
                 break;

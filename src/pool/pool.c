@@ -10,14 +10,19 @@
  *
  *   1. Fast: pop the head pool's freeblock.  If that leaves the free list
  *      empty, link the virgin blocks of the pool's next OS page into it, or,
- *      if none is left, the pool is full and leaves the list.
+ *      if none is left, the pool is full: the head moves on to the next
+ *      pool of the list that has a free block, and the full pools it meets
+ *      on the way leave the list (rotate).  The pool that just filled stays
+ *      listed, now last, gathering frees.
  *   2. Slow: no used pool: take an empty pool from the arenas (arena.c) and
  *      put it at the head.  Only its first OS page is touched.
  *
- * Free pushes the block on its pool's free list (found by masking the
- * address).  A full pool that gets a block back goes second on its class
- * list, behind the pool in service (docs/DESIGN.md says why not first); a
- * pool that becomes empty goes back to its arena, unless it is parked.
+ * Free pushes the block on its pool's free list (the pool's record is
+ * found from the arena map: pool.h).  A full pool still listed needs
+ * nothing more.  An unlisted full pool that gets a block back goes second
+ * on its class list, behind the pool in service (docs/DESIGN.md says why
+ * not first); a pool that becomes empty goes back to its arena, unless it
+ * is parked.
  *
  * Parking: with a decay (SOMA_ARENA_DECAY_MS > 0, the override's default), a
  * pool that empties while it is the only pool of its class stays on the
@@ -74,6 +79,8 @@ static void used_push_second(heap_t *heap, unsigned c, pool_t *pool)
     head->nextpool = pool;
 }
 
+static void rotate(heap_t *heap, unsigned c, pool_t *head);
+
 static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
 {
     if (pool->nextpool == pool) {
@@ -82,8 +89,12 @@ static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
     }
     pool->prevpool->nextpool = pool->nextpool;
     pool->nextpool->prevpool = pool->prevpool;
-    if (heap->usedpools[c] == pool)
-        heap->usedpools[c] = pool->nextpool;
+    if (heap->usedpools[c] == pool) {
+        /* The head left (it emptied): the new head must have a block. */
+        pool_t *head = heap->usedpools[c] = pool->nextpool;
+        if (head->freeblock == NULL)
+            rotate(heap, c, head);
+    }
 }
 
 /* Link the virgin blocks that start in the same OS page as the next one
@@ -93,20 +104,41 @@ static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
 static void carve(pool_t *pool)
 {
     size_t size = soma__sizeclass_size(pool->szidx);
-    uintptr_t b = (uintptr_t)pool + pool->nextoffset;
+    uintptr_t b = (uintptr_t)pool->base + pool->nextoffset;
     uintptr_t page_last = b | (SOMA_OS_PAGE_SIZE - 1);
-    uintptr_t pool_last = (uintptr_t)pool + pool->maxnextoffset;
+    uintptr_t pool_last = (uintptr_t)pool->base + pool->maxnextoffset;
     uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
     pool->freeblock = (void *)b;
     for (; b + size <= last; b += size)
         soma__link_set((void *)b, (void *)(b + size));
     soma__link_set((void *)b, NULL);
-    pool->nextoffset = (uint16_t)(b + size - (uintptr_t)pool);
+    pool->nextoffset = (uint16_t)(b + size - (uintptr_t)pool->base);
+}
+
+/* The head pool of class c is full: the next pool with a free block
+ * becomes the head, and the full pools before it leave the list (each
+ * leaves once per time it fills, so the walk is paid for by the pops that
+ * filled them).  The head itself stays, last, unless it is the only pool. */
+static void rotate(heap_t *heap, unsigned c, pool_t *head)
+{
+    pool_t *q = head->nextpool;
+    while (q != head) {
+        if (q->freeblock != NULL) {
+            heap->usedpools[c] = q;
+            return;
+        }
+        pool_t *next = q->nextpool;
+        used_unlink(heap, c, q);
+        soma__pool_set_count(q, soma__pool_count_raw(q) | SOMA_POOL_UNLISTED);
+        q = next;
+    }
+    used_unlink(heap, c, head);
+    soma__pool_set_count(head, soma__pool_count_raw(head) | SOMA_POOL_UNLISTED);
 }
 
 /* The pool's free list just ran dry (bp, its last block, was taken):
  * refill it with the next page of virgin blocks, or, if the pool is carved
- * out, take the (now full) pool off its used list.  Returns bp. */
+ * out, move the head on (rotate).  Returns bp. */
 void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 {
     if (pool->freeblock != NULL) /* not the end: a link out of the pool */
@@ -114,12 +146,12 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
                     "corrupted: the free block %p links to %p, outside its pool; something "
                     "wrote to %p after it was freed (a use after free), or past the end of the "
                     "block before it",
-                    (void *)pool, pool->szidx, soma__sizeclass_size(pool->szidx), bp,
+                    (void *)pool->base, pool->szidx, soma__sizeclass_size(pool->szidx), bp,
                     pool->freeblock, bp);
     if (pool->nextoffset <= pool->maxnextoffset)
         carve(pool);
     else
-        used_unlink(heap, pool->szidx, pool);
+        rotate(heap, pool->szidx, pool);
     return bp;
 }
 
@@ -127,7 +159,7 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 {
     /* Its blocks are all free: a checker must see no block there (track.h). */
-    soma__track_noaccess((char *)pool + SOMA_POOL_OVERHEAD, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
+    soma__track_noaccess(pool->base + SOMA_POOL_OVERHEAD, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
     used_push_front(heap, c, pool);
     soma__pool_set_count(pool, 0);
     /* A pool that served this class before it emptied keeps its free list
@@ -136,7 +168,7 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
         /* Debug mode: old debug headers at other offsets must not pass
          * for released blocks of the new class (malloc/debug.c). */
         if (SOMA_UNLIKELY(soma__options.debug))
-            memset((char *)pool + SOMA_POOL_OVERHEAD, 0, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
+            memset(pool->base + SOMA_POOL_OVERHEAD, 0, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
         pool->szidx = (uint16_t)c;
         pool->nextoffset = (uint16_t)SOMA_POOL_OVERHEAD;
         pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - soma__sizeclass_size(c));
@@ -240,40 +272,41 @@ static int on_free_list(const pool_t *pool, const void *p)
     for (const void *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
         if (b == p)
             return 1;
-        if (soma__pool_of(b) != pool || ++steps > cap)
+        if (!soma__pool_holds(pool, b) || ++steps > cap)
             soma__fatal("soma_free(%p): the free list of its pool %p (class %u) is corrupted "
                         "near %p (a write after free?)",
-                        p, (const void *)pool, pool->szidx, b);
+                        p, (const void *)pool->base, pool->szidx, b);
     }
     return 0;
 }
 
-/* Free p into a pool that is full, or holds p as its last block, or holds
- * no block at all (then p was not allocated), or where p looks free
- * already (link.h). */
+/* Free p into a pool that is full and unlisted, or holds p as its last
+ * block, or holds no block at all (then p was not allocated), or where p
+ * looks free already (link.h). */
 void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
 {
-    unsigned n = soma__pool_count(pool);
+    unsigned raw = soma__pool_count_raw(pool), n = raw & ~SOMA_POOL_UNLISTED;
     if (n == 0)
         fatal_not_allocated(p, pool);
     if (soma__link_looks_free(p) && on_free_list(pool, p))
         soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
                     p, soma__sizeclass_size(pool->szidx), pool->szidx);
-    void *last = pool->freeblock;
-    soma__link_set(p, last);
+    soma__link_set(p, pool->freeblock);
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);
-    if (last == NULL) {
-        /* It was full.  A pool holds at least 2 blocks (base/config.h), so it is
-         * not empty now: it becomes used, and waits behind the pool in
-         * service.  A parked pool is parked only while it is alone: it
-         * gives way, back to its arena. */
+    if (raw & SOMA_POOL_UNLISTED) {
+        /* It was full, off its list.  A pool holds at least 2 blocks
+         * (base/config.h), so it is not empty now: it becomes used, and
+         * waits behind the pool in service.  A parked pool is parked only
+         * while it is alone: it gives way, back to its arena. */
         if (parked(heap, pool->szidx))
             unpark(heap, pool->szidx);
         used_push_second(heap, pool->szidx, pool);
         return;
     }
+    if (n > 1)
+        return; /* here only because p looked free, and it was not */
     if (soma__options.decay_ms > 0 && pool->nextpool == pool) {
         /* The last pool of its class: parked (see the top of this file). */
         uint64_t now = soma__process_now_ms();
@@ -308,16 +341,18 @@ void soma__pool_free_other(pool_t *pool, void *p)
 {
     uintptr_t off = (uintptr_t)p & SOMA_POOL_MASK;
     if (off < SOMA_POOL_OVERHEAD)
-        soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header)", p);
+        soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header: "
+                    "the first %zu bytes of a pool hold no block)",
+                    p, SOMA_POOL_OVERHEAD);
     heap_t *owner = pool->heap;
     if (owner == NULL)
         fatal_not_allocated(p, pool);
     if (SOMA_UNLIKELY(pool->arena != soma__region_arena(p) || pool->arena->heap != owner ||
                       pool->szidx >= SOMA_NUM_ALL_CLASSES))
-        soma__fatal("soma_free(%p): the header of its pool %p is corrupted (it names arena "
+        soma__fatal("soma_free(%p): the record of its pool %p is corrupted (it names arena "
                     "%p, heap %p, class %u; the arena map says arena %p): something wrote "
-                    "over it",
-                    p, (void *)pool, (void *)pool->arena, (void *)owner, pool->szidx,
+                    "over soma's own memory",
+                    p, (void *)pool->base, (void *)pool->arena, (void *)owner, pool->szidx,
                     (void *)soma__region_arena(p));
     size_t size = soma__sizeclass_size(pool->szidx);
     /* (Not checked: that p lies below the pool's virgin blocks.  The owner
@@ -325,7 +360,7 @@ void soma__pool_free_other(pool_t *pool, void *p)
     if (SOMA_UNLIKELY((uint32_t)(off - SOMA_POOL_OVERHEAD) % (uint32_t)size != 0))
         soma__fatal("soma_free(%p): not an allocated block: not the start of a block, but %zu "
                     "bytes into a %zu-byte block of pool %p (class %u)",
-                    p, (size_t)(off - SOMA_POOL_OVERHEAD) % size, size, (void *)pool,
+                    p, (size_t)(off - SOMA_POOL_OVERHEAD) % size, size, (void *)pool->base,
                     pool->szidx);
     soma__pool_free_remote(owner, p);
 }

@@ -17,12 +17,31 @@ typedef struct pool pool_t;
 typedef struct heap heap_t;
 
 /*
- * The pool header, at the start of every carved pool (48 bytes, like
- * CPython's).  A pool is in one of three states:
+ * A pool's record.  The 16 KiB pool holds only blocks; its record lives in
+ * its arena's record (arena_t.pools, indexed by the pool's place in the
+ * arena), so that the records of an arena's 64 pools are contiguous.  Were
+ * they at the start of each pool (CPython's layout), every record would sit
+ * at a 16 KiB-aligned address, all in the same L1 set, and a free into a
+ * random pool would miss on a line the block does not share; here a free
+ * finds the record from the arena the arena map already gave it.  The first
+ * SOMA_POOL_OVERHEAD (48) bytes of each pool, where CPython keeps its
+ * header, stay unused: every class holds as many blocks per pool as
+ * CPython's, and the dump's figures stay CPython's.
+ *
+ * A pool is in one of these states:
  *   used   1 <= count < capacity; on its heap's usedpools[szidx] list, and
- *          freeblock != NULL (the invariant the malloc fast path relies on:
- *          a pool on a used list always has a block to give).
- *   full   count == capacity; on no list; freeblock == NULL.
+ *          freeblock != NULL.
+ *   full   count == capacity; freeblock == NULL.  Still on its class list
+ *          ("listed") until malloc, looking for a pool with a free block,
+ *          finds it full; then off it, with SOMA_POOL_UNLISTED set in
+ *          `count`.  The head of a class list always has a free block (the
+ *          invariant the malloc fast path relies on); the pools behind it
+ *          may be full.  Why lazily: under random-order frees most full
+ *          pools get a block back before malloc comes round to them, and
+ *          such a free is then a plain push; relinking the pool at once
+ *          made a fifth of all frees take the slow path (a cachegrind run
+ *          of 1M random-order free/malloc pairs over 10,000 blocks of
+ *          8..512 bytes: 219,000 slow frees).
  *   empty  count == 0; on its arena's freepools list; szidx still names the
  *          class it last served, so reusing it for that class skips the init.
  *          Or, with a decay, "parked": alone on its class list (pool.c).
@@ -33,8 +52,8 @@ typedef struct heap heap_t;
  * writes freeblock, the list links and the offsets.  `count` is written by
  * the owner and read by statistics walks (relaxed atomics).  `szidx` changes
  * only when an empty pool is put to work, under the heap lock, which walks
- * hold.  `heap` and `arena` never change once the pool is carved: any thread
- * may read them, which is how a free finds the owner.
+ * hold.  `base`, `heap` and `arena` never change once the pool is carved:
+ * any thread may read them, which is how a free finds the owner.
  */
 struct pool {
     void *freeblock;        /* first free block; each free block's first word links the next */
@@ -42,21 +61,25 @@ struct pool {
     pool_t *prevpool;       /* used: circular list of the class */
     arena_t *arena;         /* the arena this pool was carved from */
     heap_t *heap;           /* the heap that owns the arena (and so this pool) */
-    _Atomic uint16_t count; /* blocks in use; written by the owner only (relaxed,
-                               never a read-modify-write), read by stats walks */
+    char *base;             /* the pool's memory (pool-aligned); blocks from base + 48 */
+    _Atomic uint16_t count; /* blocks in use, | SOMA_POOL_UNLISTED; written by the owner
+                               only (relaxed, never a read-modify-write), read by
+                               stats walks (soma__pool_count masks the flag) */
     uint16_t szidx;         /* size class index; SOMA_NO_CLASS before the first init */
     uint16_t nextoffset;    /* offset of the next virgin block */
     uint16_t maxnextoffset; /* last offset at which a whole block fits */
-};
+} __attribute__((aligned(64))); /* a line each: no record straddles two */
 
 #define SOMA_NO_CLASS 0xffffu
-_Static_assert(((sizeof(pool_t) + SOMA_ALIGNMENT - 1) & ~(size_t)(SOMA_ALIGNMENT - 1)) ==
-                   SOMA_POOL_OVERHEAD,
-               "config.h's SOMA_POOL_OVERHEAD is the pool header's size");
+/* In `count`: the pool is full and off its class list.  Above any count (a
+ * pool holds at most 1,021 blocks), so the free fast path tests "empty
+ * soon, or unlisted" with one comparison (soma__pool_push). */
+#define SOMA_POOL_UNLISTED 0x8000u
+_Static_assert(sizeof(pool_t) == 64, "a pool record is one cache line");
 
 /*
  * An arena's bookkeeping, kept outside the arena so that all 64 pools are
- * usable.  On its heap's usable_arenas list (sorted by nfreepools, ascending)
+ * usable, with the records of its pools.  On its heap's usable_arenas list (sorted by nfreepools, ascending)
  * while nfreepools > 0; on no usable list while every pool is taken.  Always
  * on its heap's list of all arenas, which the statistics walk.
  */
@@ -73,6 +96,9 @@ struct arena {
     heap_t *heap;
     unsigned kind;           /* SOMA_KIND_*: which of the heap's sets it is in */
     uint64_t empty_since_ms; /* when it last became wholly free (decay) */
+    /* pools[i]: the record of the pool at address + i * SOMA_POOL_SIZE;
+     * those below pool_address are carved, the others all zero. */
+    pool_t pools[SOMA_POOLS_PER_ARENA];
 };
 
 /*
@@ -119,24 +145,39 @@ struct heap {
     int orphaned;
 };
 
+/* The record of the pool that holds p, p in arena a (soma__region_arena).
+ * Arenas are arena-aligned (os/region.c), so the pool's place in its arena
+ * is a few bits of its address. */
+static inline pool_t *soma__pool_in(arena_t *a, const void *p)
+{
+    return &a->pools[((uintptr_t)p >> SOMA_POOL_BITS) & (SOMA_POOLS_PER_ARENA - 1)];
+}
+/* The same for any p in one of soma's arenas. */
 static inline pool_t *soma__pool_of(const void *p)
 {
-    return (pool_t *)((uintptr_t)p & ~(uintptr_t)SOMA_POOL_MASK);
+    return soma__pool_in(soma__region_arena(p), p);
 }
 /* The first pool of an arena: its base, or the next pool boundary when
  * the arena is not pool-aligned (never, since the reservation aligns
- * arenas: os/region.c; the dump still has CPython's line for it). */
+ * arenas: os/region.c, and arena.c checks; the dump still has CPython's
+ * line for it). */
 static inline uintptr_t soma__pool_first(const arena_t *a)
 {
     return (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
 }
+/* Is b (any address) inside the pool's memory? */
+static inline int soma__pool_holds(const pool_t *pool, const void *b)
+{
+    return ((uintptr_t)b ^ (uintptr_t)pool->base) < SOMA_POOL_SIZE;
+}
 
 /* Every carved pool of arena a, in address order (the pools below
- * a->pool_address have headers; those above were never touched): the one
- * walk over an arena's pools, for the statistics and the checks. */
+ * a->pool_address have been put to work at least once; the others were
+ * never touched): the one walk over an arena's pools, for the statistics
+ * and the checks. */
 #define SOMA_POOL_FOREACH(pool, a)                                                                 \
-    for (pool_t *pool = (pool_t *)soma__pool_first(a); (uintptr_t)pool < (a)->pool_address;        \
-         pool = (pool_t *)((uintptr_t)pool + SOMA_POOL_SIZE))
+    for (pool_t *pool = (a)->pools;                                                                \
+         pool < (a)->pools + ((a)->pool_address - (a)->address) / SOMA_POOL_SIZE; pool++)
 
 /* ---- pool.c: blocks and pools of one heap ---- */
 /* No used pool of class c: collect pending frees, or put a pool to work.
@@ -155,9 +196,15 @@ SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);
  * block of an explicit heap): one compare-and-swap, no lock. */
 SOMA_INTERNAL void soma__pool_free_remote(heap_t *owner, void *p);
 
-static inline unsigned soma__pool_count(const pool_t *pool)
+/* count with its flag, for the owner's paths */
+static inline unsigned soma__pool_count_raw(const pool_t *pool)
 {
     return atomic_load_explicit(&pool->count, memory_order_relaxed);
+}
+/* Blocks in use. */
+static inline unsigned soma__pool_count(const pool_t *pool)
+{
+    return soma__pool_count_raw(pool) & ~SOMA_POOL_UNLISTED;
 }
 static inline void soma__pool_set_count(pool_t *pool, unsigned n)
 {
@@ -170,9 +217,9 @@ static inline void soma__pool_set_count(pool_t *pool, unsigned n)
  * rarely taken branch. */
 static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
 {
-    void *bp = pool->freeblock; /* never NULL on a used pool */
+    void *bp = pool->freeblock; /* never NULL at the head of a class list */
     void *next = soma__link_get(bp);
-    soma__pool_set_count(pool, soma__pool_count(pool) + 1);
+    soma__pool_set_count(pool, soma__pool_count_raw(pool) + 1); /* listed: no flag */
     pool->freeblock = next;
     /* Cleared only once bp is off the list (a compiler barrier keeps the
      * stores in this order; x86 keeps them so for other observers): a
@@ -190,17 +237,17 @@ static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
 /* Push p on its pool, for the pool's owner. */
 static inline void soma__pool_push(heap_t *heap, pool_t *pool, void *p)
 {
-    unsigned n = soma__pool_count(pool);
-    void *last = pool->freeblock;
-    /* One test for the rare cases: the pool is full (it must join its
-     * list), the block is its last (it empties), the pool has no block at
-     * all (not allocated: a double free), or the block looks free already
-     * (a double free, probably: link.h). */
-    if (SOMA_UNLIKELY(last == NULL || n <= 1 || soma__link_looks_free(p))) {
+    unsigned n = soma__pool_count_raw(pool);
+    /* One test for the rare cases: the block is its pool's last (it
+     * empties), the pool has no block at all (not allocated: a double
+     * free), or the pool is full and unlisted (it must join its list);
+     * then whether the block looks free already (a double free, probably:
+     * link.h).  A full pool still listed takes the plain push. */
+    if (SOMA_UNLIKELY(n - 2 > SOMA_POOL_UNLISTED - 3 || soma__link_looks_free(p))) {
         soma__pool_free_slow(heap, pool, p);
         return;
     }
-    soma__link_set(p, last);
+    soma__link_set(p, pool->freeblock);
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);
 }

@@ -84,6 +84,10 @@ _Static_assert(sizeof(pool_t) == 64, "a pool record is one cache line");
  * on its heap's list of all arenas, which the statistics walk.
  */
 struct arena {
+    /* pools[i]: the record of the pool at address + i * SOMA_POOL_SIZE;
+     * those below pool_address are carved, the others all zero.  First, so
+     * that a free finds a record with a shift, a mask and an add. */
+    pool_t pools[SOMA_POOLS_PER_ARENA];
     uintptr_t address;      /* base of the mapping (arena-aligned) */
     uintptr_t pool_address; /* first never-carved pool; pools below it have headers */
     unsigned nfreepools;    /* empty pools + never-carved pools */
@@ -96,9 +100,6 @@ struct arena {
     heap_t *heap;
     unsigned kind;           /* SOMA_KIND_*: which of the heap's sets it is in */
     uint64_t empty_since_ms; /* when it last became wholly free (decay) */
-    /* pools[i]: the record of the pool at address + i * SOMA_POOL_SIZE;
-     * those below pool_address are carved, the others all zero. */
-    pool_t pools[SOMA_POOLS_PER_ARENA];
 };
 
 /*
@@ -150,7 +151,10 @@ struct heap {
  * is a few bits of its address. */
 static inline pool_t *soma__pool_in(arena_t *a, const void *p)
 {
-    return &a->pools[((uintptr_t)p >> SOMA_POOL_BITS) & (SOMA_POOLS_PER_ARENA - 1)];
+    _Static_assert(sizeof(pool_t) == 64 && offsetof(arena_t, pools) == 0, "pool records");
+    /* &a->pools[(p >> POOL_BITS) % 64], as (p >> (POOL_BITS - 6)) & (63 << 6) */
+    return (pool_t *)((char *)a + (((uintptr_t)p >> (SOMA_POOL_BITS - 6)) &
+                                   ((SOMA_POOLS_PER_ARENA - 1) << 6)));
 }
 /* The same for any p in one of soma's arenas. */
 static inline pool_t *soma__pool_of(const void *p)

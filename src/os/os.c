@@ -53,6 +53,20 @@ void soma__os_decommit(void *p, size_t size)
     errno = saved;
 }
 
+/* Resize the mapping [p, p+old) to `size` bytes: in place when shrinking
+ * (the tail's pages go back) or when the addresses after it are free, else
+ * (may_move) moved by the kernel, which moves the page tables and never
+ * copies or faults a page.  NULL, the mapping untouched, on failure. */
+void *soma__os_remap(void *p, size_t old, size_t size, int may_move)
+{
+    void *q = mremap(p, old, size, may_move ? MREMAP_MAYMOVE : 0);
+    if (q == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return q;
+}
+
 void soma__os_unmap(void *p, size_t size)
 {
     /* munmap can only fail for bad arguments, which would be a bug of ours;

@@ -8,6 +8,8 @@
 /* ---- os.c: the only system calls that map memory ---- */
 SOMA_INTERNAL void *soma__os_map(size_t size);
 SOMA_INTERNAL void soma__os_unmap(void *p, size_t size);
+/* mremap: NULL (errno = ENOMEM) and the mapping untouched on failure */
+SOMA_INTERNAL void *soma__os_remap(void *p, size_t old, size_t size, int may_move);
 SOMA_INTERNAL void *soma__os_reserve(size_t size);    /* addresses only; NULL on failure */
 SOMA_INTERNAL void *soma__os_map_sparse(size_t size); /* read-write, NORESERVE */
 SOMA_INTERNAL int soma__os_commit(void *p, size_t size);

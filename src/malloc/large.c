@@ -36,20 +36,21 @@
  * every page the program touches (a zeroed page each); a malloc/free loop
  * of 20 MiB would fault 5,120 pages a turn.  So a freed mapping is kept,
  * its pages resident, in one of CACHE_BINS bins by page count (one bin per
- * count up to EXACT pages, 256 KiB; four per doubling above), and a request
- * takes the most recently freed mapping that is at least its size and
- * wastes at most a quarter of it.  When none is that close, the nearest
- * cached one is resized with mremap (a shrink gives the tail's pages back;
- * a growth moves page tables, never contents): its pages still need no
- * fault.  Bounds: at most CACHE_MAX bytes (64 MiB: three of the 5-25 MiB
- * blocks of the malloc-large benchmark; what a loop over blocks of tens of
- * MiB needs, and a small part of what a program with such blocks maps; a
- * mapping larger than that is never cached) and CACHE_SLOTS mappings, the
- * oldest released first; with a decay (SOMA_ARENA_DECAY_MS) a mapping
- * unused that long is released on the next free or cache miss; with none
- * (0, the library's default: give memory back at once) one mapping is kept,
- * as CPython keeps one empty arena.  Released means munmap: the pages go
- * back at once.
+ * count up to EXACT pages, 256 KiB; four per doubling above).  A request
+ * takes the smallest cached mapping that holds it (the first bin from its
+ * own that has one) and leaves the rest of it cached: to soma a mapping is
+ * a range of pages, and splitting one is bookkeeping, no system call.
+ * When no cached mapping is large enough, the request is put together from
+ * the largest ones with mremap (the page tables move; no page is faulted
+ * or copied), and only what they lack is fresh.  Bounds: at most CACHE_MAX
+ * bytes (128 MiB: with 64, the malloc-large benchmark's loop over 5-25 MiB
+ * blocks faulted 2.5 times as many pages, docs/DESIGN.md; glibc keeps as
+ * much in the free chunks of its heap) and CACHE_SLOTS mappings, the oldest
+ * released first; with a decay (SOMA_ARENA_DECAY_MS) a mapping unused that
+ * long is released on the next free or cache miss; with none (0, the
+ * library's default: give memory back at once) one mapping is kept, as
+ * CPython keeps one empty arena.  Released means munmap: the pages go back
+ * at once.  A mapping larger than CACHE_MAX is never cached.
  *
  * Locks: each shard's, and the cache's; never two at once (a request takes
  * from the cache, then enters the block; a free leaves the registry, then
@@ -207,7 +208,7 @@ static int lookup(uintptr_t p, entry_t *out)
 
 /* ---- the cache of freed mappings ---- */
 
-#define CACHE_MAX ((size_t)64 << 20) /* bytes; see the top of the file */
+#define CACHE_MAX ((size_t)128 << 20) /* bytes; see the top of the file */
 #define CACHE_SLOTS 1024             /* mappings; slot numbers fit a uint16_t */
 #define EXACT 64                     /* pages: bins 0..EXACT hold one count each */
 #define CACHE_BINS 128
@@ -215,8 +216,8 @@ static int lookup(uintptr_t p, entry_t *out)
 
 /* The bin of a mapping of `pages` pages: the count itself up to EXACT,
  * then four bins per doubling, [4<<(k-2), 8<<(k-2)) split in quarters.  A
- * mapping above CACHE_MAX (16,384 pages, k = 14) is never cached, so the
- * largest bin a lookup reaches (a window of 4/3 of that) is 98. */
+ * mapping above CACHE_MAX (32,768 pages, k = 15) is never cached: the
+ * largest bin is 101; a request may be larger (its bin is no bin's). */
 static unsigned bin_of(size_t pages)
 {
     if (pages <= EXACT)
@@ -224,8 +225,8 @@ static unsigned bin_of(size_t pages)
     unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)pages); /* >= 6 */
     return EXACT + 1 + (k - 6) * 4 + (unsigned)((pages >> (k - 2)) & 3);
 }
-_Static_assert(EXACT + 1 + (14 - 6) * 4 + 4 < CACHE_BINS, "every cached size has a bin");
-_Static_assert(CACHE_MAX / 4096 == (1u << 14), "bin_of's bound");
+_Static_assert(EXACT + 1 + (15 - 6) * 4 + 3 < CACHE_BINS, "every cached size has a bin");
+_Static_assert(CACHE_MAX / 4096 == (1u << 15), "bin_of's bound");
 
 /* Slots are numbered 1..CACHE_SLOTS; 0 is none.  A slot in use is on its
  * bin's list (most recently freed first) and on the age list (young: the
@@ -389,49 +390,118 @@ static void cache_put(void *p, size_t map)
     }
 }
 
-static size_t distance(size_t a, size_t b)
+#define MAX_PIECES 8 /* cached mappings one request is assembled from, at most */
+
+/* Cached mappings taken for one request: piece[0] the largest. */
+typedef struct {
+    int k;
+    uintptr_t p[MAX_PIECES];
+    size_t pages[MAX_PIECES];
+} pieces_t;
+
+/* Split the cached mapping in slot i: its first `pages` pages are taken,
+ * the rest stays cached as a mapping of its own, with the same age (a
+ * mapping is only a range of pages to soma: the kernel's mapping is not
+ * split, no system call is made).  A rest of one page, which no large
+ * request fits, goes with the pages taken, unless `exact` (a piece of an
+ * assembly must end where the block does); a mapping of `pages` or fewer
+ * is taken whole.  Cache lock held.  Returns the number of pages taken. */
+static size_t take_slot(uint16_t i, size_t pages, int exact)
 {
-    return a > b ? a - b : b - a;
+    slot_t s = cache.slot[i];
+    unlink_slot(i);
+    if (s.pages <= pages || (!exact && s.pages == pages + 1))
+        return s.pages;
+    push_slot(s.p + pages * PAGE, s.pages - pages, s.since_ms);
+    return pages;
 }
 
-/* A cached mapping for a request of `pages` pages, taken out of the cache:
- * its address, its page count in *got; 0 if the cache is empty.  The first
- * choice is a mapping of `pages` to 4/3 of that (most recently freed
- * first); failing that, the nearest in size, which the caller resizes. */
-static uintptr_t cache_take(size_t pages, size_t *got)
+/* Cached pages for a request of `pages` pages, taken out of the cache.
+ * The first choice, no system call: the smallest cached mapping of at
+ * least `pages` (the first bin from the request's that has one), split if
+ * it is larger by more than a third.  Failing that, for a request above
+ * EXACT pages, the largest ones, up to MAX_PIECES, until they add up to
+ * `pages` (the last one split), which the caller puts together with
+ * mremap: page tables move, no page is faulted or copied.  *out: one piece
+ * for the first, several (or one too small) for the second; none if the
+ * cache has nothing for it. */
+static void cache_take(size_t pages, pieces_t *out)
 {
-    size_t limit = pages + pages / 3;
-    unsigned first = bin_of(pages), last = bin_of(limit);
+    out->k = 0;
     pthread_mutex_lock(&cache.lock);
-    uint16_t pick = 0;
-    for (int b = next_bin(first); b >= 0 && (unsigned)b <= last && pick == 0;
-         b = next_bin((unsigned)b + 1)) {
+    for (int b = next_bin(bin_of(pages)); b >= 0; b = next_bin((unsigned)b + 1)) {
         /* Exact bins hold one size; a coarse bin's sizes vary: look at a
          * few, so that a lookup stays short. */
         int look = 8;
         for (uint16_t i = cache.head[b]; i != 0 && look-- > 0; i = cache.slot[i].bnext)
-            if (cache.slot[i].pages >= pages && cache.slot[i].pages <= limit) {
-                pick = i;
-                break;
+            if (cache.slot[i].pages >= pages) {
+                /* Within a quarter of its size, a mapping goes whole: a
+                 * split would leave a rest too small for most requests. */
+                size_t keep = cache.slot[i].pages <= pages + pages / 3 ? cache.slot[i].pages : pages;
+                out->p[0] = cache.slot[i].p;
+                out->pages[0] = take_slot(i, keep, 0);
+                out->k = 1;
+                pthread_mutex_unlock(&cache.lock);
+                return;
             }
     }
-    if (pick == 0) {
-        int up = next_bin(first), down = prev_bin(first);
-        uint16_t u = up >= 0 ? cache.head[up] : 0, d = down >= 0 ? cache.head[down] : 0;
-        if (u != 0 && d != 0)
-            pick = distance(cache.slot[u].pages, pages) <= distance(cache.slot[d].pages, pages) ? u
-                                                                                              : d;
-        else
-            pick = u != 0 ? u : d;
+    size_t have = 0;
+    if (pages <= EXACT)
+        goto done; /* a few system calls cost more than faulting so few pages */
+    for (int b = prev_bin(CACHE_BINS); b >= 0 && have < pages && out->k < MAX_PIECES;
+         b = prev_bin((unsigned)b + 1)) {
+        uint16_t i = cache.head[b];
+        out->p[out->k] = cache.slot[i].p;
+        out->pages[out->k] = take_slot(i, pages - have, 1);
+        have += out->pages[out->k++];
     }
-    uintptr_t p = 0;
-    if (pick != 0) {
-        p = cache.slot[pick].p;
-        *got = cache.slot[pick].pages;
-        unlink_slot(pick);
-    }
+done:
     pthread_mutex_unlock(&cache.lock);
-    return p;
+}
+
+/* Move the cached pages in *pc to one mapping of `size` bytes: one of
+ * them grown in place or moved (mremap; the largest, or the next if that
+ * fails: a piece an earlier assembly made spans several of the kernel's
+ * mappings, and the kernel grows only one), the others moved into its
+ * tail (mremap to a fixed address replaces the fresh pages there).  If
+ * none can grow, a fresh mapping takes them all.  A piece that cannot
+ * move (on kernels before 6.17, one spanning several mappings) is
+ * released, and its part of the block stays fresh pages.  NULL if no
+ * mapping could be had; the pieces are cached again then. */
+static void *assemble(pieces_t *pc, size_t size)
+{
+    for (int i = 0; i < pc->k; i++) /* whatever a checker knew of their addresses ends */
+        soma__track_fresh((void *)pc->p[i], pc->pages[i] * PAGE);
+    char *q = NULL;
+    int base = 0;
+    for (; base < pc->k && q == NULL; base++)
+        q = soma__os_remap((void *)pc->p[base], pc->pages[base] * PAGE, size, 1);
+    size_t off = 0;
+    if (q != NULL) {
+        base--;
+        off = pc->pages[base] * PAGE;
+    } else {
+        base = -1;
+        q = soma__os_map(size);
+        if (q == NULL) {
+            for (int i = 0; i < pc->k; i++)
+                cache_put((void *)pc->p[i], pc->pages[i] * PAGE);
+            return NULL;
+        }
+        atomic_fetch_add_explicit(&maps_made, 1, memory_order_relaxed);
+    }
+    for (int i = 0; i < pc->k; i++) {
+        if (i == base)
+            continue;
+        size_t len = pc->pages[i] * PAGE;
+        /* The pieces add up to `size` at most (cache_take splits the last
+         * exactly): a move beyond would replace another mapping's pages. */
+        if (off + len > size || soma__os_remap_fixed((void *)pc->p[i], len, q + off) != 0)
+            release((void *)pc->p[i], len);
+        off += len;
+    }
+    soma__track_fresh(q, size);
+    return q;
 }
 
 /* A mapping for n bytes (SOMA_MEDIUM_MAX < n), its start aligned to
@@ -446,23 +516,19 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
     }
     size_t pages = (n + PAGE - 1) / PAGE, size = pages * PAGE;
     if (align <= PAGE && size <= CACHE_MAX) {
-        size_t got;
-        uintptr_t c = cache_take(pages, &got);
-        if (c != 0) {
-            void *p = (void *)c;
-            soma__track_fresh(p, got * PAGE); /* the block's now; what it holds is the caller's */
-            *dirty = got * PAGE;
-            if (got < pages || got > pages + pages / 3) {
-                p = soma__os_remap(p, got * PAGE, size, 1);
-                if (p == NULL)
-                    release((void *)c, got * PAGE); /* and a fresh mapping below */
-                else if (got > pages)
-                    *dirty = size;
-                got = pages; /* a growth's new pages are zero */
-            }
+        pieces_t pc;
+        cache_take(pages, &pc);
+        if (pc.k == 1 && pc.pages[0] >= pages) { /* the reuse path: no system call */
+            soma__track_fresh((void *)pc.p[0], pc.pages[0] * PAGE);
+            atomic_fetch_add_explicit(&maps_reused, 1, memory_order_relaxed);
+            *map = *dirty = pc.pages[0] * PAGE;
+            return (void *)pc.p[0];
+        }
+        if (pc.k > 0) {
+            void *p = assemble(&pc, size);
             if (p != NULL) {
                 atomic_fetch_add_explicit(&maps_reused, 1, memory_order_relaxed);
-                *map = got * PAGE;
+                *map = *dirty = size;
                 return p;
             }
         } else if (soma__options.decay_ms > 0) {
@@ -603,7 +669,16 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
             map = size;
         } else if (size < e.map) {
             q = p; /* could not shrink: the block keeps its mapping */
+        } else if ((q = soma__os_map(size)) != NULL &&
+                   soma__os_remap_fixed(p, e.map, q) == 0) {
+            /* A block an assembly made spans several of the kernel's
+             * mappings, which mremap cannot grow; kernels from 6.17 on
+             * move it whole, without copying. */
+            atomic_fetch_add_explicit(&maps_made, 1, memory_order_relaxed);
+            map = size;
         } else {
+            if (q != NULL)
+                soma__os_unmap(q, size);
             size_t dirty;
             q = map_block(n, 0, &map, &dirty);
             if (q != NULL) {

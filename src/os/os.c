@@ -67,6 +67,15 @@ void *soma__os_remap(void *p, size_t old, size_t size, int may_move)
     return q;
 }
 
+/* Move the mapping [p, p+size) to [to, to+size), replacing what was there:
+ * the pages move with their contents, none is copied or faulted.  0, or -1
+ * (nothing moved) on failure. */
+int soma__os_remap_fixed(void *p, size_t size, void *to)
+{
+    void *q = mremap(p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    return q == MAP_FAILED ? -1 : 0;
+}
+
 void soma__os_unmap(void *p, size_t size)
 {
     /* munmap can only fail for bad arguments, which would be a bug of ours;

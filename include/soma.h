@@ -126,7 +126,7 @@ SOMA_API soma_heap *soma_heap_new(void);
  * them: the memory of each of its arenas goes back to the OS (the arenas'
  * addresses stay reserved by soma, for later arenas), and the heap record is
  * kept for reuse.  Its blocks must no longer be used or freed.  Blocks above
- * the medium maximum came from the system allocator and are not released.
+ * the medium maximum are large blocks, not the heap's, and are not released.
  * NULL is ignored. */
 SOMA_API void soma_heap_destroy(soma_heap *heap);
 

@@ -467,9 +467,11 @@ done:
  * none can grow, a fresh mapping takes them all.  A piece that cannot
  * move (on kernels before 6.17, one spanning several mappings) is
  * released, and its part of the block stays fresh pages.  NULL if no
- * mapping could be had; the pieces are cached again then. */
-static void *assemble(pieces_t *pc, size_t size)
+ * mapping could be had; the pieces are cached again then.  *reused: 1 if
+ * any piece's pages are in the block. */
+static void *assemble(pieces_t *pc, size_t size, int *reused)
 {
+    *reused = 0;
     for (int i = 0; i < pc->k; i++) /* whatever a checker knew of their addresses ends */
         soma__track_fresh((void *)pc->p[i], pc->pages[i] * PAGE);
     char *q = NULL;
@@ -480,6 +482,7 @@ static void *assemble(pieces_t *pc, size_t size)
     if (q != NULL) {
         base--;
         off = pc->pages[base] * PAGE;
+        *reused = 1;
     } else {
         base = -1;
         q = soma__os_map(size);
@@ -498,6 +501,8 @@ static void *assemble(pieces_t *pc, size_t size)
          * exactly): a move beyond would replace another mapping's pages. */
         if (off + len > size || soma__os_remap_fixed((void *)pc->p[i], len, q + off) != 0)
             release((void *)pc->p[i], len);
+        else
+            *reused = 1;
         off += len;
     }
     soma__track_fresh(q, size);
@@ -525,9 +530,11 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
             return (void *)pc.p[0];
         }
         if (pc.k > 0) {
-            void *p = assemble(&pc, size);
+            int reused;
+            void *p = assemble(&pc, size, &reused);
             if (p != NULL) {
-                atomic_fetch_add_explicit(&maps_reused, 1, memory_order_relaxed);
+                if (reused)
+                    atomic_fetch_add_explicit(&maps_reused, 1, memory_order_relaxed);
                 *map = *dirty = size;
                 return p;
             }

@@ -14,7 +14,8 @@
  *   SOMA_FIELD_BYTES     bytes
  *
  * The class tables, the medium and large sections and the types are lists
- * of their own (SOMA_CLASS_FIELDS, SOMA_MEDIUM_FIELDS, SOMA_LARGE_FIELDS).
+ * of their own (SOMA_CLASS_FIELDS, SOMA_MEDIUM_FIELDS, SOMA_LARGE_FIELDS,
+ * SOMA_LARGE_MAP_FIELDS).
  */
 #ifndef SOMA_STATS_FIELDS_H
 #define SOMA_STATS_FIELDS_H
@@ -71,6 +72,18 @@ enum { SOMA_FIELD_GEOMETRY, SOMA_FIELD_COUNT, SOMA_FIELD_BYTES };
     X(blocks_allocated_total, "# large blocks allocated total", SOMA_FIELD_COUNT)                  \
     X(blocks_in_use, "# large blocks in use", SOMA_FIELD_COUNT)                                    \
     X(bytes_in_use, "# bytes in large blocks", SOMA_FIELD_BYTES)
+
+/* soma_stats.large_map (appended in version 2): in the "large" section of
+ * the dump and of the JSON, after SOMA_LARGE_FIELDS; keys distinct from
+ * theirs. */
+#define SOMA_LARGE_MAP_FIELDS(X)                                                                   \
+    X(bytes_mapped, "# bytes mapped for large blocks", SOMA_FIELD_BYTES)                           \
+    X(cached_blocks, "# large mappings cached", SOMA_FIELD_COUNT)                                  \
+    X(cached_bytes, "# bytes in cached large mappings", SOMA_FIELD_BYTES)                          \
+    X(cache_max_bytes, "# bytes the large cache may hold", SOMA_FIELD_BYTES)                       \
+    X(maps_made_total, "# large mappings made total", SOMA_FIELD_COUNT)                            \
+    X(maps_reused_total, "# large mappings reused total", SOMA_FIELD_COUNT)                        \
+    X(maps_released_total, "# large mappings released total", SOMA_FIELD_COUNT)
 
 /* One row of a class table. */
 #define SOMA_CLASS_FIELDS(X)                                                                       \

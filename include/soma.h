@@ -126,7 +126,7 @@ SOMA_API soma_heap *soma_heap_new(void);
  * them: the memory of each of its arenas goes back to the OS (the arenas'
  * addresses stay reserved by soma, for later arenas), and the heap record is
  * kept for reuse.  Its blocks must no longer be used or freed.  Blocks above
- * the medium maximum came from the system allocator and are not released.
+ * the medium maximum are large blocks, not the heap's, and are not released.
  * NULL is ignored. */
 SOMA_API void soma_heap_destroy(soma_heap *heap);
 
@@ -182,18 +182,37 @@ typedef struct soma_medium_stats {
     size_t total;
 } soma_medium_stats;
 
-/* Large blocks: what soma takes from the system allocator for its callers,
- * requests above the medium classes and alignments above 16 (and, if soma's
- * address range is ever full, the small requests it could not place).  Each
- * is recorded (large.c), so these figures count exactly the blocks soma handed out and
- * not yet freed; memory the program got from malloc before soma was loaded,
- * or that a library bound to glibc allocated, is not in them.  Process-wide:
- * zero in soma_heap_stats_get. */
+/* Large blocks: requests above the medium classes (max_size) and alignments
+ * above 16.  soma maps each one itself, page-granular, and keeps freed
+ * mappings in a cache for later requests of about their size (see
+ * soma_large_map_stats); the few that are no larger than max_size (an
+ * alignment above 16 for a small block, or, if soma's address range is ever
+ * full, the small requests it could not place) come from the system
+ * allocator.  Each is recorded (large.c), so these figures count exactly
+ * the blocks soma handed out and not yet freed; memory the program got from
+ * malloc before soma was loaded, or that a library bound to glibc
+ * allocated, is not in them.  Process-wide: zero in soma_heap_stats_get. */
 typedef struct soma_large_stats {
     size_t blocks_allocated_total; /* ever handed out */
     size_t blocks_in_use;          /* handed out and not freed */
     size_t bytes_in_use;           /* bytes requested for those */
 } soma_large_stats;
+
+/* The large blocks' mappings (SOMA_STATS_VERSION 2; at the end of
+ * soma_stats, where fields are appended).  A freed mapping stays mapped, its
+ * pages resident, in the cache: at most cache_max_bytes, released (munmap)
+ * oldest first beyond that, after SOMA_ARENA_DECAY_MS unused, or at once
+ * but for the most recent one when that is 0.  Process-wide: zero in
+ * soma_heap_stats_get. */
+typedef struct soma_large_map_stats {
+    size_t bytes_mapped;        /* large blocks' mappings: in use and cached */
+    size_t cached_blocks;       /* mappings in the cache */
+    size_t cached_bytes;        /* their bytes (part of bytes_mapped) */
+    size_t cache_max_bytes;     /* the cache's bound */
+    size_t maps_made_total;     /* mappings made (mmap) */
+    size_t maps_reused_total;   /* requests served from the cache */
+    size_t maps_released_total; /* mappings given back (munmap) */
+} soma_large_map_stats;
 
 /* One registered object cache (see soma_stats_register_type). */
 typedef struct soma_type_stats {
@@ -204,7 +223,7 @@ typedef struct soma_type_stats {
 
 /* The layout of soma_stats: raised whenever a field is added (only ever at
  * the end of the struct, or of a nested one's place-holders). */
-#define SOMA_STATS_VERSION 1
+#define SOMA_STATS_VERSION 2 /* 2: large_map */
 
 typedef struct soma_stats {
     /* Which layout the library filled in (SOMA_STATS_VERSION) and how many
@@ -268,12 +287,15 @@ typedef struct soma_stats {
 
     /* soma's own classes above the threshold: not in CPython's layout. */
     soma_medium_stats medium;
-    /* Blocks from the system allocator: not in CPython's layout either. */
+    /* Blocks above the medium classes: not in CPython's layout either. */
     soma_large_stats large;
 
     /* Registered object caches, in registration order. */
     size_t num_types;
     soma_type_stats types[SOMA_MAX_TYPES];
+
+    /* Version 2: the large blocks' mappings and their cache. */
+    soma_large_map_stats large_map;
 } soma_stats;
 
 /* Fill *out with a snapshot of every figure, over all heaps (every

@@ -184,7 +184,7 @@ static void describe(text_t *t, const blk_t *b)
     add(t, "\n  block %p: %llu bytes asked, serial %llu, made by %s", (void *)b->u,
         (unsigned long long)h->size, serial_of(h), api_name(api_of(h)));
     if (b->pool == NULL)
-        add(t, ", a large block (from the system allocator)");
+        add(t, ", a large block");
     else if (b->pool->heap->explicit_heap)
         add(t, " in explicit heap %p", (void *)b->pool->heap);
     else

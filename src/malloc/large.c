@@ -1,8 +1,22 @@
 /*
- * large.c: blocks soma takes from the system allocator (os/sys.c) for its
- * callers: requests above the medium classes, alignments above 16, and the
- * rare small request made when soma's address range is full.  They are
- * soma's blocks too, and the statistics count them ("Large blocks").
+ * large.c: soma's large blocks: requests above the medium classes and
+ * alignments above 16, and the rare small request made when soma's address
+ * range is full.  They are soma's blocks too, and the statistics count them
+ * ("Large blocks").
+ *
+ * Where they come from:
+ *
+ *   above SOMA_MEDIUM_MAX      a mapping of soma's own (os.c), page-granular,
+ *                              the block at its start; freed, it goes to the
+ *                              cache below, and a later request of about its
+ *                              size takes it back with its pages resident
+ *   SOMA_MEDIUM_MAX or less    (the small fallback, and an alignment above
+ *                              16 for a block that small) the system
+ *                              allocator (sys.c): a page each would waste
+ *                              most of it
+ *   mmap fails                 the system allocator too (it may still have
+ *                              memory, e.g. when the kernel's count of
+ *                              mappings is exhausted)
  *
  * soma must tell them apart from foreign pointers (memory the program got
  * from malloc before soma was loaded, or that a library bound to glibc with
@@ -12,18 +26,49 @@
  * block there may be no memory at all (allocators that pack blocks without
  * headers, such as the sanitizers' or jemalloc's, start a slab on a fresh
  * page).  So soma keeps a registry of its large blocks: a hash set of
- * pointers (with each block's requested size), split into shards by
- * address, each an open-addressing table (linear probing, deletion by
- * backward shift) under its own lock, in memory mapped from the OS (soma
- * cannot call malloc for its own bookkeeping).  A table grows by doubling
- * when it is half full.  The cost, a lock and a probe or two, is small
- * beside what the system allocator spends on a block of this size.
+ * pointers (with each block's requested size and its mapping's size, 0 for
+ * a system block), split into shards by address, each an open-addressing
+ * table (linear probing, deletion by backward shift) under its own lock, in
+ * memory mapped from the OS (soma cannot call malloc for its own
+ * bookkeeping).  A table grows by doubling when it is half full.
+ *
+ * The cache.  Mapping a block costs a system call and then a page fault on
+ * every page the program touches (a zeroed page each); a malloc/free loop
+ * of 20 MiB would fault 5,120 pages a turn.  So a freed mapping is kept,
+ * its pages resident, in one of CACHE_BINS bins by page count (one bin per
+ * count up to EXACT pages, 256 KiB; four per doubling above).  A request
+ * takes the smallest cached mapping that holds it (the first bin from its
+ * own that has one) and leaves the rest of it cached: to soma a mapping is
+ * a range of pages, and splitting one is bookkeeping, no system call.
+ * When no cached mapping is large enough, the request is put together from
+ * the largest ones with mremap (the page tables move; no page is faulted
+ * or copied), and only what they lack is fresh.  Bounds: at most CACHE_MAX
+ * bytes (128 MiB: with 64, the malloc-large benchmark's loop over 5-25 MiB
+ * blocks faulted 2.5 times as many pages, docs/DESIGN.md; glibc keeps as
+ * much in the free chunks of its heap) and CACHE_SLOTS mappings, the oldest
+ * released first; with a decay (SOMA_ARENA_DECAY_MS) a mapping unused that
+ * long is released on the next free or cache miss; with none (0, the
+ * library's default: give memory back at once) one mapping is kept, as
+ * CPython keeps one empty arena.  Released means munmap: the pages go back
+ * at once.  A mapping larger than CACHE_MAX is never cached.
+ *
+ * Locks: each shard's, and the cache's; never two at once (a request takes
+ * from the cache, then enters the block; a free leaves the registry, then
+ * puts the mapping in the cache), so the reuse path is two short critical
+ * sections and no system call.  Fork takes them all (large_fork).
  */
 #include <stdint.h>
 
+#include "base/options.h"
+#include "base/process.h"
 #include "base/start.h"
 #include "malloc/malloc.h"
 #include "os/os.h"
+#include "os/track.h"
+
+#define PAGE SOMA_OS_PAGE_SIZE
+
+/* ---- the registry ---- */
 
 #define SHARDS 16 /* few: fork holds them all at once, with every heap lock */
 #define FIRST_SLOTS 256 /* per shard, a power of two */
@@ -31,13 +76,15 @@
 typedef struct {
     uintptr_t p; /* 0 = empty */
     size_t n;    /* bytes requested */
+    size_t map;  /* bytes of the mapping that starts at p; 0: a system block */
 } entry_t;
 
 typedef struct {
     _Alignas(64) pthread_mutex_t lock; /* a cache line or two of its own */
     entry_t *slots;
     size_t cap, used;
-    size_t bytes; /* requested bytes of the blocks in this shard */
+    size_t bytes;  /* requested bytes of the blocks in this shard */
+    size_t mapped; /* their mappings' bytes */
 } shard_t;
 
 static shard_t shards[SHARDS] = {[0 ... SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
@@ -84,31 +131,38 @@ static int grow(shard_t *s)
     return 0;
 }
 
-/* Record p (n bytes) and return it.  If the table cannot grow (no memory
- * for it), p is still returned, unrecorded: the block works, and is then
- * neither counted nor recognised, like a foreign one. */
-static void *enter(void *p, size_t n)
+/* Record p (n bytes asked, a mapping of `map` bytes or 0); 0, or -1 if the
+ * table could not grow (no memory for it). */
+static int enter(void *p, size_t n, size_t map)
 {
-    if (p == NULL)
-        return NULL;
     shard_t *s = shard_of((uintptr_t)p);
     pthread_mutex_lock(&s->lock);
     if (2 * (s->used + 1) > s->cap && grow(s) != 0) {
         pthread_mutex_unlock(&s->lock);
-        return p;
+        return -1;
     }
     entry_t *e = find(s, (uintptr_t)p);
-    e->p = (uintptr_t)p;
-    e->n = n;
+    *e = (entry_t){(uintptr_t)p, n, map};
     s->used++;
     s->bytes += n;
+    s->mapped += map;
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_add_explicit(&made_total, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* A system block, recorded and returned.  If it cannot be recorded it is
+ * still returned: the block works, and is then neither counted nor
+ * recognised, like a foreign one (the system frees it either way). */
+static void *enter_sys(void *p, size_t n)
+{
+    if (p != NULL)
+        (void)enter(p, n, 0);
     return p;
 }
 
-/* Forget p if it is registered: 1 (and its size in *n), else 0. */
-static int leave(uintptr_t p, size_t *n)
+/* Forget p if it is registered: 1 (its entry in *out), else 0. */
+static int leave(uintptr_t p, entry_t *out)
 {
     shard_t *s = shard_of(p);
     pthread_mutex_lock(&s->lock);
@@ -119,8 +173,9 @@ static int leave(uintptr_t p, size_t *n)
     /* Backward-shift deletion: pull later entries of the run into the hole
      * when their home slot is at or before it, so no probe run is broken. */
     size_t mask = s->cap - 1, hole = (size_t)(find(s, p) - s->slots);
-    *n = s->slots[hole].n;
-    s->bytes -= *n;
+    *out = s->slots[hole];
+    s->bytes -= out->n;
+    s->mapped -= out->map;
     s->used--;
     for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
         size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
@@ -134,49 +189,556 @@ static int leave(uintptr_t p, size_t *n)
     return 1;
 }
 
+/* p's entry, if p is registered: 1, else 0. */
+static int lookup(uintptr_t p, entry_t *out)
+{
+    shard_t *s = shard_of(p);
+    pthread_mutex_lock(&s->lock);
+    int found = 0;
+    if (s->cap > 0) {
+        entry_t *e = find(s, p);
+        if (e->p == p) {
+            *out = *e;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+/* ---- the cache of freed mappings ---- */
+
+#define CACHE_MAX ((size_t)128 << 20) /* bytes; see the top of the file */
+#define CACHE_SLOTS 1024             /* mappings; slot numbers fit a uint16_t */
+#define EXACT 64                     /* pages: bins 0..EXACT hold one count each */
+#define CACHE_BINS 128
+#define GONE_BATCH 16 /* mappings released per turn of the lock */
+
+/* The bin of a mapping of `pages` pages: the count itself up to EXACT,
+ * then four bins per doubling, [4<<(k-2), 8<<(k-2)) split in quarters.  A
+ * mapping above CACHE_MAX (32,768 pages, k = 15) is never cached: the
+ * largest bin is 101; a request may be larger (its bin is no bin's). */
+static unsigned bin_of(size_t pages)
+{
+    if (pages <= EXACT)
+        return (unsigned)pages;
+    unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)pages); /* >= 6 */
+    return EXACT + 1 + (k - 6) * 4 + (unsigned)((pages >> (k - 2)) & 3);
+}
+_Static_assert(EXACT + 1 + (15 - 6) * 4 + 3 < CACHE_BINS, "every cached size has a bin");
+_Static_assert(CACHE_MAX / 4096 == (1u << 15), "bin_of's bound");
+
+/* Slots are numbered 1..CACHE_SLOTS; 0 is none.  A slot in use is on its
+ * bin's list (most recently freed first) and on the age list (young: the
+ * most recently freed; old: the least, released first); a spare one is on
+ * the spare list (through bnext). */
+typedef struct {
+    uintptr_t p;
+    size_t pages;
+    uint64_t since_ms; /* when freed (with a decay) */
+    uint16_t bin;
+    uint16_t bnext, bprev; /* bnext toward older, in the bin */
+    uint16_t anext, aprev; /* anext toward older, in the age list */
+} slot_t;
+
+static struct {
+    _Alignas(64) pthread_mutex_t lock;
+    uint16_t head[CACHE_BINS];
+    uint64_t nonempty[CACHE_BINS / 64]; /* bit b: head[b] != 0 */
+    uint16_t young, old;
+    uint16_t spare;  /* spare slots, once used */
+    uint16_t carved; /* slots 1..carved have been used */
+    size_t count, bytes;
+    slot_t slot[CACHE_SLOTS + 1];
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static _Atomic size_t maps_made, maps_reused, maps_released;
+
+/* The first bin >= b that holds a mapping, or -1. */
+static int next_bin(unsigned b)
+{
+    for (unsigned w = b / 64; w < CACHE_BINS / 64; w++) {
+        uint64_t m = cache.nonempty[w];
+        if (w == b / 64)
+            m &= ~0ULL << (b % 64);
+        if (m != 0)
+            return (int)(w * 64 + (unsigned)__builtin_ctzll(m));
+    }
+    return -1;
+}
+
+/* The last bin < b that holds a mapping, or -1. */
+static int prev_bin(unsigned b)
+{
+    for (int w = (int)(b / 64); w >= 0; w--) {
+        uint64_t m = w < CACHE_BINS / 64 ? cache.nonempty[w] : 0;
+        if ((unsigned)w == b / 64)
+            m &= b % 64 ? ~0ULL >> (64 - b % 64) : 0;
+        if (m != 0)
+            return w * 64 + 63 - __builtin_clzll(m);
+    }
+    return -1;
+}
+
+/* Take slot i off both lists and make it spare (cache lock held). */
+static void unlink_slot(uint16_t i)
+{
+    slot_t *s = &cache.slot[i];
+    if (s->bprev != 0)
+        cache.slot[s->bprev].bnext = s->bnext;
+    else if ((cache.head[s->bin] = s->bnext) == 0)
+        cache.nonempty[s->bin / 64] &= ~(1ULL << (s->bin % 64));
+    if (s->bnext != 0)
+        cache.slot[s->bnext].bprev = s->bprev;
+    if (s->aprev != 0)
+        cache.slot[s->aprev].anext = s->anext;
+    else
+        cache.young = s->anext;
+    if (s->anext != 0)
+        cache.slot[s->anext].aprev = s->aprev;
+    else
+        cache.old = s->aprev;
+    cache.count--;
+    cache.bytes -= s->pages * PAGE;
+    s->bnext = cache.spare;
+    cache.spare = i;
+}
+
+/* Put [p, p + pages) at the young end of both lists (cache lock held, a
+ * slot to be had: the caller released one if none was spare). */
+static void push_slot(uintptr_t p, size_t pages, uint64_t now)
+{
+    uint16_t i = cache.spare;
+    if (i != 0)
+        cache.spare = cache.slot[i].bnext;
+    else
+        i = ++cache.carved;
+    slot_t *s = &cache.slot[i];
+    unsigned b = bin_of(pages);
+    *s = (slot_t){.p = p, .pages = pages, .since_ms = now, .bin = (uint16_t)b};
+    s->bnext = cache.head[b];
+    if (s->bnext != 0)
+        cache.slot[s->bnext].bprev = i;
+    cache.head[b] = i;
+    cache.nonempty[b / 64] |= 1ULL << (b % 64);
+    s->anext = cache.young;
+    if (s->anext != 0)
+        cache.slot[s->anext].aprev = i;
+    else
+        cache.old = i;
+    cache.young = i;
+    cache.count++;
+    cache.bytes += pages * PAGE;
+}
+
+/* Must the oldest cached mapping go?  (cache lock held) */
+static int too_much(uint64_t now)
+{
+    if (cache.old == 0)
+        return 0;
+    long decay = soma__options.decay_ms;
+    return cache.bytes > CACHE_MAX || (decay == 0 && cache.count > 1) ||
+           (decay > 0 && now - cache.slot[cache.old].since_ms >= (uint64_t)decay);
+}
+
+/* Give a mapping back to the OS; whatever a checker was told about its
+ * addresses is void from now on. */
+static void release(void *p, size_t map)
+{
+    soma__track_fresh(p, map);
+    soma__os_unmap(p, map);
+    atomic_fetch_add_explicit(&maps_released, 1, memory_order_relaxed);
+}
+
+/* Put the mapping [p, p + map) in the cache (p may be NULL: none; else no
+ * block's any more, and a checker told so: soma__track_free) and
+ * release what must go: the oldest while the cache is over its bounds.
+ * The releases happen outside the lock, GONE_BATCH at a time. */
+static void cache_put(void *p, size_t map)
+{
+    if (map > CACHE_MAX) {
+        release(p, map);
+        p = NULL;
+    }
+    uint64_t now = soma__options.decay_ms > 0 ? soma__process_now_ms() : 0;
+    for (;;) {
+        struct {
+            uintptr_t p;
+            size_t size;
+        } gone[GONE_BATCH];
+        int k = 0;
+        pthread_mutex_lock(&cache.lock);
+        if (p != NULL) {
+            if (cache.spare == 0 && cache.carved == CACHE_SLOTS) {
+                gone[k].p = cache.slot[cache.old].p;
+                gone[k++].size = cache.slot[cache.old].pages * PAGE;
+                unlink_slot(cache.old);
+            }
+            push_slot((uintptr_t)p, map / PAGE, now);
+            p = NULL;
+        }
+        while (k < GONE_BATCH && too_much(now)) {
+            gone[k].p = cache.slot[cache.old].p;
+            gone[k++].size = cache.slot[cache.old].pages * PAGE;
+            unlink_slot(cache.old);
+        }
+        pthread_mutex_unlock(&cache.lock);
+        for (int i = 0; i < k; i++)
+            release((void *)gone[i].p, gone[i].size);
+        if (k < GONE_BATCH)
+            return;
+    }
+}
+
+#define MAX_PIECES 8 /* cached mappings one request is assembled from, at most */
+
+/* Cached mappings taken for one request: piece[0] the largest. */
+typedef struct {
+    int k;
+    uintptr_t p[MAX_PIECES];
+    size_t pages[MAX_PIECES];
+} pieces_t;
+
+/* Split the cached mapping in slot i: its first `pages` pages are taken,
+ * the rest stays cached as a mapping of its own, with the same age (a
+ * mapping is only a range of pages to soma: the kernel's mapping is not
+ * split, no system call is made).  A rest of one page, which no large
+ * request fits, goes with the pages taken, unless `exact` (a piece of an
+ * assembly must end where the block does); a mapping of `pages` or fewer
+ * is taken whole.  Cache lock held.  Returns the number of pages taken. */
+static size_t take_slot(uint16_t i, size_t pages, int exact)
+{
+    slot_t s = cache.slot[i];
+    unlink_slot(i);
+    if (s.pages <= pages || (!exact && s.pages == pages + 1))
+        return s.pages;
+    push_slot(s.p + pages * PAGE, s.pages - pages, s.since_ms);
+    return pages;
+}
+
+/* Cached pages for a request of `pages` pages, taken out of the cache.
+ * The first choice, no system call: the smallest cached mapping of at
+ * least `pages` (the first bin from the request's that has one), split if
+ * it is larger by more than a third.  Failing that, for a request above
+ * EXACT pages, the largest ones, up to MAX_PIECES, until they add up to
+ * `pages` (the last one split), which the caller puts together with
+ * mremap: page tables move, no page is faulted or copied.  *out: one piece
+ * for the first, several (or one too small) for the second; none if the
+ * cache has nothing for it. */
+static void cache_take(size_t pages, pieces_t *out)
+{
+    out->k = 0;
+    pthread_mutex_lock(&cache.lock);
+    for (int b = next_bin(bin_of(pages)); b >= 0; b = next_bin((unsigned)b + 1)) {
+        /* Exact bins hold one size; a coarse bin's sizes vary: look at a
+         * few, so that a lookup stays short. */
+        int look = 8;
+        for (uint16_t i = cache.head[b]; i != 0 && look-- > 0; i = cache.slot[i].bnext)
+            if (cache.slot[i].pages >= pages) {
+                /* Within a quarter of its size, a mapping goes whole: a
+                 * split would leave a rest too small for most requests. */
+                size_t keep = cache.slot[i].pages <= pages + pages / 3 ? cache.slot[i].pages : pages;
+                out->p[0] = cache.slot[i].p;
+                out->pages[0] = take_slot(i, keep, 0);
+                out->k = 1;
+                pthread_mutex_unlock(&cache.lock);
+                return;
+            }
+    }
+    size_t have = 0;
+    if (pages <= EXACT)
+        goto done; /* a few system calls cost more than faulting so few pages */
+    for (int b = prev_bin(CACHE_BINS); b >= 0 && have < pages && out->k < MAX_PIECES;
+         b = prev_bin((unsigned)b + 1)) {
+        uint16_t i = cache.head[b];
+        out->p[out->k] = cache.slot[i].p;
+        out->pages[out->k] = take_slot(i, pages - have, 1);
+        have += out->pages[out->k++];
+    }
+done:
+    pthread_mutex_unlock(&cache.lock);
+}
+
+/* Move the cached pages in *pc to one mapping of `size` bytes: one of
+ * them grown in place or moved (mremap; the largest, or the next if that
+ * fails: a piece an earlier assembly made spans several of the kernel's
+ * mappings, and the kernel grows only one), the others moved into its
+ * tail (mremap to a fixed address replaces the fresh pages there).  If
+ * none can grow, a fresh mapping takes them all.  A piece that cannot
+ * move (on kernels before 6.17, one spanning several mappings) is
+ * released, and its part of the block stays fresh pages.  NULL if no
+ * mapping could be had; the pieces are cached again then.  *reused: 1 if
+ * any piece's pages are in the block. */
+static void *assemble(pieces_t *pc, size_t size, int *reused)
+{
+    *reused = 0;
+    for (int i = 0; i < pc->k; i++) /* whatever a checker knew of their addresses ends */
+        soma__track_fresh((void *)pc->p[i], pc->pages[i] * PAGE);
+    char *q = NULL;
+    int base = 0;
+    for (; base < pc->k && q == NULL; base++)
+        q = soma__os_remap((void *)pc->p[base], pc->pages[base] * PAGE, size, 1);
+    size_t off = 0;
+    if (q != NULL) {
+        base--;
+        off = pc->pages[base] * PAGE;
+        *reused = 1;
+    } else {
+        base = -1;
+        q = soma__os_map(size);
+        if (q == NULL) {
+            for (int i = 0; i < pc->k; i++)
+                cache_put((void *)pc->p[i], pc->pages[i] * PAGE);
+            return NULL;
+        }
+        atomic_fetch_add_explicit(&maps_made, 1, memory_order_relaxed);
+    }
+    for (int i = 0; i < pc->k; i++) {
+        if (i == base)
+            continue;
+        size_t len = pc->pages[i] * PAGE;
+        /* The pieces add up to `size` at most (cache_take splits the last
+         * exactly): a move beyond would replace another mapping's pages. */
+        if (off + len > size || soma__os_remap_fixed((void *)pc->p[i], len, q + off) != 0)
+            release((void *)pc->p[i], len);
+        else
+            *reused = 1;
+        off += len;
+    }
+    soma__track_fresh(q, size);
+    return q;
+}
+
+/* A mapping for n bytes (SOMA_MEDIUM_MAX < n), its start aligned to
+ * `align` (a power of two; up to a page, any mapping is): its address,
+ * its size in *map, and in *dirty how many bytes from its start may hold
+ * old contents (a fresh mapping's are zero).  NULL: no memory. */
+static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
+{
+    if (n > SIZE_MAX / 2) { /* no such mapping; and page and alignment sums cannot overflow */
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t pages = (n + PAGE - 1) / PAGE, size = pages * PAGE;
+    if (align <= PAGE && size <= CACHE_MAX) {
+        pieces_t pc;
+        cache_take(pages, &pc);
+        if (pc.k == 1 && pc.pages[0] >= pages) { /* the reuse path: no system call */
+            soma__track_fresh((void *)pc.p[0], pc.pages[0] * PAGE);
+            atomic_fetch_add_explicit(&maps_reused, 1, memory_order_relaxed);
+            *map = *dirty = pc.pages[0] * PAGE;
+            return (void *)pc.p[0];
+        }
+        if (pc.k > 0) {
+            int reused;
+            void *p = assemble(&pc, size, &reused);
+            if (p != NULL) {
+                if (reused)
+                    atomic_fetch_add_explicit(&maps_reused, 1, memory_order_relaxed);
+                *map = *dirty = size;
+                return p;
+            }
+        } else if (soma__options.decay_ms > 0) {
+            cache_put(NULL, 0); /* a miss is a slow path: age the cache out */
+        }
+    }
+    size_t extra = align > PAGE ? align - PAGE : 0;
+    char *m = soma__os_map(size + extra);
+    if (m == NULL)
+        return NULL;
+    if (extra > 0) {
+        /* Over-mapped by align - PAGE: an aligned start lies in the first
+         * `extra` bytes; the head before it and the tail after the block go
+         * back at once. */
+        size_t head = (size_t)(-(uintptr_t)m & (align - 1));
+        if (head > 0)
+            soma__os_unmap(m, head);
+        if (extra - head > 0)
+            soma__os_unmap(m + head + size, extra - head);
+        m += head;
+    }
+    atomic_fetch_add_explicit(&maps_made, 1, memory_order_relaxed);
+    soma__track_fresh(m, size);
+    *map = size;
+    *dirty = 0;
+    return m;
+}
+
+/* The block [p, p + n) of a mapping of `map` bytes is the program's: a
+ * checker is told so, and that the rest of the mapping is no block's. */
+static void hand_out(void *p, size_t n, size_t map)
+{
+    soma__track_alloc(p, n);
+    if (map > n)
+        soma__track_noaccess((char *)p + n, map - n);
+}
+
+/* A large block of soma's own mapping; the system's if none can be had. */
+static void *large_block(size_t n, size_t align, int zero)
+{
+    size_t map, dirty;
+    void *p = map_block(n, align, &map, &dirty);
+    if (p == NULL) {
+        if (align <= SOMA_ALIGNMENT)
+            return enter_sys(zero ? soma__sys_calloc(1, n) : soma__sys_malloc(n), n);
+        void *q = soma__sys_aligned_alloc(align, n);
+        if (q != NULL && zero)
+            memset(q, 0, n);
+        return enter_sys(q, n);
+    }
+    if (enter(p, n, map) != 0) {
+        /* Unrecorded, free would hand it to the system: a system block
+         * instead, which works unrecorded. */
+        release(p, map);
+        return align <= SOMA_ALIGNMENT ? zero ? soma__sys_calloc(1, n) : soma__sys_malloc(n)
+                                       : soma__sys_aligned_alloc(align, n);
+    }
+    hand_out(p, n, map);
+    if (zero && dirty > 0)
+        memset(p, 0, n < dirty ? n : dirty);
+    return p;
+}
+
+/* ---- the malloc family's large paths (malloc.h) ---- */
+
 void *soma__large_malloc(size_t n)
 {
-    return enter(soma__sys_malloc(n), n);
+    if (n <= SOMA_MEDIUM_MAX) /* the fallback for a class's size: not worth a page */
+        return enter_sys(soma__sys_malloc(n), n);
+    return large_block(n, 0, 0);
 }
 
 void *soma__large_calloc(size_t n)
 {
-    return enter(soma__sys_calloc(1, n), n);
+    if (n <= SOMA_MEDIUM_MAX)
+        return enter_sys(soma__sys_calloc(1, n), n);
+    return large_block(n, 0, 1);
 }
 
 void *soma__large_aligned_alloc(size_t alignment, size_t n)
 {
     if (alignment <= SOMA_ALIGNMENT)
         return soma__large_malloc(n);
-    return enter(soma__sys_aligned_alloc(alignment, n), n);
+    if (n <= SOMA_MEDIUM_MAX) /* a page or more per block of a few bytes: no */
+        return enter_sys(soma__sys_aligned_alloc(alignment, n), n);
+    return large_block(n, alignment, 0);
 }
 
 void soma__large_free(void *p)
 {
-    size_t n;
-    leave((uintptr_t)p, &n); /* soma's or not, the system frees it */
-    soma__sys_free(p);
+    entry_t e;
+    if (!leave((uintptr_t)p, &e) || e.map == 0) {
+        soma__sys_free(p); /* a system block, or not soma's: the system frees it */
+        return;
+    }
+    soma__track_free(p, e.map); /* no access until a request takes it */
+    cache_put(p, e.map);
 }
 
 size_t soma__large_usable_size(const void *p)
 {
-    return soma__sys_usable_size(p);
+    entry_t e;
+    if (!lookup((uintptr_t)p, &e) || e.map == 0)
+        return soma__sys_usable_size(p);
+#if defined(SOMA_TRACK_ASAN)
+    /* The program may use all it is told it has. */
+    soma__track_alloc((void *)p, e.map);
+#elif defined(SOMA_TRACK_VALGRIND)
+    /* memcheck's own malloc says the size asked; so must soma under it. */
+    return e.n;
+#endif
+    return e.map;
+}
+
+/* A mapped block's realloc: in place while the size fits the mapping and
+ * wastes at most a quarter of it; shrunk in place (the tail's pages go
+ * back); grown by mremap, in place when the addresses after it are free,
+ * else moved without copying a byte.  e: p's entry, out of the registry. */
+static void *realloc_mapped(void *p, entry_t e, size_t n)
+{
+    size_t size = n > SIZE_MAX / 2 ? 0 : (n + PAGE - 1) / PAGE * PAGE;
+    if (size != 0 && size <= e.map && 4 * (e.map - size) <= e.map) {
+        soma__track_resize(p, e.n, n, e.map);
+        (void)enter(p, n, e.map); /* it had its entry: the table has room */
+        atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
+        return p;
+    }
+    void *q = NULL;
+    size_t map = e.map;
+    if (size != 0) {
+        /* The checker's books (os/track.h): the block at p ends here, its
+         * bytes readable (they are moved or copied); the block at q begins
+         * below, with the contents it kept defined. */
+        soma__track_free(p, e.map);
+        soma__track_fresh(p, e.map);
+        q = soma__os_remap(p, e.map, size, size > e.map);
+        if (q != NULL) {
+            map = size;
+        } else if (size < e.map) {
+            q = p; /* could not shrink: the block keeps its mapping */
+        } else if ((q = soma__os_map(size)) != NULL &&
+                   soma__os_remap_fixed(p, e.map, q) == 0) {
+            /* A block an assembly made spans several of the kernel's
+             * mappings, which mremap cannot grow; kernels from 6.17 on
+             * move it whole, without copying. */
+            atomic_fetch_add_explicit(&maps_made, 1, memory_order_relaxed);
+            map = size;
+        } else {
+            if (q != NULL)
+                soma__os_unmap(q, size);
+            size_t dirty;
+            q = map_block(n, 0, &map, &dirty);
+            if (q != NULL) {
+                memcpy(q, p, e.map); /* all of it: usable_size said so */
+                soma__track_noaccess(p, e.map);
+                cache_put(p, e.map);
+            }
+        }
+        if (q == NULL)
+            soma__track_alloc(p, e.n); /* the block at p again, as it was */
+    }
+    if (q == NULL) {
+        if (e.map > e.n)
+            soma__track_noaccess((char *)p + e.n, e.map - e.n);
+        (void)enter(p, e.n, e.map); /* p untouched: still soma's (it had its entry) */
+        atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed);
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t kept = e.n < n ? e.n : n;
+    if (enter(q, n, map) != 0) {
+        /* It cannot be recorded (no memory for the registry): its contents
+         * go to a system block, which works unrecorded. */
+        void *b = soma__sys_malloc(n);
+        if (b != NULL)
+            memcpy(b, q, kept);
+        release(q, map);
+        return b; /* NULL: the old contents are lost, only when out of memory */
+    }
+    atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
+    hand_out(q, n, map);
+    soma__track_fresh(q, kept); /* the contents it kept are as they were */
+    return q;
 }
 
 void *soma__large_realloc(void *p, size_t n)
 {
-    size_t old;
-    if (!leave((uintptr_t)p, &old))
+    entry_t e;
+    if (!leave((uintptr_t)p, &e))
         return soma__sys_realloc(p, n); /* not soma's: it stays the system's */
+    if (e.map != 0)
+        return realloc_mapped(p, e, n);
     void *q = soma__sys_realloc(p, n);
     /* Either way the block is entered again; it is still the same block. */
     atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed);
     if (q == NULL) {
-        enter(p, old); /* p untouched: still soma's */
+        (void)enter(p, e.n, 0); /* p untouched: still soma's */
         return NULL;
     }
-    return enter(q, n);
+    return enter_sys(q, n);
 }
+
+/* ---- statistics and the walks ---- */
 
 void soma__large_counts(size_t *count, size_t *bytes, size_t *total)
 {
@@ -190,20 +752,32 @@ void soma__large_counts(size_t *count, size_t *bytes, size_t *total)
     *total = atomic_load_explicit(&made_total, memory_order_relaxed);
 }
 
+void soma__large_map_counts(soma_large_map_stats *m)
+{
+    size_t mapped = 0;
+    for (size_t i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&shards[i].lock);
+        mapped += shards[i].mapped;
+        pthread_mutex_unlock(&shards[i].lock);
+    }
+    pthread_mutex_lock(&cache.lock);
+    m->cached_blocks = cache.count;
+    m->cached_bytes = cache.bytes;
+    pthread_mutex_unlock(&cache.lock);
+    m->bytes_mapped = mapped + m->cached_bytes;
+    m->cache_max_bytes = CACHE_MAX;
+    m->maps_made_total = atomic_load_explicit(&maps_made, memory_order_relaxed);
+    m->maps_reused_total = atomic_load_explicit(&maps_reused, memory_order_relaxed);
+    m->maps_released_total = atomic_load_explicit(&maps_released, memory_order_relaxed);
+}
+
 int soma__large_lookup(const void *p, size_t *n)
 {
-    shard_t *s = shard_of((uintptr_t)p);
-    pthread_mutex_lock(&s->lock);
-    int found = 0;
-    if (s->cap > 0) {
-        entry_t *e = find(s, (uintptr_t)p);
-        if (e->p == (uintptr_t)p) {
-            *n = e->n;
-            found = 1;
-        }
-    }
-    pthread_mutex_unlock(&s->lock);
-    return found;
+    entry_t e;
+    if (!lookup((uintptr_t)p, &e))
+        return 0;
+    *n = e.n;
+    return 1;
 }
 
 void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg)
@@ -218,9 +792,15 @@ void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg)
     }
 }
 
+/* The shards, then the cache: the order is arbitrary (no path holds two of
+ * them), but fixed. */
 static void large_fork(int phase)
 {
+    if (phase != SOMA_FORK_PREPARE)
+        soma__start_fork_lock(&cache.lock, phase);
     for (size_t i = 0; i < SHARDS; i++)
         soma__start_fork_lock(&shards[i].lock, phase);
+    if (phase == SOMA_FORK_PREPARE)
+        soma__start_fork_lock(&cache.lock, phase);
 }
 SOMA_HOOK(large, SOMA_ORDER_LARGE, NULL, large_fork);

@@ -15,7 +15,9 @@ SOMA_INTERNAL void *soma__malloc_slow(heap_t *heap, unsigned c);
 /* A free the owner's fast path did not take (fastpath.h). */
 SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p);
 
-/* ---- large.c: soma's blocks from the system allocator, tagged and counted ---- */
+/* ---- large.c: soma's blocks above the medium classes: mappings of its own,
+ * cached when freed; system blocks for the rare small ones; all recorded
+ * and counted ---- */
 SOMA_INTERNAL void *soma__large_malloc(size_t n);
 SOMA_INTERNAL void *soma__large_calloc(size_t n); /* n: the product, checked */
 SOMA_INTERNAL void *soma__large_aligned_alloc(size_t alignment, size_t n);
@@ -23,6 +25,8 @@ SOMA_INTERNAL void *soma__large_realloc(void *p, size_t n); /* p: not in an aren
 SOMA_INTERNAL void soma__large_free(void *p);                /* p: not in an arena */
 SOMA_INTERNAL size_t soma__large_usable_size(const void *p);
 SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *total);
+/* The mappings and their cache: every field of *m. */
+SOMA_INTERNAL void soma__large_map_counts(soma_large_map_stats *m);
 /* Is p one of soma's large blocks?  1 and its requested size in *n. */
 SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
 /* fn(p, n, arg) for every large block, one shard locked at a time (fn must

@@ -53,6 +53,46 @@ void soma__os_decommit(void *p, size_t size)
     errno = saved;
 }
 
+/* ThreadSanitizer intercepts mmap and munmap, and forgets the history of
+ * the addresses they give or take, but not mremap: pages moved to
+ * addresses another thread used before would carry that thread's accesses
+ * in its books, and a block handed from thread to thread through the
+ * kernel would read as a race.  Under it, mremap "fails", and soma's
+ * callers take their fallbacks (a fresh mapping, a copy). */
+#if defined(__SANITIZE_THREAD__)
+#define NO_REMAP 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NO_REMAP 1
+#endif
+#endif
+#ifndef NO_REMAP
+#define NO_REMAP 0
+#endif
+
+/* Resize the mapping [p, p+old) to `size` bytes: in place when shrinking
+ * (the tail's pages go back) or when the addresses after it are free, else
+ * (may_move) moved by the kernel, which moves the page tables and never
+ * copies or faults a page.  NULL, the mapping untouched, on failure. */
+void *soma__os_remap(void *p, size_t old, size_t size, int may_move)
+{
+    void *q = NO_REMAP ? MAP_FAILED : mremap(p, old, size, may_move ? MREMAP_MAYMOVE : 0);
+    if (q == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return q;
+}
+
+/* Move the mapping [p, p+size) to [to, to+size), replacing what was there:
+ * the pages move with their contents, none is copied or faulted.  0, or -1
+ * (nothing moved) on failure. */
+int soma__os_remap_fixed(void *p, size_t size, void *to)
+{
+    void *q = NO_REMAP ? MAP_FAILED : mremap(p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    return q == MAP_FAILED ? -1 : 0;
+}
+
 void soma__os_unmap(void *p, size_t size)
 {
     /* munmap can only fail for bad arguments, which would be a bug of ours;

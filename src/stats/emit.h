@@ -22,7 +22,8 @@
 #include "stats/stats.h"
 
 /* Every figure of soma_stats by number: SOMA_F_<member>, SOMA_F_medium_<member>,
- * SOMA_F_large_<member>, in the order of common/stats_fields.h. */
+ * SOMA_F_large_<member> (soma_stats.large's and .large_map's: their names
+ * differ), in the order of common/stats_fields.h. */
 enum {
 #define X(m, label, group) SOMA_F_##m,
     SOMA_STATS_FIELDS(X)
@@ -32,6 +33,9 @@ enum {
 #undef X
 #define X(m, label, group) SOMA_F_large_##m,
     SOMA_LARGE_FIELDS(X)
+#undef X
+#define X(m, label, group) SOMA_F_large_##m,
+    SOMA_LARGE_MAP_FIELDS(X)
 #undef X
     SOMA_NUM_FIELDS
 };

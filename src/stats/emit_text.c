@@ -8,7 +8,7 @@
  *   <the arena map: nodes and the bytes they cost>
  *   <one line per registered object cache>
  *   [soma's medium blocks, in the same layout, if any medium arena was ever
- *    mapped, and its large blocks (from the system allocator), if it ever
+ *    mapped, and its large blocks (its own mappings), if it ever
  *    handed one out: a program that never asks for more than 512 bytes gets
  *    CPython's dump and nothing else]
  *
@@ -103,11 +103,22 @@ void soma__emit_text(emit_t *e, const soma_stats *st)
         arena_lines(e, st, 1);
     }
     if (st->large.blocks_allocated_total > 0) {
-        soma__sink_printf(s, "\nLarge blocks (soma's own, from the system allocator): above %zu "
+        soma__sink_printf(s, "\nLarge blocks (soma's own mappings, freed ones cached): above %zu "
                              "bytes, or aligned above %d.\n\n",
                           st->medium.max_size, SOMA_ALIGNMENT);
         soma__emit_figure(e, st, SOMA_F_large_blocks_allocated_total);
         soma__emit_figure(e, st, SOMA_F_large_blocks_in_use);
         soma__emit_figure(e, st, SOMA_F_large_bytes_in_use);
+        /* A snapshot read back from an older soma has none of these: its
+         * size stops before them (emit.c zeroed the rest). */
+        if (st->size == 0 || st->size >= offsetof(soma_stats, large_map) + sizeof st->large_map) {
+            soma__emit_figure(e, st, SOMA_F_large_bytes_mapped);
+            soma__emit_figure(e, st, SOMA_F_large_cached_blocks);
+            soma__emit_figure(e, st, SOMA_F_large_cached_bytes);
+            soma__emit_figure(e, st, SOMA_F_large_cache_max_bytes);
+            soma__emit_figure(e, st, SOMA_F_large_maps_made_total);
+            soma__emit_figure(e, st, SOMA_F_large_maps_reused_total);
+            soma__emit_figure(e, st, SOMA_F_large_maps_released_total);
+        }
     }
 }

@@ -192,6 +192,7 @@ static void take_all(walk_t *w)
         st->arenas_highwater = st->arenas_current;
     soma__large_counts(&st->large.blocks_in_use, &st->large.bytes_in_use,
                        &st->large.blocks_allocated_total);
+    soma__large_map_counts(&st->large_map);
     soma_medium_stats *m = &st->medium;
     soma__arena_counts(SOMA_KIND_MEDIUM, &m->arenas_allocated_total, &now, &m->arenas_highwater);
     if (m->arenas_highwater < m->arenas_current)

@@ -32,7 +32,7 @@
  * Sizes come from one byte (and one or two more): every small class 1..512,
  * every class's boundary (size - 1, size, size + 1), every medium class,
  * 0, tiny sizes, any medium size, sizes around the medium maximum and large
- * ones up to 264 KiB (live large bytes are capped, so an input stays fast).
+ * ones up to 4.5 MiB (live large bytes are capped, so an input stays fast).
  *
  * The model: a table of slots, each with its block, the bytes requested and
  * the bytes patterned, a fill (from the slot and a counter: it picks where
@@ -88,7 +88,7 @@ enum {
     PAT = 4093,         /* length of the pattern cycle (prime: not a multiple of 16) */
     RING = 16,          /* last ops printed on a failure */
 };
-#define LARGE_BUDGET ((size_t)8 << 20) /* live bytes of the system's blocks */
+#define LARGE_BUDGET ((size_t)16 << 20) /* live bytes of the system's blocks */
 #define BURST_BUDGET ((size_t)4 << 20) /* bytes one BURST allocates */
 
 /* Blocks of the system allocator: soma's large blocks (requests above the
@@ -293,8 +293,10 @@ static size_t draw_size(input_t *in)
         return lo;
     case 5: /* around the medium maximum, and above it */
         return lo < 8 ? classes_medium_max - 3 + lo : classes_medium_max + 1 + u16(in);
-    case 6: /* large: 8 KiB .. 264 KiB */
-        return (size_t)(lo + 1) * 8192 + u16(in) % 8192;
+    case 6: /* large: 8 KiB .. 200 KiB (one bin per page count), then 512 KiB .. 4.5 MiB */
+        if (lo < 24)
+            return (size_t)(lo + 1) * 8192 + u16(in) % 8192;
+        return (size_t)(lo - 23) * 512 * 1024 + (size_t)u16(in) * 8;
     default: /* anything up to 64 KiB */
         return u16(in);
     }
@@ -820,6 +822,14 @@ static void check_counts(const soma_stats *st, heap_t *heap, int all, const char
              st->large.blocks_in_use, st->large.bytes_in_use, nlarge, large_bytes);
     if (sys_bytes != large_live)
         fail("model: the system's blocks hold %zu bytes, counted %zu", sys_bytes, large_live);
+    /* The large blocks' mappings: the cache within its bound, and the
+     * mappings in use hold at least the bytes asked of them but for the
+     * system's few (none above the medium maximum). */
+    const soma_large_map_stats *m = &st->large_map;
+    if (all && (m->cached_bytes > m->cache_max_bytes || m->cached_bytes > m->bytes_mapped ||
+                m->cached_bytes % 4096 != 0 || m->bytes_mapped % 4096 != 0))
+        fail("%s: large mappings: %zu bytes mapped, %zu cached, bound %zu", scope, m->bytes_mapped,
+             m->cached_bytes, m->cache_max_bytes);
 }
 
 static void check_heap(heap_t *heap, const char *scope, const char *when)

@@ -348,7 +348,7 @@ static void test_medium_section(void)
                     line_value(rest, "# bytes lost to quantization");
     CHECK_EQ(sum, total);
     /* The large blocks, last. */
-    const char *lg = strstr(rest, "\nLarge blocks (soma's own, from the system allocator): above ");
+    const char *lg = strstr(rest, "\nLarge blocks (soma's own mappings, freed ones cached): above ");
     if (CHECK(lg != NULL)) {
         CHECK_EQ(line_value(lg, "# large blocks in use"), (long long)s1.large.blocks_in_use);
         CHECK_GE(line_value(lg, "# large blocks in use"), 3);
@@ -356,6 +356,21 @@ static void test_medium_section(void)
         CHECK_GE(line_value(lg, "# bytes in large blocks"), (long long)(max + 1 + 100000 + (1 << 20)));
         CHECK_EQ(line_value(lg, "# large blocks allocated total"),
                  (long long)s1.large.blocks_allocated_total);
+        CHECK_EQ(line_value(lg, "# bytes mapped for large blocks"),
+                 (long long)s1.large_map.bytes_mapped);
+        CHECK_GE(line_value(lg, "# bytes mapped for large blocks"),
+                 line_value(lg, "# bytes in large blocks") - (long long)max); /* pages, not bytes */
+        CHECK_EQ(line_value(lg, "# large mappings cached"), (long long)s1.large_map.cached_blocks);
+        CHECK_EQ(line_value(lg, "# bytes in cached large mappings"),
+                 (long long)s1.large_map.cached_bytes);
+        CHECK_EQ(line_value(lg, "# bytes the large cache may hold"),
+                 (long long)s1.large_map.cache_max_bytes);
+        CHECK_EQ(line_value(lg, "# large mappings made total"),
+                 (long long)s1.large_map.maps_made_total);
+        CHECK_EQ(line_value(lg, "# large mappings reused total"),
+                 (long long)s1.large_map.maps_reused_total);
+        CHECK_EQ(line_value(lg, "# large mappings released total"),
+                 (long long)s1.large_map.maps_released_total);
     }
     for (int i = 0; i < 3; i++)
         soma_free(large[i]);

@@ -106,8 +106,16 @@ check(sum(c["blocks_in_use"] for c in proc["classes"]) == 1050, "no other small 
 big = [c for c in proc["medium"]["classes"] if c["blocks_in_use"]]
 check(len(big) == 1 and big[0]["blocks_in_use"] == 10 and big[0]["size"] >= 1500,
       "one medium class holds the 10 blocks of 1500 bytes")
-check(proc["large"] == {"blocks_allocated_total": 2, "blocks_in_use": 2, "bytes_in_use": 200000},
+check({k: proc["large"][k] for k in ("blocks_allocated_total", "blocks_in_use", "bytes_in_use")} ==
+      {"blocks_allocated_total": 2, "blocks_in_use": 2, "bytes_in_use": 200000},
       "two large blocks of 100000 bytes")
+# Each is a mapping of its own, 25 pages; nothing freed yet, nothing cached.
+check(proc["large"]["bytes_mapped"] == 2 * 102400 and proc["large"]["cached_blocks"] == 0 and
+      proc["large"]["cached_bytes"] == 0 and proc["large"]["maps_made_total"] == 2 and
+      proc["large"]["maps_reused_total"] == 0, "the large blocks' mappings")
+# Freed, with no decay: the most recent mapping stays cached, the other goes.
+check(freed["large"]["cached_blocks"] == 1 and freed["large"]["cached_bytes"] == 102400 and
+      freed["large"]["bytes_mapped"] == 102400, "after freeing: one large mapping cached")
 check(proc["types"] == [{"name": "Probe", "elem_size": 40, "count": 7}], "the registered cache")
 check(proc["options"]["arena_decay_ms"] == 0 and proc["build"]["override"] is False,
       "options in force: the library's decay, not the override")

@@ -186,7 +186,7 @@ static int totals(FILE *out, const tool_snapshot *s, int y)
     commas(a, tool_blocks_in_use(st));
     commas(b, st->large.bytes_in_use);
     page_text(out, MARGIN, y + 32, 0, 12, NULL, NULL, NULL,
-              "blocks in use in the pools: %s;  large blocks (from the system allocator): %zu in "
+              "blocks in use in the pools: %s;  large blocks (soma's mappings): %zu in "
               "use, %s bytes", a, st->large.blocks_in_use, b);
     return 46;
 }

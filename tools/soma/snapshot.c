@@ -173,6 +173,9 @@ int tool_snapshot_from_json(const sj_value *v, tool_snapshot *out, char *err, si
 #define X(m, label, group) st->large.m = get(large, #m);
         SOMA_LARGE_FIELDS(X)
 #undef X
+#define X(m, label, group) st->large_map.m = get(large, #m);
+        SOMA_LARGE_MAP_FIELDS(X)
+#undef X
     }
     if (read_classes(sj_get(v, "classes"), st->classes, st->num_classes, 0, err, errlen) != 0 ||
         (medium != NULL && read_classes(sj_get(medium, "classes"), st->medium.classes,

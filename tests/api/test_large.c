@@ -1,0 +1,384 @@
+/*
+ * test_large: blocks above the medium classes, soma's own mappings and
+ * their cache (src/malloc/large.c).  Run with SOMA_ARENA_DECAY_MS=200
+ * (tests/api/CMakeLists.txt), so that the cache keeps up to its bound.
+ *
+ *   - contents survive, sizes 8,161 bytes to 32 MiB; usable_size >= asked;
+ *   - realloc grows (in place or moved by mremap) and shrinks (in place)
+ *     with the contents kept;
+ *   - aligned_alloc up to 1 MiB of alignment;
+ *   - calloc of a cached (dirty) mapping reads zero;
+ *   - the cache reuses: a malloc/free loop of 20 MiB makes one mapping,
+ *     the later turns reuse it (the statistics say so) and RSS stays;
+ *   - the cache is bounded: freeing more than its bound leaves at most
+ *     cache_max_bytes cached, and the released pages are gone (mincore);
+ *   - a mapping unused for longer than the decay is released;
+ *   - pointers soma never gave out still go to the system allocator;
+ *   - fork: the child frees and allocates large blocks;
+ *   - threads free each other's large blocks, contents checked.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "soma.h"
+#include "test.h"
+
+static soma_stats s0, s1;
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    /* Every 64th byte and the last: the pattern reaches every page. */
+    for (size_t i = 0; i < n; i += 64)
+        p[i] = (unsigned char)(seed + i / 64);
+    p[n - 1] = (unsigned char)(seed ^ 0x5a);
+}
+
+static int intact_from(const unsigned char *p, size_t n, unsigned seed, size_t from)
+{
+    for (size_t i = from; i < n - 1; i += 64) /* the last byte has its own value */
+        if (p[i] != (unsigned char)(seed + i / 64))
+            return 0;
+    return p[n - 1] == (unsigned char)(seed ^ 0x5a);
+}
+
+static int intact(const unsigned char *p, size_t n, unsigned seed)
+{
+    return intact_from(p, n, seed, 0);
+}
+
+/* Empty the cache but for one small mapping: everything in it ages out
+ * (SOMA_ARENA_DECAY_MS=200) at the next free. */
+static void flush_cache(void)
+{
+    struct timespec ts = {0, 250 * 1000000L};
+    nanosleep(&ts, NULL);
+    soma_free(soma_malloc(10000));
+}
+
+static size_t rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (size_t)resident * ((size_t)sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* 1 if no page of [p, p+n) is resident (or mapped at all). */
+static int gone(void *p, size_t n)
+{
+    size_t pages = n / 4096;
+    unsigned char *v = malloc(pages);
+    if (v == NULL)
+        return 0;
+    int rc = mincore(p, n, v);
+    int out = 1;
+    if (rc == 0) {
+        for (size_t i = 0; i < pages; i++)
+            if (v[i] & 1)
+                out = 0;
+    } else if (errno != ENOMEM) {
+        out = 0;
+    }
+    free(v);
+    return out;
+}
+
+static void test_sizes(void)
+{
+    static const size_t sizes[] = {8161,   8192,    12288,    65536,    100000,  262144,
+                                   262145, 1 << 20, 3 << 20,  5 << 20,  (20 << 20) + 123,
+                                   32 << 20};
+    enum { N = sizeof sizes / sizeof sizes[0] };
+    void *p[N];
+    soma_stats_get(&s0);
+    for (size_t i = 0; i < N; i++) {
+        p[i] = soma_malloc(sizes[i]);
+        if (!CHECK(p[i] != NULL))
+            return;
+        CHECK_EQ((uintptr_t)p[i] % 16, 0);
+        CHECK_GE(soma_usable_size(p[i]), sizes[i]);
+        fill(p[i], sizes[i], (unsigned)i);
+    }
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large.blocks_in_use, s0.large.blocks_in_use + N);
+    CHECK_GE(s1.large_map.bytes_mapped, s0.large_map.bytes_mapped);
+    for (size_t i = 0; i < N; i++)
+        CHECK(intact(p[i], sizes[i], (unsigned)i));
+    for (size_t i = 0; i < N; i++)
+        soma_free(p[i]);
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large.blocks_in_use, s0.large.blocks_in_use);
+    CHECK_LE(s1.large_map.cached_bytes, s1.large_map.cache_max_bytes);
+}
+
+static void test_realloc(void)
+{
+    static const size_t steps[] = {10000, 300000, 1 << 20, 20 << 20, 21 << 20, 300000, 9000, 100};
+    size_t n = steps[0];
+    unsigned char *p = soma_malloc(n);
+    if (!CHECK(p != NULL))
+        return;
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(i * 7);
+    for (size_t s = 1; s < sizeof steps / sizeof steps[0]; s++) {
+        size_t m = steps[s];
+        unsigned char *q = soma_realloc(p, m);
+        if (!CHECK(q != NULL))
+            return;
+        size_t kept = n < m ? n : m;
+        size_t bad = 0;
+        for (size_t i = 0; i < kept; i++)
+            bad += q[i] != (unsigned char)(i * 7);
+        CHECK_EQ(bad, 0);
+        CHECK_GE(soma_usable_size(q), m);
+        for (size_t i = kept; i < m; i++)
+            q[i] = (unsigned char)(i * 7);
+        p = q, n = m;
+    }
+    soma_stats_get(&s1);
+    size_t in_use = s1.large.blocks_in_use;
+    soma_free(p);
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large.blocks_in_use, in_use - 1);
+}
+
+static void test_aligned(void)
+{
+    static const size_t sizes[] = {100, 10000, 3 << 20};
+    for (size_t a = 32; a <= (1 << 20); a *= 2)
+        for (size_t i = 0; i < 3; i++) {
+            unsigned char *p = soma_aligned_alloc(a, sizes[i]);
+            if (!CHECK(p != NULL))
+                return;
+            CHECK_EQ((uintptr_t)p % a, 0);
+            CHECK_GE(soma_usable_size(p), sizes[i]);
+            fill(p, sizes[i], (unsigned)a);
+            CHECK(intact(p, sizes[i], (unsigned)a));
+            soma_free(p);
+        }
+}
+
+static void test_calloc_reused(void)
+{
+    size_t n = 1 << 20;
+    flush_cache();
+    unsigned char *d = soma_malloc(n);
+    if (!CHECK(d != NULL))
+        return;
+    memset(d, 0xa5, soma_usable_size(d));
+    soma_free(d);
+    soma_stats_get(&s0);
+    unsigned char *p = soma_calloc(4, n / 4);
+    if (!CHECK(p != NULL))
+        return;
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large_map.maps_reused_total, s0.large_map.maps_reused_total + 1);
+    CHECK(p == d); /* the same mapping, dirty, from the cache */
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += p[i] != 0;
+    CHECK_EQ(bad, 0);
+    soma_free(p);
+}
+
+static void test_loop_reuses(void)
+{
+    size_t n = 20 << 20;
+    void *first = NULL;
+    size_t rss = 0;
+    flush_cache();
+    soma_stats_get(&s0);
+    for (int i = 0; i < 10; i++) {
+        unsigned char *p = soma_malloc(n);
+        if (!CHECK(p != NULL))
+            return;
+        memset(p, i, n);
+        if (i == 0) {
+            first = p;
+            rss = rss_kib();
+        } else {
+            CHECK(p == first); /* the cached mapping again */
+        }
+        soma_free(p);
+    }
+    soma_stats_get(&s1);
+    /* The first turn's mapping is made (or put together from the one small
+     * cached mapping: then it counts as reused); the other nine reuse it. */
+    CHECK_EQ(s1.large_map.maps_made_total + s1.large_map.maps_reused_total,
+             s0.large_map.maps_made_total + s0.large_map.maps_reused_total + 10);
+    CHECK_GE(s1.large_map.maps_reused_total, s0.large_map.maps_reused_total + 9);
+    /* Every turn wrote 20 MiB: with fresh pages RSS would not grow either,
+     * but the faults would show; what must not happen is growth. */
+    CHECK_LE(rss_kib(), rss + 4096);
+}
+
+static void test_bounded(void)
+{
+    enum { N = 24 };
+    size_t n = 8 << 20; /* 24 of them: 192 MiB, above the 128 MiB bound */
+    unsigned char *p[N];
+    flush_cache();
+    for (int i = 0; i < N; i++) {
+        p[i] = soma_malloc(n);
+        if (!CHECK(p[i] != NULL))
+            return;
+        p[i][0] = 1; /* one page each: little RSS */
+    }
+    memset(p[0], 7, n); /* this one whole: its pages must leave */
+    for (int i = 0; i < N; i++)
+        soma_free(p[i]);
+    /* p[0] was freed first: released (the oldest goes first). */
+    CHECK(gone(p[0], n));
+    soma_stats_get(&s1);
+    CHECK_GT(s1.large_map.cache_max_bytes, 0);
+    CHECK_LE(s1.large_map.cached_bytes, s1.large_map.cache_max_bytes);
+    CHECK_GE(s1.large_map.cached_bytes, s1.large_map.cache_max_bytes - n);
+    CHECK_GT(s1.large_map.maps_released_total, 0);
+    CHECK_GE(s1.large_map.bytes_mapped, s1.large_map.cached_bytes);
+}
+
+static void test_decay(void)
+{
+    /* SOMA_ARENA_DECAY_MS=200: a mapping cached that long goes at the next free. */
+    size_t n = 3 << 20;
+    unsigned char *a = soma_malloc(n), *b = soma_malloc(n + 4096 * 7);
+    if (!CHECK(a != NULL && b != NULL))
+        return;
+    memset(a, 1, n);
+    soma_free(a);
+    struct timespec ts = {0, 400 * 1000000L};
+    nanosleep(&ts, NULL);
+    soma_free(b); /* ages the cache: everything cached before the sleep goes */
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large_map.cached_blocks, 1);
+    CHECK_GE(s1.large_map.cached_bytes, n + 4096 * 7);
+    CHECK_LE(s1.large_map.cached_bytes, (n + 4096 * 7) / 3 * 4 + 4096);
+    CHECK(gone(a, n));
+}
+
+static void test_foreign(void)
+{
+    soma_stats_get(&s0);
+    void *f = malloc(100000); /* the system's (the test links soma, not the override) */
+    if (!CHECK(f != NULL))
+        return;
+    memset(f, 3, 100000);
+    CHECK_GE(soma_usable_size(f), 100000);
+    f = soma_realloc(f, 300000);
+    if (!CHECK(f != NULL))
+        return;
+    CHECK_EQ(((unsigned char *)f)[99999], 3);
+    soma_free(f);
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large.blocks_allocated_total, s0.large.blocks_allocated_total);
+    CHECK_EQ(s1.large_map.maps_made_total, s0.large_map.maps_made_total);
+}
+
+static void test_fork(void)
+{
+    size_t n = 5 << 20;
+    unsigned char *keep = soma_malloc(n), *cached = soma_malloc(2 * n);
+    if (!CHECK(keep != NULL && cached != NULL))
+        return;
+    fill(keep, n, 11);
+    soma_free(cached);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int ok = intact(keep, n, 11);
+        soma_free(keep);
+        for (int i = 0; i < 20; i++) {
+            size_t m = (size_t)(i + 1) * 300000;
+            unsigned char *p = soma_malloc(m);
+            if (p == NULL)
+                _exit(2);
+            fill(p, m, (unsigned)i);
+            ok &= intact(p, m, (unsigned)i);
+            soma_free(p);
+        }
+        _exit(ok ? 0 : 1);
+    }
+    if (!CHECK(pid > 0))
+        return;
+    int status = 0;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(intact(keep, n, 11));
+    soma_free(keep);
+}
+
+/* Threads hand blocks to each other through a ring of slots: each frees
+ * what another thread put there (after checking it) and puts its own. */
+enum { THREADS = 4, SLOTS = 64, TURNS = 3000 };
+static _Atomic(unsigned char *) ring[SLOTS]; /* a block holds its size in its first word */
+static atomic_int bad;
+
+static void *worker(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg * 2654435761u + 1;
+    for (int i = 0; i < TURNS; i++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t k = (seed >> 8) % SLOTS;
+        size_t n = 8161 + (seed >> 4) % (600 * 1024);
+        unsigned char *p = soma_malloc(n);
+        if (p == NULL) {
+            atomic_fetch_add(&bad, 1);
+            return NULL;
+        }
+        fill(p, n, (unsigned)n);
+        memcpy(p, &n, sizeof n);
+        unsigned char *old = atomic_exchange(&ring[k], NULL);
+        if (old != NULL) {
+            size_t on;
+            memcpy(&on, old, sizeof on);
+            if (on < 8161 || !intact_from(old, on, (unsigned)on, 64))
+                atomic_fetch_add(&bad, 1);
+            soma_free(old);
+        }
+        unsigned char *expect = NULL;
+        if (!atomic_compare_exchange_strong(&ring[k], &expect, p))
+            soma_free(p); /* another thread filled it meanwhile: ours is not published */
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pthread_t t[THREADS];
+    for (uintptr_t i = 0; i < THREADS; i++)
+        CHECK_EQ(pthread_create(&t[i], NULL, worker, (void *)i), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    CHECK_EQ(atomic_load(&bad), 0);
+    for (int k = 0; k < SLOTS; k++)
+        soma_free(atomic_load(&ring[k]));
+    soma_stats_get(&s1);
+    CHECK_LE(s1.large_map.cached_bytes, s1.large_map.cache_max_bytes);
+}
+
+int main(void)
+{
+    test_sizes();
+    test_realloc();
+    test_aligned();
+    test_calloc_reused();
+    test_loop_reuses();
+    test_bounded();
+    test_decay();
+    test_foreign();
+    test_fork();
+    test_threads();
+    return test_summary();
+}

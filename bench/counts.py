@@ -131,12 +131,12 @@ def main():
         print(f"\n## {title} per operation (millions in all where the program counts no operations);"
               f" / {base}")
         print(f"{'workload':12}{'ops':>10}" + "".join(f"{n:>10}" for n in names) + "  "
-              + "".join(f"{n + '/' + base:>15}" for n in names if n != base))
+              + "".join(f"{n + '/' + base:>19}" for n in names if n != base))
         for w in only:
             ops = res[w, "soma"][2]
             vals = {n: res[w, n][idx] / ops if ops else res[w, n][idx] / 1e6 for n in names}
             print(f"{w:12}{(str(ops) if ops else 'total'):>10}" + "".join(f"{vals[n]:10.2f}" for n in names)
-                  + "  " + "".join(f"{vals[n] / vals[base]:15.2f}" for n in names if n != base), flush=True)
+                  + "  " + "".join(f"{vals[n] / vals[base]:19.2f}" for n in names if n != base), flush=True)
 
 
 if __name__ == "__main__":

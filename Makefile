@@ -26,22 +26,65 @@ test-deps:
 	    { echo "installing valgrind"; (apt-get update -q && \
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind) >/dev/null; }
 
+# The benchmark suite (docs/BENCHMARKS.md): bench/suite.py runs the
+# mimalloc-bench programs (../shared/third_party/mimalloc-bench, built out
+# of tree in $(BUILD)/mb), Debian's programs (z3, ruby, lua5.4, rocksdb's
+# db_bench, redis), the Python programs (against pymalloc too) and soma's
+# own workloads (bench/bench_small.c) under glibc, jemalloc, mimalloc,
+# tcmalloc and soma, BENCH_REPS alternating runs each, and prints one table
+# (medians, soma / best peer, geomeans); then bench/counts.py prints
+# cachegrind's instructions and L1 data misses per operation.  About 30-40
+# minutes on 2 cores; bench-quick is a few-minute subset, bench-counts the
+# counts alone.  bench-soma: soma's finer tables (the floor, hardening,
+# sampling, sqlite3 and gcc).  All install the peers and programs (Debian
+# packages) when they are missing and this is root; what is still missing
+# is left out with a line that says so.
+BENCH_REPS ?= 3
+BENCH_SCALE ?= 1
+BENCH_ONLY ?=
+COUNTS_JOBS ?= $(JOBS)
+MB_SRC ?= ../shared/third_party/mimalloc-bench/bench
+MB_BUILD ?= $(BUILD)/mb
+BENCH_PKGS = libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3 sqlite3 gcc g++ time \
+	     redis-server redis-tools z3 ruby rocksdb-tools lua5.4 valgrind
+SUITE = python3 bench/suite.py $(BUILD)/libsoma-override.so $(BUILD)/bench/bench_small $(MB_BUILD)
+COUNTS = python3 bench/counts.py $(BUILD)/libsoma-override.so $(BUILD)/bench/bench_small $(MB_BUILD) \
+	--jobs $(COUNTS_JOBS)
+
+.PHONY: bench bench-quick bench-counts bench-soma bench-deps bench-mb
+bench: bench-deps all bench-mb
+	$(SUITE) --reps $(BENCH_REPS) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+	$(COUNTS)
+
+bench-quick: bench-deps all bench-mb
+	$(SUITE) --quick $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+
+bench-counts: bench-deps all bench-mb
+	$(COUNTS)
+
+bench-deps:
+	@for p in $(BENCH_PKGS); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; \
+	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null \
+	    || echo "could not install$$missing: those are left out"; \
+	elif [ -n "$$missing" ]; then echo "not installed:$$missing: those are left out"; fi
+
+# mimalloc-bench is someone else's code: built out of tree, never copied.
+bench-mb:
+	@if [ -f $(MB_SRC)/CMakeLists.txt ]; then \
+	    { test -f $(MB_BUILD)/CMakeCache.txt || \
+	      $(CMAKE) -S $(MB_SRC) -B $(MB_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null; } && \
+	    $(CMAKE) --build $(MB_BUILD) -j $(JOBS) >/dev/null; \
+	else echo "$(MB_SRC) not there: the mimalloc-bench rows are left out"; fi
+
 # Side-by-side measurements against glibc, jemalloc, mimalloc and tcmalloc
 # (and CPython's own pymalloc): small-object workloads (bench/run.py), then
 # real programs (bench/run_programs.py: python3, sqlite3, gcc, redis), then
 # what sampling the statistics costs a program (bench/sampling.py), and
 # what the hardened free lists cost (bench/hardening.py).
-# Installs the peers and programs (Debian packages) when they are missing.
-BENCH_REPS ?= 5
-BENCH_SCALE ?= 1
-bench: all
-	@for p in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3 sqlite3 gcc time \
-	         redis-server redis-tools; do \
-	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	    echo "installing$$missing"; \
-	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null \
-	    || echo "could not install$$missing: those peers are left out"; fi
+bench-soma: bench-deps all
 	python3 bench/run.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
 	    --floor $(BUILD)/bench/libsoma-floor.so --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 	python3 bench/run_programs.py $(BUILD)/libsoma-override.so \

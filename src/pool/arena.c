@@ -286,6 +286,73 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
         release_expired(heap, s, 0);
 }
 
+/* ---- a take-over: one heap's arenas become another's ---- */
+
+_Atomic unsigned soma__arena_moving;
+
+/* Rebuild the usable list from the arenas with a free pool, sorted by free
+ * pools (ascending), and its fingers: a bucket per count, O(arenas). */
+static void usable_rebuild(arena_set_t *s)
+{
+    arena_t *first[SOMA_POOLS_PER_ARENA + 1] = {0}, *last[SOMA_POOLS_PER_ARENA + 1] = {0};
+    for (arena_t *a = s->all_arenas; a != NULL; a = a->next_all) {
+        unsigned nf = a->nfreepools;
+        if (nf == 0)
+            continue;
+        a->nextarena = NULL;
+        a->prevarena = last[nf];
+        if (last[nf])
+            last[nf]->nextarena = a;
+        else
+            first[nf] = a;
+        last[nf] = a;
+    }
+    arena_t *tail = NULL;
+    s->usable_arenas = NULL;
+    for (unsigned nf = 1; nf <= SOMA_POOLS_PER_ARENA; nf++) {
+        s->nfp2lasta[nf] = last[nf];
+        if (first[nf] == NULL)
+            continue;
+        if (tail)
+            tail->nextarena = first[nf];
+        else
+            s->usable_arenas = first[nf];
+        first[nf]->prevarena = tail;
+        tail = last[nf];
+    }
+    s->nfp2lasta[0] = NULL;
+}
+
+void soma__arena_move_all(heap_t *from, heap_t *to)
+{
+    /* Odd while the owners change: a free that reads a pool's and its
+     * arena's heap in between sees them disagree and waits (pool.c). */
+    atomic_fetch_add_explicit(&soma__arena_moving, 1, memory_order_acq_rel);
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++) {
+        arena_set_t *fs = &from->sets[k], *ts = &to->sets[k];
+        arena_t *a = fs->all_arenas;
+        while (a != NULL) {
+            arena_t *next = a->next_all;
+            atomic_store(&a->heap, to);
+            SOMA_POOL_FOREACH(pool, a)
+                atomic_store(&pool->heap, to);
+            a->prev_all = NULL;
+            a->next_all = ts->all_arenas;
+            if (ts->all_arenas)
+                ts->all_arenas->prev_all = a;
+            ts->all_arenas = a;
+            a = next;
+        }
+        ts->arenas_allocated_total += fs->arenas_allocated_total;
+        ts->arenas_current += fs->arenas_current;
+        if (ts->arenas_current > ts->arenas_highwater)
+            ts->arenas_highwater = ts->arenas_current;
+        memset(fs, 0, sizeof *fs);
+        usable_rebuild(ts);
+    }
+    atomic_fetch_add_explicit(&soma__arena_moving, 1, memory_order_release);
+}
+
 /* Give back the empty arenas a heap keeps for reuse, of both kinds: all of
  * them (the last one too) when `all`, for a heap whose thread has exited and
  * so has nobody to reuse them; otherwise those older than the decay. */

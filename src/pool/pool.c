@@ -178,14 +178,42 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 }
 
 /* Hand the heap's pending cross-thread frees back to their pools (owner
- * only, or a holder of an orphan heap: see heap/heap.c). */
+ * only, or a holder of an orphan heap: see heap/heap.c).  A block whose
+ * pool has changed hands since it was pushed (a take-over: heap.c) goes on
+ * to its pool's owner now. */
 void soma__pool_collect(heap_t *heap)
 {
     void *b = atomic_exchange_explicit(&heap->remote, NULL, memory_order_acquire);
     while (b != NULL) {
         void *next = soma__link_remote_next(b);
-        soma__pool_push(heap, soma__pool_of(b), b);
+        pool_t *pool = soma__pool_of(b);
+        heap_t *owner = atomic_load_explicit(&pool->heap, memory_order_relaxed);
+        if (SOMA_LIKELY(owner == heap))
+            soma__pool_push(heap, pool, b);
+        else
+            soma__pool_free_remote(owner, b);
         b = next;
+    }
+}
+
+/* Splice `from`'s circular list of class c into `to`'s, behind its head
+ * (whose invariant, a free block, holds either way). */
+void soma__pool_splice(heap_t *from, heap_t *to)
+{
+    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++) {
+        pool_t *f = from->usedpools[c], *t = to->usedpools[c];
+        from->usedpools[c] = NULL;
+        if (f == NULL)
+            continue;
+        if (t == NULL) {
+            to->usedpools[c] = f;
+            continue;
+        }
+        pool_t *f_last = f->prevpool, *t_next = t->nextpool;
+        t->nextpool = f;
+        f->prevpool = t;
+        f_last->nextpool = t_next;
+        t_next->prevpool = f_last;
     }
 }
 
@@ -347,6 +375,14 @@ void soma__pool_free_other(pool_t *pool, void *p)
     heap_t *owner = pool->heap;
     if (owner == NULL)
         fatal_not_allocated(p, pool);
+    if (SOMA_UNLIKELY(pool->arena == soma__region_arena(p) && pool->arena->heap != owner)) {
+        /* The pool and its arena name different heaps: either a take-over
+         * is moving them right now (arena.c: soma__arena_move_all), or the
+         * record is corrupted.  Wait for any move to end, and look again. */
+        while (atomic_load_explicit(&soma__arena_moving, memory_order_acquire) & 1)
+            SOMA_SPIN_PAUSE();
+        owner = pool->heap;
+    }
     if (SOMA_UNLIKELY(pool->arena != soma__region_arena(p) || pool->arena->heap != owner ||
                       pool->szidx >= SOMA_NUM_ALL_CLASSES))
         soma__fatal("soma_free(%p): the record of its pool %p is corrupted (it names arena "

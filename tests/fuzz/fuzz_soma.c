@@ -843,8 +843,26 @@ static void check_heap(heap_t *heap, const char *scope, const char *when)
         fail("soma__check_heap of %s: %s", what, why);
 }
 
+/* A thread that frees a block of an exited thread's heap takes that heap's
+ * arenas over (heap/heap.c): its blocks move, whole pools at a time, from
+ * one thread heap to another.  The model follows them there; a block of
+ * an explicit heap, or one that moved into one, is still an error. */
+static void rehome(void)
+{
+    for (size_t i = 0; i < NSLOTS; i++) {
+        slot_t *s = &slots[i];
+        if (s->p == NULL || s->cls < 0 || soma__region_arena(s->p) == NULL)
+            continue;
+        heap_t *now = soma__pool_of(s->p)->heap;
+        if (now != s->heap && now != NULL && !now->explicit_heap && s->heap != NULL &&
+            !s->heap->explicit_heap)
+            s->heap = now;
+    }
+}
+
 static void full_check(const char *when)
 {
+    rehome();
     /* Every live block: contents, usable size, where it lies. */
     size_t m = 0;
     for (size_t i = 0; i < NSLOTS; i++) {

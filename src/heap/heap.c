@@ -263,14 +263,15 @@ int soma__heap_take_over(heap_t *o)
         pthread_mutex_unlock(&heaps_lock);
         return 0; /* adopted meanwhile */
     }
-    /* Nobody owns an orphan while heaps_lock is held: it is ours to empty. */
+    /* Nobody owns an orphan while heaps_lock is held, and no walk runs
+     * (walks hold heaps_lock): o is ours to empty without its lock.  h's
+     * lock, as for any change of its arenas; one heap lock at a time, as
+     * everywhere else (fork takes them all, in list order). */
     tidy(o);
-    pthread_mutex_lock(&o->lock);
     pthread_mutex_lock(&h->lock);
     soma__pool_splice(o, h);
     soma__arena_move_all(o, h);
     pthread_mutex_unlock(&h->lock);
-    pthread_mutex_unlock(&o->lock);
     /* o, empty now, stays on the orphan list for the next new thread. */
     pthread_mutex_unlock(&heaps_lock);
     return 1;

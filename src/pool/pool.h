@@ -54,8 +54,8 @@ typedef struct heap heap_t;
  * only when an empty pool is put to work, under the heap lock, which walks
  * hold.  `base` and `arena` never change once the pool is carved, and
  * `heap` only when a thread takes over an orphan's arenas (heap/heap.c:
- * soma__heap_take_over, with both heaps' locks held): any thread may read
- * them, which is how a free finds the owner.
+ * soma__heap_take_over, under heaps_lock and the new owner's lock): any
+ * thread may read them, which is how a free finds the owner.
  */
 struct pool {
     void *freeblock;        /* first free block; each free block's first word links the next */
@@ -201,8 +201,9 @@ SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);
 /* Push p on its owner's remote stack (another thread's block, or any
  * block of an explicit heap): one compare-and-swap, no lock. */
 SOMA_INTERNAL void soma__pool_free_remote(heap_t *owner, void *p);
-/* Every used-pool list of `from` joins `to`'s, behind its head (both
- * heaps' locks held, neither with a parked pool): part of a take-over. */
+/* Every used-pool list of `from` joins `to`'s, behind its head (`from` an
+ * orphan under heaps_lock, `to`'s lock held, neither with a parked pool):
+ * part of a take-over. */
 SOMA_INTERNAL void soma__pool_splice(heap_t *from, heap_t *to);
 
 /* count with its flag, for the owner's paths */
@@ -268,8 +269,8 @@ SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind);
 SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms);
 SOMA_INTERNAL void soma__arena_trim(heap_t *heap, int all); /* takes the heap lock */
 SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
-/* Every arena of `from`, and every pool in them, becomes `to`'s (both
- * heaps' locks held): the rest of a take-over. */
+/* Every arena of `from`, and every pool in them, becomes `to`'s (as for
+ * soma__pool_splice): the rest of a take-over. */
 SOMA_INTERNAL void soma__arena_move_all(heap_t *from, heap_t *to);
 /* Odd while soma__arena_move_all is changing arenas' and pools' `heap`: a
  * free that finds the two disagree waits for it (pool.c). */

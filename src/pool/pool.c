@@ -359,6 +359,27 @@ void soma__pool_free_remote(heap_t *owner, void *p)
                                                     memory_order_release, memory_order_relaxed));
 }
 
+/* The pool and its arena name different heaps: either take-overs are
+ * moving them (arena.c: soma__arena_move_all, one after another, a
+ * sequence count odd while one runs), or the record is corrupted.  Read
+ * both again until they agree, or until they disagree with no move begun
+ * or ended meanwhile (then the caller reports it). */
+static heap_t *settled_owner(const pool_t *pool, heap_t **arena_heap)
+{
+    for (;;) {
+        unsigned seq = atomic_load_explicit(&soma__arena_moving, memory_order_acquire);
+        if (seq & 1) {
+            SOMA_SPIN_PAUSE();
+            continue;
+        }
+        heap_t *owner = pool->heap;
+        *arena_heap = pool->arena->heap;
+        if (owner == *arena_heap ||
+            atomic_load_explicit(&soma__arena_moving, memory_order_acquire) == seq)
+            return owner;
+    }
+}
+
 /* A free the owner's fast path did not take, outside debug mode (which
  * malloc/malloc.c sends elsewhere): another thread's block or an explicit heap's,
  * or a pointer that is no block.  The last gets its pool checked before
@@ -375,21 +396,19 @@ void soma__pool_free_other(pool_t *pool, void *p)
     heap_t *owner = pool->heap;
     if (owner == NULL)
         fatal_not_allocated(p, pool);
-    if (SOMA_UNLIKELY(pool->arena == soma__region_arena(p) && pool->arena->heap != owner)) {
-        /* The pool and its arena name different heaps: either a take-over
-         * is moving them right now (arena.c: soma__arena_move_all), or the
-         * record is corrupted.  Wait for any move to end, and look again. */
-        while (atomic_load_explicit(&soma__arena_moving, memory_order_acquire) & 1)
-            SOMA_SPIN_PAUSE();
-        owner = pool->heap;
-    }
-    if (SOMA_UNLIKELY(pool->arena != soma__region_arena(p) || pool->arena->heap != owner ||
+    /* Each of the two read once: a take-over may change both in between
+     * (then settled_owner reads them again, as a pair). */
+    arena_t *arena = soma__region_arena(p);
+    heap_t *arena_heap = pool->arena == arena ? arena->heap : NULL;
+    if (SOMA_UNLIKELY(arena_heap != NULL && arena_heap != owner))
+        owner = settled_owner(pool, &arena_heap);
+    if (SOMA_UNLIKELY(pool->arena != arena || arena_heap != owner ||
                       pool->szidx >= SOMA_NUM_ALL_CLASSES))
         soma__fatal("soma_free(%p): the record of its pool %p is corrupted (it names arena "
-                    "%p, heap %p, class %u; the arena map says arena %p): something wrote "
-                    "over soma's own memory",
+                    "%p, heap %p, class %u; the arena map says arena %p, of heap %p): "
+                    "something wrote over soma's own memory",
                     p, (void *)pool->base, (void *)pool->arena, (void *)owner, pool->szidx,
-                    (void *)soma__region_arena(p));
+                    (void *)arena, arena ? (void *)arena->heap : NULL);
     size_t size = soma__sizeclass_size(pool->szidx);
     /* (Not checked: that p lies below the pool's virgin blocks.  The owner
      * may be carving them right now, and nextoffset is its own.) */

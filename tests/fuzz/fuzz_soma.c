@@ -352,6 +352,11 @@ static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *he
         if (arena == NULL)
             fail("%s of %zu bytes: %p is not in soma's arenas (model class %d)", what, n, p, cls);
         const pool_t *pool = soma__pool_of(p);
+        /* A block that stayed where it was (realloc) may have moved with
+         * its pool to another thread heap by a take-over (rehome). */
+        if (pool->heap != heap && heap != NULL && !heap->explicit_heap &&
+            pool->heap != NULL && !pool->heap->explicit_heap)
+            heap = pool->heap;
         if (pool->szidx != (unsigned)cls || pool->heap != heap)
             fail("%s of %zu bytes: %p is in a pool of class %u, heap %p; the model says class "
                  "%d, heap %p",

@@ -49,12 +49,6 @@
 #define SOMA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SOMA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define SOMA_INTERNAL __attribute__((visibility("hidden")))
-/* The body of a short spin-wait loop (a hint to the CPU where it has one). */
-#if defined(__x86_64__) || defined(__i386__)
-#define SOMA_SPIN_PAUSE() __builtin_ia32_pause()
-#else
-#define SOMA_SPIN_PAUSE() ((void)0)
-#endif
 
 /* n * size into *total; 1 with errno = ENOMEM if it overflows (calloc,
  * reallocarray, and their debug forms). */

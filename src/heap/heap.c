@@ -14,21 +14,13 @@
  * When a thread exits (pthread key destructor), its heap collects what other
  * threads freed into it and becomes an orphan, with all its arenas and the
  * blocks still allocated from them: other threads may still hold and free
- * those blocks.  The next thread that needs a heap adopts an orphan before
- * making a new one, so thread churn reuses memory instead of growing it.
- *
- * Take-over: the first thread that frees a block of an orphan takes the
- * orphan's arenas into its own heap (soma__heap_take_over), so that its
- * later frees of the blocks it inherited are local pushes, not remote
- * ones, and their memory serves its own mallocs.  A server whose threads
- * end and whose successors inherit their blocks (larson) would otherwise
- * send nearly every free through a remote stack to a heap nobody serves.
- * The emptied record stays an orphan, for the next new thread.  A free
- * that read the old owner just before the move pushes onto the old
- * record's remote stack; whoever collects it passes the block on to its
- * pool's new owner (pool.c: soma__pool_collect).  Nothing is lost: an
- * orphan's pending frees are collected when it is adopted or taken over,
- * and by every statistics walk.
+ * those blocks (their frees go to the orphan's remote stack).  The next
+ * thread that needs a heap adopts an orphan before making a new one, so
+ * thread churn reuses memory instead of growing it.  A thread whose first
+ * call is a free of an orphan's block adopts that orphan (soma__heap_adopt):
+ * a successor inheriting its predecessor's blocks frees them locally.  Nothing is lost: an
+ * orphan's pending frees are collected when it is adopted, and by every
+ * statistics walk.
  *
  * heaps_lock guards both lists, the `orphaned` flags, and adoption; a heap's
  * own lock is taken inside it.
@@ -128,6 +120,28 @@ static heap_t *heap_new(void)
     return h;
 }
 
+/* h, just taken off the orphan list (or new), is the calling thread's. */
+static heap_t *adopted(heap_t *h)
+{
+    soma__heap_tls = h;
+    pthread_setspecific(exit_key, h);
+    soma__heap_collect(h); /* what others freed while it was an orphan */
+    return h;
+}
+
+/* Take o off the orphan list, if it is on it (heaps_lock held). */
+static int unorphan(heap_t *o)
+{
+    for (heap_t **at = &orphans; *at != NULL; at = &(*at)->next_orphan) {
+        if (*at == o) {
+            *at = o->next_orphan;
+            atomic_store_explicit(&o->orphaned, 0, memory_order_relaxed);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 heap_t *soma__heap_acquire(void)
 {
     soma__start();
@@ -147,10 +161,25 @@ heap_t *soma__heap_acquire(void)
     pthread_mutex_unlock(&heaps_lock);
     if (h == NULL)
         return NULL; /* errno = ENOMEM from the map */
-    soma__heap_tls = h;
-    pthread_setspecific(exit_key, h);
-    soma__heap_collect(h); /* what others freed while it was an orphan */
-    return h;
+    return adopted(h);
+}
+
+/* A thread with no heap yet frees a block of o, an orphan: it adopts o
+ * itself rather than the first orphan on the list.  A successor that
+ * inherits its predecessor's blocks (larson, thread pools) then frees
+ * them into its own heap, locally, and allocates where they were. */
+int soma__heap_adopt(heap_t *o)
+{
+    if (soma__options.debug || soma__heap_tls != &soma__heap_empty)
+        return 0;
+    soma__start();
+    pthread_once(&key_once, make_key);
+    pthread_mutex_lock(&heaps_lock);
+    int mine = unorphan(o);
+    pthread_mutex_unlock(&heaps_lock);
+    if (mine)
+        adopted(o);
+    return mine;
 }
 
 heap_t *soma__heap_current(void)
@@ -238,43 +267,6 @@ static void orphan(heap_t *h)
     atomic_store_explicit(&h->orphaned, 1, memory_order_relaxed);
     h->next_orphan = orphans;
     orphans = h;
-}
-
-/* The calling thread freed a block of heap o, an orphan: its own heap
- * takes o's arenas (see the top of this file).  Returns 1 if the pool of
- * the block now belongs to the calling thread's heap. */
-int soma__heap_take_over(heap_t *o)
-{
-    if (soma__options.debug) /* debug mode keeps heaps apart, for its reports */
-        return 0;
-    heap_t *h = soma__heap_tls;
-    if (h == &soma__heap_empty) {
-        /* A thread whose first call is this free: a heap first (it may be
-         * o itself, adopted). */
-        h = soma__heap_acquire();
-        if (h == NULL || h == o)
-            return h != NULL;
-    }
-    /* Its parked pools go back to their arenas: a parked pool must be
-     * alone on its class list, and o's pools are about to join them. */
-    soma__pool_unpark(h, 1);
-    pthread_mutex_lock(&heaps_lock);
-    if (!atomic_load_explicit(&o->orphaned, memory_order_relaxed)) {
-        pthread_mutex_unlock(&heaps_lock);
-        return 0; /* adopted meanwhile */
-    }
-    /* Nobody owns an orphan while heaps_lock is held, and no walk runs
-     * (walks hold heaps_lock): o is ours to empty without its lock.  h's
-     * lock, as for any change of its arenas; one heap lock at a time, as
-     * everywhere else (fork takes them all, in list order). */
-    tidy(o);
-    pthread_mutex_lock(&h->lock);
-    soma__pool_splice(o, h);
-    soma__arena_move_all(o, h);
-    pthread_mutex_unlock(&h->lock);
-    /* o, empty now, stays on the orphan list for the next new thread. */
-    pthread_mutex_unlock(&heaps_lock);
-    return 1;
 }
 
 static void thread_exit(void *arg)

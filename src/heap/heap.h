@@ -15,9 +15,9 @@ extern SOMA_INTERNAL heap_t soma__heap_empty;
 /* The calling thread's heap, made or adopted now (the thread had none);
  * NULL with errno = ENOMEM. */
 SOMA_INTERNAL heap_t *soma__heap_acquire(void);
-/* The calling thread freed a block of o, an orphan: its heap takes o's
- * arenas and pools.  1 if the block's pool is now the caller's. */
-SOMA_INTERNAL int soma__heap_take_over(heap_t *o);
+/* The calling thread, which has no heap yet, frees a block of o, an
+ * orphan: it adopts o.  1 if it did. */
+SOMA_INTERNAL int soma__heap_adopt(heap_t *o);
 SOMA_INTERNAL heap_t *soma__heap_current(void); /* acquires one if needed; NULL on OOM */
 SOMA_INTERNAL heap_t *soma__heap_create_explicit(void);
 SOMA_INTERNAL void soma__heap_destroy(heap_t *heap); /* unlist + release */

@@ -181,11 +181,11 @@ void soma__malloc_free_other(pool_t *pool, void *p)
         soma__debug_free(p);
         return;
     }
-    /* A block of a heap whose thread has exited: this thread takes the
-     * heap's arenas over (heap/heap.c), and the free becomes its own. */
+    /* A thread's first call, a free of a block of an exited thread's heap:
+     * the thread adopts that heap (heap/heap.c), and the free is its own. */
     heap_t *owner = pool->heap;
-    if (owner != NULL && atomic_load_explicit(&owner->orphaned, memory_order_relaxed) &&
-        soma__heap_take_over(owner) && pool->heap == soma__heap_tls) {
+    if (SOMA_UNLIKELY(soma__heap_tls == &soma__heap_empty) && owner != NULL &&
+        atomic_load_explicit(&owner->orphaned, memory_order_relaxed) && soma__heap_adopt(owner)) {
         soma__fastpath_free_small(pool, p);
         return;
     }

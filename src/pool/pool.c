@@ -178,42 +178,14 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 }
 
 /* Hand the heap's pending cross-thread frees back to their pools (owner
- * only, or a holder of an orphan heap: see heap/heap.c).  A block whose
- * pool has changed hands since it was pushed (a take-over: heap.c) goes on
- * to its pool's owner now. */
+ * only, or a holder of an orphan heap: see heap/heap.c). */
 void soma__pool_collect(heap_t *heap)
 {
     void *b = atomic_exchange_explicit(&heap->remote, NULL, memory_order_acquire);
     while (b != NULL) {
         void *next = soma__link_remote_next(b);
-        pool_t *pool = soma__pool_of(b);
-        heap_t *owner = atomic_load_explicit(&pool->heap, memory_order_relaxed);
-        if (SOMA_LIKELY(owner == heap))
-            soma__pool_push(heap, pool, b);
-        else
-            soma__pool_free_remote(owner, b);
+        soma__pool_push(heap, soma__pool_of(b), b);
         b = next;
-    }
-}
-
-/* Splice `from`'s circular list of class c into `to`'s, behind its head
- * (whose invariant, a free block, holds either way). */
-void soma__pool_splice(heap_t *from, heap_t *to)
-{
-    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++) {
-        pool_t *f = from->usedpools[c], *t = to->usedpools[c];
-        from->usedpools[c] = NULL;
-        if (f == NULL)
-            continue;
-        if (t == NULL) {
-            to->usedpools[c] = f;
-            continue;
-        }
-        pool_t *f_last = f->prevpool, *t_next = t->nextpool;
-        t->nextpool = f;
-        f->prevpool = t;
-        f_last->nextpool = t_next;
-        t_next->prevpool = f_last;
     }
 }
 
@@ -359,27 +331,6 @@ void soma__pool_free_remote(heap_t *owner, void *p)
                                                     memory_order_release, memory_order_relaxed));
 }
 
-/* The pool and its arena name different heaps: either take-overs are
- * moving them (arena.c: soma__arena_move_all, one after another, a
- * sequence count odd while one runs), or the record is corrupted.  Read
- * both again until they agree, or until they disagree with no move begun
- * or ended meanwhile (then the caller reports it). */
-static heap_t *settled_owner(const pool_t *pool, heap_t **arena_heap)
-{
-    for (;;) {
-        unsigned seq = atomic_load_explicit(&soma__arena_moving, memory_order_acquire);
-        if (seq & 1) {
-            SOMA_SPIN_PAUSE();
-            continue;
-        }
-        heap_t *owner = pool->heap;
-        *arena_heap = pool->arena->heap;
-        if (owner == *arena_heap ||
-            atomic_load_explicit(&soma__arena_moving, memory_order_acquire) == seq)
-            return owner;
-    }
-}
-
 /* A free the owner's fast path did not take, outside debug mode (which
  * malloc/malloc.c sends elsewhere): another thread's block or an explicit heap's,
  * or a pointer that is no block.  The last gets its pool checked before
@@ -396,19 +347,13 @@ void soma__pool_free_other(pool_t *pool, void *p)
     heap_t *owner = pool->heap;
     if (owner == NULL)
         fatal_not_allocated(p, pool);
-    /* Each of the two read once: a take-over may change both in between
-     * (then settled_owner reads them again, as a pair). */
-    arena_t *arena = soma__region_arena(p);
-    heap_t *arena_heap = pool->arena == arena ? arena->heap : NULL;
-    if (SOMA_UNLIKELY(arena_heap != NULL && arena_heap != owner))
-        owner = settled_owner(pool, &arena_heap);
-    if (SOMA_UNLIKELY(pool->arena != arena || arena_heap != owner ||
+    if (SOMA_UNLIKELY(pool->arena != soma__region_arena(p) || pool->arena->heap != owner ||
                       pool->szidx >= SOMA_NUM_ALL_CLASSES))
         soma__fatal("soma_free(%p): the record of its pool %p is corrupted (it names arena "
-                    "%p, heap %p, class %u; the arena map says arena %p, of heap %p): "
-                    "something wrote over soma's own memory",
+                    "%p, heap %p, class %u; the arena map says arena %p): something wrote "
+                    "over soma's own memory",
                     p, (void *)pool->base, (void *)pool->arena, (void *)owner, pool->szidx,
-                    (void *)arena, arena ? (void *)arena->heap : NULL);
+                    (void *)soma__region_arena(p));
     size_t size = soma__sizeclass_size(pool->szidx);
     /* (Not checked: that p lies below the pool's virgin blocks.  The owner
      * may be carving them right now, and nextoffset is its own.) */

@@ -52,17 +52,15 @@ typedef struct heap heap_t;
  * writes freeblock, the list links and the offsets.  `count` is written by
  * the owner and read by statistics walks (relaxed atomics).  `szidx` changes
  * only when an empty pool is put to work, under the heap lock, which walks
- * hold.  `base` and `arena` never change once the pool is carved, and
- * `heap` only when a thread takes over an orphan's arenas (heap/heap.c:
- * soma__heap_take_over, under heaps_lock and the new owner's lock): any
- * thread may read them, which is how a free finds the owner.
+ * hold.  `base`, `heap` and `arena` never change once the pool is carved:
+ * any thread may read them, which is how a free finds the owner.
  */
 struct pool {
     void *freeblock;        /* first free block; each free block's first word links the next */
     pool_t *nextpool;       /* used: circular list of the class; empty: next in arena freepools */
     pool_t *prevpool;       /* used: circular list of the class */
     arena_t *arena;         /* the arena this pool was carved from */
-    _Atomic(heap_t *) heap; /* the heap that owns the arena (and so this pool) */
+    heap_t *heap;           /* the heap that owns the arena (and so this pool) */
     char *base;             /* the pool's memory (pool-aligned); blocks from base + 48 */
     _Atomic uint16_t count; /* blocks in use, | SOMA_POOL_UNLISTED; written by the owner
                                only (relaxed, never a read-modify-write), read by
@@ -99,7 +97,7 @@ struct arena {
     arena_t *prevarena;
     arena_t *next_all; /* all arenas of the heap */
     arena_t *prev_all;
-    _Atomic(heap_t *) heap; /* changes as its pools' `heap` does */
+    heap_t *heap;
     unsigned kind;           /* SOMA_KIND_*: which of the heap's sets it is in */
     uint64_t empty_since_ms; /* when it last became wholly free (decay) */
 };
@@ -201,10 +199,6 @@ SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);
 /* Push p on its owner's remote stack (another thread's block, or any
  * block of an explicit heap): one compare-and-swap, no lock. */
 SOMA_INTERNAL void soma__pool_free_remote(heap_t *owner, void *p);
-/* Every used-pool list of `from` joins `to`'s, behind its head (`from` an
- * orphan under heaps_lock, `to`'s lock held, neither with a parked pool):
- * part of a take-over. */
-SOMA_INTERNAL void soma__pool_splice(heap_t *from, heap_t *to);
 
 /* count with its flag, for the owner's paths */
 static inline unsigned soma__pool_count_raw(const pool_t *pool)
@@ -269,12 +263,6 @@ SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind);
 SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms);
 SOMA_INTERNAL void soma__arena_trim(heap_t *heap, int all); /* takes the heap lock */
 SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
-/* Every arena of `from`, and every pool in them, becomes `to`'s (as for
- * soma__pool_splice): the rest of a take-over. */
-SOMA_INTERNAL void soma__arena_move_all(heap_t *from, heap_t *to);
-/* Odd while soma__arena_move_all is changing arenas' and pools' `heap`: a
- * free that finds the two disagree waits for it (pool.c). */
-extern SOMA_INTERNAL _Atomic unsigned soma__arena_moving;
 SOMA_INTERNAL void soma__arena_counts(unsigned kind, size_t *total, size_t *current,
                                       size_t *highwater);
 

@@ -352,11 +352,6 @@ static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *he
         if (arena == NULL)
             fail("%s of %zu bytes: %p is not in soma's arenas (model class %d)", what, n, p, cls);
         const pool_t *pool = soma__pool_of(p);
-        /* A block that stayed where it was (realloc) may have moved with
-         * its pool to another thread heap by a take-over (rehome). */
-        if (pool->heap != heap && heap != NULL && !heap->explicit_heap &&
-            pool->heap != NULL && !pool->heap->explicit_heap)
-            heap = pool->heap;
         if (pool->szidx != (unsigned)cls || pool->heap != heap)
             fail("%s of %zu bytes: %p is in a pool of class %u, heap %p; the model says class "
                  "%d, heap %p",
@@ -848,26 +843,8 @@ static void check_heap(heap_t *heap, const char *scope, const char *when)
         fail("soma__check_heap of %s: %s", what, why);
 }
 
-/* A thread that frees a block of an exited thread's heap takes that heap's
- * arenas over (heap/heap.c): its blocks move, whole pools at a time, from
- * one thread heap to another.  The model follows them there; a block of
- * an explicit heap, or one that moved into one, is still an error. */
-static void rehome(void)
-{
-    for (size_t i = 0; i < NSLOTS; i++) {
-        slot_t *s = &slots[i];
-        if (s->p == NULL || s->cls < 0 || soma__region_arena(s->p) == NULL)
-            continue;
-        heap_t *now = soma__pool_of(s->p)->heap;
-        if (now != s->heap && now != NULL && !now->explicit_heap && s->heap != NULL &&
-            !s->heap->explicit_heap)
-            s->heap = now;
-    }
-}
-
 static void full_check(const char *when)
 {
-    rehome();
     /* Every live block: contents, usable size, where it lies. */
     size_t m = 0;
     for (size_t i = 0; i < NSLOTS; i++) {

@@ -119,6 +119,12 @@ static void carve(pool_t *pool)
  * becomes the head, and the full pools before it leave the list (each
  * leaves once per time it fills, so the walk is paid for by the pops that
  * filled them).  The head itself stays, last, unless it is the only pool. */
+static void unlist_full(heap_t *heap, unsigned c, pool_t *pool)
+{
+    used_unlink(heap, c, pool);
+    soma__pool_set_count(pool, soma__pool_count_raw(pool) | SOMA_POOL_UNLISTED);
+}
+
 static void rotate(heap_t *heap, unsigned c, pool_t *head)
 {
     pool_t *q = head->nextpool;
@@ -128,12 +134,10 @@ static void rotate(heap_t *heap, unsigned c, pool_t *head)
             return;
         }
         pool_t *next = q->nextpool;
-        used_unlink(heap, c, q);
-        soma__pool_set_count(q, soma__pool_count_raw(q) | SOMA_POOL_UNLISTED);
+        unlist_full(heap, c, q);
         q = next;
     }
-    used_unlink(heap, c, head);
-    soma__pool_set_count(head, soma__pool_count_raw(head) | SOMA_POOL_UNLISTED);
+    unlist_full(heap, c, head); /* alone now: the list empties */
 }
 
 /* The pool's free list just ran dry (bp, its last block, was taken):

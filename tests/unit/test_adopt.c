@@ -61,7 +61,7 @@ static _Atomic int b_ok;
 static void *thread_b(void *arg)
 {
     (void)arg;
-    int ok = soma__heap_tls == &soma__heap_empty;
+    int ok = CHECK(soma__heap_tls == &soma__heap_empty);
     soma_free(blocks[0]); /* the first call */
     ok &= CHECK(soma__heap_tls == a_heap);
     ok &= CHECK(!atomic_load(&a_heap->orphaned));
@@ -116,6 +116,9 @@ int main(void)
     REQUIRE(pthread_create(&t, NULL, thread_c, NULL) == 0);
     pthread_join(t, NULL);
     CHECK(c_heap_after_free == &soma__heap_empty);
+    /* The main thread has not allocated since: C's free waits on its
+     * remote stack, alone. */
+    CHECK(atomic_load(&me->remote) == block_for_c);
     CHECK_EQ(in_use(), base); /* the walk collects the pending free */
     check(me, "the main heap");
     return test_summary();

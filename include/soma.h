@@ -208,7 +208,8 @@ typedef struct soma_large_map_stats {
     size_t bytes_mapped;        /* large blocks' mappings: in use and cached */
     size_t cached_blocks;       /* mappings in the cache */
     size_t cached_bytes;        /* their bytes (part of bytes_mapped) */
-    size_t cache_max_bytes;     /* the cache's bound */
+    size_t cache_max_bytes;     /* the cache's bound now: the recent peak of
+                                   bytes_mapped - cached_bytes, 4..128 MiB */
     size_t maps_made_total;     /* mappings made (mmap) */
     size_t maps_reused_total;   /* requests served from the cache */
     size_t maps_released_total; /* mappings given back (munmap) */

@@ -42,11 +42,12 @@
  * a range of pages, and splitting one is bookkeeping, no system call.
  * When no cached mapping is large enough, the request is put together from
  * the largest ones with mremap (the page tables move; no page is faulted
- * or copied), and only what they lack is fresh.  Bounds: at most CACHE_MAX
- * bytes (128 MiB: with 64, the malloc-large benchmark's loop over 5-25 MiB
- * blocks faulted 2.5 times as many pages, docs/DESIGN.md; glibc keeps as
- * much in the free chunks of its heap) and CACHE_SLOTS mappings, the oldest
- * released first; with a decay (SOMA_ARENA_DECAY_MS) a mapping unused that
+ * or copied), and only what they lack is fresh.  Bounds: at most as many
+ * bytes as the large blocks have had mapped at once lately (bound_now),
+ * within CACHE_FLOOR and CACHE_MAX (128 MiB: with 64, the malloc-large
+ * benchmark's loop over 5-25 MiB blocks faulted 2.5 times as many pages,
+ * docs/DESIGN.md; glibc keeps as much in the free chunks of its heap), and
+ * CACHE_SLOTS mappings, the oldest released first; with a decay (SOMA_ARENA_DECAY_MS) a mapping unused that
  * long is released on the next free or cache miss; with none (0, the
  * library's default: give memory back at once) one mapping is kept, as
  * CPython keeps one empty arena.  Released means munmap: the pages go back
@@ -89,6 +90,25 @@ typedef struct {
 
 static shard_t shards[SHARDS] = {[0 ... SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 static _Atomic size_t made_total;
+
+/* The cache's bound follows these (see "the cache" above): the bytes of
+ * the mappings of blocks in use (the shards' `mapped` summed, kept apart so
+ * that a free need not take every shard's lock), and the highest that sum
+ * has reached in the current window.  Written under a shard's lock by
+ * enter and leave, read by cache_put; policy only, no statistic reads them,
+ * so relaxed order is enough. */
+static _Atomic size_t live_mapped, live_peak;
+
+/* live_mapped grew by `map`: raise live_peak to it if need be. */
+static void live_grew(size_t map)
+{
+    size_t now = atomic_fetch_add_explicit(&live_mapped, map, memory_order_relaxed) + map;
+    size_t peak = atomic_load_explicit(&live_peak, memory_order_relaxed);
+    while (peak < now && !atomic_compare_exchange_weak_explicit(&live_peak, &peak, now,
+                                                                 memory_order_relaxed,
+                                                                 memory_order_relaxed))
+        ;
+}
 
 static inline size_t mix(uintptr_t p)
 {
@@ -147,6 +167,8 @@ static int enter(void *p, size_t n, size_t map)
     s->bytes += n;
     s->mapped += map;
     pthread_mutex_unlock(&s->lock);
+    if (map > 0)
+        live_grew(map);
     atomic_fetch_add_explicit(&made_total, 1, memory_order_relaxed);
     return 0;
 }
@@ -186,6 +208,7 @@ static int leave(uintptr_t p, entry_t *out)
     }
     s->slots[hole].p = 0;
     pthread_mutex_unlock(&s->lock);
+    atomic_fetch_sub_explicit(&live_mapped, out->map, memory_order_relaxed);
     return 1;
 }
 
@@ -209,6 +232,7 @@ static int lookup(uintptr_t p, entry_t *out)
 /* ---- the cache of freed mappings ---- */
 
 #define CACHE_MAX ((size_t)128 << 20) /* bytes; see the top of the file */
+#define CACHE_FLOOR ((size_t)4 << 20)  /* bytes: the bound however little is in use */
 #define CACHE_SLOTS 1024             /* mappings; slot numbers fit a uint16_t */
 #define EXACT 64                     /* pages: bins 0..EXACT hold one count each */
 #define CACHE_BINS 128
@@ -249,8 +273,11 @@ static struct {
     uint16_t spare;  /* spare slots, once used */
     uint16_t carved; /* slots 1..carved have been used */
     size_t count, bytes;
+    size_t bound;         /* bytes, as last set by cache_put (bound_now) */
+    size_t peak_before;   /* live_peak of the window before this one */
+    uint64_t window_ms;   /* when this window began (with a decay) */
     slot_t slot[CACHE_SLOTS + 1];
-} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER, .bound = CACHE_FLOOR};
 
 static _Atomic size_t maps_made, maps_reused, maps_released;
 
@@ -331,13 +358,33 @@ static void push_slot(uintptr_t p, size_t pages, uint64_t now)
     cache.bytes += pages * PAGE;
 }
 
+/* The cache's bound at `now` (cache lock held): the most the program's
+ * large blocks have had mapped at once lately (in this window of
+ * SOMA_ARENA_DECAY_MS and the one before), within [CACHE_FLOOR,
+ * CACHE_MAX].  A program that once had 60 MiB of large blocks in use will
+ * likely want them again, and its cache may hold that much; one whose
+ * large blocks peak at 3 MiB gains nothing from caching more, only RSS. */
+static size_t bound_now(uint64_t now)
+{
+    long decay = soma__options.decay_ms;
+    if (decay > 0 && now - cache.window_ms >= (uint64_t)decay) {
+        size_t live = atomic_load_explicit(&live_mapped, memory_order_relaxed);
+        cache.peak_before = atomic_exchange_explicit(&live_peak, live, memory_order_relaxed);
+        cache.window_ms = now;
+    }
+    size_t peak = atomic_load_explicit(&live_peak, memory_order_relaxed);
+    if (peak < cache.peak_before)
+        peak = cache.peak_before;
+    return peak < CACHE_FLOOR ? CACHE_FLOOR : peak < CACHE_MAX ? peak : CACHE_MAX;
+}
+
 /* Must the oldest cached mapping go?  (cache lock held) */
 static int too_much(uint64_t now)
 {
     if (cache.old == 0)
         return 0;
     long decay = soma__options.decay_ms;
-    return cache.bytes > CACHE_MAX || (decay == 0 && cache.count > 1) ||
+    return cache.bytes > cache.bound || (decay == 0 && cache.count > 1) ||
            (decay > 0 && now - cache.slot[cache.old].since_ms >= (uint64_t)decay);
 }
 
@@ -368,6 +415,7 @@ static void cache_put(void *p, size_t map)
         } gone[GONE_BATCH];
         int k = 0;
         pthread_mutex_lock(&cache.lock);
+        cache.bound = bound_now(now);
         if (p != NULL) {
             if (cache.spare == 0 && cache.carved == CACHE_SLOTS) {
                 gone[k].p = cache.slot[cache.old].p;
@@ -763,9 +811,9 @@ void soma__large_map_counts(soma_large_map_stats *m)
     pthread_mutex_lock(&cache.lock);
     m->cached_blocks = cache.count;
     m->cached_bytes = cache.bytes;
+    m->cache_max_bytes = cache.bound;
     pthread_mutex_unlock(&cache.lock);
     m->bytes_mapped = mapped + m->cached_bytes;
-    m->cache_max_bytes = CACHE_MAX;
     m->maps_made_total = atomic_load_explicit(&maps_made, memory_order_relaxed);
     m->maps_reused_total = atomic_load_explicit(&maps_reused, memory_order_relaxed);
     m->maps_released_total = atomic_load_explicit(&maps_released, memory_order_relaxed);

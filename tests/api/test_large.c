@@ -13,6 +13,8 @@
  *   - the cache is bounded: freeing more than its bound leaves at most
  *     cache_max_bytes cached, and the released pages are gone (mincore);
  *   - a mapping unused for longer than the decay is released;
+ *   - the bound follows use: 4 MiB for a program whose large blocks stay
+ *     under that, however its pattern scatters cached pieces;
  *   - pointers soma never gave out still go to the system allocator;
  *   - fork: the child frees and allocates large blocks;
  *   - threads free each other's large blocks, contents checked.
@@ -269,6 +271,38 @@ static void test_decay(void)
     CHECK(gone(a, n));
 }
 
+static void test_follows_use(void)
+{
+    /* The bound follows the program's use: after a quiet spell (two decay
+     * windows), a program whose large blocks never exceed 2 MiB at once
+     * has a cache bounded by the floor (4 MiB), not by 128 MiB, however
+     * its pattern scatters pieces: here lua's, a block grown by realloc
+     * doubling (mremap; moved when a cached rest sits after it), freed,
+     * and the next one carved from the cache. */
+    flush_cache();
+    flush_cache();
+    for (int round = 0; round < 24; round++) {
+        size_t n = 64 << 10;
+        unsigned char *p = soma_malloc(n);
+        if (!CHECK(p != NULL))
+            return;
+        fill(p, n, (unsigned)round);
+        for (; n < (2u << 20); n *= 2) {
+            unsigned char *q = soma_realloc(p, 2 * n);
+            if (!CHECK(q != NULL))
+                return;
+            CHECK(intact(q, n, (unsigned)round)); /* the contents moved with it */
+            p = q;
+            fill(p, 2 * n, (unsigned)round);
+        }
+        soma_free(p);
+    }
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.large_map.cache_max_bytes, (size_t)4 << 20);
+    CHECK_LE(s1.large_map.cached_bytes, (size_t)4 << 20); /* 46 MiB without the bound */
+    CHECK_LE(s1.large_map.bytes_mapped, (size_t)6 << 20);
+}
+
 static void test_foreign(void)
 {
     soma_stats_get(&s0);
@@ -377,6 +411,7 @@ int main(void)
     test_loop_reuses();
     test_bounded();
     test_decay();
+    test_follows_use();
     test_foreign();
     test_fork();
     test_threads();

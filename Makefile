@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all demo test test-deps install bench fuzz clean
+.PHONY: all demo demo-python test test-deps install bench fuzz clean
 
 all: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -16,15 +16,25 @@ $(BUILD)/CMakeCache.txt:
 demo: all
 	$(BUILD)/soma demo
 
+# The lecture's app under soma, from inside Python (docs/PYTHON.md): the
+# package built in $(BUILD)/python runs it with python3 -m soma.
+PYTHON ?= python3
+demo-python: all
+	PYTHONPATH=$(BUILD)/python $(PYTHON) -m soma examples/lecture_stats.py
+
 # valgrind must be there when the build is configured: its headers make
 # libsoma-override-valgrind.so, which test_checkers runs under memcheck.
+# Python's headers likewise make the Python package (tests/python/), whose
+# pip test needs venv and setuptools.  Installed when missing, as root.
+TEST_PKGS = valgrind python3-dev python3-venv python3-setuptools
 test: test-deps all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 test-deps:
-	@dpkg -s valgrind >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
-	    { echo "installing valgrind"; (apt-get update -q && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind) >/dev/null; }
+	@missing=$$(for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	[ -z "$$missing" ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	    { echo "installing" $$missing; (apt-get update -q && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null; }
 
 # The benchmark suite (docs/BENCHMARKS.md): bench/suite.py runs the
 # mimalloc-bench programs (../shared/third_party/mimalloc-bench, built out

@@ -94,4 +94,20 @@ grep -q "$libdir/libsoma.so" <<<"$deps" || {
 }
 "$tmp/proj/build/app" || fail "app (soma::soma)"
 "$tmp/proj/build/app_static" || fail "app_static (soma::soma_static)"
+# The Python package (built when Python's headers were there; never in the
+# sanitizer builds): installed beside the library, it finds the installed
+# override, and runs a program under soma from the installed copy alone.
+if [ -z "$sanitize" ] && ls "$build"/python/soma/_soma*.so >/dev/null 2>&1; then
+    echo "== the Python package"
+    init=$(find "$prefix" -path '*/soma/__init__.py' -print -quit)
+    [ -n "$init" ] || fail "the Python package soma not installed"
+    site=$(dirname "$(dirname "$init")")
+    ls "$site"/soma/_soma*.so >/dev/null || fail "soma/_soma*.so not installed in $site"
+    got=$(cd "$tmp" && PYTHONPATH=$site /usr/bin/python3 -m soma -c \
+        'import soma; assert soma.enabled(); print(soma.__file__); print(soma.override_path())')
+    [ "$got" = "$init"$'\n'"$libdir/libsoma-override.so" ] || {
+        echo "$got"
+        fail "python3 -m soma from the installed package (expected $init and $libdir/libsoma-override.so)"
+    }
+fi
 echo "install test passed"

@@ -40,6 +40,9 @@
  * takes the smallest cached mapping that holds it (the first bin from its
  * own that has one) and leaves the rest of it cached: to soma a mapping is
  * a range of pages, and splitting one is bookkeeping, no system call.
+ * Freed, a mapping merges with the cached ones it touches (cache.ends
+ * finds them), so that the rests of splits and the program's neighbouring
+ * mappings become one range again, as a heap's free chunks coalesce.
  * When no cached mapping is large enough, the request is put together from
  * the largest ones with mremap (the page tables move; no page is faulted
  * or copied), and only what they lack is fresh.  Bounds: at most as many
@@ -237,6 +240,8 @@ static int lookup(uintptr_t p, entry_t *out)
 #define EXACT 64                     /* pages: bins 0..EXACT hold one count each */
 #define CACHE_BINS 128
 #define GONE_BATCH 16 /* mappings released per turn of the lock */
+#define INDEX_CAP 4096 /* cache.ends: two keys per slot, at most half full */
+_Static_assert(INDEX_CAP >= 4 * CACHE_SLOTS, "cache.ends stays at most half full");
 
 /* The bin of a mapping of `pages` pages: the count itself up to EXACT,
  * then four bins per doubling, [4<<(k-2), 8<<(k-2)) split in quarters.  A
@@ -274,6 +279,14 @@ static struct {
     uint16_t carved; /* slots 1..carved have been used */
     size_t count, bytes;
     size_t bound;         /* bytes, as last set by cache_put (bound_now) */
+    /* Every cached mapping's two ends, so that a freed mapping finds the
+     * cached ones it touches (cache_put merges them): open addressing,
+     * linear probing, deletion by backward shift.  Key: a start address, or
+     * an end address with bit 0 set (both are page-aligned); 0 is empty. */
+    struct {
+        uintptr_t key;
+        uint16_t slot;
+    } ends[INDEX_CAP];
     size_t peak_before;   /* live_peak of the window before this one */
     uint64_t window_ms;   /* when this window began (with a decay) */
     slot_t slot[CACHE_SLOTS + 1];
@@ -307,8 +320,48 @@ static int prev_bin(unsigned b)
     return -1;
 }
 
-/* Take slot i off both lists and make it spare (cache lock held). */
-static void unlink_slot(uint16_t i)
+static size_t end_home(uintptr_t key)
+{
+    return (size_t)(((uint64_t)key >> 12) * 0x9e3779b97f4a7c15ULL >> 52) & (INDEX_CAP - 1);
+}
+
+/* The slot whose start (or end, with bit 0 set) is key, or 0. */
+static uint16_t end_find(uintptr_t key)
+{
+    for (size_t i = end_home(key);; i = (i + 1) & (INDEX_CAP - 1)) {
+        if (cache.ends[i].key == key)
+            return cache.ends[i].slot;
+        if (cache.ends[i].key == 0)
+            return 0;
+    }
+}
+
+static void end_add(uintptr_t key, uint16_t slot)
+{
+    size_t i = end_home(key);
+    while (cache.ends[i].key != 0)
+        i = (i + 1) & (INDEX_CAP - 1);
+    cache.ends[i].key = key;
+    cache.ends[i].slot = slot;
+}
+
+static void end_remove(uintptr_t key)
+{
+    size_t i = end_home(key);
+    while (cache.ends[i].key != key)
+        i = (i + 1) & (INDEX_CAP - 1);
+    for (size_t j = (i + 1) & (INDEX_CAP - 1); cache.ends[j].key != 0; j = (j + 1) & (INDEX_CAP - 1)) {
+        size_t home = end_home(cache.ends[j].key);
+        if (((j - home) & (INDEX_CAP - 1)) >= ((j - i) & (INDEX_CAP - 1))) {
+            cache.ends[i] = cache.ends[j];
+            i = j;
+        }
+    }
+    cache.ends[i].key = 0;
+}
+
+/* Slot i off its bin's list / onto the head of its bin's (cache lock held). */
+static void bin_out(uint16_t i)
 {
     slot_t *s = &cache.slot[i];
     if (s->bprev != 0)
@@ -317,6 +370,26 @@ static void unlink_slot(uint16_t i)
         cache.nonempty[s->bin / 64] &= ~(1ULL << (s->bin % 64));
     if (s->bnext != 0)
         cache.slot[s->bnext].bprev = s->bprev;
+}
+
+static void bin_in(uint16_t i)
+{
+    slot_t *s = &cache.slot[i];
+    unsigned b = bin_of(s->pages);
+    s->bin = (uint16_t)b;
+    s->bprev = 0;
+    s->bnext = cache.head[b];
+    if (s->bnext != 0)
+        cache.slot[s->bnext].bprev = i;
+    cache.head[b] = i;
+    cache.nonempty[b / 64] |= 1ULL << (b % 64);
+}
+
+/* Take slot i off both lists and make it spare (cache lock held). */
+static void unlink_slot(uint16_t i)
+{
+    slot_t *s = &cache.slot[i];
+    bin_out(i);
     if (s->aprev != 0)
         cache.slot[s->aprev].anext = s->anext;
     else
@@ -327,6 +400,8 @@ static void unlink_slot(uint16_t i)
         cache.old = s->aprev;
     cache.count--;
     cache.bytes -= s->pages * PAGE;
+    end_remove(s->p);
+    end_remove((s->p + s->pages * PAGE) | 1);
     s->bnext = cache.spare;
     cache.spare = i;
 }
@@ -341,13 +416,8 @@ static void push_slot(uintptr_t p, size_t pages, uint64_t now)
     else
         i = ++cache.carved;
     slot_t *s = &cache.slot[i];
-    unsigned b = bin_of(pages);
-    *s = (slot_t){.p = p, .pages = pages, .since_ms = now, .bin = (uint16_t)b};
-    s->bnext = cache.head[b];
-    if (s->bnext != 0)
-        cache.slot[s->bnext].bprev = i;
-    cache.head[b] = i;
-    cache.nonempty[b / 64] |= 1ULL << (b % 64);
+    *s = (slot_t){.p = p, .pages = pages, .since_ms = now};
+    bin_in(i);
     s->anext = cache.young;
     if (s->anext != 0)
         cache.slot[s->anext].aprev = i;
@@ -356,6 +426,23 @@ static void push_slot(uintptr_t p, size_t pages, uint64_t now)
     cache.young = i;
     cache.count++;
     cache.bytes += pages * PAGE;
+    end_add(p, i);
+    end_add((p + pages * PAGE) | 1, i);
+}
+
+/* The first `pages` pages of the mapping in slot i leave the cache (the
+ * caller releases them); the rest stays, in its place among the ages
+ * (cache lock held; fewer pages than the slot has). */
+static void shrink_front(uint16_t i, size_t pages)
+{
+    slot_t *s = &cache.slot[i];
+    bin_out(i);
+    end_remove(s->p);
+    s->p += pages * PAGE;
+    s->pages -= pages;
+    cache.bytes -= pages * PAGE;
+    end_add(s->p, i);
+    bin_in(i);
 }
 
 /* The cache's bound at `now` (cache lock held): the most the program's
@@ -378,14 +465,31 @@ static size_t bound_now(uint64_t now)
     return peak < CACHE_FLOOR ? CACHE_FLOOR : peak < CACHE_MAX ? peak : CACHE_MAX;
 }
 
-/* Must the oldest cached mapping go?  (cache lock held) */
-static int too_much(uint64_t now)
+/* Has the mapping in slot i been cached longer than the decay?  (lock held) */
+static int due(uint16_t i, uint64_t now)
+{
+    long decay = soma__options.decay_ms;
+    return decay > 0 && now - cache.slot[i].since_ms >= (uint64_t)decay;
+}
+
+/* How many bytes of the oldest cached mapping must go now (cache lock
+ * held): all of it once it has aged out (a decay) or when only one mapping
+ * may be kept (no decay); else what brings the cache within its bound,
+ * which may be part of it (a merged mapping can be large: releasing all of
+ * it would give back far more than the bound asks); 0: none. */
+static size_t excess(uint64_t now)
 {
     if (cache.old == 0)
         return 0;
+    const slot_t *o = &cache.slot[cache.old];
+    size_t all = o->pages * PAGE;
     long decay = soma__options.decay_ms;
-    return cache.bytes > cache.bound || (decay == 0 && cache.count > 1) ||
-           (decay > 0 && now - cache.slot[cache.old].since_ms >= (uint64_t)decay);
+    if ((decay == 0 && cache.count > 1) || due(cache.old, now))
+        return all;
+    if (cache.bytes <= cache.bound)
+        return 0;
+    size_t over = (cache.bytes - cache.bound + PAGE - 1) / PAGE * PAGE;
+    return over < all ? over : all;
 }
 
 /* Give a mapping back to the OS; whatever a checker was told about its
@@ -417,6 +521,28 @@ static void cache_put(void *p, size_t map)
         pthread_mutex_lock(&cache.lock);
         cache.bound = bound_now(now);
         if (p != NULL) {
+            /* The cached mappings it touches join it (one range of pages,
+             * as young as its youngest part), so that the pieces splits
+             * leave do not pile up as ranges too small for the next
+             * request, and a program's freed mappings become one range
+             * the way a heap's free chunks coalesce.  Not one that has
+             * aged out: it goes now, as it would have anyway; and none
+             * without a decay, where every mapping but the newest goes at
+             * once. */
+            uint16_t before = end_find((uintptr_t)p | 1), after = end_find((uintptr_t)p + map);
+            if (before != 0 && (soma__options.decay_ms == 0 || due(before, now)))
+                before = 0;
+            if (after != 0 && (soma__options.decay_ms == 0 || due(after, now)))
+                after = 0;
+            if (before != 0 && cache.slot[before].pages * PAGE + map <= CACHE_MAX) {
+                p = (char *)p - cache.slot[before].pages * PAGE;
+                map += cache.slot[before].pages * PAGE;
+                unlink_slot(before);
+            }
+            if (after != 0 && cache.slot[after].pages * PAGE + map <= CACHE_MAX) {
+                map += cache.slot[after].pages * PAGE;
+                unlink_slot(after);
+            }
             if (cache.spare == 0 && cache.carved == CACHE_SLOTS) {
                 gone[k].p = cache.slot[cache.old].p;
                 gone[k++].size = cache.slot[cache.old].pages * PAGE;
@@ -425,10 +551,13 @@ static void cache_put(void *p, size_t map)
             push_slot((uintptr_t)p, map / PAGE, now);
             p = NULL;
         }
-        while (k < GONE_BATCH && too_much(now)) {
+        for (size_t x; k < GONE_BATCH && (x = excess(now)) > 0;) {
             gone[k].p = cache.slot[cache.old].p;
-            gone[k++].size = cache.slot[cache.old].pages * PAGE;
-            unlink_slot(cache.old);
+            gone[k++].size = x;
+            if (x < cache.slot[cache.old].pages * PAGE)
+                shrink_front(cache.old, x / PAGE);
+            else
+                unlink_slot(cache.old);
         }
         pthread_mutex_unlock(&cache.lock);
         for (int i = 0; i < k; i++)

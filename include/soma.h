@@ -386,6 +386,98 @@ SOMA_API int soma_stats_register_type(const char *name, size_t elem_size, soma_c
 /* Remove a registration by name.  Returns 0, or -1 with errno = ENOENT. */
 SOMA_API int soma_stats_unregister_type(const char *name);
 
+/* ------------------------------------------------------------------------
+ * Every block in use, one callback each.
+ * ------------------------------------------------------------------------ */
+
+/* One block in use, as soma_blocks_visit reports it. */
+typedef struct soma_block_info {
+    void *block;      /* the block's address, as malloc returned it */
+    size_t size;      /* small and medium: the class's block size (what
+                         soma_usable_size returns); large: the bytes requested */
+    int size_class;   /* 0 .. SOMA_NUM_CLASSES - 1: a small class, of
+                         (size_class + 1) * 16 bytes; SOMA_NUM_CLASSES and up:
+                         medium class size_class - SOMA_NUM_CLASSES, whose size
+                         is soma_stats.medium.classes[size_class -
+                         SOMA_NUM_CLASSES].size (soma_stats.medium.num_classes
+                         of them: 29, or 6 with the py38 geometry), and `size`
+                         here; -1: a large block */
+    const void *heap; /* the heap that owns it: the soma_heap * of an explicit
+                         heap; for a thread's heap an opaque non-NULL value, the
+                         same for all its blocks while the thread lives and after
+                         it exits (its heap then waits, with its blocks, for a
+                         new thread); NULL for a large block (process-wide) */
+} soma_block_info;
+
+/* Called once per block; return 0 to go on, anything else to stop the walk
+ * (soma_blocks_visit returns that value). */
+typedef int (*soma_visit_fn)(const soma_block_info *b, void *arg);
+
+/* Call fn(&info, arg) for every block in use: with heap NULL, every small
+ * and medium block of every heap (every live thread's, every exited
+ * thread's, every explicit heap) and every large block; otherwise the small
+ * and medium blocks of that explicit heap alone (large blocks are no
+ * heap's).  Never a free block: a pool's free list and its never-used
+ * blocks are read to tell which are in use.  Returns 0 once every block
+ * has been visited, fn's nonzero value if it stopped the walk, or -1 with
+ * errno = EINVAL for a NULL fn or a heap that is not a live explicit one
+ * (one destroyed is caught in debug mode only).  Allocates nothing.
+ *
+ * The callback runs with no lock of soma's held: it may allocate and free
+ * (blocks of the heap being walked too), take statistics, even visit
+ * again.  The walk reads one pool at a time under its heap's lock, copies
+ * the addresses of that pool's blocks in use (or of up to 256 large
+ * blocks), lets go of the lock and calls back for each, then goes on from
+ * its place, which survives whatever changed meanwhile (arenas and heaps
+ * made or given back).  A block allocated during the walk (by the callback
+ * or another thread) may or may not be reported; one freed during it may
+ * have been reported before it was freed.  A block that stays allocated
+ * through the walk is reported exactly once if it is a large block or lies
+ * in a heap no other thread changes meanwhile (the caller's own, an exited
+ * thread's, an explicit heap nobody else uses), whatever the callback
+ * does.  With heap given, the call counts as a use of that heap: no other
+ * thread may use it meanwhile (as for soma_heap_malloc), and the callback
+ * must not destroy it.
+ *
+ * Exact: like soma_stats_get, the walk first collects the caller's own
+ * pending cross-thread frees and those of exited threads' heaps (with
+ * heap given, that heap's, as soma_heap_stats_get does); blocks that other
+ * threads freed into a live thread's heap, or into an explicit heap, and
+ * that were not collected yet, are reported as in use, as the statistics
+ * count them.  So when no other thread allocates or frees during the walk
+ * and the callback neither allocates nor frees, the blocks reported are
+ * exactly those soma_stats_get counts: per class, classes[c].blocks_in_use
+ * and medium.classes[c - SOMA_NUM_CLASSES].blocks_in_use; and
+ * large.blocks_in_use blocks with size_class -1, whose sizes add up to
+ * large.bytes_in_use.
+ *
+ * While other threads allocate and free, their pools are read as they
+ * change (a thread takes no lock to allocate).  The reading is checked: a
+ * pool's count, free list and carved extent must not move while its free
+ * list is read, and must agree; the pool is read again if they moved, and
+ * left out if they keep moving, so a busy thread's blocks may be missed.
+ * Every address reported was, when its pool was read, the start of a
+ * block of the class reported in a pool of the heap reported (or a large
+ * block registered when its batch was copied), never a pool's header or
+ * tail nor a block the pool had not carved yet; that it was in use at
+ * that moment is then likely, not certain.  By the time fn runs, another
+ * thread may have freed the block, and soma given its memory back to the
+ * OS (its arena released, a large block unmapped): fn may read or write a
+ * block only if no other thread can free it meanwhile (the caller's own
+ * blocks, or while the other threads are quiet).
+ *
+ * Debug mode (SOMA_DEBUG): the program's blocks are reported, each as the
+ * pointer it was given, `size` the size it asked for (what
+ * soma_usable_size returns there), size_class the class of the block of
+ * soma's that holds it with its header and guards (-1 if that is a large
+ * block).  Blocks freed but waiting in the quarantine (or, released from
+ * it, on their heap's list of pending frees) are no longer the program's
+ * and are not reported, though soma_stats_get counts them, so the counts
+ * are below the statistics' by those.  Each pool is read under debug
+ * mode's lock, which every call takes there, so it is never read half
+ * changed, even while other threads run. */
+SOMA_API int soma_blocks_visit(soma_heap *heap, soma_visit_fn fn, void *arg);
+
 /*
  * Debug mode.
  *

@@ -36,6 +36,7 @@ heap_t soma__heap_empty;
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static heap_t *all_heaps;
 static heap_t *orphans;
+static uint64_t heap_serials; /* the last heap's serial (heaps_lock) */
 static slab_t records = {sizeof(heap_t), NULL}; /* heap records; heaps_lock */
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -115,6 +116,7 @@ static heap_t *heap_new(void)
     if (h == NULL)
         return NULL;
     pthread_mutex_init(&h->lock, NULL);
+    h->serial = ++heap_serials; /* newest first: the list is in decreasing serials */
     h->next_heap = all_heaps;
     all_heaps = h;
     return h;
@@ -209,6 +211,7 @@ void soma__heap_unlist(heap_t *h)
     for (heap_t **at = &all_heaps; *at != NULL; at = &(*at)->next_heap) {
         if (*at == h) {
             *at = h->next_heap;
+            h->serial = 0; /* a walk's place in it is lost (soma__heap_step) */
             break;
         }
     }
@@ -300,6 +303,43 @@ void soma__heap_foreach(void (*fn)(heap_t *, void *), void *arg, int tidy_orphan
     pthread_mutex_unlock(&heaps_lock);
     if (tidy_orphans)
         debug_leave();
+}
+
+/* A walk that holds no lock between its steps (stats/visit.c calls back
+ * the program between them).  The heap it was in may have left the list
+ * meanwhile (an explicit heap destroyed), and its record may even serve a
+ * new heap, so the place is the heap and its serial: records are never
+ * unmapped, their serials are written under heaps_lock only, and an
+ * unlisted heap's is 0, so under heaps_lock a serial that still matches
+ * means the same heap, still listed.  A heap that left is succeeded by
+ * the first heap made before it (the list is in decreasing serials).
+ * Heaps made after the walk began come before its place and are not
+ * reached; a heap listed all along is reached exactly once. */
+int soma__heap_step(heap_place_t *at, int (*fn)(heap_t *, int, void *), void *arg)
+{
+    pthread_mutex_lock(&heaps_lock);
+    heap_t *h;
+    int again = 0;
+    if (at->serial == 0) {
+        h = all_heaps; /* the first step */
+    } else if (at->heap->serial == at->serial) {
+        again = !at->done;
+        h = again ? at->heap : at->heap->next_heap;
+    } else {
+        for (h = all_heaps; h != NULL && h->serial > at->serial; h = h->next_heap)
+            ;
+    }
+    if (h == NULL) {
+        pthread_mutex_unlock(&heaps_lock);
+        return 0;
+    }
+    pthread_mutex_lock(&h->lock);
+    at->done = !fn(h, again, arg);
+    pthread_mutex_unlock(&h->lock);
+    at->heap = h;
+    at->serial = h->serial;
+    pthread_mutex_unlock(&heaps_lock);
+    return 1;
 }
 
 /* fork(): take every heap lock so no walk or arena change is half done; in

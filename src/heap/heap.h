@@ -27,6 +27,19 @@ SOMA_INTERNAL void soma__heap_release(heap_t *heap); /* its arenas and record go
  * if tidy_orphans, orphan heaps' pending frees collected first and their
  * empty arenas released, under the debug lock). */
 SOMA_INTERNAL void soma__heap_foreach(void (*fn)(heap_t *, void *), void *arg, int tidy_orphans);
+/* A walk over every heap that lets go of every lock between its steps, so
+ * that the program may be called back in between (stats/visit.c).  Each
+ * step calls fn(h, again, arg) with heaps_lock and h's lock held, for h:
+ * the heap of the step before if fn asked to stay (returned nonzero) and
+ * h is still listed (again = 1), else the next heap (again = 0).  Returns
+ * 0, without calling fn, once every heap has been left.  Start with a
+ * zeroed place. */
+typedef struct {
+    heap_t *heap;    /* the heap of the last step */
+    uint64_t serial; /* its serial then; 0 before the first step */
+    int done;        /* fn asked to move on from it */
+} heap_place_t;
+SOMA_INTERNAL int soma__heap_step(heap_place_t *at, int (*fn)(heap_t *, int, void *), void *arg);
 /* The heap's pending cross-thread frees back to their pools, under the
  * debug lock; for a heap the caller may change (its own, or one whose
  * user it is by contract). */

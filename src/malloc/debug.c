@@ -649,6 +649,33 @@ void soma__debug_heap_destroy(heap_t *h)
     soma__heap_debug_unlock();
 }
 
+/* ---- the walk over blocks in use (stats/visit.c) ---- */
+
+/* The walk reports what the program has: a live block's own pointer and
+ * size asked.  A freed block is the program's no more, though its pool
+ * still counts it (it waits in the quarantine, or on its owner's remote
+ * stack once released). */
+int soma__debug_visible(void *b, size_t total, int large, void **user, size_t *size)
+{
+    unsigned char *under = b;
+    size_t pad = 0;
+    if (large) {
+        long at = large_pad(under, total);
+        if (at < 0) { /* no debug block: made before soma started, or a foreign one */
+            *user = b;
+            *size = total;
+            return 1;
+        }
+        pad = (size_t)at;
+    }
+    const dbg_hdr_t *h = (const dbg_hdr_t *)(under + pad);
+    if (total < pad + HDR || !plausible(h, pad, total - pad - HDR) || state_of(h) != ST_LIVE)
+        return 0;
+    *user = under + pad + HDR;
+    *size = h->size;
+    return 1;
+}
+
 /* ---- soma_debug_check ---- */
 
 static const char CHECK[] = "=soma_debug_check";

@@ -969,6 +969,67 @@ void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg)
     }
 }
 
+/* e into the batch `out` of k blocks (k < max: added; else in place of the
+ * highest if it is lower), which is a max-heap by address: out[0] is the
+ * highest, so the batch ends up with the lowest addresses it was shown. */
+static size_t batch_add(large_block_t *out, size_t k, size_t max, large_block_t e)
+{
+    size_t i;
+    if (k < max) {
+        for (i = k++; i > 0 && out[(i - 1) / 2].p < e.p; i = (i - 1) / 2)
+            out[i] = out[(i - 1) / 2];
+        out[i] = e;
+        return k;
+    }
+    if (e.p >= out[0].p)
+        return k;
+    for (i = 0;;) {
+        size_t c = 2 * i + 1;
+        if (c >= k)
+            break;
+        if (c + 1 < k && out[c + 1].p > out[c].p)
+            c++;
+        if (out[c].p <= e.p)
+            break;
+        out[i] = out[c];
+        i = c;
+    }
+    out[i] = e;
+    return k;
+}
+
+/* Each batch is the lowest addresses of its shard above the place: an
+ * order that outlives the lock, unlike the table's slots, which move when
+ * an entry is forgotten (the backward shift) or the table grows.  A scan
+ * of the shard per batch: a walk costs (blocks / max) scans of each
+ * shard's table. */
+size_t soma__large_batch(large_place_t *at, large_block_t *out, size_t max,
+                         int (*keep)(large_block_t *b))
+{
+    while (at->shard < SHARDS) {
+        shard_t *s = &shards[at->shard];
+        size_t k = 0;
+        pthread_mutex_lock(&s->lock);
+        for (size_t j = 0; j < s->cap; j++)
+            if (s->slots[j].p > at->after)
+                k = batch_add(out, k, max, (large_block_t){s->slots[j].p, s->slots[j].n});
+        if (k == max) {
+            at->after = out[0].p; /* the shard may hold more above it */
+        } else {
+            at->shard++;
+            at->after = 0;
+        }
+        size_t kept = 0;
+        for (size_t i = 0; i < k; i++)
+            if (keep == NULL || keep(&out[i]))
+                out[kept++] = out[i];
+        pthread_mutex_unlock(&s->lock);
+        if (kept > 0)
+            return kept;
+    }
+    return 0;
+}
+
 /* The shards, then the cache: the order is arbitrary (no path holds two of
  * them), but fixed. */
 static void large_fork(int phase)

@@ -32,6 +32,25 @@ SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
 /* fn(p, n, arg) for every large block, one shard locked at a time (fn must
  * not allocate or free a large block). */
 SOMA_INTERNAL void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg);
+/* The large blocks in batches, for a walk that lets go of every lock
+ * between them (stats/visit.c calls the program back in between): up to
+ * max blocks into out, each batch copied under its shard's lock, and the
+ * place moved past them.  keep, if not NULL, sees each block there, under
+ * the lock (the block cannot be freed meanwhile), and may change it or
+ * drop it (0).  Returns how many were kept, and 0 only once the walk is
+ * over.  Start with a zeroed place.  A block registered all through the
+ * walk is returned exactly once, whatever is registered or forgotten, and
+ * however the tables grow, between batches. */
+typedef struct {
+    uintptr_t p; /* the block */
+    size_t n;    /* bytes requested */
+} large_block_t;
+typedef struct {
+    unsigned shard;  /* the shard being walked */
+    uintptr_t after; /* its blocks up to this address have been returned */
+} large_place_t;
+SOMA_INTERNAL size_t soma__large_batch(large_place_t *at, large_block_t *out, size_t max,
+                                       int (*keep)(large_block_t *b));
 
 /* ---- debug.c: SOMA_DEBUG, blocks with a header, guards and fill patterns ---- */
 /* The call a debug block came from (its header records it). */
@@ -53,5 +72,13 @@ SOMA_INTERNAL void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int cal
 SOMA_INTERNAL void soma__debug_free(void *p);
 SOMA_INTERNAL size_t soma__debug_usable_size(const void *p);
 SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
+/* A walk over the blocks in use (stats/visit.c), with the debug lock held:
+ * what the program has in the block at b, a pool's block of `total` bytes
+ * or (large) a registered block of `total` bytes asked: 1, with the
+ * pointer it was given and the size it asked for, if it is a live debug
+ * block (or a large block that is no debug block: itself); 0 if it is
+ * freed (in the quarantine, or released and waiting on a remote stack) or
+ * its header is not one. */
+SOMA_INTERNAL int soma__debug_visible(void *b, size_t total, int large, void **user, size_t *size);
 
 #endif /* SOMA_MALLOC_H */

@@ -104,7 +104,7 @@ static arena_t *arena_new(heap_t *heap, unsigned kind)
     if (s->all_arenas)
         s->all_arenas->prev_all = a;
     s->all_arenas = a;
-    s->arenas_allocated_total++;
+    a->serial = ++s->arenas_allocated_total;
     if (++s->arenas_current > s->arenas_highwater)
         s->arenas_highwater = s->arenas_current;
     atomic_fetch_add_explicit(&arenas_total[kind], 1, memory_order_relaxed);

@@ -59,6 +59,14 @@ static inline uintptr_t soma__link_mask(const void *slot)
 #endif
 }
 
+/* The link `word`, read from the first word of the free block at slot:
+ * the next free block.  For a reader that loads the word itself
+ * (pool/peek.c). */
+static inline void *soma__link_decode(const void *slot, uintptr_t word)
+{
+    return (void *)(word ^ soma__link_mask(slot));
+}
+
 /* The next free block after the free block b. */
 static inline void *soma__link_get(const void *b)
 {

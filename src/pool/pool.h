@@ -100,6 +100,12 @@ struct arena {
     heap_t *heap;
     unsigned kind;           /* SOMA_KIND_*: which of the heap's sets it is in */
     uint64_t empty_since_ms; /* when it last became wholly free (decay) */
+    /* Its place in its set's order of making: the set's
+     * arenas_allocated_total once it was counted (1, 2, ...), so that
+     * all_arenas, newest first, is in decreasing serials.  A walk that
+     * lets go of the heap lock between steps finds its place again by it
+     * (stats/visit.c). */
+    size_t serial;
 };
 
 /*
@@ -142,6 +148,8 @@ struct heap {
     uint64_t swept_ms; /* the last sweep of parked pools */
     /* heap/heap.c's, under its heaps_lock */
     heap_t *next_heap; /* every heap ever made (heaps are never freed) */
+    uint64_t serial;   /* when it was listed (1, 2, ...; the list is newest
+                          first), 0 once unlisted: soma__heap_step's place */
     heap_t *next_orphan; /* heaps whose thread exited, waiting for a new one */
     _Atomic int orphaned; /* written under heaps_lock; read without it by frees */
 };
@@ -279,5 +287,13 @@ SOMA_INTERNAL long soma__check_free_map(const pool_t *pool, uint64_t *bits);
 /* fn(pool, arg) for every carved pool of the heap that has served a class
  * (the heap's lock held, or the heap still). */
 SOMA_INTERNAL void soma__check_pools(heap_t *heap, void (*fn)(pool_t *, void *), void *arg);
+
+/* ---- peek.c: a pool read by a thread that is not its owner ---- */
+/* Which carved blocks of a pool that serves a class are in use: bit i of
+ * `used` (SOMA_POOL_BITMAP_WORDS words) for the block at index i, read
+ * with the heap's lock held while the owner may be changing the pool.
+ * Returns how many, or -1 if no consistent picture could be had (the
+ * owner kept changing it, or its free list is corrupted). */
+SOMA_INTERNAL long soma__peek_pool(const pool_t *pool, uint64_t *used);
 
 #endif /* SOMA_POOL_H */

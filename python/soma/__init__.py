@@ -246,36 +246,46 @@ def types(top=None):
     return rows
 
 
-def print_types(top=5, file=None):
-    """Print the type table: each size class in use, the one with the most
-    bytes first, with its blocks and bytes, then the types in it, largest
-    first (top per class; None: all).
-    file: any object with write(); sys.stdout by default."""
+def print_types(top=4, classes=10, file=None):
+    """Print the type table: the size classes in use, the one with the most
+    bytes first (the first `classes` of them; None: all), each with its
+    blocks and bytes, then the types in it, largest first (the first `top`;
+    None: all).  file: any object with write(); sys.stdout by default."""
     rows = types()
     out = sys.stdout if file is None else file
-    classes = {}
+    by = {}
     for r in rows:
-        classes.setdefault(r["size_class"], []).append(r)
-    w = max([len(r["type"]) for r in rows] + [20])
-    w = min(w, 48)
-    out.write("Blocks in use by type, per size class (soma.types):\n")
-    out.write("%-7s %-*s %12s %14s\n" % ("class", w, "type", "blocks", "bytes"))
-    for c in sorted(classes, key=lambda c: -sum(r["bytes"] for r in classes[c])):
-        rs = classes[c]
-        label = "large" if c < 0 else "%d B" % rs[0]["block_size"]
-        out.write("%-7s %-*s %12s %14s\n" % (
-            label, w, "(all)", "{:,}".format(sum(r["count"] for r in rs)),
-            "{:,}".format(sum(r["bytes"] for r in rs))))
-        shown = rs if top is None else rs[:top]
-        for r in shown:
-            name = r["type"] if len(r["type"]) <= w else r["type"][:w - 3] + "..."
-            out.write("%-7s %-*s %12s %14s\n" % ("", w, "  " + name if len(name) + 2 <= w else name,
-                                                "{:,}".format(r["count"]),
-                                                "{:,}".format(r["bytes"])))
-        if len(shown) < len(rs):
-            rest = rs[len(shown):]
-            out.write("%-7s %-*s %12s %14s\n" % (
-                "", w, "  (%d more types)" % len(rest), "{:,}".format(sum(r["count"] for r in rest)),
-                "{:,}".format(sum(r["bytes"] for r in rest))))
+        by.setdefault(r["size_class"], []).append(r)
+    total = {c: (sum(r["count"] for r in rs), sum(r["bytes"] for r in rs)) for c, rs in by.items()}
+    order = sorted(by, key=lambda c: -total[c][1])
+    shown = order if classes is None else order[:classes]
+    w = min(max([len(r["type"]) + 2 for c in shown for r in by[c][:top]] + [24]), 48)
+    line = "%5s %6s  %-" + str(w) + "s %11s %13s\n"
+
+    def num(n):
+        return "{:,}".format(n)
+
+    out.write("Blocks in use by Python type, per size class (soma.types); "
+              "%s: storage, not an object\n" % NO_OBJECT)
+    out.write(line % ("class", "size", "type", "blocks", "bytes"))
+    for c in shown:
+        rs = by[c]
+        size = "" if c < 0 else str(rs[0]["block_size"])
+        out.write(line % ("large" if c < 0 else c, size, "all types", num(total[c][0]),
+                          num(total[c][1])))
+        keep = rs if top is None else rs[:top]
+        for r in keep:
+            name = r["type"] if len(r["type"]) + 2 <= w else r["type"][:w - 5] + "..."
+            out.write(line % ("", "", "  " + name, num(r["count"]), num(r["bytes"])))
+        if len(keep) < len(rs):
+            rest = rs[len(keep):]
+            out.write(line % ("", "", "  (%d more types)" % len(rest),
+                              num(sum(r["count"] for r in rest)), num(sum(r["bytes"] for r in rest))))
+    if len(shown) < len(order):
+        rest = order[len(shown):]
+        out.write(line % ("", "", "(%d more classes)" % len(rest),
+                          num(sum(total[c][0] for c in rest)), num(sum(total[c][1] for c in rest))))
+    out.write(line % ("", "", "in all", num(sum(t[0] for t in total.values())),
+                      num(sum(t[1] for t in total.values()))))
     if hasattr(out, "flush"):
         out.flush()

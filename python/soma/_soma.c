@@ -41,16 +41,6 @@
 #include "snapshot.h"
 #include "soma.h"
 
-#if 1 /* TEMPORARY until the visitor lands */
-typedef struct soma_block_info {
-    void *block;
-    size_t size;
-    int size_class;
-    const void *heap;
-} soma_block_info;
-typedef int (*soma_visit_fn)(const soma_block_info *b, void *arg);
-#endif
-
 #ifdef Py_GIL_DISABLED
 #error "soma's type table reads CPython's object header; the free-threaded build's differs"
 #endif
@@ -378,8 +368,14 @@ static const PyTypeObject *recognise(const census *c, const unsigned char *b, si
             break;
         const PyObject *o = (const PyObject *)(b + off);
         const PyTypeObject *t = o->ob_type;
-        if (!known(c, t) || preheader(t) != off || Py_REFCNT(o) <= 0 ||
-            off + (size_t)t->tp_basicsize > size)
+        if (!known(c, t) || preheader(t) != off || Py_REFCNT(o) <= 0)
+            continue;
+        /* The block holds at least the type's basic size; a str, whose
+         * compact forms stop short of it, at least their common header. */
+        size_t least = PyType_FastSubclass((PyTypeObject *)t, Py_TPFLAGS_UNICODE_SUBCLASS)
+                           ? sizeof(PyASCIIObject)
+                           : (size_t)t->tp_basicsize;
+        if (off + least > size)
             continue;
         return t;
     }

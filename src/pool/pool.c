@@ -33,7 +33,8 @@
  * instructions, on mixed1 (medium pools hold 2..30 blocks) 10% of the
  * whole run's.  At most one pool per class is parked.  A parked pool that
  * stays unused for the decay time goes back to its arena at the next sweep
- * (a pool parking or a fresh pool taken, at most once per decay period),
+ * (a pool parking, going back to its arena or a fresh pool taken, at most
+ * every quarter of the decay period),
  * and every parked pool goes back when its thread exits.  With no decay
  * (the library's default) nothing is parked: CPython's rule.
  *
@@ -222,12 +223,16 @@ void soma__pool_unpark(heap_t *heap, int all)
             unpark(heap, c);
 }
 
-/* At most once per decay period, on a pool transition: parked pools and
+/* At most every quarter decay period, on a pool transition (parked, returned
+ * to its arena, or taken fresh): parked pools and
  * then empty arenas older than the decay go back.  (Arenas are otherwise
  * checked only when one empties; a parked pool means none may.) */
 static void sweep_parked(heap_t *heap, uint64_t now)
 {
-    if (now - heap->swept_ms >= (uint64_t)soma__options.decay_ms) {
+    /* A quarter of the decay apart: what expires is gone within 1.25
+     * decays of its emptying, not up to two (the sweep is a few dozen
+     * tests and a walk of the wholly free arenas). */
+    if (4 * (now - heap->swept_ms) >= (uint64_t)soma__options.decay_ms) {
         heap->swept_ms = now;
         soma__pool_unpark(heap, 0);
         soma__arena_trim(heap, 0);
@@ -323,6 +328,12 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     pthread_mutex_lock(&heap->lock);
     soma__arena_return_pool(heap, pool, 0);
     pthread_mutex_unlock(&heap->lock);
+    /* A pool going back is a transition too: without this sweep, arenas
+     * that emptied earlier waited for a fresh pool to be taken, which a
+     * program that churns the pools it has may never need (test_pages'
+     * timeline caught it: 53 empty arenas kept for good). */
+    if (soma__options.decay_ms > 0)
+        sweep_parked(heap, soma__process_now_ms());
 }
 
 void soma__pool_free_remote(heap_t *owner, void *p)

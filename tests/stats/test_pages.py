@@ -96,9 +96,13 @@ import time
 x = [str(i) * 4 for i in range(700000)]
 time.sleep(0.1)
 del x
-t = time.time()
-while time.time() - t < 1.8:
-    y = [str(i) for i in range(2000)]
+t, n = time.time(), 0
+while time.time() - t < 2.5:
+    # Each turn in another size class, so that pools empty and go back:
+    # the decay acts on such transitions (src/pool/pool.c); a program that
+    # churns the same pools for ever keeps its empty arenas until then.
+    y = [str(i) * (1 + n % 8) for i in range(2000)]
+    n += 1
 """
 timeline = os.path.join(tmp, "timeline.html")
 samples = os.path.join(tmp, "samples.json")

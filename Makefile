@@ -25,7 +25,8 @@ demo-python: all
 # valgrind must be there when the build is configured: its headers make
 # libsoma-override-valgrind.so, which test_checkers runs under memcheck.
 # Python's headers likewise make the Python package (tests/python/), whose
-# pip test needs venv and setuptools.  Installed when missing, as root.
+# pip test needs venv and setuptools.  Installed when missing, as root;
+# a build configured before is configured again, to find them.
 TEST_PKGS = valgrind python3-dev python3-venv python3-setuptools
 test: test-deps all
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -34,7 +35,8 @@ test-deps:
 	@missing=$$(for p in $(TEST_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	[ -z "$$missing" ] || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
 	    { echo "installing" $$missing; (apt-get update -q && \
-	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null; }
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null && \
+	      { [ ! -f $(BUILD)/CMakeCache.txt ] || $(CMAKE) -S . -B $(BUILD) >/dev/null; }; }
 
 # The benchmark suite (docs/BENCHMARKS.md): bench/suite.py runs the
 # mimalloc-bench programs (../shared/third_party/mimalloc-bench, built out

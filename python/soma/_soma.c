@@ -27,7 +27,7 @@
  * visitor).
  */
 #define PY_SSIZE_T_CLEAN
-#define _GNU_SOURCE
+#define _GNU_SOURCE 1
 #include <Python.h>
 
 #include <dlfcn.h>

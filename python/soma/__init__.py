@@ -71,7 +71,10 @@ def _need():
 
 
 def _python_objects_in_soma():
-    return os.environ.get("PYTHONMALLOC", "") in ("malloc", "malloc_debug")
+    # Only plain malloc: malloc_debug's hooks put 16 bytes in front of every
+    # object (its header would not be where the table looks), and -E / -I
+    # make the interpreter ignore PYTHONMALLOC altogether.
+    return os.environ.get("PYTHONMALLOC", "") == "malloc" and not sys.flags.ignore_environment
 
 
 def stats():
@@ -223,8 +226,8 @@ def types(top=None):
     meanwhile (the GIL holds the interpreter's own threads still)."""
     _need()
     if not _python_objects_in_soma():
-        raise RuntimeError("PYTHONMALLOC is not malloc: Python's objects are pymalloc's, not "
-                           "soma's. " + _how().split("\n", 1)[1])
+        raise RuntimeError("PYTHONMALLOC is not malloc here (or -E/-I ignores it): Python's "
+                           "objects are not soma's blocks. " + _how().split("\n", 1)[1])
     seen, stack = {}, [object, type]
     while stack:
         t = stack.pop()

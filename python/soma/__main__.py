@@ -36,11 +36,20 @@ def _reexec(args):
     env["PYTHONMALLOC"] = "malloc"
     env[_MARK] = "1"
     # The package must be importable in the new interpreter however it was
-    # found in this one (PYTHONPATH, the current directory, site-packages).
+    # found in this one: from site-packages it will be again; from anywhere
+    # else (the build tree, the current directory) its directory is added,
+    # last, so that it shadows nothing the program would import.
+    import site
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(soma.__file__)))
-    paths = [pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
-    argv = [sys.executable, "-m", "soma"] + args
+    sites = set(site.getsitepackages() + [site.getusersitepackages()])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if pkg_parent not in sites and pkg_parent not in paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths + [pkg_parent])
+    # The interpreter's own flags (-u, -W, -X, -O, -B...) go along, but for
+    # -E and -I: the new interpreter must read PYTHONMALLOC and PYTHONPATH.
+    import subprocess
+    flags = [f for f in subprocess._args_from_interpreter_flags() if f not in ("-E", "-I")]
+    argv = [sys.executable] + flags + ["-m", "soma"] + args
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)
@@ -52,7 +61,7 @@ def main():
         print(USAGE, file=sys.stderr if not args else sys.stdout)
         sys.exit(2 if not args else 0)
     import soma
-    if not soma.enabled() or os.environ.get("PYTHONMALLOC") != "malloc":
+    if not soma.enabled() or not soma._python_objects_in_soma():
         _reexec(args)
     os.environ.pop(_MARK, None)
     if args[0] == "--":

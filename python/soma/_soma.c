@@ -70,48 +70,55 @@ static void *find(const char *name, const Dl_info *in)
     return f;
 }
 
+/* Is the object `in` this process's malloc?  The first definition of the
+ * malloc family in the dynamic linker's search order must be its own: the
+ * override defines them (libsoma, which a C program links, does not), and
+ * another allocator preloaded before it would win.  dlsym(RTLD_DEFAULT)
+ * gives that first definition, except where the executable takes the
+ * function's address: a non-PIE executable (Debian's python3) then owns
+ * the function's canonical address, a stub of its own, which says nothing;
+ * the next name is tried then. */
 typedef struct {
-    const char *soma, *libc; /* the objects' names, as the link map has them */
-    int i, soma_at, libc_at;
-} order_t;
+    uintptr_t addr;
+    int inside;
+} where_t;
 
-static int order_cb(struct dl_phdr_info *info, size_t size, void *arg)
+/* The first object dl_iterate_phdr reports is the executable. */
+static int exe_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
     (void)size;
-    order_t *o = arg;
-    if (info->dlpi_name != NULL && o->soma_at < 0 && strcmp(info->dlpi_name, o->soma) == 0)
-        o->soma_at = o->i;
-    if (info->dlpi_name != NULL && o->libc_at < 0 && strcmp(info->dlpi_name, o->libc) == 0)
-        o->libc_at = o->i;
-    o->i++;
-    return 0;
+    where_t *w = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && w->addr >= lo && w->addr - lo < ph->p_memsz)
+            w->inside = 1;
+    }
+    return 1; /* the executable only */
 }
 
-/* Is the object `in` this process's malloc?  It must define malloc itself
- * (the override does; libsoma, linked by a C program, does not), and come
- * before the C library in the order the dynamic linker searches, which for
- * the objects loaded at start-up (LD_PRELOAD's first) is their order in the
- * link map.  Comparing addresses would not do: in a non-PIE executable
- * (Debian's python3) dlsym("malloc") is the executable's own PLT entry. */
+static int in_executable(const void *p)
+{
+    where_t w = {(uintptr_t)p, 0};
+    dl_iterate_phdr(exe_cb, &w);
+    return w.inside;
+}
+
 static int is_malloc(const Dl_info *in)
 {
-    void *h = dlopen(in->dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-    if (h == NULL)
+    static const char *names[] = {"malloc_usable_size", "malloc", "calloc", "free"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        Dl_info at;
+        void *f = dlsym(RTLD_DEFAULT, names[k]);
+        if (f == NULL || dladdr(f, &at) == 0)
+            continue;
+        if (at.dli_fbase == in->dli_fbase)
+            return 1;
+        if (in_executable(f))
+            continue; /* the executable's stub: inconclusive */
         return 0;
-    void *m = dlsym(h, "malloc");
-    dlclose(h);
-    Dl_info at;
-    if (m == NULL || dladdr(m, &at) == 0 || at.dli_fbase != in->dli_fbase)
-        return 0;
-    void *c = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
-    void *cm = c != NULL ? dlsym(c, "malloc") : NULL;
-    if (c != NULL)
-        dlclose(c);
-    if (cm == NULL || dladdr(cm, &at) == 0)
-        return 1; /* no C library's malloc to come first */
-    order_t o = {in->dli_fname, at.dli_fname, 0, -1, -1};
-    dl_iterate_phdr(order_cb, &o);
-    return o.soma_at >= 0 && (o.libc_at < 0 || o.soma_at < o.libc_at);
+    }
+    return 0;
 }
 
 static void look(void)

@@ -348,8 +348,11 @@ static void end_add(uintptr_t key, uint16_t slot)
 static void end_remove(uintptr_t key)
 {
     size_t i = end_home(key);
-    while (cache.ends[i].key != key)
+    while (cache.ends[i].key != key) {
+        if (cache.ends[i].key == 0) /* every cached range has both ends in */
+            soma__fatal("large cache index: no entry for %#lx", (unsigned long)key);
         i = (i + 1) & (INDEX_CAP - 1);
+    }
     for (size_t j = (i + 1) & (INDEX_CAP - 1); cache.ends[j].key != 0; j = (j + 1) & (INDEX_CAP - 1)) {
         size_t home = end_home(cache.ends[j].key);
         if (((j - home) & (INDEX_CAP - 1)) >= ((j - i) & (INDEX_CAP - 1))) {
@@ -454,7 +457,9 @@ static void shrink_front(uint16_t i, size_t pages)
 static size_t bound_now(uint64_t now)
 {
     long decay = soma__options.decay_ms;
-    if (decay > 0 && now - cache.window_ms >= (uint64_t)decay) {
+    /* now was read before the lock: another thread's later reading may
+     * have set the window already (so now < window_ms, not a wrap). */
+    if (decay > 0 && now > cache.window_ms && now - cache.window_ms >= (uint64_t)decay) {
         size_t live = atomic_load_explicit(&live_mapped, memory_order_relaxed);
         cache.peak_before = atomic_exchange_explicit(&live_peak, live, memory_order_relaxed);
         cache.window_ms = now;
@@ -465,11 +470,17 @@ static size_t bound_now(uint64_t now)
     return peak < CACHE_FLOOR ? CACHE_FLOOR : peak < CACHE_MAX ? peak : CACHE_MAX;
 }
 
-/* Has the mapping in slot i been cached longer than the decay?  (lock held) */
+/* Has the mapping in slot i been cached longer than `decay` ms?  (lock
+ * held; now may be older than the slot's time: read before the lock) */
+static int older(uint16_t i, uint64_t now, uint64_t decay)
+{
+    return now > cache.slot[i].since_ms && now - cache.slot[i].since_ms >= decay;
+}
+
 static int due(uint16_t i, uint64_t now)
 {
     long decay = soma__options.decay_ms;
-    return decay > 0 && now - cache.slot[i].since_ms >= (uint64_t)decay;
+    return decay > 0 && older(i, now, (uint64_t)decay);
 }
 
 /* How many bytes of the oldest cached mapping must go now (cache lock
@@ -525,14 +536,16 @@ static void cache_put(void *p, size_t map)
              * as young as its youngest part), so that the pieces splits
              * leave do not pile up as ranges too small for the next
              * request, and a program's freed mappings become one range
-             * the way a heap's free chunks coalesce.  Not one that has
-             * aged out: it goes now, as it would have anyway; and none
-             * without a decay, where every mapping but the newest goes at
-             * once. */
+             * the way a heap's free chunks coalesce.  Not one past half
+             * its decay: merged it would be young again, and a range a
+             * neighbour keeps freshening would never age out; it goes
+             * when due, as before.  None without a decay, where every
+             * mapping but the newest goes at once. */
+            uint64_t half = (uint64_t)soma__options.decay_ms / 2;
             uint16_t before = end_find((uintptr_t)p | 1), after = end_find((uintptr_t)p + map);
-            if (before != 0 && (soma__options.decay_ms == 0 || due(before, now)))
+            if (before != 0 && (soma__options.decay_ms == 0 || older(before, now, half)))
                 before = 0;
-            if (after != 0 && (soma__options.decay_ms == 0 || due(after, now)))
+            if (after != 0 && (soma__options.decay_ms == 0 || older(after, now, half)))
                 after = 0;
             if (before != 0 && cache.slot[before].pages * PAGE + map <= CACHE_MAX) {
                 p = (char *)p - cache.slot[before].pages * PAGE;
@@ -643,7 +656,8 @@ done:
  * tail (mremap to a fixed address replaces the fresh pages there).  If
  * none can grow, a fresh mapping takes them all.  A piece that cannot
  * move (on kernels before 6.17, one spanning several mappings) is
- * released, and its part of the block stays fresh pages.  NULL if no
+ * released, and its part of the block stays fresh pages (if the kernel
+ * may have unmapped that part instead, the block is given up).  NULL if no
  * mapping could be had; the pieces are cached again then.  *reused: 1 if
  * any piece's pages are in the block. */
 static void *assemble(pieces_t *pc, size_t size, int *reused)
@@ -670,17 +684,27 @@ static void *assemble(pieces_t *pc, size_t size, int *reused)
         }
         atomic_fetch_add_explicit(&maps_made, 1, memory_order_relaxed);
     }
+    int hole = 0;
     for (int i = 0; i < pc->k; i++) {
         if (i == base)
             continue;
         size_t len = pc->pages[i] * PAGE;
         /* The pieces add up to `size` at most (cache_take splits the last
          * exactly): a move beyond would replace another mapping's pages. */
-        if (off + len > size || soma__os_remap_fixed((void *)pc->p[i], len, q + off) != 0)
-            release((void *)pc->p[i], len);
-        else
+        int rc = hole || off + len > size ? -1 : soma__os_remap_fixed((void *)pc->p[i], len, q + off);
+        if (rc == 0) {
             *reused = 1;
+        } else {
+            release((void *)pc->p[i], len);
+            hole |= rc == -2;
+        }
         off += len;
+    }
+    if (hole) {
+        /* Part of q may be unmapped (os.c): it cannot be the block. */
+        soma__os_unmap(q, size);
+        errno = ENOMEM;
+        return NULL;
     }
     soma__track_fresh(q, size);
     return q;

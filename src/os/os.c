@@ -85,12 +85,19 @@ void *soma__os_remap(void *p, size_t old, size_t size, int may_move)
 }
 
 /* Move the mapping [p, p+size) to [to, to+size), replacing what was there:
- * the pages move with their contents, none is copied or faulted.  0, or -1
- * (nothing moved) on failure. */
+ * the pages move with their contents, none is copied or faulted.  0; or -1
+ * when nothing moved, [to, to+size) then mapped with fresh pages; or -2
+ * when nothing moved and [to, to+size) may be unmapped.  Why the fresh
+ * pages: before Linux 6.17 mremap unmapped the destination before it
+ * checked the source (a source spanning several mappings fails), so a
+ * failed move could leave a hole where the caller expects its block. */
 int soma__os_remap_fixed(void *p, size_t size, void *to)
 {
     void *q = NO_REMAP ? MAP_FAILED : mremap(p, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, to);
-    return q == MAP_FAILED ? -1 : 0;
+    if (q != MAP_FAILED)
+        return 0;
+    q = mmap(to, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    return q == to ? -1 : -2;
 }
 
 void soma__os_unmap(void *p, size_t size)

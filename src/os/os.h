@@ -10,7 +10,8 @@ SOMA_INTERNAL void *soma__os_map(size_t size);
 SOMA_INTERNAL void soma__os_unmap(void *p, size_t size);
 /* mremap: NULL (errno = ENOMEM) and the mapping untouched on failure */
 SOMA_INTERNAL void *soma__os_remap(void *p, size_t old, size_t size, int may_move);
-/* mremap to a fixed address, replacing what was there; 0 or -1 */
+/* mremap to a fixed address, replacing what was there: 0; -1 not moved,
+ * the destination fresh pages; -2 not moved, the destination maybe gone */
 SOMA_INTERNAL int soma__os_remap_fixed(void *p, size_t size, void *to);
 SOMA_INTERNAL void *soma__os_reserve(size_t size);    /* addresses only; NULL on failure */
 SOMA_INTERNAL void *soma__os_map_sparse(size_t size); /* read-write, NORESERVE */

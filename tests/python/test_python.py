@@ -91,5 +91,21 @@ check(r.returncode == 3 and r.stdout.strip() == "__main__ ['3', 'x'] True",
       "SCRIPT ARGS: %d %r" % (r.returncode, r.stdout))
 r = run(["-m", "soma"])
 check(r.returncode == 2 and "usage" in r.stderr, "no program: usage, exit 2")
+r = run(["-O", "-W", "ignore", "-m", "soma", "-c", "import sys; print(sys.flags.optimize, sys.warnoptions)"])
+check(r.stdout.strip() == "1 ['ignore']", "the interpreter's flags reach the program: %r" % r.stdout)
+
+# ---- soma present but not the malloc, or not Python's ----
+jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+override = os.path.join(build, "libsoma-override.so")
+if os.path.exists(jemalloc):
+    r = subprocess.run([PY, "-c", "import soma; print(soma.enabled())"], capture_output=True, text=True,
+                       env=dict(env, LD_PRELOAD=jemalloc + " " + override, PYTHONMALLOC="malloc"))
+    check(r.stdout.strip() == "False", "another allocator preloaded first: enabled() False: %r"
+          % (r.stdout + r.stderr)[-300:])
+r = subprocess.run([PY, "-c", "import soma\ntry:\n soma.types()\nexcept RuntimeError as e:\n print('E', e)"],
+                   env=dict(env, LD_PRELOAD=override, PYTHONMALLOC="malloc_debug"),
+                   capture_output=True, text=True, timeout=120)
+check(r.stdout.startswith("E PYTHONMALLOC"), "types() under malloc_debug explains: %r"
+      % (r.stdout + r.stderr)[-300:])
 
 testlib.done("test_python")

@@ -40,7 +40,7 @@
  * takes the smallest cached mapping that holds it (the first bin from its
  * own that has one) and leaves the rest of it cached: to soma a mapping is
  * a range of pages, and splitting one is bookkeeping, no system call.
- * Freed, a mapping merges with the cached ones it touches (cache.ends
+ * Freed, a mapping merges with the cached ones it touches (ends
  * finds them), so that the rests of splits and the program's neighbouring
  * mappings become one range again, as a heap's free chunks coalesce.
  * When no cached mapping is large enough, the request is put together from
@@ -240,8 +240,8 @@ static int lookup(uintptr_t p, entry_t *out)
 #define EXACT 64                     /* pages: bins 0..EXACT hold one count each */
 #define CACHE_BINS 128
 #define GONE_BATCH 16 /* mappings released per turn of the lock */
-#define INDEX_CAP 4096 /* cache.ends: two keys per slot, at most half full */
-_Static_assert(INDEX_CAP >= 4 * CACHE_SLOTS, "cache.ends stays at most half full");
+#define INDEX_CAP 4096 /* ends: two keys per slot, at most half full */
+_Static_assert(INDEX_CAP >= 4 * CACHE_SLOTS, "ends stays at most half full");
 
 /* The bin of a mapping of `pages` pages: the count itself up to EXACT,
  * then four bins per doubling, [4<<(k-2), 8<<(k-2)) split in quarters.  A
@@ -278,19 +278,24 @@ static struct {
     uint16_t spare;  /* spare slots, once used */
     uint16_t carved; /* slots 1..carved have been used */
     size_t count, bytes;
-    size_t bound;         /* bytes, as last set by cache_put (bound_now) */
-    /* Every cached mapping's two ends, so that a freed mapping finds the
-     * cached ones it touches (cache_put merges them): open addressing,
-     * linear probing, deletion by backward shift.  Key: a start address, or
-     * an end address with bit 0 set (both are page-aligned); 0 is empty. */
-    struct {
-        uintptr_t key;
-        uint16_t slot;
-    } ends[INDEX_CAP];
+    size_t bound;         /* bytes, as last set by cache_put (bound_now); 0: CACHE_FLOOR */
     size_t peak_before;   /* live_peak of the window before this one */
     uint64_t window_ms;   /* when this window began (with a decay) */
     slot_t slot[CACHE_SLOTS + 1];
-} cache = {.lock = PTHREAD_MUTEX_INITIALIZER, .bound = CACHE_FLOOR};
+} cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
+/* All zero, so in .bss, not .data: the loader reads .data from the file,
+ * and its pages count in every program's RSS (one initialised field here
+ * once put 110 KiB there). */
+_Static_assert(sizeof cache < (64 << 10), "the cache's record stays small");
+
+/* Every cached mapping's two ends, so that a freed mapping finds the
+ * cached ones it touches (cache_put merges them): open addressing, linear
+ * probing, deletion by backward shift.  Key: a start address, or an end
+ * address with bit 0 set (both are page-aligned); 0 is empty.  Cache lock. */
+static struct {
+    uintptr_t key;
+    uint16_t slot;
+} ends[INDEX_CAP];
 
 static _Atomic size_t maps_made, maps_reused, maps_released;
 
@@ -329,9 +334,9 @@ static size_t end_home(uintptr_t key)
 static uint16_t end_find(uintptr_t key)
 {
     for (size_t i = end_home(key);; i = (i + 1) & (INDEX_CAP - 1)) {
-        if (cache.ends[i].key == key)
-            return cache.ends[i].slot;
-        if (cache.ends[i].key == 0)
+        if (ends[i].key == key)
+            return ends[i].slot;
+        if (ends[i].key == 0)
             return 0;
     }
 }
@@ -339,28 +344,28 @@ static uint16_t end_find(uintptr_t key)
 static void end_add(uintptr_t key, uint16_t slot)
 {
     size_t i = end_home(key);
-    while (cache.ends[i].key != 0)
+    while (ends[i].key != 0)
         i = (i + 1) & (INDEX_CAP - 1);
-    cache.ends[i].key = key;
-    cache.ends[i].slot = slot;
+    ends[i].key = key;
+    ends[i].slot = slot;
 }
 
 static void end_remove(uintptr_t key)
 {
     size_t i = end_home(key);
-    while (cache.ends[i].key != key) {
-        if (cache.ends[i].key == 0) /* every cached range has both ends in */
+    while (ends[i].key != key) {
+        if (ends[i].key == 0) /* every cached range has both ends in */
             soma__fatal("large cache index: no entry for %#lx", (unsigned long)key);
         i = (i + 1) & (INDEX_CAP - 1);
     }
-    for (size_t j = (i + 1) & (INDEX_CAP - 1); cache.ends[j].key != 0; j = (j + 1) & (INDEX_CAP - 1)) {
-        size_t home = end_home(cache.ends[j].key);
+    for (size_t j = (i + 1) & (INDEX_CAP - 1); ends[j].key != 0; j = (j + 1) & (INDEX_CAP - 1)) {
+        size_t home = end_home(ends[j].key);
         if (((j - home) & (INDEX_CAP - 1)) >= ((j - i) & (INDEX_CAP - 1))) {
-            cache.ends[i] = cache.ends[j];
+            ends[i] = ends[j];
             i = j;
         }
     }
-    cache.ends[i].key = 0;
+    ends[i].key = 0;
 }
 
 /* Slot i off its bin's list / onto the head of its bin's (cache lock held). */
@@ -964,7 +969,7 @@ void soma__large_map_counts(soma_large_map_stats *m)
     pthread_mutex_lock(&cache.lock);
     m->cached_blocks = cache.count;
     m->cached_bytes = cache.bytes;
-    m->cache_max_bytes = cache.bound;
+    m->cache_max_bytes = cache.bound ? cache.bound : CACHE_FLOOR;
     pthread_mutex_unlock(&cache.lock);
     m->bytes_mapped = mapped + m->cached_bytes;
     m->maps_made_total = atomic_load_explicit(&maps_made, memory_order_relaxed);

@@ -122,17 +122,22 @@ typedef struct soma_heap soma_heap;
  * Returns NULL with errno = ENOMEM. */
 SOMA_API soma_heap *soma_heap_new(void);
 
-/* Release every small and medium block of the heap at once, without visiting
- * them: the memory of each of its arenas goes back to the OS (the arenas'
- * addresses stay reserved by soma, for later arenas), and the heap record is
- * kept for reuse.  Its blocks must no longer be used or freed.  Blocks above
- * the medium maximum are large blocks, not the heap's, and are not released.
+/* Release every block of the heap at once, without visiting the small and
+ * medium ones: the memory of each of its arenas goes back to the OS (the
+ * arenas' addresses stay reserved by soma, for later arenas), every large
+ * block asked of it (soma_heap_malloc, _calloc, or _realloc past the
+ * medium maximum) is unmapped, not cached, and the heap record is kept for
+ * reuse.  Its blocks must no longer be used or freed.  In debug mode
+ * (SOMA_DEBUG) its large blocks are debug mode's own and are not released.
  * NULL is ignored. */
 SOMA_API void soma_heap_destroy(soma_heap *heap);
 
 /* As soma_malloc, soma_calloc and soma_realloc, serving small and medium
- * blocks from `heap`.  soma_heap_realloc moves a block into `heap` when it
- * has to move it; a block that stays in place stays where it was. */
+ * blocks from `heap`'s pools; a large block asked of `heap` is a mapping
+ * like any other, recorded as the heap's (its statistics count it, its
+ * destroy releases it).  soma_heap_realloc moves a block into `heap` when
+ * it has to move it; a block that stays in place, or a large block that
+ * grows or shrinks, stays whose it was. */
 SOMA_API SOMA_MALLOC_ATTR void *soma_heap_malloc(soma_heap *heap, size_t size);
 SOMA_API SOMA_MALLOC_ATTR void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size);
 SOMA_API void *soma_heap_realloc(soma_heap *heap, void *p, size_t size);
@@ -191,7 +196,9 @@ typedef struct soma_medium_stats {
  * allocator.  Each is recorded (large.c), so these figures count exactly
  * the blocks soma handed out and not yet freed; memory the program got from
  * malloc before soma was loaded, or that a library bound to glibc
- * allocated, is not in them.  Process-wide: zero in soma_heap_stats_get. */
+ * allocated, is not in them.  In soma_heap_stats_get: blocks_in_use and
+ * bytes_in_use of the large blocks asked of that heap; blocks_allocated_total
+ * zero there. */
 typedef struct soma_large_stats {
     size_t blocks_allocated_total; /* ever handed out */
     size_t blocks_in_use;          /* handed out and not freed */
@@ -326,7 +333,8 @@ SOMA_API int soma_stats_print(FILE *out);
 /* The same figures for one explicit heap: its classes, its arenas (mapped
  * total, current, high-water, reclaimed), its byte breakdown, small and
  * medium (the medium section is printed if the heap ever mapped a medium
- * arena).  The arena-map figures are the process's (the map is shared); no
+ * arena), and the large blocks asked of it (large.blocks_in_use and
+ * bytes_in_use).  The arena-map figures are the process's (the map is shared); no
  * types are listed.  Exact when no thread is using the heap; blocks freed
  * into it by other threads and not yet collected count as in use. */
 SOMA_API void soma_heap_stats_get(soma_heap *heap, soma_stats *out);
@@ -406,7 +414,9 @@ typedef struct soma_block_info {
                          heap; for a thread's heap an opaque non-NULL value, the
                          same for all its blocks while the thread lives and after
                          it exits (its heap then waits, with its blocks, for a
-                         new thread); NULL for a large block (process-wide) */
+                         new thread); for a large block, the explicit heap it
+                         was asked of, or NULL (a thread's: large blocks are
+                         process-wide) */
 } soma_block_info;
 
 /* Called once per block; return 0 to go on, anything else to stop the walk
@@ -415,9 +425,8 @@ typedef int (*soma_visit_fn)(const soma_block_info *b, void *arg);
 
 /* Call fn(&info, arg) for every block in use: with heap NULL, every small
  * and medium block of every heap (every live thread's, every exited
- * thread's, every explicit heap) and every large block; otherwise the small
- * and medium blocks of that explicit heap alone (large blocks are no
- * heap's).  Never a free block: a pool's free list and its never-used
+ * thread's, every explicit heap) and every large block; otherwise the blocks
+ * of that explicit heap alone, the large ones asked of it included.  Never a free block: a pool's free list and its never-used
  * blocks are read to tell which are in use.  Returns 0 once every block
  * has been visited, fn's nonzero value if it stopped the walk, or -1 with
  * errno = EINVAL for a NULL fn or a heap that is not a live explicit one

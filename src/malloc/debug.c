@@ -480,12 +480,12 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk_t *out)
     if (align > SOMA_ALIGNMENT) {
         size_t a = align < HDR ? HDR : align;
         total = a + n + TRAIL;
-        b = soma__large_aligned_alloc(a, total);
+        b = soma__large_aligned_alloc(NULL, a, total);
         pad = a - HDR;
     } else {
         total = HDR + n + TRAIL;
         b = total <= SOMA_MEDIUM_MAX ? soma__fastpath_malloc_class(heap, soma__sizeclass_of(total))
-                                     : soma__large_malloc(total);
+                                     : soma__large_malloc(NULL, total);
     }
     if (b == NULL)
         return -1;

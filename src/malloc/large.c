@@ -78,9 +78,10 @@
 #define FIRST_SLOTS 256 /* per shard, a power of two */
 
 typedef struct {
-    uintptr_t p; /* 0 = empty */
-    size_t n;    /* bytes requested */
-    size_t map;  /* bytes of the mapping that starts at p; 0: a system block */
+    uintptr_t p;       /* 0 = empty */
+    size_t n;          /* bytes requested */
+    size_t map;        /* bytes of the mapping that starts at p; 0: a system block */
+    const void *owner; /* the explicit heap it was asked of, or NULL (a thread's) */
 } entry_t;
 
 typedef struct {
@@ -154,9 +155,10 @@ static int grow(shard_t *s)
     return 0;
 }
 
-/* Record p (n bytes asked, a mapping of `map` bytes or 0); 0, or -1 if the
- * table could not grow (no memory for it). */
-static int enter(void *p, size_t n, size_t map)
+/* Record p (n bytes asked, a mapping of `map` bytes or 0, asked of the
+ * explicit heap `owner` or of none); 0, or -1 if the table could not grow
+ * (no memory for it). */
+static int enter(void *p, size_t n, size_t map, const void *owner)
 {
     shard_t *s = shard_of((uintptr_t)p);
     pthread_mutex_lock(&s->lock);
@@ -165,7 +167,7 @@ static int enter(void *p, size_t n, size_t map)
         return -1;
     }
     entry_t *e = find(s, (uintptr_t)p);
-    *e = (entry_t){(uintptr_t)p, n, map};
+    *e = (entry_t){(uintptr_t)p, n, map, owner};
     s->used++;
     s->bytes += n;
     s->mapped += map;
@@ -179,10 +181,10 @@ static int enter(void *p, size_t n, size_t map)
 /* A system block, recorded and returned.  If it cannot be recorded it is
  * still returned: the block works, and is then neither counted nor
  * recognised, like a foreign one (the system frees it either way). */
-static void *enter_sys(void *p, size_t n)
+static void *enter_sys(void *p, size_t n, const void *owner)
 {
     if (p != NULL)
-        (void)enter(p, n, 0);
+        (void)enter(p, n, 0, owner);
     return p;
 }
 
@@ -780,19 +782,19 @@ static void hand_out(void *p, size_t n, size_t map)
 }
 
 /* A large block of soma's own mapping; the system's if none can be had. */
-static void *large_block(size_t n, size_t align, int zero)
+static void *large_block(size_t n, size_t align, int zero, const void *owner)
 {
     size_t map, dirty;
     void *p = map_block(n, align, &map, &dirty);
     if (p == NULL) {
         if (align <= SOMA_ALIGNMENT)
-            return enter_sys(zero ? soma__sys_calloc(1, n) : soma__sys_malloc(n), n);
+            return enter_sys(zero ? soma__sys_calloc(1, n) : soma__sys_malloc(n), n, owner);
         void *q = soma__sys_aligned_alloc(align, n);
         if (q != NULL && zero)
             memset(q, 0, n);
-        return enter_sys(q, n);
+        return enter_sys(q, n, owner);
     }
-    if (enter(p, n, map) != 0) {
+    if (enter(p, n, map, owner) != 0) {
         /* Unrecorded, free would hand it to the system: a system block
          * instead, which works unrecorded. */
         release(p, map);
@@ -807,27 +809,27 @@ static void *large_block(size_t n, size_t align, int zero)
 
 /* ---- the malloc family's large paths (malloc.h) ---- */
 
-void *soma__large_malloc(size_t n)
+void *soma__large_malloc(const void *owner, size_t n)
 {
     if (n <= SOMA_MEDIUM_MAX) /* the fallback for a class's size: not worth a page */
-        return enter_sys(soma__sys_malloc(n), n);
-    return large_block(n, 0, 0);
+        return enter_sys(soma__sys_malloc(n), n, owner);
+    return large_block(n, 0, 0, owner);
 }
 
-void *soma__large_calloc(size_t n)
+void *soma__large_calloc(const void *owner, size_t n)
 {
     if (n <= SOMA_MEDIUM_MAX)
-        return enter_sys(soma__sys_calloc(1, n), n);
-    return large_block(n, 0, 1);
+        return enter_sys(soma__sys_calloc(1, n), n, owner);
+    return large_block(n, 0, 1, owner);
 }
 
-void *soma__large_aligned_alloc(size_t alignment, size_t n)
+void *soma__large_aligned_alloc(const void *owner, size_t alignment, size_t n)
 {
     if (alignment <= SOMA_ALIGNMENT)
-        return soma__large_malloc(n);
+        return soma__large_malloc(owner, n);
     if (n <= SOMA_MEDIUM_MAX) /* a page or more per block of a few bytes: no */
-        return enter_sys(soma__sys_aligned_alloc(alignment, n), n);
-    return large_block(n, alignment, 0);
+        return enter_sys(soma__sys_aligned_alloc(alignment, n), n, owner);
+    return large_block(n, alignment, 0, owner);
 }
 
 void soma__large_free(void *p)
@@ -865,7 +867,7 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
     size_t size = n > SIZE_MAX / 2 ? 0 : (n + PAGE - 1) / PAGE * PAGE;
     if (size != 0 && size <= e.map && 4 * (e.map - size) <= e.map) {
         soma__track_resize(p, e.n, n, e.map);
-        (void)enter(p, n, e.map); /* it had its entry: the table has room */
+        (void)enter(p, n, e.map, e.owner); /* it had its entry: the table has room */
         atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
         return p;
     }
@@ -906,13 +908,13 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
     if (q == NULL) {
         if (e.map > e.n)
             soma__track_noaccess((char *)p + e.n, e.map - e.n);
-        (void)enter(p, e.n, e.map); /* p untouched: still soma's (it had its entry) */
+        (void)enter(p, e.n, e.map, e.owner); /* p untouched: still soma's (it had its entry) */
         atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed);
         errno = ENOMEM;
         return NULL;
     }
     size_t kept = e.n < n ? e.n : n;
-    if (enter(q, n, map) != 0) {
+    if (enter(q, n, map, e.owner) != 0) {
         /* It cannot be recorded (no memory for the registry): its contents
          * go to a system block, which works unrecorded. */
         void *b = soma__sys_malloc(n);
@@ -938,10 +940,10 @@ void *soma__large_realloc(void *p, size_t n)
     /* Either way the block is entered again; it is still the same block. */
     atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed);
     if (q == NULL) {
-        (void)enter(p, e.n, 0); /* p untouched: still soma's */
+        (void)enter(p, e.n, 0, e.owner); /* p untouched: still soma's */
         return NULL;
     }
-    return enter_sys(q, n);
+    return enter_sys(q, n, e.owner);
 }
 
 /* ---- statistics and the walks ---- */
@@ -956,6 +958,55 @@ void soma__large_counts(size_t *count, size_t *bytes, size_t *total)
         pthread_mutex_unlock(&shards[i].lock);
     }
     *total = atomic_load_explicit(&made_total, memory_order_relaxed);
+}
+
+void soma__large_owned_counts(const void *owner, size_t *count, size_t *bytes)
+{
+    *count = *bytes = 0;
+    for (size_t i = 0; i < SHARDS; i++) {
+        pthread_mutex_lock(&shards[i].lock);
+        for (size_t j = 0; j < shards[i].cap; j++)
+            if (shards[i].slots[j].p != 0 && shards[i].slots[j].owner == owner) {
+                (*count)++;
+                *bytes += shards[i].slots[j].n;
+            }
+        pthread_mutex_unlock(&shards[i].lock);
+    }
+}
+
+/* An explicit heap destroyed: every large block asked of it goes, its
+ * mapping straight back to the OS (not to the cache: destroy means the
+ * memory leaves), a system block to the system.  A batch of addresses is
+ * taken under each shard's lock, then each is forgotten and released with
+ * no lock held, until the shard has none of the heap's left.  The heap's
+ * user is the caller (soma.h): nobody allocates in it meanwhile. */
+void soma__large_release_owned(const void *owner)
+{
+    enum { BATCH = 64 };
+    for (size_t i = 0; i < SHARDS; i++) {
+        for (;;) {
+            uintptr_t got[BATCH];
+            size_t k = 0;
+            pthread_mutex_lock(&shards[i].lock);
+            for (size_t j = 0; j < shards[i].cap && k < BATCH; j++)
+                if (shards[i].slots[j].p != 0 && shards[i].slots[j].owner == owner)
+                    got[k++] = shards[i].slots[j].p;
+            pthread_mutex_unlock(&shards[i].lock);
+            for (size_t m = 0; m < k; m++) {
+                entry_t e;
+                if (!leave(got[m], &e))
+                    continue; /* freed meanwhile by another thread: a misuse, but gone */
+                if (e.map == 0) {
+                    soma__sys_free((void *)e.p);
+                } else {
+                    soma__track_free((void *)e.p, e.map);
+                    release((void *)e.p, e.map);
+                }
+            }
+            if (k < BATCH)
+                break;
+        }
+    }
 }
 
 void soma__large_map_counts(soma_large_map_stats *m)
@@ -1041,7 +1092,8 @@ size_t soma__large_batch(large_place_t *at, large_block_t *out, size_t max,
         pthread_mutex_lock(&s->lock);
         for (size_t j = 0; j < s->cap; j++)
             if (s->slots[j].p > at->after)
-                k = batch_add(out, k, max, (large_block_t){s->slots[j].p, s->slots[j].n});
+                k = batch_add(out, k, max,
+                              (large_block_t){s->slots[j].p, s->slots[j].n, s->slots[j].owner});
         if (k == max) {
             at->after = out[0].p; /* the shard may hold more above it */
         } else {

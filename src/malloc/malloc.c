@@ -19,6 +19,13 @@
 #include "base/start.h"
 #include "malloc/fastpath.h"
 
+/* Who a large block asked of heap belongs to: the explicit heap itself
+ * (its statistics count it, its destroy releases it), or no heap. */
+static inline const void *large_owner(const heap_t *heap)
+{
+    return heap->explicit_heap ? heap : NULL;
+}
+
 /* The API a call of heap's came through, for debug blocks. */
 static inline int api_of(const heap_t *heap, int thread_api, int heap_api)
 {
@@ -51,7 +58,7 @@ __attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
                                   0);
     if (size == 0)
         return soma__fastpath_malloc_small(heap, 1);
-    return soma__large_malloc(size);
+    return soma__large_malloc(large_owner(heap), size);
 }
 
 /* The fast path's miss: heap has no used pool of class c. */
@@ -77,7 +84,7 @@ void *soma__malloc_slow(heap_t *heap, unsigned c)
          * no): the system allocator may still have memory.  Its block is
          * foreign to soma, and free and realloc treat it so.  An explicit
          * heap cannot do this: destroying it would not free the block. */
-        return soma__large_malloc(soma__sizeclass_size(c));
+        return soma__large_malloc(NULL, soma__sizeclass_size(c));
     return bp;
 }
 
@@ -89,7 +96,7 @@ static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
     if (total > SOMA_MEDIUM_MAX) {
         soma__start(); /* before the first large block: is debug mode on? */
         if (!soma__options.debug)
-            return soma__large_calloc(total); /* the system knows fresh pages are zero */
+            return soma__large_calloc(large_owner(heap), total); /* fresh pages are zero */
     }
     if (SOMA_UNLIKELY(soma__options.debug))
         return soma__debug_calloc(heap, nmemb, size,
@@ -126,10 +133,12 @@ void soma_heap_destroy(soma_heap *heap)
 {
     if (heap == NULL)
         return;
-    if (SOMA_UNLIKELY(soma__options.debug))
+    if (SOMA_UNLIKELY(soma__options.debug)) {
         soma__debug_heap_destroy((heap_t *)heap);
-    else
+    } else {
+        soma__large_release_owned(heap);
         soma__heap_destroy((heap_t *)heap);
+    }
 }
 
 void *soma_heap_malloc(soma_heap *heap, size_t size)
@@ -211,7 +220,7 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
     pool_t *pool = owned_pool(p);
     if (pool == NULL) {
         not_given_back(p, "soma_realloc");
-        return soma__large_realloc(p, size);
+        return soma__large_realloc(p, size); /* it keeps its owner */
     }
     /* Stay in place when the new size fits and does not waste a quarter or
      * more of the block (CPython's rule: growing always moves; shrinking by
@@ -263,7 +272,7 @@ void *soma_aligned_alloc(size_t alignment, size_t size)
     soma__start();
     if (SOMA_UNLIKELY(soma__options.debug))
         return soma__debug_malloc(soma__heap_tls, size, SOMA_CALL_ALIGNED, alignment);
-    return soma__large_aligned_alloc(alignment, size);
+    return soma__large_aligned_alloc(NULL, alignment, size);
 }
 
 _Static_assert(SOMA_MEDIUM_MAX <= SOMA_TRACK_MAX_BLOCK, "track.h bisects within a block");

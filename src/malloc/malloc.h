@@ -18,13 +18,19 @@ SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p);
 /* ---- large.c: soma's blocks above the medium classes: mappings of its own,
  * cached when freed; system blocks for the rare small ones; all recorded
  * and counted ---- */
-SOMA_INTERNAL void *soma__large_malloc(size_t n);
-SOMA_INTERNAL void *soma__large_calloc(size_t n); /* n: the product, checked */
-SOMA_INTERNAL void *soma__large_aligned_alloc(size_t alignment, size_t n);
+/* owner: the explicit heap the block is asked of (its statistics count
+ * it, its destroy releases it), or NULL for a thread's heap. */
+SOMA_INTERNAL void *soma__large_malloc(const void *owner, size_t n);
+SOMA_INTERNAL void *soma__large_calloc(const void *owner, size_t n); /* n: the product, checked */
+SOMA_INTERNAL void *soma__large_aligned_alloc(const void *owner, size_t alignment, size_t n);
 SOMA_INTERNAL void *soma__large_realloc(void *p, size_t n); /* p: not in an arena */
 SOMA_INTERNAL void soma__large_free(void *p);                /* p: not in an arena */
 SOMA_INTERNAL size_t soma__large_usable_size(const void *p);
 SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *total);
+/* The large blocks asked of one explicit heap: how many, their bytes. */
+SOMA_INTERNAL void soma__large_owned_counts(const void *owner, size_t *count, size_t *bytes);
+/* ... and all of them released (soma_heap_destroy). */
+SOMA_INTERNAL void soma__large_release_owned(const void *owner);
 /* The mappings and their cache: every field of *m. */
 SOMA_INTERNAL void soma__large_map_counts(soma_large_map_stats *m);
 /* Is p one of soma's large blocks?  1 and its requested size in *n. */
@@ -42,8 +48,9 @@ SOMA_INTERNAL void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg),
  * walk is returned exactly once, whatever is registered or forgotten, and
  * however the tables grow, between batches. */
 typedef struct {
-    uintptr_t p; /* the block */
-    size_t n;    /* bytes requested */
+    uintptr_t p;       /* the block */
+    size_t n;          /* bytes requested */
+    const void *owner; /* the explicit heap it was asked of, or NULL */
 } large_block_t;
 typedef struct {
     unsigned shard;  /* the shard being walked */

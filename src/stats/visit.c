@@ -168,7 +168,8 @@ static int call_back(const visit_t *v, int large, soma_visit_fn fn, void *arg)
     for (size_t i = 0; i < v->n; i++) {
         soma_block_info b;
         if (large) {
-            b = (soma_block_info){(void *)v->u.large[i].p, v->u.large[i].n, -1, NULL};
+            b = (soma_block_info){(void *)v->u.large[i].p, v->u.large[i].n, -1,
+                                  v->u.large[i].owner};
         } else {
             b = (soma_block_info){v->u.pool.block[i], v->debug ? v->u.pool.size[i] : size, v->cls,
                                   v->heap};
@@ -259,8 +260,24 @@ static int visit_heap(visit_t *v, heap_t *heap, soma_visit_fn fn, void *arg)
         pthread_mutex_unlock(&heap->lock);
         debug_unlock(v);
         if (!more)
-            return 0;
+            break;
         int rc = call_back(v, 0, fn, arg);
+        if (rc != 0)
+            return rc;
+    }
+    /* Its large blocks: the registry's, those asked of it. */
+    large_place_t place = {0, 0};
+    for (;;) {
+        debug_lock(v);
+        size_t n = soma__large_batch(&place, v->u.large, LARGE_MAX, v->debug ? large_visible : NULL);
+        debug_unlock(v);
+        if (n == 0)
+            return 0;
+        v->n = 0;
+        for (size_t i = 0; i < n; i++)
+            if (v->u.large[i].owner == heap)
+                v->u.large[v->n++] = v->u.large[i];
+        int rc = call_back(v, 1, fn, arg);
         if (rc != 0)
             return rc;
     }

@@ -212,6 +212,8 @@ static void take_heap(walk_t *w, heap_t *heap)
     pthread_mutex_lock(&heap->lock);
     walk_heap(heap, w);
     pthread_mutex_unlock(&heap->lock);
+    /* Its large blocks too: asked of it, released with it. */
+    soma__large_owned_counts(heap, &w->st->large.blocks_in_use, &w->st->large.bytes_in_use);
     stats_finish(w->st);
 }
 

@@ -114,9 +114,11 @@ static int rec_by_p(const void *a, const void *b)
 }
 
 /* Is the record's block its heap's (not a large block, not even underneath)? */
+/* Visited with its explicit heap: its small and medium blocks, and the
+ * large ones asked of it (debug mode's large blocks are its own, no heap's). */
 static int in_heap(const rec_t *r)
 {
-    return r->cls >= 0 && !(debug && r->n > DEBUG_POOLED_MAX);
+    return debug ? r->cls >= 0 && r->n <= DEBUG_POOLED_MAX : 1;
 }
 
 /* The class soma serves n bytes from (alignment 16), -1 for a large block. */
@@ -163,7 +165,8 @@ static void allocate_plan(recs_t *rs, soma_heap *h, int who, size_t skew)
                 return;
             memset(p, 0x5a, n < 64 ? n : 64);
             int cls = class_of(n);
-            rec_add(rs, p, n, cls, cls < 0 ? -1 : who);
+            /* A large block belongs to the explicit heap it was asked of. */
+            rec_add(rs, p, n, cls, cls < 0 && who != WHO_EXPLICIT ? -1 : who);
         }
     }
     /* A few of the other ways a block is made. */
@@ -259,8 +262,10 @@ static void match(seen_t *s, recs_t *all, soma_heap *e, const void **heap_of)
             CHECK_EQ(b->size_class, r->cls);
             CHECK_EQ(b->size, r->cls < 0 ? r->n : class_size(r->cls));
         }
-        if (r->cls < 0 || (debug && b->size_class < 0)) {
+        if (debug && b->size_class < 0) {
             CHECK(b->heap == NULL);
+        } else if (r->cls < 0) {
+            CHECK_PTR_EQ(b->heap, r->who == WHO_EXPLICIT ? (const void *)e : NULL);
         } else if (r->who == WHO_EXPLICIT) {
             CHECK_PTR_EQ(b->heap, e);
         } else {
@@ -395,6 +400,7 @@ static void test_exact(void)
         in_heap += hs.classes[c].blocks_in_use;
     for (size_t i = 0; i < hs.medium.num_classes; i++)
         in_heap += hs.medium.classes[i].blocks_in_use;
+    in_heap += hs.large.blocks_in_use; /* the large blocks asked of it */
     if (debug)
         CHECK_LE(se.n, in_heap);
     else
@@ -757,7 +763,7 @@ static int watch_cb(const soma_block_info *b, void *arg)
     w->total++;
     uintptr_t p = (uintptr_t)b->block;
     int ok = p != 0 && p % SOMA_ALIGNMENT == 0 && b->size_class >= -1 &&
-             b->size_class < NCLASSES && (b->size_class < 0) == (b->heap == NULL);
+             b->size_class < NCLASSES && (b->size_class < 0 || b->heap != NULL);
     if (ok && b->size_class >= 0 && !debug) {
         uintptr_t off = p % w->pool_size;
         ok = b->size == class_size(b->size_class) && off >= 48 && (off - 48) % b->size == 0;

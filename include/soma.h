@@ -110,10 +110,10 @@ SOMA_API SOMA_MALLOC_ATTR void *soma_aligned_alloc(size_t alignment, size_t size
  * _calloc, _realloc and _destroy on one heap must not overlap.  Its blocks
  * may be freed (soma_free) by any thread, before the heap is destroyed.
  * Small and medium requests (up to soma_stats.medium.max_size bytes, 8160 by
- * default) are served from the heap's own arenas.  Larger ones are passed to
- * the system allocator, as for soma_malloc: such blocks do not belong to the
- * heap, and soma_heap_destroy does not release them (free them with
- * soma_free).
+ * default) are served from the heap's own arenas.  Larger ones are soma's
+ * own mappings, as for soma_malloc, recorded as the heap's: its statistics
+ * count them and soma_heap_destroy unmaps them with the rest (in debug mode
+ * they are debug mode's own, no heap's, and destroy leaves them).
  * ------------------------------------------------------------------------ */
 
 typedef struct soma_heap soma_heap;

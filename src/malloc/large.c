@@ -155,6 +155,22 @@ static int grow(shard_t *s)
     return 0;
 }
 
+/* An explicit heap's count of its large blocks, changed by `by` blocks of
+ * `bytes` (a shard's lock held). */
+static void owned_add(const void *owner, long by, size_t bytes)
+{
+    if (owner == NULL)
+        return;
+    heap_t *h = (heap_t *)owner;
+    if (by > 0) {
+        atomic_fetch_add_explicit(&h->large_blocks, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&h->large_bytes, bytes, memory_order_relaxed);
+    } else {
+        atomic_fetch_sub_explicit(&h->large_blocks, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&h->large_bytes, bytes, memory_order_relaxed);
+    }
+}
+
 /* Record p (n bytes asked, a mapping of `map` bytes or 0, asked of the
  * explicit heap `owner` or of none); 0, or -1 if the table could not grow
  * (no memory for it). */
@@ -171,6 +187,7 @@ static int enter(void *p, size_t n, size_t map, const void *owner)
     s->used++;
     s->bytes += n;
     s->mapped += map;
+    owned_add(owner, 1, n);
     pthread_mutex_unlock(&s->lock);
     if (map > 0)
         live_grew(map);
@@ -188,6 +205,28 @@ static void *enter_sys(void *p, size_t n, const void *owner)
     return p;
 }
 
+/* Take the entry in slot `hole` out of shard s (its lock held) into *out.
+ * Backward-shift deletion: later entries of the run move into the hole
+ * when their home slot is at or before it, so no probe run is broken. */
+static void remove_at(shard_t *s, size_t hole, entry_t *out)
+{
+    size_t mask = s->cap - 1;
+    *out = s->slots[hole];
+    s->bytes -= out->n;
+    s->mapped -= out->map;
+    s->used--;
+    owned_add(out->owner, -1, out->n);
+    for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
+        size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            s->slots[hole] = s->slots[j];
+            hole = j;
+        }
+    }
+    s->slots[hole].p = 0;
+    atomic_fetch_sub_explicit(&live_mapped, out->map, memory_order_relaxed);
+}
+
 /* Forget p if it is registered: 1 (its entry in *out), else 0. */
 static int leave(uintptr_t p, entry_t *out)
 {
@@ -197,23 +236,8 @@ static int leave(uintptr_t p, entry_t *out)
         pthread_mutex_unlock(&s->lock);
         return 0;
     }
-    /* Backward-shift deletion: pull later entries of the run into the hole
-     * when their home slot is at or before it, so no probe run is broken. */
-    size_t mask = s->cap - 1, hole = (size_t)(find(s, p) - s->slots);
-    *out = s->slots[hole];
-    s->bytes -= out->n;
-    s->mapped -= out->map;
-    s->used--;
-    for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
-        size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-            s->slots[hole] = s->slots[j];
-            hole = j;
-        }
-    }
-    s->slots[hole].p = 0;
+    remove_at(s, (size_t)(find(s, p) - s->slots), out);
     pthread_mutex_unlock(&s->lock);
-    atomic_fetch_sub_explicit(&live_mapped, out->map, memory_order_relaxed);
     return 1;
 }
 
@@ -962,48 +986,47 @@ void soma__large_counts(size_t *count, size_t *bytes, size_t *total)
 
 void soma__large_owned_counts(const void *owner, size_t *count, size_t *bytes)
 {
-    *count = *bytes = 0;
-    for (size_t i = 0; i < SHARDS; i++) {
-        pthread_mutex_lock(&shards[i].lock);
-        for (size_t j = 0; j < shards[i].cap; j++)
-            if (shards[i].slots[j].p != 0 && shards[i].slots[j].owner == owner) {
-                (*count)++;
-                *bytes += shards[i].slots[j].n;
-            }
-        pthread_mutex_unlock(&shards[i].lock);
-    }
+    const heap_t *h = owner;
+    *count = atomic_load_explicit(&h->large_blocks, memory_order_relaxed);
+    *bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
 }
 
 /* An explicit heap destroyed: every large block asked of it goes, its
  * mapping straight back to the OS (not to the cache: destroy means the
- * memory leaves), a system block to the system.  A batch of addresses is
- * taken under each shard's lock, then each is forgotten and released with
- * no lock held, until the shard has none of the heap's left.  The heap's
- * user is the caller (soma.h): nobody allocates in it meanwhile. */
+ * memory leaves), a system block to the system.  Each shard's entries of
+ * the heap are taken out under its lock, so that no other thread can
+ * meanwhile free one and have its address handed to somebody else, then
+ * released with no lock held; a shard is scanned again until a pass finds
+ * none (a batch may be full, and the deletion's shifts move entries).  A
+ * heap with no large block costs nothing.  The heap's user is the caller
+ * (soma.h): nobody allocates in it meanwhile. */
 void soma__large_release_owned(const void *owner)
 {
     enum { BATCH = 64 };
-    for (size_t i = 0; i < SHARDS; i++) {
+    heap_t *h = (heap_t *)owner;
+    for (size_t i = 0; i < SHARDS && atomic_load_explicit(&h->large_blocks, memory_order_relaxed) > 0;
+         i++) {
+        shard_t *s = &shards[i];
         for (;;) {
-            uintptr_t got[BATCH];
+            entry_t got[BATCH];
             size_t k = 0;
-            pthread_mutex_lock(&shards[i].lock);
-            for (size_t j = 0; j < shards[i].cap && k < BATCH; j++)
-                if (shards[i].slots[j].p != 0 && shards[i].slots[j].owner == owner)
-                    got[k++] = shards[i].slots[j].p;
-            pthread_mutex_unlock(&shards[i].lock);
+            pthread_mutex_lock(&s->lock);
+            for (size_t j = 0; j < s->cap && k < BATCH;) {
+                if (s->slots[j].p != 0 && s->slots[j].owner == owner)
+                    remove_at(s, j, &got[k++]); /* slot j may hold a shifted entry now */
+                else
+                    j++;
+            }
+            pthread_mutex_unlock(&s->lock);
             for (size_t m = 0; m < k; m++) {
-                entry_t e;
-                if (!leave(got[m], &e))
-                    continue; /* freed meanwhile by another thread: a misuse, but gone */
-                if (e.map == 0) {
-                    soma__sys_free((void *)e.p);
+                if (got[m].map == 0) {
+                    soma__sys_free((void *)got[m].p);
                 } else {
-                    soma__track_free((void *)e.p, e.map);
-                    release((void *)e.p, e.map);
+                    soma__track_free((void *)got[m].p, got[m].map);
+                    release((void *)got[m].p, got[m].map);
                 }
             }
-            if (k < BATCH)
+            if (k == 0)
                 break;
         }
     }

@@ -152,6 +152,10 @@ struct heap {
                           first), 0 once unlisted: soma__heap_step's place */
     heap_t *next_orphan; /* heaps whose thread exited, waiting for a new one */
     _Atomic int orphaned; /* written under heaps_lock; read without it by frees */
+    /* malloc/large.c's: the large blocks asked of this explicit heap and
+     * still registered, and their bytes asked; changed under the registry
+     * shard's lock of each block, read by statistics and destroy. */
+    _Atomic size_t large_blocks, large_bytes;
 };
 
 /* The record of the pool that holds p, p in arena a (soma__region_arena).

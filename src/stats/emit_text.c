@@ -102,7 +102,7 @@ void soma__emit_text(emit_t *e, const soma_stats *st)
         classes(e, st->medium.classes, st->medium.num_classes, st->num_classes);
         arena_lines(e, st, 1);
     }
-    if (st->large.blocks_allocated_total > 0) {
+    if (st->large.blocks_allocated_total > 0 || st->large.blocks_in_use > 0) {
         soma__sink_printf(s, "\nLarge blocks (soma's own mappings, freed ones cached): above %zu "
                              "bytes, or aligned above %d.\n\n",
                           st->medium.max_size, SOMA_ALIGNMENT);
@@ -110,8 +110,11 @@ void soma__emit_text(emit_t *e, const soma_stats *st)
         soma__emit_figure(e, st, SOMA_F_large_blocks_in_use);
         soma__emit_figure(e, st, SOMA_F_large_bytes_in_use);
         /* A snapshot read back from an older soma has none of these: its
-         * size stops before them (emit.c zeroed the rest). */
-        if (st->size == 0 || st->size >= offsetof(soma_stats, large_map) + sizeof st->large_map) {
+         * size stops before them (emit.c zeroed the rest).  An explicit
+         * heap's has none either: the mappings and their cache are the
+         * process's (its total is 0, its blocks in use its own). */
+        if ((st->size == 0 || st->size >= offsetof(soma_stats, large_map) + sizeof st->large_map) &&
+            st->large.blocks_allocated_total > 0) {
             soma__emit_figure(e, st, SOMA_F_large_bytes_mapped);
             soma__emit_figure(e, st, SOMA_F_large_cached_blocks);
             soma__emit_figure(e, st, SOMA_F_large_cached_bytes);

@@ -265,7 +265,10 @@ static int visit_heap(visit_t *v, heap_t *heap, soma_visit_fn fn, void *arg)
         if (rc != 0)
             return rc;
     }
-    /* Its large blocks: the registry's, those asked of it. */
+    /* Its large blocks: the registry's, those asked of it (no walk of the
+     * registry when it has none). */
+    if (atomic_load_explicit(&heap->large_blocks, memory_order_relaxed) == 0)
+        return 0;
     large_place_t place = {0, 0};
     for (;;) {
         debug_lock(v);

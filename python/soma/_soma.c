@@ -51,7 +51,6 @@ typedef struct {
     int looked;  /* the lookup below was made */
     int enabled; /* soma is this process's malloc */
     char path[4096];
-    void (*stats_get_sized)(soma_stats *, size_t);
     int (*stats_print)(FILE *);
     int (*stats_print_json)(FILE *);
     int (*stats_diff)(FILE *, const soma_stats *, const soma_stats *);
@@ -130,7 +129,6 @@ static void look(void)
     void *probe = dlsym(RTLD_DEFAULT, "soma_stats_get_sized");
     if (probe == NULL || dladdr(probe, &in) == 0 || in.dli_fname == NULL || !is_malloc(&in))
         return;
-    fns.stats_get_sized = (void (*)(soma_stats *, size_t))probe;
     fns.stats_print = (int (*)(FILE *))find("soma_stats_print", &in);
     fns.stats_print_json = (int (*)(FILE *))find("soma_stats_print_json", &in);
     fns.stats_diff = (int (*)(FILE *, const soma_stats *, const soma_stats *))find("soma_stats_diff", &in);
@@ -201,22 +199,25 @@ static PyObject *mem_close(memtext *m, int rc, const char *what)
     return out;
 }
 
+/* What one of soma's printers writes, as str. */
+static PyObject *printed(int (*print)(FILE *), const char *what)
+{
+    memtext m;
+    if (!need((void *)print) || mem_open(&m) != 0)
+        return NULL;
+    return mem_close(&m, print(m.f), what);
+}
+
 static PyObject *stats_text(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
-    memtext m;
-    if (!need((void *)fns.stats_print) || mem_open(&m) != 0)
-        return NULL;
-    return mem_close(&m, fns.stats_print(m.f), "its statistics");
+    return printed(fns.stats_print, "its statistics");
 }
 
 static PyObject *stats_json(PyObject *self, PyObject *unused)
 {
     (void)self, (void)unused;
-    memtext m;
-    if (!need((void *)fns.stats_print_json) || mem_open(&m) != 0)
-        return NULL;
-    return mem_close(&m, fns.stats_print_json(m.f), "its snapshot");
+    return printed(fns.stats_print_json, "its snapshot");
 }
 
 /* ---- snapshots read back (the CLI's reader) ---- */

@@ -211,6 +211,27 @@ static int large_visible(large_block_t *b)
     return 1;
 }
 
+/* The registry's large blocks, batch by batch: all of them (only NULL),
+ * or those asked of the explicit heap `only`. */
+static int visit_large(visit_t *v, const heap_t *only, soma_visit_fn fn, void *arg)
+{
+    large_place_t place = {0, 0};
+    for (;;) {
+        debug_lock(v);
+        size_t n = soma__large_batch(&place, v->u.large, LARGE_MAX, v->debug ? large_visible : NULL);
+        debug_unlock(v);
+        if (n == 0)
+            return 0;
+        v->n = 0;
+        for (size_t i = 0; i < n; i++)
+            if (only == NULL || v->u.large[i].owner == only)
+                v->u.large[v->n++] = v->u.large[i];
+        int rc = call_back(v, 1, fn, arg);
+        if (rc != 0)
+            return rc;
+    }
+}
+
 static int visit_all(visit_t *v, soma_visit_fn fn, void *arg)
 {
     /* What soma_stats_get collects first (walk.c): the caller's pending
@@ -232,17 +253,7 @@ static int visit_all(visit_t *v, soma_visit_fn fn, void *arg)
         if (rc != 0)
             return rc;
     }
-    large_place_t place = {0, 0};
-    for (;;) {
-        debug_lock(v);
-        v->n = soma__large_batch(&place, v->u.large, LARGE_MAX, v->debug ? large_visible : NULL);
-        debug_unlock(v);
-        if (v->n == 0)
-            return 0;
-        int rc = call_back(v, 1, fn, arg);
-        if (rc != 0)
-            return rc;
-    }
+    return visit_large(v, NULL, fn, arg);
 }
 
 /* One explicit heap, whose user the caller is (soma.h): no other thread
@@ -269,21 +280,7 @@ static int visit_heap(visit_t *v, heap_t *heap, soma_visit_fn fn, void *arg)
      * registry when it has none). */
     if (atomic_load_explicit(&heap->large_blocks, memory_order_relaxed) == 0)
         return 0;
-    large_place_t place = {0, 0};
-    for (;;) {
-        debug_lock(v);
-        size_t n = soma__large_batch(&place, v->u.large, LARGE_MAX, v->debug ? large_visible : NULL);
-        debug_unlock(v);
-        if (n == 0)
-            return 0;
-        v->n = 0;
-        for (size_t i = 0; i < n; i++)
-            if (v->u.large[i].owner == heap)
-                v->u.large[v->n++] = v->u.large[i];
-        int rc = call_back(v, 1, fn, arg);
-        if (rc != 0)
-            return rc;
-    }
+    return visit_large(v, heap, fn, arg);
 }
 
 int soma_blocks_visit(soma_heap *h, soma_visit_fn fn, void *arg)

@@ -55,8 +55,14 @@ enum {
       "`soma run --timeline` draws); the dumps are then JSON too")                                 \
     X(decay_ms, "SOMA_ARENA_DECAY_MS", SOMA_OPT_NUMBER, "milliseconds", 0, 1000, 0, 3600000, "0",  \
       "1000", "a number of milliseconds from 0 to 3600000",                                        \
-      "how long a wholly empty arena (and a pool left empty alone in its class) stays for reuse "  \
-      "before it goes back; 0: at once, as CPython does (one last empty arena kept)")              \
+      "how long what is freed stays for reuse before it goes back to the OS: a wholly empty "      \
+      "arena, an empty pool's pages, a cached large mapping (and a pool left empty alone in its "  \
+      "class stays parked); 0: arenas at once, as CPython does (one last empty arena kept)")       \
+    X(purge_thread, "SOMA_BACKGROUND_PURGE", SOMA_OPT_BOOL, "bool", 0, 1, 0, 1, "0", "1",         \
+      "a boolean (1/0, yes/no, on/off, true/false)",                                               \
+      "1: a thread of soma's gives back what has stayed unused for SOMA_ARENA_DECAY_MS (empty "    \
+      "pools' pages, empty arenas, cached large mappings) when it expires, so an idle program "    \
+      "shrinks too; 0: only the program's own allocations and frees give it back")                \
     X(debug, "SOMA_DEBUG", SOMA_OPT_DEBUG, "bool or report", 0, 0, 0, 2, "0", "0",                 \
       "1/0, yes/no, on/off, true/false or report",                                                 \
       "1: debug mode (guards, fills, a quarantine, checks; a misuse is diagnosed and aborts); "    \

@@ -101,6 +101,32 @@ SOMA_API size_t soma_usable_size(const void *p);
 SOMA_API SOMA_MALLOC_ATTR void *soma_aligned_alloc(size_t alignment, size_t size);
 
 /* ------------------------------------------------------------------------
+ * Giving memory back.
+ *
+ * soma keeps what a program frees for reuse: empty pools (their pages),
+ * wholly empty arenas, and large mappings (the cache).  Each goes back to
+ * the OS once it has stayed unused for SOMA_ARENA_DECAY_MS (the override's
+ * default: 1000 ms): an empty pool's pages with madvise(MADV_DONTNEED)
+ * (the pool stays in its arena, and its pages come back, zeroed, when it
+ * is put to work again), an arena or a mapping by giving it back whole.
+ * The program's own allocations and frees check for what has expired, and
+ * with SOMA_BACKGROUND_PURGE (the override's default) a thread of soma's
+ * does too, at the earliest expiry, so a program that stops allocating
+ * still shrinks.  With no decay (the library's default) an arena goes
+ * back as soon as it is empty but for the last one (CPython's rule), and
+ * an empty pool's pages stay until the arena goes or soma_purge asks.
+ * ------------------------------------------------------------------------ */
+
+/* Give back now what has expired (all = 0: what the purge thread would at
+ * its next sweep), or everything soma keeps for reuse (all != 0: every
+ * empty arena, every empty pool's pages, every cached large mapping, and
+ * the calling thread's parked pools first).  Any thread may call it; the
+ * other threads' next uses of what went back pay the page faults.  The
+ * override's malloc_trim calls it with all = 1.  Returns the bytes given
+ * back.  In debug mode it does nothing and returns 0. */
+SOMA_API size_t soma_purge(int all);
+
+/* ------------------------------------------------------------------------
  * Explicit heaps.
  *
  * Besides each thread's own heap, a program may make heaps of its own: a
@@ -229,9 +255,24 @@ typedef struct soma_type_stats {
     size_t count;     /* objects in the cache when the snapshot was taken */
 } soma_type_stats;
 
+/* Empty pools whose pages went back to the OS, inside arenas still mapped
+ * (SOMA_STATS_VERSION 3; at the end of soma_stats).  Those pools are still
+ * counted in unused_pools (and the medium one), as empty pools are: the
+ * accounting of an arena's bytes does not change, and these say how much
+ * of unused_pool_bytes is not resident.  (Never-carved pools are not
+ * resident either, and not counted here: their pages were never touched.) */
+typedef struct soma_returned_stats {
+    size_t pools;              /* small arenas' pools returned now */
+    size_t pool_bytes;         /* pools * pool_size */
+    size_t medium_pools;       /* the same in the medium arenas */
+    size_t medium_pool_bytes;
+    size_t pools_total;        /* pools whose pages went back, ever, both kinds
+                                  (a pool put to work and emptied again counts again) */
+} soma_returned_stats;
+
 /* The layout of soma_stats: raised whenever a field is added (only ever at
  * the end of the struct, or of a nested one's place-holders). */
-#define SOMA_STATS_VERSION 2 /* 2: large_map */
+#define SOMA_STATS_VERSION 3 /* 2: large_map; 3: returned */
 
 typedef struct soma_stats {
     /* Which layout the library filled in (SOMA_STATS_VERSION) and how many
@@ -304,6 +345,8 @@ typedef struct soma_stats {
 
     /* Version 2: the large blocks' mappings and their cache. */
     soma_large_map_stats large_map;
+    /* Version 3: empty pools whose pages went back. */
+    soma_returned_stats returned;
 } soma_stats;
 
 /* Fill *out with a snapshot of every figure, over all heaps (every

@@ -20,6 +20,7 @@ typedef struct {
     long json;             /* SOMA_STATS_FORMAT=json */
     long interval_ms;      /* SOMA_STATS_INTERVAL_MS; 0 = no sampling */
     long decay_ms;         /* SOMA_ARENA_DECAY_MS */
+    long purge_thread;     /* SOMA_BACKGROUND_PURGE */
     long debug;            /* SOMA_DEBUG: SOMA_DEBUG_* */
     long quarantine;       /* SOMA_DEBUG_QUARANTINE, bytes */
 } options_t;

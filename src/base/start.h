@@ -30,7 +30,9 @@ enum {
     SOMA_ORDER_LINK = 1,      /* pool/link.c: the links' key (start only) */
     SOMA_ORDER_SIZECLASS = 2, /* pool/sizeclass.c: the medium table (start only) */
     SOMA_ORDER_OPTIONS = 5,   /* base/options.c: reads the environment (start only) */
-    SOMA_ORDER_REPORT = 10,   /* runtime/report.c: the exit dump; dump lock (reset in
+    SOMA_ORDER_REPORT = 10,
+    SOMA_ORDER_PURGE = 12,    /* runtime/purge.c: restarts the purge thread in the child,
+                                 once every lock below is released */   /* runtime/report.c: the exit dump; dump lock (reset in
                                  the child, not held: DESIGN.md's lock table says why) */
     SOMA_ORDER_DEBUG = 30,    /* heap/heap.c: debug mode's recursive lock */
     SOMA_ORDER_TYPES = 40,    /* stats/types.c: the type registry's lock */
@@ -39,6 +41,8 @@ enum {
     SOMA_ORDER_REGION = 70,   /* os/region.c: the address range */
     SOMA_ORDER_LARGE = 80,    /* malloc/large.c: the large blocks' shards, never
                                  held with another lock of soma's */
+    SOMA_ORDER_WAKE = 90,     /* base/wake.c: taken inside any other lock, never held
+                                 across fork (reset in the child) */
 };
 
 /* fork phases (a module's fork hook gets one) */

@@ -105,7 +105,7 @@ static void tidy(heap_t *h)
     debug_enter();
     soma__pool_collect(h);
     soma__pool_unpark(h, 1);
-    soma__arena_trim(h, 1);
+    soma__arena_trim(h, SOMA_TRIM_ARENAS, NULL);
     debug_leave();
 }
 

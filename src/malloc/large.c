@@ -65,6 +65,7 @@
 
 #include "base/options.h"
 #include "base/process.h"
+#include "base/wake.h"
 #include "base/start.h"
 #include "malloc/malloc.h"
 #include "os/os.h"
@@ -554,6 +555,9 @@ static void cache_put(void *p, size_t map)
         p = NULL;
     }
     uint64_t now = soma__options.decay_ms > 0 ? soma__process_now_ms() : 0;
+    /* A mapping cached begins its decay: the purge thread must know, once
+     * the mapping is there to be seen (base/wake.h). */
+    int begins = p != NULL && now != 0;
     for (;;) {
         struct {
             uintptr_t p;
@@ -606,8 +610,55 @@ static void cache_put(void *p, size_t map)
         pthread_mutex_unlock(&cache.lock);
         for (int i = 0; i < k; i++)
             release((void *)gone[i].p, gone[i].size);
-        if (k < GONE_BATCH)
+        if (k < GONE_BATCH) {
+            if (begins)
+                soma__wake();
             return;
+        }
+    }
+}
+
+/* The cached mappings that have aged out go back to the OS (every one if
+ * `all`); *next_ms is lowered to when the oldest one kept will have.
+ * Returns the bytes given back.  For the purge (runtime/purge.c): without
+ * it the cache sheds only when something is freed into it. */
+size_t soma__large_trim(int all, uint64_t *next_ms)
+{
+    size_t bytes = 0;
+    for (;;) {
+        pthread_mutex_lock(&cache.lock);
+        size_t had = cache.bytes;
+        pthread_mutex_unlock(&cache.lock);
+        if (!all) {
+            cache_put(NULL, 0);
+        } else {
+            struct {
+                uintptr_t p;
+                size_t size;
+            } gone[GONE_BATCH];
+            int k = 0;
+            pthread_mutex_lock(&cache.lock);
+            for (; k < GONE_BATCH && cache.old != 0; k++) {
+                gone[k].p = cache.slot[cache.old].p;
+                gone[k].size = cache.slot[cache.old].pages * PAGE;
+                unlink_slot(cache.old);
+            }
+            pthread_mutex_unlock(&cache.lock);
+            for (int i = 0; i < k; i++)
+                release((void *)gone[i].p, gone[i].size);
+        }
+        pthread_mutex_lock(&cache.lock);
+        size_t left = cache.bytes;
+        int more = all && cache.old != 0;
+        if (!more && cache.old != 0 && soma__options.decay_ms > 0) {
+            uint64_t due_ms = cache.slot[cache.old].since_ms + (uint64_t)soma__options.decay_ms;
+            if (due_ms < *next_ms)
+                *next_ms = due_ms;
+        }
+        pthread_mutex_unlock(&cache.lock);
+        bytes += had > left ? had - left : 0;
+        if (!more)
+            return bytes;
     }
 }
 

@@ -53,6 +53,19 @@ void soma__os_decommit(void *p, size_t size)
     errno = saved;
 }
 
+/* MADV_DONTNEED rather than MADV_FREE: the pages leave the resident set
+ * at once, which is what a program's RSS (and the OS deciding whom to
+ * kill) sees; MADV_FREE'd pages stay counted until the kernel is short of
+ * memory, and soma gives pages back only after they have stayed unused
+ * for the decay time, so the cheaper reuse MADV_FREE offers would rarely
+ * be had (docs/DESIGN.md). */
+void soma__os_purge(void *p, size_t size)
+{
+    int saved = errno; /* reached from free, which never changes errno */
+    madvise(p, size, MADV_DONTNEED);
+    errno = saved;
+}
+
 /* ThreadSanitizer intercepts mmap and munmap, and forgets the history of
  * the addresses they give or take, but not mremap: pages moved to
  * addresses another thread used before would carry that thread's accesses

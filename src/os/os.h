@@ -17,6 +17,9 @@ SOMA_INTERNAL void *soma__os_reserve(size_t size);    /* addresses only; NULL on
 SOMA_INTERNAL void *soma__os_map_sparse(size_t size); /* read-write, NORESERVE */
 SOMA_INTERNAL int soma__os_commit(void *p, size_t size);
 SOMA_INTERNAL void soma__os_decommit(void *p, size_t size);
+/* [p, p+size)'s pages back to the OS, the mapping kept: they read as zeros
+ * when touched again (MADV_DONTNEED). */
+SOMA_INTERNAL void soma__os_purge(void *p, size_t size);
 
 /* ---- sys.c: the system allocator (glibc's, through dlsym in the override) ---- */
 SOMA_INTERNAL void *soma__sys_malloc(size_t size);

@@ -35,6 +35,7 @@
 
 #include "base/process.h"
 #include "base/start.h"
+#include "base/wake.h"
 #include "os/os.h"
 #include "os/slab.h"
 #include "pool/pool.h"
@@ -46,7 +47,12 @@ static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Process-wide arena counters, one set per kind, changed only when an arena
  * is mapped or given back (each heap keeps its own too, under its lock). */
 static _Atomic size_t arenas_total[SOMA_NUM_KINDS], arenas_now[SOMA_NUM_KINDS],
-    arenas_peak[SOMA_NUM_KINDS];
+    arenas_peak[SOMA_NUM_KINDS], returned_total[SOMA_NUM_KINDS];
+
+size_t soma__arena_returned_total(unsigned kind)
+{
+    return atomic_load_explicit(&returned_total[kind], memory_order_relaxed);
+}
 
 void soma__arena_counts(unsigned kind, size_t *total, size_t *current, size_t *highwater)
 {
@@ -217,9 +223,13 @@ pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
     if (nf > 1)
         s->nfp2lasta[nf - 1] = a;
 
+    /* A resident empty pool first, then one whose pages went back (as
+     * untouched as a never-carved one, and it keeps the arena compact). */
     pool_t *pool = a->freepools;
     if (pool != NULL) {
         a->freepools = pool->nextpool;
+    } else if ((pool = a->returned) != NULL) {
+        a->returned = pool->nextpool;
     } else {
         pool = soma__pool_in(a, (void *)a->pool_address);
         pool->base = (char *)a->pool_address;
@@ -227,6 +237,7 @@ pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
         pool->arena = a;
         pool->heap = heap;
         pool->szidx = SOMA_NO_CLASS;
+        pool->returned = 0;
         soma__pool_set_count(pool, 0);
     }
     if (--a->nfreepools == 0)
@@ -243,6 +254,11 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
     arena_set_t *s = &heap->sets[a->kind];
     pool->nextpool = a->freepools;
     a->freepools = pool;
+    pool->emptied_ms = (uint32_t)(emptied_ms ? emptied_ms : soma__process_now_ms());
+    /* Its decay begins: the purge thread, if it sleeps with nothing to
+     * wait for, must learn of it (a load, and rarely a signal). */
+    if (soma__options.decay_ms > 0)
+        soma__wake();
 
     unsigned nf = a->nfreepools;
     /* a leaves the run of arenas with nf free pools; if it was that run's
@@ -286,15 +302,89 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
         release_expired(heap, s, 0);
 }
 
-/* Give back the empty arenas a heap keeps for reuse, of both kinds: all of
- * them (the last one too) when `all`, for a heap whose thread has exited and
- * so has nobody to reuse them; otherwise those older than the decay. */
-void soma__arena_trim(heap_t *heap, int all)
+/* The pages of the empty pools of set s that have stayed empty for the
+ * decay (every one if `all`) go back to the OS; the pools move to their
+ * arena's returned list and are put to work again like any empty pool
+ * (pool.c: pool_start sets them up afresh).  Pools that touch go back in
+ * one call.  Heap lock held.  Returns how many pools; *next_ms is lowered
+ * to the earliest expiry of the pools kept. */
+static size_t purge_pools(arena_set_t *s, uint64_t now, int all, uint64_t *next_ms)
+{
+    uint32_t decay = (uint32_t)soma__options.decay_ms, now32 = (uint32_t)now;
+    size_t n = 0;
+    for (arena_t *a = s->usable_arenas; a != NULL; a = a->nextarena) {
+        uint64_t gone = 0; /* bit i: pools[i] */
+        for (pool_t **at = &a->freepools; *at != NULL;) {
+            pool_t *pool = *at;
+            uint32_t age = now32 - pool->emptied_ms;
+            if (!all && age < decay) {
+                if (now + (decay - age) < *next_ms)
+                    *next_ms = now + (decay - age);
+                at = &pool->nextpool;
+                continue;
+            }
+            *at = pool->nextpool;
+            pool->nextpool = a->returned;
+            a->returned = pool;
+            pool->returned = 1;
+            gone |= (uint64_t)1 << (pool - a->pools);
+        }
+        while (gone != 0) {
+            unsigned first = (unsigned)__builtin_ctzll(gone), end = first;
+            while (end < SOMA_POOLS_PER_ARENA && (gone >> end & 1))
+                end++;
+            soma__os_purge(a->pools[first].base, (size_t)(end - first) * SOMA_POOL_SIZE);
+            gone &= end < 64 ? ~(((uint64_t)1 << end) - 1) : 0;
+            n += end - first;
+        }
+    }
+    s->pools_returned_total += n;
+    return n;
+}
+
+/* The earliest expiry among the wholly free arenas release_expired kept
+ * (but the last, which stays), into *next_ms (heap lock held). */
+static void arenas_next(const arena_set_t *s, uint64_t *next_ms)
+{
+    uint64_t decay = (uint64_t)soma__options.decay_ms;
+    for (const arena_t *a = s->nfp2lasta[SOMA_POOLS_PER_ARENA];
+         a != NULL && a->nfreepools == a->ntotalpools; a = a->prevarena)
+        if ((a->nextarena != NULL || !SOMA_KEEP_ONE_EMPTY_ARENA) &&
+            a->empty_since_ms + decay < *next_ms)
+            *next_ms = a->empty_since_ms + decay;
+}
+
+size_t soma__arena_trim_locked(heap_t *heap, unsigned all, uint64_t *next_ms)
+{
+    uint64_t now = soma__process_now_ms(), ignored = UINT64_MAX;
+    if (next_ms == NULL)
+        next_ms = &ignored;
+    size_t bytes = 0;
+    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++) {
+        arena_set_t *s = &heap->sets[k];
+        size_t before = s->arenas_current;
+        release_expired(heap, s, (all & SOMA_TRIM_ARENAS) != 0);
+        bytes += (before - s->arenas_current) * SOMA_ARENA_SIZE;
+        if (soma__options.decay_ms > 0 || (all & SOMA_TRIM_POOLS)) {
+            size_t n = purge_pools(s, now, (all & SOMA_TRIM_POOLS) != 0, next_ms);
+            atomic_fetch_add_explicit(&returned_total[k], n, memory_order_relaxed);
+            bytes += n * SOMA_POOL_SIZE;
+        }
+        if (soma__options.decay_ms > 0)
+            arenas_next(s, next_ms);
+    }
+    return bytes;
+}
+
+/* Give back what a heap keeps for reuse and has expired (pool.h); with
+ * SOMA_TRIM_ARENAS, for a heap whose thread has exited and so has nobody
+ * to reuse them, every empty arena. */
+size_t soma__arena_trim(heap_t *heap, unsigned all, uint64_t *next_ms)
 {
     pthread_mutex_lock(&heap->lock);
-    for (unsigned k = 0; k < SOMA_NUM_KINDS; k++)
-        release_expired(heap, &heap->sets[k], all);
+    size_t bytes = soma__arena_trim_locked(heap, all, next_ms);
     pthread_mutex_unlock(&heap->lock);
+    return bytes;
 }
 
 /* soma_heap_destroy: give back every arena of the heap, small and medium;

@@ -11,7 +11,10 @@
  *   - with no decay, at most one arena is wholly free, and it is the last
  *     usable one (with a decay, wholly free arenas are the list's tail);
  *   - an arena's nfreepools = its empty carved pools + its never-carved pools,
- *     and its freepools list holds exactly its empty carved pools;
+ *     and its freepools and returned lists together hold exactly its empty
+ *     carved pools: those whose pages went back (returned set) on the
+ *     second, the others on the first;
+ *   - a used pool is not marked returned;
  *   - a pool with count 0 is on its arena's freepools, or parked: alone on
  *     its class list, and only with a decay;
  *   - every used pool (0 < count < capacity) is on usedpools[its class] and
@@ -108,19 +111,29 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
             } else {
                 empty++;
             }
+        } else if (pool->returned) {
+            FAIL("pool %p has blocks in use but is marked returned", (void *)pool->base);
         } else if (check_pool(heap, pool, why, whylen) != 0) {
             return -1;
         }
     }
     size_t listed = 0;
-    for (const pool_t *p = a->freepools; p != NULL; p = p->nextpool) {
-        if (soma__pool_count_raw(p) != 0 || p->arena != a)
-            FAIL("arena %p: pool %p on freepools is not empty", (void *)a->address, (void *)p);
-        if (++listed > empty)
-            FAIL("arena %p: freepools longer than its empty pools", (void *)a->address);
+    for (int returned = 0; returned < 2; returned++) {
+        const char *name = returned ? "returned" : "freepools";
+        for (const pool_t *p = returned ? a->returned : a->freepools; p != NULL; p = p->nextpool) {
+            if (soma__pool_count_raw(p) != 0 || p->arena != a)
+                FAIL("arena %p: pool %p on %s is not empty", (void *)a->address, (void *)p, name);
+            if (p->returned != returned)
+                FAIL("arena %p: pool %p on %s is%s marked returned", (void *)a->address,
+                     (void *)p, name, returned ? " not" : "");
+            if (++listed > empty)
+                FAIL("arena %p: freepools and returned longer than its empty pools",
+                     (void *)a->address);
+        }
     }
     if (listed != empty)
-        FAIL("arena %p: %zu empty pools but %zu on freepools", (void *)a->address, empty, listed);
+        FAIL("arena %p: %zu empty pools but %zu on freepools and returned", (void *)a->address,
+             empty, listed);
     if (a->nfreepools != empty + (a->ntotalpools - carved))
         FAIL("arena %p: nfreepools %u != %zu empty + %zu never carved", (void *)a->address,
              a->nfreepools, empty, a->ntotalpools - carved);

@@ -168,8 +168,10 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
     used_push_front(heap, c, pool);
     soma__pool_set_count(pool, 0);
     /* A pool that served this class before it emptied keeps its free list
-     * intact; any other is set up for the class. */
-    if (pool->szidx != c) {
+     * intact; any other is set up for the class, and so is one whose
+     * pages went back (they read as zeros now). */
+    if (pool->szidx != c || pool->returned) {
+        pool->returned = 0;
         /* Debug mode: old debug headers at other offsets must not pass
          * for released blocks of the new class (malloc/debug.c). */
         if (SOMA_UNLIKELY(soma__options.debug))
@@ -235,7 +237,7 @@ static void sweep_parked(heap_t *heap, uint64_t now)
     if (4 * (now - heap->swept_ms) >= (uint64_t)soma__options.decay_ms) {
         heap->swept_ms = now;
         soma__pool_unpark(heap, 0);
-        soma__arena_trim(heap, 0);
+        soma__arena_trim(heap, 0, NULL);
     }
 }
 

@@ -45,6 +45,9 @@ typedef struct heap heap_t;
  *   empty  count == 0; on its arena's freepools list; szidx still names the
  *          class it last served, so reusing it for that class skips the init.
  *          Or, with a decay, "parked": alone on its class list (pool.c).
+ *          Or "returned": empty for the decay time, its pages given back to
+ *          the OS (arena.c: purge_pools), on its arena's returned list; its
+ *          memory reads as zeros, so putting it to work sets it up afresh.
  * Blocks not yet handed out since the pool was (re)initialised for its class
  * are "virgin": they lie at [nextoffset, maxnextoffset] and are carved one at
  * a time, so a fresh pool touches only the pages it really uses.
@@ -52,7 +55,9 @@ typedef struct heap heap_t;
  * writes freeblock, the list links and the offsets.  `count` is written by
  * the owner and read by statistics walks (relaxed atomics).  `szidx` changes
  * only when an empty pool is put to work, under the heap lock, which walks
- * hold.  `base`, `heap` and `arena` never change once the pool is carved:
+ * hold; `emptied_ms` and `returned` belong to the arena's lists and change
+ * under the heap lock too (a pool on them has no block: no owner's path
+ * touches it without the lock).  `base`, `heap` and `arena` never change once the pool is carved:
  * any thread may read them, which is how a free finds the owner.
  */
 struct pool {
@@ -68,6 +73,9 @@ struct pool {
     uint16_t szidx;         /* size class index; SOMA_NO_CLASS before the first init */
     uint16_t nextoffset;    /* offset of the next virgin block */
     uint16_t maxnextoffset; /* last offset at which a whole block fits */
+    uint32_t emptied_ms;    /* empty: when it went back to its arena (the low 32 bits
+                               of soma__process_now_ms; ages are differences) */
+    uint8_t returned;       /* empty, and its pages given back: on the returned list */
 } __attribute__((aligned(64))); /* a line each: no record straddles two */
 
 #define SOMA_NO_CLASS 0xffffu
@@ -92,7 +100,8 @@ struct arena {
     uintptr_t pool_address; /* first never-carved pool; pools below it have headers */
     unsigned nfreepools;    /* empty pools + never-carved pools */
     unsigned ntotalpools;   /* pools that fit: 64 when aligned */
-    pool_t *freepools;      /* empty carved pools, LIFO through nextpool */
+    pool_t *freepools;      /* empty carved pools still resident, LIFO through nextpool */
+    pool_t *returned;       /* empty carved pools whose pages went back (purge_pools) */
     arena_t *nextarena;     /* usable_arenas links */
     arena_t *prevarena;
     arena_t *next_all; /* all arenas of the heap */
@@ -118,7 +127,9 @@ typedef struct {
      * or NULL; it makes re-sorting an arena O(1) (CPython's bpo-37029). */
     arena_t *nfp2lasta[SOMA_POOLS_PER_ARENA + 1];
     arena_t *all_arenas;
-    /* Slow-path counters (changed only when an arena is mapped or released). */
+    /* Slow-path counters (changed only when an arena is mapped or released,
+     * or pools' pages are given back). */
+    size_t pools_returned_total; /* pools whose pages went back, ever */
     size_t arenas_allocated_total;
     size_t arenas_current;
     size_t arenas_highwater;
@@ -273,10 +284,23 @@ SOMA_INTERNAL pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind);
 /* emptied_ms: when the pool's last block was freed (soma__process_now_ms();
  * 0: now), for the decay of its arena. */
 SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms);
-SOMA_INTERNAL void soma__arena_trim(heap_t *heap, int all); /* takes the heap lock */
+/* What expired goes back to the OS: empty arenas kept longer than the
+ * decay (all but the last, CPython's rule), then the pages of pools empty
+ * that long.  `all` asks for more: SOMA_TRIM_ARENAS every empty arena,
+ * the last one too (a heap nobody will use again); SOMA_TRIM_POOLS every
+ * empty pool's pages now.  Without a decay pools' pages go back only when
+ * asked (CPython's rule: an arena's memory goes back with the arena).
+ * Takes the heap lock (soma__arena_trim_locked: held).  Returns the bytes
+ * given back; *next_ms, if not NULL, is lowered to the earliest time
+ * something kept will have expired (soma__process_now_ms's clock). */
+enum { SOMA_TRIM_ARENAS = 1, SOMA_TRIM_POOLS = 2 };
+SOMA_INTERNAL size_t soma__arena_trim(heap_t *heap, unsigned all, uint64_t *next_ms);
+SOMA_INTERNAL size_t soma__arena_trim_locked(heap_t *heap, unsigned all, uint64_t *next_ms);
 SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
 SOMA_INTERNAL void soma__arena_counts(unsigned kind, size_t *total, size_t *current,
                                       size_t *highwater);
+/* Pools whose pages went back, ever, process-wide. */
+SOMA_INTERNAL size_t soma__arena_returned_total(unsigned kind);
 
 /* ---- check.c: every invariant of a heap, for tests (0 or -1 and why) ---- */
 SOMA_INTERNAL int soma__check_heap(heap_t *heap, char *why, size_t whylen);

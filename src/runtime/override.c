@@ -207,7 +207,11 @@ EXPORT int mallopt(int param, int value)
     return soma__sys_mallopt(param, value);
 }
 
+/* glibc's: give back what can be, 1 if anything went.  soma's part is
+ * everything it keeps for reuse (soma_purge), the system allocator's is
+ * its own trim, for the blocks it holds (pad is its business). */
 EXPORT int malloc_trim(size_t pad)
 {
-    return soma__sys_malloc_trim(pad);
+    size_t ours = soma_purge(1);
+    return soma__sys_malloc_trim(pad) || ours > 0;
 }

@@ -23,6 +23,7 @@ typedef struct {
     uint8_t explicit_heap;
     uint16_t npools;
     uint16_t carved;
+    uint64_t returned; /* bit i: pool i is empty and its pages went back */
     uint16_t cls[SOMA_POOLS_PER_ARENA];
     uint16_t used[SOMA_POOLS_PER_ARENA];
 } arena_view_t;

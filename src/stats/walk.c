@@ -48,13 +48,14 @@ static arena_view_t *next_view(walk_t *w, const arena_t *a, const heap_t *heap)
     v->explicit_heap = (uint8_t)(heap->explicit_heap != 0);
     v->npools = (uint16_t)a->ntotalpools;
     v->carved = 0;
+    v->returned = 0;
     return v;
 }
 
 /* One set of arenas: classes[c - first] gets the pools of class c. */
 static void walk_set(walk_t *w, const heap_t *heap, const arena_set_t *set,
                      soma_class_stats *classes, unsigned first, size_t *unused_pools,
-                     size_t *alignment_lost, size_t *empty_arenas)
+                     size_t *returned_pools, size_t *alignment_lost, size_t *empty_arenas)
 {
     for (arena_t *a = set->all_arenas; a != NULL; a = a->next_all) {
         arena_view_t *v = next_view(w, a, heap);
@@ -63,13 +64,17 @@ static void walk_set(walk_t *w, const heap_t *heap, const arena_set_t *set,
             size_t i = carved++;
             /* One read: the owner may be changing it right now. */
             unsigned n = soma__pool_count(pool);
+            /* Written under the heap lock, which the walk holds. */
+            int returned = n == 0 && pool->returned;
             if (v != NULL) {
                 v->cls[i] = pool->szidx;
                 v->used[i] = (uint16_t)n;
+                v->returned |= (uint64_t)returned << i;
                 v->carved++;
             }
             if (n == 0) {
                 (*unused_pools)++;
+                *returned_pools += (size_t)returned;
                 continue;
             }
             in_use++;
@@ -95,10 +100,13 @@ static void walk_heap(heap_t *heap, void *arg)
     const arena_set_t *small = &heap->sets[SOMA_KIND_SMALL];
     const arena_set_t *medium = &heap->sets[SOMA_KIND_MEDIUM];
     size_t medium_alignment = 0; /* arenas are aligned: always 0, not reported */
-    walk_set(w, heap, small, st->classes, 0, &st->unused_pools,
+    walk_set(w, heap, small, st->classes, 0, &st->unused_pools, &st->returned.pools,
              &st->bytes_lost_to_arena_alignment, &st->arenas_empty);
     walk_set(w, heap, medium, st->medium.classes, SOMA_NUM_CLASSES, &st->medium.unused_pools,
-             &medium_alignment, &st->medium.arenas_empty);
+             &st->returned.medium_pools, &medium_alignment, &st->medium.arenas_empty);
+    /* Per heap, for a heap's snapshot; the process's comes from the
+     * process-wide counter (heaps destroyed keep no record). */
+    st->returned.pools_total += small->pools_returned_total + medium->pools_returned_total;
     st->arenas_allocated_total += small->arenas_allocated_total;
     st->arenas_current += small->arenas_current;
     st->arenas_highwater += small->arenas_highwater;
@@ -161,6 +169,9 @@ static void stats_finish(soma_stats *st)
     m->arenas_reclaimed = m->arenas_allocated_total - m->arenas_current;
     m->arena_bytes = m->arenas_current * SOMA_ARENA_SIZE;
 
+    st->returned.pool_bytes = st->returned.pools * SOMA_POOL_SIZE;
+    st->returned.medium_pool_bytes = st->returned.medium_pools * SOMA_POOL_SIZE;
+
     /* soma's map is a flat table (os/region.c): CPython's "root", with no
      * interior nodes. */
     soma__region_counts(&st->address_space_reserved, &st->arena_map_root_bytes);
@@ -193,6 +204,8 @@ static void take_all(walk_t *w)
     soma__large_counts(&st->large.blocks_in_use, &st->large.bytes_in_use,
                        &st->large.blocks_allocated_total);
     soma__large_map_counts(&st->large_map);
+    st->returned.pools_total =
+        soma__arena_returned_total(SOMA_KIND_SMALL) + soma__arena_returned_total(SOMA_KIND_MEDIUM);
     soma_medium_stats *m = &st->medium;
     soma__arena_counts(SOMA_KIND_MEDIUM, &m->arenas_allocated_total, &now, &m->arenas_highwater);
     if (m->arenas_highwater < m->arenas_current)

@@ -1,0 +1,81 @@
+/* wake.c: the purge thread's alarm clock and doorbell (wake.h). */
+#include <time.h>
+
+#include "base/process.h"
+#include "base/start.h"
+#include "base/wake.h"
+
+_Atomic int soma__wake_armed;
+static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake_cond;
+
+static void wake_start(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&wake_cond, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+/* Not held across fork: the lock is only ever taken for a signal or a
+ * wait, never with another of soma's inside it, and the child has no
+ * thread waiting; its copies start afresh. */
+static void wake_fork(int phase)
+{
+    if (phase != SOMA_FORK_CHILD)
+        return;
+    pthread_mutex_init(&wake_lock, NULL);
+    wake_start();
+    atomic_store_explicit(&soma__wake_armed, 0, memory_order_relaxed);
+}
+SOMA_HOOK(wake, SOMA_ORDER_WAKE, wake_start, wake_fork);
+
+void soma__wake_post(void)
+{
+    if (!atomic_exchange_explicit(&soma__wake_armed, 0, memory_order_relaxed))
+        return; /* another event rang first */
+    pthread_mutex_lock(&wake_lock);
+    pthread_cond_signal(&wake_cond);
+    pthread_mutex_unlock(&wake_lock);
+}
+
+void soma__wake_arm(void)
+{
+    atomic_store_explicit(&soma__wake_armed, 1, memory_order_seq_cst);
+}
+
+/* The precise clock's time, `ms` from now (coarse clock's until_ms a few
+ * ms late is as good, and never early). */
+static struct timespec deadline(uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+void soma__wake_wait(uint64_t until_ms, int ring)
+{
+    uint64_t now = soma__process_now_ms();
+    if (until_ms <= now)
+        return;
+    struct timespec ts = deadline(until_ms - now + 5);
+    pthread_mutex_lock(&wake_lock);
+    if (!ring) {
+        /* The sweep found something that will expire: no event can come
+         * earlier than it, so none needs to ring. */
+        atomic_store_explicit(&soma__wake_armed, 0, memory_order_relaxed);
+        pthread_cond_timedwait(&wake_cond, &wake_lock, &ts);
+    } else {
+        while (atomic_load_explicit(&soma__wake_armed, memory_order_relaxed))
+            if (pthread_cond_timedwait(&wake_cond, &wake_lock, &ts) != 0)
+                break; /* the time is up */
+    }
+    pthread_mutex_unlock(&wake_lock);
+}

@@ -1,0 +1,179 @@
+/*
+ * purge.c: giving back what has stayed unused, without waiting for the
+ * program: soma's purge thread (SOMA_BACKGROUND_PURGE) and soma_purge.
+ *
+ * What soma keeps for reuse ages in three places: empty pools inside
+ * arenas still in use (their pages), wholly empty arenas, and the large
+ * blocks' cache.  Each goes back once it has stayed unused for
+ * SOMA_ARENA_DECAY_MS.  The program's own calls check for it on their slow
+ * paths (pool.c's sweeps, the cache's put), so a program that keeps
+ * allocating gives back on its own; one that stops (it waits for input,
+ * sleeps, computes without allocating) would keep its peak until exit.
+ * The thread closes that gap: it sweeps every heap and the cache, and
+ * sleeps until the earliest expiry the sweep saw; when nothing is left to
+ * expire it waits for an event (base/wake.h), so an idle program with
+ * nothing to give back never wakes it.
+ *
+ * A sweep holds heaps_lock, and each heap's lock while that heap is swept
+ * (the owner waits only if it needs a new pool meanwhile); the pages of
+ * pools that touch go back with one madvise.  It never touches a heap's
+ * parked pools or pending frees (the owner's alone): at most one parked
+ * pool per class and thread stays resident.
+ *
+ * The thread is started when soma is loaded, if the option asks for it
+ * and there is a decay, not from inside an allocation: creating a thread
+ * allocates, and an allocation may come from anywhere (the dynamic loader
+ * holding its locks).  A child forked without exec gets one of its own
+ * when the fork returns (glibc has reset its locks by then).  Not in debug
+ * mode, whose checks walk pools that only the owner changes.  Once it is
+ * the process's last thread (the program's all ended with pthread_exit)
+ * it ends too, within a second, and with it the process.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/options.h"
+#include "base/process.h"
+#include "base/start.h"
+#include "base/wake.h"
+#include "heap/heap.h"
+#include "malloc/malloc.h"
+
+static int started; /* this process started the thread (its parent's does not count) */
+
+typedef struct {
+    unsigned all;   /* SOMA_TRIM_* */
+    uint64_t next;  /* the earliest expiry seen */
+    size_t bytes;   /* given back */
+} sweep_t;
+
+static void sweep_heap(heap_t *h, void *arg)
+{
+    sweep_t *w = arg;
+    w->bytes += soma__arena_trim_locked(h, w->all, &w->next);
+}
+
+static size_t sweep(unsigned all, uint64_t *next)
+{
+    sweep_t w = {all, UINT64_MAX, 0};
+    soma__heap_foreach(sweep_heap, &w, 0);
+    w.bytes += soma__large_trim(all != 0, &w.next);
+    *next = w.next;
+    return w.bytes;
+}
+
+/* Is this the process's last thread?  A process ends when its last thread
+ * does: when the program's threads have all called pthread_exit (a main
+ * that ends that way, a child forked by a thread that then returns), this
+ * one must not keep it alive.  From /proc/self/stat: the thread count
+ * (20th field), which counts the main thread until the process ends, and
+ * the main thread's state (3rd: Z once it has exited).  No /proc: no. */
+static int alone(void)
+{
+    char buf[512];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command's name may hold anything */
+    if (p == NULL || p[1] != ' ')
+        return 0;
+    char state = p[2];
+    for (int field = 2; p != NULL && field < 20; field++)
+        p = strchr(p + 1, ' ');
+    long threads = p != NULL ? atol(p + 1) : 0;
+    return threads == 1 || (threads == 2 && state == 'Z');
+}
+
+/* Idle (nothing left to expire), the thread still looks every ALONE_MS
+ * whether it is the last one. */
+#define ALONE_MS 1000
+
+static void *purge_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        uint64_t next;
+        soma__wake_arm(); /* before the sweep: an event it misses rings */
+        sweep(0, &next);
+        int idle = next == UINT64_MAX;
+        soma__wake_wait(idle ? soma__process_now_ms() + ALONE_MS : next, idle);
+        if (alone())
+            return NULL; /* the process ends, as it would have without soma */
+    }
+}
+
+static void start_thread(void)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, (size_t)256 << 10); /* its frames are small */
+    /* Not a thread for the program's signals. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t, &attr, purge_thread, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        fprintf(stderr, "soma: warning: cannot start the thread SOMA_BACKGROUND_PURGE needs; "
+                        "memory goes back on the program's own allocations only\n");
+        return;
+    }
+    pthread_setname_np(t, "soma-purge");
+    started = 1;
+}
+
+/* Not in the build for memcheck (libsoma-override-valgrind.so): memcheck
+ * calls the thread's TLS, which glibc allocates with the program's
+ * calloc and the thread holds to the end, possibly lost. */
+__attribute__((constructor)) static void purge_at_load(void)
+{
+    soma__start();
+#ifndef SOMA_TRACK_VALGRIND
+    if (soma__options.purge_thread && soma__options.decay_ms > 0 && !soma__options.debug)
+        start_thread();
+#endif
+}
+
+/* The child of a process with the thread gets one of its own: its heaps
+ * and cache age as the parent's did.  Its order runs it after every lock
+ * of the layers below is released in the child (base/start.h). */
+static void purge_fork(int phase)
+{
+    if (phase == SOMA_FORK_CHILD && started) {
+        started = 0;
+        start_thread();
+    }
+}
+SOMA_HOOK(purge, SOMA_ORDER_PURGE, NULL, purge_fork);
+
+size_t soma_purge(int all)
+{
+    soma__start();
+    if (soma__options.debug)
+        return 0;
+    size_t bytes = 0;
+    /* The caller's own parked pools go back first (only their owner may
+     * touch them), so that their arenas may empty. */
+    heap_t *own = soma__heap_tls;
+    if (all && own != &soma__heap_empty) {
+        soma__heap_collect(own);
+        soma__pool_unpark(own, 1);
+    }
+    uint64_t next;
+    bytes += sweep(all ? SOMA_TRIM_ARENAS | SOMA_TRIM_POOLS : 0, &next);
+    return bytes;
+}

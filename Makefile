@@ -44,13 +44,17 @@ test-deps:
 # db_bench, redis), the Python programs (against pymalloc too) and soma's
 # own workloads (bench/bench_small.c) under glibc, jemalloc, mimalloc,
 # tcmalloc and soma, BENCH_REPS alternating runs each, and prints one table
-# (medians, soma / best peer, geomeans); then bench/counts.py prints
-# cachegrind's instructions and L1 data misses per operation.  About 30-40
-# minutes on 2 cores; bench-quick is a few-minute subset, bench-counts the
-# counts alone.  bench-soma: soma's finer tables (the floor, hardening,
-# sampling, sqlite3 and gcc).  All install the peers and programs (Debian
-# packages) when they are missing and this is root; what is still missing
-# is left out with a line that says so.
+# (medians, soma / best peer, geomeans); then bench/memory_return.py shows
+# whether freed memory goes back to the system (bench/frag.c and
+# bench/python/build_drop.py: the resident set after a large drop, under
+# each allocator); then bench/counts.py prints cachegrind's instructions and
+# L1 data misses per operation.  About 30-40 minutes on 2 cores;
+# bench-quick is a few-minute subset, bench-counts the counts alone,
+# bench-memory memory return alone (about 45 s a repetition).  bench-soma:
+# soma's finer tables (the floor, hardening, sampling, sqlite3 and gcc).
+# All install the peers and programs (Debian packages) when they are
+# missing and this is root; what is still missing is left out with a line
+# that says so.
 BENCH_REPS ?= 3
 BENCH_SCALE ?= 1
 BENCH_ONLY ?=
@@ -60,12 +64,15 @@ MB_BUILD ?= $(BUILD)/mb
 BENCH_PKGS = libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3 sqlite3 gcc g++ time \
 	     redis-server redis-tools z3 ruby rocksdb-tools lua5.4 valgrind
 SUITE = python3 bench/suite.py $(BUILD)/libsoma-override.so $(BUILD)/bench/bench_small $(MB_BUILD)
+MEMORY = python3 bench/memory_return.py $(BUILD)/libsoma-override.so $(BUILD)/bench/frag \
+	--reps $(BENCH_REPS)
 COUNTS = python3 bench/counts.py $(BUILD)/libsoma-override.so $(BUILD)/bench/bench_small $(MB_BUILD) \
 	--jobs $(COUNTS_JOBS)
 
-.PHONY: bench bench-quick bench-counts bench-soma bench-deps bench-mb
+.PHONY: bench bench-quick bench-counts bench-memory bench-soma bench-deps bench-mb
 bench: bench-deps all bench-mb
 	$(SUITE) --reps $(BENCH_REPS) $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+	$(MEMORY)
 	$(COUNTS)
 
 bench-quick: bench-deps all bench-mb
@@ -73,6 +80,10 @@ bench-quick: bench-deps all bench-mb
 
 bench-counts: bench-deps all bench-mb
 	$(COUNTS)
+
+# Memory return needs no mimalloc-bench: only frag (built by all) and python3.
+bench-memory: bench-deps all
+	$(MEMORY)
 
 bench-deps:
 	@for p in $(BENCH_PKGS); do \

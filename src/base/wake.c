@@ -1,11 +1,15 @@
 /* wake.c: the purge thread's alarm clock and doorbell (wake.h). */
 #include <time.h>
 
+#include "base/options.h"
 #include "base/process.h"
 #include "base/start.h"
 #include "base/wake.h"
 
 _Atomic int soma__wake_armed;
+_Atomic int soma__wake_state;
+_Atomic int soma__wake_urgent;
+static int (*starter)(void);
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond;
 
@@ -20,7 +24,9 @@ static void wake_start(void)
 
 /* Not held across fork: the lock is only ever taken for a signal or a
  * wait, never with another of soma's inside it, and the child has no
- * thread waiting; its copies start afresh. */
+ * thread waiting; its copies start afresh.  A child of a process with the
+ * thread wants one of its own, started at its first safe point: a child
+ * that execs at once never makes it. */
 static void wake_fork(int phase)
 {
     if (phase != SOMA_FORK_CHILD)
@@ -28,8 +34,30 @@ static void wake_fork(int phase)
     pthread_mutex_init(&wake_lock, NULL);
     wake_start();
     atomic_store_explicit(&soma__wake_armed, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_STARTED)
+        atomic_store_explicit(&soma__wake_state, SOMA_WAKE_WANTED, memory_order_relaxed);
 }
 SOMA_HOOK(wake, SOMA_ORDER_WAKE, wake_start, wake_fork);
+
+void soma__wake_want(int (*start)(void))
+{
+    starter = start;
+    atomic_store_explicit(&soma__wake_state, SOMA_WAKE_WANTED, memory_order_release);
+}
+
+void soma__wake_start(void)
+{
+    if (!atomic_load_explicit(&soma__wake_urgent, memory_order_relaxed) &&
+        soma__process_elapsed_ms() < (double)soma__options.decay_ms)
+        return;
+    int wanted = SOMA_WAKE_WANTED;
+    /* One thread starts it; the allocation inside pthread_create, which
+     * may reach a safe point again, finds it started. */
+    if (atomic_compare_exchange_strong_explicit(&soma__wake_state, &wanted, SOMA_WAKE_STARTED,
+                                                memory_order_acquire, memory_order_relaxed) &&
+        starter() != 0)
+        atomic_store_explicit(&soma__wake_state, SOMA_WAKE_OFF, memory_order_relaxed);
+}
 
 void soma__wake_post(void)
 {

@@ -1,6 +1,6 @@
 /*
- * wake.h: how the layers that keep memory for reuse tell the purge thread
- * (runtime/purge.c) that something has begun its decay (wake.c).
+ * wake.h: the purge thread's clock and doorbell, and when it starts
+ * (wake.c; the thread itself is runtime/purge.c's).
  *
  * The thread sleeps until the earliest expiry it knows of; when it knows
  * of none it waits, and only then does it want to hear of a new one.  So
@@ -10,6 +10,15 @@
  * the thread arms (soma__wake_arm) before its sweep, and an event's layer
  * makes its change and then tests under the same lock the sweep takes, so
  * an event the sweep missed sees the thread armed and wakes it.
+ *
+ * Starting: creating a thread allocates (glibc callocs its TLS vector),
+ * so it is done from a "safe point" of the pool layer, a slow path that
+ * holds no lock of soma's and leaves the heap consistent (pool.c calls
+ * soma__wake_safe_point there), never from the event itself, which runs
+ * under a heap lock.  And only once the thread is worth its cost (a stack,
+ * some 100 KiB of RSS in all): once the process has run for a decay
+ * period, or sooner if a whole arena is waiting to go back
+ * (soma__wake_urgent).  A program that ends within a second never has one.
  */
 #ifndef SOMA_WAKE_H
 #define SOMA_WAKE_H
@@ -27,6 +36,24 @@ static inline void soma__wake(void)
     if (atomic_load_explicit(&soma__wake_armed, memory_order_relaxed))
         soma__wake_post();
 }
+
+/* The thread's state: none wanted, wanted and not started, started. */
+enum { SOMA_WAKE_OFF, SOMA_WAKE_WANTED, SOMA_WAKE_STARTED };
+extern SOMA_INTERNAL _Atomic int soma__wake_state;
+extern SOMA_INTERNAL _Atomic int soma__wake_urgent; /* a whole arena waits to go back */
+SOMA_INTERNAL void soma__wake_start(void);
+
+/* A point where the caller holds no lock of soma's and may allocate: the
+ * thread starts here if it is wanted and due (see above). */
+static inline void soma__wake_safe_point(void)
+{
+    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_WANTED)
+        soma__wake_start();
+}
+
+/* runtime/purge.c's: the thread is wanted, and `start` starts it
+ * (returns 0, or -1 if it could not). */
+SOMA_INTERNAL void soma__wake_want(int (*start)(void));
 
 /* The purge thread's side: arm before a sweep; then wait until the time
  * `until_ms` (soma__process_now_ms's clock), and, if `ring`, not longer

@@ -48,6 +48,7 @@
  * class (taking a pool, returning one, mapping or releasing an arena).
  */
 #include "base/process.h"
+#include "base/wake.h"
 #include "pool/pool.h"
 
 static void used_push_front(heap_t *heap, unsigned c, pool_t *pool)
@@ -231,6 +232,9 @@ void soma__pool_unpark(heap_t *heap, int all)
  * checked only when one empties; a parked pool means none may.) */
 static void sweep_parked(heap_t *heap, uint64_t now)
 {
+    /* Every caller holds no lock of soma's and leaves the heap whole: a
+     * point where the purge thread may be started (base/wake.h). */
+    soma__wake_safe_point();
     /* A quarter of the decay apart: what expires is gone within 1.25
      * decays of its emptying, not up to two (the sweep is a few dozen
      * tests and a walk of the wholly free arenas). */

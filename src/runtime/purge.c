@@ -20,12 +20,12 @@
  * parked pools or pending frees (the owner's alone): at most one parked
  * pool per class and thread stays resident.
  *
- * The thread is started when soma is loaded, if the option asks for it
- * and there is a decay, not from inside an allocation: creating a thread
- * allocates, and an allocation may come from anywhere (the dynamic loader
- * holding its locks).  A child forked without exec gets one of its own
- * when the fork returns (glibc has reset its locks by then).  Not in debug
- * mode, whose checks walk pools that only the owner changes.  Once it is
+ * The thread is wanted if the option asks for it and there is a decay, and
+ * started by the pool layer at a point where that is safe and worth it:
+ * once the process has run for a decay period, or a whole arena waits to
+ * go back (base/wake.h).  A child forked without exec gets one of its own
+ * the same way.  Not in debug mode, whose checks walk pools that only the
+ * owner changes.  Once it is
  * the process's last thread (the program's all ended with pthread_exit)
  * it ends too, within a second, and with it the process.
  */
@@ -44,8 +44,6 @@
 #include "base/wake.h"
 #include "heap/heap.h"
 #include "malloc/malloc.h"
-
-static int started; /* this process started the thread (its parent's does not count) */
 
 typedef struct {
     unsigned all;   /* SOMA_TRIM_* */
@@ -113,7 +111,7 @@ static void *purge_thread(void *arg)
     }
 }
 
-static void start_thread(void)
+static int start_thread(void)
 {
     pthread_t t;
     pthread_attr_t attr;
@@ -130,35 +128,27 @@ static void start_thread(void)
     if (rc != 0) {
         fprintf(stderr, "soma: warning: cannot start the thread SOMA_BACKGROUND_PURGE needs; "
                         "memory goes back on the program's own allocations only\n");
-        return;
+        return -1;
     }
     pthread_setname_np(t, "soma-purge");
-    started = 1;
+    return 0;
 }
 
-/* Not in the build for memcheck (libsoma-override-valgrind.so): memcheck
- * calls the thread's TLS, which glibc allocates with the program's
- * calloc and the thread holds to the end, possibly lost. */
-__attribute__((constructor)) static void purge_at_load(void)
+/* Wanted when the option asks for it and something ages; started later,
+ * by the pool layer (base/wake.h says when).  Not in the build for
+ * memcheck (libsoma-override-valgrind.so): memcheck calls the thread's
+ * TLS, which glibc allocates with the program's calloc and the thread
+ * holds to the end, possibly lost. */
+static void purge_start(void)
 {
-    soma__start();
 #ifndef SOMA_TRACK_VALGRIND
     if (soma__options.purge_thread && soma__options.decay_ms > 0 && !soma__options.debug)
-        start_thread();
+        soma__wake_want(start_thread);
+#else
+    (void)start_thread;
 #endif
 }
-
-/* The child of a process with the thread gets one of its own: its heaps
- * and cache age as the parent's did.  Its order runs it after every lock
- * of the layers below is released in the child (base/start.h). */
-static void purge_fork(int phase)
-{
-    if (phase == SOMA_FORK_CHILD && started) {
-        started = 0;
-        start_thread();
-    }
-}
-SOMA_HOOK(purge, SOMA_ORDER_PURGE, NULL, purge_fork);
+SOMA_HOOK(purge, SOMA_ORDER_PURGE, purge_start, NULL);
 
 size_t soma_purge(int all)
 {

@@ -105,7 +105,13 @@ static void *purge_thread(void *arg)
         soma__wake_arm(); /* before the sweep: an event it misses rings */
         sweep(0, &next);
         int idle = next == UINT64_MAX;
-        soma__wake_wait(idle ? soma__process_now_ms() + ALONE_MS : next, idle);
+        /* Not more often than every quarter decay, as the owners' sweeps:
+         * under steady churn something expires every few ms, and a sweep
+         * holds every heap's lock in turn.  What expires goes back within
+         * 1.25 decays of its emptying. */
+        uint64_t soonest = soma__process_now_ms() + (uint64_t)soma__options.decay_ms / 4;
+        soma__wake_wait(idle ? soma__process_now_ms() + ALONE_MS : next > soonest ? next : soonest,
+                        idle);
         if (alone())
             return NULL; /* the process ends, as it would have without soma */
     }

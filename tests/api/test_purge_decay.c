@@ -30,6 +30,7 @@
 enum { NBLOCKS = 32768, BLOCK = 64, LARGE = 1 << 20 };
 
 static unsigned char *blocks[NBLOCKS];
+static unsigned char kept[NBLOCKS]; /* the blocks not freed */
 static uintptr_t emptied[NBLOCKS]; /* pools the frees emptied */
 static size_t nemptied;
 static size_t pool_size, arena_size;
@@ -101,7 +102,7 @@ int main(int argc, char **argv)
         if (i == 0 || a != arena) {
             arena = a;
             pool_kept = 1;
-            blocks[i][0] = 0xa5; /* kept */
+            kept[i] = 1;
         }
     }
     if (!pool_kept)
@@ -111,7 +112,7 @@ int main(int argc, char **argv)
 
     uint64_t t_free = purge_now_ms();
     for (size_t i = 0; i < NBLOCKS; i++)
-        if (blocks[i][0] != 0xa5)
+        if (!kept[i])
             soma_free(blocks[i]);
     soma_free(large); /* into the cache: its pages stay, for the decay */
     uint64_t t_freed = purge_now_ms();
@@ -165,7 +166,7 @@ int main(int argc, char **argv)
     CHECK_EQ(st.returned.pools, nemptied);
 
     for (size_t i = 0; i < NBLOCKS; i++)
-        if (blocks[i][0] == 0xa5)
+        if (kept[i])
             soma_free(blocks[i]);
     soma_free(large2);
     return test_summary();

@@ -225,10 +225,15 @@ const char *__asan_default_options(void)
 {
     return "allocator_may_return_null=1";
 }
+/* A test may add options of its own: #define TEST_TSAN_OPTIONS ":name=value"
+ * before including this header. */
+#ifndef TEST_TSAN_OPTIONS
+#define TEST_TSAN_OPTIONS ""
+#endif
 const char *__tsan_default_options(void);
 const char *__tsan_default_options(void)
 {
-    return "allocator_may_return_null=1";
+    return "allocator_may_return_null=1" TEST_TSAN_OPTIONS;
 }
 
 /* Blocks in use in a snapshot, all classes together. */

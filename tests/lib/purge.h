@@ -1,0 +1,78 @@
+/*
+ * purge.h: what the tests of memory return (issue 15: empty pools' pages
+ * given back inside live arenas, the purge thread, soma_purge) share.
+ *
+ *   purge_sleep_ms(ms)         sleep, whatever signals come
+ *   purge_now_ms()             CLOCK_MONOTONIC in milliseconds
+ *   purge_threads()            how many of the process's threads are named
+ *                              "soma-purge" (/proc/self/task/<tid>/comm)
+ *   purge_pool_resident(a, n)  pages of the n-byte pool at a that hold memory
+ *
+ * The tests take the kernel's word for what is resident (mincore, through
+ * test.h's test_resident_pages), never soma's counters alone: a counter
+ * that says a pool went back while its pages are still there is exactly
+ * the bug they are for.  None of these helpers calls soma, so a test may
+ * use them while it wants the allocator left alone (the purge thread must
+ * then do the work by itself).
+ *
+ * Each test program is one .c file that includes this header once, after
+ * test.h.
+ */
+#ifndef SOMA_TEST_PURGE_H
+#define SOMA_TEST_PURGE_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline void purge_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static inline uint64_t purge_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Threads named soma-purge in this process.  opendir allocates with the C
+ * library's malloc, which in a program linked with libsoma.a (not the
+ * override) is not soma's: the count disturbs no heap of soma's. */
+static inline int purge_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[32] = {0};
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue; /* the thread ended meanwhile */
+        ssize_t got = read(fd, comm, sizeof comm - 1);
+        close(fd);
+        if (got > 0 && strncmp(comm, "soma-purge\n", 11) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static inline size_t purge_pool_resident(uintptr_t pool, size_t pool_size)
+{
+    return test_resident_pages(pool, pool_size);
+}
+
+#endif /* SOMA_TEST_PURGE_H */

@@ -12,10 +12,10 @@
  * an event the sweep missed sees the thread armed and wakes it.
  *
  * Starting: creating a thread allocates (glibc callocs its TLS vector),
- * so it is done from a "safe point" of the pool layer, a slow path that
- * holds no lock of soma's and leaves the heap consistent (pool.c calls
- * soma__wake_safe_point there), never from the event itself, which runs
- * under a heap lock.  And only once the thread is worth its cost (a stack,
+ * so it is done from a "safe point", a slow path that holds no lock of
+ * soma's and leaves its structures consistent (pool.c's sweeps, a large
+ * mapping put in the cache: both call soma__wake_safe_point), never from
+ * the event itself, which may run under a heap lock.  And only once the thread is worth its cost (a stack,
  * some 100 KiB of RSS in all): once the process has run for a decay
  * period, or sooner if a whole arena is waiting to go back
  * (soma__wake_urgent).  A program that ends within a second never has one.

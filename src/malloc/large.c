@@ -611,8 +611,12 @@ static void cache_put(void *p, size_t map)
         for (int i = 0; i < k; i++)
             release((void *)gone[i].p, gone[i].size);
         if (k < GONE_BATCH) {
-            if (begins)
+            if (begins) {
                 soma__wake();
+                /* No lock of soma's held: the purge thread may start here
+                 * (base/wake.h), as on the pools' slow paths. */
+                soma__wake_safe_point();
+            }
             return;
         }
     }

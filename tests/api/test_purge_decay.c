@@ -54,6 +54,8 @@ int main(int argc, char **argv)
     if (!CHECK_GE(decay, 100) ||
         !CHECK_EQ(test_env_ull("SOMA_BACKGROUND_PURGE", 2), (unsigned long long)by_thread))
         return test_summary(); /* CTest sets the environment */
+    if (by_thread)
+        CHECK(purge_thread_start(decay));
     CHECK_EQ(purge_threads(), by_thread);
 
     soma_stats st;

@@ -217,6 +217,7 @@ int main(void)
     long decay = (long)test_env_ull("SOMA_ARENA_DECAY_MS", 0);
     if (!CHECK(decay > 0 && decay <= 10) || !CHECK_EQ(test_env_ull("SOMA_BACKGROUND_PURGE", 0), 1))
         return test_summary(); /* CTest sets the environment */
+    CHECK(purge_thread_start(decay));
     CHECK_EQ(purge_threads(), 1);
     soma_stats st0, st;
     soma_stats_get(&st0);

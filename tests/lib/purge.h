@@ -7,13 +7,15 @@
  *   purge_threads()            how many of the process's threads are named
  *                              "soma-purge" (/proc/self/task/<tid>/comm)
  *   purge_pool_resident(a, n)  pages of the n-byte pool at a that hold memory
+ *   purge_thread_start(decay)  bring the purge thread up, the way a program
+ *                              does, and wait for it (1: it runs)
  *
  * The tests take the kernel's word for what is resident (mincore, through
  * test.h's test_resident_pages), never soma's counters alone: a counter
  * that says a pool went back while its pages are still there is exactly
  * the bug they are for.  None of these helpers calls soma, so a test may
  * use them while it wants the allocator left alone (the purge thread must
- * then do the work by itself).
+ * then do the work by itself), but for purge_thread_start, which must.
  *
  * Each test program is one .c file that includes this header once, after
  * test.h.
@@ -28,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "soma.h"
 
 static inline void purge_sleep_ms(long ms)
 {
@@ -73,6 +77,24 @@ static inline int purge_threads(void)
 static inline size_t purge_pool_resident(uintptr_t pool, size_t pool_size)
 {
     return test_resident_pages(pool, pool_size);
+}
+
+/* The purge thread starts lazily (src/base/wake.h): at a slow path that
+ * holds no lock, once the process has run for a decay period.  So wait
+ * that long, then free large blocks (a mapping put in the cache is such a
+ * point, and leaves the pools the tests count alone; the cache gives it
+ * back after the decay) until the thread is there.  1 if it is, within
+ * 5 s. */
+static inline int purge_thread_start(long decay_ms)
+{
+    purge_sleep_ms(decay_ms + 10);
+    for (int i = 0; i < 1000; i++) {
+        if (purge_threads() > 0)
+            return 1;
+        soma_free(soma_malloc((size_t)1 << 20));
+        purge_sleep_ms(5);
+    }
+    return purge_threads() > 0;
 }
 
 #endif /* SOMA_TEST_PURGE_H */

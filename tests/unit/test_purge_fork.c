@@ -109,7 +109,8 @@ static int heap_ok(const char *when)
 static int child(void)
 {
     alarm(10);
-    if (purge_threads() != 1)
+    /* The child wants a thread of its own, started as the parent's was. */
+    if (!purge_thread_start(soma__options.decay_ms) || purge_threads() != 1)
         return 2; /* none, or the parent's too */
     if (!heap_ok("after the fork"))
         return 3;
@@ -208,6 +209,7 @@ int main(void)
     if (!CHECK(soma__options.decay_ms > 0 && soma__options.decay_ms <= 20) ||
         !CHECK_EQ(soma__options.purge_thread, 1))
         return test_summary(); /* CTest sets the environment */
+    CHECK(purge_thread_start(soma__options.decay_ms));
     CHECK_EQ(purge_threads(), 1);
 
     pthread_t t[CHURNERS];

@@ -156,6 +156,8 @@ int main(int argc, char **argv)
         return test_summary(); /* CTest sets the environment */
     /* Only the thread asked for may do the work: the other modes prove
      * that their own trigger did it. */
+    if (by_thread)
+        CHECK(purge_thread_start(decay));
     CHECK_EQ(purge_threads(), by_thread);
 
     soma_stats st0, st;

@@ -161,7 +161,7 @@ static int totals_compact(FILE *out, const tool_snapshot *s, int y)
     page_text(out, MARGIN, y + 28, 0, 11, NULL, NULL, NULL, "blocks in use: %s (%s bytes)", a, b);
     commas(a, f.bytes_in_available_blocks);
     commas(b, f.unused_pool_bytes);
-    commas(c, st->returned.pool_bytes + st->returned.medium_pool_bytes);
+    commas(c, f.returned_bytes);
     page_text(out, MARGIN, y + 42, 0, 11, NULL, NULL, NULL,
               "available blocks: %s bytes; unused pools: %s (%s returned)", a, b, c);
     commas(c, f.total);
@@ -191,11 +191,11 @@ static int totals(FILE *out, const tool_snapshot *s, int y)
               "lost to headers and quantization %s: Total %s", a, b, c, d, e);
     commas(a, tool_blocks_in_use(st));
     commas(b, st->large.bytes_in_use);
-    commas(c, st->returned.pool_bytes + st->returned.medium_pool_bytes);
+    commas(c, f.returned_bytes);
     page_text(out, MARGIN, y + 32, 0, 12, NULL, NULL, NULL,
               "blocks in use in the pools: %s;  large blocks (soma's mappings): %zu in "
               "use, %s bytes;  unused pools with pages returned: %zu, %s bytes", a,
-              st->large.blocks_in_use, b, st->returned.pools + st->returned.medium_pools, c);
+              st->large.blocks_in_use, b, f.returned_pools, c);
     return 46;
 }
 

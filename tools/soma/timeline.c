@@ -381,7 +381,7 @@ static double g_large(const tool_snapshot *s) { return (double)s->st.large.bytes
 static size_t purged(const tool_snapshot *s) { return s->st.returned.pools_total; }
 static double g_returned_bytes(const tool_snapshot *s)
 {
-    return (double)(s->st.returned.pool_bytes + s->st.returned.medium_pool_bytes);
+    return (double)tool_process_figures(&s->st).returned_bytes;
 }
 /* The arenas' bytes less the pages of their pools that went back: what of
  * them can be resident (never-carved pools, untouched, are not either). */

@@ -13,9 +13,9 @@
  *   SOMA_FIELD_COUNT     a count (arenas, pools, nodes, blocks)
  *   SOMA_FIELD_BYTES     bytes
  *
- * The class tables, the medium and large sections and the types are lists
- * of their own (SOMA_CLASS_FIELDS, SOMA_MEDIUM_FIELDS, SOMA_LARGE_FIELDS,
- * SOMA_LARGE_MAP_FIELDS).
+ * The class tables, the medium, large and returned sections and the types
+ * are lists of their own (SOMA_CLASS_FIELDS, SOMA_MEDIUM_FIELDS,
+ * SOMA_LARGE_FIELDS, SOMA_LARGE_MAP_FIELDS, SOMA_RETURNED_FIELDS).
  */
 #ifndef SOMA_STATS_FIELDS_H
 #define SOMA_STATS_FIELDS_H
@@ -84,6 +84,17 @@ enum { SOMA_FIELD_GEOMETRY, SOMA_FIELD_COUNT, SOMA_FIELD_BYTES };
     X(maps_made_total, "# large mappings made total", SOMA_FIELD_COUNT)                            \
     X(maps_reused_total, "# large mappings reused total", SOMA_FIELD_COUNT)                        \
     X(maps_released_total, "# large mappings released total", SOMA_FIELD_COUNT)
+
+/* soma_stats.returned (appended in version 3): the empty pools whose pages
+ * went back to the OS, a part of the unused pools (and of their bytes)
+ * counted above; the JSON's "returned" object, the dump's own section.
+ * Labels within the dump's 35 columns. */
+#define SOMA_RETURNED_FIELDS(X)                                                                    \
+    X(pools, "# unused pools with pages returned", SOMA_FIELD_COUNT)                               \
+    X(pool_bytes, "# bytes of pages returned", SOMA_FIELD_BYTES)                                   \
+    X(medium_pools, "# medium pools with pages returned", SOMA_FIELD_COUNT)                        \
+    X(medium_pool_bytes, "# medium bytes of pages returned", SOMA_FIELD_BYTES)                     \
+    X(pools_total, "# pools returned total", SOMA_FIELD_COUNT)
 
 /* One row of a class table. */
 #define SOMA_CLASS_FIELDS(X)                                                                       \

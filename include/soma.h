@@ -267,7 +267,8 @@ typedef struct soma_returned_stats {
     size_t medium_pools;       /* the same in the medium arenas */
     size_t medium_pool_bytes;
     size_t pools_total;        /* pools whose pages went back, ever, both kinds
-                                  (a pool put to work and emptied again counts again) */
+                                  (a pool put to work and emptied again counts again;
+                                  an explicit heap's snapshot: that heap's) */
 } soma_returned_stats;
 
 /* The layout of soma_stats: raised whenever a field is added (only ever at
@@ -367,10 +368,12 @@ SOMA_API void soma_stats_get_sized(soma_stats *out, size_t size);
 /* Print a snapshot in the exact layout of CPython 3.12's
  * sys._debugmallocstats(): threshold line, class table, arena counters, byte
  * breakdown with its Total, the arena-map section and one line per registered
- * type.  After that, only if a medium arena was ever mapped, a section of
- * soma's own, "Medium blocks (soma's own, not in CPython's dump): ...", in
- * the same style (soma_stats.medium).  Returns 0, or -1 if writing to `out`
- * failed. */
+ * type.  After that, sections of soma's own in the same style: "Medium
+ * blocks (soma's own, not in CPython's dump): ..." if a medium arena was
+ * ever mapped (soma_stats.medium), "Large blocks ..." if a large block was
+ * ever handed out (.large, .large_map), and "Returned pools ..." if an
+ * empty pool's pages ever went back to the OS (.returned).  Returns 0, or
+ * -1 if writing to `out` failed. */
 SOMA_API int soma_stats_print(FILE *out);
 
 /* The same figures for one explicit heap: its classes, its arenas (mapped
@@ -397,7 +400,8 @@ SOMA_API int soma_stats_fprint(FILE *out, const soma_stats *st);
  * ms since soma started), the build and the options in force, every figure
  * of soma_stats under its member's name, and the detail behind them: every
  * arena (address, heap, small or medium) with its pools in address order,
- * each as [class, blocks in use], and the arena slots reclaimed.  The
+ * each as [class, blocks in use] ([class, 0, 1]: empty, its pages returned
+ * to the OS), and the arena slots reclaimed.  The
  * detail is gathered in memory soma maps for it, so a snapshot of a
  * thousand arenas costs no malloc.  Returns 0, or -1 if writing failed. */
 SOMA_API int soma_stats_print_json(FILE *out);

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/stats_fields.h"
 #include "page.h"
 #include "snapshot.h"
 #include "soma.h"
@@ -497,5 +498,24 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__soma(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    /* The "returned" object's keys, from the list the writer and the reader
+     * use: the Python half fills them in for an older snapshot. */
+    PyObject *keys = Py_BuildValue("("
+#define X(f, label, group) "s"
+                                   SOMA_RETURNED_FIELDS(X)
+#undef X
+                                   ")"
+#define X(f, label, group) , #f
+                                   SOMA_RETURNED_FIELDS(X)
+#undef X
+    );
+    if (keys == NULL || PyModule_AddObject(m, "RETURNED_FIELDS", keys) != 0) {
+        Py_XDECREF(keys);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

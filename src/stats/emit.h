@@ -23,7 +23,7 @@
 
 /* Every figure of soma_stats by number: SOMA_F_<member>, SOMA_F_medium_<member>,
  * SOMA_F_large_<member> (soma_stats.large's and .large_map's: their names
- * differ), in the order of common/stats_fields.h. */
+ * differ), SOMA_F_returned_<member>, in the order of common/stats_fields.h. */
 enum {
 #define X(m, label, group) SOMA_F_##m,
     SOMA_STATS_FIELDS(X)
@@ -37,11 +37,14 @@ enum {
 #define X(m, label, group) SOMA_F_large_##m,
     SOMA_LARGE_MAP_FIELDS(X)
 #undef X
+#define X(m, label, group) SOMA_F_returned_##m,
+    SOMA_RETURNED_FIELDS(X)
+#undef X
     SOMA_NUM_FIELDS
 };
 
 /* Which part of soma_stats a figure is in (its JSON object). */
-enum { SOMA_SECTION_TOP, SOMA_SECTION_MEDIUM, SOMA_SECTION_LARGE };
+enum { SOMA_SECTION_TOP, SOMA_SECTION_MEDIUM, SOMA_SECTION_LARGE, SOMA_SECTION_RETURNED };
 
 typedef struct {
     const char *key;   /* the member's name: the JSON key */

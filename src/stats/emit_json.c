@@ -6,11 +6,13 @@
  *   { envelope: schema_version, soma_version, reason, pid, program,
  *     timestamp, time_ms, elapsed_ms, scope, build, options,
  *     the figures: one key per soma_stats member (common/stats_fields.h), with
- *     "classes", "medium", "large" and "types" as nested objects/arrays,
+ *     "classes", "medium", "large", "returned" and "types" as nested
+ *     objects/arrays,
  *     "detail": every arena (address, heap, kind, and its pools in address
  *     order as [class, blocks in use]: 0 in use is an empty pool, still
- *     marked with the class it last served; pools never carved are only
- *     counted) and the arena slots reclaimed (empty now) }
+ *     marked with the class it last served, and [class, 0, 1] one whose
+ *     pages went back to the OS; pools never carved are only counted) and
+ *     the arena slots reclaimed (empty now) }
  *
  * The sampling thread writes through a descriptor sink and must not
  * allocate (base/sink.h): nothing here calls malloc, including the clock (UTC
@@ -155,6 +157,11 @@ static void put_figures(emit_t *e, const soma_stats *st)
     section(e, st, SOMA_SECTION_LARGE);
     soma__sink_put(s, "}");
 
+    soma__emit_key(e, "returned");
+    soma__sink_put(s, "{");
+    section(e, st, SOMA_SECTION_RETURNED);
+    soma__sink_put(s, "}");
+
     soma__emit_key(e, "types");
     soma__sink_put(s, "[");
     for (size_t i = 0; i < st->num_types; i++) {
@@ -183,7 +190,12 @@ static void put_detail(emit_t *e, const detail_t *d)
                           (unsigned)(v->npools - v->carved));
         for (unsigned p = 0; p < v->carved; p++) {
             int cls = v->cls[p] == SOMA_NO_CLASS ? -1 : (int)v->cls[p];
-            soma__sink_printf(s, "%s[%d,%u]", p ? "," : "", cls, (unsigned)v->used[p]);
+            /* A third element, only where it is 1: the detail of a program
+             * that never gave pages back reads as it always did. */
+            if (v->returned >> p & 1)
+                soma__sink_printf(s, "%s[%d,0,1]", p ? "," : "", cls);
+            else
+                soma__sink_printf(s, "%s[%d,%u]", p ? "," : "", cls, (unsigned)v->used[p]);
         }
         soma__sink_put(s, "]}");
     }

@@ -8,9 +8,10 @@
  *   <the arena map: nodes and the bytes they cost>
  *   <one line per registered object cache>
  *   [soma's medium blocks, in the same layout, if any medium arena was ever
- *    mapped, and its large blocks (its own mappings), if it ever
- *    handed one out: a program that never asks for more than 512 bytes gets
- *    CPython's dump and nothing else]
+ *    mapped, its large blocks (its own mappings), if it ever
+ *    handed one out, and the unused pools whose pages went back to the OS,
+ *    if any ever did: a program that never asks for more than 512 bytes
+ *    and frees nothing for long gets CPython's dump and nothing else]
  *
  * The labels are the figures' own (common/stats_fields.h, through emit.c's
  * table), but for the lines whose label holds a figure ("15 arenas *
@@ -123,5 +124,21 @@ void soma__emit_text(emit_t *e, const soma_stats *st)
             soma__emit_figure(e, st, SOMA_F_large_maps_reused_total);
             soma__emit_figure(e, st, SOMA_F_large_maps_released_total);
         }
+    }
+    /* Pools whose pages went back stay in their arenas, counted among the
+     * unused pools of the sections above (the byte lines still add up to
+     * Total); this says how much of those is not resident.  Version 3: an
+     * older snapshot's size stops before it. */
+    if ((st->size == 0 || st->size >= offsetof(soma_stats, returned) + sizeof st->returned) &&
+        st->returned.pools_total > 0) {
+        soma__sink_put(s, "\nReturned pools (soma's own: unused pools above whose pages went back "
+                          "to the OS).\n\n");
+        soma__emit_figure(e, st, SOMA_F_returned_pools);
+        soma__emit_figure(e, st, SOMA_F_returned_pool_bytes);
+        if (st->medium.arenas_allocated_total > 0) {
+            soma__emit_figure(e, st, SOMA_F_returned_medium_pools);
+            soma__emit_figure(e, st, SOMA_F_returned_medium_pool_bytes);
+        }
+        soma__emit_figure(e, st, SOMA_F_returned_pools_total);
     }
 }

@@ -14,6 +14,11 @@
 #   7. SOMA_STATS_SIGNAL=USR2 with SOMA_STATS_FILE=DIR/%p: a running program
 #      writes a dump on each signal, and one at exit
 #   8. bad values of the options: one warning line each, the program runs
+#   9. pools emptied in arenas that stay (python3 drops a list but every
+#      5000th string, SOMA_ARENA_DECAY_MS=50): the dump's "Returned pools"
+#      section counts their pages; the timeline marks each purge, the
+#      markers' pools add up to the samples' rise and to the summary's
+#      count, and draws the arenas' bytes less the pages returned
 # usage: test_soma_run.sh SOMA_CLI LIBSOMA_OVERRIDE
 set -u
 soma=$1 lib=$2
@@ -81,6 +86,46 @@ for kv in SOMA_STATS_SIGNAL=BOGUS SOMA_STATS_SIGNAL=KILL SOMA_STATS_SIGNAL=SEGV 
     err=$(env "$kv" LD_PRELOAD="$lib" /bin/echo hi 2>&1 >/dev/null)
     check "[ \$(printf '%s\n' \"\$err\" | grep -c 'soma: warning: ${kv%%=*}=') -eq 1 ] && [ \$(printf '%s\n' \"\$err\" | wc -l) -eq 1 ]" "$kv: expected one warning line, got: $err"
 done
+
+# 9
+if [ -x /usr/bin/python3 ]; then
+    drop='import time
+x = [str(i) * 4 for i in range(300000)]
+keep = x[::5000]
+del x
+time.sleep(0.4)'
+    SOMA_ARENA_DECAY_MS=50 "$soma" run --no-children -- /usr/bin/python3 -c "$drop" 2> "$tmp/err"
+    now=$(awk -F= '/^# unused pools with pages returned/ {gsub(/[ ,]/, "", $2); print $2; exit}' "$tmp/err")
+    ever=$(awk -F= '/^# pools returned total/ {gsub(/[ ,]/, "", $2); print $2; exit}' "$tmp/err")
+    bytes=$(awk -F= '/^# bytes of pages returned/ {gsub(/[ ,]/, "", $2); print $2; exit}' "$tmp/err")
+    pool=$(sed -n 's/^[0-9]* unused pools \* \([0-9]*\) bytes.*/\1/p' "$tmp/err" | head -1)
+    check "grep -q \"^Returned pools (soma's own: unused pools above whose pages went back to the OS).\\\$\" $tmp/err" "no Returned pools section: $(tail -5 $tmp/err)"
+    check "[ \"\${now:-0}\" -ge 100 ] && [ \"\${ever:-0}\" -ge \"\${now:-0}\" ] && [ \"\${bytes:-0}\" = \$(( \${now:-0} * \${pool:-0} )) ]" "returned pools at exit: ${now:-none} now, ${ever:-none} ever, ${bytes:-no} bytes of ${pool:-?}"
+    SOMA_ARENA_DECAY_MS=50 "$soma" run --no-children --interval 10 --timeline "$tmp/t.html" \
+        --format json --output "$tmp/t.json" -- /usr/bin/python3 -c "$drop" 2> "$tmp/err"
+    check "[ \$(grep -c 'class=\"purge\"' $tmp/t.html) -ge 1 ] && [ \$(grep -c 'class=\"arena-resident-bytes\"' $tmp/t.html) -eq 1 ]" "the timeline has no purge marker or no resident line: $(cat $tmp/err)"
+    why=$(/usr/bin/python3 - "$tmp/t.json" "$tmp/t.html" <<'PY'
+import json, re, sys
+text, dec, i, snaps = open(sys.argv[1]).read(), json.JSONDecoder(), 0, []
+while text[i:].strip():
+    while text[i].isspace():
+        i += 1
+    v, i = dec.raw_decode(text, i)
+    snaps.append(v)
+page = open(sys.argv[2]).read()
+ks = [int(k.replace(",", "")) for k in
+      re.findall(r'<g class="purge"><title>the pages of ([\d,]+) empty pools? \(', page)]
+rise = snaps[-1]["returned"]["pools_total"] - snaps[0]["returned"]["pools_total"]
+summary = re.search(r"the pages of ([\d,]+) empty pools? \([^)]*\) returned in all", page)
+if not ks or sum(ks) != rise:
+    print("the markers count %r pools, the samples rose by %d" % (ks, rise))
+elif not summary or int(summary.group(1).replace(",", "")) != snaps[-1]["returned"]["pools_total"]:
+    print("the summary says %r, the last snapshot %d" % (summary and summary.group(0),
+                                                         snaps[-1]["returned"]["pools_total"]))
+PY
+)
+    check "[ -z \"\$why\" ]" "timeline purges: $why"
+fi
 
 echo "test_soma_run: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,6 +1,7 @@
 """inside.py: the package's API, run by test_python.py under soma
 (python3 -m soma tests/python/inside.py BUILD).  Real objects of the real
 interpreter; every check is a property that fails if the package lies."""
+import ctypes
 import gc
 import io
 import json
@@ -78,6 +79,61 @@ svg = after._repr_svg_()
 check(svg.lstrip().startswith("<svg") or svg.lstrip().startswith("<?xml"), "_repr_svg_ is SVG")
 check("<svg" in after._repr_html_(), "_repr_html_ holds the SVG")
 del keep
+
+# ---- returned pools: pages given back, the pools still in their arenas ----
+# Every 5000th string kept: their arenas stay, the other pools empty.  soma
+# itself (the override) gives their pages back now.
+purge = ctypes.CDLL(None).soma_purge
+purge.restype, purge.argtypes = ctypes.c_size_t, [ctypes.c_int]
+held = [str(i) * 4 for i in range(300000)]
+kept = held[::5000]
+del held
+gc.collect()
+before = soma.snapshot("before")
+given = purge(1)
+after = soma.snapshot("after")
+st, ret = after.data, after.data["returned"]
+check(set(ret) == set(soma._soma.RETURNED_FIELDS) and len(ret) == 5, "stats() has the returned figures")
+check(ret["pools"] >= 100 and ret["pools_total"] >= ret["pools"] + ret["medium_pools"],
+      "the emptied pools' pages went back: %r" % ret)
+check(ret["pool_bytes"] == ret["pools"] * st["pool_size"] <= st["unused_pool_bytes"] and
+      ret["medium_pool_bytes"] == ret["medium_pools"] * st["pool_size"] <= st["medium"]["unused_pool_bytes"],
+      "their bytes are a part of the unused pools' bytes")
+check(given >= ret["pool_bytes"] + ret["medium_pool_bytes"] - before.data["returned"]["pool_bytes"]
+      - before.data["returned"]["medium_pool_bytes"], "soma_purge said as much: %d bytes" % given)
+lines = ["bytes_in_allocated_blocks", "bytes_in_available_blocks", "unused_pool_bytes",
+         "bytes_lost_to_pool_headers", "bytes_lost_to_quantization", "bytes_lost_to_arena_alignment"]
+check(sum(st[k] for k in lines) == st["total"] == st["arena_bytes"], "the byte lines still add up")
+marked = [p for a in st["detail"]["arenas"] for p in a["pools"] if len(p) == 3]
+check(len(marked) == ret["pools"] + ret["medium_pools"] and all(p[1:] == [0, 1] for p in marked),
+      "the detail marks each returned pool [class, 0, 1]")
+d = soma.diff(before, after)
+row = [l.split() for l in d.splitlines() if l.startswith("# unused pools with pages returned")]
+check(len(row) == 1 and int(row[0][-2].replace(",", "")) == ret["pools"] and row[0][-1][0] == "+",
+      "soma.diff shows the returned pools' rise: %r" % row)
+buf = io.StringIO()
+soma.print_stats(file=buf)
+check("\nReturned pools (soma's own: unused pools above whose pages went back to the OS).\n" in
+      buf.getvalue() and "# pools returned total" in buf.getvalue(), "print_stats has the section")
+svg = after._repr_svg_()
+check(svg.count('fill="url(#returned)"') == len(marked) + 1, "the map draws them, and the legend")
+with tempfile.TemporaryDirectory() as tmp:
+    back = soma.load(after.save(os.path.join(tmp, "after.json")))
+    check(back.data["returned"] == ret, "load() reads the returned figures back")
+    # A snapshot from before them: no key, pairs only.
+    old = json.loads(after.to_json())
+    del old["returned"]
+    for a in old["detail"]["arenas"]:
+        a["pools"] = [p[:2] for p in a["pools"]]
+    path = os.path.join(tmp, "old.json")
+    with open(path, "w") as f:
+        json.dump(old, f)
+    older = soma.load(path)
+    check(older.data["returned"] == dict.fromkeys(soma._soma.RETURNED_FIELDS, 0),
+          "an older snapshot's returned figures load as zeros")
+    check('fill="url(#returned)"' not in older._repr_svg_().split("</defs>", 1)[1].split("block size")[0],
+          "and its map has no returned pool")
+del kept
 
 # ---- types(): which Python types fill each class ----
 

@@ -1,7 +1,7 @@
 /*
  * test_diff: soma_stats_diff on two snapshots built by hand, the same two
  * that tests/stats/data/diff_before.json and diff_after.json describe (so the
- * text must be exactly tests/stats/data/diff_expected.txt, which test_views.sh
+ * text must be exactly tests/stats/data/diff_expected.txt, which test_snapshots.py
  * also expects from `soma diff` on the JSON files), plus the edge cases:
  * nothing changed, and different geometries.
  */
@@ -67,6 +67,12 @@ static void after(soma_stats *st)
     st->medium.arena_bytes = 1048576;
     st->medium.classes[28] = (soma_class_stats){8160, 1, 2, 0};
     st->types[0].count = 4;
+    /* 3 of the 122 unused pools have their pages returned; 2 more did and
+     * were put to work again.  (diff_before.json has no "returned": a
+     * snapshot from before version 3, read as zeros.) */
+    st->returned.pools = 3;
+    st->returned.pool_bytes = 3 * 16384;
+    st->returned.pools_total = 5;
 }
 
 static char *slurp(const char *path)
@@ -101,8 +107,9 @@ int main(void)
     after(&b);
     char *text = NULL;
     int rows = diff_to_string(&a, &b, &text);
-    /* 2 classes, 10 counts (one of them the Nodes cache), 9 byte lines. */
-    CHECK_EQ(rows, 21);
+    /* 2 classes, 12 counts (one of them the Nodes cache, two returned
+     * pools'), 10 byte lines. */
+    CHECK_EQ(rows, 24);
     const char *expected = slurp(SOMA_TEST_DATA "/diff_expected.txt");
     CHECK(expected != NULL);
     if (expected != NULL)
@@ -117,8 +124,9 @@ int main(void)
 
     /* The reverse diff has the same rows, with the signs turned. */
     text = NULL;
-    CHECK_EQ(diff_to_string(&b, &a, &text), 21);
-    CHECK(strstr(text, "# unused pools                               122             63            -59") != NULL);
+    CHECK_EQ(diff_to_string(&b, &a, &text), 24);
+    CHECK(strstr(text, "# unused pools                                122             63            -59") != NULL);
+    CHECK(strstr(text, "# unused pools with pages returned              3              0             -3") != NULL);
     free(text);
 
     /* A cache that is gone counts as 0 after (and one that is new as 0

@@ -12,6 +12,11 @@
  *     type lines; and the dump's own arithmetic;
  *   - soma_stats_fprint of a made-up snapshot, every field a different
  *     number (up to 16 digits), gives each number back under its own label;
+ *   - pools emptied in arenas that stay, their pages given back by
+ *     soma_purge(1): the "Returned pools" section counts exactly those
+ *     (small and medium), the byte lines still add up to Total, the pages
+ *     hold no memory, and a pool put back to work leaves the count but not
+ *     the total; a snapshot of version 2's size prints no such section;
  *   - a failing stream makes soma_stats_print return -1;
  *   - the sequence of line kinds and labels is that of CPython 3.12's dump
  *     (the reference file; the comparison is skipped, not failed, when the
@@ -379,6 +384,145 @@ static void test_medium_section(void)
         soma_free(m[i]);
 }
 
+/* The distinct pools (their bases, ascending) that n blocks lie in. */
+static size_t pools_of(void *const *b, size_t n, uintptr_t *bases, size_t max, size_t pool_size)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t base = (uintptr_t)b[i] & ~(uintptr_t)(pool_size - 1);
+        size_t at = 0;
+        while (at < np && bases[at] < base)
+            at++;
+        if (at < np && bases[at] == base)
+            continue;
+        if (!CHECK_LT(np, max))
+            break;
+        memmove(&bases[at + 1], &bases[at], (np - at) * sizeof *bases);
+        bases[at] = base;
+        np++;
+    }
+    return np;
+}
+
+/* Frees the blocks of b that lie in the pool at base (NULL: freed). */
+static void free_pool(void **b, size_t n, uintptr_t base, size_t pool_size)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != NULL && ((uintptr_t)b[i] & ~(uintptr_t)(pool_size - 1)) == base) {
+            soma_free(b[i]);
+            b[i] = NULL;
+        }
+}
+
+/* The unused pools whose pages went back: 10 pools of 48-byte blocks and 4
+ * of medium blocks, filled in fresh arenas; the blocks of 5 small pools
+ * and 2 medium ones freed (so their arenas stay), then soma_purge(1). */
+static void test_returned_section(void)
+{
+    enum { NP = 10, NMP = 4 };
+    static void *b[NP * 400], *m[NMP * 30];
+    static uintptr_t bases[64], mbases[64];
+    soma_purge(1); /* the empty arenas the tests before left go: a fresh start */
+    soma_stats_get(&s1);
+    size_t ps = s1.pool_size, total0 = s1.returned.pools_total;
+    CHECK_EQ(s1.arenas_current + s1.medium.arenas_current, 0);
+    CHECK_EQ(s1.returned.pools + s1.returned.medium_pools, 0);
+    size_t cap = (ps - s1.pool_overhead) / 48, nb = NP * cap;
+    for (size_t i = 0; i < nb; i++)
+        b[i] = soma_malloc(48);
+    size_t msize = s1.medium.max_size - 100, mcap = (ps - s1.pool_overhead) / s1.medium.max_size;
+    size_t nm = NMP * mcap;
+    for (size_t i = 0; i < nm; i++)
+        m[i] = soma_malloc(msize);
+    if (!CHECK_EQ(pools_of(b, nb, bases, 64, ps), NP) ||
+        !CHECK_EQ(pools_of(m, nm, mbases, 64, ps), NMP))
+        return;
+    /* Two runs of pools (one madvise each) and a pool alone. */
+    static const size_t gone[] = {1, 2, 3, 5, 6}, mgone[] = {1, 2};
+    for (size_t i = 0; i < 5; i++)
+        free_pool(b, nb, bases[gone[i]], ps);
+    for (size_t i = 0; i < 2; i++)
+        free_pool(m, nm, mbases[mgone[i]], ps);
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.returned.pools, 0); /* empty, still resident: no decay in the library */
+    CHECK_EQ(s1.returned.pools_total, total0);
+    CHECK_GE(soma_purge(1), 7 * ps);
+    soma_stats_get(&s1);
+    CHECK_EQ(s1.returned.pools, 5);
+    CHECK_EQ(s1.returned.pool_bytes, 5 * ps);
+    CHECK_EQ(s1.returned.medium_pools, 2);
+    CHECK_EQ(s1.returned.medium_pool_bytes, 2 * ps);
+    CHECK_EQ(s1.returned.pools_total, total0 + 7);
+    for (size_t i = 0; i < 5; i++)
+        CHECK_EQ(test_resident_pages(bases[gone[i]], ps), 0);
+    for (size_t i = 0; i < 2; i++)
+        CHECK_EQ(test_resident_pages(mbases[mgone[i]], ps), 0);
+    /* Still unused pools: the arena's bytes are accounted as before. */
+    CHECK_EQ(s1.arenas_current, 1);
+    CHECK_EQ(s1.unused_pools, 64 - NP + 5);
+    CHECK_EQ(s1.medium.unused_pools, 64 - NMP + 2);
+    CHECK_LE(s1.returned.pool_bytes, s1.unused_pool_bytes);
+    CHECK_LE(s1.returned.medium_pool_bytes, s1.medium.unused_pool_bytes);
+    CHECK_EQ(s1.bytes_in_allocated_blocks + s1.bytes_in_available_blocks + s1.unused_pool_bytes +
+                 s1.bytes_lost_to_pool_headers + s1.bytes_lost_to_quantization +
+                 s1.bytes_lost_to_arena_alignment,
+             s1.total);
+    CHECK_EQ(s1.total, s1.arena_bytes);
+
+    int rc = -1;
+    size_t len = 0;
+    char *text = capture(print_live, NULL, &len, &rc);
+    CHECK_EQ(rc, 0);
+    if (text == NULL)
+        return;
+    char err[1024];
+    size_t consumed = 0;
+    if (CHECK_EQ(dp_parse(text, len, &parsed, err, sizeof err, &consumed), 0)) {
+        CHECK_EQ(parsed.label_unused_pools, 64 - NP + 5);
+        const char *rs = strstr(text + consumed, "\nReturned pools (soma's own: unused pools above "
+                                                 "whose pages went back to the OS).\n\n");
+        /* Last, after the medium section. */
+        if (CHECK(rs != NULL) && CHECK(strstr(text + consumed, "\nMedium blocks") < rs)) {
+            char want[512], n1[32], n2[32], n3[32];
+            dp_commas(n1, sizeof n1, 5 * ps);
+            dp_commas(n2, sizeof n2, 2 * ps);
+            dp_commas(n3, sizeof n3, total0 + 7);
+            snprintf(want, sizeof want,
+                     "%-35s=%21s\n%-35s=%21s\n%-35s=%21s\n%-35s=%21s\n%-35s=%21s\n",
+                     "# unused pools with pages returned", "5", "# bytes of pages returned", n1,
+                     "# medium pools with pages returned", "2", "# medium bytes of pages returned",
+                     n2, "# pools returned total", n3);
+            if (!CHECK(strcmp(strchr(rs + 1, '\n') + 2, want) == 0))
+                test_note("  the section reads:\n%s", rs);
+        }
+    }
+    free(text);
+
+    /* A pool put to work again is no longer returned; the total stays. */
+    size_t extra = 0;
+    for (size_t i = 0; i < nb; i++)
+        if (b[i] == NULL && extra++ < cap) /* one pool's worth */
+            b[i] = soma_malloc(48);
+    soma_stats_get(&s2);
+    CHECK_EQ(s2.returned.pools, 4);
+    CHECK_EQ(s2.returned.pools_total, total0 + 7);
+
+    /* Written as a version-2 caller's struct: no section (whole() zeroes
+     * what lies past its size). */
+    s2.size = (uint32_t)offsetof(soma_stats, returned);
+    text = capture(print_given, &s2, &len, &rc);
+    CHECK_EQ(rc, 0);
+    if (text != NULL) {
+        CHECK(strstr(text, "Returned pools") == NULL);
+        CHECK(strstr(text, "Large blocks") != NULL);
+    }
+    free(text);
+    for (size_t i = 0; i < nb; i++)
+        soma_free(b[i]);
+    for (size_t i = 0; i < nm; i++)
+        soma_free(m[i]);
+}
+
 /* A snapshot where every field is a distinct number. */
 static void test_made_up_snapshot(void)
 {
@@ -547,6 +691,7 @@ int main(void)
     test_live_dump();
     test_medium_section();
     test_made_up_snapshot();
+    test_returned_section();
     test_write_failure();
     test_against_cpython();
     free(the_dump);

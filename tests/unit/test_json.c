@@ -10,13 +10,18 @@
  *   - malformed inputs are rejected with "line L, column C: ..."; each one is
  *     given in a buffer of exactly its length, so ASan catches a read past it;
  *   - 64 levels of nesting parse, 65 do not;
- *   - a 200000-item array of [i, i*2] parses with every value right.
+ *   - a 200000-item array of [i, i*2] parses with every value right;
+ *   - the snapshot reader on it (tools/soma/snapshot.c): "returned" and the
+ *     detail's [class, 0, 1] read back, a snapshot without them (before
+ *     soma_stats version 3) reads as zeros, and a third element that is not
+ *     1 on an empty pool (or 0) is refused.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
+#include "snapshot.h"
 #include "test.h"
 
 /* Parse s from a malloc'd copy of exactly strlen(s) bytes (no NUL after it). */
@@ -221,12 +226,76 @@ static int test_large(void)
     return 0;
 }
 
+/* text read as one snapshot: tool_snapshot_from_json's result, err filled. */
+static int read_snapshot(const char *text, tool_snapshot *out, char *err, size_t errlen)
+{
+    sj_value *v = parse_exact(text, NULL, err, errlen);
+    if (v == NULL)
+        return -2;
+    int rc = tool_snapshot_from_json(v, out, err, errlen);
+    sj_free(v);
+    return rc;
+}
+
+#define SNAP_HEAD                                                                                  \
+    "{\"schema_version\": 1, \"threshold\": 512, \"num_classes\": 32, \"pool_size\": 16384, "       \
+    "\"arena_size\": 1048576, \"pool_overhead\": 48, \"unused_pools\": 62"
+
+static int test_snapshot_returned(void)
+{
+    static tool_snapshot s;
+    char err[256];
+    REQUIRE(read_snapshot(SNAP_HEAD ", \"returned\": {\"pools\": 2, \"pool_bytes\": 32768, "
+                          "\"medium_pools\": 1, \"medium_pool_bytes\": 16384, \"pools_total\": 9}, "
+                          "\"detail\": {\"pools_per_arena\": 64, \"arenas\": [{\"address\": "
+                          "\"0x7f0000000000\", \"kind\": \"small\", \"fresh_pools\": 60, "
+                          "\"pools\": [[2,5], [2,0,1], [-1,0], [3,0,1]]}], \"reclaimed_slots\": []}}",
+                          &s, err, sizeof err) == 0);
+    REQUIRE(s.st.returned.pools == 2 && s.st.returned.pool_bytes == 32768);
+    REQUIRE(s.st.returned.medium_pools == 1 && s.st.returned.medium_pool_bytes == 16384);
+    REQUIRE(s.st.returned.pools_total == 9);
+    REQUIRE(s.narenas == 1 && s.arenas[0].npools == 4);
+    const tool_pool *p = s.arenas[0].pools;
+    REQUIRE(!p[0].returned && p[0].used == 5 && p[1].returned && p[1].used == 0 && p[1].cls == 2);
+    REQUIRE(!p[2].returned && p[2].cls == -1 && p[3].returned && p[3].cls == 3);
+    tool_snapshot_free(&s);
+
+    /* Before version 3: no "returned", pairs only. */
+    REQUIRE(read_snapshot(SNAP_HEAD ", \"detail\": {\"pools_per_arena\": 64, \"arenas\": "
+                          "[{\"address\": \"0x7f0000000000\", \"kind\": \"small\", "
+                          "\"fresh_pools\": 62, \"pools\": [[2,5], [2,0]]}]}}",
+                          &s, err, sizeof err) == 0);
+    REQUIRE(s.st.returned.pools == 0 && s.st.returned.pools_total == 0 && s.st.unused_pools == 62);
+    REQUIRE(s.arenas[0].npools == 2 && !s.arenas[0].pools[0].returned &&
+            !s.arenas[0].pools[1].returned);
+    tool_snapshot_free(&s);
+
+    /* A third element only as 1 on an empty pool (0 is read as absent). */
+    static const char *const bad[] = {"[2,5,1]", "[2,0,2]", "[2,0,1,1]", "[2,0,\"1\"]", "[2,0,-1]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 SNAP_HEAD ", \"detail\": {\"pools_per_arena\": 64, \"arenas\": [{\"address\": "
+                           "\"0x7f0000000000\", \"fresh_pools\": 62, \"pools\": [[1,1], %s]}]}}",
+                 bad[i]);
+        REQUIRE(read_snapshot(text, &s, err, sizeof err) == -1);
+        REQUIRE(strstr(err, "pool 1 is not [class, blocks in use] or [class, 0, 1]") != NULL);
+    }
+    REQUIRE(read_snapshot(SNAP_HEAD ", \"detail\": {\"pools_per_arena\": 64, \"arenas\": "
+                          "[{\"address\": \"0x7f0000000000\", \"fresh_pools\": 63, "
+                          "\"pools\": [[4,0,0]]}]}}",
+                          &s, err, sizeof err) == 0);
+    REQUIRE(s.arenas[0].npools == 1 && !s.arenas[0].pools[0].returned);
+    tool_snapshot_free(&s);
+    return 0;
+}
+
 int main(void)
 {
     test_begin("test_json");
     /* Each part stops at its first failed check (REQUIRE), and the run at
      * the first part that failed. */
     (void)(test_numbers() || test_strings() || test_nested() || test_concatenated() ||
-           test_malformed() || test_depth() || test_large());
+           test_malformed() || test_depth() || test_large() || test_snapshot_returned());
     return test_summary();
 }

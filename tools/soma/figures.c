@@ -9,6 +9,8 @@ tool_figures tool_process_figures(const soma_stats *st)
 #define X(m) f.m = st->m + st->medium.m;
     TOOL_SUMMED_FIGURES(X)
 #undef X
+    f.returned_pools = st->returned.pools + st->returned.medium_pools;
+    f.returned_bytes = st->returned.pool_bytes + st->returned.medium_pool_bytes;
     return f;
 }
 

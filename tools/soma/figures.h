@@ -35,6 +35,9 @@ typedef struct {
 #define X(m) size_t m;
     TOOL_SUMMED_FIGURES(X)
 #undef X
+    /* soma_stats.returned keeps the two apart under names of its own: the
+     * unused pools whose pages went back, and their bytes. */
+    size_t returned_pools, returned_bytes;
 } tool_figures;
 
 /* The process's figures of st: small + medium. */

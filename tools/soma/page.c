@@ -18,6 +18,11 @@
 
 #define LABEL_W 178 /* the arena labels' column */
 #define MARGIN 12
+/* A pool whose pages went back to the OS: very pale, dotted, a dashed
+ * border, told apart from an empty resident pool (white, solid border). */
+#define RETURNED_ID "returned"
+#define RETURNED_ATTRS                                                                             \
+    "fill=\"url(#" RETURNED_ID ")\" stroke=\"#8a8a8a\" stroke-width=\"0.6\" stroke-dasharray=\"2 1\""
 
 void page_escape(FILE *out, const char *text)
 {
@@ -156,8 +161,9 @@ static int totals_compact(FILE *out, const tool_snapshot *s, int y)
     page_text(out, MARGIN, y + 28, 0, 11, NULL, NULL, NULL, "blocks in use: %s (%s bytes)", a, b);
     commas(a, f.bytes_in_available_blocks);
     commas(b, f.unused_pool_bytes);
+    commas(c, f.returned_bytes);
     page_text(out, MARGIN, y + 42, 0, 11, NULL, NULL, NULL,
-              "available blocks: %s bytes; unused pools: %s", a, b);
+              "available blocks: %s bytes; unused pools: %s (%s returned)", a, b, c);
     commas(c, f.total);
     page_text(out, MARGIN, y + 56, 0, 11, "bold", NULL, NULL, "Total in arenas: %s bytes", c);
     return 70;
@@ -185,9 +191,11 @@ static int totals(FILE *out, const tool_snapshot *s, int y)
               "lost to headers and quantization %s: Total %s", a, b, c, d, e);
     commas(a, tool_blocks_in_use(st));
     commas(b, st->large.bytes_in_use);
+    commas(c, f.returned_bytes);
     page_text(out, MARGIN, y + 32, 0, 12, NULL, NULL, NULL,
               "blocks in use in the pools: %s;  large blocks (soma's mappings): %zu in "
-              "use, %s bytes", a, st->large.blocks_in_use, b);
+              "use, %s bytes;  unused pools with pages returned: %zu, %s bytes", a,
+              st->large.blocks_in_use, b, f.returned_pools, c);
     return 46;
 }
 
@@ -234,6 +242,11 @@ static int legend(FILE *out, const tool_snapshot *s, int y, int compact)
                  "stroke=\"#aaa\"/>\n", x, y);
     page_text(out, x + 26, y + 10, 0, 12, NULL, NULL, NULL, "empty pool");
     x += 100;
+    fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"20\" height=\"12\" " RETURNED_ATTRS "/>\n", x,
+            y);
+    page_text(out, x + 26, y + 10, 0, 12, NULL, NULL, NULL,
+              compact ? "returned" : "pages returned");
+    x += compact ? 80 : 118;
     fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"20\" height=\"12\" fill=\"#e4e4e4\"/>\n", x, y);
     page_text(out, x + 26, y + 10, 0, 12, NULL, NULL, NULL, "never carved");
     x += 112;
@@ -264,22 +277,42 @@ static void arena_row(FILE *out, const tool_snapshot *s, const tool_arena *a, in
                      "</rect>\n", x0, y, ppa * (unsigned)cw - 1, rh - gap, a->address);
         return;
     }
+    size_t used = 0, empty = 0, returned = 0;
+    for (size_t p = 0; p < a->npools; p++) {
+        used += a->pools[p].used > 0;
+        empty += a->pools[p].used == 0;
+        returned += a->pools[p].returned;
+    }
+    /* The row's own tooltip, on what has none of its own (its label). */
+    if (titles)
+        fprintf(out, "<g class=\"arena\"><title>0x%llx, a %s arena's pools: %zu in use, %zu empty "
+                     "(%zu of them with pages returned to the OS), %u never carved</title>\n",
+                a->address, a->medium ? "medium" : "small", used, empty, returned, a->fresh);
     for (size_t p = 0; p < a->npools; p++) {
         const tool_pool *pool = &a->pools[p];
         size_t cap = tool_capacity(s, pool->cls);
         int x = x0 + (int)p * cw;
-        if (pool->used == 0)
-            snprintf(col, sizeof col, "#ffffff");
-        else
-            page_class_color(s, pool->cls, cap ? (double)pool->used / (double)cap : 1, col,
-                             sizeof col);
-        fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"%s>", x, y,
-                cw - 1, rh - gap, col, pool->used == 0 ? " stroke=\"#ccc\" stroke-width=\"0.5\"" : "");
+        if (pool->returned) {
+            fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" " RETURNED_ATTRS ">",
+                    x, y, cw - 1, rh - gap);
+        } else {
+            if (pool->used == 0)
+                snprintf(col, sizeof col, "#ffffff");
+            else
+                page_class_color(s, pool->cls, cap ? (double)pool->used / (double)cap : 1, col,
+                                 sizeof col);
+            fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\"%s>", x,
+                    y, cw - 1, rh - gap, col,
+                    pool->used == 0 ? " stroke=\"#ccc\" stroke-width=\"0.5\"" : "");
+        }
         if (titles) {
             if (pool->used)
                 fprintf(out, "<title>0x%llx pool %zu: class %d (%zu bytes), %u of %zu blocks in "
                              "use</title>", a->address + p * s->st.pool_size, p, pool->cls,
                         tool_class_size(s, pool->cls), pool->used, cap);
+            else if (pool->returned)
+                fprintf(out, "<title>0x%llx pool %zu: empty, its pages returned to the OS (class "
+                             "%d last)</title>", a->address + p * s->st.pool_size, p, pool->cls);
             else
                 fprintf(out, "<title>0x%llx pool %zu: empty</title>",
                         a->address + p * s->st.pool_size, p);
@@ -290,6 +323,8 @@ static void arena_row(FILE *out, const tool_snapshot *s, const tool_arena *a, in
         fprintf(out, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#e4e4e4\">"
                      "<title>%u pools never carved</title></rect>\n",
                 x0 + (int)a->npools * cw, y, (int)a->fresh * cw - 1, rh - gap, a->fresh);
+    if (titles)
+        fputs("</g>\n", out);
 }
 
 static int map_svg(FILE *out, const tool_snapshot *s, const char *title, int cell,
@@ -304,15 +339,19 @@ static int map_svg(FILE *out, const tool_snapshot *s, const char *title, int cel
     int grid_y = compact ? 138 : 118;
     int grid_h = (int)shown * rh + (shown == 0 ? 20 : 0);
     int width = x0 + (int)ppa * cw + MARGIN;
-    if (width < (compact ? 440 : 760))
-        width = compact ? 440 : 760;
+    if (width < (compact ? 440 : 800)) /* the legend's widest row */
+        width = compact ? 440 : 800;
     int below = grid_y + grid_h + (shown < n ? 24 : 8) + (s->dropped ? 16 : 0);
     int height = below + (compact ? 114 : 80);
     page_svg_begin(out, width, height, standalone);
+    /* Hatched: an arena gone back whole; dotted: a pool's pages gone back
+     * (a dot every 3 pixels, so that the smallest cells show one). */
     fputs("<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
           "patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" fill=\"#f4f4f4\"/>"
           "<line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"#b0b0b0\" stroke-width=\"2\"/>"
-          "</pattern></defs>\n",
+          "</pattern><pattern id=\"" RETURNED_ID "\" width=\"3\" height=\"3\" "
+          "patternUnits=\"userSpaceOnUse\"><rect width=\"3\" height=\"3\" fill=\"#fbfbfb\"/>"
+          "<rect width=\"1.2\" height=\"1.2\" fill=\"#9a9a9a\"/></pattern></defs>\n",
           out);
     fprintf(out, "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", width, height);
     page_text(out, MARGIN, 22, 0, compact ? 14 : 16, "bold", NULL, NULL, "%s", title);
@@ -338,13 +377,14 @@ static int map_svg(FILE *out, const tool_snapshot *s, const char *title, int cel
         arena_row(out, s, &s->arenas[i], x0, grid_y + (int)i * rh, cw, rh,
                   (int)(i % (size_t)every) == 0, titles, compact);
     if (shown < n) {
-        size_t used = 0, full = 0, empty = 0, fresh = 0, live = 0;
+        size_t used = 0, full = 0, empty = 0, returned = 0, fresh = 0, live = 0;
         for (size_t i = shown; i < n; i++) {
             const tool_arena *a = &s->arenas[i];
             live += !a->reclaimed;
             fresh += a->fresh;
             for (size_t p = 0; p < a->npools; p++) {
                 size_t cap = tool_capacity(s, a->pools[p].cls);
+                returned += a->pools[p].returned;
                 if (a->pools[p].used == 0) empty++;
                 else if (a->pools[p].used >= cap) full++;
                 else used++;
@@ -352,8 +392,8 @@ static int map_svg(FILE *out, const tool_snapshot *s, const char *title, int cel
         }
         page_text(out, MARGIN, grid_y + grid_h + 16, 0, 12, "bold", NULL, NULL,
                   "%zu of %zu arena rows drawn; the other %zu (%zu live) are summarised: %zu pools "
-                  "full, %zu partly used, %zu empty, %zu never carved", shown, n, n - shown, live,
-                  full, used, empty, fresh);
+                  "full, %zu partly used, %zu empty (%zu with pages returned), %zu never carved",
+                  shown, n, n - shown, live, full, used, empty, returned, fresh);
     }
     if (s->dropped)
         page_text(out, MARGIN, below - 4, 0, 11, NULL, NULL, NULL,

@@ -7,7 +7,8 @@
  * Colours: a pool's hue says its block size (small classes from blue, 16
  * bytes, to red, 512 bytes; medium classes violet to magenta), its
  * lightness how full it is (pale: nearly empty, deep: full).  Empty pools
- * are white, never-carved ones light grey, reclaimed arenas hatched.
+ * are white, those whose pages went back to the OS dotted with a dashed
+ * border, never-carved ones light grey, reclaimed arenas hatched.
  */
 #ifndef SOMA_TOOL_PAGE_H
 #define SOMA_TOOL_PAGE_H
@@ -35,7 +36,8 @@ void page_svg_begin(FILE *out, int width, int height, int standalone);
 /* The arena map of one snapshot (with detail) as an <svg> element: the
  * totals, every arena a row of its pools, a legend.  At most max_rows
  * arena rows are drawn (1000 for soma map); the rest are summarised in a
- * line that says so.  cell: the width of one pool in pixels (0: chosen
+ * line that says so.  Up to 200 rows, every pool and every row has a
+ * tooltip (a row's: its pools by state).  cell: the width of one pool in pixels (0: chosen
  * from the number of arenas).  Returns the height drawn. */
 int page_map_svg(FILE *out, const tool_snapshot *s, const char *title, int cell, size_t max_rows,
                  int standalone);

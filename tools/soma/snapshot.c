@@ -113,15 +113,22 @@ static int read_detail(const sj_value *d, tool_snapshot *out, char *err, size_t 
         }
         for (size_t p = 0; p < pools->n; p++) {
             const sj_value *pv = pools->items[p];
-            if (pv->type != SJ_ARRAY || pv->n != 2 || !pv->items[0]->is_int ||
+            /* [class, blocks in use], or [class, 0, 1]: empty, its pages
+             * returned (a snapshot from before version 3 has no third). */
+            int third = pv->type == SJ_ARRAY && pv->n == 3;
+            if (pv->type != SJ_ARRAY || (pv->n != 2 && !third) || !pv->items[0]->is_int ||
                 !pv->items[1]->is_uint || pv->items[0]->sint < -1 ||
                 pv->items[0]->sint >= SOMA_NUM_CLASSES + SOMA_MAX_MEDIUM_CLASSES ||
-                pv->items[1]->uint > 65535) {
-                snprintf(err, errlen, "arena %zu: pool %zu is not [class, blocks in use]", i, p);
+                pv->items[1]->uint > 65535 ||
+                (third && (!pv->items[2]->is_uint || pv->items[2]->uint > 1 ||
+                           (pv->items[2]->uint == 1 && pv->items[1]->uint != 0)))) {
+                snprintf(err, errlen,
+                         "arena %zu: pool %zu is not [class, blocks in use] or [class, 0, 1]", i, p);
                 return -1;
             }
             t->pools[p].cls = (int)pv->items[0]->sint;
             t->pools[p].used = (unsigned)pv->items[1]->uint;
+            t->pools[p].returned = third && pv->items[2]->uint == 1;
         }
         t->npools = pools->n;
     }
@@ -177,6 +184,11 @@ int tool_snapshot_from_json(const sj_value *v, tool_snapshot *out, char *err, si
         SOMA_LARGE_MAP_FIELDS(X)
 #undef X
     }
+    /* Version 3's; an older snapshot has none: 0, as the dump reads them. */
+    const sj_value *returned = sj_get(v, "returned");
+#define X(m, label, group) st->returned.m = get(returned, #m);
+    SOMA_RETURNED_FIELDS(X)
+#undef X
     if (read_classes(sj_get(v, "classes"), st->classes, st->num_classes, 0, err, errlen) != 0 ||
         (medium != NULL && read_classes(sj_get(medium, "classes"), st->medium.classes,
                                         st->medium.num_classes, st->num_classes, err, errlen) != 0))

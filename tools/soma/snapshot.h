@@ -15,6 +15,7 @@
 typedef struct {
     int cls;       /* the class it serves (or last served); -1: never initialised */
     unsigned used; /* blocks in use; 0: an empty pool */
+    int returned;  /* empty, and its pages went back to the OS */
 } tool_pool;
 
 typedef struct {

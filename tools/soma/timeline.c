@@ -38,6 +38,7 @@
 #define C_EMPTY "#8a8a8a"  /* arenas with no block in use, kept for the decay */
 #define C_HIGH "#d4640f"
 #define C_RECLAIM "#13966a"
+#define C_PURGE C_RECLAIM /* given back to the OS too: pools' pages, not arenas */
 #define C_ALLOC "#4a8fd8"
 #define C_AVAIL "#b7d5f2"
 #define C_ARENA "#333333"
@@ -214,7 +215,7 @@ static void frame(FILE *out, int top, int h)
 }
 
 /* One legend entry at *x (advanced past it).  kind: 'l' a line, 'd' a
- * dashed line, 'a' a filled area, 'v' a reclamation marker. */
+ * dashed line, 'a' a filled area, 'v' a marker (a reclamation, a purge). */
 static void legend_item(FILE *out, int *x, int y, char kind, const char *colour, int width,
                         const char *what)
 {
@@ -376,6 +377,18 @@ static double g_arena_bytes(const tool_snapshot *s)
     return (double)tool_process_figures(&s->st).arena_bytes;
 }
 static double g_large(const tool_snapshot *s) { return (double)s->st.large.bytes_in_use; }
+/* Pools whose pages went back, ever: a rise between two samples is a purge. */
+static size_t purged(const tool_snapshot *s) { return s->st.returned.pools_total; }
+static double g_returned_bytes(const tool_snapshot *s)
+{
+    return (double)tool_process_figures(&s->st).returned_bytes;
+}
+/* The arenas' bytes less the pages of their pools that went back: what of
+ * them can be resident (never-carved pools, untouched, are not either). */
+static double g_resident_arena_bytes(const tool_snapshot *s)
+{
+    return g_arena_bytes(s) - g_returned_bytes(s);
+}
 
 static double series_max(const tool_snapshot *s, size_t n, getter g, getter g2)
 {
@@ -392,6 +405,67 @@ static void svg_open(FILE *out, int height, const char *what)
                  "aria-label=\"", SVG_W, height, SVG_W, height);
     page_escape(out, what);
     fprintf(out, "\">\n<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", SVG_W, height);
+}
+
+typedef size_t (*counter)(const tool_snapshot *s);
+/* A marker's label and tooltip for a rise of k in its counter. */
+typedef void (*wording)(const tool_snapshot *s, size_t k, char *label, size_t llen, char *what,
+                        size_t wlen);
+
+static void reclaim_words(const tool_snapshot *s, size_t k, char *label, size_t llen, char *what,
+                          size_t wlen)
+{
+    (void)s;
+    snprintf(label, llen, "-%zu", k);
+    snprintf(what, wlen, "%zu arena%s given back to the OS", k, k == 1 ? "" : "s");
+}
+
+static void purge_words(const tool_snapshot *s, size_t k, char *label, size_t llen, char *what,
+                        size_t wlen)
+{
+    char b[32], c[SOMA_TEXT_COMMAS_LEN];
+    human_bytes(b, sizeof b, (double)k * (double)s->st.pool_size);
+    snprintf(label, llen, "-%s", b);
+    snprintf(what, wlen, "the pages of %s empty pool%s (%s) given back to the OS", commas(c, k),
+             k == 1 ? "" : "s", b);
+}
+
+/* A marker where the counter c rose since the sample before (something went
+ * back to the OS in between): a line across the plot, in <g class=cls>
+ * with a tooltip naming the interval, and a label at its top.  A label
+ * closer than `spacing` pixels to the previous one would overprint it: it
+ * is left to the tooltip, the marker is still drawn. */
+static void markers(FILE *out, const tool_snapshot *s, size_t n, const xscale *xs, int top, int h,
+                    counter c, wording w, const char *cls, int spacing)
+{
+    double last_label = -1000;
+    for (size_t i = 1; i < n; i++) {
+        size_t before = c(&s[i - 1]), now = c(&s[i]);
+        if (now <= before)
+            continue;
+        double x = round1(xpix(xs, s[i].elapsed_ms));
+        char t1[32], t2[32], label[48], what[160];
+        w(&s[i], now - before, label, sizeof label, what, sizeof what);
+        human_ms(t1, sizeof t1, s[i - 1].elapsed_ms);
+        human_ms(t2, sizeof t2, s[i].elapsed_ms);
+        /* "between 20 and 40 ms": a unit the two share is said once. */
+        size_t l1 = strlen(t1);
+        if (l1 > 3 && strcmp(t1 + l1 - 3, " ms") == 0 && strcmp(t2 + strlen(t2) - 3, " ms") == 0)
+            t1[l1 - 3] = '\0';
+        fprintf(out, "<g class=\"%s\"><title>", cls);
+        page_escape(out, what);
+        fprintf(out, " between %s and %s</title>", t1, t2);
+        fprintf(out, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"" C_RECLAIM
+                     "\" stroke-width=\"1.5\" stroke-opacity=\"0.75\"/>", x, top, x, top + h);
+        if (x - last_label >= spacing) {
+            fprintf(out, "<text x=\"%.1f\" y=\"%d\" font-size=\"10\" fill=\"" C_RECLAIM
+                         "\" font-weight=\"bold\">", x + 2, top + 11);
+            page_escape(out, label);
+            fputs("</text>", out);
+            last_label = x;
+        }
+        fputs("</g>\n", out);
+    }
 }
 
 static void arenas_chart(FILE *out, const tool_snapshot *s, size_t n, const xscale *xs)
@@ -413,35 +487,8 @@ static void arenas_chart(FILE *out, const tool_snapshot *s, size_t n, const xsca
     y_axis(out, &ys, "arenas mapped");
     x_axis(out, xs, PLOT_TOP, h, 1);
 
-    /* Markers first, so the lines stay readable on top of them.  A label
-     * too close to the previous one would overprint it: it is left to the
-     * tooltip, the marker is still drawn. */
-    double last_label = -100;
-    for (size_t i = 1; i < n; i++) {
-        size_t before = reclaimed(&s[i - 1]), now = reclaimed(&s[i]);
-        if (now <= before)
-            continue;
-        size_t k = now - before;
-        double x = round1(xpix(xs, s[i].elapsed_ms));
-        char t1[32], t2[32];
-        human_ms(t1, sizeof t1, s[i - 1].elapsed_ms);
-        human_ms(t2, sizeof t2, s[i].elapsed_ms);
-        /* "between 20 and 40 ms": a unit the two share is said once. */
-        size_t l1 = strlen(t1);
-        if (l1 > 3 && strcmp(t1 + l1 - 3, " ms") == 0 && strcmp(t2 + strlen(t2) - 3, " ms") == 0)
-            t1[l1 - 3] = '\0';
-        fprintf(out, "<g class=\"reclaim\"><title>%zu arena%s given back to the OS between %s and "
-                     "%s</title>", k, k == 1 ? "" : "s", t1, t2);
-        fprintf(out, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"" C_RECLAIM
-                     "\" stroke-width=\"1.5\" stroke-opacity=\"0.75\"/>", x, PLOT_TOP, x,
-                PLOT_TOP + h);
-        if (x - last_label >= 22) {
-            fprintf(out, "<text x=\"%.1f\" y=\"%d\" font-size=\"10\" fill=\"" C_RECLAIM
-                         "\" font-weight=\"bold\">-%zu</text>", x + 2, PLOT_TOP + 11, k);
-            last_label = x;
-        }
-        fputs("</g>\n", out);
-    }
+    /* Markers first, so the lines stay readable on top of them. */
+    markers(out, s, n, xs, PLOT_TOP, h, reclaimed, reclaim_words, "reclaim", 22);
     step_path(out, s, n, xs, &ys, g_highwater,
               "class=\"arenas-highwater\" stroke=\"" C_HIGH "\" stroke-width=\"1.5\" "
               "stroke-dasharray=\"6 4\"");
@@ -458,23 +505,40 @@ static void arenas_chart(FILE *out, const tool_snapshot *s, size_t n, const xsca
     fputs("</svg>\n", out);
 }
 
+/* Did pools' pages go back to the OS during the record (or before it)? */
+static int has_purges(const tool_snapshot *s, size_t n)
+{
+    return purged(&s[n - 1]) > 0 || series_max(s, n, g_returned_bytes, NULL) > 0;
+}
+
 static void bytes_chart(FILE *out, const tool_snapshot *s, size_t n, const xscale *xs)
 {
     const int h = 200;
+    /* Purges take a second row of legend. */
+    int purges = has_purges(s, n), top = PLOT_TOP + (purges ? 16 : 0);
     double vmax = series_max(s, n, g_arena_bytes, NULL);
     if (series_max(s, n, g_alloc, g_avail) > vmax)
         vmax = series_max(s, n, g_alloc, g_avail);
     if (series_max(s, n, g_large, NULL) > vmax)
         vmax = series_max(s, n, g_large, NULL);
-    yscale ys = make_yscale(vmax, 1, PLOT_TOP, h);
-    svg_open(out, PLOT_TOP + h + AXIS_BELOW, "bytes over time");
+    yscale ys = make_yscale(vmax, 1, top, h);
+    svg_open(out, top + h + AXIS_BELOW, "bytes over time");
     int lx = PLOT_X;
     legend_item(out, &lx, LEGEND_Y, 'a', C_ALLOC, 1, "in allocated blocks");
     legend_item(out, &lx, LEGEND_Y, 'a', C_AVAIL, 1, "in available blocks (stacked on top)");
     legend_item(out, &lx, LEGEND_Y, 'l', C_ARENA, 2, "arenas mapped");
     legend_item(out, &lx, LEGEND_Y, 'l', C_LARGE, 2, "large blocks (system allocator)");
+    if (purges) {
+        lx = PLOT_X;
+        legend_item(out, &lx, LEGEND_Y + 16, 'd', C_ARENA, 2,
+                    "arenas mapped less the pages of pools returned");
+        legend_item(out, &lx, LEGEND_Y + 16, 'v', C_PURGE, 1,
+                    "empty pools' pages given back to the OS (-bytes)");
+    }
     y_axis(out, &ys, "bytes");
-    x_axis(out, xs, PLOT_TOP, h, 1);
+    x_axis(out, xs, top, h, 1);
+    if (purges)
+        markers(out, s, n, xs, top, h, purged, purge_words, "purge", 44);
 
     double x0 = round1(xpix(xs, s[0].elapsed_ms)), xn = round1(xpix(xs, s[n - 1].elapsed_ms));
     double base = ypix(&ys, 0);
@@ -496,9 +560,13 @@ static void bytes_chart(FILE *out, const tool_snapshot *s, size_t n, const xscal
 
     polyline(out, s, n, xs, &ys, g_arena_bytes,
              "class=\"arena-bytes\" stroke=\"" C_ARENA "\" stroke-width=\"1.8\"");
+    if (purges)
+        polyline(out, s, n, xs, &ys, g_resident_arena_bytes,
+                 "class=\"arena-resident-bytes\" stroke=\"" C_ARENA "\" stroke-width=\"1.5\" "
+                 "stroke-dasharray=\"5 3\"");
     polyline(out, s, n, xs, &ys, g_large,
              "class=\"large-bytes\" stroke=\"" C_LARGE "\" stroke-width=\"1.8\"");
-    frame(out, PLOT_TOP, h);
+    frame(out, top, h);
     fputs("</svg>\n", out);
 }
 
@@ -701,13 +769,13 @@ static void heat_map(FILE *out, const tool_snapshot *s, size_t n, const xscale *
 /* ---- the page ---- */
 
 typedef struct {
-    size_t samples, peak_arenas, reclaimed;
+    size_t samples, peak_arenas, reclaimed, purged;
     int has_exit;
 } proc_summary;
 
 static proc_summary summarise(const page_process *p)
 {
-    proc_summary sum = {0, 0, 0, 0};
+    proc_summary sum = {0, 0, 0, 0, 0};
     for (size_t i = 0; i < p->n; i++) {
         const tool_snapshot *s = &p->snaps[i];
         size_t a = (size_t)g_arenas(s), hw = (size_t)g_highwater(s);
@@ -721,6 +789,8 @@ static proc_summary summarise(const page_process *p)
             sum.peak_arenas = hw;
         if (reclaimed(s) > sum.reclaimed)
             sum.reclaimed = reclaimed(s);
+        if (purged(s) > sum.purged)
+            sum.purged = purged(s);
     }
     return sum;
 }
@@ -757,14 +827,19 @@ static void explain(FILE *out, const page_process *procs, size_t nprocs)
             "each sample (small, medium and their sum, as steps) and the high-water mark "
             "(dashed); the grey dotted line counts those with no block in use, kept for "
             "reuse: they go back to the OS once they have been empty for %ld ms "
-            "(SOMA_ARENA_DECAY_MS), checked when the program next frees or takes a pool, so an "
-            "idle program or one that is about to exit keeps them; a green vertical marker is "
+            "(SOMA_ARENA_DECAY_MS), checked when the program next frees or takes a pool and, "
+            "with SOMA_BACKGROUND_PURGE (the override's default), by a thread of soma's when "
+            "they expire; a green vertical marker is "
             "a moment arenas were given back to the OS "
             "(reclaimed), labelled <span style=\"white-space:nowrap\">&minus;<i>k</i></span> "
             "with how many since the sample before. "
             "<b>Bytes</b>: the arenas' memory (outline) and how much of it is in allocated "
             "blocks and in free blocks of the pools in use (the rest is empty pools and "
             "headers); large blocks come from the system allocator, outside the arenas. "
+            "An empty pool's pages go back to the OS too once it has been empty for the decay "
+            "time, while its arena stays: where that happened, a green marker labelled with the "
+            "bytes given back since the sample before, and a dashed line, the arenas' bytes less "
+            "those pages (the rest of what they hold may be resident). "
             "<b>Blocks in use per class</b>: a row per block size over time, its colour the "
             "block size (blue for 16 bytes to red for %zu, violet to magenta for the medium "
             "classes), its shade how many blocks are in use against that class's own peak "
@@ -791,13 +866,18 @@ static void summary_list(FILE *out, const page_process *procs, size_t nprocs)
         char a[SOMA_TEXT_COMMAS_LEN], b[SOMA_TEXT_COMMAS_LEN], c[SOMA_TEXT_COMMAS_LEN];
         char t[32], m[32];
         fprintf(out, "</a>: %s sample%s%s, %s recorded; peak %s arena%s (%s); %s arena%s "
-                     "reclaimed in all</li>\n",
+                     "reclaimed in all",
                 commas(a, sum.samples), sum.samples == 1 ? "" : "s",
                 sum.has_exit ? " and the exit snapshot" : "",
                 human_ms(t, sizeof t, last->elapsed_ms), commas(b, sum.peak_arenas),
                 sum.peak_arenas == 1 ? "" : "s",
                 human_bytes(m, sizeof m, (double)sum.peak_arenas * (double)last->st.arena_size),
                 commas(c, sum.reclaimed), sum.reclaimed == 1 ? "" : "s");
+        if (sum.purged > 0)
+            fprintf(out, "; the pages of %s empty pool%s (%s) returned in all", commas(a, sum.purged),
+                    sum.purged == 1 ? "" : "s",
+                    human_bytes(m, sizeof m, (double)sum.purged * (double)last->st.pool_size));
+        fputs("</li>\n", out);
     }
     fputs("</ul>\n", out);
 }

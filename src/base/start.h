@@ -30,10 +30,10 @@ enum {
     SOMA_ORDER_LINK = 1,      /* pool/link.c: the links' key (start only) */
     SOMA_ORDER_SIZECLASS = 2, /* pool/sizeclass.c: the medium table (start only) */
     SOMA_ORDER_OPTIONS = 5,   /* base/options.c: reads the environment (start only) */
-    SOMA_ORDER_REPORT = 10,
-    SOMA_ORDER_PURGE = 12,    /* runtime/purge.c: wants the purge thread, after the
-                                 options are read (start only) */   /* runtime/report.c: the exit dump; dump lock (reset in
+    SOMA_ORDER_REPORT = 10,   /* runtime/report.c: the exit dump; dump lock (reset in
                                  the child, not held: DESIGN.md's lock table says why) */
+    SOMA_ORDER_PURGE = 12,    /* runtime/purge.c: wants the purge thread, after the
+                                 options are read (start only) */
     SOMA_ORDER_DEBUG = 30,    /* heap/heap.c: debug mode's recursive lock */
     SOMA_ORDER_TYPES = 40,    /* stats/types.c: the type registry's lock */
     SOMA_ORDER_HEAPS = 50,    /* heap/heap.c: heaps_lock, then every heap's lock */

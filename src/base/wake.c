@@ -9,6 +9,7 @@
 _Atomic int soma__wake_armed;
 _Atomic int soma__wake_state;
 _Atomic int soma__wake_urgent;
+_Atomic unsigned soma__wake_pools;
 static int (*starter)(void);
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond;

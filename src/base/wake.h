@@ -15,10 +15,11 @@
  * so it is done from a "safe point", a slow path that holds no lock of
  * soma's and leaves its structures consistent (pool.c's sweeps, a large
  * mapping put in the cache: both call soma__wake_safe_point), never from
- * the event itself, which may run under a heap lock.  And only once the thread is worth its cost (a stack,
- * some 100 KiB of RSS in all): once the process has run for a decay
- * period, or sooner if a whole arena is waiting to go back
- * (soma__wake_urgent).  A program that ends within a second never has one.
+ * the event itself, which may run under a heap lock.  And only once the
+ * thread is worth its cost (a stack, some 100 KiB of RSS in all): once the
+ * process has run for a decay period, or sooner if a whole arena, or an
+ * arena's worth of pools, waits to go back (soma__wake_urgent).  A program
+ * that ends within a second and frees little never has one.
  */
 #ifndef SOMA_WAKE_H
 #define SOMA_WAKE_H
@@ -41,7 +42,19 @@ static inline void soma__wake(void)
 enum { SOMA_WAKE_OFF, SOMA_WAKE_WANTED, SOMA_WAKE_STARTED };
 extern SOMA_INTERNAL _Atomic int soma__wake_state;
 extern SOMA_INTERNAL _Atomic int soma__wake_urgent; /* a whole arena waits to go back */
+extern SOMA_INTERNAL _Atomic unsigned soma__wake_pools; /* pools emptied while it was wanted */
 SOMA_INTERNAL void soma__wake_start(void);
+
+/* A pool went back to its arena: an arena's worth of them (64) waiting
+ * makes the thread worth starting at once, as a whole empty arena does
+ * (a program that drops most of a large structure empties many pools but
+ * perhaps no arena: one live block in each keeps them). */
+static inline void soma__wake_pool_emptied(void)
+{
+    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_WANTED &&
+        atomic_fetch_add_explicit(&soma__wake_pools, 1, memory_order_relaxed) >= 63)
+        atomic_store_explicit(&soma__wake_urgent, 1, memory_order_relaxed);
+}
 
 /* A point where the caller holds no lock of soma's and may allocate: the
  * thread starts here if it is wanted and due (see above). */

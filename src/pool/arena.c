@@ -257,8 +257,10 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
     pool->emptied_ms = (uint32_t)(emptied_ms ? emptied_ms : soma__process_now_ms());
     /* Its decay begins: the purge thread, if it sleeps with nothing to
      * wait for, must learn of it (a load, and rarely a signal). */
-    if (soma__options.decay_ms > 0)
+    if (soma__options.decay_ms > 0) {
         soma__wake();
+        soma__wake_pool_emptied();
+    }
 
     unsigned nf = a->nfreepools;
     /* a leaves the run of arenas with nf free pools; if it was that run's

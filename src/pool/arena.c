@@ -254,10 +254,14 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
     arena_set_t *s = &heap->sets[a->kind];
     pool->nextpool = a->freepools;
     a->freepools = pool;
-    pool->emptied_ms = (uint32_t)(emptied_ms ? emptied_ms : soma__process_now_ms());
     /* Its decay begins: the purge thread, if it sleeps with nothing to
-     * wait for, must learn of it (a load, and rarely a signal). */
+     * wait for, must learn of it (a load, and rarely a signal).  Without
+     * a decay its age is never read (pools' pages go back only when all
+     * are asked for), nor is the clock. */
     if (soma__options.decay_ms > 0) {
+        if (emptied_ms == 0)
+            emptied_ms = soma__process_now_ms();
+        pool->emptied_ms = (uint32_t)emptied_ms;
         soma__wake();
         soma__wake_pool_emptied();
     }

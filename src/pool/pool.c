@@ -230,7 +230,7 @@ void soma__pool_unpark(heap_t *heap, int all)
  * to its arena, or taken fresh): parked pools and
  * then empty arenas older than the decay go back.  (Arenas are otherwise
  * checked only when one empties; a parked pool means none may.) */
-static void sweep_parked(heap_t *heap, uint64_t now)
+static inline __attribute__((always_inline)) void sweep_parked(heap_t *heap, uint64_t now)
 {
     /* Every caller holds no lock of soma's and leaves the heap whole: a
      * point where the purge thread may be started (base/wake.h). */
@@ -331,15 +331,18 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     }
     /* It is empty: back to its arena, which may now go back to the OS. */
     used_unlink(heap, pool->szidx, pool);
+    /* One reading of the clock for both (a pool's emptying is frequent
+     * where pools hold few blocks: medium ones); none without a decay. */
+    uint64_t now = soma__options.decay_ms > 0 ? soma__process_now_ms() : 0;
     pthread_mutex_lock(&heap->lock);
-    soma__arena_return_pool(heap, pool, 0);
+    soma__arena_return_pool(heap, pool, now);
     pthread_mutex_unlock(&heap->lock);
     /* A pool going back is a transition too: without this sweep, arenas
      * that emptied earlier waited for a fresh pool to be taken, which a
      * program that churns the pools it has may never need (test_pages'
      * timeline caught it: 53 empty arenas kept for good). */
-    if (soma__options.decay_ms > 0)
-        sweep_parked(heap, soma__process_now_ms());
+    if (now != 0)
+        sweep_parked(heap, now);
 }
 
 void soma__pool_free_remote(heap_t *owner, void *p)

@@ -45,15 +45,17 @@
  * mappings become one range again, as a heap's free chunks coalesce.
  * When no cached mapping is large enough, the request is put together from
  * the largest ones with mremap (the page tables move; no page is faulted
- * or copied), and only what they lack is fresh.  Bounds: at most as many
- * bytes as the large blocks have had mapped at once lately (bound_now),
- * within CACHE_FLOOR and CACHE_MAX (128 MiB: with 64, the malloc-large
+ * or copied), and only what they lack is fresh.  Bounds: what would take
+ * the large blocks in use back to the most they have had mapped at once
+ * lately, but at least a third of that most (bound_now), within
+ * CACHE_FLOOR and CACHE_MAX (128 MiB: with 64, the malloc-large
  * benchmark's loop over 5-25 MiB blocks faulted 2.5 times as many pages,
  * docs/DESIGN.md; glibc keeps as much in the free chunks of its heap), and
- * CACHE_SLOTS mappings, the oldest released first; with a decay (SOMA_ARENA_DECAY_MS) a mapping unused that
- * long is released on the next free or cache miss; with none (0, the
- * library's default: give memory back at once) one mapping is kept, as
- * CPython keeps one empty arena.  Released means munmap: the pages go back
+ * CACHE_SLOTS mappings, the oldest released first, on a free and when
+ * the blocks in use grow by a system call (a fresh mapping, a realloc's
+ * mremap); with a decay (SOMA_ARENA_DECAY_MS) a mapping unused that long
+ * is released then too; with none (0, the library's default: give memory
+ * back at once) one mapping is kept, as CPython keeps one empty arena.  Released means munmap: the pages go back
  * at once.  A mapping larger than CACHE_MAX is never cached.
  *
  * Locks: each shard's, and the cache's; never two at once (a request takes
@@ -480,12 +482,19 @@ static void shrink_front(uint16_t i, size_t pages)
     bin_in(i);
 }
 
-/* The cache's bound at `now` (cache lock held): the most the program's
- * large blocks have had mapped at once lately (in this window of
- * SOMA_ARENA_DECAY_MS and the one before), within [CACHE_FLOOR,
- * CACHE_MAX].  A program that once had 60 MiB of large blocks in use will
- * likely want them again, and its cache may hold that much; one whose
- * large blocks peak at 3 MiB gains nothing from caching more, only RSS. */
+/* The cache's bound at `now` (cache lock held).  `peak` is the most the
+ * program's large blocks have had mapped at once lately (in this window of
+ * SOMA_ARENA_DECAY_MS and the one before): a program that once had 60 MiB
+ * of large blocks in use will likely want them again, one whose large
+ * blocks peak at 3 MiB gains nothing from caching more, only RSS.  The
+ * cache keeps what would take the blocks in use back to that peak, so
+ * that mapped and cached together stay within it: a program that frees
+ * its large blocks and then grows the rest of its heap (python's json
+ * round: a 5 MiB text freed, then a parse into small objects) does not
+ * keep the freed pages on top of its next peak.  But never less than a
+ * third of the peak (the turnover room of a program that replaces blocks
+ * of random sizes: bench_small's big, with less, mapped afresh most of
+ * the time) nor than CACHE_FLOOR, nor more than CACHE_MAX. */
 static size_t bound_now(uint64_t now)
 {
     long decay = soma__options.decay_ms;
@@ -499,7 +508,12 @@ static size_t bound_now(uint64_t now)
     size_t peak = atomic_load_explicit(&live_peak, memory_order_relaxed);
     if (peak < cache.peak_before)
         peak = cache.peak_before;
-    return peak < CACHE_FLOOR ? CACHE_FLOOR : peak < CACHE_MAX ? peak : CACHE_MAX;
+    size_t live = atomic_load_explicit(&live_mapped, memory_order_relaxed);
+    size_t room = peak / 3;
+    if (live < peak - room) /* peak - live > room; live may pass peak for a moment */
+        room = peak - live;
+    room = room > CACHE_FLOOR ? room : CACHE_FLOOR;
+    return room < CACHE_MAX ? room : CACHE_MAX;
 }
 
 /* Has the mapping in slot i been cached longer than `decay` ms?  (lock
@@ -825,8 +839,6 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
                 *map = *dirty = size;
                 return p;
             }
-        } else if (soma__options.decay_ms > 0) {
-            cache_put(NULL, 0); /* a miss is a slow path: age the cache out */
         }
     }
     size_t extra = align > PAGE ? align - PAGE : 0;
@@ -881,6 +893,8 @@ static void *large_block(size_t n, size_t align, int zero, const void *owner)
                                        : soma__sys_aligned_alloc(align, n);
     }
     hand_out(p, n, map);
+    if (dirty == 0) /* a fresh mapping: a slow path, where the cache ages and keeps to its bound */
+        cache_put(NULL, 0);
     if (zero && dirty > 0)
         memset(p, 0, n < dirty ? n : dirty);
     return p;
@@ -1005,6 +1019,8 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
     atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
     hand_out(q, n, map);
     soma__track_fresh(q, kept); /* the contents it kept are as they were */
+    if (map > e.map)
+        cache_put(NULL, 0); /* grown by a system call: the cache keeps to its bound */
     return q;
 }
 

@@ -17,6 +17,9 @@
  *   - a split mapping is whole again once the part taken is freed;
  *   - the bound follows use: 4 MiB for a program whose large blocks stay
  *     under that, however its pattern scatters cached pieces;
+ *   - blocks in use and cached stay within the recent peak: when the
+ *     blocks in use grow again by a system call (realloc), the cache keeps
+ *     only what would take them back to the peak, or a third of it;
  *   - pointers soma never gave out still go to the system allocator;
  *   - fork: the child frees and allocates large blocks;
  *   - threads free each other's large blocks, contents checked.
@@ -355,6 +358,45 @@ static void test_follows_use(void)
     CHECK_LE(s1.large_map.bytes_mapped, (size_t)6 << 20);
 }
 
+static void test_within_peak(void)
+{
+    /* Large blocks in use and cached together stay within their recent
+     * peak (or the cache within a third of it): python's json round frees
+     * a 5 MiB text, then grows lists by realloc, and a cache as large as
+     * the peak kept the freed pages on top of the next peak.  24 blocks
+     * of 1 MiB (the peak), 16 freed (all cached: they take the blocks
+     * back to the peak), then one grown to 13 MiB by realloc (mremap, no
+     * cached pages): 20 MiB in use, so the cache keeps a third of the
+     * peak, 8 MiB, where the old bound (the peak) kept all 16. */
+    flush_cache();
+    flush_cache();
+    enum { N = 24, FREED = 16 };
+    size_t n = 1 << 20;
+    unsigned char *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = soma_malloc(n);
+        if (!CHECK(b[i] != NULL))
+            return;
+        fill(b[i], n, (unsigned)i);
+    }
+    for (int i = 0; i < FREED; i++)
+        soma_free(b[i]);
+    soma_stats_get(&s1);
+    CHECK_GE(s1.large_map.cached_bytes, (size_t)FREED << 20);
+    unsigned char *g = soma_realloc(b[FREED], 13 * n);
+    if (!CHECK(g != NULL))
+        return;
+    CHECK(intact(g, n, FREED));
+    fill(g, 13 * n, 99);
+    b[FREED] = g;
+    soma_stats_get(&s1);
+    CHECK_LE(s1.large_map.cache_max_bytes, (size_t)9 << 20);
+    CHECK_LE(s1.large_map.cached_bytes, (size_t)9 << 20); /* 16 MiB with the old bound */
+    CHECK_LE(s1.large_map.bytes_mapped, (size_t)29 << 20);
+    for (int i = FREED; i < N; i++)
+        soma_free(b[i]);
+}
+
 static void test_foreign(void)
 {
     soma_stats_get(&s0);
@@ -465,6 +507,7 @@ int main(void)
     test_decay();
     test_merges();
     test_follows_use();
+    test_within_peak();
     test_foreign();
     test_fork();
     test_threads();

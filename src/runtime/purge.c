@@ -21,13 +21,13 @@
  * pool per class and thread stays resident.
  *
  * The thread is wanted if the option asks for it and there is a decay, and
- * started by the pool layer at a point where that is safe and worth it:
- * once the process has run for a decay period, or a whole arena waits to
- * go back (base/wake.h).  A child forked without exec gets one of its own
- * the same way.  Not in debug mode, whose checks walk pools that only the
- * owner changes.  Once it is
- * the process's last thread (the program's all ended with pthread_exit)
- * it ends too, within a second, and with it the process.
+ * started at a point where that is safe and worth it: a slow path holding
+ * no lock, once the process has run for a decay period, or a whole arena
+ * or an arena's worth of pools waits to go back (base/wake.h).  A child
+ * forked without exec gets one of its own the same way.  Not in debug
+ * mode, whose checks walk pools that only the owner changes.  Once it is
+ * the process's last thread (the program's all ended with pthread_exit) it
+ * ends too, within a second, and with it the process.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>

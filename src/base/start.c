@@ -17,6 +17,7 @@
 
 #include "base/process.h"
 #include "base/start.h"
+#include "base/wake.h"
 
 /* The section every SOMA_HOOK is placed in; the linker defines its bounds.
  * Not weak: a library linked without the section (which would run no
@@ -54,10 +55,17 @@ static void sort_hooks(void)
  * interrupted code was doing resumes in both processes.  The decision is
  * made once per fork and remembered for the two after-handlers. */
 static int fork_locked;
+/* The same when the only other thread is soma's purge thread, which the
+ * program does not know of: then the gate keeps it out of soma's locks
+ * across the fork (base/wake.h), and the locks are not taken. */
+static int fork_gated;
 
 static void fork_prepare(void)
 {
     fork_locked = !__libc_single_threaded;
+    fork_gated = fork_locked && soma__wake_gate_fork();
+    if (fork_gated)
+        fork_locked = 0;
     if (!fork_locked)
         return;
     for (size_t i = 0; i < nhooks; i++)
@@ -74,10 +82,14 @@ static void fork_after(int phase)
 }
 static void fork_parent(void)
 {
+    if (fork_gated)
+        soma__wake_gate_open(0);
     fork_after(SOMA_FORK_PARENT);
 }
 static void fork_child(void)
 {
+    if (fork_gated)
+        soma__wake_gate_open(1);
     fork_after(SOMA_FORK_CHILD);
 }
 

@@ -1,5 +1,9 @@
 /* wake.c: the purge thread's alarm clock and doorbell (wake.h). */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/options.h"
 #include "base/process.h"
@@ -12,6 +16,7 @@ _Atomic int soma__wake_urgent;
 _Atomic unsigned soma__wake_pools;
 static int (*starter)(void);
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond;
 
 static void wake_start(void)
@@ -28,17 +33,74 @@ static void wake_start(void)
  * thread waiting; its copies start afresh.  A child of a process with the
  * thread wants one of its own, started at its first safe point: a child
  * that execs at once never makes it. */
-static void wake_fork(int phase)
+static void wake_child(void)
 {
-    if (phase != SOMA_FORK_CHILD)
-        return;
     pthread_mutex_init(&wake_lock, NULL);
     wake_start();
     atomic_store_explicit(&soma__wake_armed, 0, memory_order_relaxed);
     if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_STARTED)
         atomic_store_explicit(&soma__wake_state, SOMA_WAKE_WANTED, memory_order_relaxed);
 }
+
+static void wake_fork(int phase)
+{
+    if (phase == SOMA_FORK_CHILD)
+        wake_child();
+}
 SOMA_HOOK(wake, SOMA_ORDER_WAKE, wake_start, wake_fork);
+
+void soma__wake_gate_enter(void)
+{
+    pthread_mutex_lock(&gate);
+}
+
+void soma__wake_gate_leave(void)
+{
+    pthread_mutex_unlock(&gate);
+}
+
+/* Are this process's threads the caller and the purge thread alone?  From
+ * /proc/self/stat's thread count (open and read are async-signal-safe: the
+ * caller may be a signal handler).  A main thread that has exited still
+ * counts, so such a process takes soma's locks as before. */
+static int only_purge_besides(void)
+{
+    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) != SOMA_WAKE_STARTED)
+        return 0;
+    char buf[512];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command's name may hold anything */
+    for (int field = 2; p != NULL && field < 20; field++)
+        p = strchr(p + 1, ' ');
+    return p != NULL && atol(p + 1) == 2;
+}
+
+int soma__wake_gate_fork(void)
+{
+    if (!only_purge_besides())
+        return 0;
+    /* Bounded: a sweep never waits on a lock, and the thread holds none of
+     * soma's outside it (wake_lock only inside a wait, reset in the child). */
+    pthread_mutex_lock(&gate);
+    return 1;
+}
+
+void soma__wake_gate_open(int child)
+{
+    if (!child) {
+        pthread_mutex_unlock(&gate);
+        return;
+    }
+    pthread_mutex_init(&gate, NULL);
+    wake_child();
+}
 
 void soma__wake_want(int (*start)(void))
 {

@@ -68,6 +68,18 @@ static inline void soma__wake_safe_point(void)
  * (returns 0, or -1 if it could not). */
 SOMA_INTERNAL void soma__wake_want(int (*start)(void));
 
+/* The gate: the purge thread holds it for each sweep, in which it only
+ * ever tries soma's locks (it never waits on one).  A fork from a process
+ * whose only thread besides the forking one is the purge thread closes
+ * the gate instead of taking soma's locks (base/start.c): the process is
+ * single-threaded as far as the program knows, and its signal handler may
+ * fork while the thread it interrupted holds one of them.  1 if it closed
+ * the gate (then soma__wake_gate_open after the fork, in both processes). */
+SOMA_INTERNAL void soma__wake_gate_enter(void);
+SOMA_INTERNAL void soma__wake_gate_leave(void);
+SOMA_INTERNAL int soma__wake_gate_fork(void);
+SOMA_INTERNAL void soma__wake_gate_open(int child);
+
 /* The purge thread's side: arm before a sweep; then wait until the time
  * `until_ms` (soma__process_now_ms's clock), and, if `ring`, not longer
  * than until an event. */

@@ -305,6 +305,23 @@ void soma__heap_foreach(void (*fn)(heap_t *, void *), void *arg, int tidy_orphan
         debug_leave();
 }
 
+int soma__heap_foreach_try(void (*fn)(heap_t *, void *), void *arg)
+{
+    if (pthread_mutex_trylock(&heaps_lock) != 0)
+        return -1;
+    int busy = 0;
+    for (heap_t *h = all_heaps; h != NULL; h = h->next_heap) {
+        if (pthread_mutex_trylock(&h->lock) != 0) {
+            busy++;
+            continue;
+        }
+        fn(h, arg);
+        pthread_mutex_unlock(&h->lock);
+    }
+    pthread_mutex_unlock(&heaps_lock);
+    return busy;
+}
+
 /* A walk that holds no lock between its steps (stats/visit.c calls back
  * the program between them).  The heap it was in may have left the list
  * meanwhile (an explicit heap destroyed), and its record may even serve a

@@ -27,6 +27,11 @@ SOMA_INTERNAL void soma__heap_release(heap_t *heap); /* its arenas and record go
  * if tidy_orphans, orphan heaps' pending frees collected first and their
  * empty arenas released, under the debug lock). */
 SOMA_INTERNAL void soma__heap_foreach(void (*fn)(heap_t *, void *), void *arg, int tidy_orphans);
+/* The same for a caller that must never wait on a lock (the purge thread:
+ * runtime/purge.c): heaps_lock and each heap's lock are only tried, a busy
+ * heap is left out.  Returns how many were left out, or -1 if all were
+ * (heaps_lock busy). */
+SOMA_INTERNAL int soma__heap_foreach_try(void (*fn)(heap_t *, void *), void *arg);
 /* A walk over every heap that lets go of every lock between its steps, so
  * that the program may be called back in between (stats/visit.c).  Each
  * step calls fn(h, again, arg) with heaps_lock and h's lock held, for h:

@@ -636,46 +636,52 @@ static void cache_put(void *p, size_t map)
     }
 }
 
-/* The cached mappings that have aged out go back to the OS (every one if
- * `all`); *next_ms is lowered to when the oldest one kept will have.
+/* The cached mappings that have aged out go back to the OS (every one with
+ * SOMA_LARGE_TRIM_ALL); *next_ms is lowered to when the oldest one kept
+ * will have.  With SOMA_LARGE_TRIM_TRY the cache's lock is only tried: a
+ * busy cache is left, *next_ms lowered to `retry_ms` (the purge thread
+ * must never wait on a lock: start.c's fork from a signal handler).
  * Returns the bytes given back.  For the purge (runtime/purge.c): without
  * it the cache sheds only when something is freed into it. */
-size_t soma__large_trim(int all, uint64_t *next_ms)
+size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
 {
+    uint64_t now = soma__process_now_ms();
     size_t bytes = 0;
     for (;;) {
-        pthread_mutex_lock(&cache.lock);
-        size_t had = cache.bytes;
-        pthread_mutex_unlock(&cache.lock);
-        if (!all) {
-            cache_put(NULL, 0);
-        } else {
-            struct {
-                uintptr_t p;
-                size_t size;
-            } gone[GONE_BATCH];
-            int k = 0;
+        struct {
+            uintptr_t p;
+            size_t size;
+        } gone[GONE_BATCH];
+        int k = 0;
+        if (!(how & SOMA_LARGE_TRIM_TRY)) {
             pthread_mutex_lock(&cache.lock);
-            for (; k < GONE_BATCH && cache.old != 0; k++) {
-                gone[k].p = cache.slot[cache.old].p;
-                gone[k].size = cache.slot[cache.old].pages * PAGE;
-                unlink_slot(cache.old);
-            }
-            pthread_mutex_unlock(&cache.lock);
-            for (int i = 0; i < k; i++)
-                release((void *)gone[i].p, gone[i].size);
+        } else if (pthread_mutex_trylock(&cache.lock) != 0) {
+            if (retry_ms < *next_ms)
+                *next_ms = retry_ms;
+            return bytes;
         }
-        pthread_mutex_lock(&cache.lock);
-        size_t left = cache.bytes;
-        int more = all && cache.old != 0;
-        if (!more && cache.old != 0 && soma__options.decay_ms > 0) {
+        cache.bound = bound_now(now);
+        for (size_t x; k < GONE_BATCH && cache.old != 0 &&
+                       (x = (how & SOMA_LARGE_TRIM_ALL) ? cache.slot[cache.old].pages * PAGE
+                                                         : excess(now)) > 0;) {
+            gone[k].p = cache.slot[cache.old].p;
+            gone[k++].size = x;
+            if (x < cache.slot[cache.old].pages * PAGE)
+                shrink_front(cache.old, x / PAGE);
+            else
+                unlink_slot(cache.old);
+        }
+        if (k < GONE_BATCH && cache.old != 0 && soma__options.decay_ms > 0) {
             uint64_t due_ms = cache.slot[cache.old].since_ms + (uint64_t)soma__options.decay_ms;
             if (due_ms < *next_ms)
                 *next_ms = due_ms;
         }
         pthread_mutex_unlock(&cache.lock);
-        bytes += had > left ? had - left : 0;
-        if (!more)
+        for (int i = 0; i < k; i++) {
+            release((void *)gone[i].p, gone[i].size);
+            bytes += gone[i].size;
+        }
+        if (k < GONE_BATCH)
             return bytes;
     }
 }

@@ -31,9 +31,11 @@ SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *tota
 SOMA_INTERNAL void soma__large_owned_counts(const void *owner, size_t *count, size_t *bytes);
 /* ... and all of them released (soma_heap_destroy). */
 SOMA_INTERNAL void soma__large_release_owned(const void *owner);
-/* Cached mappings aged out (all, if `all`) back to the OS; *next_ms is
- * lowered to the next one's expiry.  Returns the bytes given back. */
-SOMA_INTERNAL size_t soma__large_trim(int all, uint64_t *next_ms);
+/* Cached mappings aged out (all, with SOMA_LARGE_TRIM_ALL) back to the
+ * OS; *next_ms is lowered to the next one's expiry, or to retry_ms if
+ * SOMA_LARGE_TRIM_TRY found the cache busy.  Returns the bytes given back. */
+enum { SOMA_LARGE_TRIM_ALL = 1, SOMA_LARGE_TRIM_TRY = 2 };
+SOMA_INTERNAL size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms);
 /* The mappings and their cache: every field of *m. */
 SOMA_INTERNAL void soma__large_map_counts(soma_large_map_stats *m);
 /* Is p one of soma's large blocks?  1 and its requested size in *n. */

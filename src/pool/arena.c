@@ -371,14 +371,16 @@ size_t soma__arena_trim_locked(heap_t *heap, unsigned all, uint64_t *next_ms)
     for (unsigned k = 0; k < SOMA_NUM_KINDS; k++) {
         arena_set_t *s = &heap->sets[k];
         size_t before = s->arenas_current;
-        release_expired(heap, s, (all & SOMA_TRIM_ARENAS) != 0);
+        if (!(all & SOMA_TRIM_PAGES_ONLY))
+            release_expired(heap, s, (all & SOMA_TRIM_ARENAS) != 0);
         bytes += (before - s->arenas_current) * SOMA_ARENA_SIZE;
         if (soma__options.decay_ms > 0 || (all & SOMA_TRIM_POOLS)) {
             size_t n = purge_pools(s, now, (all & SOMA_TRIM_POOLS) != 0, next_ms);
             atomic_fetch_add_explicit(&returned_total[k], n, memory_order_relaxed);
             bytes += n * SOMA_POOL_SIZE;
         }
-        if (soma__options.decay_ms > 0)
+        /* (Pages only: an empty arena's pools carry their own ages.) */
+        if (soma__options.decay_ms > 0 && !(all & SOMA_TRIM_PAGES_ONLY))
             arenas_next(s, next_ms);
     }
     return bytes;

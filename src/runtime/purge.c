@@ -16,7 +16,13 @@
  *
  * A sweep holds heaps_lock, and each heap's lock while that heap is swept
  * (the owner waits only if it needs a new pool meanwhile); the pages of
- * pools that touch go back with one madvise.  It never touches a heap's
+ * pools that touch go back with one madvise.  It only ever tries a lock
+ * (a busy heap is looked at again 10 ms later) and gives back pools'
+ * pages, not whole arenas (whose release takes the region's and the
+ * slab's locks; an arena whose pools all went back costs no memory, and
+ * the owner's next sweep releases it): a fork from a signal handler must
+ * never find it waiting on a lock the interrupted thread holds
+ * (base/wake.h's gate).  It never touches a heap's
  * parked pools or pending frees (the owner's alone): at most one parked
  * pool per class and thread stays resident.
  *
@@ -57,13 +63,24 @@ static void sweep_heap(heap_t *h, void *arg)
     w->bytes += soma__arena_trim_locked(h, w->all, &w->next);
 }
 
-static size_t sweep(unsigned all, uint64_t *next)
+/* A lock found busy: look again this soon. */
+#define RETRY_MS 10
+
+/* The thread's sweep: every heap and the cache, trying their locks only,
+ * inside the gate (base/wake.h), and the pools' pages only (releasing an
+ * arena takes the region's and the slab's locks; the owners' sweeps and
+ * soma_purge release the arenas).  *next: the earliest expiry seen, or a
+ * retry soon if something was busy. */
+static void sweep_try(uint64_t *next)
 {
-    sweep_t w = {all, UINT64_MAX, 0};
-    soma__heap_foreach(sweep_heap, &w, 0);
-    w.bytes += soma__large_trim(all != 0, &w.next);
+    sweep_t w = {SOMA_TRIM_PAGES_ONLY, UINT64_MAX, 0};
+    uint64_t retry = soma__process_now_ms() + RETRY_MS;
+    soma__wake_gate_enter();
+    if (soma__heap_foreach_try(sweep_heap, &w) != 0 && retry < w.next)
+        w.next = retry;
+    soma__large_trim(SOMA_LARGE_TRIM_TRY, retry, &w.next);
+    soma__wake_gate_leave();
     *next = w.next;
-    return w.bytes;
 }
 
 /* Is this the process's last thread?  A process ends when its last thread
@@ -103,7 +120,7 @@ static void *purge_thread(void *arg)
     for (;;) {
         uint64_t next;
         soma__wake_arm(); /* before the sweep: an event it misses rings */
-        sweep(0, &next);
+        sweep_try(&next);
         int idle = next == UINT64_MAX;
         /* Not more often than every quarter decay, as the owners' sweeps:
          * under steady churn something expires every few ms, and a sweep
@@ -169,7 +186,8 @@ size_t soma_purge(int all)
         soma__heap_collect(own);
         soma__pool_unpark(own, 1);
     }
-    uint64_t next;
-    bytes += sweep(all ? SOMA_TRIM_ARENAS | SOMA_TRIM_POOLS : 0, &next);
+    sweep_t w = {all ? SOMA_TRIM_ARENAS | SOMA_TRIM_POOLS : 0, UINT64_MAX, 0};
+    soma__heap_foreach(sweep_heap, &w, 0);
+    bytes += w.bytes + soma__large_trim(all ? SOMA_LARGE_TRIM_ALL : 0, 0, &w.next);
     return bytes;
 }

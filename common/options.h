@@ -61,8 +61,8 @@ enum {
     X(purge_thread, "SOMA_BACKGROUND_PURGE", SOMA_OPT_BOOL, "bool", 0, 1, 0, 1, "0", "1",         \
       "a boolean (1/0, yes/no, on/off, true/false)",                                               \
       "1: a thread of soma's gives back what has stayed unused for SOMA_ARENA_DECAY_MS (empty "    \
-      "pools' pages, empty arenas, cached large mappings) when it expires, so an idle program "    \
-      "shrinks too; 0: only the program's own allocations and frees give it back")                \
+      "pools' pages, an empty arena's too, and cached large mappings) when it expires, so an "     \
+      "idle program shrinks too; 0: only the program's own allocations and frees give it back")    \
     X(debug, "SOMA_DEBUG", SOMA_OPT_DEBUG, "bool or report", 0, 0, 0, 2, "0", "0",                 \
       "1/0, yes/no, on/off, true/false or report",                                                 \
       "1: debug mode (guards, fills, a quarantine, checks; a misuse is diagnosed and aborts); "    \

@@ -111,14 +111,14 @@ SOMA_API SOMA_MALLOC_ATTR void *soma_aligned_alloc(size_t alignment, size_t size
  * is put to work again), an arena or a mapping by giving it back whole.
  * The program's own allocations and frees check for what has expired, and
  * with SOMA_BACKGROUND_PURGE (the override's default) a thread of soma's
- * does too, at the earliest expiry, so a program that stops allocating
- * still shrinks.  With no decay (the library's default) an arena goes
+ * gives back pages and cached mappings at the earliest expiry, so a
+ * program that stops allocating still shrinks.  With no decay (the library's default) an arena goes
  * back as soon as it is empty but for the last one (CPython's rule), and
  * an empty pool's pages stay until the arena goes or soma_purge asks.
  * ------------------------------------------------------------------------ */
 
-/* Give back now what has expired (all = 0: what the purge thread would at
- * its next sweep), or everything soma keeps for reuse (all != 0: every
+/* Give back now what has expired (all = 0: what the program's own next
+ * sweeps would), or everything soma keeps for reuse (all != 0: every
  * empty arena, every empty pool's pages, every cached large mapping, and
  * the calling thread's parked pools first).  Any thread may call it; the
  * other threads' next uses of what went back pay the page faults.  The

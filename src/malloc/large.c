@@ -55,8 +55,9 @@
  * the blocks in use grow by a system call (a fresh mapping, a realloc's
  * mremap); with a decay (SOMA_ARENA_DECAY_MS) a mapping unused that long
  * is released then too; with none (0, the library's default: give memory
- * back at once) one mapping is kept, as CPython keeps one empty arena.  Released means munmap: the pages go back
- * at once.  A mapping larger than CACHE_MAX is never cached.
+ * back at once) one mapping is kept, as CPython keeps one empty arena.
+ * Released means munmap: the pages go back at once.  A mapping larger
+ * than CACHE_MAX is never cached.
  *
  * Locks: each shard's, and the cache's; never two at once (a request takes
  * from the cache, then enters the block; a free leaves the registry, then

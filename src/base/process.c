@@ -1,5 +1,10 @@
-/* process.c: clocks and the command line of the process soma runs in. */
+/* process.c: clocks, the command line and the threads of the process soma
+ * runs in. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,4 +58,45 @@ void soma__process_command_line(char *out, size_t len)
     while (n > 0 && out[n - 1] == ' ')
         n--;
     out[n] = '\0';
+}
+
+int soma__process_threads(char *main_state)
+{
+    char buf[512];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command's name may hold anything */
+    if (p == NULL || p[1] != ' ')
+        return -1;
+    *main_state = p[2]; /* the 3rd field */
+    for (int field = 2; p != NULL && field < 20; field++)
+        p = strchr(p + 1, ' ');
+    return p != NULL ? atoi(p + 1) : -1; /* the 20th */
+}
+
+int soma__process_thread(void *(*fn)(void *), size_t stack, const char *name)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (stack != 0)
+        pthread_attr_setstacksize(&attr, stack);
+    /* Not a thread for the program's signals: every one is blocked in it
+     * (a thread inherits its creator's mask). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t, &attr, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc == 0)
+        pthread_setname_np(t, name);
+    return rc == 0 ? 0 : -1;
 }

@@ -1,9 +1,5 @@
 /* wake.c: the purge thread's alarm clock and doorbell (wake.h). */
-#include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "base/options.h"
 #include "base/process.h"
@@ -59,27 +55,15 @@ void soma__wake_gate_leave(void)
     pthread_mutex_unlock(&gate);
 }
 
-/* Are this process's threads the caller and the purge thread alone?  From
- * /proc/self/stat's thread count (open and read are async-signal-safe: the
- * caller may be a signal handler).  A main thread that has exited still
- * counts, so such a process takes soma's locks as before. */
+/* Are this process's threads the caller and the purge thread alone?  (A
+ * main thread that has exited still counts, so such a process takes
+ * soma's locks as before.)  The caller may be a signal handler:
+ * soma__process_threads only opens and reads. */
 static int only_purge_besides(void)
 {
-    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) != SOMA_WAKE_STARTED)
-        return 0;
-    char buf[512];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command's name may hold anything */
-    for (int field = 2; p != NULL && field < 20; field++)
-        p = strchr(p + 1, ' ');
-    return p != NULL && atol(p + 1) == 2;
+    char main_state;
+    return atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_STARTED &&
+           soma__process_threads(&main_state) == 2;
 }
 
 int soma__wake_gate_fork(void)

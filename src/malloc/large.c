@@ -559,6 +559,39 @@ static void release(void *p, size_t map)
     atomic_fetch_add_explicit(&maps_released, 1, memory_order_relaxed);
 }
 
+/* Mappings, or the front of one, taken out of the cache under its lock and
+ * released after it (cache_put, soma__large_trim). */
+typedef struct {
+    int k;
+    struct {
+        uintptr_t p;
+        size_t size;
+    } m[GONE_BATCH];
+} gone_t;
+
+/* The first x bytes of the oldest cached mapping (all of it, or part)
+ * into g (cache lock held; g not full). */
+static void gone_oldest(gone_t *g, size_t x)
+{
+    g->m[g->k].p = cache.slot[cache.old].p;
+    g->m[g->k++].size = x;
+    if (x < cache.slot[cache.old].pages * PAGE)
+        shrink_front(cache.old, x / PAGE);
+    else
+        unlink_slot(cache.old);
+}
+
+/* Release what g holds (no lock held); its bytes. */
+static size_t gone_release(const gone_t *g)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < g->k; i++) {
+        release((void *)g->m[i].p, g->m[i].size);
+        bytes += g->m[i].size;
+    }
+    return bytes;
+}
+
 /* Put the mapping [p, p + map) in the cache (p may be NULL: none; else no
  * block's any more, and a checker told so: soma__track_free) and
  * release what must go: the oldest while the cache is over its bounds.
@@ -574,11 +607,7 @@ static void cache_put(void *p, size_t map)
      * the mapping is there to be seen (base/wake.h). */
     int begins = p != NULL && now != 0;
     for (;;) {
-        struct {
-            uintptr_t p;
-            size_t size;
-        } gone[GONE_BATCH];
-        int k = 0;
+        gone_t g = {0};
         pthread_mutex_lock(&cache.lock);
         cache.bound = bound_now(now);
         if (p != NULL) {
@@ -606,26 +635,16 @@ static void cache_put(void *p, size_t map)
                 map += cache.slot[after].pages * PAGE;
                 unlink_slot(after);
             }
-            if (cache.spare == 0 && cache.carved == CACHE_SLOTS) {
-                gone[k].p = cache.slot[cache.old].p;
-                gone[k++].size = cache.slot[cache.old].pages * PAGE;
-                unlink_slot(cache.old);
-            }
+            if (cache.spare == 0 && cache.carved == CACHE_SLOTS)
+                gone_oldest(&g, cache.slot[cache.old].pages * PAGE);
             push_slot((uintptr_t)p, map / PAGE, now);
             p = NULL;
         }
-        for (size_t x; k < GONE_BATCH && (x = excess(now)) > 0;) {
-            gone[k].p = cache.slot[cache.old].p;
-            gone[k++].size = x;
-            if (x < cache.slot[cache.old].pages * PAGE)
-                shrink_front(cache.old, x / PAGE);
-            else
-                unlink_slot(cache.old);
-        }
+        for (size_t x; g.k < GONE_BATCH && (x = excess(now)) > 0;)
+            gone_oldest(&g, x);
         pthread_mutex_unlock(&cache.lock);
-        for (int i = 0; i < k; i++)
-            release((void *)gone[i].p, gone[i].size);
-        if (k < GONE_BATCH) {
+        gone_release(&g);
+        if (g.k < GONE_BATCH) {
             if (begins) {
                 soma__wake();
                 /* No lock of soma's held: the purge thread may start here
@@ -649,11 +668,7 @@ size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
     uint64_t now = soma__process_now_ms();
     size_t bytes = 0;
     for (;;) {
-        struct {
-            uintptr_t p;
-            size_t size;
-        } gone[GONE_BATCH];
-        int k = 0;
+        gone_t g = {0};
         if (!(how & SOMA_LARGE_TRIM_TRY)) {
             pthread_mutex_lock(&cache.lock);
         } else if (pthread_mutex_trylock(&cache.lock) != 0) {
@@ -662,27 +677,18 @@ size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
             return bytes;
         }
         cache.bound = bound_now(now);
-        for (size_t x; k < GONE_BATCH && cache.old != 0 &&
+        for (size_t x; g.k < GONE_BATCH && cache.old != 0 &&
                        (x = (how & SOMA_LARGE_TRIM_ALL) ? cache.slot[cache.old].pages * PAGE
-                                                         : excess(now)) > 0;) {
-            gone[k].p = cache.slot[cache.old].p;
-            gone[k++].size = x;
-            if (x < cache.slot[cache.old].pages * PAGE)
-                shrink_front(cache.old, x / PAGE);
-            else
-                unlink_slot(cache.old);
-        }
-        if (k < GONE_BATCH && cache.old != 0 && soma__options.decay_ms > 0) {
+                                                         : excess(now)) > 0;)
+            gone_oldest(&g, x);
+        if (g.k < GONE_BATCH && cache.old != 0 && soma__options.decay_ms > 0) {
             uint64_t due_ms = cache.slot[cache.old].since_ms + (uint64_t)soma__options.decay_ms;
             if (due_ms < *next_ms)
                 *next_ms = due_ms;
         }
         pthread_mutex_unlock(&cache.lock);
-        for (int i = 0; i < k; i++) {
-            release((void *)gone[i].p, gone[i].size);
-            bytes += gone[i].size;
-        }
-        if (k < GONE_BATCH)
+        bytes += gone_release(&g);
+        if (g.k < GONE_BATCH)
             return bytes;
     }
 }

@@ -35,14 +35,7 @@
  * the process's last thread (the program's all ended with pthread_exit) it
  * ends too, within a second, and with it the process.
  */
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 #include "base/options.h"
 #include "base/process.h"
@@ -86,28 +79,13 @@ static void sweep_try(uint64_t *next)
 /* Is this the process's last thread?  A process ends when its last thread
  * does: when the program's threads have all called pthread_exit (a main
  * that ends that way, a child forked by a thread that then returns), this
- * one must not keep it alive.  From /proc/self/stat: the thread count
- * (20th field), which counts the main thread until the process ends, and
- * the main thread's state (3rd: Z once it has exited).  No /proc: no. */
+ * one must not keep it alive.  The count includes the main thread until
+ * the process ends.  No /proc: no. */
 static int alone(void)
 {
-    char buf[512];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command's name may hold anything */
-    if (p == NULL || p[1] != ' ')
-        return 0;
-    char state = p[2];
-    for (int field = 2; p != NULL && field < 20; field++)
-        p = strchr(p + 1, ' ');
-    long threads = p != NULL ? atol(p + 1) : 0;
-    return threads == 1 || (threads == 2 && state == 'Z');
+    char main_state;
+    int threads = soma__process_threads(&main_state);
+    return threads == 1 || (threads == 2 && main_state == 'Z');
 }
 
 /* Idle (nothing left to expire), the thread still looks every ALONE_MS
@@ -136,25 +114,12 @@ static void *purge_thread(void *arg)
 
 static int start_thread(void)
 {
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, (size_t)256 << 10); /* its frames are small */
-    /* Not a thread for the program's signals. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&t, &attr, purge_thread, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        fprintf(stderr, "soma: warning: cannot start the thread SOMA_BACKGROUND_PURGE needs; "
-                        "memory goes back on the program's own allocations only\n");
-        return -1;
-    }
-    pthread_setname_np(t, "soma-purge");
-    return 0;
+    /* Its frames are small: 256 KiB of stack. */
+    if (soma__process_thread(purge_thread, (size_t)256 << 10, "soma-purge") == 0)
+        return 0;
+    fprintf(stderr, "soma: warning: cannot start the thread SOMA_BACKGROUND_PURGE needs; "
+                    "memory goes back on the program's own allocations only\n");
+    return -1;
 }
 
 /* Wanted when the option asks for it and something ages; started later,

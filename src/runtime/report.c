@@ -263,19 +263,9 @@ __attribute__((constructor)) static void report_at_load(void)
         return;
     dump_signal = sig;
     signal_pid = getpid();
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* The thread must not take the signal itself (it only reads the pipe),
-     * and must not take the program's signals either. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&t, &attr, report_thread, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
+    /* All signals blocked in it: it must not take the dump's signal itself
+     * (it only reads the pipe), nor the program's. */
+    if (soma__process_thread(report_thread, 0, "soma-report") != 0) {
         fprintf(stderr, "soma: warning: cannot start the thread SOMA_STATS_SIGNAL and "
                         "SOMA_STATS_INTERVAL_MS need\n");
         return;

@@ -5,7 +5,10 @@
  * pthread_atfork handler must then not try to take a lock that the very
  * thread it runs on already holds (the interrupted slow path), or the
  * process hangs.  Like glibc, soma skips its fork locks while the process
- * is single-threaded.
+ * is single-threaded.  With SOMA_BACKGROUND_PURGE=1 (test_fork_signal_purge)
+ * soma's purge thread runs throughout, so the program is single-threaded
+ * only as far as it knows: the fork must still take none of soma's locks,
+ * and must find the purge thread holding none (base/wake.h's gate).
  *
  * A one-shot timer sends SIGALRM at a different moment of every round; the
  * handler forks and the child exits at once.  The main loop keeps taking soma's slow paths (pools filled past
@@ -20,6 +23,7 @@
 
 #include "soma.h"
 #include "test.h"
+#include "purge.h"
 
 static volatile sig_atomic_t forks, failed;
 
@@ -42,6 +46,12 @@ int main(void)
     sa.sa_handler = on_alarm;
     sa.sa_flags = SA_RESTART;
     sigaction(SIGALRM, &sa, NULL);
+    /* test_fork_signal_purge: the purge thread runs through every fork
+     * (the process is then multi-threaded, and only the gate of
+     * base/wake.h keeps the handler's fork from waiting on a lock). */
+    int purge = test_env_ull("SOMA_BACKGROUND_PURGE", 0) != 0;
+    if (purge)
+        CHECK(purge_thread_start((long)test_env_ull("SOMA_ARENA_DECAY_MS", 0)));
 
     /* One signal per round, at a different moment of it each time: a
      * repeating timer would starve the main loop once a fork takes longer
@@ -68,5 +78,7 @@ int main(void)
     test_note("%d forks from the signal handler over %lu allocation rounds", (int)forks, rounds);
     CHECK(!failed);
     CHECK_GE((long)forks, 200);
+    if (purge)
+        CHECK_EQ(purge_threads(), 1);
     return test_summary();
 }

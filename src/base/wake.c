@@ -11,6 +11,8 @@ _Atomic int soma__wake_state;
 _Atomic int soma__wake_urgent;
 _Atomic unsigned soma__wake_pools;
 static int (*starter)(void);
+static int (*worth)(void);
+static _Atomic uint64_t worth_asked_ms; /* when worth() last said no */
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wake_cond;
@@ -86,17 +88,29 @@ void soma__wake_gate_open(int child)
     wake_child();
 }
 
-void soma__wake_want(int (*start)(void))
+void soma__wake_want(int (*start)(void), int (*worth_it)(void))
 {
     starter = start;
+    worth = worth_it;
     atomic_store_explicit(&soma__wake_state, SOMA_WAKE_WANTED, memory_order_release);
 }
+
+#define WORTH_MS 100
 
 void soma__wake_start(void)
 {
     if (!atomic_load_explicit(&soma__wake_urgent, memory_order_relaxed) &&
         soma__process_elapsed_ms() < (double)soma__options.decay_ms)
         return;
+    /* worth() takes a lock: asked again only WORTH_MS after a no. */
+    uint64_t now = soma__process_now_ms();
+    uint64_t asked = atomic_load_explicit(&worth_asked_ms, memory_order_relaxed);
+    if (asked != 0 && now - asked < WORTH_MS)
+        return;
+    if (!worth()) {
+        atomic_store_explicit(&worth_asked_ms, now | 1, memory_order_relaxed);
+        return;
+    }
     int wanted = SOMA_WAKE_WANTED;
     /* One thread starts it; the allocation inside pthread_create, which
      * may reach a safe point again, finds it started. */

@@ -16,10 +16,13 @@
  * soma's and leaves its structures consistent (pool.c's sweeps, a large
  * mapping put in the cache: both call soma__wake_safe_point), never from
  * the event itself, which may run under a heap lock.  And only once the
- * thread is worth its cost (a stack, some 100 KiB of RSS in all): once the
+ * thread is worth its cost (a stack, some 100 KiB of RSS in all): once
+ * soma's memory has been large enough for the thread to give back more
+ * than it costs (runtime/purge.c's `worth`: 8 MiB), and then once the
  * process has run for a decay period, or sooner if a whole arena, or an
  * arena's worth of pools, waits to go back (soma__wake_urgent).  A program
- * that ends within a second and frees little never has one.
+ * that ends within a second and frees little never has one, nor does a
+ * small one (a few MiB) at all.
  */
 #ifndef SOMA_WAKE_H
 #define SOMA_WAKE_H
@@ -64,9 +67,10 @@ static inline void soma__wake_safe_point(void)
         soma__wake_start();
 }
 
-/* runtime/purge.c's: the thread is wanted, and `start` starts it
- * (returns 0, or -1 if it could not). */
-SOMA_INTERNAL void soma__wake_want(int (*start)(void));
+/* runtime/purge.c's: the thread is wanted, `start` starts it (returns 0,
+ * or -1 if it could not), and `worth` says whether it is worth starting
+ * yet (1); asked at most every 100 ms. */
+SOMA_INTERNAL void soma__wake_want(int (*start)(void), int (*worth)(void));
 
 /* The gate: the purge thread holds it for each sweep, in which it only
  * ever tries soma's locks (it never waits on one).  A fork from a process

@@ -118,6 +118,11 @@ static void live_grew(size_t map)
         ;
 }
 
+size_t soma__large_peak(void)
+{
+    return atomic_load_explicit(&live_peak, memory_order_relaxed);
+}
+
 static inline size_t mix(uintptr_t p)
 {
     uint64_t x = (uint64_t)p >> 4;

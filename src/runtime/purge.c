@@ -122,6 +122,19 @@ static int start_thread(void)
     return -1;
 }
 
+/* Worth starting (once nothing is urgent) when soma's memory has once
+ * reached PURGE_WORTH: the arenas ever in use at once and the recent peak
+ * of large mappings.  Below it, all the thread could give back is about
+ * what it costs (its stack and TLS, some 100 KiB): a program whose blocks
+ * never pass a few MiB is better off without it, and its own slow paths
+ * still return what decays. */
+#define PURGE_WORTH ((size_t)8 << 20)
+
+static int worth(void)
+{
+    return soma__region_slots_used() * SOMA_ARENA_SIZE + soma__large_peak() >= PURGE_WORTH;
+}
+
 /* Wanted when the option asks for it and something ages; started later,
  * by the pool layer (base/wake.h says when).  Not in the build for
  * memcheck (libsoma-override-valgrind.so): memcheck calls the thread's
@@ -131,9 +144,9 @@ static void purge_start(void)
 {
 #ifndef SOMA_TRACK_VALGRIND
     if (soma__options.purge_thread && soma__options.decay_ms > 0 && !soma__options.debug)
-        soma__wake_want(start_thread);
+        soma__wake_want(start_thread, worth);
 #else
-    (void)start_thread;
+    (void)start_thread, (void)worth;
 #endif
 }
 SOMA_HOOK(purge, SOMA_ORDER_PURGE, purge_start, NULL);

@@ -91,7 +91,9 @@ static inline int purge_thread_start(long decay_ms)
     for (int i = 0; i < 1000; i++) {
         if (purge_threads() > 0)
             return 1;
-        soma_free(soma_malloc((size_t)1 << 20));
+        /* 9 MiB: the thread starts only once soma's memory has passed
+         * 8 MiB (runtime/purge.c's PURGE_WORTH). */
+        soma_free(soma_malloc((size_t)9 << 20));
         purge_sleep_ms(5);
     }
     return purge_threads() > 0;

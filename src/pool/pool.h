@@ -198,6 +198,34 @@ static inline int soma__pool_holds(const pool_t *pool, const void *b)
     return ((uintptr_t)b ^ (uintptr_t)pool->base) < SOMA_POOL_SIZE;
 }
 
+/* The start of the block of pool that holds the byte p (p in the pool:
+ * soma__pool_holds), or NULL when p lies in the pool's header or in its
+ * tail after the last whole block, or the pool serves no class.  A
+ * multiply by the class's reciprocal, no division (sizeclass.h: exact for
+ * every class and offset). */
+static inline void *soma__pool_block_start(const pool_t *pool, const void *p)
+{
+    unsigned c = pool->szidx;
+    if (c >= SOMA_NUM_ALL_CLASSES)
+        return NULL;
+    uint32_t x = (uint32_t)((uintptr_t)p - (uintptr_t)pool->base) - (uint32_t)SOMA_POOL_OVERHEAD;
+    uint64_t q = ((uint64_t)x * soma__sizeclass_recip[c].mul) >> 32;
+    size_t size = soma__sizeclass_size(c);
+    /* o < 48 wraps x, and q with it, far past the pool */
+    if (SOMA_POOL_OVERHEAD + (q + 1) * size > SOMA_POOL_SIZE)
+        return NULL;
+    return pool->base + SOMA_POOL_OVERHEAD + q * size;
+}
+/* Does p start one of the pool's blocks?  The fast path's form of the same
+ * (sizeclass.h): origin is the pool header's size, 48 (the gate's
+ * min_offset, which debug mode moves to the pool's end so that nothing
+ * passes). */
+static inline int soma__pool_starts_block(const soma_recip_t *r, const void *p, uint32_t origin)
+{
+    uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - origin;
+    return (uint32_t)(x * r->mul) <= r->bound;
+}
+
 /* Every carved pool of arena a, in address order (the pools below
  * a->pool_address have been put to work at least once; the others were
  * never touched): the one walk over an arena's pools, for the statistics

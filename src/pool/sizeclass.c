@@ -16,18 +16,29 @@
 #include "base/start.h"
 #include "pool/pool.h"
 
-#define S4(c) (c + 1) * 16, (c + 2) * 16, (c + 3) * 16, (c + 4) * 16
+/* Every class's size, smallest first, as F(size) for each: the one list
+ * both tables below are made from. */
+#define SZ(c) ((c) + 1) * 16
+#define S4(F, c) F(SZ(c)), F(SZ(c + 1)), F(SZ(c + 2)), F(SZ(c + 3))
 #define M SOMA_MEDIUM_SIZE
-const uint16_t soma__sizeclass_sizes[SOMA_NUM_ALL_CLASSES] = {
-    S4(0),  S4(4),  S4(8),  S4(12), S4(16), S4(20), S4(24), S4(28),
 #if defined(SOMA_GEOMETRY_PY38)
-    M(7),   M(6),   M(5),   M(4),   M(3),   M(2),
+#define SIZES(F)                                                                                   \
+    S4(F, 0), S4(F, 4), S4(F, 8), S4(F, 12), S4(F, 16), S4(F, 20), S4(F, 24), S4(F, 28),           \
+    F(M(7)), F(M(6)), F(M(5)), F(M(4)), F(M(3)), F(M(2))
 #else
-    M(30),  M(29),  M(28),  M(27),  M(26),  M(25),  M(24),  M(23),  M(22),  M(21),
-    M(20),  M(19),  M(18),  M(17),  M(16),  M(15),  M(14),  M(13),  M(12),  M(11),
-    M(10),  M(9),   M(8),   M(7),   M(6),   M(5),   M(4),   M(3),   M(2),
+#define SIZES(F)                                                                                   \
+    S4(F, 0), S4(F, 4), S4(F, 8), S4(F, 12), S4(F, 16), S4(F, 20), S4(F, 24), S4(F, 28),           \
+    F(M(30)), F(M(29)), F(M(28)), F(M(27)), F(M(26)), F(M(25)), F(M(24)), F(M(23)), F(M(22)),      \
+    F(M(21)), F(M(20)), F(M(19)), F(M(18)), F(M(17)), F(M(16)), F(M(15)), F(M(14)), F(M(13)),      \
+    F(M(12)), F(M(11)), F(M(10)), F(M(9)), F(M(8)), F(M(7)), F(M(6)), F(M(5)), F(M(4)), F(M(3)),   \
+    F(M(2))
 #endif
-};
+#define SIZE(s) (s)
+const uint16_t soma__sizeclass_sizes[SOMA_NUM_ALL_CLASSES] = {SIZES(SIZE)};
+/* sizeclass.h: soma__sizeclass_recip; constants, so that a free made
+ * before any constructor has run finds them. */
+#define RECIP(s) {SOMA_RECIP_MUL(s), SOMA_RECIP_BOUND(s)}
+const soma_recip_t soma__sizeclass_recip[SOMA_NUM_ALL_CLASSES] = {SIZES(RECIP)};
 _Static_assert(sizeof soma__sizeclass_sizes / sizeof soma__sizeclass_sizes[0] == SOMA_NUM_ALL_CLASSES,
                "the class table and SOMA_NUM_MEDIUM_CLASSES disagree");
 /* SOMA_MEDIUM_SIZE (base/config.h) counts on a 48-byte header, so that class k

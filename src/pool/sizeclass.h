@@ -11,6 +11,48 @@ SOMA_INTERNAL unsigned soma__sizeclass_medium_slow(size_t n);
 /* Which arenas serve a class: CPython's figures describe the small ones. */
 enum { SOMA_KIND_SMALL, SOMA_KIND_MEDIUM, SOMA_NUM_KINDS };
 
+/*
+ * Which block of its pool a byte is in, without a division (the free fast
+ * path asks whether a pointer starts a block: malloc/fastpath.h).  For a
+ * class of size s (a multiple of 16, 16 <= s <= 8160) let
+ *
+ *     mul = floor(2^32 / s) + 1,   e = mul * s - 2^32   (1 <= e <= s)
+ *
+ * and, for a byte at offset o of the pool, x = o - 48 modulo 2^32 (the
+ * offset from the first block) and P = x * mul in 64 bits.  Write
+ * x = q * s + r (0 <= r < s), the block index q and the byte r in it.  Then
+ *
+ *     P = q * 2^32 + (q * e + r * mul),
+ *
+ * and the part in brackets is below 2^32 whenever o >= 48: q * e <= the
+ * pool's size (16 KiB), r * mul <= (s - 1)(2^32 + e) / s, and together
+ * they stay under 2^32 because (2^32 + e) / s >= 2^32 / 8160 > 526,000
+ * exceeds e plus the pool size.  So, exactly:
+ *   - P >> 32 is q, the block's index (soma__pool_block_start);
+ *   - P mod 2^32 is q * e when the byte starts a block (r = 0), and at
+ *     least mul (above 2^19) when it does not.
+ * With cap blocks to a pool, "starts one of the pool's blocks" is then the
+ * one unsigned comparison (uint32_t)P <= bound = (cap - 1) * e: it fails
+ * for r > 0 (bound < cap * s < mul) and for the start of the block that
+ * would follow the last one in the pool's tail (q = cap, e >= 1).  An
+ * offset inside the pool header (o < 48, x wraps to 2^32 - 48 .. 2^32 - 1)
+ * fails too, as does every offset when debug mode moves the origin to the
+ * pool's end (min_offset, base/options.h); those cases are no algebra
+ * worth writing down: tests/unit/test_recip.c checks every offset of every
+ * class, of both geometries, against the division.
+ */
+typedef struct {
+    uint32_t mul;   /* floor(2^32 / size) + 1 */
+    uint16_t bound; /* (capacity - 1) * e, below the pool size */
+} soma_recip_t;
+#define SOMA_RECIP_MUL(s) ((uint32_t)(((uint64_t)1 << 32) / (s) + 1))
+/* for pools of pool_size bytes (the tests check the other geometry too) */
+#define SOMA_RECIP_BOUND_IN(s, pool_size)                                                          \
+    ((uint16_t)((((pool_size) - SOMA_POOL_OVERHEAD) / (s) - 1) *                                  \
+                ((uint64_t)SOMA_RECIP_MUL(s) * (s) - ((uint64_t)1 << 32))))
+#define SOMA_RECIP_BOUND(s) SOMA_RECIP_BOUND_IN(s, SOMA_POOL_SIZE)
+extern SOMA_INTERNAL const soma_recip_t soma__sizeclass_recip[SOMA_NUM_ALL_CLASSES];
+
 static inline unsigned soma__sizeclass_small(size_t n) /* 1 <= n <= threshold */
 {
     return (unsigned)((n - 1) >> SOMA_ALIGNMENT_SHIFT);

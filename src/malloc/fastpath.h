@@ -8,7 +8,7 @@
  *       malloc.c, which decides who serves the request.
  *   free(p):  the arena map says whether p is soma's (os/region.h: a range
  *       check and a table load); if its pool's owner is the calling
- *       thread's heap, push it back (soma__pool_push).  Anything else
+ *       thread's heap and p starts a block, push it back (soma__pool_push).  Anything else
  *       (another thread's block, an explicit heap's, a pointer that is no
  *       block, debug mode) goes to soma__malloc_free_other or, outside
  *       soma's arenas, soma__malloc_free_foreign.
@@ -62,9 +62,11 @@ static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
 }
 
 /* p lies in one of soma's arenas, pool is its record (soma__pool_of(p)).  The common
- * case, a block of the calling thread's heap, is one test; everything else
- * (another thread's block, an address inside a pool header, a pool never
- * handed out) goes to soma__malloc_free_other. */
+ * case, a block of the calling thread's heap, is two tests: the owner, and
+ * that p starts one of the pool's blocks (a multiply by the class's
+ * reciprocal, both in the record's line: pool/pool.h).  Everything else
+ * (another thread's block, a pointer into a block or a pool header, a pool
+ * never handed out) goes to soma__malloc_free_other, which says which. */
 static inline void soma__fastpath_free_small(pool_t *pool, void *p)
 {
 #if SOMA_TRACKING
@@ -72,8 +74,14 @@ static inline void soma__fastpath_free_small(pool_t *pool, void *p)
         soma__track_free(p, soma__sizeclass_size(pool->szidx));
 #endif
     heap_t *owner = pool->heap;
-    if (SOMA_LIKELY(owner == soma__heap_tls &&
-                    ((uintptr_t)p & SOMA_POOL_MASK) >= soma__options_gate.min_offset)) {
+#if SOMA_HARDEN
+    int starts = soma__pool_starts_block(pool, p, (uint32_t)soma__options_gate.min_offset);
+#else
+    /* Unhardened (link.h): the pool header alone is excluded here, and a
+     * pointer into a block is pushed as if it started one. */
+    int starts = ((uintptr_t)p & SOMA_POOL_MASK) >= soma__options_gate.min_offset;
+#endif
+    if (SOMA_LIKELY(owner == soma__heap_tls && starts)) {
         soma__pool_push(owner, pool, p);
         return;
     }

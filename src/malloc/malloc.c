@@ -32,17 +32,19 @@ static inline int api_of(const heap_t *heap, int thread_api, int heap_api)
     return heap->explicit_heap ? heap_api : thread_api;
 }
 
-/* The pool of p if p lies in one of soma's arenas, else NULL.  An address
- * inside a pool header (the 48 bytes CPython's header takes, which soma
- * leaves unused: pool/pool.h) is no block. */
-static inline pool_t *owned_pool(const void *p)
+/* The pool of p if p lies in one of soma's arenas, else NULL.  p must
+ * start a block there (not lie inside one, or in a pool header: the 48
+ * bytes CPython's header takes, which soma leaves unused: pool/pool.h);
+ * fn(p) stops the program if not. */
+static inline pool_t *owned_pool(const void *p, const char *fn)
 {
     arena_t *a = soma__region_arena(p);
     if (a == NULL)
         return NULL;
-    if (SOMA_UNLIKELY(((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD))
-        soma__fatal("%p: not an allocated block (an address inside a pool header)", p);
-    return soma__pool_in(a, p);
+    pool_t *pool = soma__pool_in(a, p);
+    if (SOMA_UNLIKELY(!soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD) || pool->heap == NULL))
+        soma__pool_fatal_not_block(fn, pool, p);
+    return pool;
 }
 
 /* Above the threshold, out of line so that the small path stays short. */
@@ -217,7 +219,7 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
         soma_free(p);
         return NULL;
     }
-    pool_t *pool = owned_pool(p);
+    pool_t *pool = owned_pool(p, "soma_realloc");
     if (pool == NULL) {
         not_given_back(p, "soma_realloc");
         return soma__large_realloc(p, size); /* it keeps its owner */
@@ -246,7 +248,7 @@ size_t soma_usable_size(const void *p)
         return 0;
     if (SOMA_UNLIKELY(soma__options.debug))
         return soma__debug_usable_size(p);
-    pool_t *pool = owned_pool(p);
+    pool_t *pool = owned_pool(p, "soma_usable_size");
     if (pool == NULL) {
         not_given_back(p, "soma_usable_size");
         return soma__large_usable_size(p);

@@ -236,7 +236,7 @@ pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
         a->pool_address += SOMA_POOL_SIZE;
         pool->arena = a;
         pool->heap = heap;
-        pool->szidx = SOMA_NO_CLASS;
+        soma__pool_set_class(pool, SOMA_NO_CLASS);
         pool->returned = 0;
         soma__pool_set_count(pool, 0);
     }

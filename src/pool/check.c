@@ -66,8 +66,16 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
     if (count > cap)
         FAIL("pool %p: count %u above capacity %zu", (void *)pool->base, count, cap);
     size_t virgin = 0;
-    if (pool->nextoffset <= pool->maxnextoffset)
-        virgin = (pool->maxnextoffset - pool->nextoffset) / size + 1;
+    if (pool->nextoffset <= soma__pool_max_offset(pool))
+        virgin = (soma__pool_max_offset(pool) - pool->nextoffset) / size + 1;
+    if (!soma__pool_canary_ok(pool))
+        FAIL("pool %p: its header's check word is overwritten (an underflow of its first "
+             "block %p?)",
+             (void *)pool->base, (void *)(pool->base + SOMA_POOL_OVERHEAD));
+    if (pool->recip_mul != soma__sizeclass_recip[pool->szidx].mul ||
+        pool->recip_bound != soma__sizeclass_recip[pool->szidx].bound)
+        FAIL("pool %p of class %u: its reciprocal (%u, %u) is not its class's",
+             (void *)pool->base, pool->szidx, pool->recip_mul, pool->recip_bound);
     uint64_t bits[SOMA_POOL_BITMAP_WORDS];
     if (soma__check_free_map(pool, bits) < 0)
         FAIL("pool %p: its free list names a block that is not carved, or one twice (a write "

@@ -8,7 +8,7 @@
  * blocks carved a moment ago.  The reader holds the heap's lock, and that
  * is what keeps the reading safe: the pool's arena is not released (arena.c
  * does that under the lock), so every byte of the pool stays mapped; its
- * class and maxnextoffset do not change (an empty pool is put to work
+ * class does not change (an empty pool is put to work
  * under the lock); and nextoffset only grows (carve).  So:
  *
  *   - nothing read is trusted before it is checked: the walk follows a

@@ -108,7 +108,7 @@ static void carve(pool_t *pool)
     size_t size = soma__sizeclass_size(pool->szidx);
     uintptr_t b = (uintptr_t)pool->base + pool->nextoffset;
     uintptr_t page_last = b | (SOMA_OS_PAGE_SIZE - 1);
-    uintptr_t pool_last = (uintptr_t)pool->base + pool->maxnextoffset;
+    uintptr_t pool_last = (uintptr_t)pool->base + soma__pool_max_offset(pool);
     uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
     pool->freeblock = (void *)b;
     for (; b + size <= last; b += size)
@@ -154,7 +154,7 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
                     "block before it",
                     (void *)pool->base, pool->szidx, soma__sizeclass_size(pool->szidx), bp,
                     pool->freeblock, bp);
-    if (pool->nextoffset <= pool->maxnextoffset)
+    if (pool->nextoffset <= soma__pool_max_offset(pool))
         carve(pool);
     else
         rotate(heap, pool->szidx, pool);
@@ -177,11 +177,11 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
          * for released blocks of the new class (malloc/debug.c). */
         if (SOMA_UNLIKELY(soma__options.debug))
             memset(pool->base + SOMA_POOL_OVERHEAD, 0, SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD);
-        pool->szidx = (uint16_t)c;
+        soma__pool_set_class(pool, c);
         pool->nextoffset = (uint16_t)SOMA_POOL_OVERHEAD;
-        pool->maxnextoffset = (uint16_t)(SOMA_POOL_SIZE - soma__sizeclass_size(c));
         carve(pool);
     }
+    soma__pool_canary_set(pool);
     return soma__pool_pop(heap, pool);
 }
 
@@ -267,15 +267,52 @@ void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
 }
 
 /* p lies in a pool with no block in use, or in one never handed out. */
-static _Noreturn void fatal_not_allocated(void *p, const pool_t *pool)
+static _Noreturn void fatal_not_allocated(const char *fn, const void *p, const pool_t *pool)
 {
     if (pool->heap == NULL)
-        soma__fatal("soma_free(%p): not an allocated block (a pointer into a part of an "
+        soma__fatal("%s(%p): not an allocated block (a pointer into a part of an "
                     "arena that was never handed out)",
-                    p);
-    soma__fatal("soma_free(%p): not an allocated block (double free, or a pointer "
+                    fn, p);
+    soma__fatal("%s(%p): not an allocated block (double free, or a pointer "
                 "into an empty pool)",
-                p);
+                fn, p);
+}
+
+void soma__pool_fatal_canary(const char *fn, const pool_t *pool, const void *p)
+{
+    /* How far before the first block the write began: the first byte of
+     * the check word that differs (a write ends at the block's start). */
+    uintptr_t diff = *soma__pool_canary_slot(pool) ^ soma__pool_canary_value(pool);
+    size_t from = sizeof(uintptr_t) - (size_t)__builtin_ctzll(diff) / 8;
+    soma__fatal("%s(%p): the header of pool %p is overwritten from %zu%s byte%s before its "
+                "first block %p (class %u, %zu bytes): a write before the start of that block "
+                "(an underflow)",
+                fn, p, (const void *)pool->base, from, from == sizeof(uintptr_t) ? " or more" : "",
+                from == 1 ? "" : "s",
+                (const void *)(pool->base + SOMA_POOL_OVERHEAD), pool->szidx,
+                soma__sizeclass_size(pool->szidx));
+}
+
+void soma__pool_fatal_not_block(const char *fn, const pool_t *pool, const void *p)
+{
+    uintptr_t off = (uintptr_t)p & SOMA_POOL_MASK;
+    if (off < SOMA_POOL_OVERHEAD)
+        soma__fatal("%s(%p): not an allocated block (an address inside a pool header: "
+                    "the first %zu bytes of a pool hold no block)",
+                    fn, p, SOMA_POOL_OVERHEAD);
+    if (pool->heap == NULL || pool->szidx >= SOMA_NUM_ALL_CLASSES)
+        fatal_not_allocated(fn, p, pool);
+    size_t size = soma__sizeclass_size(pool->szidx);
+    const char *b = soma__pool_block_start(pool, p);
+    if (b == NULL)
+        soma__fatal("%s(%p): not an allocated block: it lies in the last %zu bytes of pool %p, "
+                    "after its last %zu-byte block",
+                    fn, p, (size_t)((SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) % size),
+                    (const void *)pool->base, size);
+    size_t into = (size_t)((const char *)p - b);
+    soma__fatal("%s(%p): not the start of a block: %zu byte%s into the %zu-byte block at %p "
+                "(class %u)",
+                fn, p, into, into == 1 ? "" : "s", size, (const void *)b, pool->szidx);
 }
 
 /* Is p on its pool's free list?  The walk is bounded by the pool's
@@ -302,7 +339,9 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
 {
     unsigned raw = soma__pool_count_raw(pool), n = raw & ~SOMA_POOL_UNLISTED;
     if (n == 0)
-        fatal_not_allocated(p, pool);
+        fatal_not_allocated("soma_free", p, pool);
+    if (SOMA_UNLIKELY(!soma__pool_canary_ok(pool)))
+        soma__pool_fatal_canary("soma_free", pool, p);
     if (soma__link_looks_free(p) && on_free_list(pool, p))
         soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
@@ -363,14 +402,11 @@ void soma__pool_free_remote(heap_t *owner, void *p)
  * a heap, in the arena the arena map names. */
 void soma__pool_free_other(pool_t *pool, void *p)
 {
-    uintptr_t off = (uintptr_t)p & SOMA_POOL_MASK;
-    if (off < SOMA_POOL_OVERHEAD)
-        soma__fatal("soma_free(%p): not an allocated block (an address inside a pool header: "
-                    "the first %zu bytes of a pool hold no block)",
-                    p, SOMA_POOL_OVERHEAD);
+    if (((uintptr_t)p & SOMA_POOL_MASK) < SOMA_POOL_OVERHEAD)
+        soma__pool_fatal_not_block("soma_free", pool, p);
     heap_t *owner = pool->heap;
     if (owner == NULL)
-        fatal_not_allocated(p, pool);
+        fatal_not_allocated("soma_free", p, pool);
     if (SOMA_UNLIKELY(pool->arena != soma__region_arena(p) || pool->arena->heap != owner ||
                       pool->szidx >= SOMA_NUM_ALL_CLASSES))
         soma__fatal("soma_free(%p): the record of its pool %p is corrupted (it names arena "
@@ -378,13 +414,11 @@ void soma__pool_free_other(pool_t *pool, void *p)
                     "over soma's own memory",
                     p, (void *)pool->base, (void *)pool->arena, (void *)owner, pool->szidx,
                     (void *)soma__region_arena(p));
-    size_t size = soma__sizeclass_size(pool->szidx);
     /* (Not checked: that p lies below the pool's virgin blocks.  The owner
      * may be carving them right now, and nextoffset is its own.) */
-    if (SOMA_UNLIKELY((uint32_t)(off - SOMA_POOL_OVERHEAD) % (uint32_t)size != 0))
-        soma__fatal("soma_free(%p): not an allocated block: not the start of a block, but %zu "
-                    "bytes into a %zu-byte block of pool %p (class %u)",
-                    p, (size_t)(off - SOMA_POOL_OVERHEAD) % size, size, (void *)pool->base,
-                    pool->szidx);
+    if (SOMA_UNLIKELY(!soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD)))
+        soma__pool_fatal_not_block("soma_free", pool, p);
+    /* (The owner's own free comes here only when the fast path found p
+     * starting no block: the test above is the same, and stops it.) */
     soma__pool_free_remote(owner, p);
 }

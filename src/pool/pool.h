@@ -49,7 +49,7 @@ typedef struct heap heap_t;
  *          the OS (arena.c: purge_pools), on its arena's returned list; its
  *          memory reads as zeros, so putting it to work sets it up afresh.
  * Blocks not yet handed out since the pool was (re)initialised for its class
- * are "virgin": they lie at [nextoffset, maxnextoffset] and are carved one at
+ * are "virgin": they lie at [nextoffset, soma__pool_max_offset] and are carved one at
  * a time, so a fresh pool touches only the pages it really uses.
  * Who touches what: only the thread that owns the pool's heap reads or
  * writes freeblock, the list links and the offsets.  `count` is written by
@@ -70,15 +70,22 @@ struct pool {
     _Atomic uint16_t count; /* blocks in use, | SOMA_POOL_UNLISTED; written by the owner
                                only (relaxed, never a read-modify-write), read by
                                stats walks (soma__pool_count masks the flag) */
-    uint16_t szidx;         /* size class index; SOMA_NO_CLASS before the first init */
-    uint16_t nextoffset;    /* offset of the next virgin block */
-    uint16_t maxnextoffset; /* last offset at which a whole block fits */
-    uint32_t emptied_ms;    /* empty: when it went back to its arena (the low 32 bits
-                               of soma__process_now_ms; ages are differences) */
+    uint8_t szidx;          /* size class index; SOMA_NO_CLASS before the first init */
     uint8_t returned;       /* empty, and its pages given back: on the returned list */
+    uint16_t nextoffset;    /* offset of the next virgin block (the last offset at
+                               which a whole block fits is the class's:
+                               soma__pool_max_offset) */
+    /* Its class's reciprocal (sizeclass.h: soma__sizeclass_recip), here
+     * because the free fast path's test that a pointer starts a block
+     * (soma__pool_starts_block) then reads nothing but this line, which it
+     * reads anyway for `heap`.  Set with szidx (soma__pool_set_class). */
+    uint16_t recip_bound;
+    uint32_t recip_mul;
+    uint32_t emptied_ms; /* empty: when it went back to its arena (the low 32 bits
+                            of soma__process_now_ms; ages are differences) */
 } __attribute__((aligned(64))); /* a line each: no record straddles two */
 
-#define SOMA_NO_CLASS 0xffffu
+#define SOMA_NO_CLASS 0xffu
 /* In `count`: the pool is full and off its class list.  Above any count (a
  * pool holds at most 1,021 blocks), so the free fast path tests "empty
  * soon, or unlisted" with one comparison (soma__pool_push). */
@@ -216,14 +223,61 @@ static inline void *soma__pool_block_start(const pool_t *pool, const void *p)
         return NULL;
     return pool->base + SOMA_POOL_OVERHEAD + q * size;
 }
-/* Does p start one of the pool's blocks?  The fast path's form of the same
- * (sizeclass.h): origin is the pool header's size, 48 (the gate's
- * min_offset, which debug mode moves to the pool's end so that nothing
- * passes). */
-static inline int soma__pool_starts_block(const soma_recip_t *r, const void *p, uint32_t origin)
+/* Does p (in the pool) start one of the pool's blocks?  The fast path's
+ * form of the same, one multiply and one compare (sizeclass.h): origin is
+ * the pool header's size, 48, or the gate's min_offset, which debug mode
+ * moves to the pool's end so that nothing passes.  A pool that serves no
+ * class passes p only at offset 48 (soma__pool_set_class), and its count,
+ * 0, sends that to the slow path's diagnosis. */
+static inline int soma__pool_starts_block(const pool_t *pool, const void *p, uint32_t origin)
 {
     uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - origin;
-    return (uint32_t)(x * r->mul) <= r->bound;
+    return (uint32_t)(x * pool->recip_mul) <= pool->recip_bound;
+}
+/* The pool serves class c (or SOMA_NO_CLASS) from now on. */
+static inline void soma__pool_set_class(pool_t *pool, unsigned c)
+{
+    pool->szidx = (uint8_t)c;
+    pool->recip_mul = c < SOMA_NUM_ALL_CLASSES ? soma__sizeclass_recip[c].mul : 1;
+    pool->recip_bound = c < SOMA_NUM_ALL_CLASSES ? soma__sizeclass_recip[c].bound : 0;
+}
+/* The last offset at which a whole block of the pool's class fits. */
+static inline size_t soma__pool_max_offset(const pool_t *pool)
+{
+    return SOMA_POOL_SIZE - soma__sizeclass_size(pool->szidx);
+}
+
+/*
+ * The header's check word.  A pool's first 48 bytes hold no block (see
+ * pool_t), so the first block's underflow (a write before its start, of
+ * 1 to 48 bytes) lands there, where glibc keeps a chunk's size and catches
+ * it at the chunk's free ("free(): invalid size").  The header's last word
+ * holds a value the program cannot guess (link.h's key, mixed with the
+ * pool's address), written when the pool is put to work (pool.c:
+ * pool_start) and compared on the owner's slow path of a free
+ * (soma__pool_free_slow: the pool empties, leaves full, or the block looks
+ * free already), and by the heap check (check.c, soma_debug_check).
+ * Nothing on the fast paths, nor on another thread's free (the header's
+ * line is one the free does not touch otherwise; the owner's collection
+ * of the block then passes through the same slow paths): a 1-byte
+ * underflow of a pool's only block is caught at its free, that of a first
+ * block among others when the pool next takes a slow path.
+ */
+static inline uintptr_t *soma__pool_canary_slot(const pool_t *pool)
+{
+    return (uintptr_t *)(pool->base + SOMA_POOL_OVERHEAD - sizeof(uintptr_t));
+}
+static inline uintptr_t soma__pool_canary_value(const pool_t *pool)
+{
+    return soma__link_key ^ (uintptr_t)pool->base; /* never 0: the key is odd */
+}
+static inline void soma__pool_canary_set(pool_t *pool)
+{
+    *soma__pool_canary_slot(pool) = soma__pool_canary_value(pool);
+}
+static inline int soma__pool_canary_ok(const pool_t *pool)
+{
+    return *soma__pool_canary_slot(pool) == soma__pool_canary_value(pool);
 }
 
 /* Every carved pool of arena a, in address order (the pools below
@@ -247,6 +301,15 @@ SOMA_INTERNAL void soma__pool_unpark(heap_t *heap, int all); /* owner, or holder
 /* A free of p, in pool, that is not the owner's own: checked, then pushed
  * on the owner's remote stack.  Stops the program if p is no block. */
 SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);
+/* Stop the program: fn(p) names no block of pool, p in the pool (a pointer
+ * into a block, into the pool header or tail, or into a pool that serves
+ * no class).  The one message for every path that finds it so. */
+SOMA_INTERNAL _Noreturn void soma__pool_fatal_not_block(const char *fn, const pool_t *pool,
+                                                        const void *p);
+/* Stop the program: the pool's header check word is overwritten
+ * (soma__pool_canary_ok), found by fn(p). */
+SOMA_INTERNAL _Noreturn void soma__pool_fatal_canary(const char *fn, const pool_t *pool,
+                                                     const void *p);
 /* Push p on its owner's remote stack (another thread's block, or any
  * block of an explicit heap): one compare-and-swap, no lock. */
 SOMA_INTERNAL void soma__pool_free_remote(heap_t *owner, void *p);

@@ -97,7 +97,7 @@ static void check_table(void)
         const soma_recip_t *r = &soma__sizeclass_recip[c];
         CHECK_EQ(r->mul, SOMA_RECIP_MUL(size));
         CHECK_EQ(r->bound, SOMA_RECIP_BOUND(size));
-        pool.szidx = (uint16_t)c;
+        soma__pool_set_class(&pool, c);
         long bad = 0;
         size_t first = 0;
         for (size_t o = 0; o < SOMA_POOL_SIZE; o++) {
@@ -105,16 +105,27 @@ static void check_table(void)
             size_t want = start_by_division(o, size, SOMA_POOL_SIZE);
             const char *got = soma__pool_block_start(&pool, p);
             int ok = got == (want != NONE ? pool.base + want : NULL) &&
-                     soma__pool_starts_block(r, p, SOMA_POOL_OVERHEAD) == (want == o) &&
-                     !soma__pool_starts_block(r, p, SOMA_POOL_SIZE);
+                     soma__pool_starts_block(&pool, p, SOMA_POOL_OVERHEAD) == (want == o) &&
+                     !soma__pool_starts_block(&pool, p, SOMA_POOL_SIZE);
             if (!ok && bad++ == 0)
                 first = o;
         }
         if (!CHECK_EQ(bad, 0))
             test_note("  class %u (%zu bytes): first wrong offset %zu", c, size, first);
     }
-    pool.szidx = SOMA_NO_CLASS;
-    CHECK(soma__pool_block_start(&pool, pool.base + 64) == NULL);
+    /* A pool that serves no class: no block; the fast path's test passes
+     * offset 48 alone (the pool's count sends it to the slow path), and
+     * nothing with debug mode's origin. */
+    soma__pool_set_class(&pool, SOMA_NO_CLASS);
+    long passed = 0, passed_debug = 0, found = 0;
+    for (size_t o = 0; o < SOMA_POOL_SIZE; o++) {
+        found += soma__pool_block_start(&pool, pool.base + o) != NULL;
+        passed += soma__pool_starts_block(&pool, pool.base + o, SOMA_POOL_OVERHEAD);
+        passed_debug += soma__pool_starts_block(&pool, pool.base + o, SOMA_POOL_SIZE);
+    }
+    CHECK_EQ(found, 0);
+    CHECK_EQ(passed, 1);
+    CHECK_EQ(passed_debug, 0);
 }
 
 int main(void)

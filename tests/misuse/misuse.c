@@ -107,9 +107,9 @@ static size_t launder_size(size_t n)
     return n;
 }
 
+#ifndef MISUSE_FORTIFY
 static volatile unsigned long sink;
 
-#ifndef MISUSE_FORTIFY
 /* Every byte of [p + from, p + from + len) written, one at a time. */
 __attribute__((noinline)) static void write_range(void *p, long from, size_t len, unsigned char v)
 {
@@ -129,8 +129,12 @@ __attribute__((noinline)) static void read_range(void *p, long from, size_t len)
 #endif
 
 /* A source for the copies, as long as the longest (1 MiB before a large
- * block and the block), and a string of 'S's as long as a large block. */
-static char source[MIB + LARGE + 64];
+ * block and the block), and a string of 'S's as long as a large block.
+ * Mapped on its own (see main), not in the program's bss: the heap of
+ * glibc's malloc starts right after the bss, and a buffer there would be
+ * what a 1 MiB underflow of the first blocks lands in. */
+#define SOURCE_SIZE (MIB + LARGE + 64)
+static char *source;
 static char *string_of(size_t len)
 {
     memset(source, 'S', len);
@@ -793,6 +797,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s CASE | --list\n", argv[0]);
         return 64;
     }
+    source = mmap(NULL, SOURCE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (source == MAP_FAILED)
+        return 3;
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         const struct mistake *m = &table[i];
         for (size_t s = 0; s < (m->run ? 3 : 1); s++) {

@@ -28,8 +28,8 @@ diagnoses ("soma:" on stderr), not a crash elsewhere; the controls run
 clean; nothing hangs under soma.  Each failing case is listed.
 
 A mode whose option soma does not know (not in the library, or warned
-about when set) still runs, and is marked: it then stops what plain soma
-stops, no more.
+about when set) still runs, and is marked: soma ignores the option, and
+the mode may then be plain soma, stopping what it stops and no more.
 """
 import argparse
 import concurrent.futures
@@ -52,10 +52,24 @@ MODES = [
     ("soma", {}),
     ("soma-copies", {"SOMA_CHECK_COPIES": "1"}),
     ("soma-sample1", {"SOMA_GUARD_SAMPLE": "1"}),
-    ("soma-debug", {"SOMA_DEBUG": "1"}),
-    ("soma-guard", {"SOMA_DEBUG": "guard"}),
+    ("soma-debug", {"SOMA_DEBUG": "1", "SOMA_DEBUG_LEAKS": "0"}),
+    ("soma-guard", {"SOMA_DEBUG": "guard", "SOMA_DEBUG_LEAKS": "0"}),
 ]
+# (Debug mode's leak report is off: a leak is not the mistake measured, and
+# the controls must leave stderr empty.)
 CHECKED = ["glibc", "soma", "soma-debug"]  # what --check runs and asserts
+# The kinds of mistake, for the summary: (label, case names' pattern).
+KINDS = [
+    ("overflows, underflows by writes", r"^(overflow|underflow)-"),
+    ("the same by copies", r"^(memcpy|memset|strcpy)-"),
+    ("copies, _FORTIFY_SOURCE=2", r"^fortify-"),
+    ("double frees", r"^double-free"),
+    ("invalid frees and reallocs", r"^(invalid-free|realloc-)"),
+    ("use after free, reuse", r"^(write-after-free|read-after-free|reuse-)"),
+    ("zero-size blocks", r"^zero-size"),
+    ("delete/delete[] mismatches", r"^(delete-|new-then|malloc-then)"),
+    ("impossible requests", r"^huge-"),
+]
 
 # Inherited settings that would change an allocator's defaults.
 SCRUB = re.compile(r"^(LD_PRELOAD|SOMA_\w+|MALLOC_\w+|GLIBC_TUNABLES|MIMALLOC_\w+|"
@@ -74,6 +88,8 @@ def parse():
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--messages", action="store_true", help="every allocator's diagnoses")
+    ap.add_argument("--aslr", action="store_true",
+                    help="leave address randomisation on (the table may vary from run to run)")
     return ap.parse_args()
 
 
@@ -90,6 +106,9 @@ except OSError:
     LIBC = None
 
 
+KEEP_ASLR = False
+
+
 def child_setup():
     """In each case's process, before exec: no core files (an abort is the
     expected end of most cases), and no address randomisation, so that
@@ -97,7 +116,7 @@ def child_setup():
     to run: the table is reproducible.  (Randomisation is a defence of
     its own, the kernel's, and the same for every allocator.)"""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if LIBC is not None:
+    if LIBC is not None and not KEEP_ASLR:
         LIBC.personality(ADDR_NO_RANDOMIZE)
 
 
@@ -129,12 +148,12 @@ def inert_modes(allocs, override, probe):
             if not k.startswith("SOMA_"):
                 continue
             if k.encode() not in lib:
-                why.append(f"{k} unknown to this soma")
+                why.append(f"{k} is unknown to this soma")
                 continue
             p = subprocess.run([probe, "--list"], env=dict(base_env(), **env),
                                capture_output=True, text=True, timeout=30)
             if re.search(re.escape(f"{k}={v}") + r".*\bis not\b", p.stderr):
-                why.append(f"{k}={v} not accepted")
+                why.append(f"{k}={v} is not accepted")
         marked.append((name, env, "; ".join(why)))
     return marked
 
@@ -213,7 +232,9 @@ def run_one(binary, case, env, timeout):
 
 
 def main():
+    global KEEP_ASLR
     args = parse()
+    KEEP_ASLR = args.aslr
     binaries = [args.misuse, args.fortify] + ([args.cxx] if args.cxx else [])
     if not args.cxx:
         print("# no C++ compiler: the delete/delete[] cases are left out")
@@ -242,11 +263,19 @@ def main():
           f"past {args.timeout:g} s")
     for name, _, note in allocs:
         if note:
-            print(f"# {name}: {note}: it runs as plain soma")
+            print(f"# {name}: {note}: ignored (the mode may be plain soma)")
     if not args.check:
         print("case".ljust(width) + "".join(n.rjust(cw) for n in names))
         for _, c in todo:
             print(c.ljust(width) + "".join(res[(c, n)].cell.rjust(cw) for n in names))
+    if not args.check:
+        print("\n# stopped, by kind of mistake")
+        print("kind".ljust(width) + "".join(n.rjust(cw) for n in names))
+        for label, pat in KINDS:
+            group = [c for c in counted if re.search(pat, c)]
+            if group:
+                print(f"{label} ({len(group)})".ljust(width) + "".join(
+                    str(sum(1 for c in group if res[(c, n)].stopped)).rjust(cw) for n in names))
     total = {n: sum(1 for c in counted if res[(c, n)].stopped) for n in names}
     print("stopped".ljust(width) + "".join(f"{total[n]}/{len(counted)}".rjust(cw) for n in names))
     for label, prefix in (("  of them late", "late:"), ("  of them at exit", "exit:")):

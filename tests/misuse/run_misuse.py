@@ -100,24 +100,25 @@ def base_env():
 
 
 ADDR_NO_RANDOMIZE = 0x0040000  # personality(2): what setarch -R sets
-try:
-    LIBC = ctypes.CDLL(None, use_errno=True)
-except OSError:
-    LIBC = None
 
 
-KEEP_ASLR = False
-
-
-def child_setup():
-    """In each case's process, before exec: no core files (an abort is the
-    expected end of most cases), and no address randomisation, so that
-    where blocks lie, and so what a wild write hits, is the same from run
-    to run: the table is reproducible.  (Randomisation is a defence of
-    its own, the kernel's, and the same for every allocator.)"""
+def settle(keep_aslr):
+    """Set in this process, for every case's process to inherit (a
+    preexec_fn is not safe with the threads that run them): no core files,
+    an abort being the expected end of most cases; and no address
+    randomisation, so that where blocks lie, and so what a wild write
+    hits, is the same from run to run.  (Randomisation is the kernel's
+    defence, the same under every allocator.)"""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if LIBC is not None and not KEEP_ASLR:
-        LIBC.personality(ADDR_NO_RANDOMIZE)
+    if keep_aslr:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        ok = libc.personality(ADDR_NO_RANDOMIZE) != -1
+    except (OSError, AttributeError):
+        ok = False
+    if not ok:
+        print("# could not turn address randomisation off: the table may vary from run to run")
 
 
 def allocators(override, only, check):
@@ -201,8 +202,7 @@ class Result:
 
 def run_one(binary, case, env, timeout):
     try:
-        p = subprocess.run([binary, case], env=env, capture_output=True, timeout=timeout,
-                           preexec_fn=child_setup)
+        p = subprocess.run([binary, case], env=env, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return Result(False, "hung")
     out = p.stdout.decode(errors="replace")
@@ -232,9 +232,8 @@ def run_one(binary, case, env, timeout):
 
 
 def main():
-    global KEEP_ASLR
     args = parse()
-    KEEP_ASLR = args.aslr
+    settle(args.aslr)
     binaries = [args.misuse, args.fortify] + ([args.cxx] if args.cxx else [])
     if not args.cxx:
         print("# no C++ compiler: the delete/delete[] cases are left out")

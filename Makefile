@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all demo demo-python test test-deps install bench fuzz clean
+.PHONY: all demo demo-python test test-deps install bench misuse fuzz clean
 
 all: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -85,14 +85,19 @@ bench-counts: bench-deps all bench-mb
 bench-memory: bench-deps all
 	$(MEMORY)
 
-bench-deps:
-	@for p in $(BENCH_PKGS); do \
+# install_pkgs PACKAGES: those missing installed when this is root, else said.
+define install_pkgs
+	@for p in $(1); do \
 	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; \
 	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null \
 	    || echo "could not install$$missing: those are left out"; \
 	elif [ -n "$$missing" ]; then echo "not installed:$$missing: those are left out"; fi
+endef
+
+bench-deps:
+	$(call install_pkgs,$(BENCH_PKGS))
 
 # mimalloc-bench is someone else's code: built out of tree, never copied.
 bench-mb:
@@ -116,6 +121,21 @@ bench-soma: bench-deps all
 	    --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
 	python3 bench/hardening.py $(BUILD)/bench/bench_small $(BUILD)/libsoma-override.so \
 	    $(BUILD)/bench/libsoma-override-unhardened.so --reps $(BENCH_REPS) --scale $(BENCH_SCALE)
+
+# The misuse suite (tests/misuse/, docs/BENCHMARKS.md#misuse): 122 memory
+# mistakes, each in a process of its own, under glibc, jemalloc, mimalloc,
+# tcmalloc and soma's modes (normal, checked copies, sampled guard pages,
+# debug, debug with guard pages): a table of which allocator stops which,
+# and how, and the count per allocator.  A report, like make bench (the
+# test of soma's targets is test_misuse); under a minute on 2 cores.
+MISUSE_PKGS = libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4
+MISUSE_FLAGS ?=
+misuse: all
+	$(call install_pkgs,$(MISUSE_PKGS))
+	@cxx=$(BUILD)/tests/misuse_cases_cxx; [ -x $$cxx ] || cxx=; \
+	python3 tests/misuse/run_misuse.py --misuse $(BUILD)/tests/misuse_cases \
+	    --fortify $(BUILD)/tests/misuse_cases_fortify --cxx "$$cxx" \
+	    --override $(BUILD)/libsoma-override.so --jobs $(JOBS) $(MISUSE_FLAGS)
 
 # libFuzzer on soma (tests/fuzz/fuzz_soma.c): clang, ASan and UBSan, in its
 # own build directory; SECONDS of fuzzing over a copy of tests/fuzz/corpus

@@ -19,9 +19,20 @@
 #             C program
 # Missing Debian packages are installed when running as root with apt-get;
 # otherwise that program is skipped (and said so).  Exit 77 = all skipped.
-# usage: test_real_programs.sh SOMA_CLI
+#
+# A mode runs them all with soma's options set (tests/programs/CMakeLists.txt
+# lists the modes: debug mode, guard pages and checked copies...): the
+# programs must work the same, and soma must say nothing on stderr but its
+# warnings, so that a mode raises no false alarm on real programs.  An
+# option this soma does not know is ignored (an unknown value is warned
+# about and its default used): a mode added before its option is harmless.
+# usage: test_real_programs.sh SOMA_CLI [MODE [NAME=VALUE...]]
 set -u
 soma=$1
+mode=${2:-plain}
+shift $(( $# < 2 ? $# : 2 ))
+for setting in "$@"; do export "${setting?}"; done
+echo "mode $mode: ${*:-no options}"
 fail=0; pass=0; skipped=0
 ok()  { pass=$((pass + 1)); }
 bad() { echo "FAILED: $*"; fail=$((fail + 1)); }
@@ -34,7 +45,9 @@ need() {
     [ -e "$cmd" ] && return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "installing $*"
-        (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q "$@") \
+        # the modes run in parallel: a second apt waits for the lock
+        (export DEBIAN_FRONTEND=noninteractive; lock="-o DPkg::Lock::Timeout=600"
+         apt-get $lock update -q && apt-get $lock install -y -q "$@") \
             > "$tmp/apt.log" 2>&1 || tail -5 "$tmp/apt.log"
     fi
     [ -e "$cmd" ] && return 0
@@ -66,8 +79,8 @@ blob = json.dumps(table); back = json.loads(blob)
 del nodes[100000:]
 print(depth(nodes[0]), len(words), len(blob), sum(v[1] for v in back.values()))'
     want=$($py -c "$script")
-    got=$("$soma" run --output "$tmp/py.report" -- $py -c "$script")
-    check "[ '$got' = '$want' ]" "python3 script printed '$got', expected '$want'"
+    got=$("$soma" run --output "$tmp/py.report" -- $py -c "$script" 2>"$tmp/py.err"); rc=$?
+    check "[ $rc -eq 0 ] && [ '$got' = '$want' ]" "python3 script: status $rc, printed '$got', expected '$want'"
     check "served $tmp/py.report '[^ ]*python3'" "python3's report shows no arena: $(head -3 $tmp/py.report)"
     arenas=$(awk -F= '/^# arenas highwater mark/ {gsub(/[ ,]/, "", $2); print $2; exit}' "$tmp/py.report")
     check "[ ${arenas:-0} -ge 20 ]" "python3's object-heavy run reached only ${arenas:-0} arenas"
@@ -76,6 +89,7 @@ print(depth(nodes[0]), len(words), len(blob), sum(v[1] for v in back.values()))'
         out=$("$soma" run --output "$tmp/pytest.report" -- $py -m test test_dict test_list \
               test_set test_unicode test_json test_threading 2>&1)
         rc=$?
+        printf '%s\n' "$out" > "$tmp/pytest.err"
         check "[ $rc -eq 0 ] && printf '%s' \"\$out\" | grep -q 'Tests result: SUCCESS'" \
               "python3 -m test failed under soma (status $rc): $(printf '%s' "$out" | tail -8)"
         check "served $tmp/pytest.report '[^ ]*python3 -m test'" "python3 -m test: no report of soma serving it"
@@ -93,7 +107,9 @@ update t set v = v * 2 where g < 50;
 delete from t where g = 99;
 select count(*), sum(v) from t;
 select g, count(*) from t group by g order by g limit 2;"
-    got=$(printf '%s\n' "$sql" | "$soma" run --output "$tmp/sq.report" -- sqlite3 "$tmp/db.sqlite")
+    got=$(printf '%s\n' "$sql" | "$soma" run --output "$tmp/sq.report" -- sqlite3 "$tmp/db.sqlite" \
+          2>"$tmp/sq.err"); rc=$?
+    check "[ $rc -eq 0 ]" "sqlite3 ended with status $rc"
     # 1..200000: sum 20000100000; names up to "name-200000" (11 bytes).  After the
     # update and delete: 198000 rows; sum(v) = sum(i*0.5) + sum over g<50 of i*0.5,
     # minus the deleted rows (g = 99), computed here by awk.
@@ -141,7 +157,7 @@ git fsck --no-progress 2>&1 | wc -l
 git checkout -q HEAD~19; ls | wc -l; git checkout -q -
 git gc -q; git count-objects -v | grep -c '^in-pack: [1-9]'
 GIT
-    got=$("$soma" run --output "$tmp/git.report" -- sh "$tmp/git.sh" 2>&1 | tr '\n' ' ')
+    got=$("$soma" run --output "$tmp/git.report" -- sh "$tmp/git.sh" 2>&1 | tee "$tmp/git.err" | tr '\n' ' ')
     check "[ \"\$got\" = '20 300 0 15 1 ' ]" "git sequence printed '$got', expected '20 300 0 15 1 '"
     check "served $tmp/git.report 'git (commit|add|log)'" "git: no report of soma serving it"
 fi
@@ -152,12 +168,19 @@ if need /usr/bin/gcc gcc; then
 #include <stdlib.h>
 int main(void) { long s = 0; for (long i = 1; i <= 1000; i++) s += i * i; printf("%ld\n", s); return 0; }
 C
-    "$soma" run --output "$tmp/gcc.report" -- gcc -O2 -o "$tmp/hello" "$tmp/hello.c"; rc=$?
+    "$soma" run --output "$tmp/gcc.report" -- gcc -O2 -o "$tmp/hello" "$tmp/hello.c" 2>"$tmp/gcc.err"; rc=$?
     check "[ $rc -eq 0 ] && [ \"\$($tmp/hello)\" = 333833500 ]" "gcc under soma: status $rc, or a wrong program"
     check "served $tmp/gcc.report '[^ ]*cc1 '" "gcc: cc1 has no report of soma serving it"
     check "served $tmp/gcc.report 'gcc '" "gcc: the driver has no report"
 fi
 
-echo "test_real_programs: $pass passed, $fail failed, $skipped skipped"
+# No diagnosis from soma in any program's stderr (redis's went to its log).
+said=$(cat "$tmp"/*.err "$tmp/redis.log" 2>/dev/null | grep '^soma: ' | grep -v '^soma: warning: ')
+check "[ -z \"\$said\" ]" "soma said, in mode $mode:
+$(printf '%s\n' "$said" | head -20)"
+warned=$(cat "$tmp"/*.err "$tmp/redis.log" 2>/dev/null | grep '^soma: warning: ' | sort -u)
+[ -z "$warned" ] || printf '%s\n' "$warned"
+
+echo "test_real_programs ($mode): $pass passed, $fail failed, $skipped skipped"
 [ $fail -eq 0 ] || exit 1
 [ $pass -gt 0 ] || exit 77

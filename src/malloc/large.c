@@ -164,6 +164,51 @@ static int grow(shard_t *s)
     return 0;
 }
 
+/* ---- which large block holds an address (the checked copies) ----
+ *
+ * The registry finds a block by its start; a copy names any byte of it.
+ * So the start pages of the mapped blocks are marked in a bitmap, one bit
+ * per 4 KiB page, in windows of 4 GiB (soma__large_starts: a window's
+ * 128 KiB of bits is mapped when its first block is entered, and kept).
+ * Marked and cleared under the block's shard lock, with atomic or/and
+ * (shards share words); read without a lock.  The block that may hold p
+ * is the nearest mark at or below p's page; the registry, under its lock,
+ * then says whether it reaches p.  Blocks never overlap, so no other
+ * block can.  The scan looks back STARTS_SCAN words (about 4 MiB of
+ * addresses): a byte further into a larger block is not found (a copy
+ * there goes unchecked, never falsely stopped).  System blocks (the small
+ * fallback) have no mark: they are the system allocator's chunks. */
+#define STARTS_PAGES ((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12))
+#define STARTS_SCAN 16
+_Static_assert(PAGE == 4096, "one bit per 4 KiB page");
+_Atomic(_Atomic uint64_t *) soma__large_starts[SOMA_LARGE_WINDOWS];
+
+static void starts_mark(uintptr_t p, int on)
+{
+    size_t w = p >> SOMA_LARGE_WINDOW_BITS;
+    if (w >= SOMA_LARGE_WINDOWS)
+        return;
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_starts[w], memory_order_acquire);
+    if (bits == NULL) {
+        if (!on)
+            return;
+        _Atomic uint64_t *fresh = soma__os_map(STARTS_PAGES / 8);
+        if (fresh == NULL)
+            return; /* the block goes unchecked */
+        if (atomic_compare_exchange_strong_explicit(&soma__large_starts[w], &bits, fresh,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            bits = fresh;
+        else
+            soma__os_unmap((void *)fresh, STARTS_PAGES / 8);
+    }
+    size_t page = (p >> 12) & (STARTS_PAGES - 1);
+    uint64_t bit = (uint64_t)1 << (page % 64);
+    if (on)
+        atomic_fetch_or_explicit(&bits[page / 64], bit, memory_order_release);
+    else
+        atomic_fetch_and_explicit(&bits[page / 64], ~bit, memory_order_release);
+}
+
 /* An explicit heap's count of its large blocks, changed by `by` blocks of
  * `bytes` (a shard's lock held). */
 static void owned_add(const void *owner, long by, size_t bytes)
@@ -197,6 +242,8 @@ static int enter(void *p, size_t n, size_t map, const void *owner)
     s->bytes += n;
     s->mapped += map;
     owned_add(owner, 1, n);
+    if (map > 0)
+        starts_mark((uintptr_t)p, 1);
     pthread_mutex_unlock(&s->lock);
     if (map > 0)
         live_grew(map);
@@ -225,6 +272,8 @@ static void remove_at(shard_t *s, size_t hole, entry_t *out)
     s->mapped -= out->map;
     s->used--;
     owned_add(out->owner, -1, out->n);
+    if (out->map > 0)
+        starts_mark(out->p, 0);
     for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
         size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
@@ -1146,6 +1195,34 @@ int soma__large_lookup(const void *p, size_t *n)
     if (!lookup((uintptr_t)p, &e))
         return 0;
     *n = e.n;
+    return 1;
+}
+
+int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map)
+{
+    uintptr_t u = (uintptr_t)p;
+    size_t w = u >> SOMA_LARGE_WINDOW_BITS;
+    if (w >= SOMA_LARGE_WINDOWS)
+        return 0;
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_starts[w], memory_order_acquire);
+    if (bits == NULL)
+        return 0;
+    size_t page = (u >> 12) & (STARTS_PAGES - 1), i = page / 64;
+    /* the marks of p's page and those below it in its word */
+    uint64_t m = atomic_load_explicit(&bits[i], memory_order_acquire) &
+                 (~(uint64_t)0 >> (63 - page % 64));
+    for (unsigned k = 0; m == 0 && k < STARTS_SCAN && i > 0; k++)
+        m = atomic_load_explicit(&bits[--i], memory_order_acquire);
+    if (m == 0)
+        return 0;
+    uintptr_t s = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS |
+                  (uintptr_t)(i * 64 + 63 - (size_t)__builtin_clzll(m)) << 12;
+    entry_t e;
+    if (!lookup(s, &e) || e.map == 0 || u - s >= e.map)
+        return 0;
+    *start = s;
+    *n = e.n;
+    *map = e.map;
     return 1;
 }
 

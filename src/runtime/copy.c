@@ -218,7 +218,8 @@ __attribute__((constructor)) static void copy_init(void)
  * other memory. */
 static inline int watched(const void *d)
 {
-    return soma__region_holds(d) || soma__large_near(d);
+    return SOMA_UNLIKELY(soma__options.check_copies) &&
+           (soma__region_holds(d) || soma__large_near(d));
 }
 
 /* The calls, by what they do; the _FORTIFY_SOURCE forms are named apart
@@ -241,7 +242,7 @@ static const char *const names[2 * F_CHK] = {
 __attribute__((noinline, cold)) static void *checked(int id, void *d, const void *s, size_t n)
 {
     int f = id % F_CHK;
-    if (soma__options.check_copies) {
+    {
         copy_t c = {names[id], SOMA_COPY_MEM, d, s, n, 0, n};
         switch (f) {
         case F_MEMSET:

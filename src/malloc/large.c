@@ -167,46 +167,90 @@ static int grow(shard_t *s)
 /* ---- which large block holds an address (the checked copies) ----
  *
  * The registry finds a block by its start; a copy names any byte of it.
- * So the start pages of the mapped blocks are marked in a bitmap, one bit
- * per 4 KiB page, in windows of 4 GiB (soma__large_starts: a window's
- * 128 KiB of bits is mapped when its first block is entered, and kept).
- * Marked and cleared under the block's shard lock, with atomic or/and
- * (shards share words); read without a lock.  The block that may hold p
- * is the nearest mark at or below p's page; the registry, under its lock,
- * then says whether it reaches p.  Blocks never overlap, so no other
- * block can.  The scan looks back STARTS_SCAN words (about 4 MiB of
- * addresses): a byte further into a larger block is not found (a copy
- * there goes unchecked, never falsely stopped).  System blocks (the small
- * fallback) have no mark: they are the system allocator's chunks. */
-#define STARTS_PAGES ((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12))
-#define STARTS_SCAN 16
+ * So the mapped blocks' first and last pages are marked in two bitmaps,
+ * one bit per 4 KiB page, in windows of 4 GiB (soma__large_marks: a
+ * window's 256 KiB of bits, starts then ends, mapped when its first block
+ * is entered, and kept).  Marked and cleared under the block's shard lock,
+ * with atomic or/and (shards share words); read without a lock.  The
+ * block that may hold p is the nearest start at or below p's page
+ * (blocks never overlap, so no other can); it holds p, and a copy from p
+ * fits in it, when no end lies between that start and the copy's last
+ * page.  For a live block no mark can change inside those bounds while
+ * they are read, so the quick answer (soma__large_copy_fits) is exact for
+ * a copy into a live block; the diagnosis asks the registry, under its
+ * lock (soma__large_block_of).  The scan for a start looks back
+ * MARKS_SCAN words (about 4 MiB of addresses): a byte further into a
+ * larger block is not found (a copy there goes unchecked, never falsely
+ * stopped).  System blocks (the small fallback) have no marks: they are
+ * the system allocator's chunks. */
+#define MARKS_PAGES ((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12))
+#define MARKS_WORDS (MARKS_PAGES / 64)
+#define MARKS_BYTES (2 * MARKS_WORDS * sizeof(uint64_t))
+#define MARKS_SCAN 16
 _Static_assert(PAGE == 4096, "one bit per 4 KiB page");
-_Atomic(_Atomic uint64_t *) soma__large_starts[SOMA_LARGE_WINDOWS];
+_Atomic(_Atomic uint64_t *) soma__large_marks[SOMA_LARGE_WINDOWS];
 
-static void starts_mark(uintptr_t p, int on)
+/* Mark (or clear) the page of addr in the starts (end = 0) or the ends. */
+static void mark(uintptr_t addr, int end, int on)
 {
-    size_t w = p >> SOMA_LARGE_WINDOW_BITS;
+    size_t w = addr >> SOMA_LARGE_WINDOW_BITS;
     if (w >= SOMA_LARGE_WINDOWS)
         return;
-    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_starts[w], memory_order_acquire);
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
     if (bits == NULL) {
         if (!on)
             return;
-        _Atomic uint64_t *fresh = soma__os_map(STARTS_PAGES / 8);
+        _Atomic uint64_t *fresh = soma__os_map(MARKS_BYTES);
         if (fresh == NULL)
             return; /* the block goes unchecked */
-        if (atomic_compare_exchange_strong_explicit(&soma__large_starts[w], &bits, fresh,
+        if (atomic_compare_exchange_strong_explicit(&soma__large_marks[w], &bits, fresh,
                                                     memory_order_acq_rel, memory_order_acquire))
             bits = fresh;
         else
-            soma__os_unmap((void *)fresh, STARTS_PAGES / 8);
+            soma__os_unmap((void *)fresh, MARKS_BYTES);
     }
-    size_t page = (p >> 12) & (STARTS_PAGES - 1);
+    size_t page = (addr >> 12) & (MARKS_PAGES - 1);
+    _Atomic uint64_t *word = &bits[(end ? MARKS_WORDS : 0) + page / 64];
     uint64_t bit = (uint64_t)1 << (page % 64);
     if (on)
-        atomic_fetch_or_explicit(&bits[page / 64], bit, memory_order_release);
+        atomic_fetch_or_explicit(word, bit, memory_order_release);
     else
-        atomic_fetch_and_explicit(&bits[page / 64], ~bit, memory_order_release);
+        atomic_fetch_and_explicit(word, ~bit, memory_order_release);
+}
+
+/* The block [p, p + map) is entered (on) or leaves. */
+static void marks_set(uintptr_t p, size_t map, int on)
+{
+    mark(p, 0, on);
+    mark(p + map - 1, 1, on);
+}
+
+/* The nearest start at or below `page` in a window's starts, within the
+ * scan's reach: 1 and its page in *at, or 0. */
+static int nearest_start(_Atomic uint64_t *starts, size_t page, size_t *at)
+{
+    size_t i = page / 64;
+    uint64_t m = atomic_load_explicit(&starts[i], memory_order_acquire) &
+                 (~(uint64_t)0 >> (63 - page % 64)); /* page's bit and those below */
+    for (unsigned k = 0; m == 0 && k < MARKS_SCAN && i > 0; k++)
+        m = atomic_load_explicit(&starts[--i], memory_order_acquire);
+    if (m == 0)
+        return 0;
+    *at = i * 64 + 63 - (size_t)__builtin_clzll(m);
+    return 1;
+}
+
+/* Is any of the pages [lo, hi) marked in `bits`? */
+static int any_marked(_Atomic uint64_t *bits, size_t lo, size_t hi)
+{
+    for (size_t i = lo / 64; lo < hi; i++, lo = i * 64) {
+        uint64_t m = atomic_load_explicit(&bits[i], memory_order_acquire) >> (lo % 64);
+        if (hi - lo < 64 - lo % 64)
+            m &= ((uint64_t)1 << (hi - lo)) - 1;
+        if (m != 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* An explicit heap's count of its large blocks, changed by `by` blocks of
@@ -243,7 +287,7 @@ static int enter(void *p, size_t n, size_t map, const void *owner)
     s->mapped += map;
     owned_add(owner, 1, n);
     if (map > 0)
-        starts_mark((uintptr_t)p, 1);
+        marks_set((uintptr_t)p, map, 1);
     pthread_mutex_unlock(&s->lock);
     if (map > 0)
         live_grew(map);
@@ -273,7 +317,7 @@ static void remove_at(shard_t *s, size_t hole, entry_t *out)
     s->used--;
     owned_add(out->owner, -1, out->n);
     if (out->map > 0)
-        starts_mark(out->p, 0);
+        marks_set(out->p, out->map, 0);
     for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
         size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
@@ -1201,22 +1245,13 @@ int soma__large_lookup(const void *p, size_t *n)
 int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map)
 {
     uintptr_t u = (uintptr_t)p;
-    size_t w = u >> SOMA_LARGE_WINDOW_BITS;
+    size_t w = u >> SOMA_LARGE_WINDOW_BITS, at;
     if (w >= SOMA_LARGE_WINDOWS)
         return 0;
-    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_starts[w], memory_order_acquire);
-    if (bits == NULL)
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
+    if (bits == NULL || !nearest_start(bits, (u >> 12) & (MARKS_PAGES - 1), &at))
         return 0;
-    size_t page = (u >> 12) & (STARTS_PAGES - 1), i = page / 64;
-    /* the marks of p's page and those below it in its word */
-    uint64_t m = atomic_load_explicit(&bits[i], memory_order_acquire) &
-                 (~(uint64_t)0 >> (63 - page % 64));
-    for (unsigned k = 0; m == 0 && k < STARTS_SCAN && i > 0; k++)
-        m = atomic_load_explicit(&bits[--i], memory_order_acquire);
-    if (m == 0)
-        return 0;
-    uintptr_t s = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS |
-                  (uintptr_t)(i * 64 + 63 - (size_t)__builtin_clzll(m)) << 12;
+    uintptr_t s = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS | (uintptr_t)at << 12;
     entry_t e;
     if (!lookup(s, &e) || e.map == 0 || u - s >= e.map)
         return 0;
@@ -1224,6 +1259,22 @@ int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map
     *n = e.n;
     *map = e.map;
     return 1;
+}
+
+int soma__large_copy_fits(const void *p, size_t len)
+{
+    uintptr_t u = (uintptr_t)p, last;
+    if (len == 0)
+        return 1;
+    size_t w = u >> SOMA_LARGE_WINDOW_BITS, at;
+    if (SOMA_UNLIKELY(soma__options.debug) || __builtin_add_overflow(u, len - 1, &last) ||
+        w >= SOMA_LARGE_WINDOWS || last >> SOMA_LARGE_WINDOW_BITS != w)
+        return 0;
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
+    if (bits == NULL || !nearest_start(bits, (u >> 12) & (MARKS_PAGES - 1), &at))
+        return 0;
+    /* no block's end from that start to the page before the copy's last */
+    return !any_marked(bits + MARKS_WORDS, at, (last >> 12) & (MARKS_PAGES - 1));
 }
 
 void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg)

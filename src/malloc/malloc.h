@@ -39,6 +39,28 @@ typedef struct {
  * stopped; in debug mode (which also stops a copy into a freed block)
  * SOMA_DEBUG=report returns 0 instead: the copy must not be made. */
 SOMA_INTERNAL int soma__malloc_copy_check(const copy_t *c);
+/* The quick test, inline in the copies: in normal mode, does [p, p + len)
+ * stay inside the pooled block that holds p?  1: it does (the common case
+ * of a copy into soma's memory, some 20 instructions); 0: p is in no
+ * pooled block, or debug mode, or the copy may not fit: ask
+ * soma__malloc_copy_check.  A pool that never served (its record zero)
+ * may answer 1 wrongly: a check missed, never a false alarm. */
+static inline int soma__malloc_copy_fits(const void *p, size_t len)
+{
+    arena_t *a = soma__region_arena(p);
+    if (a == NULL || SOMA_UNLIKELY(soma__options.debug))
+        return 0;
+    unsigned c = soma__pool_in(a, p)->szidx;
+    if (c >= SOMA_NUM_ALL_CLASSES)
+        return 0;
+    /* soma__pool_block_start's arithmetic (pools are pool-aligned): block
+     * q of the pool, `into` bytes into it; an offset inside the header
+     * wraps x, and q with it, far past the pool */
+    uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - (uint32_t)SOMA_POOL_OVERHEAD;
+    uint64_t q = ((uint64_t)x * soma__sizeclass_recip[c].mul) >> 32;
+    size_t size = soma__sizeclass_size(c), into = x - q * size;
+    return SOMA_POOL_OVERHEAD + (q + 1) * size <= SOMA_POOL_SIZE && len <= size - into;
+}
 /* The call as the program wrote it, "memcpy(0x..., 0x..., 40)", into buf. */
 SOMA_INTERNAL void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c);
 
@@ -76,18 +98,22 @@ SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
  * why).  No lock unless a block starts at or below p within that reach;
  * the hot test of the checked copies is soma__large_near. */
 SOMA_INTERNAL int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map);
-/* The bitmaps of the blocks' start pages, one per 4 GiB window of
- * addresses below 2^47, NULL where no large block has ever been. */
+/* Normal mode, no lock: does [p, p + len) lie inside one live mapped
+ * large block?  1: it does; 0: it may not (ask soma__large_block_of, or
+ * p is in no large block).  The checked copies' quick answer. */
+SOMA_INTERNAL int soma__large_copy_fits(const void *p, size_t len);
+/* The bitmaps of the blocks' first and last pages, one pair per 4 GiB
+ * window of addresses below 2^47, NULL where no large block has been. */
 #define SOMA_LARGE_WINDOW_BITS 32
 #define SOMA_LARGE_WINDOWS ((size_t)1 << (47 - SOMA_LARGE_WINDOW_BITS))
-extern SOMA_INTERNAL _Atomic(_Atomic uint64_t *) soma__large_starts[SOMA_LARGE_WINDOWS];
+extern SOMA_INTERNAL _Atomic(_Atomic uint64_t *) soma__large_marks[SOMA_LARGE_WINDOWS];
 /* Might p lie in a large block?  A shift, a compare and a load: 0 for any
  * address of a 4 GiB window no large block has been in. */
 static inline int soma__large_near(const void *p)
 {
     uintptr_t w = (uintptr_t)p >> SOMA_LARGE_WINDOW_BITS;
     return w < SOMA_LARGE_WINDOWS &&
-           atomic_load_explicit(&soma__large_starts[w], memory_order_relaxed) != NULL;
+           atomic_load_explicit(&soma__large_marks[w], memory_order_relaxed) != NULL;
 }
 /* fn(p, n, arg) for every large block, one shard locked at a time (fn must
  * not allocate or free a large block). */

@@ -216,32 +216,37 @@ __attribute__((constructor)) static void copy_init(void)
 /* Might a copy to d land in one of soma's blocks?  A range compare and a
  * load (os/region.h, malloc/malloc.h): the whole cost of a copy to any
  * other memory. */
-static inline int watched(const void *d)
+__attribute__((always_inline)) static inline int watched(const void *d)
 {
-    return SOMA_UNLIKELY(soma__options.check_copies) &&
-           (soma__region_holds(d) || soma__large_near(d));
+    return soma__region_holds(d) || soma__large_near(d);
 }
+/* Checks on?  The one test with them off (the option, which debug mode
+ * sets). */
+#define CHECKS SOMA_UNLIKELY(soma__options.check_copies)
 
 /* The calls, by what they do; the _FORTIFY_SOURCE forms are named apart
  * for the diagnosis (the program called that name). */
 enum {
     F_MEMCPY, F_MEMMOVE, F_MEMPCPY, F_MEMSET, F_STRCPY, F_STPCPY, F_STRCAT, F_STRNCPY, F_STRNCAT,
-    F_CHK /* the same, + F_CHK: __memcpy_chk ... */
+    F_CHK = 16 /* the same, + F_CHK: __memcpy_chk ... (a power of two: id % F_CHK is a mask) */
 };
 static const char *const names[2 * F_CHK] = {
-    "memcpy",       "memmove",       "mempcpy",       "memset",       "strcpy",
-    "stpcpy",       "strcat",        "strncpy",       "strncat",      "__memcpy_chk",
-    "__memmove_chk", "__mempcpy_chk", "__memset_chk", "__strcpy_chk", "__stpcpy_chk",
-    "__strcat_chk", "__strncpy_chk", "__strncat_chk"};
+    [F_MEMCPY] = "memcpy",   [F_MEMMOVE] = "memmove",   [F_MEMPCPY] = "mempcpy",
+    [F_MEMSET] = "memset",   [F_STRCPY] = "strcpy",     [F_STPCPY] = "stpcpy",
+    [F_STRCAT] = "strcat",   [F_STRNCPY] = "strncpy",   [F_STRNCAT] = "strncat",
+    [F_CHK + F_MEMCPY] = "__memcpy_chk",   [F_CHK + F_MEMMOVE] = "__memmove_chk",
+    [F_CHK + F_MEMPCPY] = "__mempcpy_chk", [F_CHK + F_MEMSET] = "__memset_chk",
+    [F_CHK + F_STRCPY] = "__strcpy_chk",   [F_CHK + F_STPCPY] = "__stpcpy_chk",
+    [F_CHK + F_STRCAT] = "__strcat_chk",   [F_CHK + F_STRNCPY] = "__strncpy_chk",
+    [F_CHK + F_STRNCAT] = "__strncat_chk"};
 
-/* A copy to d in soma's range: checked, then made (or, refused in
- * SOMA_DEBUG=report, not made: the call returns what it would have).  Out
- * of line, so that each exported function is a compare or two and a tail
- * call, with no frame.  s is memset's byte, n absent for strcpy, stpcpy
- * and strcat. */
-__attribute__((noinline, cold)) static void *checked(int id, void *d, const void *s, size_t n)
+/* A copy to d in soma's range that the quick answers did not let
+ * through: checked, then made (or, refused in SOMA_DEBUG=report, not
+ * made: the call returns what it would have).  s is memset's byte, n
+ * absent for strcpy, stpcpy and strcat. */
+__attribute__((noinline, cold)) static void *checked(unsigned id, void *d, const void *s, size_t n)
 {
-    int f = id % F_CHK;
+    unsigned f = id % F_CHK;
     {
         copy_t c = {names[id], SOMA_COPY_MEM, d, s, n, 0, n};
         switch (f) {
@@ -294,67 +299,91 @@ __attribute__((noinline, cold)) static void *checked(int id, void *d, const void
     }
 }
 
+/* With checks on, a copy of n bytes to d that soma__malloc_copy_fits did
+ * not let through inline (it is not inside a pooled block, or debug mode):
+ * straight to the C library when d is outside soma's blocks or the copy
+ * lies inside a large block (normal mode's quick answer, no lock), else
+ * checked.  The exported functions are a compare and a tail call with
+ * checks off, the pooled block's test and a tail call with them on. */
+__attribute__((noinline)) static void *beyond_pools(unsigned id, void *d, const void *s, size_t n)
+{
+    if (soma__region_holds(d) || (soma__large_near(d) && !soma__large_copy_fits(d, n)))
+        return checked(id, d, s, n);
+    switch (id % F_CHK) {
+    case F_MEMCPY:
+        return REAL(memcpy)(d, s, n);
+    case F_MEMMOVE:
+        return REAL(memmove)(d, s, n);
+    case F_MEMPCPY:
+        return REAL(mempcpy)(d, s, n);
+    case F_MEMSET:
+        return REAL(memset)(d, (int)(uintptr_t)s, n);
+    default:
+        return REAL(strncpy)(d, s, n);
+    }
+}
+
 /* ---- the C library's names ---- */
 
 EXPORT void *memcpy(void *restrict d, const void *restrict s, size_t n)
 {
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_MEMCPY, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_MEMCPY, d, s, n);
     return REAL(memcpy)(d, s, n);
 }
 
 EXPORT void *memmove(void *d, const void *s, size_t n)
 {
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_MEMMOVE, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_MEMMOVE, d, s, n);
     return REAL(memmove)(d, s, n);
 }
 
 EXPORT void *mempcpy(void *restrict d, const void *restrict s, size_t n)
 {
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_MEMPCPY, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_MEMPCPY, d, s, n);
     return REAL(mempcpy)(d, s, n);
 }
 
 EXPORT void *memset(void *d, int c, size_t n)
 {
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_MEMSET, d, (const void *)(uintptr_t)(unsigned char)c, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_MEMSET, d, (const void *)(uintptr_t)(unsigned char)c, n);
     return REAL(memset)(d, c, n);
 }
 
 EXPORT char *strcpy(char *restrict d, const char *restrict s)
 {
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_STRCPY, d, s, 0);
     return REAL(strcpy)(d, s);
 }
 
 EXPORT char *stpcpy(char *restrict d, const char *restrict s)
 {
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_STPCPY, d, s, 0);
     return REAL(stpcpy)(d, s);
 }
 
 EXPORT char *strcat(char *restrict d, const char *restrict s)
 {
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_STRCAT, d, s, 0);
     return REAL(strcat)(d, s);
 }
 
 EXPORT char *strncpy(char *restrict d, const char *restrict s, size_t n)
 {
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_STRNCPY, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_STRNCPY, d, s, n);
     return REAL(strncpy)(d, s, n);
 }
 
 EXPORT char *strncat(char *restrict d, const char *restrict s, size_t n)
 {
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_STRNCAT, d, s, n);
     return REAL(strncat)(d, s, n);
 }
@@ -367,8 +396,8 @@ EXPORT void *__memcpy_chk(void *restrict d, const void *restrict s, size_t n, si
 {
     if (destlen < n)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_CHK + F_MEMCPY, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_CHK + F_MEMCPY, d, s, n);
     return REAL(memcpy)(d, s, n);
 }
 
@@ -376,8 +405,8 @@ EXPORT void *__memmove_chk(void *d, const void *s, size_t n, size_t destlen)
 {
     if (destlen < n)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_CHK + F_MEMMOVE, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_CHK + F_MEMMOVE, d, s, n);
     return REAL(memmove)(d, s, n);
 }
 
@@ -385,8 +414,8 @@ EXPORT void *__mempcpy_chk(void *restrict d, const void *restrict s, size_t n, s
 {
     if (destlen < n)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_CHK + F_MEMPCPY, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_CHK + F_MEMPCPY, d, s, n);
     return REAL(mempcpy)(d, s, n);
 }
 
@@ -394,8 +423,8 @@ EXPORT void *__memset_chk(void *d, int c, size_t n, size_t destlen)
 {
     if (destlen < n)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_CHK + F_MEMSET, d, (const void *)(uintptr_t)(unsigned char)c, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_CHK + F_MEMSET, d, (const void *)(uintptr_t)(unsigned char)c, n);
     return REAL(memset)(d, c, n);
 }
 
@@ -403,7 +432,7 @@ EXPORT char *__strcpy_chk(char *restrict d, const char *restrict s, size_t destl
 {
     if (strlen(s) >= destlen)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_CHK + F_STRCPY, d, s, 0);
     return REAL(strcpy)(d, s);
 }
@@ -412,7 +441,7 @@ EXPORT char *__stpcpy_chk(char *restrict d, const char *restrict s, size_t destl
 {
     if (strlen(s) >= destlen)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_CHK + F_STPCPY, d, s, 0);
     return REAL(stpcpy)(d, s);
 }
@@ -422,7 +451,7 @@ EXPORT char *__strcat_chk(char *restrict d, const char *restrict s, size_t destl
     size_t dl = strnlen(d, destlen);
     if (dl == destlen || strlen(s) >= destlen - dl)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_CHK + F_STRCAT, d, s, 0);
     return REAL(strcat)(d, s);
 }
@@ -431,8 +460,8 @@ EXPORT char *__strncpy_chk(char *restrict d, const char *restrict s, size_t n, s
 {
     if (destlen < n)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
-        return checked(F_CHK + F_STRNCPY, d, s, n);
+    if (CHECKS && !soma__malloc_copy_fits(d, n))
+        return beyond_pools(F_CHK + F_STRNCPY, d, s, n);
     return REAL(strncpy)(d, s, n);
 }
 
@@ -441,7 +470,7 @@ EXPORT char *__strncat_chk(char *restrict d, const char *restrict s, size_t n, s
     size_t dl = strnlen(d, destlen);
     if (dl == destlen || strnlen(s, n) >= destlen - dl)
         __chk_fail();
-    if (SOMA_UNLIKELY(watched(d)))
+    if (CHECKS && watched(d))
         return checked(F_CHK + F_STRNCAT, d, s, n);
     return REAL(strncat)(d, s, n);
 }

@@ -229,6 +229,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "not caught %d\n", local[3]);
         return 0;
     }
+    if (strcmp(what, "reused") == 0) {
+        /* A copy into a large block, which the quick answer remembers;
+         * the block freed, a smaller one made (at the same place, from
+         * the large cache): its overflow must still be caught. */
+        char *old = launder(malloc((size_t)1 << 20));
+        memcpy(old + 100, src, hide(1000));
+        free(old);
+        char *p = block(262144);
+        memcpy(p, src, hide(malloc_usable_size(p) + 16));
+        fprintf(stderr, "not caught (old %p)\n", (void *)old);
+        return 0;
+    }
     if (strcmp(what, "ctor") == 0)
         return 0; /* the constructor did it */
     if (strcmp(what, "clean") == 0) {

@@ -123,6 +123,10 @@ for sz in ("small", "large"):
            "write after free: the copy writes into a freed block",
            [r"; freed \(in quarantine\)"])
 
+# ---- a large block freed and another made where it was ----
+expect("normal reused", misuse, "reused", NORMAL, False, "memcpy",
+       "buffer overflow: the copy runs 16 bytes past the block", [r", a large block;"])
+
 # ---- a constructor's copy, before main ----
 expect("normal ctor", misuse, "ctor", NORMAL, False, "memcpy",
        "buffer overflow: the copy runs 16 bytes past the block")

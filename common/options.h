@@ -70,6 +70,11 @@ enum {
     X(quarantine, "SOMA_DEBUG_QUARANTINE", SOMA_OPT_NUMBER, "bytes", 1048576, 1048576, 0,          \
       1073741824, "1048576", "1048576", "a number of bytes from 0 to 1073741824",                  \
       "debug mode: bytes of freed blocks kept from reuse, so that a write after free is caught "   \
-      "(0: none)")
+      "(0: none)")                                                                                 \
+    X(check_copies, "SOMA_CHECK_COPIES", SOMA_OPT_BOOL, "bool", 0, 0, 0, 1, "0", "0",              \
+      "a boolean (1/0, yes/no, on/off, true/false)",                                               \
+      "the override only: 1: memcpy, memmove, memset, strcpy, strcat and their kin (the "          \
+      "_FORTIFY_SOURCE forms too) stop the program before a copy into one of soma's blocks runs " \
+      "past its end, with a diagnosis (debug mode always checks)")
 
 #endif

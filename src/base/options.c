@@ -161,6 +161,7 @@ static void read_all(void)
         soma__options_gate.small_limit = 0;
         soma__options_gate.medium_limit = 0;
         soma__options_gate.min_offset = SOMA_POOL_SIZE;
+        soma__options.check_copies = 1; /* always, in debug mode */
     }
 }
 SOMA_HOOK(options, SOMA_ORDER_OPTIONS, read_all, NULL);

@@ -69,6 +69,7 @@
  * orphan, the statistics' collects) takes it too, in the heap layer.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -647,6 +648,87 @@ void soma__debug_heap_destroy(heap_t *h)
         bury(oldest);
     }
     soma__heap_debug_unlock();
+}
+
+/* ---- checked copies (soma__malloc_copy_check) ---- */
+
+/* The debug block that holds the byte p, header included, if p lies in
+ * one: 1 and *out.  No diagnosis: a copy into soma's memory that is no
+ * block handed out (a pool's header, a block never handed out, a large
+ * block made before soma started) goes ahead as it would without soma.
+ * Lock held: no block changes state meanwhile. */
+static int holder(const void *p, blk_t *out)
+{
+    arena_t *a = soma__region_arena(p);
+    unsigned char *b;
+    if (a != NULL) {
+        pool_t *pool = soma__pool_in(a, p);
+        if (pool->heap == NULL || pool->arena != a || !soma__pool_holds(pool, p) ||
+            (b = soma__pool_block_start(pool, p)) == NULL)
+            return 0;
+        size_t size = soma__sizeclass_size(pool->szidx);
+        *out = (blk_t){b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
+    } else {
+        uintptr_t start;
+        size_t total, map;
+        if (!soma__large_block_of(p, &start, &total, &map))
+            return 0;
+        b = (unsigned char *)start;
+        long pad = large_pad(b, total);
+        if (pad < 0)
+            return 0;
+        *out = (blk_t){b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - (size_t)pad - HDR, NULL};
+    }
+    return plausible(out->h, (size_t)((unsigned char *)out->h - out->b), out->span);
+}
+
+int soma__debug_copy_check(const copy_t *c)
+{
+    if (c->len == 0)
+        return 1;
+    soma__heap_debug_lock();
+    blk_t b;
+    if (!holder(c->dst, &b)) {
+        soma__heap_debug_unlock();
+        return 1;
+    }
+    /* the copy's bytes from U: [lo, hi), hi saturated */
+    long long lo = (long long)((uintptr_t)c->dst - (uintptr_t)b.u), hi = 0;
+    if (c->from > LLONG_MAX || c->len > LLONG_MAX ||
+        __builtin_add_overflow(lo, (long long)c->from, &lo) ||
+        __builtin_add_overflow(lo, (long long)c->len, &hi))
+        hi = LLONG_MAX;
+    size_t n = b.h->size;
+    unsigned st = state_of(b.h);
+    const char *what = NULL;
+    char why[96];
+    if (st != ST_LIVE) {
+        what = "write after free: the copy writes into a freed block";
+    } else if (lo < 0) {
+        snprintf(why, sizeof why, "buffer underflow: the copy starts %lld byte%s before the block",
+                 -lo, lo == -1 ? "" : "s");
+        what = why;
+    } else if (hi > (long long)n) {
+        unsigned long long over = (unsigned long long)hi - n;
+        snprintf(why, sizeof why, "buffer overflow: the copy runs %llu byte%s past the block", over,
+                 over == 1 ? "" : "s");
+        what = why;
+    }
+    if (what == NULL) {
+        soma__heap_debug_unlock();
+        return 1;
+    }
+    text_t t;
+    t.len = 0;
+    char call[160];
+    soma__malloc_copy_call(call, sizeof call, c);
+    add(&t, "soma: debug: %s: %s", call, what);
+    describe(&t, &b);
+    add(&t, "\n  the copy writes U%+lld to U%+lld (U = %p; the block's %llu bytes end at U+%llu)",
+        lo, hi - 1, (void *)b.u, (unsigned long long)n, (unsigned long long)n);
+    finish(&t);
+    soma__heap_debug_unlock();
+    return 0;
 }
 
 /* ---- the walk over blocks in use (stats/visit.c) ---- */

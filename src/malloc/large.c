@@ -164,6 +164,105 @@ static int grow(shard_t *s)
     return 0;
 }
 
+/* ---- which large block holds an address (the checked copies) ----
+ *
+ * The registry finds a block by its start; a copy names any byte of it.
+ * So the mapped blocks' first and last pages are marked in two bitmaps,
+ * one bit per 4 KiB page, in windows of 4 GiB (soma__large_marks: a
+ * window's 256 KiB of bits, starts then ends, mapped when its first block
+ * is entered, and kept).  Marked and cleared under the block's shard lock,
+ * with atomic or/and (shards share words); read without a lock.  The
+ * block that may hold p is the nearest start at or below p's page
+ * (blocks never overlap, so no other can); it holds p, and a copy from p
+ * fits in it, when no end lies between that start and the copy's last
+ * page.  For a live block no mark can change inside those bounds while
+ * they are read, so the quick answer (soma__large_copy_fits) is exact for
+ * a copy into a live block; the diagnosis asks the registry, under its
+ * lock (soma__large_block_of).  The scan for a start looks back
+ * MARKS_SCAN words (about 4 MiB of addresses): a byte further into a
+ * larger block is not found (a copy there goes unchecked, never falsely
+ * stopped).  System blocks (the small fallback) have no marks: they are
+ * the system allocator's chunks. */
+#define MARKS_PAGES ((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12))
+#define MARKS_WORDS (MARKS_PAGES / 64)
+#define MARKS_BYTES (2 * MARKS_WORDS * sizeof(uint64_t))
+#define MARKS_SCAN 16
+_Static_assert(PAGE == 4096, "one bit per 4 KiB page");
+_Atomic(_Atomic uint64_t *) soma__large_marks[SOMA_LARGE_WINDOWS];
+
+/* The last block a thread's quick answer found, [start, end), good while
+ * no block has left the registry since (`left`, counted under the shard
+ * locks): a program copying piece by piece into one large buffer (a
+ * join, a file read in chunks) finds it again in a few instructions. */
+static _Atomic uint64_t left;
+static __thread struct {
+    uintptr_t start, end;
+    uint64_t left;
+} seen __attribute__((tls_model("initial-exec")));
+
+/* Mark (or clear) the page of addr in the starts (end = 0) or the ends. */
+static void mark(uintptr_t addr, int end, int on)
+{
+    size_t w = addr >> SOMA_LARGE_WINDOW_BITS;
+    if (w >= SOMA_LARGE_WINDOWS)
+        return;
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
+    if (bits == NULL) {
+        if (!on)
+            return;
+        _Atomic uint64_t *fresh = soma__os_map(MARKS_BYTES);
+        if (fresh == NULL)
+            return; /* the block goes unchecked */
+        if (atomic_compare_exchange_strong_explicit(&soma__large_marks[w], &bits, fresh,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            bits = fresh;
+        else
+            soma__os_unmap((void *)fresh, MARKS_BYTES);
+    }
+    size_t page = (addr >> 12) & (MARKS_PAGES - 1);
+    _Atomic uint64_t *word = &bits[(end ? MARKS_WORDS : 0) + page / 64];
+    uint64_t bit = (uint64_t)1 << (page % 64);
+    if (on)
+        atomic_fetch_or_explicit(word, bit, memory_order_release);
+    else
+        atomic_fetch_and_explicit(word, ~bit, memory_order_release);
+}
+
+/* The block [p, p + map) is entered (on) or leaves. */
+static void marks_set(uintptr_t p, size_t map, int on)
+{
+    mark(p, 0, on);
+    mark(p + map - 1, 1, on);
+}
+
+/* The nearest start at or below `page` in a window's starts, within the
+ * scan's reach: 1 and its page in *at, or 0. */
+static int nearest_start(_Atomic uint64_t *starts, size_t page, size_t *at)
+{
+    size_t i = page / 64;
+    uint64_t m = atomic_load_explicit(&starts[i], memory_order_acquire) &
+                 (~(uint64_t)0 >> (63 - page % 64)); /* page's bit and those below */
+    for (unsigned k = 0; m == 0 && k < MARKS_SCAN && i > 0; k++)
+        m = atomic_load_explicit(&starts[--i], memory_order_acquire);
+    if (m == 0)
+        return 0;
+    *at = i * 64 + 63 - (size_t)__builtin_clzll(m);
+    return 1;
+}
+
+/* Is any of the pages [lo, hi) marked in `bits`? */
+static int any_marked(_Atomic uint64_t *bits, size_t lo, size_t hi)
+{
+    for (size_t i = lo / 64; lo < hi; i++, lo = i * 64) {
+        uint64_t m = atomic_load_explicit(&bits[i], memory_order_acquire) >> (lo % 64);
+        if (hi - lo < 64 - lo % 64)
+            m &= ((uint64_t)1 << (hi - lo)) - 1;
+        if (m != 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* An explicit heap's count of its large blocks, changed by `by` blocks of
  * `bytes` (a shard's lock held). */
 static void owned_add(const void *owner, long by, size_t bytes)
@@ -197,6 +296,8 @@ static int enter(void *p, size_t n, size_t map, const void *owner)
     s->bytes += n;
     s->mapped += map;
     owned_add(owner, 1, n);
+    if (map > 0)
+        marks_set((uintptr_t)p, map, 1);
     pthread_mutex_unlock(&s->lock);
     if (map > 0)
         live_grew(map);
@@ -225,6 +326,10 @@ static void remove_at(shard_t *s, size_t hole, entry_t *out)
     s->mapped -= out->map;
     s->used--;
     owned_add(out->owner, -1, out->n);
+    if (out->map > 0) {
+        marks_set(out->p, out->map, 0);
+        atomic_fetch_add_explicit(&left, 1, memory_order_release);
+    }
     for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
         size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
@@ -1146,6 +1251,55 @@ int soma__large_lookup(const void *p, size_t *n)
     if (!lookup((uintptr_t)p, &e))
         return 0;
     *n = e.n;
+    return 1;
+}
+
+int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map)
+{
+    uintptr_t u = (uintptr_t)p;
+    size_t w = u >> SOMA_LARGE_WINDOW_BITS, at;
+    if (w >= SOMA_LARGE_WINDOWS)
+        return 0;
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
+    if (bits == NULL || !nearest_start(bits, (u >> 12) & (MARKS_PAGES - 1), &at))
+        return 0;
+    uintptr_t s = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS | (uintptr_t)at << 12;
+    entry_t e;
+    if (!lookup(s, &e) || e.map == 0 || u - s >= e.map)
+        return 0;
+    *start = s;
+    *n = e.n;
+    *map = e.map;
+    return 1;
+}
+
+int soma__large_copy_fits(const void *p, size_t len)
+{
+    uintptr_t u = (uintptr_t)p, last;
+    if (len == 0)
+        return 1;
+    if (SOMA_UNLIKELY(soma__options.debug) || __builtin_add_overflow(u, len - 1, &last))
+        return 0;
+    uint64_t gone = atomic_load_explicit(&left, memory_order_acquire);
+    if (u >= seen.start && last < seen.end && gone == seen.left)
+        return 1;
+    size_t w = u >> SOMA_LARGE_WINDOW_BITS, at;
+    if (w >= SOMA_LARGE_WINDOWS || last >> SOMA_LARGE_WINDOW_BITS != w)
+        return 0;
+    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
+    if (bits == NULL || !nearest_start(bits, (u >> 12) & (MARKS_PAGES - 1), &at))
+        return 0;
+    /* no block's end from that start to the page before the copy's last */
+    if (any_marked(bits + MARKS_WORDS, at, (last >> 12) & (MARKS_PAGES - 1)))
+        return 0;
+    /* it fits; the block's end, for the next copy (the registry's word) */
+    uintptr_t start = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS | (uintptr_t)at << 12;
+    entry_t e;
+    if (lookup(start, &e) && e.map > 0) {
+        seen.start = start;
+        seen.end = start + e.map;
+        seen.left = gone; /* read before the lookup: a block gone since is seen */
+    }
     return 1;
 }
 

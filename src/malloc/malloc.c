@@ -16,6 +16,8 @@
  * range (os/region.c), so free/realloc/usable_size accept memory from
  * either side.
  */
+#include <stdio.h>
+
 #include "base/start.h"
 #include "malloc/fastpath.h"
 
@@ -275,6 +277,74 @@ void *soma_aligned_alloc(size_t alignment, size_t size)
     if (SOMA_UNLIKELY(soma__options.debug))
         return soma__debug_malloc(soma__heap_tls, size, SOMA_CALL_ALIGNED, alignment);
     return soma__large_aligned_alloc(NULL, alignment, size);
+}
+
+/* ---- checked copies ---- */
+
+void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c)
+{
+    switch (c->args) {
+    case SOMA_COPY_SET:
+        snprintf(buf, cap, "%s(%p, 0x%02x, %zu)", c->fn, c->dst,
+                 (unsigned)(uintptr_t)c->src & 0xff, c->n);
+        break;
+    case SOMA_COPY_STR:
+        snprintf(buf, cap, "%s(%p, %p)", c->fn, c->dst, c->src);
+        break;
+    default:
+        snprintf(buf, cap, "%s(%p, %p, %zu)", c->fn, c->dst, c->src, c->n);
+    }
+}
+
+/* Normal mode knows a block's bounds, not what was asked of it nor
+ * whether it is free: the bound is what soma_usable_size would say, the
+ * class's size or the large block's mapping. */
+int soma__malloc_copy_check(const copy_t *c)
+{
+    if (SOMA_UNLIKELY(soma__options.debug))
+        return soma__debug_copy_check(c);
+    if (c->len == 0)
+        return 1;
+    uintptr_t start;
+    size_t size;
+    const char *kind;
+    unsigned cls = 0;
+    arena_t *a = soma__region_arena(c->dst);
+    if (a != NULL) {
+        pool_t *pool = soma__pool_in(a, c->dst);
+        void *b;
+        /* a pool never carved, or the pool's header or tail: no block */
+        if (pool->heap == NULL || pool->arena != a || !soma__pool_holds(pool, c->dst) ||
+            (b = soma__pool_block_start(pool, c->dst)) == NULL)
+            return 1;
+        start = (uintptr_t)b;
+        cls = pool->szidx;
+        size = soma__sizeclass_size(cls);
+        kind = pool->heap->explicit_heap ? "in an explicit heap" : "in a thread's heap";
+    } else {
+        size_t n;
+        if (!soma__large_block_of(c->dst, &start, &n, &size))
+            return 1;
+        kind = "a large block";
+    }
+    /* the copy's bytes from the block's start: [lo, hi) */
+    uintptr_t lo = (uintptr_t)c->dst - start, hi = 0;
+    int wraps = __builtin_add_overflow(lo, c->from, &lo) || __builtin_add_overflow(lo, c->len, &hi);
+    if (!wraps && hi <= size)
+        return 1;
+    if (wraps)
+        hi = UINTPTR_MAX;
+    char call[160];
+    soma__malloc_copy_call(call, sizeof call, c);
+    char cl[32] = "";
+    if (a != NULL)
+        snprintf(cl, sizeof cl, " (size class %u)", cls);
+    size_t over = (size_t)(hi - size);
+    soma__fatal("%s: buffer overflow: the copy runs %zu byte%s past the block\n"
+                "  block %p: %zu bytes usable%s, %s; the copy writes B+%zu to B+%zu (B = the "
+                "block)",
+                call, over, over == 1 ? "" : "s", (void *)start, size, cl, kind, (size_t)lo,
+                (size_t)(hi - 1));
 }
 
 _Static_assert(SOMA_MEDIUM_MAX <= SOMA_TRACK_MAX_BLOCK, "track.h bisects within a block");

@@ -15,6 +15,55 @@ SOMA_INTERNAL void *soma__malloc_slow(heap_t *heap, unsigned c);
 /* A free the owner's fast path did not take (fastpath.h). */
 SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p);
 
+/* ---- malloc.c: checked copies (runtime/copy.c interposes the C library's
+ * copies; these say whether one may go ahead) ---- */
+/* A copy the program asked for: its call as written, for the diagnosis,
+ * and the bytes it writes: [dst + from, dst + from + len). */
+enum {
+    SOMA_COPY_MEM,  /* fn(dst, src, n): memcpy, memmove, mempcpy */
+    SOMA_COPY_SET,  /* fn(dst, c, n): memset */
+    SOMA_COPY_STR,  /* fn(dst, src): strcpy, stpcpy, strcat */
+    SOMA_COPY_STRN, /* fn(dst, src, n): strncpy, strncat */
+};
+typedef struct {
+    const char *fn;  /* the name the program called */
+    int args;        /* SOMA_COPY_*: how the call is written */
+    const void *dst;
+    const void *src; /* memset: (void *)(uintptr_t)c */
+    size_t n;        /* the length argument, where there is one */
+    size_t from;     /* where the writing starts, from dst (strcat: strlen(dst)) */
+    size_t len;      /* bytes written */
+} copy_t;
+/* Does the copy stay inside the block of soma's that holds dst (if any)?
+ * 1: it may go ahead.  One that does not is diagnosed and the program
+ * stopped; in debug mode (which also stops a copy into a freed block)
+ * SOMA_DEBUG=report returns 0 instead: the copy must not be made. */
+SOMA_INTERNAL int soma__malloc_copy_check(const copy_t *c);
+/* The quick test, inline in the copies: in normal mode, does [p, p + len)
+ * stay inside the pooled block that holds p?  1: it does (the common case
+ * of a copy into soma's memory, some 20 instructions); 0: p is in no
+ * pooled block, or debug mode, or the copy may not fit: ask
+ * soma__malloc_copy_check.  A pool that never served (its record zero)
+ * may answer 1 wrongly: a check missed, never a false alarm. */
+static inline int soma__malloc_copy_fits(const void *p, size_t len)
+{
+    arena_t *a = soma__region_arena(p);
+    if (a == NULL || SOMA_UNLIKELY(soma__options.debug))
+        return 0;
+    unsigned c = soma__pool_in(a, p)->szidx;
+    if (c >= SOMA_NUM_ALL_CLASSES)
+        return 0;
+    /* soma__pool_block_start's arithmetic (pools are pool-aligned): block
+     * q of the pool, `into` bytes into it; an offset inside the header
+     * wraps x, and q with it, far past the pool */
+    uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - (uint32_t)SOMA_POOL_OVERHEAD;
+    uint64_t q = ((uint64_t)x * soma__sizeclass_recip[c].mul) >> 32;
+    size_t size = soma__sizeclass_size(c), into = x - q * size;
+    return SOMA_POOL_OVERHEAD + (q + 1) * size <= SOMA_POOL_SIZE && len <= size - into;
+}
+/* The call as the program wrote it, "memcpy(0x..., 0x..., 40)", into buf. */
+SOMA_INTERNAL void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c);
+
 /* ---- large.c: soma's blocks above the medium classes: mappings of its own,
  * cached when freed; system blocks for the rare small ones; all recorded
  * and counted ---- */
@@ -43,6 +92,29 @@ SOMA_INTERNAL size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t 
 SOMA_INTERNAL void soma__large_map_counts(soma_large_map_stats *m);
 /* Is p one of soma's large blocks?  1 and its requested size in *n. */
 SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
+/* The mapped large block that holds the byte p: 1, with its start, the
+ * bytes asked and its mapping's bytes (what the program may use); 0 if
+ * there is none, or p lies more than about 4 MiB into one (large.c says
+ * why).  No lock unless a block starts at or below p within that reach;
+ * the hot test of the checked copies is soma__large_near. */
+SOMA_INTERNAL int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map);
+/* Normal mode, no lock: does [p, p + len) lie inside one live mapped
+ * large block?  1: it does; 0: it may not (ask soma__large_block_of, or
+ * p is in no large block).  The checked copies' quick answer. */
+SOMA_INTERNAL int soma__large_copy_fits(const void *p, size_t len);
+/* The bitmaps of the blocks' first and last pages, one pair per 4 GiB
+ * window of addresses below 2^47, NULL where no large block has been. */
+#define SOMA_LARGE_WINDOW_BITS 32
+#define SOMA_LARGE_WINDOWS ((size_t)1 << (47 - SOMA_LARGE_WINDOW_BITS))
+extern SOMA_INTERNAL _Atomic(_Atomic uint64_t *) soma__large_marks[SOMA_LARGE_WINDOWS];
+/* Might p lie in a large block?  A shift, a compare and a load: 0 for any
+ * address of a 4 GiB window no large block has been in. */
+static inline int soma__large_near(const void *p)
+{
+    uintptr_t w = (uintptr_t)p >> SOMA_LARGE_WINDOW_BITS;
+    return w < SOMA_LARGE_WINDOWS &&
+           atomic_load_explicit(&soma__large_marks[w], memory_order_relaxed) != NULL;
+}
 /* fn(p, n, arg) for every large block, one shard locked at a time (fn must
  * not allocate or free a large block). */
 SOMA_INTERNAL void soma__large_foreach(void (*fn)(void *p, size_t n, void *arg), void *arg);
@@ -87,6 +159,8 @@ SOMA_INTERNAL void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int cal
 SOMA_INTERNAL void soma__debug_free(void *p);
 SOMA_INTERNAL size_t soma__debug_usable_size(const void *p);
 SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
+/* A checked copy (soma__malloc_copy_check) in debug mode. */
+SOMA_INTERNAL int soma__debug_copy_check(const copy_t *c);
 /* A walk over the blocks in use (stats/visit.c), with the debug lock held:
  * what the program has in the block at b, a pool's block of `total` bytes
  * or (large) a registered block of `total` bytes asked: 1, with the

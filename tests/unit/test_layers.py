@@ -54,6 +54,11 @@ def symbol_problems(objects):
         for sym in sorted(undefined):
             if sym not in owner:
                 continue  # libc, libpthread, the linker's section bounds
+            if "__wrap_" + sym in owner:
+                # A C library name the override takes (runtime/copy.c: the
+                # checked memcpy and kin); its link (-Wl,--wrap) sends
+                # soma's own calls to __wrap_NAME, the C library's function.
+                continue
             theirs = layer_of(owner[sym])
             if mine and theirs and RANK[theirs] > RANK[mine]:
                 problems.append(f"{short(path)} ({mine}) uses {sym}, defined in "

@@ -1048,10 +1048,31 @@ void *soma__large_aligned_alloc(const void *owner, size_t alignment, size_t n)
     return large_block(n, alignment, 0, owner);
 }
 
+/* p starts no block of soma's, and is about to go to the system
+ * allocator as a foreign pointer: unless it lies inside one of soma's
+ * mapped blocks (within soma__large_block_of's reach), which the system
+ * allocator would take for a chunk of its own by the bytes in front of p
+ * (program data: glibc stops most, but may unmap a part of the mapping
+ * for a header that looks right).  fn(p) stops the program then. */
+static void not_inside(const void *p, const char *fn)
+{
+    uintptr_t start;
+    size_t n, map;
+    if (SOMA_UNLIKELY(soma__large_block_of(p, &start, &n, &map))) {
+        size_t into = (uintptr_t)p - start;
+        soma__fatal("%s(%p): not the start of a block: %zu byte%s into the large block at %p "
+                    "(%zu bytes asked, %zu mapped)",
+                    fn, p, into, into == 1 ? "" : "s", (void *)start, n, map);
+    }
+}
+
 void soma__large_free(void *p)
 {
     entry_t e;
-    if (!leave((uintptr_t)p, &e) || e.map == 0) {
+    int found = leave((uintptr_t)p, &e);
+    if (!found || e.map == 0) {
+        if (!found)
+            not_inside(p, "soma_free");
         soma__sys_free(p); /* a system block, or not soma's: the system frees it */
         return;
     }
@@ -1062,8 +1083,12 @@ void soma__large_free(void *p)
 size_t soma__large_usable_size(const void *p)
 {
     entry_t e;
-    if (!lookup((uintptr_t)p, &e) || e.map == 0)
+    int found = lookup((uintptr_t)p, &e);
+    if (!found || e.map == 0) {
+        if (!found)
+            not_inside(p, "soma_usable_size");
         return soma__sys_usable_size(p);
+    }
 #if defined(SOMA_TRACK_ASAN)
     /* The program may use all it is told it has. */
     soma__track_alloc((void *)p, e.map);
@@ -1150,8 +1175,10 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
 void *soma__large_realloc(void *p, size_t n)
 {
     entry_t e;
-    if (!leave((uintptr_t)p, &e))
+    if (!leave((uintptr_t)p, &e)) {
+        not_inside(p, "soma_realloc");
         return soma__sys_realloc(p, n); /* not soma's: it stays the system's */
+    }
     if (e.map != 0)
         return realloc_mapped(p, e, n);
     void *q = soma__sys_realloc(p, n);

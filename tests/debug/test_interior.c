@@ -8,6 +8,9 @@
  *     heap, of a medium block; 8 bytes in, and unaligned by 1; given to
  *     realloc and malloc_usable_size;
  *   - a pointer close to a block: inside the next one;
+ *   - a pointer into a large block (a mapping of soma's), 8 bytes, a page
+ *     and 1 byte in, to free, realloc and malloc_usable_size: without the
+ *     check it went to the system allocator as a foreign pointer;
  *   - a pointer in a pool's header, and one in a pool's tail, at the place
  *     where a block would start were there room for one (the division the
  *     fast path replaces would have let it pass: 48-byte blocks leave 16
@@ -126,6 +129,36 @@ static void test_interior(void)
 
     soma_free(hb);
     soma_heap_destroy(h);
+}
+
+static void expect_large(const char *fn, size_t n)
+{
+    size_t into = (size_t)(bad - blk);
+    snprintf(expect, sizeof expect,
+             "%s(%p): not the start of a block: %zu byte%s into the large block at %p (%zu bytes "
+             "asked, %zu mapped)",
+             fn, (void *)bad, into, into == 1 ? "" : "s", (void *)blk, n, soma_usable_size(blk));
+}
+
+static void test_large(void)
+{
+    const size_t n = (size_t)1 << 20;
+    blk = soma_malloc(n);
+    bad = blk + 8;
+    expect_large("soma_free", n);
+    test_expect_fatal("interior free of a large block", do_free, expect);
+    bad = blk + 4096;
+    expect_large("soma_free", n);
+    test_expect_fatal("a large block's second page", do_free, expect);
+    bad = blk + 1;
+    expect_large("soma_free", n);
+    test_expect_fatal("a large block, unaligned by 1", do_free, expect);
+    bad = blk + 64;
+    expect_large("soma_realloc", n);
+    test_expect_fatal("interior realloc of a large block", do_realloc, expect);
+    expect_large("soma_usable_size", n);
+    test_expect_fatal("interior usable_size of a large block", do_usable_size, expect);
+    soma_free(blk);
 }
 
 static void test_header_and_tail(void)
@@ -255,6 +288,7 @@ int main(void)
     test_program_name = "test_interior";
     test_interior();
     test_header_and_tail();
+    test_large();
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     test_stack();
 #endif

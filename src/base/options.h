@@ -47,7 +47,10 @@ extern SOMA_INTERNAL options_t soma__options;
 typedef struct {
     size_t small_limit;  /* malloc: size - 1 < small_limit is the fast path */
     size_t medium_limit; /* and size - 1 < medium_limit the medium path */
-    size_t min_offset;   /* free: an offset in the pool >= this is the fast path */
+    size_t min_offset;   /* free: where a pool's first block starts (48), the origin of
+                            the fast path's block test (pool/pool.h:
+                            soma__pool_starts_block; unhardened, offset >= this);
+                            debug mode's pool size fails it at every offset */
 } gate_t;
 extern SOMA_INTERNAL gate_t soma__options_gate;
 

@@ -1048,12 +1048,27 @@ void *soma__large_aligned_alloc(const void *owner, size_t alignment, size_t n)
     return large_block(n, alignment, 0, owner);
 }
 
+/* Does the cache hold the page at p (a mapping soma keeps free)?  A
+ * walk of the cached mappings, under the cache's lock. */
+static int cached(uintptr_t p)
+{
+    int found = 0;
+    pthread_mutex_lock(&cache.lock);
+    for (uint16_t i = cache.young; i != 0 && !found; i = cache.slot[i].anext)
+        found = p - cache.slot[i].p < cache.slot[i].pages * PAGE;
+    pthread_mutex_unlock(&cache.lock);
+    return found;
+}
+
 /* p starts no block of soma's, and is about to go to the system
  * allocator as a foreign pointer: unless it lies inside one of soma's
- * mapped blocks (within soma__large_block_of's reach), which the system
- * allocator would take for a chunk of its own by the bytes in front of p
- * (program data: glibc stops most, but may unmap a part of the mapping
- * for a header that looks right).  fn(p) stops the program then. */
+ * mapped blocks (within soma__large_block_of's reach), or in a mapping
+ * soma keeps free in its cache, which the system allocator would take
+ * for a chunk of its own by the bytes in front of p (program data, or
+ * those of the mapping before: glibc stops most, but may unmap a part of
+ * the mapping for a header that looks right).  fn(p) stops the program
+ * then.  The cache is walked only for a page-aligned p, the start a large
+ * block had: a double free of one, or a realloc after its free. */
 static void not_inside(const void *p, const char *fn)
 {
     uintptr_t start;
@@ -1064,6 +1079,10 @@ static void not_inside(const void *p, const char *fn)
                     "(%zu bytes asked, %zu mapped)",
                     fn, p, into, into == 1 ? "" : "s", (void *)start, n, map);
     }
+    if (((uintptr_t)p & (PAGE - 1)) == 0 && SOMA_UNLIKELY(cached((uintptr_t)p)))
+        soma__fatal("%s(%p): not an allocated block: it lies in a large mapping soma keeps free "
+                    "(a double free, or a pointer kept after its block was freed)",
+                    fn, p);
 }
 
 void soma__large_free(void *p)

@@ -10,7 +10,9 @@
  *   - a pointer close to a block: inside the next one;
  *   - a pointer into a large block (a mapping of soma's), 8 bytes, a page
  *     and 1 byte in, to free, realloc and malloc_usable_size: without the
- *     check it went to the system allocator as a foreign pointer;
+ *     check it went to the system allocator as a foreign pointer; and a
+ *     large block freed twice, or reallocated after its free, whose
+ *     mapping soma keeps in its cache;
  *   - a pointer in a pool's header, and one in a pool's tail, at the place
  *     where a block would start were there room for one (the division the
  *     fast path replaces would have let it pass: 48-byte blocks leave 16
@@ -161,6 +163,32 @@ static void test_large(void)
     soma_free(blk);
 }
 
+static void do_free_twice(void)
+{
+    say_pointer();
+    soma_free(bad);
+    soma_free(bad);
+}
+
+static void do_free_realloc(void)
+{
+    say_pointer();
+    soma_free(bad);
+    (void)!soma_realloc(bad, 100);
+}
+
+static void test_large_freed(void)
+{
+    bad = soma_malloc((size_t)1 << 20);
+    const char *fmt = "%s(%p): not an allocated block: it lies in a large mapping soma keeps free "
+                      "(a double free, or a pointer kept after its block was freed)";
+    snprintf(expect, sizeof expect, fmt, "soma_free", (void *)bad);
+    test_expect_fatal("a large block freed twice", do_free_twice, expect);
+    snprintf(expect, sizeof expect, fmt, "soma_realloc", (void *)bad);
+    test_expect_fatal("a large block reallocated after its free", do_free_realloc, expect);
+    soma_free(bad);
+}
+
 static void test_header_and_tail(void)
 {
     blk = soma_malloc(48); /* class 2: 48-byte blocks leave a 16-byte tail */
@@ -289,6 +317,7 @@ int main(void)
     test_interior();
     test_header_and_tail();
     test_large();
+    test_large_freed();
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
     test_stack();
 #endif

@@ -292,16 +292,17 @@ static int locate(const void *p, blk_t *out, const char *fn)
     if (a != NULL) {
         pool_t *pool = soma__pool_in(a, p);
         uintptr_t off = u & SOMA_POOL_MASK;
-        if (off < SOMA_POOL_OVERHEAD + HDR || pool->heap == NULL || pool->arena != a ||
-            pool->szidx >= SOMA_NUM_ALL_CLASSES) {
+        unsigned char *b = NULL;
+        if (off >= SOMA_POOL_OVERHEAD + HDR && pool->heap != NULL && pool->arena == a)
+            b = soma__pool_block_start(pool, p); /* NULL: no class, or the pool's tail */
+        if (b == NULL) {
             start(&t, fn, p, "not a block soma returned: an address in soma's arenas outside any "
-                             "block (a pool header, or a pool never handed out)");
+                             "block (a pool header or tail, or a pool never handed out)");
             finish(&t);
             return BAD;
         }
         size_t size = soma__sizeclass_size(pool->szidx);
-        size_t into = (off - SOMA_POOL_OVERHEAD) % size;
-        unsigned char *b = (unsigned char *)p - into;
+        size_t into = (size_t)((const unsigned char *)p - b);
         blk_t whole = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
         if (into != HDR) {
             start(&t, fn, p, "not a block soma returned");

@@ -10,8 +10,8 @@
 
 #include "base/base.h"
 
-/* soma__options.debug */
-enum { SOMA_DEBUG_OFF, SOMA_DEBUG_ABORT, SOMA_DEBUG_REPORT };
+/* soma__options.debug; GUARD: ABORT's, every block guarded (malloc/guard.c) */
+enum { SOMA_DEBUG_OFF, SOMA_DEBUG_ABORT, SOMA_DEBUG_REPORT, SOMA_DEBUG_GUARD };
 
 typedef struct {
     long show_stats;       /* SOMA_SHOW_STATS */
@@ -23,6 +23,7 @@ typedef struct {
     long purge_thread;     /* SOMA_BACKGROUND_PURGE */
     long debug;            /* SOMA_DEBUG: SOMA_DEBUG_* */
     long quarantine;       /* SOMA_DEBUG_QUARANTINE, bytes */
+    long guard_sample;     /* SOMA_GUARD_SAMPLE: 1 allocation in N guarded; 0 = off */
 } options_t;
 extern SOMA_INTERNAL options_t soma__options;
 

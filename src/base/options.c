@@ -21,7 +21,7 @@
 #include "common/options.h"
 
 options_t soma__options;
-gate_t soma__options_gate = {SOMA_SMALL_THRESHOLD, SOMA_MEDIUM_MAX, SOMA_POOL_OVERHEAD};
+gate_t soma__options_gate = {SOMA_SMALL_THRESHOLD, SOMA_MEDIUM_MAX, SOMA_POOL_OVERHEAD, 0};
 
 typedef struct {
     const char *name;
@@ -167,9 +167,10 @@ static void read_all(void)
     /* Sampled guarded blocks (malloc/guard.c): every malloc goes out of
      * line, to soma__malloc_sized, which counts down to the next one; free
      * keeps its fast path (a guarded block is outside soma's arenas). */
-    if (soma__options.guard_sample > 0) {
+    if (soma__options.guard_sample > 0 && !soma__options.debug) {
         soma__options_gate.small_limit = 0;
         soma__options_gate.medium_limit = 0;
+        soma__options_gate.sample = 1;
     }
 }
 SOMA_HOOK(options, SOMA_ORDER_OPTIONS, read_all, NULL);

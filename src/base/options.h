@@ -48,6 +48,7 @@ typedef struct {
     size_t small_limit;  /* malloc: size - 1 < small_limit is the fast path */
     size_t medium_limit; /* and size - 1 < medium_limit the medium path */
     size_t min_offset;   /* free: an offset in the pool >= this is the fast path */
+    int sample;          /* SOMA_GUARD_SAMPLE out of debug mode: malloc_sized counts down */
 } gate_t;
 extern SOMA_INTERNAL gate_t soma__options_gate;
 

@@ -225,10 +225,6 @@ static void bytes_diff(text_t *t, const blk_t *b, const unsigned char *p, size_t
     soma__debug_diff(t, b->u, b->h->size, p, len, bad, want);
 }
 
-const char *soma__debug_prefix(void)
-{
-    return soma__options.debug ? "soma: debug: " : "soma: guard: ";
-}
 
 void soma__debug_emit(text_t *t)
 {
@@ -237,15 +233,13 @@ void soma__debug_emit(text_t *t)
     problems++;
 }
 
+/* Debug mode aborts unless SOMA_DEBUG=report; without it (what
+ * soma_debug_check finds) the program goes on. */
 void soma__debug_stop(void)
 {
-    if (soma__options.debug != SOMA_DEBUG_REPORT) {
+    if (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD) {
         static const char tail[] = "soma: debug: aborting (SOMA_DEBUG=report reports and goes on)\n";
-        static const char guard[] = "soma: guard: aborting\n";
-        if (soma__options.debug)
-            soma__sink_write_all(STDERR_FILENO, tail, sizeof tail - 1);
-        else
-            soma__sink_write_all(STDERR_FILENO, guard, sizeof guard - 1);
+        soma__sink_write_all(STDERR_FILENO, tail, sizeof tail - 1);
         abort();
     }
 }
@@ -259,10 +253,10 @@ static void finish(text_t *t)
 /* fn: the call that found it, with p its argument; or, for a check that
  * no call of the program's asked for, who found it ("... found block p",
  * or "... found pool p" and the like when `what` starts with that noun). */
-void soma__debug_start(text_t *t, const char *fn, const void *p, const char *what)
+void soma__debug_start_as(text_t *t, const char *pre, const char *fn, const void *p,
+                          const char *what)
 {
     t->len = 0;
-    const char *pre = soma__debug_prefix();
     if (fn[0] == '=' && (strncmp(what, "pool ", 5) == 0 || strncmp(what, "heap ", 5) == 0))
         add(t, "%s%s found %.4s %p: %s", pre, fn + 1, what, p, what + 5);
     else if (fn[0] == '=')
@@ -270,7 +264,11 @@ void soma__debug_start(text_t *t, const char *fn, const void *p, const char *wha
     else
         add(t, "%s%s(%p): %s", pre, fn, p, what);
 }
-#define start soma__debug_start
+
+static void start(text_t *t, const char *fn, const void *p, const char *what)
+{
+    soma__debug_start_as(t, "soma: debug: ", fn, p, what);
+}
 
 /* ---- finding a block ---- */
 

@@ -60,6 +60,7 @@
 #include <link.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -192,8 +193,8 @@ static void say_once(const char *why)
 /* A call stack for a record, soma's own frames left out. */
 static int take(void **frames)
 {
-    void *all[FRAMES + 8];
-    int n = soma__trace_take(all, FRAMES + 8, 1), i = 0;
+    void *all[FRAMES + 4]; /* soma's own frames are about 3: unwinding costs by the frame */
+    int n = soma__trace_take(all, FRAMES + 4, 1), i = 0;
     while (i < n && (uintptr_t)all[i] - own_lo < own_hi - own_lo)
         i++;
     int k = 0;
@@ -276,6 +277,13 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
 
 /* ---- diagnoses ---- */
 
+/* Debug mode's diagnoses say "soma: debug: "; SOMA_GUARD_SAMPLE's alone,
+ * "soma: guard: ". */
+static const char *prefix(void)
+{
+    return soma__options.debug ? "soma: debug: " : "soma: guard: ";
+}
+
 static const char *state_name(unsigned st)
 {
     return st == LIVE ? "live" : st == FREED ? "freed (its pages made inaccessible)" : "never used";
@@ -302,12 +310,21 @@ static void stacks(const rec_t *r)
     }
 }
 
-static void report(debug_text_t *t, const rec_t *r)
+/* Written, with the block's call stacks; then debug mode's rule (abort
+ * unless SOMA_DEBUG=report), or, sampling in production, abort (but
+ * soma_debug_check reports and goes on, as it does without debug mode). */
+static void report(debug_text_t *t, const rec_t *r, int go_on)
 {
     soma__debug_emit(t);
     if (r != NULL)
         stacks(r);
-    soma__debug_stop();
+    if (soma__options.debug || go_on) {
+        soma__debug_stop();
+        return;
+    }
+    static const char tail[] = "soma: guard: aborting\n";
+    soma__sink_write_all(STDERR_FILENO, tail, sizeof tail - 1);
+    abort();
 }
 
 /* p's record if p is a live guarded block; else reported, NULL (lock held). */
@@ -320,28 +337,28 @@ static rec_t *find_live(const void *p, const char *fn)
     if (r != NULL && r->u == (uintptr_t)p && r->state == LIVE)
         return r;
     if (r != NULL && r->u == (uintptr_t)p && r->state == FREED) {
-        soma__debug_start(&t, fn, p, strstr(fn, "free") != NULL
+        soma__debug_start_as(&t, prefix(), fn, p, strstr(fn, "free") != NULL
                                          ? "double free: the block is free already"
                                          : "use after free: the block was freed");
         describe(&t, r);
     } else if (r != NULL && r->state != UNUSED && (uintptr_t)p - page_floor(r->u) <
                                                       data_end(k, s) - page_floor(r->u)) {
         long delta = (long)((uintptr_t)p - r->u);
-        soma__debug_start(&t, fn, p, "not a block soma returned");
+        soma__debug_start_as(&t, prefix(), fn, p, "not a block soma returned");
         soma__debug_add(&t, ": it points %ld bytes %s this one", delta < 0 ? -delta : delta,
                         delta < 0 ? "before" : "into");
         describe(&t, r);
     } else {
-        soma__debug_start(&t, fn, p, "not a block soma returned: an address in soma's range of "
+        soma__debug_start_as(&t, prefix(), fn, p, "not a block soma returned: an address in soma's range of "
                                      "guarded blocks where no block starts");
         r = NULL;
     }
-    report(&t, r);
+    report(&t, r, 0);
     return NULL;
 }
 
 /* Is the slack around r's block still FD?  Reported if not. */
-static void check_slack(const rec_t *r, const char *fn)
+static void check_slack(const rec_t *r, const char *fn, int go_on)
 {
     unsigned k;
     uint32_t s;
@@ -352,21 +369,21 @@ static void check_slack(const rec_t *r, const char *fn)
     for (const unsigned char *q = lo; q < u; q++)
         if (*q != FILL) {
             debug_text_t t;
-            soma__debug_start(&t, fn, u, "buffer underflow: the bytes before the block, on its "
+            soma__debug_start_as(&t, prefix(), fn, u, "buffer underflow: the bytes before the block, on its "
                                          "page, were overwritten");
             describe(&t, r);
             soma__debug_diff(&t, u, r->n, q, (size_t)(u - q), 0, FILL);
-            report(&t, r);
+            report(&t, r, go_on);
             break;
         }
     for (const unsigned char *q = u + r->n; q < end; q++)
         if (*q != FILL) {
             debug_text_t t;
-            soma__debug_start(&t, fn, u, "buffer overflow: the bytes after the block, before its "
+            soma__debug_start_as(&t, prefix(), fn, u, "buffer overflow: the bytes after the block, before its "
                                          "guard page, were overwritten");
             describe(&t, r);
             soma__debug_diff(&t, u, r->n, q, (size_t)(end - q), 0, FILL);
-            report(&t, r);
+            report(&t, r, go_on);
             break;
         }
 }
@@ -399,7 +416,7 @@ void soma__guard_free(void *p, const char *fn)
     pthread_mutex_lock(&guard_lock);
     rec_t *r = find_live(p, fn);
     if (r != NULL) {
-        check_slack(r, fn);
+        check_slack(r, fn, 0);
         unsigned k;
         uint32_t s;
         (void)slot_of(r->u, &k, &s);
@@ -430,7 +447,7 @@ size_t soma__guard_check(const char *fn)
     for (unsigned k = 0; k < NCLASS && recs != NULL; k++)
         for (uint32_t s = 0; s < classes[k].fresh; s++)
             if (rec_at(k, s)->state == LIVE) {
-                check_slack(rec_at(k, s), fn);
+                check_slack(rec_at(k, s), fn, 1);
                 n++;
             }
     pthread_mutex_unlock(&guard_lock);
@@ -506,7 +523,7 @@ static void diagnose(uintptr_t a, int sig, const ucontext_t *uc)
     long dist = 0;
     const rec_t *r = culprit(a, &dist);
     debug_text_t t = {.len = 0};
-    soma__debug_add(&t, "%s%s %p faulted: ", soma__debug_prefix(), access, (void *)a);
+    soma__debug_add(&t, "%s%s %p faulted: ", prefix(), access, (void *)a);
     if (r == NULL) {
         soma__debug_add(&t, "an address in soma's range of guarded blocks that no block is near");
     } else if (r->state == FREED) {
@@ -529,7 +546,7 @@ static void diagnose(uintptr_t a, int sig, const ucontext_t *uc)
         stacks(r);
     char tail[128];
     int len = snprintf(tail, sizeof tail, "%sthe program stops with %s, as the access raised it\n",
-                       soma__debug_prefix(), sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+                       prefix(), sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
     soma__sink_write_all(STDERR_FILENO, tail, (size_t)len);
 }
 

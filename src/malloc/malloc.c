@@ -48,18 +48,21 @@ static inline pool_t *owned_pool(const void *p)
     return soma__pool_in(a, p);
 }
 
-/* SOMA_GUARD_SAMPLE: a guarded block if this allocation is the one in N
- * (never an explicit heap's: its destroy must release every block); else
- * NULL. */
-static void *sample_pick(heap_t *heap, size_t size, int api, size_t align)
+/* SOMA_GUARD_SAMPLE's pick: a guarded block, never an explicit heap's (its
+ * destroy must release every block); NULL when it cannot be guarded. */
+static __attribute__((noinline)) void *guarded(heap_t *heap, size_t size, int api, size_t align)
 {
-    if (heap->explicit_heap || !soma__guard_sampled())
-        return NULL;
-    return soma__guard_malloc(size, api, align, 0);
+    return heap->explicit_heap ? NULL : soma__guard_malloc(size, api, align, 0);
+}
+
+/* The allocation SOMA_GUARD_SAMPLE picks, guarded; else NULL. */
+static inline void *sample_pick(heap_t *heap, size_t size, int api, size_t align)
+{
+    return SOMA_UNLIKELY(soma__guard_sampled()) ? guarded(heap, size, api, align) : NULL;
 }
 
 /* What the fast paths would do with the gate open (the sampling closed it). */
-static void *unsampled(heap_t *heap, size_t size)
+static inline __attribute__((always_inline)) void *unsampled(heap_t *heap, size_t size)
 {
     if (size - 1 < SOMA_SMALL_THRESHOLD)
         return soma__fastpath_malloc_small(heap, size);
@@ -72,7 +75,7 @@ static void *unsampled(heap_t *heap, size_t size)
 
 static inline int sampling(void)
 {
-    return soma__options.guard_sample > 0 && !soma__options.debug; /* debug.c samples its own */
+    return soma__options_gate.sample; /* SOMA_GUARD_SAMPLE, not in debug mode (debug.c's own) */
 }
 
 /* Above the threshold, out of line so that the small path stays short. */

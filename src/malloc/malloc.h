@@ -96,19 +96,18 @@ SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
  * its header is not one. */
 SOMA_INTERNAL int soma__debug_visible(void *b, size_t total, int large, void **user, size_t *size);
 /* A diagnosis in debug mode's form, for guard.c too: started with
- * soma__debug_start (fn(p): what) or soma__debug_prefix and soma__debug_add,
- * written by soma__debug_emit (stack buffer and write(2) only: a signal
- * handler may use them), then soma__debug_stop, which aborts unless
+ * soma__debug_start_as (PREFIX fn(p): what) or soma__debug_add, written by
+ * soma__debug_emit (a stack buffer and write(2) only: a signal handler may
+ * use them), then soma__debug_stop, which aborts in debug mode unless
  * SOMA_DEBUG=report. */
 typedef struct {
     char buf[2048];
     size_t len;
 } debug_text_t;
-SOMA_INTERNAL const char *soma__debug_prefix(void); /* "soma: debug: " or "soma: guard: " */
 SOMA_INTERNAL void soma__debug_add(debug_text_t *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-SOMA_INTERNAL void soma__debug_start(debug_text_t *t, const char *fn, const void *p,
-                                     const char *what);
+SOMA_INTERNAL void soma__debug_start_as(debug_text_t *t, const char *prefix, const char *fn,
+                                        const void *p, const char *what);
 /* The bytes at p (len of them, the first bad one at `bad`) against the
  * pattern `want`, as offsets from U, a block of n bytes asked. */
 SOMA_INTERNAL void soma__debug_diff(debug_text_t *t, const unsigned char *u, size_t n,

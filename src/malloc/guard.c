@@ -15,14 +15,14 @@
  * (the guard area).  So "is p guarded?" is one range compare
  * (soma__guard_holds), and p's slot is two shifts.
  *
- *   slot of class k:  | ... PROT_NONE ... | FD.. | U: n bytes | FD.. | guard area, 2^k pages |
- *                     ^ slot              ^ page  ^ U          ^ U+n  ^ slot + 2^k pages
+ *   slot of class k:  | ... PROT_NONE ... | 0.. FD.. | U: n bytes | FD.. | guard area, 2^k pages |
+ *                     ^ slot              ^ page      ^ U          ^ U+n  ^ slot + 2^k pages
  *
  * The block is right-aligned: U + n rounded up to U's alignment (16, or an
  * aligned_alloc's) is where the guard area starts.  The bytes between U + n
- * and there, and those of U's first page before U, are filled with FD and
- * checked when the block is freed: an overflow into that slack is caught
- * then.  Only the block's own pages are made accessible (mprotect); the
+ * and there, and the 64 before U on its first page, are filled with FD and
+ * checked when the block is freed: an overflow into that slack, or an
+ * underflow that stays on the block's page, is caught then.  Only the block's own pages are made accessible (mprotect); the
  * rest of its slot stays inaccessible, and a free hands the pages back to
  * the OS and makes them inaccessible again in one mmap(MAP_FIXED).  A slot
  * is taken from its class's never-used slots first, then the oldest freed
@@ -81,6 +81,10 @@
 #define MAX_LIVE 16384
 #define FRAMES 8
 #define FILL 0xFD /* debug mode's guard byte */
+/* The bytes before a block filled and checked: at most this many (a whole
+ * page's were 19,000 instructions a free, byte by byte; an underflow is
+ * nearly always by a few bytes). */
+#define FRONT 64
 _Static_assert(SOMA_OS_PAGE_SIZE == PAGE, "guard.c's page is the OS page");
 
 enum { UNUSED = 0, LIVE, FREED };
@@ -109,7 +113,7 @@ static __thread uint64_t rng __attribute__((tls_model("initial-exec")));
 static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 static class_t classes[NCLASS];
 static rec_t *recs;
-static size_t live, live_bytes, made_count, fell_back;
+static size_t live; /* guarded blocks live now: at most MAX_LIVE */
 static uint64_t guarded_serial;
 static int warned;
 /* Soma's own code, when it is an object of its own (the override, libsoma.so):
@@ -163,6 +167,13 @@ static rec_t *rec_at(unsigned k, uint32_t s)
 static uintptr_t page_floor(uintptr_t a)
 {
     return a & ~(PAGE - 1);
+}
+
+/* Where the FD before a block at u starts: FRONT bytes before it, or its
+ * page's start. */
+static uintptr_t front_of(uintptr_t u)
+{
+    return u - page_floor(u) < FRONT ? page_floor(u) : u - FRONT;
 }
 
 /* The smallest class whose slot holds n bytes aligned to `al` placed
@@ -223,7 +234,6 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
     if (live >= MAX_LIVE) {
         say_once("as many guarded blocks are live as soma allows (16384: each costs the kernel "
                  "two mappings)");
-        fell_back++;
         pthread_mutex_unlock(&guard_lock);
         return NULL;
     }
@@ -236,7 +246,6 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
             c->tail = 0;
     } else {
         say_once("every guard slot of a size class is in use");
-        fell_back++;
         pthread_mutex_unlock(&guard_lock);
         return NULL;
     }
@@ -252,12 +261,11 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
         if (c->tail == 0)
             c->tail = c->head;
         say_once("the kernel refused to make a guarded block's pages accessible");
-        fell_back++;
         pthread_mutex_unlock(&guard_lock);
         errno = saved;
         return NULL;
     }
-    memset((void *)lo, FILL, u - lo);
+    memset((void *)front_of(u), FILL, u - front_of(u));
     memset((void *)(u + n), FILL, end - u - n);
     r->u = u;
     r->n = n;
@@ -269,8 +277,6 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
     r->nfreed = 0;
     memcpy(r->made, frames, sizeof frames);
     live++;
-    live_bytes += n;
-    made_count++;
     pthread_mutex_unlock(&guard_lock);
     return (void *)u;
 }
@@ -363,7 +369,7 @@ static void check_slack(const rec_t *r, const char *fn, int go_on)
     unsigned k;
     uint32_t s;
     (void)slot_of(r->u, &k, &s);
-    const unsigned char *lo = (const unsigned char *)page_floor(r->u);
+    const unsigned char *lo = (const unsigned char *)front_of(r->u);
     const unsigned char *u = (const unsigned char *)r->u;
     const unsigned char *end = (const unsigned char *)data_end(k, s);
     for (const unsigned char *q = lo; q < u; q++)
@@ -426,7 +432,6 @@ void soma__guard_free(void *p, const char *fn)
         r->nfreed = (uint8_t)nframes;
         memcpy(r->freed, frames, sizeof frames);
         live--;
-        live_bytes -= r->n;
         class_t *c = &classes[k];
         uint32_t idx = (uint32_t)(r - recs) + 1;
         r->next = 0;
@@ -452,16 +457,6 @@ size_t soma__guard_check(const char *fn)
             }
     pthread_mutex_unlock(&guard_lock);
     return n;
-}
-
-void soma__guard_counts(size_t *count, size_t *bytes, size_t *made, size_t *unguarded)
-{
-    pthread_mutex_lock(&guard_lock);
-    *count = live;
-    *bytes = live_bytes;
-    *made = made_count;
-    *unguarded = fell_back;
-    pthread_mutex_unlock(&guard_lock);
 }
 
 /* ---- the fault handler ---- */

@@ -157,7 +157,5 @@ SOMA_INTERNAL int soma__guard_live(const void *p, const char *fn, size_t *n);
 SOMA_INTERNAL void soma__guard_retag(void *p, int api); /* the API that made it */
 /* Every live guarded block's slack checked (soma_debug_check); how many. */
 SOMA_INTERNAL size_t soma__guard_check(const char *fn);
-SOMA_INTERNAL void soma__guard_counts(size_t *live, size_t *bytes, size_t *made,
-                                      size_t *unguarded);
 
 #endif /* SOMA_MALLOC_H */

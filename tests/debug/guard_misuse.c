@@ -12,6 +12,8 @@
  * they have names a backtrace can show).
  */
 #include <malloc.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,22 @@ __attribute__((noinline)) void drop_block(void *p)
     __asm__ volatile("" ::: "memory");
 }
 
+/* A handler of the program's own, installed after soma's: it replaces
+ * soma's (own-handler), or does its work and hands the fault on to the
+ * handler it replaced, as Python's faulthandler does (chained-handler). */
+static struct sigaction replaced;
+static int chain;
+static void own_handler(int sig, siginfo_t *si, void *uc)
+{
+    static const char msg[] = "the program's own handler ran\n";
+    write(STDERR_FILENO, msg, sizeof msg - 1);
+    if (chain && (replaced.sa_flags & SA_SIGINFO)) {
+        replaced.sa_sigaction(sig, si, uc);
+        return;
+    }
+    _exit(42);
+}
+
 static void say(void *p, size_t n)
 {
     fprintf(stderr, "block %p size %zu\n", p, n);
@@ -78,6 +96,19 @@ int main(int argc, char **argv)
         char *p = make_block(n);
         say(p, n);
         memset(p, 'x', n);
+        poke(p, (long)rounded, 'O');
+        puts("not caught");
+        return 0;
+    }
+    if (strcmp(what, "own-handler") == 0 || strcmp(what, "chained-handler") == 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = own_handler;
+        sa.sa_flags = SA_SIGINFO;
+        chain = what[0] == 'c';
+        sigaction(SIGSEGV, &sa, &replaced);
+        char *p = make_block(n);
+        say(p, n);
         poke(p, (long)rounded, 'O');
         puts("not caught");
         return 0;

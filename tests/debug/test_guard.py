@@ -134,6 +134,17 @@ expect("soma run --debug=guard", [cli, "run", "--debug=guard", "--no-children", 
        r"soma: debug: a write to 0x[0-9a-f]+ faulted: ", "use after free", offset="+2048",
        freed=True)
 
+# A handler of the program's, installed after soma's, replaces it; one that
+# hands the fault on to the handler it replaced keeps soma's diagnosis.
+p = run([prog, "own-handler", "64"], dict(PRE, SOMA_GUARD_SAMPLE="1"))
+check(p.returncode == 42 and "the program's own handler ran" in p.stderr
+      and "soma: guard: a write" not in p.stderr,
+      f"a handler installed later replaces soma's ({p.returncode}) {p.stderr[-1000:]}")
+expect("a handler that chains to soma's", [prog, "chained-handler", "64"],
+       dict(PRE, SOMA_GUARD_SAMPLE="1"), SEGV, r"soma: guard: a write to 0x[0-9a-f]+ faulted: ",
+       "buffer overflow: the 1st byte past the end", offset="+64",
+       more=[r"^the program's own handler ran\n|\nthe program's own handler ran\n"])
+
 # About one allocation in N: 20000 blocks of 32 bytes, kept live; the
 # guarded ones end at a page boundary, all in one range of addresses.
 for n, lo, hi in ((1, 16384, 16384), (10, 1700, 2300), (100, 140, 260)):

@@ -122,7 +122,8 @@ static uintptr_t own_lo, own_hi;
 
 /* ---- sampling ---- */
 
-int soma__guard_next(long left)
+/* The next countdown. */
+static long draw(void)
 {
     if (rng == 0)
         rng = ((uint64_t)(uintptr_t)&rng * 0x9E3779B97F4A7C15u) | 1; /* per thread, per run */
@@ -133,8 +134,20 @@ int soma__guard_next(long left)
     uint64_t n = (uint64_t)soma__options.guard_sample;
     /* Uniform over 1 .. 2N - 1: N on average, and no pattern of the
      * program's allocations can line up with it. */
-    soma__guard_countdown = (long)(1 + (r >> 1) % (2 * n - 1));
-    return left == 0;
+    return (long)(1 + (r >> 1) % (2 * n - 1));
+}
+
+int soma__guard_next(long left)
+{
+    if (left < 0) { /* the thread's first allocation: this one counts too */
+        left = draw() - 1;
+        if (left > 0) {
+            soma__guard_countdown = left;
+            return 0;
+        }
+    }
+    soma__guard_countdown = draw();
+    return 1;
 }
 
 /* ---- slots ---- */

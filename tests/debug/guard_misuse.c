@@ -11,7 +11,9 @@
  * diagnosis's call stacks must name (it is linked with -rdynamic, so that
  * they have names a backtrace can show).
  */
+#include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -75,6 +77,16 @@ static void say(void *p, size_t n)
     fprintf(stderr, "block %p size %zu\n", p, n);
 }
 
+/* The overflow in a thread with the smallest stack there is. */
+static void *overflow_thread(void *arg)
+{
+    size_t n = (size_t)arg;
+    char *p = make_block(n);
+    say(p, n);
+    poke(p, (long)((n + 15) & ~(size_t)15), 'T');
+    return NULL;
+}
+
 /* A guarded block of n bytes ends where its guard page starts: its end,
  * rounded up to 16, is a page boundary.  No block of soma's pools does
  * that for n = 32 (they start 48 + 32k bytes into a 16 KiB pool). */
@@ -110,6 +122,17 @@ int main(int argc, char **argv)
         char *p = make_block(n);
         say(p, n);
         poke(p, (long)rounded, 'O');
+        puts("not caught");
+        return 0;
+    }
+    if (strcmp(what, "thread-overflow") == 0) {
+        pthread_attr_t at;
+        pthread_t t;
+        pthread_attr_init(&at);
+        pthread_attr_setstacksize(&at, PTHREAD_STACK_MIN);
+        if (pthread_create(&t, &at, overflow_thread, (void *)n) != 0)
+            return 3;
+        pthread_join(t, NULL);
         puts("not caught");
         return 0;
     }

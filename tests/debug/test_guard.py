@@ -52,7 +52,7 @@ def stack_after(err, title):
 
 
 def expect(name, cmd, env, status, prefix, says, offset=None, freed=False, api="malloc",
-           more=()):
+           more=(), caller="main"):
     p = run(cmd, env)
     err = p.stderr
     ok = check(p.returncode in status, f"{name}: ended by the expected signal (status {p.returncode})")
@@ -76,7 +76,8 @@ def expect(name, cmd, env, status, prefix, says, offset=None, freed=False, api="
     made = stack_after(diag, "made at:")
     ok &= check(re.search(r"#0 0x[0-9a-f]+ make_block\+0x[0-9a-f]+ \(", made) is not None,
                 f"{name}: the stack that made it starts in make_block")
-    ok &= check(re.search(r" main\+", made) is not None, f"{name}: ... called by main")
+    if caller is not None:
+        ok &= check(re.search(rf" {caller}\+", made) is not None, f"{name}: ... called by {caller}")
     if freed:
         fr = stack_after(diag, "freed at:")
         ok &= check(re.search(r"#0 0x[0-9a-f]+ drop_block\+", fr) is not None,
@@ -133,6 +134,11 @@ expect("soma run --debug=guard", [cli, "run", "--debug=guard", "--no-children", 
                                   "uaf-write", "4096"], {}, SEGV,
        r"soma: debug: a write to 0x[0-9a-f]+ faulted: ", "use after free", offset="+2048",
        freed=True)
+
+# A thread with the smallest stack (16 KiB): the handler still has room.
+expect("overflow in a thread of PTHREAD_STACK_MIN", [prog, "thread-overflow", "48"],
+       dict(PRE, SOMA_GUARD_SAMPLE="1"), SEGV, r"soma: guard: a write to 0x[0-9a-f]+ faulted: ",
+       "buffer overflow: the 1st byte past the end", offset="+48", caller=None)
 
 # A handler of the program's, installed after soma's, replaces it; one that
 # hands the fault on to the handler it replaced keeps soma's diagnosis.

@@ -1,7 +1,7 @@
 """test_guard.py: guarded blocks (src/malloc/guard.c) fault where the mistake
 happens, and soma's handler says what happened.
 
-Usage: test_guard.py GUARD_MISUSE OVERRIDE_SO SOMA_CLI [SANITIZE]
+Usage: test_guard.py GUARD_MISUSE OVERRIDE_SO SOMA_CLI DEBUG_MISUSE [SANITIZE]
 
 Each case of tests/debug/guard_misuse.c commits one mistake in a fresh
 process with the override preloaded, under SOMA_GUARD_SAMPLE=1 (every
@@ -10,7 +10,9 @@ test checks the signal that ended it (SIGSEGV for a fault, SIGABRT for what
 a free finds), and the diagnosis: the kind of mistake, the faulting
 address's offset from the block, the block's address and size as the
 program printed them, a serial, the API, and the call stacks naming the
-program's make_block (and drop_block, once freed).  Then: about one
+program's make_block (and drop_block, once freed).  debug_misuse (the
+library, soma_* calls) under SOMA_DEBUG=guard: soma_debug_check finds a
+guarded block's damaged slack, and its clean cases stay clean.  Then: about one
 allocation in N is guarded with SOMA_GUARD_SAMPLE=N, and clean programs
 (guard_misuse clean, python3) raise no false alarm.
 
@@ -27,8 +29,8 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
 from testlib import check, done  # noqa: E402
 
-prog, override, cli = sys.argv[1:4]
-sanitized = len(sys.argv) > 4 and sys.argv[4] != ""
+prog, override, cli, misuse = sys.argv[1:5]
+sanitized = len(sys.argv) > 5 and sys.argv[5] != ""
 if sanitized:
     print("test_guard: skipped in a sanitizer build (the sanitizer owns SIGSEGV, and the "
           "override cannot be preloaded under it)")
@@ -134,6 +136,27 @@ expect("soma run --debug=guard", [cli, "run", "--debug=guard", "--no-children", 
                                   "uaf-write", "4096"], {}, SEGV,
        r"soma: debug: a write to 0x[0-9a-f]+ faulted: ", "use after free", offset="+2048",
        freed=True)
+
+# The library under SOMA_DEBUG=guard: soma_debug_check checks every live
+# guarded block's slack (200 bytes asked, U+203 written: in the rounding).
+p = run([misuse, "check"], {"SOMA_DEBUG": "guard"})
+check(p.returncode in ABRT and re.search(
+    r"soma: debug: soma_debug_check found block (0x[0-9a-f]+): buffer overflow: the bytes after "
+    r"the block, before its guard page, were overwritten\n  block \1: 200 bytes asked, serial "
+    r"[1-9]\d*, made by soma_malloc, a guarded block; live\n  1 byte changed, at U\+203 ",
+    p.stderr) is not None,
+      f"SOMA_DEBUG=guard: soma_debug_check finds a guarded block's slack changed ({p.returncode}) "
+      f"{p.stderr[-1500:]}")
+for case in ("clean", "threads", "fork", "early"):
+    p = run([misuse, case], {"SOMA_DEBUG": "guard"})
+    check(p.returncode == 0 and "soma: debug" not in p.stderr,
+          f"library {case} under SOMA_DEBUG=guard: runs clean ({p.returncode}) {p.stderr[-1500:]}")
+
+for case in ("clean", "threads", "fork"):  # threads free each other's guarded blocks
+    p = run([misuse, case], {"SOMA_GUARD_SAMPLE": "2"})
+    check(p.returncode == 0 and "soma:" not in p.stderr,
+          f"library {case} under SOMA_GUARD_SAMPLE=2: runs clean ({p.returncode}) "
+          f"{p.stderr[-1500:]}")
 
 # A thread with the smallest stack (16 KiB): the handler still has room.
 expect("overflow in a thread of PTHREAD_STACK_MIN", [prog, "thread-overflow", "48"],

@@ -137,8 +137,9 @@ static long draw(void)
     return (long)(1 + (r >> 1) % (2 * n - 1));
 }
 
-int soma__guard_next(long left)
+int soma__guard_next(void)
 {
+    long left = soma__guard_countdown - 1; /* 0: this one; < 0: the thread's first */
     if (left < 0) { /* the thread's first allocation: this one counts too */
         left = draw() - 1;
         if (left > 0) {

@@ -61,13 +61,26 @@ static inline void *sample_pick(heap_t *heap, size_t size, int api, size_t align
     return SOMA_UNLIKELY(soma__guard_sampled()) ? guarded(heap, size, api, align) : NULL;
 }
 
+/* A medium request before the class table is filled (start-up). */
+static __attribute__((noinline, cold)) void *medium_unfilled(heap_t *heap, size_t size)
+{
+    return soma__fastpath_malloc_class(heap, soma__sizeclass_medium_slow(size));
+}
+
+/* A medium request: every call a tail call. */
+static inline __attribute__((always_inline)) void *medium(heap_t *heap, size_t size)
+{
+    unsigned c = soma__sizeclass_medium_lut_get(size);
+    return SOMA_LIKELY(c != 0) ? soma__fastpath_malloc_class(heap, c) : medium_unfilled(heap, size);
+}
+
 /* What the fast paths would do with the gate open (the sampling closed it). */
 static inline __attribute__((always_inline)) void *unsampled(heap_t *heap, size_t size)
 {
     if (size - 1 < SOMA_SMALL_THRESHOLD)
         return soma__fastpath_malloc_small(heap, size);
     if (size - 1 < SOMA_MEDIUM_MAX)
-        return soma__fastpath_malloc_class(heap, soma__sizeclass_medium(size));
+        return medium(heap, size);
     if (size == 0)
         return soma__fastpath_malloc_small(heap, 1);
     return soma__large_malloc(large_owner(heap), size);
@@ -78,25 +91,16 @@ static inline int sampling(void)
     return soma__options_gate.sample; /* SOMA_GUARD_SAMPLE, not in debug mode (debug.c's own) */
 }
 
-/* Every malloc while SOMA_GUARD_SAMPLE is on.  A function of its own:
- * inline, its registers made soma__malloc_sized's medium path save one
- * more (0.7 instructions per operation more in bench_small random1k8, with
- * the option off). */
-static __attribute__((noinline)) void *malloc_sampled(heap_t *heap, size_t size)
+/* A malloc whose countdown ran out: guarded if it is SOMA_GUARD_SAMPLE's pick. */
+static __attribute__((noinline)) void *malloc_counted(heap_t *heap, size_t size)
 {
-    void *p = sample_pick(heap, size, SOMA_CALL_MALLOC, 0);
+    void *p = soma__guard_next() ? guarded(heap, size, SOMA_CALL_MALLOC, 0) : NULL;
     return p != NULL ? p : unsampled(heap, size);
 }
 
-/* Above the threshold, out of line so that the small path stays short. */
-__attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
+/* Above the medium classes, debug mode, size 0. */
+static __attribute__((noinline)) void *malloc_rest(heap_t *heap, size_t size)
 {
-    if (size - 1 < soma__options_gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
-        return soma__fastpath_malloc_class(heap, soma__sizeclass_medium(size));
-    /* Every size, while SOMA_GUARD_SAMPLE closes the gate (options.c); it is
-     * closed only once soma has started. */
-    if (SOMA_UNLIKELY(sampling()))
-        return malloc_sampled(heap, size);
     /* Before the first large block: debug mode, if set, must be known (a
      * program's constructor may run before soma's). */
     soma__start();
@@ -106,6 +110,22 @@ __attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
     if (size == 0)
         return soma__fastpath_malloc_small(heap, 1);
     return soma__large_malloc(large_owner(heap), size);
+}
+
+/* Above the threshold, out of line so that the small path stays short.
+ * Every call here is a tail call, so that it saves no register: the medium
+ * path and SOMA_GUARD_SAMPLE's count run with no prologue (with one, the
+ * medium path cost 6 instructions a malloc more). */
+__attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
+{
+    if (size - 1 < soma__options_gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
+        return medium(heap, size);
+    /* Every size, while SOMA_GUARD_SAMPLE closes the gate (options.c); it is
+     * closed only once soma has started. */
+    if (SOMA_UNLIKELY(sampling()))
+        return SOMA_UNLIKELY(soma__guard_tick()) ? malloc_counted(heap, size)
+                                                 : unsampled(heap, size);
+    return malloc_rest(heap, size);
 }
 
 /* The fast path's miss: heap has no used pool of class c. */

@@ -132,19 +132,26 @@ static inline int soma__guard_holds(const void *p)
 {
     return (uintptr_t)p - soma__guard_base < soma__guard_size;
 }
-/* Sampling: a countdown per thread, drawn again by soma__guard_next. */
+/* Sampling (only while SOMA_GUARD_SAMPLE is on): a countdown per thread.
+ * soma__guard_tick counts one allocation: 0 while the countdown runs; 1
+ * when it has run out (or not started in this thread), and then
+ * soma__guard_next says whether this allocation is the one picked, about
+ * one in N, and starts the countdown again.  Split so that the common case
+ * makes no call. */
 extern __thread long soma__guard_countdown __attribute__((tls_model("initial-exec")));
-SOMA_INTERNAL int soma__guard_next(long left);
-/* 1 for the allocation SOMA_GUARD_SAMPLE picks (about one in N), else 0;
- * only while the option is on. */
-static inline int soma__guard_sampled(void)
+static inline int soma__guard_tick(void)
 {
     long left = soma__guard_countdown - 1;
     if (SOMA_LIKELY(left > 0)) {
         soma__guard_countdown = left;
         return 0;
     }
-    return soma__guard_next(left); /* 0: this one; < 0: the thread's first */
+    return 1;
+}
+SOMA_INTERNAL int soma__guard_next(void);
+static inline int soma__guard_sampled(void)
+{
+    return soma__guard_tick() && soma__guard_next();
 }
 /* A guarded block of n bytes (align: 0, or above 16), zeroed, with that
  * API and serial (0: the guarded blocks' own count) in its record; NULL

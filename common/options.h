@@ -63,10 +63,13 @@ enum {
       "1: a thread of soma's gives back what has stayed unused for SOMA_ARENA_DECAY_MS (empty "    \
       "pools' pages, an empty arena's too, and cached large mappings) when it expires, so an "     \
       "idle program shrinks too; 0: only the program's own allocations and frees give it back")    \
-    X(debug, "SOMA_DEBUG", SOMA_OPT_DEBUG, "bool or report", 0, 0, 0, 2, "0", "0",                 \
-      "1/0, yes/no, on/off, true/false or report",                                                 \
+    X(debug, "SOMA_DEBUG", SOMA_OPT_DEBUG, "bool, report or guard", 0, 0, 0, 3, "0", "0",          \
+      "1/0, yes/no, on/off, true/false, report or guard",                                          \
       "1: debug mode (guards, fills, a quarantine, checks; a misuse is diagnosed and aborts); "    \
-      "report: the same, but print and go on")                                                     \
+      "report: the same, but print and go on; guard: as 1, and every block on pages of its own "   \
+      "against an inaccessible guard page, inaccessible once freed, so that an overflow or a "     \
+      "use after free faults at the instruction and is diagnosed (blocks of explicit heaps "       \
+      "and above 256 MiB excepted)")                                                               \
     X(quarantine, "SOMA_DEBUG_QUARANTINE", SOMA_OPT_NUMBER, "bytes", 1048576, 1048576, 0,          \
       1073741824, "1048576", "1048576", "a number of bytes from 0 to 1073741824",                  \
       "debug mode: bytes of freed blocks kept from reuse, so that a write after free is caught "   \
@@ -76,5 +79,11 @@ enum {
       "the override only: 1: memcpy, memmove, memset, strcpy, strcat and their kin (the "          \
       "_FORTIFY_SOURCE forms too) stop the program before a copy into one of soma's blocks runs " \
       "past its end, with a diagnosis (debug mode always checks)")
+    X(guard_sample, "SOMA_GUARD_SAMPLE", SOMA_OPT_NUMBER, "1 in N", 0, 0, 0, 1000000000,           \
+      "0 (off)", "0 (off)", "a number from 0 to 1000000000",                                       \
+      "N > 0: about one allocation in N (at random intervals, per thread) is guarded: on pages "   \
+      "of its own against an inaccessible guard page, and inaccessible once freed, so that an "    \
+      "overflow or a use after free faults at the instruction and is diagnosed; cheap enough "     \
+      "to leave on (docs/DESIGN.md, Guard pages); 0: off")
 
 #endif

@@ -561,7 +561,8 @@ SOMA_API int soma_blocks_visit(soma_heap *heap, soma_visit_fn fn, void *arg);
 SOMA_API size_t soma_debug_check(void);
 
 /* 0: debug mode is off; 1: on, a problem aborts; 2: on, problems are
- * reported and the program goes on (SOMA_DEBUG=report). */
+ * reported and the program goes on (SOMA_DEBUG=report); 3: as 1, every
+ * block guarded by an inaccessible page (SOMA_DEBUG=guard). */
 SOMA_API int soma_debug_mode(void);
 
 /* The runtime options (SOMA_SHOW_STATS, SOMA_STATS_FILE, SOMA_DEBUG, ...)

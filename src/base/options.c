@@ -21,7 +21,7 @@
 #include "common/options.h"
 
 options_t soma__options;
-gate_t soma__options_gate = {SOMA_SMALL_THRESHOLD, SOMA_MEDIUM_MAX, SOMA_POOL_OVERHEAD};
+gate_t soma__options_gate = {SOMA_SMALL_THRESHOLD, SOMA_MEDIUM_MAX, SOMA_POOL_OVERHEAD, 0};
 
 typedef struct {
     const char *name;
@@ -99,6 +99,8 @@ static int parse(const option_t *o, const char *v, long *out)
     case SOMA_OPT_DEBUG:
         if (strcasecmp(v, "report") == 0)
             return *out = SOMA_DEBUG_REPORT, 0;
+        if (strcasecmp(v, "guard") == 0)
+            return *out = SOMA_DEBUG_GUARD, 0;
         return (*out = parse_bool(v)) < 0 ? -1 : 0;
     case SOMA_OPT_SIGNAL:
         if (*v == '\0')
@@ -162,6 +164,14 @@ static void read_all(void)
         soma__options_gate.medium_limit = 0;
         soma__options_gate.min_offset = SOMA_POOL_SIZE;
         soma__options.check_copies = 1; /* always, in debug mode */
+    }
+    /* Sampled guarded blocks (malloc/guard.c): every malloc goes out of
+     * line, to soma__malloc_sized, which counts down to the next one; free
+     * keeps its fast path (a guarded block is outside soma's arenas). */
+    if (soma__options.guard_sample > 0 && !soma__options.debug) {
+        soma__options_gate.small_limit = 0;
+        soma__options_gate.medium_limit = 0;
+        soma__options_gate.sample = 1;
     }
 }
 SOMA_HOOK(options, SOMA_ORDER_OPTIONS, read_all, NULL);

@@ -10,8 +10,8 @@
 
 #include "base/base.h"
 
-/* soma__options.debug */
-enum { SOMA_DEBUG_OFF, SOMA_DEBUG_ABORT, SOMA_DEBUG_REPORT };
+/* soma__options.debug; GUARD: ABORT's, every block guarded (malloc/guard.c) */
+enum { SOMA_DEBUG_OFF, SOMA_DEBUG_ABORT, SOMA_DEBUG_REPORT, SOMA_DEBUG_GUARD };
 
 typedef struct {
     long show_stats;       /* SOMA_SHOW_STATS */
@@ -24,6 +24,7 @@ typedef struct {
     long debug;            /* SOMA_DEBUG: SOMA_DEBUG_* */
     long quarantine;       /* SOMA_DEBUG_QUARANTINE, bytes */
     long check_copies;     /* SOMA_CHECK_COPIES (the override's runtime/copy.c); 1 in debug mode */
+    long guard_sample;     /* SOMA_GUARD_SAMPLE: 1 allocation in N guarded; 0 = off */
 } options_t;
 extern SOMA_INTERNAL options_t soma__options;
 
@@ -51,6 +52,7 @@ typedef struct {
                             the fast path's block test (pool/pool.h:
                             soma__pool_starts_block; unhardened, offset >= this);
                             debug mode's pool size fails it at every offset */
+    int sample;          /* SOMA_GUARD_SAMPLE out of debug mode: malloc_sized counts down */
 } gate_t;
 extern SOMA_INTERNAL gate_t soma__options_gate;
 

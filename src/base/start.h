@@ -35,6 +35,9 @@ enum {
     SOMA_ORDER_PURGE = 12,    /* runtime/purge.c: wants the purge thread, after the
                                  options are read (start only) */
     SOMA_ORDER_DEBUG = 30,    /* heap/heap.c: debug mode's recursive lock */
+    SOMA_ORDER_GUARD = 35,    /* malloc/guard.c: the guard range and its handler (after
+                                 the options); the slots' lock, taken inside the
+                                 debug lock and around no other */
     SOMA_ORDER_TYPES = 40,    /* stats/types.c: the type registry's lock */
     SOMA_ORDER_HEAPS = 50,    /* heap/heap.c: heaps_lock, then every heap's lock */
     SOMA_ORDER_ARENA = 60,    /* pool/arena.c: the arena-record slab */

@@ -140,7 +140,7 @@ static unsigned long long serial_of(const dbg_hdr_t *h)
 
 /* The names a program knows the calls by: the override's are the C
  * library's. */
-static const char *api_name(unsigned api)
+const char *soma__debug_api_name(unsigned api)
 {
 #ifdef SOMA_OVERRIDE
     static const char *const names[] = {"?", "malloc", "calloc", "realloc",
@@ -154,20 +154,16 @@ static const char *api_name(unsigned api)
     return api < SOMA_CALL_END ? names[api] : "an unknown call";
 }
 
-#ifdef SOMA_OVERRIDE
-#define FN(lib, libc) libc
-#else
-#define FN(lib, libc) lib
-#endif
+#define FN SOMA_FN
+#define api_name soma__debug_api_name
 
 /* ---- the report ---- */
 
-typedef struct {
-    char buf[2048];
-    size_t len;
-} text_t;
+/* The form is shared with guard.c's diagnoses (malloc.h). */
+typedef debug_text_t text_t;
+#define add soma__debug_add
 
-__attribute__((format(printf, 2, 3))) static void add(text_t *t, const char *fmt, ...)
+void soma__debug_add(text_t *t, const char *fmt, ...)
 {
     if (t->len >= sizeof t->buf)
         return;
@@ -200,8 +196,8 @@ static void describe(text_t *t, const blk_t *b)
 
 /* The bytes at p (len of them, the first bad one at `bad`) against the
  * pattern `want`: where, and 16 of them from the first that differs. */
-static void bytes_diff(text_t *t, const blk_t *b, const unsigned char *p, size_t len, size_t bad,
-                       unsigned want)
+void soma__debug_diff(text_t *t, const unsigned char *u, size_t n, const unsigned char *p,
+                      size_t len, size_t bad, unsigned want)
 {
     size_t nbad = 0, last = bad;
     for (size_t i = bad; i < len; i++)
@@ -209,13 +205,12 @@ static void bytes_diff(text_t *t, const blk_t *b, const unsigned char *p, size_t
             nbad++;
             last = i;
         }
-    long off = (long)(p + bad - b->u);
+    long off = (long)(p + bad - u);
     if (nbad == 1)
         add(t, "\n  1 byte changed, at U%+ld", off);
     else
-        add(t, "\n  %zu bytes changed, from U%+ld to U%+ld", nbad, off, (long)(p + last - b->u));
-    add(t, " (U = %p; the block's %llu bytes end at U+%llu)", (void *)b->u,
-        (unsigned long long)b->h->size, (unsigned long long)b->h->size);
+        add(t, "\n  %zu bytes changed, from U%+ld to U%+ld", nbad, off, (long)(p + last - u));
+    add(t, " (U = %p; the block's %zu bytes end at U+%zu)", (const void *)u, n, n);
     size_t show = len - bad < 16 ? len - bad : 16;
     add(t, "\n  at U%+ld expected:", off);
     for (size_t i = 0; i < show; i++)
@@ -225,30 +220,55 @@ static void bytes_diff(text_t *t, const blk_t *b, const unsigned char *p, size_t
         add(t, " %02x", p[bad + i]);
 }
 
-static void finish(text_t *t)
+static void bytes_diff(text_t *t, const blk_t *b, const unsigned char *p, size_t len, size_t bad,
+                       unsigned want)
+{
+    soma__debug_diff(t, b->u, b->h->size, p, len, bad, want);
+}
+
+
+void soma__debug_emit(text_t *t)
 {
     add(t, "\n");
     soma__sink_write_all(STDERR_FILENO, t->buf, t->len);
     problems++;
-    if (soma__options.debug == SOMA_DEBUG_ABORT) {
+}
+
+/* Debug mode aborts unless SOMA_DEBUG=report; without it (what
+ * soma_debug_check finds) the program goes on. */
+void soma__debug_stop(void)
+{
+    if (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD) {
         static const char tail[] = "soma: debug: aborting (SOMA_DEBUG=report reports and goes on)\n";
         soma__sink_write_all(STDERR_FILENO, tail, sizeof tail - 1);
         abort();
     }
 }
 
+static void finish(text_t *t)
+{
+    soma__debug_emit(t);
+    soma__debug_stop();
+}
+
 /* fn: the call that found it, with p its argument; or, for a check that
  * no call of the program's asked for, who found it ("... found block p",
  * or "... found pool p" and the like when `what` starts with that noun). */
-static void start(text_t *t, const char *fn, const void *p, const char *what)
+void soma__debug_start_as(text_t *t, const char *pre, const char *fn, const void *p,
+                          const char *what)
 {
     t->len = 0;
     if (fn[0] == '=' && (strncmp(what, "pool ", 5) == 0 || strncmp(what, "heap ", 5) == 0))
-        add(t, "soma: debug: %s found %.4s %p: %s", fn + 1, what, p, what + 5);
+        add(t, "%s%s found %.4s %p: %s", pre, fn + 1, what, p, what + 5);
     else if (fn[0] == '=')
-        add(t, "soma: debug: %s found block %p: %s", fn + 1, p, what);
+        add(t, "%s%s found block %p: %s", pre, fn + 1, p, what);
     else
-        add(t, "soma: debug: %s(%p): %s", fn, p, what);
+        add(t, "%s%s(%p): %s", pre, fn, p, what);
+}
+
+static void start(text_t *t, const char *fn, const void *p, const char *what)
+{
+    soma__debug_start_as(t, "soma: debug: ", fn, p, what);
 }
 
 /* ---- finding a block ---- */
@@ -524,6 +544,23 @@ void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align)
         errno = ENOMEM;
         return NULL;
     }
+    /* SOMA_DEBUG=guard (or SOMA_GUARD_SAMPLE's pick): the block on pages of
+     * its own (guard.c), with the serial and API of a debug block; its
+     * slot's FIFO is its quarantine.  Not an explicit heap's: its destroy
+     * must release every block.  Made outside the lock (guard.c takes a
+     * call stack), unless a realloc holds it. */
+    if (!heap->explicit_heap && soma__guard_size != 0 &&
+        (soma__options.debug == SOMA_DEBUG_GUARD ||
+         (soma__options.guard_sample > 0 && soma__guard_sampled()))) {
+        soma__heap_debug_lock();
+        uint64_t s = ++serial;
+        soma__heap_debug_unlock();
+        unsigned char *g = soma__guard_malloc(n, api, align, s);
+        if (g != NULL) {
+            memset(g, CLEAN, n);
+            return g;
+        }
+    }
     soma__heap_debug_lock();
     /* Under the lock: acquiring a thread's heap may adopt an orphan and
      * collect its pending frees, which soma_debug_check must not see half
@@ -562,6 +599,10 @@ void soma__debug_free(void *p)
 {
     if (p == NULL)
         return;
+    if (soma__guard_holds(p)) {
+        soma__guard_free(p, FN("soma_free", "free"));
+        return;
+    }
     soma__heap_debug_lock();
     blk_t b;
     int where = locate(p, &b, FN("soma_free", "free"));
@@ -581,6 +622,17 @@ void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
         return NULL;
     }
     const char *fn = api == SOMA_CALL_REALLOC ? FN("soma_realloc", "realloc") : "soma_heap_realloc";
+    size_t had;
+    if (soma__guard_holds(p)) {
+        if (!soma__guard_live(p, fn, &had))
+            return errno = EINVAL, NULL; /* reported, and left alone */
+        void *q = soma__debug_malloc(heap, n, api, 0);
+        if (q != NULL) {
+            memcpy(q, p, had < n ? had : n);
+            soma__guard_free(p, fn);
+        }
+        return q;
+    }
     soma__heap_debug_lock();
     blk_t b;
     int where = locate(p, &b, fn);
@@ -605,6 +657,9 @@ void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
 size_t soma__debug_usable_size(const void *p)
 {
     const char *fn = FN("soma_usable_size", "malloc_usable_size");
+    size_t had;
+    if (soma__guard_holds(p))
+        return soma__guard_live(p, fn, &had) ? had : 0;
     soma__heap_debug_lock();
     blk_t b;
     int where = locate(p, &b, fn);
@@ -854,6 +909,7 @@ size_t soma_debug_check(void)
         soma__heap_foreach(check_heap, NULL, 0);
         soma__large_foreach(check_large, NULL);
     }
+    (void)soma__guard_check(CHECK); /* guarded blocks' slack, in every mode */
     size_t found = problems - before;
     soma__heap_debug_unlock();
     return found;

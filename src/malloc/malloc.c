@@ -11,6 +11,9 @@
  *   no arena to be had            a large block of the class's size
  *                                 (soma__malloc_slow), unless the heap is
  *                                 an explicit one
+ *   SOMA_GUARD_SAMPLE's pick      a guarded block (guard.c): the gate sends
+ *                                 every size to soma__malloc_sized, which
+ *                                 counts down; free finds it by its range
  *
  * A pointer is soma's exactly when it lies in an arena of soma's address
  * range (os/region.c), so free/realloc/usable_size accept memory from
@@ -49,11 +52,59 @@ static inline pool_t *owned_pool(const void *p, const char *fn)
     return pool;
 }
 
-/* Above the threshold, out of line so that the small path stays short. */
-__attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
+/* SOMA_GUARD_SAMPLE's pick: a guarded block, never an explicit heap's (its
+ * destroy must release every block); NULL when it cannot be guarded. */
+static __attribute__((noinline)) void *guarded(heap_t *heap, size_t size, int api, size_t align)
 {
-    if (size - 1 < soma__options_gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
-        return soma__fastpath_malloc_class(heap, soma__sizeclass_medium(size));
+    return heap->explicit_heap ? NULL : soma__guard_malloc(size, api, align, 0);
+}
+
+/* The allocation SOMA_GUARD_SAMPLE picks, guarded; else NULL. */
+static inline void *sample_pick(heap_t *heap, size_t size, int api, size_t align)
+{
+    return SOMA_UNLIKELY(soma__guard_sampled()) ? guarded(heap, size, api, align) : NULL;
+}
+
+/* A medium request before the class table is filled (start-up). */
+static __attribute__((noinline, cold)) void *medium_unfilled(heap_t *heap, size_t size)
+{
+    return soma__fastpath_malloc_class(heap, soma__sizeclass_medium_slow(size));
+}
+
+/* A medium request: every call a tail call. */
+static inline __attribute__((always_inline)) void *medium(heap_t *heap, size_t size)
+{
+    unsigned c = soma__sizeclass_medium_lut_get(size);
+    return SOMA_LIKELY(c != 0) ? soma__fastpath_malloc_class(heap, c) : medium_unfilled(heap, size);
+}
+
+/* What the fast paths would do with the gate open (the sampling closed it). */
+static inline __attribute__((always_inline)) void *unsampled(heap_t *heap, size_t size)
+{
+    if (size - 1 < SOMA_SMALL_THRESHOLD)
+        return soma__fastpath_malloc_small(heap, size);
+    if (size - 1 < SOMA_MEDIUM_MAX)
+        return medium(heap, size);
+    if (size == 0)
+        return soma__fastpath_malloc_small(heap, 1);
+    return soma__large_malloc(large_owner(heap), size);
+}
+
+static inline int sampling(void)
+{
+    return soma__options_gate.sample; /* SOMA_GUARD_SAMPLE, not in debug mode (debug.c's own) */
+}
+
+/* A malloc whose countdown ran out: guarded if it is SOMA_GUARD_SAMPLE's pick. */
+static __attribute__((noinline)) void *malloc_counted(heap_t *heap, size_t size)
+{
+    void *p = soma__guard_next() ? guarded(heap, size, SOMA_CALL_MALLOC, 0) : NULL;
+    return p != NULL ? p : unsampled(heap, size);
+}
+
+/* Above the medium classes, debug mode, size 0. */
+static __attribute__((noinline)) void *malloc_rest(heap_t *heap, size_t size)
+{
     /* Before the first large block: debug mode, if set, must be known (a
      * program's constructor may run before soma's). */
     soma__start();
@@ -63,6 +114,22 @@ __attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
     if (size == 0)
         return soma__fastpath_malloc_small(heap, 1);
     return soma__large_malloc(large_owner(heap), size);
+}
+
+/* Above the threshold, out of line so that the small path stays short.
+ * Every call here is a tail call, so that it saves no register: the medium
+ * path and SOMA_GUARD_SAMPLE's count run with no prologue (with one, the
+ * medium path cost 6 instructions a malloc more). */
+__attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
+{
+    if (size - 1 < soma__options_gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
+        return medium(heap, size);
+    /* Every size, while SOMA_GUARD_SAMPLE closes the gate (options.c); it is
+     * closed only once soma has started. */
+    if (SOMA_UNLIKELY(sampling()))
+        return SOMA_UNLIKELY(soma__guard_tick()) ? malloc_counted(heap, size)
+                                                 : unsampled(heap, size);
+    return malloc_rest(heap, size);
 }
 
 /* The fast path's miss: heap has no used pool of class c. */
@@ -97,6 +164,14 @@ static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
     size_t total;
     if (soma__base_mul_overflow(nmemb, size, &total))
         return NULL;
+    if (SOMA_UNLIKELY(sampling())) {
+        void *p = sample_pick(heap, total, SOMA_CALL_CALLOC, 0); /* fresh pages: zeros */
+        if (p != NULL || total > SOMA_MEDIUM_MAX)
+            return p != NULL ? p : soma__large_calloc(large_owner(heap), total);
+        if ((p = unsampled(heap, total)) != NULL)
+            memset(p, 0, total);
+        return p;
+    }
     if (total > SOMA_MEDIUM_MAX) {
         soma__start(); /* before the first large block: is debug mode on? */
         if (!soma__options.debug)
@@ -178,6 +253,8 @@ __attribute__((noinline, cold)) void soma__malloc_free_foreign(void *p)
     int saved = errno; /* free never changes errno */
     if (SOMA_UNLIKELY(soma__options.debug)) {
         soma__debug_free(p);
+    } else if (soma__guard_holds(p)) {
+        soma__guard_free(p, SOMA_FN("soma_free", "free"));
     } else {
         not_given_back(p, "soma_free");
         soma__large_free(p);
@@ -210,6 +287,24 @@ void soma_free(void *p)
     soma__fastpath_free(p);
 }
 
+/* A guarded block's realloc: always a new block, so that the old one's
+ * pages become inaccessible. */
+static void *guard_realloc(heap_t *heap, void *p, size_t size)
+{
+    const char *fn = SOMA_FN("soma_realloc", "realloc");
+    size_t had;
+    if (!soma__guard_live(p, fn, &had))
+        return errno = EINVAL, NULL; /* reported */
+    void *q = soma__fastpath_malloc(heap, size);
+    if (q == NULL)
+        return NULL;
+    if (soma__guard_holds(q))
+        soma__guard_retag(q, SOMA_CALL_REALLOC);
+    memcpy(q, p, size < had ? size : had);
+    soma__guard_free(p, fn);
+    return q;
+}
+
 static void *realloc_in(heap_t *heap, void *p, size_t size)
 {
     if (SOMA_UNLIKELY(soma__options.debug))
@@ -223,6 +318,8 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
     }
     pool_t *pool = owned_pool(p, "soma_realloc");
     if (pool == NULL) {
+        if (soma__guard_holds(p))
+            return guard_realloc(heap, p, size);
         not_given_back(p, "soma_realloc");
         return soma__large_realloc(p, size); /* it keeps its owner */
     }
@@ -239,6 +336,8 @@ static void *realloc_in(heap_t *heap, void *p, size_t size)
     void *q = soma__fastpath_malloc(heap, size);
     if (q == NULL)
         return NULL; /* p untouched, errno = ENOMEM */
+    if (SOMA_UNLIKELY(soma__guard_holds(q))) /* SOMA_GUARD_SAMPLE's pick */
+        soma__guard_retag(q, SOMA_CALL_REALLOC);
     memcpy(q, p, size < old ? size : old);
     soma__fastpath_free_small(pool, p);
     return q;
@@ -252,6 +351,11 @@ size_t soma_usable_size(const void *p)
         return soma__debug_usable_size(p);
     pool_t *pool = owned_pool(p, "soma_usable_size");
     if (pool == NULL) {
+        size_t had;
+        if (soma__guard_holds(p)) /* the size asked: the slack past it is checked */
+            return soma__guard_live(p, SOMA_FN("soma_usable_size", "malloc_usable_size"), &had)
+                       ? had
+                       : 0;
         not_given_back(p, "soma_usable_size");
         return soma__large_usable_size(p);
     }
@@ -276,7 +380,10 @@ void *soma_aligned_alloc(size_t alignment, size_t size)
     soma__start();
     if (SOMA_UNLIKELY(soma__options.debug))
         return soma__debug_malloc(soma__heap_tls, size, SOMA_CALL_ALIGNED, alignment);
-    return soma__large_aligned_alloc(NULL, alignment, size);
+    void *p = SOMA_UNLIKELY(sampling())
+                  ? sample_pick(soma__heap_tls, size, SOMA_CALL_ALIGNED, alignment)
+                  : NULL;
+    return p != NULL ? p : soma__large_aligned_alloc(NULL, alignment, size);
 }
 
 /* ---- checked copies ---- */

@@ -2,7 +2,8 @@
  * malloc.h: the malloc family's layer: what its files share.  malloc.c is
  * the one place that decides who serves a request (a heap's pools, the
  * large blocks, debug mode, the system allocator as a fallback); large.c
- * keeps the blocks above the medium classes; debug.c is debug mode.
+ * keeps the blocks above the medium classes; debug.c is debug mode; guard.c
+ * the guarded blocks (SOMA_GUARD_SAMPLE, SOMA_DEBUG=guard).
  */
 #ifndef SOMA_MALLOC_H
 #define SOMA_MALLOC_H
@@ -169,5 +170,74 @@ SOMA_INTERNAL int soma__debug_copy_check(const copy_t *c);
  * freed (in the quarantine, or released and waiting on a remote stack) or
  * its header is not one. */
 SOMA_INTERNAL int soma__debug_visible(void *b, size_t total, int large, void **user, size_t *size);
+/* A diagnosis in debug mode's form, for guard.c too: started with
+ * soma__debug_start_as (PREFIX fn(p): what) or soma__debug_add, written by
+ * soma__debug_emit (a stack buffer and write(2) only: a signal handler may
+ * use them), then soma__debug_stop, which aborts in debug mode unless
+ * SOMA_DEBUG=report. */
+typedef struct {
+    char buf[2048];
+    size_t len;
+} debug_text_t;
+SOMA_INTERNAL void soma__debug_add(debug_text_t *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+SOMA_INTERNAL void soma__debug_start_as(debug_text_t *t, const char *prefix, const char *fn,
+                                        const void *p, const char *what);
+/* The bytes at p (len of them, the first bad one at `bad`) against the
+ * pattern `want`, as offsets from U, a block of n bytes asked. */
+SOMA_INTERNAL void soma__debug_diff(debug_text_t *t, const unsigned char *u, size_t n,
+                                    const unsigned char *p, size_t len, size_t bad, unsigned want);
+SOMA_INTERNAL void soma__debug_emit(debug_text_t *t);
+SOMA_INTERNAL void soma__debug_stop(void);
+SOMA_INTERNAL const char *soma__debug_api_name(unsigned api);
+/* The names a program knows the calls by: the override's are the C library's. */
+#ifdef SOMA_OVERRIDE
+#define SOMA_FN(lib, libc) libc
+#else
+#define SOMA_FN(lib, libc) lib
+#endif
+
+/* ---- guard.c: guarded blocks (SOMA_GUARD_SAMPLE, SOMA_DEBUG=guard): each
+ * on pages of its own against an inaccessible guard area, in one reserved
+ * range ---- */
+extern SOMA_INTERNAL uintptr_t soma__guard_base;
+extern SOMA_INTERNAL size_t soma__guard_size; /* 0 while guarding is off */
+static inline int soma__guard_holds(const void *p)
+{
+    return (uintptr_t)p - soma__guard_base < soma__guard_size;
+}
+/* Sampling (only while SOMA_GUARD_SAMPLE is on): a countdown per thread.
+ * soma__guard_tick counts one allocation: 0 while the countdown runs; 1
+ * when it has run out (or not started in this thread), and then
+ * soma__guard_next says whether this allocation is the one picked, about
+ * one in N, and starts the countdown again.  Split so that the common case
+ * makes no call. */
+extern __thread long soma__guard_countdown __attribute__((tls_model("initial-exec")));
+static inline int soma__guard_tick(void)
+{
+    long left = soma__guard_countdown - 1;
+    if (SOMA_LIKELY(left > 0)) {
+        soma__guard_countdown = left;
+        return 0;
+    }
+    return 1;
+}
+SOMA_INTERNAL int soma__guard_next(void);
+static inline int soma__guard_sampled(void)
+{
+    return soma__guard_tick() && soma__guard_next();
+}
+/* A guarded block of n bytes (align: 0, or above 16), zeroed, with that
+ * API and serial (0: the guarded blocks' own count) in its record; NULL
+ * when it cannot be guarded (off, too large, no slot: the caller makes an
+ * ordinary one). */
+SOMA_INTERNAL void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial);
+/* p lies in the range (soma__guard_holds).  fn: the call, for a diagnosis. */
+SOMA_INTERNAL void soma__guard_free(void *p, const char *fn);
+/* 1 and its size asked if p is a live guarded block; else reported, 0. */
+SOMA_INTERNAL int soma__guard_live(const void *p, const char *fn, size_t *n);
+SOMA_INTERNAL void soma__guard_retag(void *p, int api); /* the API that made it */
+/* Every live guarded block's slack checked (soma_debug_check); how many. */
+SOMA_INTERNAL size_t soma__guard_check(const char *fn);
 
 #endif /* SOMA_MALLOC_H */

@@ -57,10 +57,15 @@ static inline unsigned soma__sizeclass_small(size_t n) /* 1 <= n <= threshold */
 {
     return (unsigned)((n - 1) >> SOMA_ALIGNMENT_SHIFT);
 }
+/* The medium class from the lookup table, or 0 before it is filled. */
+static inline unsigned soma__sizeclass_medium_lut_get(size_t n) /* threshold < n <= MEDIUM_MAX */
+{
+    return atomic_load_explicit(&soma__sizeclass_medium_lut[(n - SOMA_SMALL_THRESHOLD - 1) >> 4],
+                                memory_order_relaxed);
+}
 static inline unsigned soma__sizeclass_medium(size_t n) /* threshold < n <= SOMA_MEDIUM_MAX */
 {
-    unsigned c = atomic_load_explicit(
-        &soma__sizeclass_medium_lut[(n - SOMA_SMALL_THRESHOLD - 1) >> 4], memory_order_relaxed);
+    unsigned c = soma__sizeclass_medium_lut_get(n);
     return SOMA_LIKELY(c != 0) ? c : soma__sizeclass_medium_slow(n);
 }
 static inline unsigned soma__sizeclass_of(size_t n) /* 1 <= n <= SOMA_MEDIUM_MAX */

@@ -22,7 +22,9 @@
  * arena map at exit, into one self-contained HTML page (timeline.c).
  * --debug runs PROG in soma's debug mode (SOMA_DEBUG=1: guards, fill
  * patterns, a diagnosis and an abort on the first misuse; =report: every
- * misuse reported, and PROG goes on; src/malloc/debug.c).
+ * misuse reported, and PROG goes on; src/malloc/debug.c; =guard: as 1, and
+ * every block against an inaccessible guard page, so that an overflow or a
+ * use after free faults where it happens and is diagnosed: guard.c).
  * The exit status is PROG's own, or 128 + the
  * signal that killed it (as a shell reports it).
  */
@@ -63,6 +65,9 @@ static void run_usage(FILE *out)
           "                       and a diagnosis and an abort at the first overflow,\n"
           "                       double free, bad pointer or write after free\n"
           "  --debug=report       the same, but report every misuse and go on\n"
+          "  --debug=guard        as --debug, and every block against an inaccessible\n"
+          "                       guard page, inaccessible once freed: an overflow or a\n"
+          "                       use after free is diagnosed where it happens\n"
           "  (PYTHONMALLOC=malloc is set unless it is set already: Python's objects then\n"
           "  come to soma instead of to CPython's own allocator)\n",
           out);
@@ -331,6 +336,8 @@ int soma_tool_run(int argc, char **argv)
             debug = "1";
         } else if (strcmp(argv[i], "--debug=report") == 0) {
             debug = "report";
+        } else if (strcmp(argv[i], "--debug=guard") == 0) {
+            debug = "guard";
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             run_usage(stdout);
             return 0;

@@ -78,7 +78,7 @@ enum {
       "a boolean (1/0, yes/no, on/off, true/false)",                                               \
       "the override only: 1: memcpy, memmove, memset, strcpy, strcat and their kin (the "          \
       "_FORTIFY_SOURCE forms too) stop the program before a copy into one of soma's blocks runs " \
-      "past its end, with a diagnosis (debug mode always checks)")
+      "past its end, with a diagnosis (debug mode always checks)")                               \
     X(guard_sample, "SOMA_GUARD_SAMPLE", SOMA_OPT_NUMBER, "1 in N", 0, 0, 0, 1000000000,           \
       "0 (off)", "0 (off)", "a number from 0 to 1000000000",                                       \
       "N > 0: about one allocation in N (at random intervals, per thread) is guarded: on pages "   \

@@ -209,7 +209,7 @@ static void say_once(const char *why)
         return;
     warned = 1;
     char line[256];
-    int len = snprintf(line, sizeof line, "soma: guard: %s; such blocks are made unguarded "
+    int len = snprintf(line, sizeof line, "soma: warning: guard: %s; such blocks are made unguarded "
                                           "from here on while it lasts\n", why);
     soma__sink_write_all(STDERR_FILENO, line, (size_t)len < sizeof line ? (size_t)len
                                                                        : sizeof line - 1);

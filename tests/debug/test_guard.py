@@ -184,7 +184,7 @@ for n, lo, hi in ((1, 16384, 16384), (10, 1700, 2300), (100, 140, 260)):
           f"SOMA_GUARD_SAMPLE={n}: {lo} to {hi} of 20000 guarded, in the guard range "
           f"({p.stdout.strip()})")
     if n == 1:  # the limit of live guarded blocks, said once
-        check(p.stderr.count("soma: guard: as many guarded blocks are live as soma allows") == 1,
+        check(p.stderr.count("soma: warning: guard: as many guarded blocks are live as soma allows") == 1,
               f"SOMA_GUARD_SAMPLE=1: the fallback is said once ({p.stderr[-500:]})")
 p = run([prog, "count"], dict(PRE, SOMA_GUARD_SAMPLE="0"))
 check("guarded 0 of" in p.stdout, f"SOMA_GUARD_SAMPLE=0: none guarded ({p.stdout.strip()})")

@@ -200,5 +200,12 @@ NAMES = set(OPS) | {"__memcpy_chk", "__memmove_chk", "__mempcpy_chk", "__memset_
                     "__strncat_chk"}
 check(not (defined(libsoma) & NAMES), f"libsoma.so defines none of {sorted(NAMES)}")
 check(NAMES <= defined(override), "the override defines them all")
+# soma's own copies reach the C library's functions (-Wl,--wrap), never the
+# checked ones: no call or jump in the override lands on one of the names.
+dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", override], capture_output=True,
+                     text=True).stdout
+calls = re.findall(r"\b(?:call|jmp)\w*\s+[0-9a-f]+ <(" + "|".join(map(re.escape, NAMES)) +
+                   r")(?:@plt)?>", dis)
+check(dis != "" and not calls, f"nothing in the override calls its own checked copies: {calls[:5]}")
 
 done("test_copies")

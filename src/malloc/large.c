@@ -167,28 +167,33 @@ static int grow(shard_t *s)
 /* ---- which large block holds an address (the checked copies) ----
  *
  * The registry finds a block by its start; a copy names any byte of it.
- * So the mapped blocks' first and last pages are marked in two bitmaps,
- * one bit per 4 KiB page, in windows of 4 GiB (soma__large_marks: a
- * window's 256 KiB of bits, starts then ends, mapped when its first block
- * is entered, and kept).  Marked and cleared under the block's shard lock,
- * with atomic or/and (shards share words); read without a lock.  The
- * block that may hold p is the nearest start at or below p's page
- * (blocks never overlap, so no other can); it holds p, and a copy from p
- * fits in it, when no end lies between that start and the copy's last
- * page.  For a live block no mark can change inside those bounds while
- * they are read, so the quick answer (soma__large_copy_fits) is exact for
- * a copy into a live block; the diagnosis asks the registry, under its
+ * So each window of 4 GiB of addresses where mapped blocks have been has
+ * a record (large_window_t, malloc.h: mapped when its first block is
+ * entered, and kept): how many blocks overlap each MiB of it, and the
+ * blocks' first and last pages marked in two bitmaps, one bit a page.
+ * Changed under the block's shard lock, with atomic adds and or/and
+ * (shards share them); read without a lock.  A byte in a MiB no block
+ * overlaps is in none (soma__large_near: the test a copy to a library's
+ * globals or a thread's stack stops at).  Otherwise the block that may
+ * hold it is the nearest start at or below its page (blocks never
+ * overlap, so no other can); it holds the byte when no end lies between
+ * them, and a copy from there fits in it when no end lies before the
+ * copy's last page.  For a live block nothing read there changes while
+ * it is read, so the quick answer (soma__large_copy_fits) is exact for a
+ * copy into a live block; the diagnosis asks the registry, under its
  * lock (soma__large_block_of).  The scan for a start looks back
  * MARKS_SCAN words (about 4 MiB of addresses): a byte further into a
  * larger block is not found (a copy there goes unchecked, never falsely
  * stopped).  System blocks (the small fallback) have no marks: they are
  * the system allocator's chunks. */
 #define MARKS_PAGES ((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12))
-#define MARKS_WORDS (MARKS_PAGES / 64)
-#define MARKS_BYTES (2 * MARKS_WORDS * sizeof(uint64_t))
 #define MARKS_SCAN 16
 _Static_assert(PAGE == 4096, "one bit per 4 KiB page");
-_Atomic(_Atomic uint64_t *) soma__large_marks[SOMA_LARGE_WINDOWS];
+/* a mapped block is above SOMA_MEDIUM_MAX: two pages at least */
+_Static_assert(((size_t)1 << SOMA_LARGE_MIB_BITS) / (2 * PAGE) + 1 < 65536 &&
+                   SOMA_MEDIUM_MAX >= PAGE,
+               "a MiB's count of blocks fits 16 bits");
+_Atomic(large_window_t *) soma__large_windows[SOMA_LARGE_WINDOWS];
 
 /* The last block a thread's quick answer found, [start, end), good while
  * no block has left the registry since (`left`, counted under the shard
@@ -200,39 +205,53 @@ static __thread struct {
     uint64_t left;
 } seen __attribute__((tls_model("initial-exec")));
 
-/* Mark (or clear) the page of addr in the starts (end = 0) or the ends. */
-static void mark(uintptr_t addr, int end, int on)
+/* The window of addr, mapped if `make` and there is none yet (NULL if it
+ * cannot be: the block goes unchecked). */
+static large_window_t *window(uintptr_t addr, int make)
 {
     size_t w = addr >> SOMA_LARGE_WINDOW_BITS;
     if (w >= SOMA_LARGE_WINDOWS)
-        return;
-    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
-    if (bits == NULL) {
-        if (!on)
-            return;
-        _Atomic uint64_t *fresh = soma__os_map(MARKS_BYTES);
-        if (fresh == NULL)
-            return; /* the block goes unchecked */
-        if (atomic_compare_exchange_strong_explicit(&soma__large_marks[w], &bits, fresh,
-                                                    memory_order_acq_rel, memory_order_acquire))
-            bits = fresh;
-        else
-            soma__os_unmap((void *)fresh, MARKS_BYTES);
-    }
+        return NULL;
+    large_window_t *win = atomic_load_explicit(&soma__large_windows[w], memory_order_acquire);
+    if (win != NULL || !make)
+        return win;
+    large_window_t *fresh = soma__os_map(sizeof *fresh);
+    if (fresh == NULL)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(&soma__large_windows[w], &win, fresh,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return fresh;
+    soma__os_unmap(fresh, sizeof *fresh);
+    return win;
+}
+
+static void mark(_Atomic uint64_t *bits, uintptr_t addr, int on)
+{
     size_t page = (addr >> 12) & (MARKS_PAGES - 1);
-    _Atomic uint64_t *word = &bits[(end ? MARKS_WORDS : 0) + page / 64];
     uint64_t bit = (uint64_t)1 << (page % 64);
     if (on)
-        atomic_fetch_or_explicit(word, bit, memory_order_release);
+        atomic_fetch_or_explicit(&bits[page / 64], bit, memory_order_release);
     else
-        atomic_fetch_and_explicit(word, ~bit, memory_order_release);
+        atomic_fetch_and_explicit(&bits[page / 64], ~bit, memory_order_release);
 }
 
 /* The block [p, p + map) is entered (on) or leaves. */
 static void marks_set(uintptr_t p, size_t map, int on)
 {
-    mark(p, 0, on);
-    mark(p + map - 1, 1, on);
+    uintptr_t last = p + map - 1;
+    large_window_t *win;
+    if ((win = window(p, on)) != NULL)
+        mark(win->starts, p, on);
+    if ((win = window(last, on)) != NULL)
+        mark(win->ends, last, on);
+    for (uintptr_t mib = p >> SOMA_LARGE_MIB_BITS; mib <= last >> SOMA_LARGE_MIB_BITS; mib++)
+        if ((win = window(mib << SOMA_LARGE_MIB_BITS, on)) != NULL) {
+            _Atomic uint16_t *n = &win->blocks[mib & (SOMA_LARGE_MIBS - 1)];
+            if (on)
+                atomic_fetch_add_explicit(n, 1, memory_order_release);
+            else
+                atomic_fetch_sub_explicit(n, 1, memory_order_release);
+        }
 }
 
 /* The nearest start at or below `page` in a window's starts, within the
@@ -1304,10 +1323,8 @@ int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map
 {
     uintptr_t u = (uintptr_t)p;
     size_t w = u >> SOMA_LARGE_WINDOW_BITS, at;
-    if (w >= SOMA_LARGE_WINDOWS)
-        return 0;
-    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
-    if (bits == NULL || !nearest_start(bits, (u >> 12) & (MARKS_PAGES - 1), &at))
+    large_window_t *win = window(u, 0);
+    if (win == NULL || !nearest_start(win->starts, (u >> 12) & (MARKS_PAGES - 1), &at))
         return 0;
     uintptr_t s = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS | (uintptr_t)at << 12;
     entry_t e;
@@ -1324,19 +1341,22 @@ int soma__large_copy_fits(const void *p, size_t len)
     uintptr_t u = (uintptr_t)p, last;
     if (len == 0)
         return 1;
-    if (SOMA_UNLIKELY(soma__options.debug) || __builtin_add_overflow(u, len - 1, &last))
+    if (__builtin_add_overflow(u, len - 1, &last))
         return 0;
+    int debug = soma__options.debug != 0;
     uint64_t gone = atomic_load_explicit(&left, memory_order_acquire);
-    if (u >= seen.start && last < seen.end && gone == seen.left)
+    if (u >= seen.start && last < seen.end && gone == seen.left && !debug)
         return 1;
     size_t w = u >> SOMA_LARGE_WINDOW_BITS, at;
-    if (w >= SOMA_LARGE_WINDOWS || last >> SOMA_LARGE_WINDOW_BITS != w)
+    large_window_t *win = window(u, 0);
+    size_t first = (u >> 12) & (MARKS_PAGES - 1);
+    if (win == NULL || !nearest_start(win->starts, first, &at) ||
+        any_marked(win->ends, at, first))
+        return 1; /* p lies in no large block (the nearest one ends before it) */
+    if (debug || last >> SOMA_LARGE_WINDOW_BITS != w)
         return 0;
-    _Atomic uint64_t *bits = atomic_load_explicit(&soma__large_marks[w], memory_order_acquire);
-    if (bits == NULL || !nearest_start(bits, (u >> 12) & (MARKS_PAGES - 1), &at))
-        return 0;
-    /* no block's end from that start to the page before the copy's last */
-    if (any_marked(bits + MARKS_WORDS, at, (last >> 12) & (MARKS_PAGES - 1)))
+    /* no block's end from p's page to the page before the copy's last */
+    if (any_marked(win->ends, first, (last >> 12) & (MARKS_PAGES - 1)))
         return 0;
     /* it fits; the block's end, for the next copy (the registry's word) */
     uintptr_t start = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS | (uintptr_t)at << 12;

@@ -99,22 +99,38 @@ SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
  * why).  No lock unless a block starts at or below p within that reach;
  * the hot test of the checked copies is soma__large_near. */
 SOMA_INTERNAL int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map);
-/* Normal mode, no lock: does [p, p + len) lie inside one live mapped
- * large block?  1: it does; 0: it may not (ask soma__large_block_of, or
- * p is in no large block).  The checked copies' quick answer. */
+/* The checked copies' quick answer, no lock: may a copy to [p, p + len)
+ * go ahead unchecked?  1: p lies in no large block (within the lookup's
+ * reach), or (normal mode) the copy lies inside one live mapped large
+ * block; 0: it may not fit, or debug mode and p is in one: ask
+ * soma__large_block_of. */
 SOMA_INTERNAL int soma__large_copy_fits(const void *p, size_t len);
-/* The bitmaps of the blocks' first and last pages, one pair per 4 GiB
- * window of addresses below 2^47, NULL where no large block has been. */
+/* What the checked copies read of the mapped large blocks, per window of
+ * 4 GiB of addresses below 2^47 (large.c says how it is kept): NULL where
+ * no large block has been. */
 #define SOMA_LARGE_WINDOW_BITS 32
 #define SOMA_LARGE_WINDOWS ((size_t)1 << (47 - SOMA_LARGE_WINDOW_BITS))
-extern SOMA_INTERNAL _Atomic(_Atomic uint64_t *) soma__large_marks[SOMA_LARGE_WINDOWS];
-/* Might p lie in a large block?  A shift, a compare and a load: 0 for any
- * address of a 4 GiB window no large block has been in. */
+#define SOMA_LARGE_MIB_BITS 20
+#define SOMA_LARGE_MIBS ((size_t)1 << (SOMA_LARGE_WINDOW_BITS - SOMA_LARGE_MIB_BITS))
+typedef struct {
+    _Atomic uint16_t blocks[SOMA_LARGE_MIBS]; /* blocks overlapping each MiB */
+    /* one bit a 4 KiB page: a block's first page, a block's last page */
+    _Atomic uint64_t starts[((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12)) / 64];
+    _Atomic uint64_t ends[((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12)) / 64];
+} large_window_t;
+extern SOMA_INTERNAL _Atomic(large_window_t *) soma__large_windows[SOMA_LARGE_WINDOWS];
+/* Might p lie in a large block?  0 for any address of a MiB that no
+ * mapped large block overlaps: a shift, a compare and two loads. */
 static inline int soma__large_near(const void *p)
 {
     uintptr_t w = (uintptr_t)p >> SOMA_LARGE_WINDOW_BITS;
-    return w < SOMA_LARGE_WINDOWS &&
-           atomic_load_explicit(&soma__large_marks[w], memory_order_relaxed) != NULL;
+    if (w >= SOMA_LARGE_WINDOWS)
+        return 0;
+    large_window_t *win = atomic_load_explicit(&soma__large_windows[w], memory_order_relaxed);
+    return win != NULL &&
+           atomic_load_explicit(&win->blocks[((uintptr_t)p >> SOMA_LARGE_MIB_BITS) &
+                                             (SOMA_LARGE_MIBS - 1)],
+                                memory_order_relaxed) != 0;
 }
 /* fn(p, n, arg) for every large block, one shard locked at a time (fn must
  * not allocate or free a large block). */

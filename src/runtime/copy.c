@@ -10,11 +10,15 @@
  * is the model.  libsoma.so interposes nothing: a program that links soma
  * keeps its C library's copies.
  *
- * The common case, a destination outside soma's blocks (the stack, a
- * global, a buffer of a library's own), must cost next to nothing: the
- * region's range compare (os/region.h) and one load for the large blocks
- * (soma__large_near); only a destination that passes them goes out of
- * line.  The copy itself is the C library's: its functions are found once
+ * Normal mode checks with SOMA_CHECK_COPIES=1 (it costs too much to be
+ * the default: docs/DESIGN.md, "Checked copies"), debug mode always.
+ * With the option off each function here is a compare and a tail call.
+ * On, the common cases are answered without the full check: a
+ * destination outside soma's blocks (the stack, a global) by the
+ * region's range compare and one load for the large blocks
+ * (soma__large_near), a copy inside a pooled block inline
+ * (soma__malloc_copy_fits), one inside a large block without a lock
+ * (soma__large_copy_fits).  The copy itself is the C library's: its functions are found once
  * with dlsym(RTLD_NEXT), which runs glibc's IFUNC resolvers and so gives
  * the CPU's best version.  Until then (a library's constructor that copies
  * before anything else, or the copies of dlsym's own allocations, which
@@ -247,36 +251,34 @@ static const char *const names[2 * F_CHK] = {
 __attribute__((noinline, cold)) static void *checked(unsigned id, void *d, const void *s, size_t n)
 {
     unsigned f = id % F_CHK;
-    {
-        copy_t c = {names[id], SOMA_COPY_MEM, d, s, n, 0, n};
-        switch (f) {
-        case F_MEMSET:
-            c.args = SOMA_COPY_SET;
-            break;
-        case F_STRCPY:
-        case F_STPCPY:
-            c.args = SOMA_COPY_STR;
-            c.n = 0;
-            c.len = strlen(s) + 1;
-            break;
-        case F_STRCAT:
-            c.args = SOMA_COPY_STR;
-            c.n = 0;
-            c.from = strlen(d);
-            c.len = strlen(s) + 1;
-            break;
-        case F_STRNCPY: /* n bytes: the string's, then zeros */
-            c.args = SOMA_COPY_STRN;
-            break;
-        case F_STRNCAT:
-            c.args = SOMA_COPY_STRN;
-            c.from = strlen(d);
-            c.len = strnlen(s, n) + 1;
-            break;
-        }
-        if (!soma__malloc_copy_check(&c))
-            return f == F_MEMPCPY ? (char *)d + n : f == F_STPCPY ? (char *)d + strlen(s) : d;
+    copy_t c = {names[id], SOMA_COPY_MEM, d, s, n, 0, n};
+    switch (f) {
+    case F_MEMSET:
+        c.args = SOMA_COPY_SET;
+        break;
+    case F_STRCPY:
+    case F_STPCPY:
+        c.args = SOMA_COPY_STR;
+        c.n = 0;
+        c.len = strlen(s) + 1;
+        break;
+    case F_STRCAT:
+        c.args = SOMA_COPY_STR;
+        c.n = 0;
+        c.from = strlen(d);
+        c.len = strlen(s) + 1;
+        break;
+    case F_STRNCPY: /* n bytes: the string's, then zeros */
+        c.args = SOMA_COPY_STRN;
+        break;
+    case F_STRNCAT:
+        c.args = SOMA_COPY_STRN;
+        c.from = strlen(d);
+        c.len = strnlen(s, n) + 1;
+        break;
     }
+    if (!soma__malloc_copy_check(&c))
+        return f == F_MEMPCPY ? (char *)d + n : f == F_STPCPY ? (char *)d + strlen(s) : d;
     switch (f) {
     case F_MEMCPY:
         return REAL(memcpy)(d, s, n);
@@ -301,9 +303,9 @@ __attribute__((noinline, cold)) static void *checked(unsigned id, void *d, const
 
 /* With checks on, a copy of n bytes to d that soma__malloc_copy_fits did
  * not let through inline (it is not inside a pooled block, or debug mode):
- * straight to the C library when d is outside soma's blocks or the copy
- * lies inside a large block (normal mode's quick answer, no lock), else
- * checked.  The exported functions are a compare and a tail call with
+ * straight to the C library when d is outside soma's pools and large
+ * blocks, or the copy lies inside a large block (normal mode's quick
+ * answers, no lock), else checked.  The exported functions are a compare and a tail call with
  * checks off, the pooled block's test and a tail call with them on. */
 __attribute__((noinline)) static void *beyond_pools(unsigned id, void *d, const void *s, size_t n)
 {

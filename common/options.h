@@ -70,6 +70,10 @@ enum {
     X(quarantine, "SOMA_DEBUG_QUARANTINE", SOMA_OPT_NUMBER, "bytes", 1048576, 1048576, 0,          \
       1073741824, "1048576", "1048576", "a number of bytes from 0 to 1073741824",                  \
       "debug mode: bytes of freed blocks kept from reuse, so that a write after free is caught "   \
-      "(0: none)")
+      "(0: none)")                                                                                 \
+    X(debug_leaks, "SOMA_DEBUG_LEAKS", SOMA_OPT_BOOL, "bool", 1, 1, 0, 1, "1", "1",                \
+      "a boolean (1/0, yes/no, on/off, true/false)",                                               \
+      "debug mode: at exit, report the blocks still in use, by size, call and the call stack "     \
+      "that made them (a stack is taken at every allocation); 0: no report, no stacks")
 
 #endif

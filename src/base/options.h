@@ -23,6 +23,7 @@ typedef struct {
     long purge_thread;     /* SOMA_BACKGROUND_PURGE */
     long debug;            /* SOMA_DEBUG: SOMA_DEBUG_* */
     long quarantine;       /* SOMA_DEBUG_QUARANTINE, bytes */
+    long debug_leaks;      /* SOMA_DEBUG_LEAKS */
 } options_t;
 extern SOMA_INTERNAL options_t soma__options;
 

@@ -46,7 +46,7 @@ static inline pool_t *owned_pool(const void *p)
 }
 
 /* Above the threshold, out of line so that the small path stays short. */
-__attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
+SOMA_ENTRY __attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
 {
     if (size - 1 < soma__options_gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
         return soma__fastpath_malloc_class(heap, soma__sizeclass_medium(size));
@@ -62,7 +62,7 @@ __attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
 }
 
 /* The fast path's miss: heap has no used pool of class c. */
-void *soma__malloc_slow(heap_t *heap, unsigned c)
+SOMA_ENTRY void *soma__malloc_slow(heap_t *heap, unsigned c)
 {
     if (SOMA_UNLIKELY(heap == &soma__heap_empty)) {
         /* The thread's first small allocation: give it a heap. */
@@ -88,7 +88,7 @@ void *soma__malloc_slow(heap_t *heap, unsigned c)
     return bp;
 }
 
-static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
+SOMA_ENTRY static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
 {
     size_t total;
     if (soma__base_mul_overflow(nmemb, size, &total))
@@ -107,19 +107,19 @@ static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
     return p;
 }
 
-static void *realloc_in(heap_t *heap, void *p, size_t size);
+SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size);
 
-void *soma_malloc(size_t size)
+SOMA_ENTRY void *soma_malloc(size_t size)
 {
     return soma__fastpath_malloc(soma__heap_tls, size);
 }
 
-void *soma_calloc(size_t nmemb, size_t size)
+SOMA_ENTRY void *soma_calloc(size_t nmemb, size_t size)
 {
     return calloc_in(soma__heap_tls, nmemb, size);
 }
 
-void *soma_realloc(void *p, size_t size)
+SOMA_ENTRY void *soma_realloc(void *p, size_t size)
 {
     return realloc_in(soma__heap_tls, p, size);
 }
@@ -141,17 +141,17 @@ void soma_heap_destroy(soma_heap *heap)
     }
 }
 
-void *soma_heap_malloc(soma_heap *heap, size_t size)
+SOMA_ENTRY void *soma_heap_malloc(soma_heap *heap, size_t size)
 {
     return soma__fastpath_malloc((heap_t *)heap, size);
 }
 
-void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size)
+SOMA_ENTRY void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size)
 {
     return calloc_in((heap_t *)heap, nmemb, size);
 }
 
-void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
+SOMA_ENTRY void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
 {
     return realloc_in((heap_t *)heap, p, size);
 }
@@ -206,7 +206,7 @@ void soma_free(void *p)
     soma__fastpath_free(p);
 }
 
-static void *realloc_in(heap_t *heap, void *p, size_t size)
+SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
 {
     if (SOMA_UNLIKELY(soma__options.debug))
         return soma__debug_realloc(heap, p, size,
@@ -261,7 +261,7 @@ size_t soma_usable_size(const void *p)
     return soma__sizeclass_size(pool->szidx);
 }
 
-void *soma_aligned_alloc(size_t alignment, size_t size)
+SOMA_ENTRY void *soma_aligned_alloc(size_t alignment, size_t size)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
         errno = EINVAL;

@@ -36,6 +36,7 @@
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,9 +52,10 @@
  * frame is one more step of the unwinder at every allocation (the cost is
  * in docs/BENCHMARKS.md#debug-mode). */
 #define LEAK_DEPTH SOMA_LEAKS_DEPTH
-/* soma's own frames at most above a take: leaks_take, debug_malloc,
- * debug_calloc or debug_realloc, calloc_in or realloc_in, soma_calloc or
- * soma_realloc, the override's calloc or realloc, and one spare. */
+/* soma's own frames at most above a take (what a compiler that made no
+ * tail call would leave): leaks_take, debug_malloc, debug_calloc or
+ * debug_realloc, calloc_in or realloc_in, soma_calloc or soma_realloc,
+ * the override's calloc or realloc, and one spare. */
 #define ENTRY_FRAMES 7
 _Static_assert(LEAK_DEPTH + ENTRY_FRAMES <= SOMA_TRACE_MAX, "trace.h takes that many frames");
 #define MAX_STACKS ((uint32_t)(sizeof(void *) == 8 ? 1u << 20 : 1u << 16))
@@ -93,20 +95,49 @@ extern const char __stop_soma_entry[] __attribute__((visibility("hidden")));
 /* This thread is taking a stack: an allocation now is the unwinder's. */
 static __thread int taking __attribute__((tls_model("initial-exec")));
 
-SOMA_ENTRY int soma__leaks_take(void **frames)
+/* How many of soma's frames a take makes room for, by call: the most seen
+ * so far.  Unwinding is most of what a take costs, frame by frame, and
+ * soma's are 2 on malloc's path (leaks_take, debug_malloc: the rest are
+ * tail calls) but more on realloc's; so room is made for what has been
+ * seen, and a take that finds more of them takes again, once, with more. */
+static atomic_int room[SOMA_CALL_END];
+
+static int is_soma(const void *ret)
+{
+    /* A return address points after its call: the byte before it is in
+     * the calling function. */
+    const char *c = (const char *)ret - 1;
+    return c >= ENTRY_START && c < ENTRY_END;
+}
+
+SOMA_ENTRY int soma__leaks_take(void **frames, unsigned call)
 {
     if (taking)
         return -1;
     void *all[LEAK_DEPTH + ENTRY_FRAMES];
-    taking = 1;
-    int n = soma__trace_take(all, LEAK_DEPTH + ENTRY_FRAMES, 0);
-    taking = 0;
-    int first = 0;
-    /* A return address points after its call: the byte before it is in
-     * the calling function. */
-    while (first < n && (const char *)all[first] - 1 >= ENTRY_START &&
-           (const char *)all[first] - 1 < ENTRY_END)
-        first++;
+    atomic_int *r = &room[call < SOMA_CALL_END ? call : 0];
+    int extra = atomic_load_explicit(r, memory_order_relaxed);
+    if (extra < 2)
+        extra = 2;
+    int n, first;
+    for (;;) {
+        taking = 1;
+        n = soma__trace_take(all, LEAK_DEPTH + extra, 0);
+        taking = 0;
+        for (first = 0; first < n && is_soma(all[first]); first++)
+            ;
+        /* Every frame asked for came, but too few of them are the
+         * program's: soma had more frames than there was room for. */
+        if (n < LEAK_DEPTH + extra || n - first >= LEAK_DEPTH || extra >= ENTRY_FRAMES)
+            break;
+        int more = first > extra ? first : extra + 1;
+        extra = more < ENTRY_FRAMES ? more : ENTRY_FRAMES;
+        int seen_room = atomic_load_explicit(r, memory_order_relaxed);
+        while (seen_room < extra && !atomic_compare_exchange_weak_explicit(
+                                        r, &seen_room, extra, memory_order_relaxed,
+                                        memory_order_relaxed))
+            ;
+    }
     int k = 0;
     for (int i = first; i < n && k < LEAK_DEPTH; i++)
         frames[k++] = all[i];

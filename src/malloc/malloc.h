@@ -117,12 +117,13 @@ SOMA_INTERNAL int soma__debug_visible(void *b, size_t total, int large, void **u
 #define SOMA_STACK_NONE 0u          /* none taken (SOMA_DEBUG_LEAKS=0, or no frames) */
 #define SOMA_STACK_FULL 0xfffffffeu /* taken, but the table was full */
 #define SOMA_STACK_OWN 0xffffffffu  /* made by the unwinder while it took a stack */
-/* The calling allocation's stack, soma's frames dropped, into frames
- * (SOMA_LEAKS_DEPTH of them at most): how many, or -1 when this thread is
- * taking one already (the allocation is the unwinder's).  Without any lock:
- * it unwinds, and may load the unwinder (which allocates). */
-#define SOMA_LEAKS_DEPTH 8
-SOMA_INTERNAL int soma__leaks_take(void **frames);
+/* The calling allocation's stack (call: SOMA_CALL_*), soma's frames
+ * dropped, into frames (SOMA_LEAKS_DEPTH of them at most): how many, or -1
+ * when this thread is taking one already (the allocation is the
+ * unwinder's).  Without any lock: it unwinds, and may load the unwinder
+ * (which allocates). */
+#define SOMA_LEAKS_DEPTH 6
+SOMA_INTERNAL int soma__leaks_take(void **frames, unsigned call);
 /* The number of that stack (n from soma__leaks_take), kept in the table if
  * it is new.  Debug lock held. */
 SOMA_INTERNAL uint32_t soma__leaks_intern(void *const *frames, int n);

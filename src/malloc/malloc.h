@@ -2,7 +2,8 @@
  * malloc.h: the malloc family's layer: what its files share.  malloc.c is
  * the one place that decides who serves a request (a heap's pools, the
  * large blocks, debug mode, the system allocator as a fallback); large.c
- * keeps the blocks above the medium classes; debug.c is debug mode.
+ * keeps the blocks above the medium classes; debug.c is debug mode, and
+ * leaks.c its call stacks and its leak report at exit.
  */
 #ifndef SOMA_MALLOC_H
 #define SOMA_MALLOC_H

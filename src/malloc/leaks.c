@@ -124,8 +124,14 @@ SOMA_ENTRY int soma__leaks_take(void **frames, unsigned call)
         taking = 1;
         n = soma__trace_take(all, LEAK_DEPTH + extra, 0);
         taking = 0;
-        for (first = 0; first < n && is_soma(all[first]); first++)
+        /* Below leaks_take, the tracer's own frames if it left any (the
+         * backtrace of AddressSanitizer's runtime leaves one); then soma's. */
+        for (first = 0; first < n && !is_soma(all[first]); first++)
             ;
+        if (first == n)
+            first = 0;
+        while (first < n && is_soma(all[first]))
+            first++;
         /* Every frame asked for came, but too few of them are the
          * program's: soma had more frames than there was room for. */
         if (n < LEAK_DEPTH + extra || n - first >= LEAK_DEPTH || extra >= ENTRY_FRAMES)

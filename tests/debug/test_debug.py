@@ -207,8 +207,10 @@ def expect_leaks(name, p, libc):
     frame0 = r", made at:\n    #0 0x[0-9a-f]+ {}\+0x[0-9a-f]+ \(.*debug_misuse"
     ok &= check(re.search(r"\n  4,000 bytes in 1 block of 4000 bytes" + frame0.format("leaky_grow"),
                           rep) is not None, f"{name}: realloc's site, named")
-    ok &= check(re.search(r"\n  1,500 bytes in 5 blocks of 300 bytes" + frame0.format("leaky_table"),
-                          rep) is not None, f"{name}: malloc's site, named")
+    # (A compiler may unroll the loop of 5 calls into 5 sites.)
+    ok &= check(re.search(r"\n  [\d,]+ bytes in [1-5] blocks? of 300 bytes" +
+                          frame0.format("leaky_table"), rep) is not None,
+                f"{name}: malloc's site, named")
     ok &= check(re.search(r"\n  [12],000 bytes in [12] blocks? of 1000 bytes" +
                           frame0.format("leaky_zeros"), rep) is not None,
                 f"{name}: calloc's site, named")

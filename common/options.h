@@ -84,6 +84,10 @@ enum {
       "N > 0: about one allocation in N (at random intervals, per thread) is guarded: on pages "   \
       "of its own against an inaccessible guard page, and inaccessible once freed, so that an "    \
       "overflow or a use after free faults at the instruction and is diagnosed; cheap enough "     \
-      "to leave on (docs/DESIGN.md, Guard pages); 0: off")
+      "to leave on (docs/DESIGN.md, Guard pages); 0: off")                                          \
+    X(debug_leaks, "SOMA_DEBUG_LEAKS", SOMA_OPT_BOOL, "bool", 1, 1, 0, 1, "1", "1",                \
+      "a boolean (1/0, yes/no, on/off, true/false)",                                               \
+      "debug mode: at exit, report the blocks still in use, by size, call and the call stack "     \
+      "that made them (a stack is taken at every allocation); 0: no report, no stacks")
 
 #endif

@@ -25,6 +25,7 @@ typedef struct {
     long quarantine;       /* SOMA_DEBUG_QUARANTINE, bytes */
     long check_copies;     /* SOMA_CHECK_COPIES (the override's runtime/copy.c); 1 in debug mode */
     long guard_sample;     /* SOMA_GUARD_SAMPLE: 1 allocation in N guarded; 0 = off */
+    long debug_leaks;      /* SOMA_DEBUG_LEAKS */
 } options_t;
 extern SOMA_INTERNAL options_t soma__options;
 

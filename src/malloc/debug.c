@@ -6,9 +6,9 @@
  * both sides, inside an ordinary block of a larger class (or a large
  * block):
  *
- *   B = H                                   U = H + 32       U + n           B + span + 32
- *   | pad | n | serial,api,state | FD x 8  | n bytes: CD ... | FD FD ... (>= 8) |
- *   '------------ header, 32 bytes --------'  the program's   trailer guard
+ *   B = H                                         U = H + 48       U + n           B + span + 48
+ *   | pad | n | serial,api,state | stack | FD x 20 | n bytes: CD ... | FD FD ... (>= 8) |
+ *   '--------------- header, 48 bytes ------------'  the program's   trailer guard
  *
  *   pad     bytes from the underlying block B to H, xor PAD_MAGIC: 0,
  *           except for an aligned_alloc above 16 (B = U - alignment); a
@@ -24,6 +24,10 @@
  *   api     which call made it: malloc, calloc, realloc, aligned_alloc,
  *           or the soma_heap_ calls of an explicit heap.
  *   state   live, freed (in quarantine), released (back in its pool).
+ *   stack   the number of the call stack that made it (leaks.c), for the
+ *           leak report at exit; 0 with SOMA_DEBUG_LEAKS=0.
+ *   FD x 20 the front guard: the rest of the header, so that the program's
+ *           bytes stay 16-aligned.
  *
  * Fresh bytes are CD ("clean"), freed bytes DD ("dead"), guards FD
  * (CPython's three patterns, so that a person who knows one knows the
@@ -58,9 +62,22 @@
  * Then soma aborts (SOMA_DEBUG=1) or, with SOMA_DEBUG=report, prints and
  * carries on, leaving the damaged block alone (a double free is ignored).
  *
+ * At exit (a destructor of soma's, debug_at_exit: after the program's
+ * atexit handlers and C++ statics, and, linked statically, after the
+ * program's own destructors), the same walk as soma_debug_check checks
+ * every block: the live ones' guards, the quarantined ones' fill, the
+ * free ones' fill.  Its diagnoses ("the check at exit found block ...")
+ * are kept while the walk holds the lock and printed after it, each with
+ * the call stack that made the block; then the leak report (leaks.c:
+ * the live blocks by size, call and stack), unless SOMA_DEBUG_LEAKS=0.
+ * SOMA_DEBUG=1 then aborts if anything was damaged, after the report; a
+ * leak alone never changes how the process ends.  A process that ends
+ * with _exit (a forked child, usually) or a signal runs no check.
+ *
  * Costs and locks: one recursive mutex, the heap layer's debug lock
  * (soma__heap_debug_lock), serialises every debug call (so
- * soma_debug_check sees a still world); a block needs 40 more bytes; the
+ * soma_debug_check sees a still world); a block needs 56 more bytes, and
+ * an allocation takes its call stack (outside the lock); the
  * fast paths are closed by the gate (base/options.h), so normal mode pays
  * nothing for this file.  Lock order: this lock, then heaps_lock, then a
  * heap's lock; recursive because a debug call that starts soma or a thread
@@ -83,7 +100,11 @@
 #include <sanitizer/lsan_interface.h>
 #endif
 
-#define HDR 32
+#define HDR 48
+/* An aligned block's header starts this far before U at least: the
+ * smallest power of two that holds HDR (underlying()). */
+#define ALIGN_MIN 64
+_Static_assert(ALIGN_MIN >= HDR && (ALIGN_MIN & (ALIGN_MIN - 1)) == 0, "a power of two");
 #define TRAIL 8
 #define CLEAN 0xCD
 #define DEAD 0xDD
@@ -102,8 +123,9 @@ enum { ST_LIVE = 0xA1, ST_FREED = 0xF1, ST_RELEASED = 0xF2 };
 typedef struct {
     uint64_t pad;
     uint64_t size;
-    uint64_t tag; /* serial << 16 | api << 8 | state */
-    uint8_t guard[8];
+    uint64_t tag;   /* serial << 16 | api << 8 | state */
+    uint32_t stack; /* leaks.c's number of the stack that made it, or SOMA_STACK_* */
+    uint8_t guard[20];
 } dbg_hdr_t;
 _Static_assert(sizeof(dbg_hdr_t) == HDR, "the header keeps the program's bytes 16-aligned");
 
@@ -163,6 +185,16 @@ const char *soma__debug_api_name(unsigned api)
 typedef debug_text_t text_t;
 #define add soma__debug_add
 
+/* The check at exit keeps its diagnoses here while it holds the lock, and
+ * prints them after it (debug_at_exit): at most EXIT_SHOWN, the rest
+ * counted. */
+#define EXIT_SHOWN 20
+typedef struct {
+    unsigned n, more;
+    text_t shown[EXIT_SHOWN];
+} exit_log_t;
+static exit_log_t *exit_log;
+
 void soma__debug_add(text_t *t, const char *fmt, ...)
 {
     if (t->len >= sizeof t->buf)
@@ -178,6 +210,7 @@ void soma__debug_add(text_t *t, const char *fmt, ...)
 static void describe(text_t *t, const blk_t *b)
 {
     const dbg_hdr_t *h = b->h;
+    t->stack = h->stack;
     add(t, "\n  block %p: %llu bytes asked, serial %llu, made by %s", (void *)b->u,
         (unsigned long long)h->size, serial_of(h), api_name(api_of(h)));
     if (b->pool == NULL)
@@ -226,23 +259,35 @@ static void bytes_diff(text_t *t, const blk_t *b, const unsigned char *p, size_t
     soma__debug_diff(t, b->u, b->h->size, p, len, bad, want);
 }
 
+static void stop(void)
+{
+    static const char tail[] = "soma: debug: aborting (SOMA_DEBUG=report reports and goes on)\n";
+    soma__sink_write_all(STDERR_FILENO, tail, sizeof tail - 1);
+    abort();
+}
 
 void soma__debug_emit(text_t *t)
 {
     add(t, "\n");
-    soma__sink_write_all(STDERR_FILENO, t->buf, t->len);
     problems++;
+    if (exit_log != NULL) { /* the check at exit: printed after its walk */
+        if (exit_log->n < EXIT_SHOWN)
+            exit_log->shown[exit_log->n++] = *t;
+        else
+            exit_log->more++;
+        return;
+    }
+    soma__sink_write_all(STDERR_FILENO, t->buf, t->len);
 }
 
 /* Debug mode aborts unless SOMA_DEBUG=report; without it (what
- * soma_debug_check finds) the program goes on. */
+ * soma_debug_check finds) the program goes on.  The check at exit decides
+ * once its walk is done. */
 void soma__debug_stop(void)
 {
-    if (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD) {
-        static const char tail[] = "soma: debug: aborting (SOMA_DEBUG=report reports and goes on)\n";
-        soma__sink_write_all(STDERR_FILENO, tail, sizeof tail - 1);
-        abort();
-    }
+    if (exit_log == NULL &&
+        (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD))
+        stop();
 }
 
 static void finish(text_t *t)
@@ -258,6 +303,7 @@ void soma__debug_start_as(text_t *t, const char *pre, const char *fn, const void
                           const char *what)
 {
     t->len = 0;
+    t->stack = SOMA_STACK_NONE;
     if (fn[0] == '=' && (strncmp(what, "pool ", 5) == 0 || strncmp(what, "heap ", 5) == 0))
         add(t, "%s%s found %.4s %p: %s", pre, fn + 1, what, p, what + 5);
     else if (fn[0] == '=')
@@ -273,9 +319,17 @@ static void start(text_t *t, const char *fn, const void *p, const char *what)
 
 /* ---- finding a block ---- */
 
+/* Eight bytes at a time: the check at exit reads every free block. */
 static size_t first_not(const unsigned char *p, size_t len, unsigned want)
 {
-    for (size_t i = 0; i < len; i++)
+    uint64_t all = 0x0101010101010101u * want;
+    size_t i = 0;
+    for (uint64_t v; i + 8 <= len; i += 8) {
+        memcpy(&v, p + i, 8);
+        if (v != all)
+            break;
+    }
+    for (; i < len; i++)
         if (p[i] != want)
             return i;
     return len;
@@ -342,10 +396,11 @@ static int locate(const void *p, blk_t *out, const char *fn)
         }
         *out = whole;
     } else {
-        /* A large block starts at U - 32, or, aligned, at U - alignment. */
+        /* A large block starts at U - HDR, or, aligned, at U - a power of
+         * two from ALIGN_MIN up (underlying()). */
         size_t total = 0, pad = 0;
         int found = soma__large_lookup((const void *)(u - HDR), &total);
-        for (size_t al = 2 * HDR; !found && al <= MAX_ALIGN; al <<= 1)
+        for (size_t al = ALIGN_MIN; !found && al <= MAX_ALIGN; al <<= 1)
             if (u % al == 0 && soma__large_lookup((const void *)(u - al), &total))
                 pad = al - HDR, found = 1;
         if (!found || total < pad + HDR + TRAIL ||
@@ -500,7 +555,8 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk_t *out)
     unsigned char *b;
     size_t pad = 0, total;
     if (align > SOMA_ALIGNMENT) {
-        size_t a = align < HDR ? HDR : align;
+        /* U = B + a, both aligned to a, and a holds the header. */
+        size_t a = align < ALIGN_MIN ? ALIGN_MIN : align;
         total = a + n + TRAIL;
         b = soma__large_aligned_alloc(NULL, a, total);
         pad = a - HDR;
@@ -538,53 +594,80 @@ static int heap_gone(heap_t *heap, const char *fn)
     return 1;
 }
 
-void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align)
+/* The call stack of the allocation being made, taken before the lock
+ * (leaks.c): the unwinder may load itself, and that allocates. */
+typedef struct {
+    int n;
+    void *frames[SOMA_LEAKS_DEPTH];
+} here_t;
+
+SOMA_ENTRY static void take_here(here_t *here, int api)
+{
+    here->n = soma__options.debug_leaks ? soma__leaks_take(here->frames, (unsigned)api) : 0;
+}
+
+/* A new debug block (lock held). */
+static void *make(heap_t *heap, size_t n, int api, size_t align, const here_t *here)
 {
     if (n > SIZE_MAX / 2 || align > MAX_ALIGN) {
         errno = ENOMEM;
         return NULL;
     }
-    /* SOMA_DEBUG=guard (or SOMA_GUARD_SAMPLE's pick): the block on pages of
-     * its own (guard.c), with the serial and API of a debug block; its
-     * slot's FIFO is its quarantine.  Not an explicit heap's: its destroy
-     * must release every block.  Made outside the lock (guard.c takes a
-     * call stack), unless a realloc holds it. */
-    if (!heap->explicit_heap && soma__guard_size != 0 &&
-        (soma__options.debug == SOMA_DEBUG_GUARD ||
-         (soma__options.guard_sample > 0 && soma__guard_sampled()))) {
-        soma__heap_debug_lock();
-        uint64_t s = ++serial;
-        soma__heap_debug_unlock();
-        unsigned char *g = soma__guard_malloc(n, api, align, s);
-        if (g != NULL) {
-            memset(g, CLEAN, n);
-            return g;
-        }
-    }
-    soma__heap_debug_lock();
     /* Under the lock: acquiring a thread's heap may adopt an orphan and
      * collect its pending frees, which soma_debug_check must not see half
      * done. */
     heap = resolve(heap);
     blk_t b;
     if (heap == NULL || heap_gone(heap, api_name((unsigned)api)) ||
-        underlying(heap, n, align, &b) != 0) {
-        soma__heap_debug_unlock();
+        underlying(heap, n, align, &b) != 0)
         return NULL; /* errno = ENOMEM, or EINVAL */
-    }
     uint64_t pad = (uint64_t)((unsigned char *)b.h - b.b);
     b.h->pad = pad ^ PAD_MAGIC;
     *(uint64_t *)b.b = pad ^ PAD_MAGIC; /* the same word when pad is 0 */
     b.h->size = n;
     b.h->tag = ++serial << 16 | (uint64_t)api << 8 | ST_LIVE;
+    b.h->stack = soma__leaks_intern(here->frames, here->n);
     memset(b.h->guard, GUARD, sizeof b.h->guard);
     memset(b.u, CLEAN, n);
     memset(b.u + n, GUARD, b.span - n);
-    soma__heap_debug_unlock();
     return b.u;
 }
 
-void *soma__debug_calloc(heap_t *heap, size_t nmemb, size_t size, int api)
+/* SOMA_DEBUG=guard (or SOMA_GUARD_SAMPLE's pick): the block on pages of
+ * its own (guard.c), with the serial and API of a debug block; its slot's
+ * FIFO is its quarantine.  Not an explicit heap's: its destroy must
+ * release every block.  guard.c keeps its own call stacks (it takes them
+ * outside its lock), so such a block is in no leak report.  NULL: not
+ * guarded (not picked, or guard.c could not), made as any debug block. */
+static void *guard_block(heap_t *heap, size_t n, int api, size_t align)
+{
+    if (heap->explicit_heap || soma__guard_size == 0 || n > SIZE_MAX / 2 || align > MAX_ALIGN ||
+        !(soma__options.debug == SOMA_DEBUG_GUARD ||
+          (soma__options.guard_sample > 0 && soma__guard_sampled())))
+        return NULL;
+    soma__heap_debug_lock();
+    uint64_t s = ++serial;
+    soma__heap_debug_unlock();
+    unsigned char *g = soma__guard_malloc(n, api, align, s);
+    if (g != NULL)
+        memset(g, CLEAN, n);
+    return g;
+}
+
+SOMA_ENTRY void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t align)
+{
+    void *g = guard_block(heap, n, api, align); /* outside the lock: guard.c takes a stack */
+    if (g != NULL)
+        return g;
+    here_t here;
+    take_here(&here, api);
+    soma__heap_debug_lock();
+    void *p = make(heap, n, api, align, &here);
+    soma__heap_debug_unlock();
+    return p;
+}
+
+SOMA_ENTRY void *soma__debug_calloc(heap_t *heap, size_t nmemb, size_t size, int api)
 {
     size_t total;
     if (soma__base_mul_overflow(nmemb, size, &total))
@@ -613,7 +696,7 @@ void soma__debug_free(void *p)
         soma__large_free(p); /* not soma's: the system allocator's */
 }
 
-void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
+SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
 {
     if (p == NULL)
         return soma__debug_malloc(heap, n, api, 0);
@@ -633,6 +716,8 @@ void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
         }
         return q;
     }
+    here_t here;
+    take_here(&here, api);
     soma__heap_debug_lock();
     blk_t b;
     int where = locate(p, &b, fn);
@@ -640,7 +725,9 @@ void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     if (where == FOUND && check_live(&b, fn)) {
         /* Always a new block, so that a stale pointer to the old one meets
          * the quarantine's checks. */
-        q = soma__debug_malloc(heap, n, api, 0);
+        q = guard_block(heap, n, api, 0); /* the lock is recursive */
+        if (q == NULL)
+            q = make(heap, n, api, 0, &here);
         if (q != NULL) {
             memcpy(q, b.u, b.h->size < n ? b.h->size : n);
             retire(&b);
@@ -814,14 +901,32 @@ int soma__debug_visible(void *b, size_t total, int large, void **user, size_t *s
     return 1;
 }
 
-/* ---- soma_debug_check ---- */
+/* ---- soma_debug_check, and the check at exit ---- */
 
-static const char CHECK[] = "=soma_debug_check";
+/* Who walks: the words of its diagnoses, and whether the live blocks go
+ * to the leak report. */
+typedef struct {
+    const char *fn;        /* start()'s "=..." form: "<who> found block p" */
+    const char *dead;      /* check_dead's `when` for a freed block */
+    const char *free_dead; /* ... for a released one, free in its pool */
+    int leaks;
+} walk_t;
+
+static const walk_t CHECK = {"=soma_debug_check", "found by the check",
+                             "found by the check, free in its pool", 0};
+
+/* A live block's guards checked, and the block added to the leak report. */
+static void check_alive(const blk_t *b, const walk_t *w)
+{
+    check_live(b, w->fn);
+    if (w->leaks)
+        soma__leaks_add(b->h->stack, api_of(b->h), b->h->size);
+}
 
 /* One carved block of a pool, which is either on the pool's free list
  * (free) or handed out: live, in quarantine, or released to a remote
  * stack its owner has not collected yet. */
-static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
+static void check_block(pool_t *pool, unsigned char *b, int on_free_list, const walk_t *w)
 {
     size_t size = soma__sizeclass_size(pool->szidx);
     blk_t k = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
@@ -829,48 +934,52 @@ static void check_block(pool_t *pool, unsigned char *b, int on_free_list)
     if (on_free_list) {
         /* Released blocks; a carved block never handed out has st 0. */
         if (st == ST_RELEASED && plausible(k.h, 0, k.span))
-            check_dead(&k, CHECK, "found by the check, free in its pool");
+            check_dead(&k, w->fn, w->free_dead);
         return;
     }
     text_t t;
     if (!plausible(k.h, 0, k.span)) {
-        start(&t, CHECK, k.u, "the header of a block in use was overwritten (an underflow from "
+        start(&t, w->fn, k.u, "the header of a block in use was overwritten (an underflow from "
                               "it, or an overflow from the block before)");
         finish(&t);
     } else if (st == ST_LIVE) {
-        check_live(&k, CHECK);
+        check_alive(&k, w);
     } else {
-        check_dead(&k, CHECK, "found by the check");
+        check_dead(&k, w->fn, w->dead);
     }
 }
 
 static void check_pool(pool_t *pool, void *arg)
 {
-    (void)arg;
+    const walk_t *w = arg;
+    /* An empty pool whose pages went back to the OS (the decay's purge)
+     * holds nothing: its free list pointed into pages that read as zeros
+     * now. */
+    if (pool->returned)
+        return;
     size_t size = soma__sizeclass_size(pool->szidx);
     uint64_t free_bits[SOMA_POOL_BITMAP_WORDS];
     long carved = soma__check_free_map(pool, free_bits);
     if (carved < 0) {
         text_t t;
-        start(&t, CHECK, (void *)pool->base, "pool its free list is corrupted (a write after free, or "
-                                       "an overflow)");
+        start(&t, w->fn, (void *)pool->base, "pool its free list is corrupted (a write after "
+                                             "free, or an overflow)");
         finish(&t);
         return;
     }
     for (size_t i = 0; i < (size_t)carved; i++)
         check_block(pool, (unsigned char *)pool->base + SOMA_POOL_OVERHEAD + i * size,
-                    (int)(free_bits[i / 64] >> (i % 64) & 1));
+                    (int)(free_bits[i / 64] >> (i % 64) & 1), w);
 }
 
 static void check_heap(heap_t *heap, void *arg)
 {
-    (void)arg;
-    soma__check_pools(heap, check_pool, NULL);
+    soma__check_pools(heap, check_pool, arg);
 }
 
 static void check_large(void *p, size_t total, void *arg)
 {
-    (void)arg;
+    const walk_t *w = arg;
     unsigned char *b = p;
     long pad = large_pad(b, total);
     if (pad < 0)
@@ -878,41 +987,107 @@ static void check_large(void *p, size_t total, void *arg)
     blk_t k = {b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - (size_t)pad - HDR, NULL};
     if (!plausible(k.h, (size_t)pad, k.span)) {
         text_t t;
-        start(&t, CHECK, k.u, "the header of a large block was overwritten (an underflow)");
+        start(&t, w->fn, k.u, "the header of a large block was overwritten (an underflow)");
         finish(&t);
     } else if (state_of(k.h) == ST_LIVE) {
-        check_live(&k, CHECK);
+        check_alive(&k, w);
     } else {
-        check_dead(&k, CHECK, "found by the check");
+        check_dead(&k, w->fn, w->dead);
     }
 }
 
 static void check_invariants(heap_t *heap, void *arg)
 {
-    (void)arg;
+    const walk_t *w = arg;
     char why[256];
     if (soma__check_heap_locked(heap, why, sizeof why) != 0) {
         text_t t;
-        start(&t, CHECK, (void *)heap, "heap it is inconsistent: ");
+        start(&t, w->fn, (void *)heap, "heap it is inconsistent: ");
         add(&t, "%s", why);
         finish(&t);
     }
+}
+
+/* Every heap's invariants, then in debug mode every block (debug lock
+ * held); how many problems were found. */
+static size_t walk(const walk_t *w)
+{
+    size_t before = problems;
+    soma__heap_foreach(check_invariants, (void *)w, 0);
+    if (soma__options.debug) {
+        soma__heap_foreach(check_heap, (void *)w, 0);
+        soma__large_foreach(check_large, (void *)w);
+    }
+    (void)soma__guard_check(w->fn); /* guarded blocks' slack, in every mode */
+    return problems - before;
 }
 
 size_t soma_debug_check(void)
 {
     soma__start();
     soma__heap_debug_lock();
-    size_t before = problems;
-    soma__heap_foreach(check_invariants, NULL, 0);
-    if (soma__options.debug) {
-        soma__heap_foreach(check_heap, NULL, 0);
-        soma__large_foreach(check_large, NULL);
-    }
-    (void)soma__guard_check(CHECK); /* guarded blocks' slack, in every mode */
-    size_t found = problems - before;
+    size_t found = walk(&CHECK);
     soma__heap_debug_unlock();
     return found;
+}
+
+/* The program's stdout before soma's lines, as if it were unbuffered
+ * (exit would flush it after this destructor).  Only if no thread holds
+ * it: one blocked inside a write must not hang the exit. */
+static void flush_stdout(void)
+{
+    if (ftrylockfile(stdout) == 0) {
+        fflush_unlocked(stdout);
+        funlockfile(stdout);
+    }
+}
+
+/* At exit: every block checked, the diagnoses printed with the stacks of
+ * their blocks, the leak report; an abort if anything was damaged and
+ * SOMA_DEBUG=1.  Priority 101 runs it after the program's own destructors
+ * when soma is linked into the program; a shared soma's destructors run
+ * after those of the program and of what it loaded later. */
+__attribute__((destructor(101))) static void debug_at_exit(void)
+{
+    static int done;
+    if (soma__options.debug == SOMA_DEBUG_OFF || done)
+        return;
+    done = 1;
+    static const walk_t AT_EXIT = {"=the check at exit", "found at exit",
+                                   "found at exit, free in its pool", 1};
+    walk_t w = AT_EXIT;
+    soma__heap_debug_lock();
+    exit_log = soma__os_map(sizeof *exit_log); /* NULL: diagnoses print as found */
+    w.leaks = soma__options.debug_leaks && soma__leaks_begin() == 0;
+    exit_log_t *log = exit_log;
+    size_t found = walk(&w);
+    exit_log = NULL;
+    soma__heap_debug_unlock();
+
+    if (found > 0 || w.leaks)
+        flush_stdout();
+    for (unsigned i = 0; log != NULL && i < log->n; i++) {
+        const text_t *t = &log->shown[i];
+        soma__sink_write_all(STDERR_FILENO, t->buf, t->len);
+        if (t->stack != SOMA_STACK_NONE && t->stack != SOMA_STACK_OWN &&
+            t->stack != SOMA_STACK_FULL) {
+            static const char made[] = "  the block was made at:\n";
+            soma__sink_write_all(STDERR_FILENO, made, sizeof made - 1);
+            soma__leaks_print_stack(t->stack, "    ");
+        }
+    }
+    if (log != NULL && log->more > 0) {
+        char line[160];
+        int len = snprintf(line, sizeof line, "soma: debug: the check at exit found %u more "
+                                              "problems, not shown\n", log->more);
+        soma__sink_write_all(STDERR_FILENO, line, (size_t)len);
+    }
+    if (log != NULL)
+        soma__os_unmap(log, sizeof *log);
+    if (w.leaks)
+        soma__leaks_report(api_name);
+    if (found > 0 && (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD))
+        stop();
 }
 
 int soma_debug_mode(void)

@@ -28,7 +28,7 @@ SOMA_INTERNAL void *soma__malloc_sized(heap_t *heap, size_t size);
 /* p outside soma's arenas, not NULL (malloc.c). */
 SOMA_INTERNAL void soma__malloc_free_foreign(void *p);
 
-static inline void *soma__fastpath_malloc_class(heap_t *heap, size_t c)
+SOMA_ENTRY static inline void *soma__fastpath_malloc_class(heap_t *heap, size_t c)
 {
     pool_t *pool = heap->usedpools[c];
     if (SOMA_LIKELY(pool != NULL))
@@ -36,14 +36,14 @@ static inline void *soma__fastpath_malloc_class(heap_t *heap, size_t c)
     return soma__malloc_slow(heap, (unsigned)c);
 }
 
-static inline void *soma__fastpath_malloc_small(heap_t *heap, size_t size) /* 1..threshold */
+SOMA_ENTRY static inline void *soma__fastpath_malloc_small(heap_t *heap, size_t size) /* 1..threshold */
 {
     return soma__fastpath_malloc_class(heap, (size - 1) >> SOMA_ALIGNMENT_SHIFT);
 }
 
 /* Every allocation is made in a heap: the calling thread's (soma_malloc and
  * friends) or an explicit one (soma_heap_*). */
-static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
+SOMA_ENTRY static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
 {
 #if SOMA_TRACKING
     /* A checker's build (os/track.h): the block's size asked, and no more,

@@ -54,7 +54,7 @@ static inline pool_t *owned_pool(const void *p, const char *fn)
 
 /* SOMA_GUARD_SAMPLE's pick: a guarded block, never an explicit heap's (its
  * destroy must release every block); NULL when it cannot be guarded. */
-static __attribute__((noinline)) void *guarded(heap_t *heap, size_t size, int api, size_t align)
+SOMA_ENTRY static __attribute__((noinline)) void *guarded(heap_t *heap, size_t size, int api, size_t align)
 {
     return heap->explicit_heap ? NULL : soma__guard_malloc(size, api, align, 0);
 }
@@ -96,14 +96,14 @@ static inline int sampling(void)
 }
 
 /* A malloc whose countdown ran out: guarded if it is SOMA_GUARD_SAMPLE's pick. */
-static __attribute__((noinline)) void *malloc_counted(heap_t *heap, size_t size)
+SOMA_ENTRY static __attribute__((noinline)) void *malloc_counted(heap_t *heap, size_t size)
 {
     void *p = soma__guard_next() ? guarded(heap, size, SOMA_CALL_MALLOC, 0) : NULL;
     return p != NULL ? p : unsampled(heap, size);
 }
 
 /* Above the medium classes, debug mode, size 0. */
-static __attribute__((noinline)) void *malloc_rest(heap_t *heap, size_t size)
+SOMA_ENTRY static __attribute__((noinline)) void *malloc_rest(heap_t *heap, size_t size)
 {
     /* Before the first large block: debug mode, if set, must be known (a
      * program's constructor may run before soma's). */
@@ -120,7 +120,7 @@ static __attribute__((noinline)) void *malloc_rest(heap_t *heap, size_t size)
  * Every call here is a tail call, so that it saves no register: the medium
  * path and SOMA_GUARD_SAMPLE's count run with no prologue (with one, the
  * medium path cost 6 instructions a malloc more). */
-__attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
+SOMA_ENTRY __attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
 {
     if (size - 1 < soma__options_gate.medium_limit) /* 513..SOMA_MEDIUM_MAX; 0 wraps around */
         return medium(heap, size);
@@ -133,7 +133,7 @@ __attribute__((noinline)) void *soma__malloc_sized(heap_t *heap, size_t size)
 }
 
 /* The fast path's miss: heap has no used pool of class c. */
-void *soma__malloc_slow(heap_t *heap, unsigned c)
+SOMA_ENTRY void *soma__malloc_slow(heap_t *heap, unsigned c)
 {
     if (SOMA_UNLIKELY(heap == &soma__heap_empty)) {
         /* The thread's first small allocation: give it a heap. */
@@ -159,7 +159,7 @@ void *soma__malloc_slow(heap_t *heap, unsigned c)
     return bp;
 }
 
-static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
+SOMA_ENTRY static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
 {
     size_t total;
     if (soma__base_mul_overflow(nmemb, size, &total))
@@ -186,19 +186,19 @@ static void *calloc_in(heap_t *heap, size_t nmemb, size_t size)
     return p;
 }
 
-static void *realloc_in(heap_t *heap, void *p, size_t size);
+SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size);
 
-void *soma_malloc(size_t size)
+SOMA_ENTRY void *soma_malloc(size_t size)
 {
     return soma__fastpath_malloc(soma__heap_tls, size);
 }
 
-void *soma_calloc(size_t nmemb, size_t size)
+SOMA_ENTRY void *soma_calloc(size_t nmemb, size_t size)
 {
     return calloc_in(soma__heap_tls, nmemb, size);
 }
 
-void *soma_realloc(void *p, size_t size)
+SOMA_ENTRY void *soma_realloc(void *p, size_t size)
 {
     return realloc_in(soma__heap_tls, p, size);
 }
@@ -220,17 +220,17 @@ void soma_heap_destroy(soma_heap *heap)
     }
 }
 
-void *soma_heap_malloc(soma_heap *heap, size_t size)
+SOMA_ENTRY void *soma_heap_malloc(soma_heap *heap, size_t size)
 {
     return soma__fastpath_malloc((heap_t *)heap, size);
 }
 
-void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size)
+SOMA_ENTRY void *soma_heap_calloc(soma_heap *heap, size_t nmemb, size_t size)
 {
     return calloc_in((heap_t *)heap, nmemb, size);
 }
 
-void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
+SOMA_ENTRY void *soma_heap_realloc(soma_heap *heap, void *p, size_t size)
 {
     return realloc_in((heap_t *)heap, p, size);
 }
@@ -305,7 +305,7 @@ static void *guard_realloc(heap_t *heap, void *p, size_t size)
     return q;
 }
 
-static void *realloc_in(heap_t *heap, void *p, size_t size)
+SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
 {
     if (SOMA_UNLIKELY(soma__options.debug))
         return soma__debug_realloc(heap, p, size,
@@ -369,7 +369,7 @@ size_t soma_usable_size(const void *p)
     return soma__sizeclass_size(pool->szidx);
 }
 
-void *soma_aligned_alloc(size_t alignment, size_t size)
+SOMA_ENTRY void *soma_aligned_alloc(size_t alignment, size_t size)
 {
     if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
         errno = EINVAL;

@@ -2,13 +2,30 @@
  * malloc.h: the malloc family's layer: what its files share.  malloc.c is
  * the one place that decides who serves a request (a heap's pools, the
  * large blocks, debug mode, the system allocator as a fallback); large.c
- * keeps the blocks above the medium classes; debug.c is debug mode; guard.c
- * the guarded blocks (SOMA_GUARD_SAMPLE, SOMA_DEBUG=guard).
+ * keeps the blocks above the medium classes; debug.c is debug mode, and
+ * leaks.c its call stacks and its leak report at exit; guard.c the guarded
+ * blocks (SOMA_GUARD_SAMPLE, SOMA_DEBUG=guard).
  */
 #ifndef SOMA_MALLOC_H
 #define SOMA_MALLOC_H
 
 #include "heap/heap.h"
+
+/* Every function that may stand between a program's allocation call and
+ * debug mode's taking of its call stack (the malloc family's entry points
+ * in malloc.c and the override, their helpers, debug.c's and leaks.c's
+ * allocating calls) lives in this one linker section, so that leaks.c can
+ * drop soma's own frames by address, whatever was inlined or became a
+ * tail call.  (gcc does not split a function of a named section into hot
+ * and cold parts.)  Not in the override: a shared object of its own, all
+ * of whose code is soma's (leaks.c takes its bounds), and one that
+ * valgrind must read whole (valgrind reads the line and inlining tables
+ * of .text alone). */
+#ifdef SOMA_OVERRIDE
+#define SOMA_ENTRY
+#else
+#define SOMA_ENTRY __attribute__((section("soma_entry")))
+#endif
 
 /* ---- malloc.c ---- */
 /* The fast paths' miss (fastpath.h): no used pool of class c in heap. */
@@ -194,6 +211,7 @@ SOMA_INTERNAL int soma__debug_visible(void *b, size_t total, int large, void **u
 typedef struct {
     char buf[2048];
     size_t len;
+    uint32_t stack; /* of the block described, for the check at exit (leaks.c) */
 } debug_text_t;
 SOMA_INTERNAL void soma__debug_add(debug_text_t *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -255,5 +273,31 @@ SOMA_INTERNAL int soma__guard_live(const void *p, const char *fn, size_t *n);
 SOMA_INTERNAL void soma__guard_retag(void *p, int api); /* the API that made it */
 /* Every live guarded block's slack checked (soma_debug_check); how many. */
 SOMA_INTERNAL size_t soma__guard_check(const char *fn);
+
+/* ---- leaks.c: the call stacks of debug blocks, and the leak report ---- */
+/* A debug block's stack number (its header): 1.. a stack of the table, or */
+#define SOMA_STACK_NONE 0u          /* none taken (SOMA_DEBUG_LEAKS=0, or no frames) */
+#define SOMA_STACK_FULL 0xfffffffeu /* taken, but the table was full */
+#define SOMA_STACK_OWN 0xffffffffu  /* made by the unwinder while it took a stack */
+/* The calling allocation's stack (call: SOMA_CALL_*), soma's frames
+ * dropped, into frames (SOMA_LEAKS_DEPTH of them at most): how many, or -1
+ * when this thread is taking one already (the allocation is the
+ * unwinder's).  Without any lock: it unwinds, and may load the unwinder
+ * (which allocates). */
+#define SOMA_LEAKS_DEPTH 6
+SOMA_INTERNAL int soma__leaks_take(void **frames, unsigned call);
+/* The number of that stack (n from soma__leaks_take), kept in the table if
+ * it is new.  Debug lock held. */
+SOMA_INTERNAL uint32_t soma__leaks_intern(void *const *frames, int n);
+/* The leak report at exit: a tally begun (-1 if it cannot be mapped), every
+ * live block added, both with the debug lock held; then printed to stderr
+ * and thrown away with the lock let go (naming frames takes the loader's
+ * lock).  call_name names a block's call. */
+SOMA_INTERNAL int soma__leaks_begin(void);
+SOMA_INTERNAL void soma__leaks_add(uint32_t stack, unsigned call, size_t size);
+SOMA_INTERNAL void soma__leaks_report(const char *(*call_name)(unsigned));
+/* The frames of stack number `stack` (known when the tally began), one
+ * line each with `indent`, to stderr; nothing for no stack. */
+SOMA_INTERNAL void soma__leaks_print_stack(uint32_t stack, const char *indent);
 
 #endif /* SOMA_MALLOC_H */

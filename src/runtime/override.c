@@ -26,7 +26,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-EXPORT void *malloc(size_t size)
+EXPORT SOMA_ENTRY void *malloc(size_t size)
 {
     return soma_malloc(size);
 }
@@ -41,17 +41,17 @@ EXPORT void cfree(void *p)
     soma_free(p);
 }
 
-EXPORT void *calloc(size_t n, size_t size)
+EXPORT SOMA_ENTRY void *calloc(size_t n, size_t size)
 {
     return soma_calloc(n, size);
 }
 
-EXPORT void *realloc(void *p, size_t size)
+EXPORT SOMA_ENTRY void *realloc(void *p, size_t size)
 {
     return soma_realloc(p, size);
 }
 
-EXPORT void *reallocarray(void *p, size_t n, size_t size)
+EXPORT SOMA_ENTRY void *reallocarray(void *p, size_t n, size_t size)
 {
     size_t total;
     if (soma__base_mul_overflow(n, size, &total))
@@ -64,7 +64,7 @@ EXPORT size_t malloc_usable_size(void *p)
     return soma_usable_size(p);
 }
 
-EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
+EXPORT SOMA_ENTRY int posix_memalign(void **out, size_t alignment, size_t size)
 {
     if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0)
         return EINVAL; /* *out untouched */
@@ -80,14 +80,14 @@ EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
     return 0;
 }
 
-EXPORT void *aligned_alloc(size_t alignment, size_t size)
+EXPORT SOMA_ENTRY void *aligned_alloc(size_t alignment, size_t size)
 {
     return soma_aligned_alloc(alignment, size);
 }
 
 /* glibc's memalign rounds an alignment that is not a power of two up to
  * the next one, rather than failing. */
-EXPORT void *memalign(size_t alignment, size_t size)
+EXPORT SOMA_ENTRY void *memalign(size_t alignment, size_t size)
 {
     if (alignment & (alignment - 1)) {
         size_t a = 1;
@@ -110,12 +110,12 @@ static size_t page_size(void)
     return page;
 }
 
-EXPORT void *valloc(size_t size)
+EXPORT SOMA_ENTRY void *valloc(size_t size)
 {
     return soma_aligned_alloc(page_size(), size);
 }
 
-EXPORT void *pvalloc(size_t size)
+EXPORT SOMA_ENTRY void *pvalloc(size_t size)
 {
     size_t page = page_size();
     size_t rounded = (size + page - 1) & ~(page - 1);
@@ -128,7 +128,7 @@ EXPORT void *pvalloc(size_t size)
 
 /* The glibc-internal names, for RTLD_DEEPBIND libraries and code that calls
  * them directly. */
-EXPORT void *__libc_malloc(size_t size)
+EXPORT SOMA_ENTRY void *__libc_malloc(size_t size)
 {
     return soma_malloc(size);
 }
@@ -140,27 +140,27 @@ EXPORT void __libc_cfree(void *p)
 {
     soma_free(p);
 }
-EXPORT void *__libc_calloc(size_t n, size_t size)
+EXPORT SOMA_ENTRY void *__libc_calloc(size_t n, size_t size)
 {
     return soma_calloc(n, size);
 }
-EXPORT void *__libc_realloc(void *p, size_t size)
+EXPORT SOMA_ENTRY void *__libc_realloc(void *p, size_t size)
 {
     return soma_realloc(p, size);
 }
-EXPORT void *__libc_memalign(size_t alignment, size_t size)
+EXPORT SOMA_ENTRY void *__libc_memalign(size_t alignment, size_t size)
 {
     return memalign(alignment, size);
 }
-EXPORT void *__libc_valloc(size_t size)
+EXPORT SOMA_ENTRY void *__libc_valloc(size_t size)
 {
     return valloc(size);
 }
-EXPORT void *__libc_pvalloc(size_t size)
+EXPORT SOMA_ENTRY void *__libc_pvalloc(size_t size)
 {
     return pvalloc(size);
 }
-EXPORT int __posix_memalign(void **out, size_t alignment, size_t size)
+EXPORT SOMA_ENTRY int __posix_memalign(void **out, size_t alignment, size_t size)
 {
     return posix_memalign(out, alignment, size);
 }

@@ -123,6 +123,40 @@ static void *spin_thread(void *arg)
     return NULL;
 }
 
+/* The leak report's allocation sites (exit-leaks): named in its frames,
+ * since this program is linked with -rdynamic.  Each does more after its
+ * call, so the call is not a tail call and the function keeps its frame. */
+__attribute__((noinline)) void *leaky_table(size_t n, int fill)
+{
+    void *p = MALLOC(n);
+    memset(p, fill, n);
+    return p;
+}
+__attribute__((noinline)) void *leaky_zeros(size_t n)
+{
+    unsigned char *p = CALLOC(n, 1);
+    p[0] = 1;
+    return p;
+}
+__attribute__((noinline)) void *leaky_grow(void *p, size_t n)
+{
+    unsigned char *q = REALLOC(p, n);
+    q[n - 1] = 2;
+    return q;
+}
+static void *volatile kept[16];
+
+/* Freed while the process exits, before soma's check: not leaks. */
+static void *volatile freed_by_destructor, *volatile freed_by_atexit;
+__attribute__((destructor)) static void free_at_exit(void)
+{
+    FREE(freed_by_destructor);
+}
+static void free_in_atexit(void)
+{
+    FREE(freed_by_atexit);
+}
+
 static int run(const char *what)
 {
     if (strcmp(what, "clean") == 0) {
@@ -303,6 +337,66 @@ static int run(const char *what)
             memset(churned, i, 100);
         }
         churned = NULL;
+        return 0;
+    }
+    /* ---- found at exit: blocks never freed, or still in the quarantine ---- */
+    if (strcmp(what, "exit-overflow") == 0) {
+        keep_neighbours(24);
+        char *p = MALLOC(24);
+        say(p, 24);
+        memset(p, 'x', 24);
+        poke(p, 24, 'A'); /* one byte past, and never freed */
+        kept[0] = p;
+        return 0;
+    }
+    if (strcmp(what, "exit-underflow") == 0) {
+        char *p = MALLOC(100);
+        say(p, 100);
+        poke(p, -1, 'U');
+        kept[0] = p;
+        return 0;
+    }
+    if (strcmp(what, "exit-large-overflow") == 0) {
+        char *p = MALLOC(100000);
+        say(p, 100000);
+        poke(p, 100003, 'L');
+        kept[0] = p;
+        return 0;
+    }
+    if (strcmp(what, "exit-write-after-free") == 0) {
+        keep_neighbours(32);
+        char *p = MALLOC(32);
+        say(p, 32);
+        FREE(p);
+        poke(p, 5, 'W'); /* and the block is still in the quarantine at exit */
+        return 0;
+    }
+    if (strcmp(what, "exit-leaks") == 0) {
+#ifndef DEBUG_MISUSE_LIBC
+        soma_free(early_small); /* so that the report holds this case's blocks alone */
+        soma_free(early_large);
+        soma_heap *h = soma_heap_new();
+        kept[0] = soma_heap_malloc(h, 50);
+#endif
+        for (int i = 0; i < 5; i++)
+            kept[1 + i] = leaky_table(300, i);
+        for (int i = 0; i < 2; i++)
+            kept[6 + i] = leaky_zeros(1000);
+        kept[8] = leaky_grow(MALLOC(10), 4000);
+        /* Freed, during exit, by the program itself: not leaks. */
+        freed_by_destructor = MALLOC(777);
+        freed_by_atexit = MALLOC(555);
+        atexit(free_in_atexit);
+        printf("exit-leaks: the program's last line\n"); /* stdout, buffered when piped */
+        return 0;
+    }
+    if (strcmp(what, "exit-threads") == 0) {
+        /* Threads still allocating while the process exits: no false alarm. */
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            pthread_create(&t[i], NULL, spin_thread, NULL);
+        for (int i = 0; i < 16; i++)
+            kept[i] = MALLOC(64);
         return 0;
     }
 #ifdef DEBUG_MISUSE_LIBC

@@ -23,6 +23,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from testlib import check, done  # noqa: E402
 
 misuse, misuse_libc, override, cli = sys.argv[1:5]
+
+# The stack a diagnosis at exit gives: frames in the program (named with
+# -rdynamic, or by the program's file and an offset).
+MADE = r"  the block was made at:\n    #0 0x[0-9a-f]+ .*debug_misuse"
 sanitized = len(sys.argv) > 5 and sys.argv[5] != ""
 
 # case: (the call that finds it, what it says, API that made the block,
@@ -53,6 +57,21 @@ LIB = {
                        [r"in explicit heap 0x[0-9a-f]+"]),
     "heap-overflow": ("soma_heap_realloc", "buffer overflow", "soma_heap_calloc",
                       [r"at U\+64 found:\s+48 fd", r"in explicit heap"]),
+    # Found at exit: blocks never freed, or still in the quarantine; each
+    # diagnosis with the stack that made the block, then the leak report.
+    "exit-overflow": (None, "found block {addr}: buffer overflow: the guard bytes after the block "
+                      "were overwritten", "soma_malloc",
+                      [r"the check at exit found block", r"; live\n", r"1 byte changed, at U\+24 ",
+                       r"at U\+24 found:\s+41 fd", MADE, r"\nsoma: leaks at exit"]),
+    "exit-underflow": (None, "found block {addr}: buffer underflow", "soma_malloc",
+                       [r"the check at exit found block", r"at U-1 expected: fd\n",
+                        r"at U-1 found:\s+55\n", MADE]),
+    "exit-large-overflow": (None, "buffer overflow", "soma_malloc",
+                            [r"the check at exit found block", r"a large block; live",
+                             r"at U\+100003 found:\s+4c fd", MADE]),
+    "exit-write-after-free": (None, "found block {addr}: write after free: the block was changed "
+                              "after it was freed (found at exit)", "soma_malloc",
+                              [r"freed \(in quarantine\)", r"at U\+5 found:\s+57 dd dd", MADE]),
 }
 # The same mistakes through malloc and free (the override's names).
 LIBC = {k: v for k, v in LIB.items()
@@ -89,6 +108,7 @@ def expect_caught(name, cmd, env, spec, libc):
         ok &= check(re.search(re.escape(fn) + r"\(0x[0-9a-f]+\): " + re.escape(says), diag)
                     is not None, f"{name}: '{fn}(...): {says}'")
     else:
+        says = says.replace("{addr}", addr)
         ok &= check(says in diag, f"{name}: '{says}'")
     ok &= check(f"block {addr}: {size} bytes asked, serial " in diag,
                 f"{name}: names block {addr} and its {size} bytes")
@@ -97,6 +117,8 @@ def expect_caught(name, cmd, env, spec, libc):
     for pat in more:
         ok &= check(re.search(pat, diag) is not None, f"{name}: /{pat}/")
     ok &= check("soma: debug: aborting" in diag, f"{name}: says it aborts")
+    if name.split()[-1].startswith("exit-"):
+        ok &= check(diag.count("soma: debug: ") == 2, f"{name}: one diagnosis, then the abort")
     if not ok:
         print(err)
 
@@ -145,6 +167,81 @@ check("buffer overflow" in p.stderr and "double free" in p.stderr
 check("aborting" not in p.stderr, "report mode: no abort")
 check("still running, 0 more" in p.stdout, "report mode: the check finds nothing more")
 
+# ---- at exit: the check, and the leak report ----
+def leak_report(err):
+    i = err.find("soma: leaks at exit")
+    return err[i:] if i >= 0 else ""
+
+
+def merged(cmd, env_extra):
+    """stdout and stderr into one pipe, as `prog 2>&1 | less` has them."""
+    return subprocess.run(cmd, env=dict(os.environ, **env_extra), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
+def expect_leaks(name, p, libc):
+    """exit-leaks' report: its sites, by size and call, with the allocating
+    functions named; what the program freed during exit is not in it."""
+    rep = leak_report(p.stderr)
+    ok = check(p.returncode == 0, f"{name}: a leak does not change the exit status ({p.returncode})")
+    ok &= check("soma: debug" not in p.stderr, f"{name}: a leak is no diagnosis")
+    if libc:  # glibc's stdout buffer (4096 bytes) is in use too
+        ok &= check(re.search(r"^soma: leaks at exit \(pid \d+\): 9 blocks \(11,596 bytes\) still in "
+                              r"use, from \d+ allocation sites \(SOMA_DEBUG_LEAKS=0: no report\)\n",
+                              rep) is not None, f"{name}: the total line")
+        ok &= check("  by call: malloc 6 blocks (5,596 bytes); calloc 2 blocks (2,000 bytes); "
+                    "realloc 1 block (4,000 bytes)\n" in rep, f"{name}: by call")
+        ok &= check("  by size asked: 4096 bytes x 1, 4000 bytes x 1, 1000 bytes x 2, "
+                    "300 bytes x 5\n" in rep, f"{name}: by size asked")
+    else:
+        ok &= check(re.search(r"^soma: leaks at exit \(pid \d+\): 9 blocks \(7,550 bytes\) still in "
+                              r"use, from \d+ allocation sites \(SOMA_DEBUG_LEAKS=0: no report\)\n",
+                              rep) is not None, f"{name}: the total line")
+        ok &= check("  by call: soma_malloc 5 blocks (1,500 bytes); soma_calloc 2 blocks (2,000 "
+                    "bytes); soma_realloc 1 block (4,000 bytes); soma_heap_malloc 1 block (50 bytes)"
+                    "\n" in rep, f"{name}: by call")
+        ok &= check("  by size asked: 4000 bytes x 1, 1000 bytes x 2, 300 bytes x 5, 50 bytes x 1\n"
+                    in rep, f"{name}: by size asked")
+        ok &= check(re.search(r"\n  50 bytes in 1 block of 50 bytes, made at:\n    #0 0x", rep)
+                    is not None, f"{name}: the explicit heap's block")
+    frame0 = r", made at:\n    #0 0x[0-9a-f]+ {}\+0x[0-9a-f]+ \(.*debug_misuse"
+    ok &= check(re.search(r"\n  4,000 bytes in 1 block of 4000 bytes" + frame0.format("leaky_grow"),
+                          rep) is not None, f"{name}: realloc's site, named")
+    # (A compiler may unroll the loop of 5 calls into 5 sites.)
+    ok &= check(re.search(r"\n  [\d,]+ bytes in [1-5] blocks? of 300 bytes" +
+                          frame0.format("leaky_table"), rep) is not None,
+                f"{name}: malloc's site, named")
+    ok &= check(re.search(r"\n  [12],000 bytes in [12] blocks? of 1000 bytes" +
+                          frame0.format("leaky_zeros"), rep) is not None,
+                f"{name}: calloc's site, named")
+    ok &= check("777 bytes" not in rep and "555 bytes" not in rep,
+                f"{name}: blocks freed by a destructor and an atexit handler are no leaks")
+    if not ok:
+        print(p.stderr)
+
+
+expect_leaks("lib exit-leaks", run([misuse, "exit-leaks"], DEBUG, "leaks"), False)
+p = merged([misuse, "exit-leaks"], DEBUG)
+check(p.stdout.find("the program's last line") < p.stdout.find("soma: leaks at exit") and
+      "soma: leaks at exit" in p.stdout,
+      f"the program's buffered stdout comes before the report in one pipe:\n{p.stdout[:300]}")
+p = run([misuse, "exit-leaks"], {"SOMA_DEBUG": "1", "SOMA_DEBUG_LEAKS": "0"}, "leaks off")
+check(p.returncode == 0 and p.stderr == "", f"SOMA_DEBUG_LEAKS=0: no report ({p.returncode}) "
+      f"{p.stderr[:2000]}")
+p = run([misuse, "exit-overflow"], {"SOMA_DEBUG": "1", "SOMA_DEBUG_LEAKS": "0"}, "leaks off")
+check(p.returncode == -signal.SIGABRT and "the check at exit found block" in p.stderr and
+      "soma: leaks" not in p.stderr and "made at" not in p.stderr,
+      f"SOMA_DEBUG_LEAKS=0: the check at exit still runs, with no stacks ({p.returncode}) "
+      f"{p.stderr[:2000]}")
+p = run([misuse, "exit-overflow"], {"SOMA_DEBUG": "report"}, "exit report")
+check(p.returncode == 0 and p.stderr.count("the check at exit found block") == 1 and
+      "soma: leaks at exit" in p.stderr and "aborting" not in p.stderr,
+      f"SOMA_DEBUG=report: the check at exit reports, the exit status stays 0 ({p.returncode}) "
+      f"{p.stderr[:2000]}")
+p = run([misuse, "exit-threads"], DEBUG, "exit-threads")
+check(p.returncode == 0 and "soma: debug" not in p.stderr,
+      f"lib exit-threads: no false alarm at exit ({p.returncode}) {p.stderr[:2000]}")
+
 # A bad SOMA_DEBUG value: a warning and the default (off).
 p = run([misuse, "double-free"], {"SOMA_DEBUG": "maybe"}, "bad value")
 check("SOMA_DEBUG=maybe is not" in p.stderr and "soma: debug:" not in p.stderr,
@@ -155,14 +252,26 @@ if not sanitized:
     pre = {"LD_PRELOAD": override, "SOMA_DEBUG": "1"}
     for name, spec in LIBC.items():
         expect_caught("override " + name, [misuse_libc, name], pre, spec, True)
-    for case in ("clean", "threads", "fork", "usable-write"):
+    for case in ("clean", "threads", "fork", "usable-write", "exit-threads"):
         p = run([misuse_libc, case], pre, case)
         check(p.returncode == 0 and "soma: debug" not in p.stderr,
               f"override {case}: no false alarm ({p.returncode}) {p.stderr[:2000]}")
+    expect_leaks("override exit-leaks", run([misuse_libc, "exit-leaks"], pre, "leaks"), True)
+    p = merged([misuse_libc, "exit-leaks"], pre)
+    check(p.stdout.find("the program's last line") < p.stdout.find("soma: leaks at exit") and
+          "soma: leaks at exit" in p.stdout,
+          f"override: the program's stdout comes before the report:\n{p.stdout[:300]}")
 
     # ---- soma run --debug ----
     expect_caught("soma run --debug", [cli, "run", "--debug", "--", misuse_libc, "double-free"],
                   {}, LIB["double-free"], True)
+    # At exit: the check's diagnosis and the leak report both come through.
+    expect_caught("soma run --debug exit-overflow",
+                  [cli, "run", "--debug", "--no-children", "--", misuse_libc, "exit-overflow"], {},
+                  LIB["exit-overflow"], True)
+    expect_leaks("soma run --debug exit-leaks",
+                 run([cli, "run", "--debug", "--no-children", "--", misuse_libc, "exit-leaks"], {},
+                     "run leaks"), True)
     p = run([cli, "run", "--debug=report", "--no-children", "--", misuse_libc, "overflow"], {},
             "run report")
     check(p.returncode == 0 and "buffer overflow" in p.stderr and "aborting" not in p.stderr,
@@ -191,5 +300,31 @@ print('ok')
             "python")
     check(p.returncode == 0 and p.stdout.strip() == "ok" and "soma: debug" not in p.stderr,
           f"python3 under soma run --debug: runs clean ({p.returncode}) {p.stderr[-2000:]}")
+    # python3 leaves blocks in use at exit by design: the report stays short
+    # (10 sites at most, 6 frames each) and the exit status the program's.
+    rep = leak_report(p.stderr)
+    sites = re.findall(r"^  [\d,]+ bytes in [\d,]+ blocks? of .*(?:made at:|taken\)|was full\))$", rep,
+                       re.M)
+    check(rep.startswith("soma: leaks at exit") and 1 <= len(sites) <= 10 and
+          len(re.findall(r"^    #\d", rep, re.M)) <= 60 and
+          re.search(r"^  and [\d,]+ more allocation sites?: ", rep, re.M) is not None,
+          f"python3: a short leak report ({len(sites)} sites, {rep.count(chr(10))} lines)")
+
+    # Empty pools whose pages the decay gave back: the check (here at exit)
+    # must not read their free lists, which read as zeros now.
+    prog = r"""
+import time
+x = [str(i) * 3 for i in range(100000)]
+del x
+for r in range(3):
+    time.sleep(0.05)
+    y = [str(i) * 5 for i in range(20000)]
+    del y
+"""
+    p = run([sys.executable, "-c", prog], dict(pre, SOMA_DEBUG="report", SOMA_DEBUG_LEAKS="0",
+                                               SOMA_ARENA_DECAY_MS="20", PYTHONMALLOC="malloc"),
+            "returned pools")
+    check(p.returncode == 0 and "soma: debug" not in p.stderr,
+          f"pools given back by the decay: no false alarm ({p.returncode}) {p.stderr[:2000]}")
 
 done("test_debug")

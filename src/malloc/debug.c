@@ -87,6 +87,7 @@
  */
 #define _GNU_SOURCE
 #include <limits.h>
+#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +356,29 @@ static long large_pad(const unsigned char *b, size_t total)
 
 enum { FOUND, FOREIGN, BAD };
 
+#ifdef SOMA_OVERRIDE
+/* p is no block of any allocator's: say what it looks like. */
+static void not_a_heap_block(text_t *t, const char *fn, const void *p)
+{
+    char here;
+    Dl_info info;
+    uintptr_t u = (uintptr_t)p, sp = (uintptr_t)&here;
+    if (u >= sp && u - sp < ((uintptr_t)8 << 20)) {
+        start(t, fn, p, "not a heap block: the address lies on this thread's stack (a local "
+                        "variable's, or alloca's)");
+    } else if (dladdr(p, &info) != 0 && info.dli_fname != NULL) {
+        start(t, fn, p, "not a heap block: the address lies in the code or static data of ");
+        add(t, "%s", info.dli_fname);
+        if (info.dli_sname != NULL && info.dli_saddr != NULL)
+            add(t, " (%zu bytes into %s)", (size_t)(u - (uintptr_t)info.dli_saddr),
+                info.dli_sname);
+    } else {
+        start(t, fn, p, "not a heap block: no allocator handed out this address (soma made none "
+                        "there, nor the system allocator for soma)");
+    }
+}
+#endif
+
 /* Which block p is.  FOREIGN: not in soma's range and not a large block of
  * soma's (the system allocator's business, as without debug mode).  BAD:
  * reported; the caller must leave it alone. */
@@ -412,6 +436,26 @@ static int locate(const void *p, blk_t *out, const char *fn)
                 finish(&t);
                 return BAD;
             }
+            if (soma__large_in_cache(p)) {
+                start(&t, fn, p, "not a block soma has now: it lies in a large block's mapping "
+                                 "that soma keeps free for reuse (a double free or a use after "
+                                 "free of a large block)");
+                finish(&t);
+                return BAD;
+            }
+#ifdef SOMA_OVERRIDE
+            /* In the override every block the program holds is soma's, or
+             * one the system allocator made for soma (recorded: the large
+             * registry knows it).  Anything else is no heap block at all,
+             * which the system allocator would diagnose in its own words,
+             * or not. */
+            size_t sys;
+            if (!soma__large_lookup(p, &sys)) {
+                not_a_heap_block(&t, fn, p);
+                finish(&t);
+                return BAD;
+            }
+#endif
             return FOREIGN;
         }
         unsigned char *b = (unsigned char *)(u - HDR - pad);
@@ -831,7 +875,12 @@ int soma__debug_copy_check(const copy_t *c)
         return 1;
     soma__heap_debug_lock();
     blk_t b;
-    if (!holder(c->dst, &b)) {
+    uintptr_t last;
+    /* A destination in no block: a copy that ends in one started before
+     * it (an underflow, which may start far away: 1 MiB before). */
+    if (!holder(c->dst, &b) &&
+        (__builtin_add_overflow((uintptr_t)c->dst, c->from, &last) ||
+         __builtin_add_overflow(last, c->len - 1, &last) || !holder((const void *)last, &b))) {
         soma__heap_debug_unlock();
         return 1;
     }

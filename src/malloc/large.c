@@ -1079,6 +1079,11 @@ static int cached(uintptr_t p)
     return found;
 }
 
+int soma__large_in_cache(const void *p)
+{
+    return cached((uintptr_t)p & ~(uintptr_t)(PAGE - 1));
+}
+
 /* p starts no block of soma's, and is about to go to the system
  * allocator as a foreign pointer: unless it lies inside one of soma's
  * mapped blocks (within soma__large_block_of's reach), or in a mapping

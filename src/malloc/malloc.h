@@ -110,6 +110,9 @@ SOMA_INTERNAL size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t 
 SOMA_INTERNAL void soma__large_map_counts(soma_large_map_stats *m);
 /* Is p one of soma's large blocks?  1 and its requested size in *n. */
 SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
+/* Does p lie in a mapping the large cache keeps free (a freed large
+ * block's)?  A walk of the cache under its lock: for diagnoses only. */
+SOMA_INTERNAL int soma__large_in_cache(const void *p);
 /* The mapped large block that holds the byte p: 1, with its start, the
  * bytes asked and its mapping's bytes (what the program may use); 0 if
  * there is none, or p lies more than about 4 MiB into one (large.c says

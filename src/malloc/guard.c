@@ -335,8 +335,10 @@ static void stacks(const rec_t *r)
  * soma_debug_check reports and goes on, as it does without debug mode). */
 static void report(debug_text_t *t, const rec_t *r, int go_on)
 {
-    soma__debug_emit(t);
-    if (r != NULL)
+    /* At exit the text waits until the check's walk is done (and its
+     * locks let go: naming a frame takes the loader's lock); the stacks,
+     * printed now, would come before it, so they are left out there. */
+    if (soma__debug_emit(t) && r != NULL)
         stacks(r);
     if (soma__options.debug || go_on) {
         soma__debug_stop();

@@ -189,9 +189,10 @@ static int grow(shard_t *s)
 #define MARKS_PAGES ((size_t)1 << (SOMA_LARGE_WINDOW_BITS - 12))
 #define MARKS_SCAN 16
 _Static_assert(PAGE == 4096, "one bit per 4 KiB page");
-/* a mapped block is above SOMA_MEDIUM_MAX: two pages at least */
-_Static_assert(((size_t)1 << SOMA_LARGE_MIB_BITS) / (2 * PAGE) + 1 < 65536 &&
-                   SOMA_MEDIUM_MAX >= PAGE,
+/* a mapped block takes a page at least (two unless the medium classes
+ * end below a page: the py38 geometry); a block's first and last page
+ * may be one */
+_Static_assert(((size_t)1 << SOMA_LARGE_MIB_BITS) / PAGE + 1 < 65536,
                "a MiB's count of blocks fits 16 bits");
 _Atomic(large_window_t *) soma__large_windows[SOMA_LARGE_WINDOWS];
 

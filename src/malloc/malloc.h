@@ -224,7 +224,9 @@ SOMA_INTERNAL void soma__debug_start_as(debug_text_t *t, const char *prefix, con
  * pattern `want`, as offsets from U, a block of n bytes asked. */
 SOMA_INTERNAL void soma__debug_diff(debug_text_t *t, const unsigned char *u, size_t n,
                                     const unsigned char *p, size_t len, size_t bad, unsigned want);
-SOMA_INTERNAL void soma__debug_emit(debug_text_t *t);
+/* 1: written; 0: kept for after the check at exit's walk (on the thread
+ * that runs it), so that what follows it (call stacks) must wait too. */
+SOMA_INTERNAL int soma__debug_emit(debug_text_t *t);
 SOMA_INTERNAL void soma__debug_stop(void);
 SOMA_INTERNAL const char *soma__debug_api_name(unsigned api);
 /* The names a program knows the calls by: the override's are the C library's. */

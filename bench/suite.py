@@ -2,6 +2,7 @@
 """bench/suite.py: the benchmark suite, every allocator side by side, in one table.
 
 usage: suite.py SOMA_OVERRIDE_SO BENCH_SMALL MB_BUILD [--reps N] [--only a,b] [--quick]
+                [--against NAME=OTHER_SOMA_SO]
 
 Workloads, each optional (a line says which are left out and why):
   - the mimalloc-bench programs, built out of tree in MB_BUILD from
@@ -21,7 +22,10 @@ repetition.  For each workload: the median of REPS runs of wall time (for
 larson and xmalloc-test, the time they print themselves: their primary
 metric), peak RSS (wait4 of the program, through /usr/bin/time), soma's
 ratio to the best peer and which peer that is; then geometric means over
-the suite of each allocator's time and RSS against glibc's.
+the suite of each allocator's time and RSS against glibc's.  --against
+runs soma and one other build of it alone (no peers, no pymalloc column),
+and the geometric means are against that build: the hardening's cost on
+the suite is --against unhardened=build/bench/libsoma-override-unhardened.so.
 A measurement, never a pass/fail test: it stops only when a program fails.
 """
 import argparse
@@ -189,9 +193,17 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true", help="one repetition of a subset")
+    ap.add_argument("--against", default="",
+                    help="NAME=PATH: soma against that other build of soma alone, no peers "
+                         "(unhardened=build/bench/libsoma-override-unhardened.so: the "
+                         "hardening's cost on the suite)")
     args = ap.parse_args()
     reps = 1 if args.quick else args.reps
-    allocs = allocators(os.path.abspath(args.soma))
+    if args.against:
+        name, _, path = args.against.partition("=")
+        allocs = [(name, os.path.abspath(path)), ("soma", os.path.abspath(args.soma))]
+    else:
+        allocs = allocators(os.path.abspath(args.soma))
     names = [n for n, _ in allocs]
     peers = [n for n in names if n != "soma"]
     tmp = tempfile.mkdtemp(prefix="soma-suite-")
@@ -219,7 +231,8 @@ def main():
             configs = [(n, {"LD_PRELOAD": p} if p else {}) for n, p in allocs]
             if group == "python":
                 configs = [(n, {"PYTHONMALLOC": "malloc", **e}) for n, e in configs]
-                configs.append(("pymalloc", {}))
+                if not args.against:
+                    configs.append(("pymalloc", {}))
             times = {n: [] for n, _ in configs}
             rss = {n: [] for n, _ in configs}
             for r in range(reps):
@@ -258,14 +271,16 @@ def report(rows, names, peers):
             b = best_peer(d, peers)
             cells = "".join(" " + (fmt % d[n] if n in d else f"{'-':>9}") for n in cols)
             print(f"{w:15}{cells}{d['soma'] / d[b]:11.2f}  {b}")
-        # geometric means against glibc: every row, and the field's suite only
-        for label, sel in (("geomean/glibc", lambda g: True),
+        # geometric means against glibc (or --against's build): every row,
+        # and the field's suite only
+        base = "glibc" if "glibc" in names else names[0]
+        for label, sel in (("geomean/" + base, lambda g: True),
                            ("  mb+programs", lambda g: g in ("mb", "program")),
                            ("  soma's own", lambda g: g == "soma")):
             chosen = [r for r in rows if sel(r[1])]
             if not chosen:
                 continue
-            gm = {n: geomean([r[idx][n] / r[idx]["glibc"] for r in chosen]) for n in names}
+            gm = {n: geomean([r[idx][n] / r[idx][base] for r in chosen]) for n in names}
             b = min(peers, key=lambda n: gm[n])
             print(f"{label:15}" + "".join(f" {gm[n]:9.3f}" for n in names)
                   + (f" {'-':>9}" if len(cols) > len(names) else "")

@@ -330,17 +330,47 @@ static void stacks(const rec_t *r)
     }
 }
 
-/* Written, with the block's call stacks; then debug mode's rule (abort
- * unless SOMA_DEBUG=report), or, sampling in production, abort (but
- * soma_debug_check reports and goes on, as it does without debug mode). */
+/* What a report made under guard_lock leaves for after the unlock: the
+ * block's call stacks (naming a frame takes the dynamic loader's lock,
+ * and a thread inside dlopen that holds it may be waiting for guard_lock
+ * to make its own allocation) and the ruling (abort or go on).  One per
+ * thread; a walk that reports several blocks (soma__guard_check) keeps
+ * the first one's stacks. */
+typedef struct {
+    int set, stacks, go_on;
+    rec_t r;
+} later_t;
+static __thread later_t later __attribute__((tls_model("initial-exec")));
+
+/* The text written now (or, at exit, kept for after the check's walk:
+ * then the stacks, which would come before it, are left out); the rest
+ * waits for settle().  guard_lock held. */
 static void report(debug_text_t *t, const rec_t *r, int go_on)
 {
-    /* At exit the text waits until the check's walk is done (and its
-     * locks let go: naming a frame takes the loader's lock); the stacks,
-     * printed now, would come before it, so they are left out there. */
-    if (soma__debug_emit(t) && r != NULL)
-        stacks(r);
-    if (soma__options.debug || go_on) {
+    int shown = soma__debug_emit(t);
+    if (later.set) {
+        later.go_on &= go_on;
+        return;
+    }
+    later.set = 1;
+    later.stacks = shown && r != NULL;
+    later.go_on = go_on;
+    if (r != NULL)
+        later.r = *r;
+}
+
+/* After guard_lock is let go: the stacks of what report() wrote, then
+ * debug mode's rule (abort unless SOMA_DEBUG=report), or, sampling in
+ * production, abort (but soma_debug_check reports and goes on, as it
+ * does without debug mode). */
+static void settle(void)
+{
+    if (!later.set)
+        return;
+    later.set = 0;
+    if (later.stacks)
+        stacks(&later.r);
+    if (soma__options.debug || later.go_on) {
         soma__debug_stop();
         return;
     }
@@ -417,6 +447,7 @@ int soma__guard_live(const void *p, const char *fn, size_t *n)
     if (r != NULL)
         *n = r->n;
     pthread_mutex_unlock(&guard_lock);
+    settle();
     return r != NULL;
 }
 
@@ -458,6 +489,7 @@ void soma__guard_free(void *p, const char *fn)
         c->tail = idx;
     }
     pthread_mutex_unlock(&guard_lock);
+    settle();
     errno = saved;
 }
 
@@ -472,6 +504,7 @@ size_t soma__guard_check(const char *fn)
                 n++;
             }
     pthread_mutex_unlock(&guard_lock);
+    settle();
     return n;
 }
 

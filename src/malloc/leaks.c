@@ -317,22 +317,10 @@ static unsigned top(const void *base, size_t stride, size_t n, unsigned want, si
     return k;
 }
 
-typedef struct {
-    char buf[1024];
-    size_t len;
-} line_t;
-
-__attribute__((format(printf, 2, 3))) static void put(line_t *l, const char *fmt, ...)
-{
-    if (l->len >= sizeof l->buf - 1)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(l->buf + l->len, sizeof l->buf - l->len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        l->len = l->len + (size_t)n < sizeof l->buf ? l->len + (size_t)n : sizeof l->buf - 1;
-}
+/* A line of the report: debug mode's diagnosis buffer and its writer
+ * (malloc.h), which never allocate. */
+typedef debug_text_t line_t;
+#define put soma__debug_add
 
 static void emit(line_t *l)
 {

@@ -232,25 +232,10 @@ static void stack_free(void)
 
 static void test_stack(void)
 {
-    char path[] = "/tmp/soma_test_interior_XXXXXX";
-    int fd = mkstemp(path);
-    if (!CHECK(fd >= 0))
+    char buf[2048];
+    int st = test_run_captured(stack_free, buf, sizeof buf);
+    if (st == -1)
         return;
-    unlink(path);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd, 2);
-        stack_free();
-        _exit(0);
-    }
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    char buf[2048] = {0};
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
     if (!CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, "free(): invalid pointer")))
         test_note("  stack pointer: status %#x, stderr:\n%s", (unsigned)st, buf);
 }

@@ -268,19 +268,20 @@ static inline size_t test_resident_pages(uintptr_t addr, size_t len)
 }
 
 
-/* Run `misuse` in a child with stderr captured; it must die of SIGABRT after
- * a "soma: fatal: " line containing `expect` and naming the pointer that
- * misuse printed first, as "pointer %p". */
 #include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-static inline void test_expect_fatal(const char *name, void (*misuse)(void), const char *expect)
+
+/* Run `misuse` in a child with its stderr captured into buf (cap bytes,
+ * NUL-terminated); the child's wait status, or -1 if it could not run. */
+static inline int test_run_captured(void (*misuse)(void), char *buf, size_t cap)
 {
+    buf[0] = '\0';
     char path[] = "/tmp/soma_test_misuse_XXXXXX";
     int fd = mkstemp(path);
     if (!CHECK(fd >= 0))
-        return;
+        return -1;
     unlink(path);
     fflush(NULL);
     pid_t pid = fork();
@@ -289,15 +290,28 @@ static inline void test_expect_fatal(const char *name, void (*misuse)(void), con
         misuse();
         _exit(0); /* not reached when the misuse is caught */
     }
-    if (!CHECK(pid > 0))
-        return;
+    if (!CHECK(pid > 0)) {
+        close(fd);
+        return -1;
+    }
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    char buf[2048] = {0};
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    ssize_t n = pread(fd, buf, cap - 1, 0);
     close(fd);
     buf[n > 0 ? n : 0] = '\0';
+    return st;
+}
+
+/* Run `misuse` in a child with stderr captured; it must die of SIGABRT after
+ * a "soma: fatal: " line containing `expect` and naming the pointer that
+ * misuse printed first, as "pointer %p". */
+static inline void test_expect_fatal(const char *name, void (*misuse)(void), const char *expect)
+{
+    char buf[2048];
+    int st = test_run_captured(misuse, buf, sizeof buf);
+    if (st == -1)
+        return;
     if (!CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT))
         test_note("  %s: child status %#x, stderr:\n%s", name, (unsigned)st, buf);
     CHECK(strstr(buf, "soma: fatal: ") != NULL);

@@ -37,7 +37,7 @@ static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static heap_t *all_heaps;
 static heap_t *orphans;
 static uint64_t heap_serials; /* the last heap's serial (heaps_lock) */
-static slab_t records = {sizeof(heap_t), NULL}; /* heap records; heaps_lock */
+static slab_t records = {.size = sizeof(heap_t)}; /* heap records; heaps_lock */
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 

@@ -57,7 +57,11 @@
  * is released then too; with none (0, the library's default: give memory
  * back at once) one mapping is kept, as CPython keeps one empty arena.
  * Released means munmap: the pages go back at once.  A mapping larger
- * than CACHE_MAX is never cached.
+ * than CACHE_MAX is never cached.  And idle memory changes sides (with a
+ * decay): pools made resident take as much from the cache (large_shed),
+ * a fresh mapping makes the thread's heap give back as much of its empty
+ * pools' pages (pools_shed), so that soma's total grows only when neither
+ * side has any to spare (DESIGN.md, "Idle memory changes sides").
  *
  * Locks: each shard's, and the cache's; never two at once (a request takes
  * from the cache, then enters the block; a free leaves the registry, then
@@ -395,7 +399,7 @@ static int lookup(uintptr_t p, entry_t *out)
 /* ---- the cache of freed mappings ---- */
 
 #define CACHE_MAX ((size_t)128 << 20) /* bytes; see the top of the file */
-#define CACHE_FLOOR ((size_t)4 << 20)  /* bytes: the bound however little is in use */
+#define CACHE_FLOOR ((size_t)256 << 10) /* bytes: the bound however little is in use */
 #define CACHE_SLOTS 1024             /* mappings; slot numbers fit a uint16_t */
 #define EXACT 64                     /* pages: bins 0..EXACT hold one count each */
 #define CACHE_BINS 128
@@ -456,6 +460,17 @@ static struct {
     uintptr_t key;
     uint16_t slot;
 } ends[INDEX_CAP];
+/* The index uses ends[0 .. INDEX_MIN << index_grown): it grows with the
+ * cache (push_slot), so that a program with a handful of cached mappings
+ * touches one page of it, not the 64 KiB its hashing would spread them
+ * over.  Cache lock. */
+#define INDEX_MIN 256 /* 2^8: end_home's shift */
+static unsigned index_grown;
+
+static size_t index_cap(void)
+{
+    return (size_t)INDEX_MIN << index_grown;
+}
 
 static _Atomic size_t maps_made, maps_reused, maps_released;
 
@@ -487,13 +502,14 @@ static int prev_bin(unsigned b)
 
 static size_t end_home(uintptr_t key)
 {
-    return (size_t)(((uint64_t)key >> 12) * 0x9e3779b97f4a7c15ULL >> 52) & (INDEX_CAP - 1);
+    return (size_t)(((uint64_t)key >> 12) * 0x9e3779b97f4a7c15ULL >> (56 - index_grown));
 }
 
 /* The slot whose start (or end, with bit 0 set) is key, or 0. */
 static uint16_t end_find(uintptr_t key)
 {
-    for (size_t i = end_home(key);; i = (i + 1) & (INDEX_CAP - 1)) {
+    size_t mask = index_cap() - 1;
+    for (size_t i = end_home(key);; i = (i + 1) & mask) {
         if (ends[i].key == key)
             return ends[i].slot;
         if (ends[i].key == 0)
@@ -503,24 +519,26 @@ static uint16_t end_find(uintptr_t key)
 
 static void end_add(uintptr_t key, uint16_t slot)
 {
+    size_t mask = index_cap() - 1;
     size_t i = end_home(key);
     while (ends[i].key != 0)
-        i = (i + 1) & (INDEX_CAP - 1);
+        i = (i + 1) & mask;
     ends[i].key = key;
     ends[i].slot = slot;
 }
 
 static void end_remove(uintptr_t key)
 {
+    size_t mask = index_cap() - 1;
     size_t i = end_home(key);
     while (ends[i].key != key) {
         if (ends[i].key == 0) /* every cached range has both ends in */
             soma__fatal("large cache index: no entry for %#lx", (unsigned long)key);
-        i = (i + 1) & (INDEX_CAP - 1);
+        i = (i + 1) & mask;
     }
-    for (size_t j = (i + 1) & (INDEX_CAP - 1); ends[j].key != 0; j = (j + 1) & (INDEX_CAP - 1)) {
+    for (size_t j = (i + 1) & mask; ends[j].key != 0; j = (j + 1) & mask) {
         size_t home = end_home(ends[j].key);
-        if (((j - home) & (INDEX_CAP - 1)) >= ((j - i) & (INDEX_CAP - 1))) {
+        if (((j - home) & mask) >= ((j - i) & mask)) {
             ends[i] = ends[j];
             i = j;
         }
@@ -578,6 +596,16 @@ static void unlink_slot(uint16_t i)
  * slot to be had: the caller released one if none was spare). */
 static void push_slot(uintptr_t p, size_t pages, uint64_t now)
 {
+    /* Two keys a mapping, the index at most half full.  Here the index
+     * holds exactly the cached mappings' ends, so it can be built anew. */
+    if (4 * (cache.count + 1) > index_cap()) { /* never past INDEX_CAP: count < CACHE_SLOTS */
+        memset(ends, 0, index_cap() * sizeof ends[0]);
+        index_grown++;
+        for (uint16_t j = cache.young; j != 0; j = cache.slot[j].anext) {
+            end_add(cache.slot[j].p, j);
+            end_add((cache.slot[j].p + cache.slot[j].pages * PAGE) | 1, j);
+        }
+    }
     uint16_t i = cache.spare;
     if (i != 0)
         cache.spare = cache.slot[i].bnext;
@@ -823,6 +851,41 @@ size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
     }
 }
 
+/* Idle memory changes sides (DESIGN.md): the pools made `bytes` more
+ * resident (soma__pool_grew_hook, no lock held), so as much of the cache's
+ * oldest mappings goes back, whole pages, split where need be.  Only with
+ * a decay: without one the cache keeps a single mapping. */
+static void large_shed(size_t bytes)
+{
+    if (soma__options.decay_ms <= 0)
+        return;
+    size_t done = 0;
+    for (int more = 1; more && done < bytes;) {
+        gone_t g = {0};
+        pthread_mutex_lock(&cache.lock);
+        while (g.k < GONE_BATCH && cache.old != 0 && done < bytes) {
+            size_t all = cache.slot[cache.old].pages * PAGE;
+            size_t want = (bytes - done + PAGE - 1) / PAGE * PAGE;
+            gone_oldest(&g, want < all ? want : all);
+            done += want < all ? want : all;
+        }
+        more = cache.old != 0;
+        pthread_mutex_unlock(&cache.lock);
+        gone_release(&g);
+    }
+}
+
+/* The other way: the large blocks took `bytes` of fresh memory from the
+ * OS (a mapping, or a realloc's growth), so the calling thread's heap
+ * gives back as much of its empty pools' pages (soma__arena_shed; no lock
+ * of soma's held here). */
+static void pools_shed(size_t bytes)
+{
+    heap_t *h = soma__heap_tls;
+    if (soma__options.decay_ms > 0 && h != &soma__heap_empty)
+        (void)soma__arena_shed(h, bytes);
+}
+
 #define MAX_PIECES 8 /* cached mappings one request is assembled from, at most */
 
 /* Cached mappings taken for one request: piece[0] the largest. */
@@ -975,10 +1038,14 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
         }
         if (pc.k > 0) {
             int reused;
+            size_t had = 0;
+            for (int i = 0; i < pc.k; i++)
+                had += pc.pages[i] * PAGE;
             void *p = assemble(&pc, size, &reused);
             if (p != NULL) {
                 if (reused)
                     atomic_fetch_add_explicit(&maps_reused, 1, memory_order_relaxed);
+                pools_shed(size - had); /* what the pieces lacked came fresh */
                 *map = *dirty = size;
                 return p;
             }
@@ -988,6 +1055,7 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
     char *m = soma__os_map(size + extra);
     if (m == NULL)
         return NULL;
+    pools_shed(size);
     if (extra > 0) {
         /* Over-mapped by align - PAGE: an aligned start lies in the first
          * `extra` bytes; the head before it and the tail after the block go
@@ -1167,6 +1235,8 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
         q = soma__os_remap(p, e.map, size, size > e.map);
         if (q != NULL) {
             map = size;
+            if (size > e.map)
+                pools_shed(size - e.map);
         } else if (size < e.map) {
             q = p; /* could not shrink: the block keeps its mapping */
         } else if ((q = soma__os_map(size)) != NULL &&
@@ -1176,6 +1246,7 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
              * move it whole, without copying. */
             atomic_fetch_add_explicit(&maps_made, 1, memory_order_relaxed);
             map = size;
+            pools_shed(size - e.map);
         } else {
             if (q != NULL)
                 soma__os_unmap(q, size);
@@ -1460,4 +1531,9 @@ static void large_fork(int phase)
     if (phase == SOMA_FORK_PREPARE)
         soma__start_fork_lock(&cache.lock, phase);
 }
-SOMA_HOOK(large, SOMA_ORDER_LARGE, NULL, large_fork);
+static void large_start(void)
+{
+    soma__pool_grew_hook = large_shed;
+}
+
+SOMA_HOOK(large, SOMA_ORDER_LARGE, large_start, large_fork);

@@ -6,16 +6,22 @@
 
 void *soma__slab_take(slab_t *s)
 {
-    if (s->free == NULL) {
+    void *r = s->free;
+    if (r != NULL) {
+        memcpy(&s->free, r, sizeof(void *));
+        memset(r, 0, s->size);
+        return r;
+    }
+    if ((size_t)(s->end - s->next) < s->size) {
+        /* the rest of the old slab, shorter than a record, is lost */
         char *slab = soma__os_map(SLAB_BYTES);
         if (slab == NULL)
             return NULL;
-        for (size_t i = SLAB_BYTES / s->size; i-- > 0;)
-            soma__slab_give(s, slab + i * s->size);
+        s->next = slab;
+        s->end = slab + SLAB_BYTES;
     }
-    void *r = s->free;
-    memcpy(&s->free, r, sizeof(void *));
-    memset(r, 0, s->size);
+    r = s->next; /* fresh from the OS: zero already */
+    s->next += s->size;
     return r;
 }
 

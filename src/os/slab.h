@@ -7,7 +7,11 @@
 
 typedef struct {
     size_t size; /* of a record: at least a pointer, a multiple of its alignment */
-    void *free;  /* free records, linked through their first word */
+    void *free;  /* given-back records, linked through their first word */
+    /* The untouched rest of the newest slab, cut a record at a time: a
+     * slab's pages are faulted only as records are taken (a program with
+     * one arena touches one page of the arena records, not 64 KiB). */
+    char *next, *end;
 } slab_t;
 
 /* A zeroed record, or NULL with errno = ENOMEM. */

@@ -60,7 +60,7 @@ void soma__arena_counts(unsigned kind, size_t *total, size_t *current, size_t *h
     *current = atomic_load_explicit(&arenas_now[kind], memory_order_relaxed);
     *highwater = atomic_load_explicit(&arenas_peak[kind], memory_order_relaxed);
 }
-static slab_t records = {sizeof(arena_t), NULL}; /* slab_lock */
+static slab_t records = {.size = sizeof(arena_t)}; /* slab_lock */
 
 static arena_t *record_new(void)
 {
@@ -230,7 +230,9 @@ pool_t *soma__arena_take_pool(heap_t *heap, unsigned kind)
         a->freepools = pool->nextpool;
     } else if ((pool = a->returned) != NULL) {
         a->returned = pool->nextpool;
+        heap->grown += SOMA_POOL_SIZE;
     } else {
+        heap->grown += SOMA_POOL_SIZE;
         pool = soma__pool_in(a, (void *)a->pool_address);
         pool->base = (char *)a->pool_address;
         a->pool_address += SOMA_POOL_SIZE;
@@ -310,44 +312,73 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
         release_expired(heap, s, 0);
 }
 
-/* The pages of the empty pools of set s that have stayed empty for the
- * decay (every one if `all`) go back to the OS; the pools move to their
- * arena's returned list and are put to work again like any empty pool
- * (pool.c: pool_start sets them up afresh).  Pools that touch go back in
- * one call.  Heap lock held.  Returns how many pools; *next_ms is lowered
- * to the earliest expiry of the pools kept. */
-static size_t purge_pools(arena_set_t *s, uint64_t now, int all, uint64_t *next_ms)
+/* The pages of arena a's empty pools that have stayed empty for the decay
+ * (every one if `all`), `limit` pools at most, go back to the OS; the
+ * pools move to their arena's returned list and are put to work again like
+ * any empty pool (pool.c: pool_start sets them up afresh).  Pools that
+ * touch go back in one call.  Heap lock held.  Returns how many pools;
+ * *next_ms is lowered to the earliest expiry of the pools kept. */
+static size_t purge_arena(arena_t *a, uint64_t now, int all, uint64_t *next_ms, size_t limit)
 {
     uint32_t decay = (uint32_t)soma__options.decay_ms, now32 = (uint32_t)now;
+    uint64_t gone = 0; /* bit i: pools[i] */
     size_t n = 0;
-    for (arena_t *a = s->usable_arenas; a != NULL; a = a->nextarena) {
-        uint64_t gone = 0; /* bit i: pools[i] */
-        for (pool_t **at = &a->freepools; *at != NULL;) {
-            pool_t *pool = *at;
-            uint32_t age = now32 - pool->emptied_ms;
-            if (!all && age < decay) {
-                if (now + (decay - age) < *next_ms)
-                    *next_ms = now + (decay - age);
-                at = &pool->nextpool;
-                continue;
-            }
-            *at = pool->nextpool;
-            pool->nextpool = a->returned;
-            a->returned = pool;
-            pool->returned = 1;
-            gone |= (uint64_t)1 << (pool - a->pools);
+    for (pool_t **at = &a->freepools; *at != NULL && n < limit;) {
+        pool_t *pool = *at;
+        uint32_t age = now32 - pool->emptied_ms;
+        if (!all && age < decay) {
+            if (now + (decay - age) < *next_ms)
+                *next_ms = now + (decay - age);
+            at = &pool->nextpool;
+            continue;
         }
-        while (gone != 0) {
-            unsigned first = (unsigned)__builtin_ctzll(gone), end = first;
-            while (end < SOMA_POOLS_PER_ARENA && (gone >> end & 1))
-                end++;
-            soma__os_purge(a->pools[first].base, (size_t)(end - first) * SOMA_POOL_SIZE);
-            gone &= end < 64 ? ~(((uint64_t)1 << end) - 1) : 0;
-            n += end - first;
-        }
+        *at = pool->nextpool;
+        pool->nextpool = a->returned;
+        a->returned = pool;
+        pool->returned = 1;
+        gone |= (uint64_t)1 << (pool - a->pools);
+        n++;
     }
+    while (gone != 0) {
+        unsigned first = (unsigned)__builtin_ctzll(gone), end = first;
+        while (end < SOMA_POOLS_PER_ARENA && (gone >> end & 1))
+            end++;
+        soma__os_purge(a->pools[first].base, (size_t)(end - first) * SOMA_POOL_SIZE);
+        gone &= end < 64 ? ~(((uint64_t)1 << end) - 1) : 0;
+    }
+    return n;
+}
+
+/* purge_arena over every arena of set s (heap lock held). */
+static size_t purge_pools(arena_set_t *s, uint64_t now, int all, uint64_t *next_ms)
+{
+    size_t n = 0;
+    for (arena_t *a = s->usable_arenas; a != NULL; a = a->nextarena)
+        n += purge_arena(a, now, all, next_ms, SIZE_MAX);
     s->pools_returned_total += n;
     return n;
+}
+
+size_t soma__arena_shed(heap_t *heap, size_t bytes)
+{
+    if (pthread_mutex_trylock(&heap->lock) != 0)
+        return 0;
+    uint64_t now = soma__process_now_ms(), ignored = UINT64_MAX;
+    size_t want = (bytes + SOMA_POOL_SIZE - 1) / SOMA_POOL_SIZE, n = 0;
+    for (unsigned k = 0; k < SOMA_NUM_KINDS && n < want; k++) {
+        arena_set_t *s = &heap->sets[k];
+        arena_t *a = s->usable_arenas;
+        while (a != NULL && a->nextarena != NULL)
+            a = a->nextarena;
+        size_t m = 0;
+        for (; a != NULL && n + m < want; a = a->prevarena)
+            m += purge_arena(a, now, 1, &ignored, want - n - m);
+        s->pools_returned_total += m;
+        atomic_fetch_add_explicit(&returned_total[k], m, memory_order_relaxed);
+        n += m;
+    }
+    pthread_mutex_unlock(&heap->lock);
+    return n * SOMA_POOL_SIZE;
 }
 
 /* The earliest expiry among the wholly free arenas release_expired kept

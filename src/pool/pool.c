@@ -245,6 +245,8 @@ static inline __attribute__((always_inline)) void sweep_parked(heap_t *heap, uin
     }
 }
 
+void (*soma__pool_grew_hook)(size_t bytes);
+
 void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
 {
     /* Blocks that other threads gave back may refill this very class:
@@ -262,7 +264,14 @@ void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
     pthread_mutex_lock(&heap->lock);
     pool_t *pool = soma__arena_take_pool(heap, soma__sizeclass_kind(c));
     void *bp = pool ? pool_start(heap, pool, c) : NULL;
+    size_t grown = 0;
+    if (heap->grown >= SOMA_SHED_BATCH) {
+        grown = heap->grown;
+        heap->grown = 0;
+    }
     pthread_mutex_unlock(&heap->lock);
+    if (grown != 0 && soma__pool_grew_hook != NULL)
+        soma__pool_grew_hook(grown);
     return bp; /* NULL: no arena (errno = ENOMEM); malloc/malloc.c decides what then */
 }
 

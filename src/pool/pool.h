@@ -164,6 +164,10 @@ struct heap {
      * while that pool is alone on its list with count 0.  Owner only. */
     uint64_t parked_ms[SOMA_NUM_ALL_CLASSES];
     uint64_t swept_ms; /* the last sweep of parked pools */
+    /* Bytes of pools made resident (carved, or taken back from the
+     * returned) since the large cache last gave back as much: counted by
+     * soma__arena_take_pool, settled by soma__pool_malloc_slow.  Heap lock. */
+    size_t grown;
     /* heap/heap.c's, under its heaps_lock */
     heap_t *next_heap; /* every heap ever made (heaps are never freed) */
     uint64_t serial;   /* when it was listed (1, 2, ...; the list is newest
@@ -292,6 +296,12 @@ static inline int soma__pool_canary_ok(const pool_t *pool)
 /* No used pool of class c: collect pending frees, or put a pool to work.
  * NULL with errno = ENOMEM when no arena can be mapped. */
 SOMA_INTERNAL void *soma__pool_malloc_slow(heap_t *heap, unsigned c);
+/* Pools made resident, SOMA_SHED_BATCH bytes at a time, are offered to
+ * this: the large cache gives back as much of its idle mappings (set by
+ * malloc/large.c at start-up, which this layer cannot call by name; NULL
+ * until then).  Called with no lock held. */
+#define SOMA_SHED_BATCH ((size_t)256 << 10)
+extern SOMA_INTERNAL void (*soma__pool_grew_hook)(size_t bytes);
 SOMA_INTERNAL void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp);
 SOMA_INTERNAL void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p);
 /* The heap's pending cross-thread frees back to their pools (the owner,
@@ -391,6 +401,13 @@ enum { SOMA_TRIM_ARENAS = 1, SOMA_TRIM_POOLS = 2, SOMA_TRIM_PAGES_ONLY = 4 };
 SOMA_INTERNAL size_t soma__arena_trim(heap_t *heap, unsigned all, uint64_t *next_ms);
 SOMA_INTERNAL size_t soma__arena_trim_locked(heap_t *heap, unsigned all, uint64_t *next_ms);
 SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);
+/* Up to `bytes` of the heap's empty pools give their pages back now,
+ * whatever their age, from the arenas with the most free pools (the
+ * usable list's tail: soma__arena_take_pool takes from the fullest, so
+ * these are the last to be wanted again).  For the large blocks when they
+ * take fresh memory (malloc/large.c: DESIGN.md, "Idle memory changes
+ * sides").  The heap's lock is only tried; returns the bytes given back. */
+SOMA_INTERNAL size_t soma__arena_shed(heap_t *heap, size_t bytes);
 SOMA_INTERNAL void soma__arena_counts(unsigned kind, size_t *total, size_t *current,
                                       size_t *highwater);
 /* Pools whose pages went back, ever, process-wide. */

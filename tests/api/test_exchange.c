@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "test.h"
+#include "purge.h"
 
 enum { BLOCK = 64, SMALL_BYTES = 2 << 20, NBLOCKS = SMALL_BYTES / BLOCK };
 #define LARGE ((size_t)4 << 20)
@@ -27,6 +28,7 @@ enum { BLOCK = 64, SMALL_BYTES = 2 << 20, NBLOCKS = SMALL_BYTES / BLOCK };
 #define BATCH ((size_t)256 << 10) /* pool.h's SOMA_SHED_BATCH */
 
 static unsigned char *blocks[NBLOCKS];
+static unsigned char kept[NBLOCKS];
 static uintptr_t emptied[NBLOCKS];
 static size_t nemptied, pool_size, arena_size;
 
@@ -76,28 +78,14 @@ int main(void)
 
     /* pools -> large: empty the pools (one block kept in each arena, so no
      * arena empties), then take more than the cache holds. */
-    uintptr_t arena = 0, pool = 0;
-    int pool_kept = 0;
+    nemptied = purge_plan(blocks, NBLOCKS, pool_size, arena_size, kept, emptied);
     for (size_t i = 0; i < NBLOCKS; i++) {
-        uintptr_t a = (uintptr_t)blocks[i] & ~(uintptr_t)(arena_size - 1);
-        uintptr_t p = (uintptr_t)blocks[i] & ~(uintptr_t)(pool_size - 1);
-        if (p != pool) {
-            if (pool != 0 && !pool_kept)
-                emptied[nemptied++] = pool;
-            pool = p;
-            pool_kept = 0;
-        }
-        if (a != arena) {
-            arena = a;
-            pool_kept = 1;
+        if (kept[i])
             continue;
-        }
         if (!CHECK_EQ(blocks[i][BLOCK - 1], (unsigned char)(i & 0xff)))
             break;
         soma_free(blocks[i]);
     }
-    if (!pool_kept)
-        emptied[nemptied++] = pool;
     test_note("%zu pools emptied", nemptied);
     CHECK_GE(nemptied, (size_t)SMALL_BYTES / pool_size - 8);
     CHECK_EQ(resident_pools(), nemptied);

@@ -90,25 +90,7 @@ int main(int argc, char **argv)
     if (!CHECK(large2 != NULL))
         return test_summary();
     memset(large2, 0x5f, LARGE);
-    uintptr_t arena = 0, pool = 0;
-    int pool_kept = 0;
-    for (size_t i = 0; i < NBLOCKS; i++) {
-        uintptr_t a = (uintptr_t)blocks[i] & ~(uintptr_t)(arena_size - 1);
-        uintptr_t p = (uintptr_t)blocks[i] & ~(uintptr_t)(pool_size - 1);
-        if (p != pool) {
-            if (pool != 0 && !pool_kept)
-                emptied[nemptied++] = pool;
-            pool = p;
-            pool_kept = 0;
-        }
-        if (i == 0 || a != arena) {
-            arena = a;
-            pool_kept = 1;
-            kept[i] = 1;
-        }
-    }
-    if (!pool_kept)
-        emptied[nemptied++] = pool;
+    nemptied = purge_plan(blocks, NBLOCKS, pool_size, arena_size, kept, emptied);
     test_note("%zu pools to empty", nemptied);
     CHECK_GE(nemptied, 100);
 

@@ -9,6 +9,9 @@
  *   purge_pool_resident(a, n)  pages of the n-byte pool at a that hold memory
  *   purge_thread_start(decay)  bring the purge thread up, the way a program
  *                              does, and wait for it (1: it runs)
+ *   purge_plan(...)            which of a run of blocks to keep so that
+ *                              pools empty but no arena does, and the pools
+ *                              that the other blocks' frees will empty
  *
  * The tests take the kernel's word for what is resident (mincore, through
  * test.h's test_resident_pages), never soma's counters alone: a counter
@@ -97,6 +100,36 @@ static inline int purge_thread_start(long decay_ms)
         purge_sleep_ms(5);
     }
     return purge_threads() > 0;
+}
+
+/* blocks[0..n), taken in order from fresh pools: kept[i] = 1 for the first
+ * block of each arena (so that freeing the others empties pools but no
+ * arena), and the bases of the pools the others' frees will empty into
+ * emptied[] (room for n); returns how many. */
+static inline size_t purge_plan(unsigned char *const *blocks, size_t n, size_t pool_size,
+                                size_t arena_size, unsigned char *kept, uintptr_t *emptied)
+{
+    uintptr_t arena = 0, pool = 0;
+    int pool_kept = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = (uintptr_t)blocks[i] & ~(uintptr_t)(arena_size - 1);
+        uintptr_t p = (uintptr_t)blocks[i] & ~(uintptr_t)(pool_size - 1);
+        if (p != pool) {
+            if (pool != 0 && !pool_kept)
+                emptied[k++] = pool;
+            pool = p;
+            pool_kept = 0;
+        }
+        kept[i] = i == 0 || a != arena;
+        if (kept[i]) {
+            arena = a;
+            pool_kept = 1;
+        }
+    }
+    if (n > 0 && !pool_kept)
+        emptied[k++] = pool;
+    return k;
 }
 
 #endif /* SOMA_TEST_PURGE_H */

@@ -42,8 +42,10 @@ enum {
     SOMA_ORDER_HEAPS = 50,    /* heap/heap.c: heaps_lock, then every heap's lock */
     SOMA_ORDER_ARENA = 60,    /* pool/arena.c: the arena-record slab */
     SOMA_ORDER_REGION = 70,   /* os/region.c: the address range */
-    SOMA_ORDER_LARGE = 80,    /* malloc/large.c: the large blocks' shards, never
-                                 held with another lock of soma's */
+    SOMA_ORDER_LARGE = 80,    /* malloc/large.c: the large blocks' shards and cache,
+                                 always taken last (inside the debug, dump or types
+                                 lock at most), never two at once, and no other
+                                 lock of soma's taken while one is held */
     SOMA_ORDER_WAKE = 90,     /* base/wake.c: taken inside any other lock, never held
                                  across fork (reset in the child) */
 };

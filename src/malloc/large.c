@@ -465,6 +465,8 @@ static struct {
  * touches one page of it, not the 64 KiB its hashing would spread them
  * over.  Cache lock. */
 #define INDEX_MIN 256 /* 2^8: end_home's shift */
+_Static_assert(INDEX_MIN == 1 << 8 && INDEX_CAP == INDEX_MIN << 4,
+               "end_home's shift (56 - index_grown) and push_slot's growth assume these");
 static unsigned index_grown;
 
 static size_t index_cap(void)
@@ -877,8 +879,9 @@ static void large_shed(size_t bytes)
 
 /* The other way: the large blocks took `bytes` of fresh memory from the
  * OS (a mapping, or a realloc's growth), so the calling thread's heap
- * gives back as much of its empty pools' pages (soma__arena_shed; no lock
- * of soma's held here). */
+ * gives back as much of its empty pools' pages (soma__arena_shed, which
+ * only tries the heap's lock; no lock of the large layer is held here, at
+ * most debug mode's, which comes before a heap's). */
 static void pools_shed(size_t bytes)
 {
     heap_t *h = soma__heap_tls;
@@ -1533,7 +1536,7 @@ static void large_fork(int phase)
 }
 static void large_start(void)
 {
-    soma__pool_grew_hook = large_shed;
+    atomic_store_explicit(&soma__pool_grew_hook, large_shed, memory_order_relaxed);
 }
 
 SOMA_HOOK(large, SOMA_ORDER_LARGE, large_start, large_fork);

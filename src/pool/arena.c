@@ -367,9 +367,11 @@ size_t soma__arena_shed(heap_t *heap, size_t bytes)
     size_t want = (bytes + SOMA_POOL_SIZE - 1) / SOMA_POOL_SIZE, n = 0;
     for (unsigned k = 0; k < SOMA_NUM_KINDS && n < want; k++) {
         arena_set_t *s = &heap->sets[k];
-        arena_t *a = s->usable_arenas;
-        while (a != NULL && a->nextarena != NULL)
-            a = a->nextarena;
+        /* The list's tail: the last of the run with the most free pools
+         * (the list is sorted by them; nfp2lasta names each run's last). */
+        arena_t *a = NULL;
+        for (unsigned nf = SOMA_POOLS_PER_ARENA; nf > 0 && a == NULL; nf--)
+            a = s->nfp2lasta[nf];
         size_t m = 0;
         for (; a != NULL && n + m < want; a = a->prevarena)
             m += purge_arena(a, now, 1, &ignored, want - n - m);

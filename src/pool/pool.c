@@ -245,7 +245,7 @@ static inline __attribute__((always_inline)) void sweep_parked(heap_t *heap, uin
     }
 }
 
-void (*soma__pool_grew_hook)(size_t bytes);
+void (*_Atomic soma__pool_grew_hook)(size_t bytes);
 
 void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
 {
@@ -270,8 +270,11 @@ void *soma__pool_malloc_slow(heap_t *heap, unsigned c)
         heap->grown = 0;
     }
     pthread_mutex_unlock(&heap->lock);
-    if (grown != 0 && soma__pool_grew_hook != NULL)
-        soma__pool_grew_hook(grown);
+    if (grown != 0) {
+        void (*hook)(size_t) = atomic_load_explicit(&soma__pool_grew_hook, memory_order_relaxed);
+        if (hook != NULL)
+            hook(grown);
+    }
     return bp; /* NULL: no arena (errno = ENOMEM); malloc/malloc.c decides what then */
 }
 

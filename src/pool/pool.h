@@ -301,7 +301,7 @@ SOMA_INTERNAL void *soma__pool_malloc_slow(heap_t *heap, unsigned c);
  * malloc/large.c at start-up, which this layer cannot call by name; NULL
  * until then).  Called with no lock held. */
 #define SOMA_SHED_BATCH ((size_t)256 << 10)
-extern SOMA_INTERNAL void (*soma__pool_grew_hook)(size_t bytes);
+extern SOMA_INTERNAL void (*_Atomic soma__pool_grew_hook)(size_t bytes);
 SOMA_INTERNAL void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp);
 SOMA_INTERNAL void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p);
 /* The heap's pending cross-thread frees back to their pools (the owner,

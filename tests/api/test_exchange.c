@@ -103,6 +103,7 @@ int main(void)
     CHECK_GE(gone * pool_size, FRESH);
     CHECK_LT(gone * pool_size, FRESH + pool_size);
     CHECK_EQ(counted, gone);
+    CHECK_EQ(s1.returned.pools_total - s0.returned.pools_total, gone); /* and the running total */
     memset(fresh, 0x33, cached + FRESH);
     soma_free(fresh);
     return test_summary();

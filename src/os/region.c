@@ -129,15 +129,30 @@ fail:
     return 0;
 }
 
-void soma__region_unmap(uintptr_t base)
+/* soma__region_unmap's work, region_lock held. */
+static void unmap_locked(uintptr_t base)
 {
-    pthread_mutex_lock(&region_lock);
     size_t slot = (base - atomic_load_explicit(&soma__region.base, memory_order_relaxed)) >>
                   SOMA_ARENA_BITS;
     atomic_store_explicit(&soma__region.arenas[slot], NULL, memory_order_release);
     soma__os_decommit((void *)base, SOMA_ARENA_SIZE); /* the addresses stay ours */
     free_slots[nfree++] = (uint32_t)slot;
+}
+
+void soma__region_unmap(uintptr_t base)
+{
+    pthread_mutex_lock(&region_lock);
+    unmap_locked(base);
     pthread_mutex_unlock(&region_lock);
+}
+
+int soma__region_unmap_try(uintptr_t base)
+{
+    if (pthread_mutex_trylock(&region_lock) != 0)
+        return 0;
+    unmap_locked(base);
+    pthread_mutex_unlock(&region_lock);
+    return 1;
 }
 
 void soma__region_counts(size_t *reserved, size_t *table_bytes)

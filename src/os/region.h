@@ -37,6 +37,9 @@ static inline int soma__region_holds(const void *p)
  * errno = ENOMEM when the range is full or the kernel refuses. */
 SOMA_INTERNAL uintptr_t soma__region_map(arena_t *arena);
 SOMA_INTERNAL void soma__region_unmap(uintptr_t base); /* forget it; pages back to the OS */
+/* The same if the region's lock is free at once (1), else nothing (0): for
+ * a caller that must never wait (the purge thread). */
+SOMA_INTERNAL int soma__region_unmap_try(uintptr_t base);
 SOMA_INTERNAL void soma__region_counts(size_t *reserved, size_t *table_bytes);
 /* Slots used so far (an upper bound on arenas), and the bases of the used
  * slots that hold no arena now: at most cap of them into out; returns how

@@ -3,30 +3,111 @@
 #include "os/slab.h"
 
 #define SLAB_BYTES ((size_t)64 * 1024)
+#define PAGE ((size_t)4096)
+
+/* In a slab's last bytes.  A slab is on its slab_t's partial list while it
+ * has a record to give (live < per), on the empty list once live is 0. */
+struct slab_head {
+    void *free;        /* its given-back records, linked through their first word */
+    unsigned live;     /* records in use */
+    unsigned cut;      /* records cut so far; the rest never touched */
+    slab_head_t *next; /* partial or empty list */
+    slab_head_t *prev; /* partial list only */
+};
+
+static slab_head_t *head_of(const void *r)
+{
+    return (slab_head_t *)(((uintptr_t)r & ~(uintptr_t)(SLAB_BYTES - 1)) + SLAB_BYTES -
+                           sizeof(slab_head_t));
+}
+
+static char *base_of(slab_head_t *h)
+{
+    return (char *)((uintptr_t)h & ~(uintptr_t)(SLAB_BYTES - 1));
+}
+
+static unsigned per_slab(const slab_t *s)
+{
+    return (unsigned)((SLAB_BYTES - sizeof(slab_head_t)) / s->size);
+}
+
+static void partial_push(slab_t *s, slab_head_t *h)
+{
+    h->prev = NULL;
+    h->next = s->partial;
+    if (h->next != NULL)
+        h->next->prev = h;
+    s->partial = h;
+}
+
+static void partial_unlink(slab_t *s, slab_head_t *h)
+{
+    if (h->prev != NULL)
+        h->prev->next = h->next;
+    else
+        s->partial = h->next;
+    if (h->next != NULL)
+        h->next->prev = h->prev;
+}
+
+/* A fresh slab, aligned to its size (mapped twice as large, the rest
+ * unmapped), or NULL with errno = ENOMEM. */
+static slab_head_t *slab_new(void)
+{
+    char *m = soma__os_map(2 * SLAB_BYTES);
+    if (m == NULL)
+        return NULL;
+    char *b = (char *)(((uintptr_t)m + SLAB_BYTES - 1) & ~(uintptr_t)(SLAB_BYTES - 1));
+    if (b > m)
+        soma__os_unmap(m, (size_t)(b - m));
+    if (b + SLAB_BYTES < m + 2 * SLAB_BYTES)
+        soma__os_unmap(b + SLAB_BYTES, (size_t)(m + 2 * SLAB_BYTES - (b + SLAB_BYTES)));
+    return head_of(b); /* all zero: free NULL, nothing live or cut */
+}
 
 void *soma__slab_take(slab_t *s)
 {
-    void *r = s->free;
-    if (r != NULL) {
-        memcpy(&s->free, r, sizeof(void *));
-        memset(r, 0, s->size);
-        return r;
-    }
-    if ((size_t)(s->end - s->next) < s->size) {
-        /* the rest of the old slab, shorter than a record, is lost */
-        char *slab = soma__os_map(SLAB_BYTES);
-        if (slab == NULL)
+    slab_head_t *h = s->partial;
+    if (h == NULL) {
+        if ((h = s->empty) != NULL)
+            s->empty = h->next;
+        else if ((h = slab_new()) == NULL)
             return NULL;
-        s->next = slab;
-        s->end = slab + SLAB_BYTES;
+        partial_push(s, h);
     }
-    r = s->next; /* fresh from the OS: zero already */
-    s->next += s->size;
+    char *r = h->free;
+    if (r != NULL) {
+        memcpy(&h->free, r, sizeof(void *));
+        memset(r, 0, s->size);
+    } else {
+        /* Cut: its pages are fresh or were given back, so zero, and left
+         * untouched till used; but the slab's last page stays, and a record
+         * that reaches into it may find an old record's bytes there. */
+        r = base_of(h) + (size_t)h->cut++ * s->size;
+        if (r + s->size > base_of(h) + SLAB_BYTES - PAGE)
+            memset(r, 0, s->size);
+    }
+    if (++h->live == per_slab(s))
+        partial_unlink(s, h);
     return r;
 }
 
 void soma__slab_give(slab_t *s, void *r)
 {
-    memcpy(r, &s->free, sizeof(void *));
-    s->free = r;
+    slab_head_t *h = head_of(r);
+    if (h->live-- == per_slab(s))
+        partial_push(s, h); /* it was full, on no list */
+    if (h->live == 0) {
+        /* Every record of it is back: its pages go to the OS but the last,
+         * which holds the header; the next record is cut afresh. */
+        partial_unlink(s, h);
+        soma__os_purge(base_of(h), SLAB_BYTES - PAGE);
+        h->free = NULL;
+        h->cut = 0;
+        h->next = s->empty;
+        s->empty = h;
+        return;
+    }
+    memcpy(r, &h->free, sizeof(void *));
+    h->free = r;
 }

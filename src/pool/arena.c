@@ -127,10 +127,9 @@ static arena_t *arena_new(heap_t *heap, unsigned kind)
  * for a later arena (soma__region_unmap), its record goes back to the slab.
  * The caller takes it off the usable list (soma__arena_release_all drops the
  * whole list instead). */
-static void arena_release(heap_t *heap, arena_t *a)
+static void arena_forget(heap_t *heap, arena_t *a)
 {
     arena_set_t *s = &heap->sets[a->kind];
-    soma__region_unmap(a->address);
     if (a->prev_all)
         a->prev_all->next_all = a->next_all;
     else
@@ -139,7 +138,36 @@ static void arena_release(heap_t *heap, arena_t *a)
         a->next_all->prev_all = a->prev_all;
     s->arenas_current--;
     atomic_fetch_sub_explicit(&arenas_now[a->kind], 1, memory_order_relaxed);
+}
+
+static void arena_release(heap_t *heap, arena_t *a)
+{
+    soma__region_unmap(a->address);
+    arena_forget(heap, a);
     record_free(a);
+}
+
+/* The same for a caller that must never wait on a lock (the purge
+ * thread), in two steps: arena_unmap_try tries the slab's lock and the
+ * region's (in their order) and gives the arena's memory back only if
+ * both were free (1; the slab's lock stays held), else does nothing (0);
+ * arena_release_tried then drops the record and the lock. */
+static int arena_unmap_try(arena_t *a)
+{
+    if (pthread_mutex_trylock(&slab_lock) != 0)
+        return 0;
+    if (!soma__region_unmap_try(a->address)) {
+        pthread_mutex_unlock(&slab_lock);
+        return 0;
+    }
+    return 1;
+}
+
+static void arena_release_tried(heap_t *heap, arena_t *a)
+{
+    arena_forget(heap, a);
+    soma__slab_give(&records, a);
+    pthread_mutex_unlock(&slab_lock);
 }
 
 /* ---- decay: how wholly free arenas go back to the OS ---- */
@@ -154,26 +182,34 @@ static void usable_unlink(arena_set_t *s, arena_t *a);
  * rule: one empty arena stops a loop that fills and empties an arena's worth
  * of blocks from making and releasing an arena on every turn).  Called when
  * an arena has just become wholly free, so it runs only while the program
- * frees. */
-static void release_expired(heap_t *heap, arena_set_t *s, int all)
+ * frees, and by the trims.  `try`: arenas go only if the slab's and the
+ * region's locks are free at once (arena_release_try); returns 1 if one
+ * could not go for that. */
+static int release_expired(heap_t *heap, arena_set_t *s, int all, int try)
 {
     arena_t *a = s->nfp2lasta[SOMA_POOLS_PER_ARENA];
     if (a == NULL || a->nfreepools != a->ntotalpools)
-        return;
+        return 0;
     uint64_t now = soma__process_now_ms();
     int keep = !all && SOMA_KEEP_ONE_EMPTY_ARENA;
     while (a != NULL && a->nfreepools == a->ntotalpools) {
         arena_t *prev = a->prevarena;
         int last = a->nextarena == NULL;
         if (all || ((!last || !keep) && now - a->empty_since_ms >= (uint64_t)soma__options.decay_ms)) {
+            if (try && !arena_unmap_try(a))
+                return 1; /* busy: the arena stays, for the next sweep */
             if (s->nfp2lasta[a->nfreepools] == a)
                 s->nfp2lasta[a->nfreepools] =
                     (prev && prev->nfreepools == a->nfreepools) ? prev : NULL;
             usable_unlink(s, a);
-            arena_release(heap, a);
+            if (try)
+                arena_release_tried(heap, a);
+            else
+                arena_release(heap, a);
         }
         a = prev;
     }
+    return 0;
 }
 
 /* ---- the usable list ---- */
@@ -309,7 +345,7 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
     if (s->nfp2lasta[nf] == NULL)
         s->nfp2lasta[nf] = a;
     if (nf == a->ntotalpools)
-        release_expired(heap, s, 0);
+        (void)release_expired(heap, s, 0, 0);
 }
 
 /* The pages of arena a's empty pools that have stayed empty for the decay
@@ -395,6 +431,8 @@ static void arenas_next(const arena_set_t *s, uint64_t *next_ms)
             *next_ms = a->empty_since_ms + decay;
 }
 
+#define TRY_AGAIN_MS 10
+
 size_t soma__arena_trim_locked(heap_t *heap, unsigned all, uint64_t *next_ms)
 {
     uint64_t now = soma__process_now_ms(), ignored = UINT64_MAX;
@@ -404,17 +442,21 @@ size_t soma__arena_trim_locked(heap_t *heap, unsigned all, uint64_t *next_ms)
     for (unsigned k = 0; k < SOMA_NUM_KINDS; k++) {
         arena_set_t *s = &heap->sets[k];
         size_t before = s->arenas_current;
-        if (!(all & SOMA_TRIM_PAGES_ONLY))
-            release_expired(heap, s, (all & SOMA_TRIM_ARENAS) != 0);
+        int busy = release_expired(heap, s, (all & SOMA_TRIM_ARENAS) != 0, (all & SOMA_TRIM_TRY) != 0);
         bytes += (before - s->arenas_current) * SOMA_ARENA_SIZE;
         if (soma__options.decay_ms > 0 || (all & SOMA_TRIM_POOLS)) {
             size_t n = purge_pools(s, now, (all & SOMA_TRIM_POOLS) != 0, next_ms);
             atomic_fetch_add_explicit(&returned_total[k], n, memory_order_relaxed);
             bytes += n * SOMA_POOL_SIZE;
         }
-        /* (Pages only: an empty arena's pools carry their own ages.) */
-        if (soma__options.decay_ms > 0 && !(all & SOMA_TRIM_PAGES_ONLY))
+        if (busy) {
+            /* an expired arena stayed for a busy lock: look again soon, not
+             * at once (arenas_next would name a time already past) */
+            if (now + TRY_AGAIN_MS < *next_ms)
+                *next_ms = now + TRY_AGAIN_MS;
+        } else if (soma__options.decay_ms > 0) {
             arenas_next(s, next_ms);
+        }
     }
     return bytes;
 }

@@ -394,10 +394,11 @@ SOMA_INTERNAL void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t 
  * Takes the heap lock (soma__arena_trim_locked: held).  Returns the bytes
  * given back; *next_ms, if not NULL, is lowered to the earliest time
  * something kept will have expired (soma__process_now_ms's clock). */
-/* SOMA_TRIM_PAGES_ONLY: the pools' pages alone, no arena released (that
- * takes the region's and the slab's locks): for a caller that must never
- * wait on a lock but the heap's, which it tried (runtime/purge.c). */
-enum { SOMA_TRIM_ARENAS = 1, SOMA_TRIM_POOLS = 2, SOMA_TRIM_PAGES_ONLY = 4 };
+/* SOMA_TRIM_TRY: for a caller that must never wait on a lock but the
+ * heap's, which it tried (runtime/purge.c): an arena is released only if
+ * the slab's and the region's locks are free at once; one left for that
+ * is looked at again 10 ms later (*next_ms). */
+enum { SOMA_TRIM_ARENAS = 1, SOMA_TRIM_POOLS = 2, SOMA_TRIM_TRY = 4 };
 SOMA_INTERNAL size_t soma__arena_trim(heap_t *heap, unsigned all, uint64_t *next_ms);
 SOMA_INTERNAL size_t soma__arena_trim_locked(heap_t *heap, unsigned all, uint64_t *next_ms);
 SOMA_INTERNAL void soma__arena_release_all(heap_t *heap);

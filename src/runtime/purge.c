@@ -60,13 +60,14 @@ static void sweep_heap(heap_t *h, void *arg)
 #define RETRY_MS 10
 
 /* The thread's sweep: every heap and the cache, trying their locks only,
- * inside the gate (base/wake.h), and the pools' pages only (releasing an
- * arena takes the region's and the slab's locks; the owners' sweeps and
- * soma_purge release the arenas).  *next: the earliest expiry seen, or a
+ * inside the gate (base/wake.h): expired pools' pages, and expired empty
+ * arenas when the slab's and the region's locks are free at once (an
+ * arena's record then goes back to its slab, whose pages go back once all
+ * its records have: os/slab.h).  *next: the earliest expiry seen, or a
  * retry soon if something was busy. */
 static void sweep_try(uint64_t *next)
 {
-    sweep_t w = {SOMA_TRIM_PAGES_ONLY, UINT64_MAX, 0};
+    sweep_t w = {SOMA_TRIM_TRY, UINT64_MAX, 0};
     uint64_t retry = soma__process_now_ms() + RETRY_MS;
     soma__wake_gate_enter();
     if (soma__heap_foreach_try(sweep_heap, &w) != 0 && retry < w.next)

@@ -69,7 +69,9 @@ void *soma__slab_take(slab_t *s)
 {
     slab_head_t *h = s->partial;
     if (h == NULL) {
-        if ((h = s->empty) != NULL)
+        if ((h = s->spare) != NULL)
+            s->spare = NULL;
+        else if ((h = s->empty) != NULL)
             s->empty = h->next;
         else if ((h = slab_new()) == NULL)
             return NULL;
@@ -97,9 +99,16 @@ void soma__slab_give(slab_t *s, void *r)
     slab_head_t *h = head_of(r);
     if (h->live-- == per_slab(s))
         partial_push(s, h); /* it was full, on no list */
-    if (h->live == 0) {
-        /* Every record of it is back: its pages go to the OS but the last,
-         * which holds the header; the next record is cut afresh. */
+    if (h->live == 0 && s->spare == NULL) {
+        /* Every record of it is back, and no other slab is: it stays as it
+         * is, the spare, so that a record taken and given back over and
+         * over (an arena made and released) does not give back and fault
+         * in a slab's pages each time. */
+        partial_unlink(s, h);
+        s->spare = h;
+    } else if (h->live == 0) {
+        /* Another is spare already: this one's pages go to the OS but the
+         * last, which holds the header; its next record is cut afresh. */
         partial_unlink(s, h);
         soma__os_purge(base_of(h), SLAB_BYTES - PAGE);
         h->free = NULL;

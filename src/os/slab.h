@@ -6,7 +6,7 @@
  * from a slab as they are wanted, so its pages are touched only as records
  * are; a slab whose records are all given back gives its pages back to the
  * OS but for the last one, which holds its header, and is cut afresh when
- * records are wanted again.  Given-back memory still reads (as zeros):
+ * records are wanted again (one such slab is kept as it is, the spare).  Given-back memory still reads (as zeros):
  * a reader that raced a record's release (a free of a stale pointer that
  * looked up an arena just released) reads zeros, never an unmapped page. */
 #ifndef SOMA_SLAB_H
@@ -19,7 +19,8 @@ typedef struct slab_head slab_head_t;
 typedef struct {
     size_t size;          /* of a record: at least a pointer, a multiple of its alignment */
     slab_head_t *partial; /* slabs with a record to give: free, or not yet cut */
-    slab_head_t *empty;   /* slabs with no record in use, their pages given back */
+    slab_head_t *spare;   /* a slab with no record in use, kept as it is (one) */
+    slab_head_t *empty;   /* more such slabs, their pages given back */
 } slab_t;
 
 /* A zeroed record, or NULL with errno = ENOMEM. */

@@ -183,7 +183,7 @@ static void usable_unlink(arena_set_t *s, arena_t *a);
  * of blocks from making and releasing an arena on every turn).  Called when
  * an arena has just become wholly free, so it runs only while the program
  * frees, and by the trims.  `try`: arenas go only if the slab's and the
- * region's locks are free at once (arena_release_try); returns 1 if one
+ * region's locks are free at once (arena_unmap_try); returns 1 if one
  * could not go for that. */
 static int release_expired(heap_t *heap, arena_set_t *s, int all, int try)
 {

@@ -327,14 +327,15 @@ void soma__pool_fatal_not_block(const char *fn, const pool_t *pool, const void *
                 fn, p, into, into == 1 ? "" : "s", size, (const void *)b, pool->szidx);
 }
 
-/* Is p on its pool's free list?  The walk is bounded by the pool's
- * capacity and checks every link it follows (a corrupted list is
- * reported, never followed out of the pool). */
-static int on_free_list(const pool_t *pool, const void *p)
+/* Is target on its pool's free list (NULL: the whole list, checked)?  The
+ * walk is bounded by the pool's capacity and checks every link it follows
+ * (a corrupted list is reported, for the free of p, never followed out of
+ * the pool). */
+static int on_free_list(const pool_t *pool, const void *target, const void *p)
 {
     size_t cap = soma__sizeclass_capacity(pool->szidx), steps = 0;
     for (const void *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
-        if (b == p)
+        if (b == target)
             return 1;
         if (!soma__pool_holds(pool, b) || ++steps > cap)
             soma__fatal("soma_free(%p): the free list of its pool %p (class %u) is corrupted "
@@ -354,7 +355,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
         fatal_not_allocated("soma_free", p, pool);
     if (SOMA_UNLIKELY(!soma__pool_canary_ok(pool)))
         soma__pool_fatal_canary("soma_free", pool, p);
-    if (soma__link_looks_free(p) && on_free_list(pool, p))
+    if (soma__link_looks_free(p) && on_free_list(pool, p, p))
         soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
                     p, soma__sizeclass_size(pool->szidx), pool->szidx);
@@ -373,6 +374,16 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     }
     if (n > 1)
         return; /* here only because p looked free, and it was not */
+    /* A medium pool just emptied: every block it has handed out is on its
+     * free list now, and this is the last time the list is read before
+     * the pool parks or goes back to its arena (pool_start sets it up
+     * afresh).  A write after free that damaged a link is caught here, or
+     * never if the program makes no more blocks of the class (glibc's
+     * unlink check catches it when the neighbours coalesce).  At most 31
+     * links, where the pool's blocks were just freed; small pools, with
+     * up to 1,021, are left to the next pop. */
+    if (soma__sizeclass_kind(pool->szidx) == SOMA_KIND_MEDIUM)
+        (void)on_free_list(pool, NULL, p);
     if (soma__options.decay_ms > 0 && pool->nextpool == pool) {
         /* The last pool of its class: parked (see the top of this file). */
         uint64_t now = soma__process_now_ms();

@@ -16,13 +16,12 @@
  *
  * A sweep holds heaps_lock, and each heap's lock while that heap is swept
  * (the owner waits only if it needs a new pool meanwhile); the pages of
- * pools that touch go back with one madvise.  It only ever tries a lock
- * (a busy heap is looked at again 10 ms later) and gives back pools'
- * pages, not whole arenas (whose release takes the region's and the
- * slab's locks; an arena whose pools all went back costs no memory, and
- * the owner's next sweep releases it): a fork from a signal handler must
- * never find it waiting on a lock the interrupted thread holds
- * (base/wake.h's gate).  It never touches a heap's
+ * pools that touch go back with one madvise, and an expired empty arena
+ * goes whole when the slab's and the region's locks are free at once
+ * (else 10 ms later: its record, 4 KiB out of the arena, stays resident
+ * until then).  It only ever tries a lock (a busy heap is looked at again
+ * 10 ms later): a fork from a signal handler must never find it waiting
+ * on a lock the interrupted thread holds (base/wake.h's gate).  It never touches a heap's
  * parked pools or pending frees (the owner's alone): at most one parked
  * pool per class and thread stays resident.
  *

@@ -12,6 +12,9 @@
  *   - a free of unknown origin (an explicit heap's block) that is not the
  *     start of a block, or whose pool header was overwritten, or whose
  *     arena soma has given back (its heap was destroyed);
+ *   - a medium block written after its free, found when its pool empties
+ *     (the whole free list is checked then), though no block of its class
+ *     is made again;
  *   - and no false alarm: blocks that are allocated and freed without ever
  *     being written, and blocks whose first word the program fills with
  *     pointers into the same pool (a list of nodes), free normally.
@@ -133,9 +136,27 @@ static void forged_pool_header(void)
     soma_free(p);
 }
 
+/* A medium block written after its free, its pool never used again for
+ * that class: the link it damaged is found when the pool's last block is
+ * freed and the whole list is checked (4 blocks of 4,080 bytes a pool; a
+ * fresh child, so the 4 share one). */
+static void medium_written_after_free(void)
+{
+    unsigned char *b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = soma_malloc(4000);
+    fprintf(stderr, "pointer %p\n", (void *)b[3]); /* the free that finds it */
+    soma_free(b[0]);
+    memset(b[0], 'W', 8); /* the mistake */
+    for (int i = 1; i < 4; i++)
+        soma_free(b[i]); /* the last one must not return */
+}
+
 int main(void)
 {
     test_program_name = "test_harden";
+    test_expect_fatal("medium block written after free", medium_written_after_free,
+                      "is corrupted near");
     test_expect_fatal("interior pointer", interior_pointer, "not the start of a block");
     test_expect_fatal("forged pool header", forged_pool_header, "is corrupted");
     test_expect_fatal("freed after its heap was destroyed", freed_after_destroy,

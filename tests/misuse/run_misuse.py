@@ -246,8 +246,6 @@ NEIGHBOUR = ("the bytes land in the live block beside it: glibc finds its own ch
 COPY = NEIGHBOUR + "; SOMA_CHECK_COPIES=1 stops the copy (off by default: docs/DESIGN.md)"
 LARGE_FREED = ("soma keeps a freed large block's mapping for its reuse, where glibc unmaps it "
                "and the access faults (debug mode's quarantine and a guarded block catch it)")
-MEDIUM_FREED = ("the write lands on a freed block's link; the pool empties and is set up "
-                "afresh before the link is read again (debug mode's fill catches it)")
 KNOWN_GAPS = {
     (GLIBC_ONLY, c): why for why, cases in (
         (NEIGHBOUR, ["overflow-32-small", "overflow-32-medium", "overflow-1M-large",
@@ -262,7 +260,6 @@ KNOWN_GAPS = {
         (LARGE_FREED, ["double-free-reused-large", "write-after-free-large",
                        "write-after-free-reuse-large", "read-after-free-large",
                        "reuse-stale-write-large"]),
-        (MEDIUM_FREED, ["write-after-free-medium", "write-after-free-reuse-medium"]),
     ) for c in cases
 }
 DEBUG_OWN = "debug mode stops it, but not with a diagnosis of its own"

@@ -299,10 +299,40 @@ void soma__debug_stop(void)
         stop();
 }
 
+/* A diagnosis is written at once, under the debug lock; the stack that
+ * made its block, and the stop, wait until the lock is let go (unlock):
+ * naming a frame takes the dynamic loader's lock (dladdr), which a thread
+ * inside dlopen holds while it allocates, that is while it waits for ours
+ * (leaks.c).  Until then the call goes on as SOMA_DEBUG=report's would. */
+static __thread uint32_t pending_stack __attribute__((tls_model("initial-exec")));
+static __thread int pending_stop __attribute__((tls_model("initial-exec")));
+
 static void finish(text_t *t)
 {
-    soma__debug_emit(t);
-    soma__debug_stop();
+    if (!soma__debug_emit(t) || exit_checking)
+        return; /* the check at exit's: printed, and ruled on, after its walk */
+    if (t->stack != SOMA_STACK_NONE && t->stack != SOMA_STACK_OWN && t->stack != SOMA_STACK_FULL)
+        pending_stack = t->stack;
+    if (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD)
+        pending_stop = 1;
+}
+
+/* The debug lock let go by one of this file's calls, and what finish left
+ * for after it done. */
+static void unlock(void)
+{
+    soma__heap_debug_unlock();
+    if (pending_stack == 0 && !pending_stop)
+        return;
+    uint32_t stack = pending_stack;
+    pending_stack = 0;
+    if (stack != 0) {
+        static const char made[] = "  the block was made at:\n";
+        soma__sink_write_all(STDERR_FILENO, made, sizeof made - 1);
+        soma__leaks_print_stack(stack, "    ");
+    }
+    if (pending_stop)
+        stop();
 }
 
 /* fn: the call that found it, with p its argument; or, for a check that
@@ -712,7 +742,7 @@ static void *guard_block(heap_t *heap, size_t n, int api, size_t align)
         return NULL;
     soma__heap_debug_lock();
     uint64_t s = ++serial;
-    soma__heap_debug_unlock();
+    unlock();
     unsigned char *g = soma__guard_malloc(n, api, align, s);
     if (g != NULL)
         memset(g, CLEAN, n);
@@ -728,7 +758,7 @@ SOMA_ENTRY void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t alig
     take_here(&here, api);
     soma__heap_debug_lock();
     void *p = make(heap, n, api, align, &here);
-    soma__heap_debug_unlock();
+    unlock();
     return p;
 }
 
@@ -756,7 +786,7 @@ void soma__debug_free(void *p)
     int where = locate(p, &b, FN("soma_free", "free"));
     if (where == FOUND && check_live(&b, FN("soma_free", "free")))
         retire(&b);
-    soma__heap_debug_unlock();
+    unlock();
     if (where == FOREIGN)
         soma__large_free(p); /* not soma's: the system allocator's */
 }
@@ -800,7 +830,7 @@ SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     } else if (where != FOREIGN) {
         errno = EINVAL; /* reported, and left alone */
     }
-    soma__heap_debug_unlock();
+    unlock();
     if (where == FOREIGN)
         return soma__large_realloc(p, n);
     return q;
@@ -816,7 +846,7 @@ size_t soma__debug_usable_size(const void *p)
     blk_t b;
     int where = locate(p, &b, fn);
     size_t n = where == FOUND && check_live(&b, fn) ? b.h->size : 0;
-    soma__heap_debug_unlock();
+    unlock();
     return where == FOREIGN ? soma__large_usable_size(p) : n;
 }
 
@@ -839,7 +869,7 @@ void soma__debug_heap_destroy(heap_t *h)
 {
     soma__heap_debug_lock();
     if (heap_gone(h, "soma_heap_destroy")) {
-        soma__heap_debug_unlock();
+        unlock();
         return;
     }
     soma__heap_unlist(h); /* out of the statistics, as a destroyed heap is */
@@ -855,7 +885,7 @@ void soma__debug_heap_destroy(heap_t *h)
         ntombs--;
         bury(oldest);
     }
-    soma__heap_debug_unlock();
+    unlock();
 }
 
 /* ---- checked copies (soma__malloc_copy_check) ---- */
@@ -902,7 +932,7 @@ int soma__debug_copy_check(const copy_t *c)
     if (!holder(c->dst, &b) &&
         (__builtin_add_overflow((uintptr_t)c->dst, c->from, &last) ||
          __builtin_add_overflow(last, c->len - 1, &last) || !holder((const void *)last, &b))) {
-        soma__heap_debug_unlock();
+        unlock();
         return 1;
     }
     /* the copy's bytes from U: [lo, hi), hi saturated */
@@ -928,7 +958,7 @@ int soma__debug_copy_check(const copy_t *c)
         what = why;
     }
     if (what == NULL) {
-        soma__heap_debug_unlock();
+        unlock();
         return 1;
     }
     text_t t;
@@ -940,7 +970,7 @@ int soma__debug_copy_check(const copy_t *c)
     add(&t, "\n  the copy writes U%+lld to U%+lld (U = %p; the block's %llu bytes end at U+%llu)",
         lo, hi - 1, (void *)b.u, (unsigned long long)n, (unsigned long long)n);
     finish(&t);
-    soma__heap_debug_unlock();
+    unlock();
     return 0;
 }
 
@@ -1097,7 +1127,7 @@ size_t soma_debug_check(void)
     soma__start();
     soma__heap_debug_lock();
     size_t found = walk(&CHECK);
-    soma__heap_debug_unlock();
+    unlock();
     return found;
 }
 

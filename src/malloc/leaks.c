@@ -344,7 +344,9 @@ static void put_count(line_t *l, const tally_t *t, int bytes_first)
 
 void soma__leaks_print_stack(uint32_t stack, const char *indent)
 {
-    if (stack == SOMA_STACK_NONE || stack > seen) /* SOMA_STACK_OWN and _FULL too */
+    /* Records are only appended, so one numbered at most nstacks is whole
+     * (SOMA_STACK_OWN and _FULL lie above any count). */
+    if (stack == SOMA_STACK_NONE || stack > __atomic_load_n(&nstacks, __ATOMIC_ACQUIRE))
         return;
     const stack_rec_t *s = &stacks[stack - 1];
     soma__trace_print(STDERR_FILENO, indent, s->frames, (int)s->n);

@@ -24,7 +24,7 @@ from testlib import check, done  # noqa: E402
 
 misuse, misuse_libc, override, cli = sys.argv[1:5]
 
-# The stack a diagnosis at exit gives: frames in the program (named with
+# The stack a diagnosis gives: frames in the program (named with
 # -rdynamic, or by the program's file and an offset).
 MADE = r"  the block was made at:\n    #0 0x[0-9a-f]+ .*debug_misuse"
 sanitized = len(sys.argv) > 5 and sys.argv[5] != ""
@@ -116,6 +116,12 @@ def expect_caught(name, cmd, env, spec, libc):
                 is not None, f"{name}: the serial and the call that made it ({api})")
     for pat in more:
         ok &= check(re.search(pat, diag) is not None, f"{name}: /{pat}/")
+    # Every diagnosis names the stack that made the block: in the run,
+    # printed once the debug lock is let go, before the abort (at exit,
+    # after the walk: MADE among the case's patterns).
+    if not name.split()[-1].startswith("exit-"):
+        ok &= check(re.search(MADE + r"[^\n]*\n(    #\d[^\n]*\n)*soma: debug: aborting", diag)
+                    is not None, f"{name}: the stack that made the block, then the abort")
     ok &= check("soma: debug: aborting" in diag, f"{name}: says it aborts")
     if name.split()[-1].startswith("exit-"):
         ok &= check(diag.count("soma: debug: ") == 2, f"{name}: one diagnosis, then the abort")

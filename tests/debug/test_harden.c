@@ -147,6 +147,9 @@ static void medium_written_after_free(void)
         b[i] = soma_malloc(4000);
     fprintf(stderr, "pointer %p\n", (void *)b[3]); /* the free that finds it */
     soma_free(b[0]);
+#ifdef SOMA_TRACK_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(b[0], 8); /* the mistake is on purpose */
+#endif
     memset(b[0], 'W', 8); /* the mistake */
     for (int i = 1; i < 4; i++)
         soma_free(b[i]); /* the last one must not return */

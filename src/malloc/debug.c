@@ -219,6 +219,7 @@ static void describe(text_t *t, const blk_t *b)
 {
     const dbg_hdr_t *h = b->h;
     t->stack = h->stack;
+    t->block = b->u;
     add(t, "\n  block %p: %llu bytes asked, serial %llu, made by %s", (void *)b->u,
         (unsigned long long)h->size, serial_of(h), api_name(api_of(h)));
     if (b->pool == NULL)
@@ -303,34 +304,56 @@ void soma__debug_stop(void)
  * made its block, and the stop, wait until the lock is let go (unlock):
  * naming a frame takes the dynamic loader's lock (dladdr), which a thread
  * inside dlopen holds while it allocates, that is while it waits for ours
- * (leaks.c).  Until then the call goes on as SOMA_DEBUG=report's would. */
-static __thread uint32_t pending_stack __attribute__((tls_model("initial-exec")));
+ * (leaks.c).  Until then the call goes on as SOMA_DEBUG=report's would.
+ * The lock is recursive (an allocation under it may come back here), so
+ * this file counts its own holds: the outermost release settles.  One
+ * call may find several problems (a check's walk, a free that also
+ * evicts a damaged block from the quarantine): the first few blocks'
+ * stacks are kept, each named. */
+#define PENDING_MAX 4
+static __thread struct {
+    const void *block;
+    uint32_t stack;
+} pending[PENDING_MAX] __attribute__((tls_model("initial-exec")));
+static __thread unsigned npending __attribute__((tls_model("initial-exec")));
+static __thread unsigned depth __attribute__((tls_model("initial-exec")));
 static __thread int pending_stop __attribute__((tls_model("initial-exec")));
 
 static void finish(text_t *t)
 {
     if (!soma__debug_emit(t) || exit_checking)
         return; /* the check at exit's: printed, and ruled on, after its walk */
-    if (t->stack != SOMA_STACK_NONE && t->stack != SOMA_STACK_OWN && t->stack != SOMA_STACK_FULL)
-        pending_stack = t->stack;
+    if (t->stack != SOMA_STACK_NONE && t->stack != SOMA_STACK_OWN &&
+        t->stack != SOMA_STACK_FULL && npending < PENDING_MAX) {
+        pending[npending].block = t->block;
+        pending[npending++].stack = t->stack;
+    }
     if (soma__options.debug == SOMA_DEBUG_ABORT || soma__options.debug == SOMA_DEBUG_GUARD)
         pending_stop = 1;
 }
 
-/* The debug lock let go by one of this file's calls, and what finish left
- * for after it done. */
+static void lock(void)
+{
+    soma__heap_debug_lock();
+    depth++;
+}
+
+/* The debug lock let go by one of this file's calls; at the outermost,
+ * what finish left for after it is done. */
 static void unlock(void)
 {
     soma__heap_debug_unlock();
-    if (pending_stack == 0 && !pending_stop)
+    if (--depth > 0 || (npending == 0 && !pending_stop))
         return;
-    uint32_t stack = pending_stack;
-    pending_stack = 0;
-    if (stack != 0) {
-        static const char made[] = "  the block was made at:\n";
-        soma__sink_write_all(STDERR_FILENO, made, sizeof made - 1);
-        soma__leaks_print_stack(stack, "    ");
+    for (unsigned i = 0; i < npending; i++) {
+        char line[96];
+        int len = npending == 1
+                      ? snprintf(line, sizeof line, "  the block was made at:\n")
+                      : snprintf(line, sizeof line, "  block %p was made at:\n", pending[i].block);
+        soma__sink_write_all(STDERR_FILENO, line, (size_t)len);
+        soma__leaks_print_stack(pending[i].stack, "    ");
     }
+    npending = 0;
     if (pending_stop)
         stop();
 }
@@ -343,6 +366,7 @@ void soma__debug_start_as(text_t *t, const char *pre, const char *fn, const void
 {
     t->len = 0;
     t->stack = SOMA_STACK_NONE;
+    t->block = NULL;
     if (fn[0] == '=' && (strncmp(what, "pool ", 5) == 0 || strncmp(what, "heap ", 5) == 0))
         add(t, "%s%s found %.4s %p: %s", pre, fn + 1, what, p, what + 5);
     else if (fn[0] == '=')
@@ -740,7 +764,7 @@ static void *guard_block(heap_t *heap, size_t n, int api, size_t align)
         !(soma__options.debug == SOMA_DEBUG_GUARD ||
           (soma__options.guard_sample > 0 && soma__guard_sampled())))
         return NULL;
-    soma__heap_debug_lock();
+    lock();
     uint64_t s = ++serial;
     unlock();
     unsigned char *g = soma__guard_malloc(n, api, align, s);
@@ -756,7 +780,7 @@ SOMA_ENTRY void *soma__debug_malloc(heap_t *heap, size_t n, int api, size_t alig
         return g;
     here_t here;
     take_here(&here, api);
-    soma__heap_debug_lock();
+    lock();
     void *p = make(heap, n, api, align, &here);
     unlock();
     return p;
@@ -781,7 +805,7 @@ void soma__debug_free(void *p)
         soma__guard_free(p, FN("soma_free", "free"));
         return;
     }
-    soma__heap_debug_lock();
+    lock();
     blk_t b;
     int where = locate(p, &b, FN("soma_free", "free"));
     if (where == FOUND && check_live(&b, FN("soma_free", "free")))
@@ -813,7 +837,7 @@ SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     }
     here_t here;
     take_here(&here, api);
-    soma__heap_debug_lock();
+    lock();
     blk_t b;
     int where = locate(p, &b, fn);
     void *q = NULL;
@@ -842,7 +866,7 @@ size_t soma__debug_usable_size(const void *p)
     size_t had;
     if (soma__guard_holds(p))
         return soma__guard_live(p, fn, &had) ? had : 0;
-    soma__heap_debug_lock();
+    lock();
     blk_t b;
     int where = locate(p, &b, fn);
     size_t n = where == FOUND && check_live(&b, fn) ? b.h->size : 0;
@@ -867,7 +891,7 @@ static void bury(heap_t *h)
 
 void soma__debug_heap_destroy(heap_t *h)
 {
-    soma__heap_debug_lock();
+    lock();
     if (heap_gone(h, "soma_heap_destroy")) {
         unlock();
         return;
@@ -924,7 +948,7 @@ int soma__debug_copy_check(const copy_t *c)
 {
     if (c->len == 0)
         return 1;
-    soma__heap_debug_lock();
+    lock();
     blk_t b;
     uintptr_t last;
     /* A destination in no block: a copy that ends in one started before
@@ -1125,7 +1149,7 @@ static size_t walk(const walk_t *w)
 size_t soma_debug_check(void)
 {
     soma__start();
-    soma__heap_debug_lock();
+    lock();
     size_t found = walk(&CHECK);
     unlock();
     return found;
@@ -1156,7 +1180,7 @@ __attribute__((destructor(101))) static void debug_at_exit(void)
     static const walk_t AT_EXIT = {"=the check at exit", "found at exit",
                                    "found at exit, free in its pool", 1};
     walk_t w = AT_EXIT;
-    soma__heap_debug_lock();
+    lock();
     exit_log = soma__os_map(sizeof *exit_log); /* NULL: diagnoses print as found */
     exit_checking = exit_log != NULL;
     w.leaks = soma__options.debug_leaks && soma__leaks_begin() == 0;
@@ -1164,7 +1188,7 @@ __attribute__((destructor(101))) static void debug_at_exit(void)
     size_t found = walk(&w);
     exit_log = NULL;
     exit_checking = 0;
-    soma__heap_debug_unlock();
+    unlock(); /* (anything pending only without exit_log: diagnoses printed as found) */
 
     if (found > 0 || w.leaks)
         flush_stdout();

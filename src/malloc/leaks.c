@@ -207,7 +207,9 @@ uint32_t soma__leaks_intern(void *const *frames, int n)
     s->hash = h;
     s->n = (uint32_t)n;
     memcpy(s->frames, frames, (size_t)n * sizeof *frames);
-    slots[i] = ++nstacks;
+    /* a release store: soma__leaks_print_stack reads the count unlocked */
+    __atomic_store_n(&nstacks, nstacks + 1, __ATOMIC_RELEASE);
+    slots[i] = nstacks;
     /* At most half full, so that a search ends soon; a failed growth only
      * makes later searches longer until the last slot (kept free) is
      * needed: then the table counts as full. */

@@ -214,7 +214,8 @@ SOMA_INTERNAL int soma__debug_visible(void *b, size_t total, int large, void **u
 typedef struct {
     char buf[2048];
     size_t len;
-    uint32_t stack; /* of the block described, for the check at exit (leaks.c) */
+    uint32_t stack;    /* of the block described (leaks.c), or SOMA_STACK_NONE */
+    const void *block; /* the block described, or NULL */
 } debug_text_t;
 SOMA_INTERNAL void soma__debug_add(debug_text_t *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -110,10 +110,15 @@ static void carve(pool_t *pool)
     uintptr_t page_last = b | (SOMA_OS_PAGE_SIZE - 1);
     uintptr_t pool_last = (uintptr_t)pool->base + soma__pool_max_offset(pool);
     uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
-    pool->freeblock = (void *)b;
+    void *first = (void *)b;
     for (; b + size <= last; b += size)
         soma__link_set((void *)b, (void *)(b + size));
     soma__link_set((void *)b, NULL);
+    /* Published once every link is written (a compiler barrier, as in
+     * soma__pool_pop): a fork that catches this thread here leaves the
+     * child a list that is whole or empty, never half linked. */
+    atomic_signal_fence(memory_order_release);
+    pool->freeblock = first;
     pool->nextoffset = (uint16_t)(b + size - (uintptr_t)pool->base);
 }
 
@@ -379,7 +384,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
      * the pool parks or goes back to its arena (pool_start sets it up
      * afresh).  A write after free that damaged a link is caught here, or
      * never if the program makes no more blocks of the class (glibc's
-     * unlink check catches it when the neighbours coalesce).  At most 31
+     * unlink check catches it when the neighbours coalesce).  At most 30
      * links, where the pool's blocks were just freed; small pools, with
      * up to 1,021, are left to the next pop. */
     if (soma__sizeclass_kind(pool->szidx) == SOMA_KIND_MEDIUM)

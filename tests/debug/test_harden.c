@@ -138,21 +138,29 @@ static void forged_pool_header(void)
 
 /* A medium block written after its free, its pool never used again for
  * that class: the link it damaged is found when the pool's last block is
- * freed and the whole list is checked (4 blocks of 4,080 bytes a pool; a
- * fresh child, so the 4 share one). */
+ * freed and the whole list is checked.  1,500 bytes is medium in both
+ * geometries (a fresh child: the blocks are carved in order, and the
+ * free of the last one in b[0]'s pool finds it). */
 static void medium_written_after_free(void)
 {
-    unsigned char *b[4];
-    for (int i = 0; i < 4; i++)
-        b[i] = soma_malloc(4000);
-    fprintf(stderr, "pointer %p\n", (void *)b[3]); /* the free that finds it */
+    enum { N = 4 };
+    unsigned char *b[N];
+    soma_stats st;
+    soma_stats_get(&st);
+    for (int i = 0; i < N; i++)
+        b[i] = soma_malloc(1500);
+    int last = 0;
+    for (int i = 1; i < N; i++)
+        if (((uintptr_t)b[i] ^ (uintptr_t)b[0]) < st.pool_size)
+            last = i;
+    fprintf(stderr, "pointer %p\n", (void *)b[last]); /* the free that finds it */
     soma_free(b[0]);
 #ifdef SOMA_TRACK_ASAN
     ASAN_UNPOISON_MEMORY_REGION(b[0], 8); /* the mistake is on purpose */
 #endif
     memset(b[0], 'W', 8); /* the mistake */
-    for (int i = 1; i < 4; i++)
-        soma_free(b[i]); /* the last one must not return */
+    for (int i = 1; i < N; i++)
+        soma_free(b[i]); /* b[last]'s must not return */
 }
 
 int main(void)

@@ -271,6 +271,9 @@ if os.environ.get("SOMA_TEST_GEOMETRY") == "py38":
     # 4 KiB pools: a 4096-byte block is a large one, a page of its own
     KNOWN_GAPS.update({(GLIBC_ONLY, c): "py38's geometry makes a 4096-byte block a large one: "
                        + NEIGHBOUR for c in ("overflow-1M-medium", "memcpy-overflow-1M-medium")})
+    KNOWN_GAPS.update({(GLIBC_ONLY, c): "py38's geometry makes a 4096-byte block a large one: "
+                       + LARGE_FREED
+                       for c in ("write-after-free-medium", "write-after-free-reuse-medium")})
 KNOWN_GAPS[(DEBUG_OWN, "invalid-free-far")] = (
     "a page of an anonymous mapping: soma cannot tell it from a block the system allocator made "
     "without soma (a library opened with RTLD_DEEPBIND, a dlmopen namespace), so the system "

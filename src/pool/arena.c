@@ -395,6 +395,8 @@ static size_t purge_pools(arena_set_t *s, uint64_t now, int all, uint64_t *next_
     return n;
 }
 
+#define SHED_ARENAS 256
+
 size_t soma__arena_shed(heap_t *heap, size_t bytes)
 {
     if (pthread_mutex_trylock(&heap->lock) != 0)
@@ -408,8 +410,12 @@ size_t soma__arena_shed(heap_t *heap, size_t bytes)
         arena_t *a = NULL;
         for (unsigned nf = SOMA_POOLS_PER_ARENA; nf > 0 && a == NULL; nf--)
             a = s->nfp2lasta[nf];
+        /* At most SHED_ARENAS of them: a large heap whose empty pools have
+         * mostly gone back already must not pay a walk of every arena at
+         * each fresh large mapping (what is found by then is shed). */
         size_t m = 0;
-        for (; a != NULL && n + m < want; a = a->prevarena)
+        for (unsigned seen = 0; a != NULL && n + m < want && seen < SHED_ARENAS;
+             a = a->prevarena, seen++)
             m += purge_arena(a, now, 1, &ignored, want - n - m);
         s->pools_returned_total += m;
         atomic_fetch_add_explicit(&returned_total[k], m, memory_order_relaxed);

@@ -816,14 +816,26 @@ static void cache_put(void *p, size_t map)
     }
 }
 
-/* The cached mappings that have aged out go back to the OS (every one with
- * SOMA_LARGE_TRIM_ALL); *next_ms is lowered to when the oldest one kept
- * will have.  With SOMA_LARGE_TRIM_TRY the cache's lock is only tried: a
- * busy cache is left, *next_ms lowered to `retry_ms` (the purge thread
- * must never wait on a lock: start.c's fork from a signal handler).
- * Returns the bytes given back.  For the purge (runtime/purge.c): without
- * it the cache sheds only when something is freed into it. */
-size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
+/* Not in malloc.h's SOMA_LARGE_TRIM_*: up to a budget of bytes from the
+ * oldest mappings, whatever the bound (large_shed). */
+#define TRIM_SHED 4
+
+/* How much of the oldest cached mapping goes in this step (cache lock
+ * held, a mapping cached): `left` is what remains of a TRIM_SHED budget. */
+static size_t trim_amount(unsigned how, size_t left, uint64_t now)
+{
+    size_t all = cache.slot[cache.old].pages * PAGE;
+    if (how & SOMA_LARGE_TRIM_ALL)
+        return all;
+    if (how & TRIM_SHED) {
+        size_t want = (left + PAGE - 1) / PAGE * PAGE;
+        return want < all ? want : all;
+    }
+    return excess(now);
+}
+
+/* soma__large_trim, and large_shed with TRIM_SHED and a budget. */
+static size_t trim(unsigned how, size_t budget, uint64_t retry_ms, uint64_t *next_ms)
 {
     uint64_t now = soma__process_now_ms();
     size_t bytes = 0;
@@ -837,9 +849,10 @@ size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
             return bytes;
         }
         cache.bound = bound_now(now);
-        for (size_t x; g.k < GONE_BATCH && cache.old != 0 &&
-                       (x = (how & SOMA_LARGE_TRIM_ALL) ? cache.slot[cache.old].pages * PAGE
-                                                         : excess(now)) > 0;)
+        size_t taken = bytes;
+        for (size_t x; g.k < GONE_BATCH && cache.old != 0 && (!(how & TRIM_SHED) || taken < budget) &&
+                       (x = trim_amount(how, budget - taken, now)) > 0;
+             taken += x)
             gone_oldest(&g, x);
         if (g.k < GONE_BATCH && cache.old != 0 && soma__options.decay_ms > 0) {
             uint64_t due_ms = cache.slot[cache.old].since_ms + (uint64_t)soma__options.decay_ms;
@@ -853,28 +866,27 @@ size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
     }
 }
 
+/* The cached mappings that have aged out go back to the OS (every one with
+ * SOMA_LARGE_TRIM_ALL); *next_ms is lowered to when the oldest one kept
+ * will have.  With SOMA_LARGE_TRIM_TRY the cache's lock is only tried: a
+ * busy cache is left, *next_ms lowered to `retry_ms` (the purge thread
+ * must never wait on a lock: start.c's fork from a signal handler).
+ * Returns the bytes given back.  For the purge (runtime/purge.c): without
+ * it the cache sheds only when something is freed into it. */
+size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t *next_ms)
+{
+    return trim(how, 0, retry_ms, next_ms);
+}
+
 /* Idle memory changes sides (DESIGN.md): the pools made `bytes` more
  * resident (soma__pool_grew_hook, no lock held), so as much of the cache's
  * oldest mappings goes back, whole pages, split where need be.  Only with
  * a decay: without one the cache keeps a single mapping. */
 static void large_shed(size_t bytes)
 {
-    if (soma__options.decay_ms <= 0)
-        return;
-    size_t done = 0;
-    for (int more = 1; more && done < bytes;) {
-        gone_t g = {0};
-        pthread_mutex_lock(&cache.lock);
-        while (g.k < GONE_BATCH && cache.old != 0 && done < bytes) {
-            size_t all = cache.slot[cache.old].pages * PAGE;
-            size_t want = (bytes - done + PAGE - 1) / PAGE * PAGE;
-            gone_oldest(&g, want < all ? want : all);
-            done += want < all ? want : all;
-        }
-        more = cache.old != 0;
-        pthread_mutex_unlock(&cache.lock);
-        gone_release(&g);
-    }
+    uint64_t ignored = UINT64_MAX;
+    if (soma__options.decay_ms > 0)
+        (void)trim(TRIM_SHED, bytes, 0, &ignored);
 }
 
 /* The other way: the large blocks took `bytes` of fresh memory from the

@@ -848,7 +848,10 @@ static size_t trim(unsigned how, size_t budget, uint64_t retry_ms, uint64_t *nex
                 *next_ms = retry_ms;
             return bytes;
         }
-        cache.bound = bound_now(now);
+        /* A shed leaves the bound as it was: it only takes from the cache,
+         * and a bound lowered here would be one it did not keep to. */
+        if (!(how & TRIM_SHED))
+            cache.bound = bound_now(now);
         size_t taken = bytes;
         for (size_t x; g.k < GONE_BATCH && cache.old != 0 && (!(how & TRIM_SHED) || taken < budget) &&
                        (x = trim_amount(how, budget - taken, now)) > 0;

@@ -5,8 +5,8 @@
  * every request of 1..512 bytes is served from one of 32 size classes (16, 32,
  * 48 ... 512 bytes); each class is served from pools (16 KiB, one class each)
  * and pools are cut from arenas (1 MiB each, mapped with mmap into a slot of
- * one range of addresses soma reserves up front).  Requests of 513..8160
- * bytes (513..2016 with the py38 geometry), which pymalloc leaves to the
+ * one range of addresses soma reserves up front).  Requests of 513..8144
+ * bytes (513..2000 with the py38 geometry), which pymalloc leaves to the
  * system, are served the same way from soma's own "medium" classes, in
  * arenas of their own.  An arena whose pools are all empty gives its memory
  * back to the OS; its addresses stay reserved for a later arena.  Larger
@@ -63,7 +63,7 @@ extern "C" {
 
 /* Allocate `size` bytes, 16-byte aligned, contents undefined.  A size of 0
  * returns a unique pointer (a 16-byte block) that must be freed.  Requests
- * of up to soma_stats.medium.max_size bytes (8160 by default, 2016 with the
+ * of up to soma_stats.medium.max_size bytes (8144 by default, 2000 with the
  * py38 geometry) are soma's; larger ones go to the system malloc.  Returns
  * NULL with errno = ENOMEM when memory cannot be had. */
 SOMA_API SOMA_MALLOC_ATTR void *soma_malloc(size_t size);
@@ -90,8 +90,10 @@ SOMA_API void *soma_realloc(void *p, size_t size);
  * default, hardened build) and soma aborts with a message naming it. */
 SOMA_API void soma_free(void *p);
 
-/* The number of bytes usable at p: the block's class size for soma's blocks,
- * malloc_usable_size() for the system's, 0 for NULL. */
+/* The number of bytes usable at p: the block's class size for soma's small
+ * blocks, the size asked for a medium one in a hardened build (past it lies
+ * a check word: soma_medium_stats), malloc_usable_size() for the system's,
+ * 0 for NULL. */
 SOMA_API size_t soma_usable_size(const void *p);
 
 /* C11 aligned_alloc: `size` bytes aligned to `alignment`, which must be a power
@@ -135,7 +137,7 @@ SOMA_API size_t soma_purge(int all);
  * rest.  A heap is used by one thread at a time: calls of soma_heap_malloc,
  * _calloc, _realloc and _destroy on one heap must not overlap.  Its blocks
  * may be freed (soma_free) by any thread, before the heap is destroyed.
- * Small and medium requests (up to soma_stats.medium.max_size bytes, 8160 by
+ * Small and medium requests (up to soma_stats.medium.max_size bytes, 8144 by
  * default) are served from the heap's own arenas.  Larger ones are soma's
  * own mappings, as for soma_malloc, recorded as the heap's: its statistics
  * count them and soma_heap_destroy unmaps them with the rest (in debug mode
@@ -185,10 +187,17 @@ typedef struct soma_class_stats {
 #define SOMA_TYPE_NAME_MAX 64
 #define SOMA_MAX_MEDIUM_CLASSES 32
 
-/* Medium blocks: requests above the threshold, up to max_size bytes (8160 in
- * the default build, 2016 with py38), which pymalloc leaves to the system
+/* Medium blocks: requests above the threshold, up to max_size bytes (8144 in
+ * the default build, 2000 with py38), which pymalloc leaves to the system
  * allocator and soma serves from pools of its own classes (k blocks of
  * (pool size - header) / k bytes, rounded down to 16) in arenas of their own.
+ * In the default, hardened build the last `tail` (16) bytes of each medium
+ * block are soma's (the size asked and a check word, which a free checks:
+ * an overflow past the size asked, or an underflow of the block after, is
+ * caught there), so a class of s bytes serves requests of up to s - tail,
+ * and soma_usable_size of a medium block is the size asked; tail is 0 in
+ * an unhardened build (SOMA_HARDEN=OFF) and under ASan or valgrind.
+ * max_size is the largest class's size less the tail.
  * The figures mean what their namesakes in soma_stats mean, for those arenas;
  * the five byte lines (there is no alignment line: arenas are always
  * aligned) add up to total, and total == arena_bytes here too.  classes[i]
@@ -196,6 +205,7 @@ typedef struct soma_class_stats {
  * allocator and are counted in soma_stats.large. */
 typedef struct soma_medium_stats {
     size_t max_size;
+    size_t tail;
     size_t num_classes;
     soma_class_stats classes[SOMA_MAX_MEDIUM_CLASSES]; /* the first num_classes */
     size_t arenas_allocated_total;

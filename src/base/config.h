@@ -64,7 +64,27 @@
 #else
 #define SOMA_NUM_MEDIUM_CLASSES 29 /* k = 30 .. 2: 544 .. 8160 bytes */
 #endif
-#define SOMA_MEDIUM_MAX SOMA_MEDIUM_SIZE(2) /* the classes end at two blocks per pool */
+/*
+ * A medium block's last 16 bytes are soma's in a hardened build (pool/tail.h:
+ * the size asked and a check word, where glibc keeps the next chunk's
+ * header), so a medium class of s bytes holds requests of s - 16 at most.
+ * Not in an unhardened build, nor in a checker's (ASan, valgrind: os/track.h),
+ * which sees every byte past the size asked itself.
+ */
+#if (defined(SOMA_HARDEN) && !SOMA_HARDEN) || defined(SOMA_TRACK_VALGRIND) ||                     \
+    defined(__SANITIZE_ADDRESS__)
+#define SOMA_MEDIUM_TAIL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SOMA_MEDIUM_TAIL 0
+#endif
+#endif
+#ifndef SOMA_MEDIUM_TAIL
+#define SOMA_MEDIUM_TAIL 16
+#endif
+/* The largest request the medium classes serve: the classes end at two
+ * blocks per pool. */
+#define SOMA_MEDIUM_MAX (SOMA_MEDIUM_SIZE(2) - SOMA_MEDIUM_TAIL)
 #define SOMA_NUM_ALL_CLASSES (SOMA_NUM_CLASSES + SOMA_NUM_MEDIUM_CLASSES)
 
 /* Virgin blocks are linked into a pool's free list one OS page at a time

@@ -8,7 +8,8 @@
  *       malloc.c, which decides who serves the request.
  *   free(p):  the arena map says whether p is soma's (os/region.h: a range
  *       check and a table load); if its pool's owner is the calling
- *       thread's heap and p starts a block, push it back (soma__pool_push).  Anything else
+ *       thread's heap and p starts a block, push it back (soma__pool_push),
+ *       a medium block once its tail is checked (pool/tail.h).  Anything else
  *       (another thread's block, an explicit heap's, a pointer that is no
  *       block, debug mode) goes to soma__malloc_free_other or, outside
  *       soma's arenas, soma__malloc_free_foreign.
@@ -22,11 +23,16 @@
 
 #include "malloc/malloc.h"
 #include "os/track.h"
+#include "pool/tail.h"
 
 /* Above the threshold (malloc.c), out of line so that the small path stays short. */
 SOMA_INTERNAL void *soma__malloc_sized(heap_t *heap, size_t size);
 /* p outside soma's arenas, not NULL (malloc.c). */
 SOMA_INTERNAL void soma__malloc_free_foreign(void *p);
+#if SOMA_MEDIUM_TAIL
+/* The owner's free of p, a medium block of pool (malloc.c). */
+SOMA_INTERNAL void soma__malloc_free_medium(pool_t *pool, void *p);
+#endif
 
 SOMA_ENTRY static inline void *soma__fastpath_malloc_class(heap_t *heap, size_t c)
 {
@@ -82,6 +88,13 @@ static inline void soma__fastpath_free_small(pool_t *pool, void *p)
     int starts = ((uintptr_t)p & SOMA_POOL_MASK) >= soma__options_gate.min_offset;
 #endif
     if (SOMA_LIKELY(owner == soma__heap_tls && starts)) {
+#if SOMA_MEDIUM_TAIL
+        /* A medium block's tail (pool/tail.h): a byte of the line read above */
+        if (SOMA_UNLIKELY(pool->szidx >= SOMA_NUM_CLASSES)) {
+            soma__malloc_free_medium(pool, p);
+            return;
+        }
+#endif
         soma__pool_push(owner, pool, p);
         return;
     }

@@ -65,17 +65,43 @@ static inline void *sample_pick(heap_t *heap, size_t size, int api, size_t align
     return SOMA_UNLIKELY(soma__guard_sampled()) ? guarded(heap, size, api, align) : NULL;
 }
 
+/* A block of medium class c for a request of size bytes: its tail
+ * written (pool/tail.h), in a hardened build. */
+static inline __attribute__((always_inline)) void *medium_class(heap_t *heap, unsigned c,
+                                                                size_t size)
+{
+#if SOMA_MEDIUM_TAIL
+    pool_t *pool = heap->usedpools[c];
+    void *p;
+    if (SOMA_LIKELY(pool != NULL)) {
+        p = soma__pool_pop(heap, pool);
+    } else {
+        p = soma__malloc_slow(heap, c);
+        /* No tail for what is not a pool's block of class c: NULL, a debug
+         * block (this call started soma in debug mode), the system's block
+         * when no arena can be had. */
+        if (p == NULL || SOMA_UNLIKELY(soma__options.debug) || soma__region_arena(p) == NULL)
+            return p;
+    }
+    soma__tail_set(p, c, size);
+    return p;
+#else
+    (void)size;
+    return soma__fastpath_malloc_class(heap, c);
+#endif
+}
+
 /* A medium request before the class table is filled (start-up). */
 static __attribute__((noinline, cold)) void *medium_unfilled(heap_t *heap, size_t size)
 {
-    return soma__fastpath_malloc_class(heap, soma__sizeclass_medium_slow(size));
+    return medium_class(heap, soma__sizeclass_medium_slow(size), size);
 }
 
-/* A medium request: every call a tail call. */
+/* A medium request: every call a tail call in an unhardened build. */
 static inline __attribute__((always_inline)) void *medium(heap_t *heap, size_t size)
 {
     unsigned c = soma__sizeclass_medium_lut_get(size);
-    return SOMA_LIKELY(c != 0) ? soma__fastpath_malloc_class(heap, c) : medium_unfilled(heap, size);
+    return SOMA_LIKELY(c != 0) ? medium_class(heap, c, size) : medium_unfilled(heap, size);
 }
 
 /* What the fast paths would do with the gate open (the sampling closed it). */
@@ -155,7 +181,7 @@ SOMA_ENTRY void *soma__malloc_slow(heap_t *heap, unsigned c)
          * no): the system allocator may still have memory.  Its block is
          * foreign to soma, and free and realloc treat it so.  An explicit
          * heap cannot do this: destroying it would not free the block. */
-        return soma__large_malloc(NULL, soma__sizeclass_size(c));
+        return soma__large_malloc(NULL, soma__sizeclass_usable(c));
     return bp;
 }
 
@@ -247,6 +273,17 @@ static void not_given_back(const void *p, const char *fn)
                     fn, p);
 }
 
+#if SOMA_MEDIUM_TAIL
+/* The owner's free of a medium block: its tail checked (pool/tail.h), then
+ * pushed.  Out of line, a tail call from the fast path, whose frame stays
+ * empty. */
+__attribute__((noinline)) void soma__malloc_free_medium(pool_t *pool, void *p)
+{
+    (void)soma__tail_check(pool, p, "soma_free");
+    soma__pool_push(pool->heap, pool, p);
+}
+#endif
+
 /* Out of line, so that soma_free's own frame stays empty on the fast path. */
 __attribute__((noinline, cold)) void soma__malloc_free_foreign(void *p)
 {
@@ -326,11 +363,21 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
     /* Stay in place when the new size fits and does not waste a quarter or
      * more of the block (CPython's rule: growing always moves; shrinking by
      * 25% or more moves to the smaller class). */
-    size_t have = soma__sizeclass_size(pool->szidx);
-    /* A checker's build (os/track.h) asks the checker what the program had. */
+    size_t have = soma__sizeclass_usable(pool->szidx);
+    /* A checker's build (os/track.h) asks the checker what the program had;
+     * a medium block's tail says it in a hardened one. */
     size_t old = SOMA_TRACKING ? soma__track_size(p, have) : have;
+#if SOMA_MEDIUM_TAIL
+    int tailed = pool->szidx >= SOMA_NUM_CLASSES;
+    if (tailed)
+        old = soma__tail_check(pool, p, "soma_realloc");
+#endif
     if (size <= have && (4 * size > 3 * have || soma__sizeclass_of(size) == pool->szidx)) {
         soma__track_resize(p, old, size, have);
+#if SOMA_MEDIUM_TAIL
+        if (tailed)
+            soma__tail_set(p, pool->szidx, size);
+#endif
         return p;
     }
     void *q = soma__fastpath_malloc(heap, size);
@@ -365,6 +412,11 @@ size_t soma_usable_size(const void *p)
 #elif defined(SOMA_TRACK_VALGRIND)
     /* memcheck's own malloc says the size asked; so must soma under it. */
     return soma__track_size(p, soma__sizeclass_size(pool->szidx));
+#endif
+#if SOMA_MEDIUM_TAIL
+    /* The size asked: past it lies the fence the free checks. */
+    if (pool->szidx >= SOMA_NUM_CLASSES)
+        return soma__tail_check(pool, p, SOMA_FN("soma_usable_size", "malloc_usable_size"));
 #endif
     return soma__sizeclass_size(pool->szidx);
 }
@@ -403,9 +455,9 @@ void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c)
     }
 }
 
-/* Normal mode knows a block's bounds, not what was asked of it nor
- * whether it is free: the bound is what soma_usable_size would say, the
- * class's size or the large block's mapping. */
+/* Normal mode knows a block's bounds, not whether it is free: the bound is
+ * what soma_usable_size would say, the class's size, the size asked of a
+ * medium block (its tail), or the large block's mapping. */
 int soma__malloc_copy_check(const copy_t *c)
 {
     if (SOMA_UNLIKELY(soma__options.debug))
@@ -426,7 +478,14 @@ int soma__malloc_copy_check(const copy_t *c)
             return 1;
         start = (uintptr_t)b;
         cls = pool->szidx;
-        size = soma__sizeclass_size(cls);
+        size = soma__sizeclass_usable(cls);
+#if SOMA_MEDIUM_TAIL
+        /* a medium block's tail says what was asked (soma_usable_size) */
+        size_t asked;
+        if (cls >= SOMA_NUM_CLASSES &&
+            (asked = soma__tail_asked(b, soma__sizeclass_size(cls))) != SIZE_MAX)
+            size = asked;
+#endif
         kind = pool->heap->explicit_heap ? "in an explicit heap" : "in a thread's heap";
     } else {
         size_t n;

@@ -60,7 +60,7 @@ SOMA_INTERNAL int soma__malloc_copy_check(const copy_t *c);
 /* The quick test, inline in the copies: in normal mode, does [p, p + len)
  * stay inside the pooled block that holds p?  1: it does (the common case
  * of a copy into soma's memory, some 20 instructions); 0: p is in no
- * pooled block, or debug mode, or the copy may not fit: ask
+ * small block, or debug mode, or the copy may not fit: ask
  * soma__malloc_copy_check.  A pool that never served (its record zero)
  * may answer 1 wrongly: a check missed, never a false alarm. */
 static inline int soma__malloc_copy_fits(const void *p, size_t len)
@@ -69,7 +69,9 @@ static inline int soma__malloc_copy_fits(const void *p, size_t len)
     if (a == NULL || SOMA_UNLIKELY(soma__options.debug))
         return 0;
     unsigned c = soma__pool_in(a, p)->szidx;
-    if (c >= SOMA_NUM_ALL_CLASSES)
+    /* a medium block's bound is the size asked, in its tail (pool/tail.h):
+     * the full check reads it */
+    if (c >= (SOMA_MEDIUM_TAIL ? SOMA_NUM_CLASSES : SOMA_NUM_ALL_CLASSES))
         return 0;
     /* soma__pool_block_start's arithmetic (pools are pool-aligned): block
      * q of the pool, `into` bytes into it; an offset inside the header

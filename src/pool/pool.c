@@ -50,6 +50,7 @@
 #include "base/process.h"
 #include "base/wake.h"
 #include "pool/pool.h"
+#include "pool/tail.h"
 
 static void used_push_front(heap_t *heap, unsigned c, pool_t *pool)
 {
@@ -448,5 +449,9 @@ void soma__pool_free_other(pool_t *pool, void *p)
         soma__pool_fatal_not_block("soma_free", pool, p);
     /* (The owner's own free comes here only when the fast path found p
      * starting no block: the test above is the same, and stops it.) */
+#if SOMA_MEDIUM_TAIL
+    if (pool->szidx >= SOMA_NUM_CLASSES)
+        (void)soma__tail_check(pool, p, "soma_free");
+#endif
     soma__pool_free_remote(owner, p);
 }

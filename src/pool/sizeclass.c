@@ -52,7 +52,7 @@ _Atomic uint8_t soma__sizeclass_medium_lut[LUT_LEN];
 unsigned soma__sizeclass_medium_slow(size_t n)
 {
     unsigned c = SOMA_NUM_CLASSES;
-    while (soma__sizeclass_sizes[c] < n)
+    while (soma__sizeclass_usable(c) < n)
         c++;
     return c;
 }
@@ -60,7 +60,8 @@ unsigned soma__sizeclass_medium_slow(size_t n)
 static void sizeclass_init(void)
 {
     /* Entry i covers requests threshold + 16i + 1 .. threshold + 16(i + 1);
-     * class sizes are multiples of 16, so one class serves the whole span. */
+     * what a class holds is a multiple of 16 (its size, less a 16-byte
+     * tail), so one class serves the whole span. */
     for (size_t i = 0; i < LUT_LEN; i++)
         atomic_store_explicit(&soma__sizeclass_medium_lut[i],
                               (uint8_t)soma__sizeclass_medium_slow(SOMA_SMALL_THRESHOLD + 16 * i + 1),

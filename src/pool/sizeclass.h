@@ -76,6 +76,12 @@ static inline size_t soma__sizeclass_size(unsigned c)
 {
     return soma__sizeclass_sizes[c];
 }
+/* The most a block of class c holds: its size, less a medium block's tail
+ * (base/config.h, pool/tail.h). */
+static inline size_t soma__sizeclass_usable(unsigned c)
+{
+    return soma__sizeclass_sizes[c] - (c >= SOMA_NUM_CLASSES ? SOMA_MEDIUM_TAIL : 0);
+}
 static inline size_t soma__sizeclass_capacity(unsigned c) /* blocks per pool */
 {
     return (SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) / soma__sizeclass_size(c);

@@ -126,8 +126,8 @@ static int class_of(size_t n)
 {
     if (n <= SOMA_SMALL_THRESHOLD)
         return n == 0 ? 0 : (int)((n - 1) / SOMA_ALIGNMENT);
-    for (size_t i = 0; i < geo.medium.num_classes; i++)
-        if (n <= geo.medium.classes[i].size)
+    for (size_t i = 0; i < geo.medium.num_classes; i++) /* a class holds size - tail */
+        if (n <= geo.medium.classes[i].size - geo.medium.tail)
             return SOMA_NUM_CLASSES + (int)i;
     return -1;
 }
@@ -147,8 +147,8 @@ static const struct {
     {32, 700},    {33, 60},      {48, 300},     {64, 500},     {100, 300},    {128, 200},
     {200, 150},   {256, 100},    {300, 90},     {384, 80},     {500, 70},     {512, 100},
     {513, 60},    {600, 50},     {1000, 40},    {1024, 40},    {2000, 30},    {2048, 30},
-    {3000, 20},   {4096, 20},    {5000, 12},    {6000, 12},    {8000, 10},    {8160, 10},
-    {8161, 3},    {10000, 3},    {65536, 2},    {100000, 2},   {1 << 20, 1},  {3 << 20, 1},
+    {3000, 20},   {4096, 20},    {5000, 12},    {6000, 12},    {8000, 10},    {8144, 10},
+    {8145, 3},    {8160, 3},     {8161, 3},    {10000, 3},    {65536, 2},    {100000, 2},   {1 << 20, 1},  {3 << 20, 1},
 };
 #define NPLAN (sizeof plan / sizeof plan[0])
 
@@ -690,8 +690,8 @@ static size_t random_size(test_rng *r)
     if (k < 80)
         return (size_t)test_rng_below(r, 513);
     if (k < 98)
-        return 513 + (size_t)test_rng_below(r, 8160 - 512);
-    return 8161 + (size_t)test_rng_below(r, 200000);
+        return 513 + (size_t)test_rng_below(r, 8144 - 512);
+    return 8145 + (size_t)test_rng_below(r, 200000);
 }
 
 static void *worker(void *arg)

@@ -247,7 +247,7 @@ static void model_init(void)
     /* The medium classes from the pool size; then the whole model against
      * soma's table (the pool overhead of 48 that SOMA_MEDIUM_SIZE in
      * config.h counts on, each class's size). */
-    if (classes_init(pool_size) != 0)
+    if (classes_init(pool_size, st->medium.tail) != 0)
         fail("more medium classes than SOMA_MAX_MEDIUM_CLASSES");
     char why[160];
     if (classes_agree(st, why, sizeof why) != 0)
@@ -289,7 +289,7 @@ static size_t draw_size(input_t *in)
     case 1: /* around a small class's end: 15, 16, 17 ... 511, 512, 513 */
         return (lo + 1) * 16 + byte(in) % 3 - 1;
     case 2: /* around a medium class's end */
-        return classes_medium[lo % classes_nmedium] + byte(in) % 3 - 1;
+        return classes_holds(SOMA_NUM_CLASSES + (int)(lo % classes_nmedium)) + byte(in) % 3 - 1;
     case 3: /* any medium size */
         return SOMA_SMALL_THRESHOLD + 1 + u16(in) % (classes_medium_max - SOMA_SMALL_THRESHOLD);
     case 4: /* 0 and tiny sizes */
@@ -407,7 +407,7 @@ static void realloc_done(size_t i, const slot_t *old, void *q, size_t n, heap_t 
     int cls = old->cls; /* a large block stays large, and keeps its owner */
     heap_t *heap = old->cls < 0 ? old->heap : NULL;
     if (old->cls >= 0) {
-        size_t have = classes_size(old->cls);
+        size_t have = classes_holds(old->cls);
         int stays = classes_realloc_in_place(old->cls, n);
         if (stays != ((uintptr_t)q == (uintptr_t)old->p))
             fail("%s of a %zu-byte block (class %d, %zu bytes) to %zu: soma's rule says it %s, "

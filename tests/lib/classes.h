@@ -8,18 +8,22 @@
  *   small    a request of 0 .. SOMA_SMALL_THRESHOLD (512) bytes: class
  *            (n - 1) / 16 (0 for 0), whose blocks have (class + 1) * 16
  *            usable bytes;
- *   medium   up to the largest medium class: the medium classes are the
- *            sizes ((pool size - 48) / k) & ~15 above 512, for k = 2, 3,
- *            ..., and a request goes to the smallest that holds it, class
- *            SOMA_NUM_CLASSES + its rank;
+ *   medium   up to the largest medium class less its tail: the medium
+ *            classes are the sizes ((pool size - 48) / k) & ~15 above 512,
+ *            for k = 2, 3, ..., each block's last `tail` bytes soma's
+ *            (soma_stats.medium.tail: 16 hardened, else 0); a request goes
+ *            to the smallest that holds it, class SOMA_NUM_CLASSES + its
+ *            rank, and its usable size is the size asked (with a tail) or
+ *            the class's size (without);
  *   large    above that: the system's block (CLASSES_LARGE), whose usable
  *            size is at least the request;
  *   realloc  of soma's block to n > 0 bytes stays in place when n fits the
- *            block and either keeps more than 3/4 of it or is of the same
- *            class; otherwise the block moves to n's class.
+ *            block (what its class holds) and either keeps more than 3/4 of
+ *            that or is of the same class; otherwise the block moves to n's
+ *            class.
  *
- * The medium classes depend on the pool size: classes_init(pool size)
- * computes them.  Until it is called there are none, and every request
+ * The medium classes depend on the pool size and the tail:
+ * classes_init(pool size, tail) computes them.  Until it is called there are none, and every request
  * above 512 bytes is the system's (a run on the C library's malloc).
  *
  * Each test program is one .c file that includes this header once.
@@ -40,15 +44,18 @@ enum { CLASSES_LARGE = -1 };
 /* The medium classes' block sizes, smallest first, and the largest. */
 static size_t classes_medium[SOMA_MAX_MEDIUM_CLASSES];
 static size_t classes_nmedium;
-static size_t classes_medium_max = SOMA_SMALL_THRESHOLD;
+static size_t classes_medium_max = SOMA_SMALL_THRESHOLD; /* the largest request */
+static size_t classes_tail;
 
-/* The medium classes of pools of pool_size bytes.  0, or -1 when there
- * would be more than SOMA_MAX_MEDIUM_CLASSES (the model keeps the first). */
-static inline int classes_init(size_t pool_size)
+/* The medium classes of pools of pool_size bytes, blocks with a tail of
+ * `tail` bytes.  0, or -1 when there would be more than
+ * SOMA_MAX_MEDIUM_CLASSES (the model keeps the first). */
+static inline int classes_init(size_t pool_size, size_t tail)
 {
     size_t room = pool_size - CLASSES_POOL_OVERHEAD;
     classes_nmedium = 0;
     classes_medium_max = SOMA_SMALL_THRESHOLD;
+    classes_tail = tail;
     for (size_t k = room / SOMA_SMALL_THRESHOLD; k >= 2; k--) {
         size_t size = (room / k) & ~(size_t)15;
         if (size <= SOMA_SMALL_THRESHOLD ||
@@ -57,7 +64,7 @@ static inline int classes_init(size_t pool_size)
         if (classes_nmedium == SOMA_MAX_MEDIUM_CLASSES)
             return -1;
         classes_medium[classes_nmedium++] = size;
-        classes_medium_max = size;
+        classes_medium_max = size - tail;
     }
     return 0;
 }
@@ -74,30 +81,39 @@ static inline int classes_of(size_t n)
     if (n <= SOMA_SMALL_THRESHOLD)
         return n == 0 ? 0 : (int)((n - 1) / 16);
     for (size_t i = 0; i < classes_nmedium; i++)
-        if (classes_medium[i] >= n)
+        if (classes_medium[i] - classes_tail >= n)
             return SOMA_NUM_CLASSES + (int)i;
     return CLASSES_LARGE;
 }
 
-/* The block size of class cls (not CLASSES_LARGE): its blocks' usable size. */
+/* The block size of class cls (not CLASSES_LARGE). */
 static inline size_t classes_size(int cls)
 {
     return cls < SOMA_NUM_CLASSES ? (size_t)(cls + 1) * 16 : classes_medium[cls - SOMA_NUM_CLASSES];
 }
 
+/* The most a block of class cls holds: its size, less a medium block's tail. */
+static inline size_t classes_holds(int cls)
+{
+    return classes_size(cls) - (cls < SOMA_NUM_CLASSES ? 0 : classes_tail);
+}
+
 /* Whether a block of n requested bytes in class cls (negative: the
- * system's) may have `usable` usable bytes: exactly its class's size, or at
- * least n for the system's. */
+ * system's) may have `usable` usable bytes: exactly its class's size (a
+ * small block, or a medium one without a tail), exactly n (a medium one
+ * with a tail), or at least n for the system's. */
 static inline int classes_usable_ok(int cls, size_t n, size_t usable)
 {
-    return cls >= 0 ? usable == classes_size(cls) : usable >= n;
+    if (cls < 0)
+        return usable >= n;
+    return usable == (cls >= SOMA_NUM_CLASSES && classes_tail ? n : classes_size(cls));
 }
 
 /* Whether realloc to n > 0 bytes leaves a block of class cls (soma's) in
  * place. */
 static inline int classes_realloc_in_place(int cls, size_t n)
 {
-    size_t have = classes_size(cls);
+    size_t have = classes_holds(cls);
     return n <= have && (4 * n > 3 * have || classes_of(n) == cls);
 }
 
@@ -122,7 +138,8 @@ static inline int classes_agree(const soma_stats *st, char *why, size_t len)
                      st->classes[c].size, classes_size(c));
             return -1;
         }
-    if (classes_nmedium != st->medium.num_classes || classes_medium_max != st->medium.max_size) {
+    if (classes_nmedium != st->medium.num_classes || classes_medium_max != st->medium.max_size ||
+        classes_tail != st->medium.tail) {
         snprintf(why, len, "medium classes: soma has %zu up to %zu bytes, the model %zu up to %zu",
                  st->medium.num_classes, st->medium.max_size, classes_nmedium,
                  classes_medium_max);

@@ -100,7 +100,7 @@ static void round_of(int round, const soma_stats *base)
     /* Two full pools of every class, small then medium. */
     size_t first_of[SOMA_NUM_ALL_CLASSES], cap_of[SOMA_NUM_ALL_CLASSES];
     for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++) {
-        size_t size = soma__sizeclass_size(c), cap = soma__sizeclass_capacity(c);
+        size_t size = soma__sizeclass_usable(c), cap = soma__sizeclass_capacity(c);
         first_of[c] = nblocks;
         cap_of[c] = cap;
         for (size_t i = 0; i < 2 * cap; i++) {
@@ -196,10 +196,10 @@ static void round_of(int round, const soma_stats *base)
         return;
     unsigned char *p2[SOMA_NUM_ALL_CLASSES];
     for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++) {
-        p2[c] = soma_heap_malloc(h2, soma__sizeclass_size(c));
+        p2[c] = soma_heap_malloc(h2, soma__sizeclass_usable(c));
         if (!CHECK(p2[c] != NULL))
             return;
-        memset(p2[c], (int)c, soma__sizeclass_size(c));
+        memset(p2[c], (int)c, soma__sizeclass_usable(c));
     }
     unsigned char *big = soma_heap_malloc(h2, 100000);
     if (!CHECK(big != NULL))
@@ -208,7 +208,7 @@ static void round_of(int round, const soma_stats *base)
     check_heap((heap_t *)h2, "a new heap");
     for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++) {
         size_t bad = 0;
-        for (size_t i = 0; i < soma__sizeclass_size(c); i++)
+        for (size_t i = 0; i < soma__sizeclass_usable(c); i++)
             bad += p2[c][i] != (unsigned char)c;
         CHECK_EQ(bad, 0);
     }

@@ -1,0 +1,91 @@
+/*
+ * tail.h: a medium block's tail, in a hardened build (SOMA_MEDIUM_TAIL,
+ * base/config.h): what lets normal mode see a write past the bytes asked
+ * of a medium block, or before its start, as glibc sees one in the chunk
+ * header that follows.
+ *
+ * A medium block of s bytes holds s - 16 at most; for n bytes asked it
+ * carries two words of soma's:
+ *
+ *   the tail word, at s - 8:   the block's tag (the link key and the
+ *                              block's address) in its top 48 bits, n in
+ *                              its low 16
+ *   the fence, at n rounded    the tag's complement, at the first 8-aligned
+ *   up to 8:                   offset at or past n (at most s - 16: inside
+ *                              the block, before the tail word)
+ *
+ * Both are written when the block is handed out (malloc, or a realloc that
+ * keeps it) and checked when it is freed or reallocated (tail.c): its own
+ * tail word and fence, and the tail word of the block before it (the 8
+ * bytes just before its start: where an underflow lands first), or, for a
+ * pool's first block, the pool header's check word (pool.h).  So an
+ * overflow of 1 to 8 bytes past n stays unseen only when n is not a
+ * multiple of 8 and it ends before the fence; every longer one, and every
+ * underflow, changes a word soma knows.  Never on the small classes: their
+ * blocks have no bytes to spare (a 16-byte block holds 16), and one bit per
+ * block to say which have a tail would cost a line on every malloc.
+ *
+ * Who reads what: the holder of a block writes its words (malloc hands it
+ * out, realloc changes n), any thread freeing the block after it may read
+ * its tail word; so the words are read and written whole, relaxed.  The
+ * fence is read only by the block's own free and realloc: a neighbour
+ * reading it could race with a realloc that grows the block over it.
+ * A block's first handing out in its pool's current class always follows
+ * that of every block before it (carve links them in address order), so
+ * the block before a live one always has a tail word.
+ */
+#ifndef SOMA_TAIL_H
+#define SOMA_TAIL_H
+
+#include "pool/pool.h"
+
+#if SOMA_MEDIUM_TAIL
+#define SOMA_TAIL_ASKED 0xffffu /* the tail word's bits for n (SOMA_MEDIUM_MAX fits) */
+_Static_assert(SOMA_MEDIUM_MAX <= SOMA_TAIL_ASKED, "a medium size fits the tail word");
+
+/* The block's tag: the process's secret and the address, so that a
+ * program neither writes it by accident nor finds it in another block.
+ * (Not mixed further: like the links' encoding, link.h, it keeps a value
+ * from being guessed, not from being read.) */
+static inline uint64_t soma__tail_tag(const void *b)
+{
+    return (uint64_t)(uintptr_t)b ^ soma__link_key;
+}
+static inline uint64_t *soma__tail_word(const void *b, size_t size)
+{
+    return (uint64_t *)((uintptr_t)b + size - sizeof(uint64_t));
+}
+static inline uint64_t *soma__tail_fence(const void *b, size_t n)
+{
+    return (uint64_t *)((uintptr_t)b + ((n + 7) & ~(size_t)7));
+}
+
+/* b, a block of class c (medium), now holds n bytes asked. */
+static inline void soma__tail_set(void *b, unsigned c, size_t n)
+{
+    uint64_t tag = soma__tail_tag(b);
+    __atomic_store_n(soma__tail_fence(b, n), ~tag, __ATOMIC_RELAXED);
+    __atomic_store_n(soma__tail_word(b, soma__sizeclass_size(c)),
+                     (tag & ~(uint64_t)SOMA_TAIL_ASKED) | n, __ATOMIC_RELAXED);
+}
+
+/* The bytes asked of b, a block of `size` bytes, as its tail word says;
+ * SIZE_MAX when the word is not b's (something wrote over it). */
+static inline size_t soma__tail_asked(const void *b, size_t size)
+{
+    uint64_t w = __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED);
+    size_t n = (size_t)(w & SOMA_TAIL_ASKED);
+    if (((w ^ soma__tail_tag(b)) & ~(uint64_t)SOMA_TAIL_ASKED) != 0 ||
+        n > size - SOMA_MEDIUM_TAIL)
+        return SIZE_MAX;
+    return n;
+}
+
+/* b (the start of a live block of pool, a medium one) is freed or
+ * reallocated by fn: its tail word, its fence and the word before it are
+ * checked; returns the bytes asked of it.  Stops the program, saying
+ * which was overwritten, if one was. */
+SOMA_INTERNAL size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn);
+#endif
+
+#endif /* SOMA_TAIL_H */

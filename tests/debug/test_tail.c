@@ -1,0 +1,197 @@
+/*
+ * test_tail: a medium block's tail (src/pool/tail.h) in normal mode.  Each
+ * mistake is made in a child process, which must stop at the call named,
+ * with the message expected, naming the block:
+ *
+ *   - a write 1 byte past the size asked (a multiple of 8: the fence sits
+ *     right there), and 8 bytes past one that is not (the fence at the next
+ *     multiple of 8), found at the block's free;
+ *   - the same found by a free from another thread, and by realloc;
+ *   - a write of 1 byte before a block: the tail word of the block before
+ *     it, found at the free of either;
+ *   - a write before a pool's first block: the pool header's check word;
+ *   - the tail word written by the block after it (its underflow), found
+ *     at the free of the block it belongs to.
+ *
+ * And no false alarm: blocks of every medium size filled to their usable
+ * size (which is the size asked), grown and shrunk in place by realloc
+ * with their contents kept, freed by their thread and by another.
+ *
+ * Blocks made one after the other in a fresh child's fresh pool lie one
+ * after the other (carve links them in address order): the test checks
+ * that before it relies on it.
+ */
+#include <pthread.h>
+
+#include "malloc/malloc.h"
+#include "test.h"
+
+#if SOMA_MEDIUM_TAIL
+static soma_stats st;
+
+/* The class size of a medium request of n bytes. */
+static size_t class_size(size_t n)
+{
+    for (size_t c = 0; c < st.medium.num_classes; c++)
+        if (st.medium.classes[c].size - st.medium.tail >= n)
+            return st.medium.classes[c].size;
+    return 0;
+}
+
+/* Two blocks of n bytes, b right after a (in a fresh child); the one the
+ * message must name is printed ("pointer P"). */
+static void pair(size_t n, unsigned char **a, unsigned char **b)
+{
+    *a = soma_malloc(n);
+    *b = soma_malloc(n);
+    if ((size_t)(*b - *a) != class_size(n)) {
+        fprintf(stderr, "blocks %p and %p are not neighbours\n", (void *)*a, (void *)*b);
+        exit(2); /* not the abort expected: the test fails */
+    }
+}
+
+static void over_1_aligned(void)
+{
+    unsigned char *p = soma_malloc(1000), *q = soma_malloc(1000);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    memset(p, 1, soma_usable_size(p)); /* allowed */
+    p[1000] = 'O';                     /* the mistake */
+    soma_free(q);
+    soma_free(p);
+}
+
+static void over_8_unaligned(void)
+{
+    unsigned char *p = soma_malloc(1001);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    memset(p + 1001, 'O', 8); /* bytes 1001..1008: the fence starts at 1008 */
+    soma_free(p);
+}
+
+static unsigned char *victim;
+static void *free_victim(void *arg)
+{
+    (void)arg;
+    soma_free(victim);
+    return NULL;
+}
+static void over_freed_remotely(void)
+{
+    victim = soma_malloc(3000);
+    fprintf(stderr, "pointer %p\n", (void *)victim);
+    memset(victim + 3000, 'O', 32);
+    pthread_t t;
+    pthread_create(&t, NULL, free_victim, NULL);
+    pthread_join(t, NULL);
+}
+
+static void over_realloc(void)
+{
+    unsigned char *p = soma_malloc(2000);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    memset(p + 2000, 'O', 32);
+    p = soma_realloc(p, 1900); /* it would stay in place */
+    soma_free(p);
+}
+
+static void under_1(void)
+{
+    unsigned char *a, *b;
+    pair(1000, &a, &b);
+    fprintf(stderr, "pointer %p\n", (void *)b);
+    b[-1] = 'U';
+    soma_free(b); /* a's tail word, seen from b */
+}
+
+static void under_1_found_by_the_block_before(void)
+{
+    unsigned char *a, *b;
+    pair(1000, &a, &b);
+    fprintf(stderr, "pointer %p\n", (void *)a);
+    b[-1] = 'U';
+    soma_free(a); /* its own tail word */
+}
+
+static void under_first_block(void)
+{
+    unsigned char *p = soma_malloc(5000); /* a fresh class: the pool's first block */
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    if (((uintptr_t)p & (st.pool_size - 1)) != st.pool_overhead)
+        exit(2);
+    p[-3] = 'U';
+    soma_free(p);
+}
+
+static void *free_all(void *arg)
+{
+    unsigned char **v = arg;
+    for (size_t i = 0; v[i] != NULL; i++)
+        soma_free(v[i]);
+    return NULL;
+}
+#endif
+
+int main(void)
+{
+    test_program_name = "test_tail";
+#if SOMA_MEDIUM_TAIL
+    soma_stats_get(&st);
+    CHECK_EQ(st.medium.tail, 16);
+    test_expect_fatal("1 byte past the size asked", over_1_aligned,
+                      "buffer overflow: 1000 bytes were asked of the block, and B+1000 past them "
+                      "is overwritten");
+    test_expect_fatal("8 bytes past a size not a multiple of 8", over_8_unaligned,
+                      "1001 bytes were asked of the block, and B+1008 past them is overwritten");
+    test_expect_fatal("freed by another thread", over_freed_remotely,
+                      "3000 bytes were asked of the block, and B+3000 past them");
+    test_expect_fatal("reallocated", over_realloc,
+                      "soma_realloc(");
+    test_expect_fatal("1 byte before the block", under_1,
+                      "the 8 bytes before the block are overwritten");
+    static char own[128];
+    snprintf(own, sizeof own, "the last 8 bytes of the %zu-byte block (class", class_size(1000));
+    test_expect_fatal("1 byte before the block, from the block before",
+                      under_1_found_by_the_block_before, own);
+    test_expect_fatal("before a pool's first block", under_first_block,
+                      "is overwritten from 3 bytes before its first block");
+
+    /* No false alarms: every medium size, filled to its usable size. */
+    enum { MAXN = 8200 };
+    static unsigned char *v[MAXN + 1];
+    size_t k = 0;
+    for (size_t n = SOMA_SMALL_THRESHOLD + 1; n <= st.medium.max_size; n += 7) {
+        unsigned char *p = soma_malloc(n);
+        if (!CHECK(p != NULL))
+            break;
+        if (!CHECK_EQ(soma_usable_size(p), n))
+            break;
+        memset(p, (int)(n & 0xff), n);
+        v[k++] = p;
+    }
+    /* grown and shrunk in place, contents kept, the new size usable */
+    size_t bad = 0, moved = 0;
+    for (size_t i = 0; i < k; i++) {
+        size_t n = soma_usable_size(v[i]), m = n + 5 <= class_size(n) - 16 ? n + 5 : n - 5;
+        unsigned char *q = soma_realloc(v[i], m);
+        moved += q != v[i];
+        for (size_t j = 0; j < (m < n ? m : n); j++)
+            bad += q[j] != (unsigned char)(n & 0xff);
+        CHECK_EQ(soma_usable_size(q), m);
+        memset(q, 'r', m);
+        v[i] = q;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(moved, 0);
+    /* half freed here, half by another thread */
+    v[k] = NULL;
+    pthread_t t;
+    pthread_create(&t, NULL, free_all, v + k / 2);
+    for (size_t i = 0; i < k / 2; i++)
+        soma_free(v[i]);
+    pthread_join(t, NULL);
+    CHECK_EQ(soma_debug_check(), 0);
+#else
+    test_note("no medium tails in this build (unhardened, or a checker's)");
+#endif
+    return test_summary();
+}

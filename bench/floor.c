@@ -16,7 +16,7 @@
  * of those features; the issue's target is to stay within 10% of it.
  *
  * Requests above 512 bytes go to glibc (__libc_*): the floor is the limit
- * of the small-block path only (soma serves 513..8160 bytes itself).
+ * of the small-block path only (soma serves 513..8144 bytes itself).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -459,7 +459,9 @@ SOMA_API int soma_stats_unregister_type(const char *name);
 typedef struct soma_block_info {
     void *block;      /* the block's address, as malloc returned it */
     size_t size;      /* small and medium: the class's block size (what
-                         soma_usable_size returns); large: the bytes requested */
+                         soma_usable_size returns for a small one; a medium
+                         one's is the size asked, in a hardened build);
+                         large: the bytes requested */
     int size_class;   /* 0 .. SOMA_NUM_CLASSES - 1: a small class, of
                          (size_class + 1) * 16 bytes; SOMA_NUM_CLASSES and up:
                          medium class size_class - SOMA_NUM_CLASSES, whose size

@@ -9,7 +9,7 @@
  *  - blocks freed with soma_free, by this thread or another, go back to it;
  *  - destroy releases everything at once: the process's blocks in use and
  *    arenas return to the baseline and the arenas are really unmapped;
- *  - medium blocks (513..8160 bytes) of a heap are counted in its medium
+ *  - medium blocks (513..8144 bytes) of a heap are counted in its medium
  *    figures, and destroy gives their arenas back too;
  *  - heaps made and destroyed in a loop do not accumulate memory;
  *  - large blocks asked of a heap (malloc, calloc, realloc up from a small

@@ -176,7 +176,7 @@ static void test_across_threshold(void)
     if (!CHECK(a != NULL))
         return;
     fill(a, 400, 7);
-    void *b = soma_realloc(a, 2000); /* medium: 2032 bytes (2016 with 4 KiB pools) */
+    void *b = soma_realloc(a, 2000); /* medium: the 2032-byte class (2016 with 4 KiB pools) */
     if (!CHECK(b != NULL))
         return;
     CHECK_EQ(diff(b, 400, 7), 0);

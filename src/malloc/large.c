@@ -1092,6 +1092,55 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
     return m;
 }
 
+/*
+ * A mapped block's tail (a hardened build, without a checker: base/config.h).
+ * The last 8 bytes of the mapping are soma's: a word of the link key, the
+ * block's address and the mapping's size, checked when the block is freed
+ * or reallocated.  An overflow that runs off the block's end, or an
+ * underflow of the mapping after it (soma's mappings lie side by side:
+ * the kernel places them so, and the cache merges them), changes it, where
+ * glibc finds the header of its mapped chunk damaged.  A request of a whole
+ * number of pages takes one page more for it, as glibc's 16-byte header
+ * does; soma_usable_size is the mapping less the tail.  The holder alone
+ * reads and writes it: no neighbour's free looks at it.
+ */
+#define TAIL SOMA_LARGE_TAIL
+
+static uint64_t *tail_of(void *p, size_t map)
+{
+    return (uint64_t *)((char *)p + map - sizeof(uint64_t));
+}
+static uint64_t tail_value(const void *p, size_t map)
+{
+    return soma__link_key ^ (uintptr_t)p ^ map;
+}
+/* The mapping of `map` bytes at p now holds a block of soma's. */
+static void tail_set(void *p, size_t map)
+{
+    if (TAIL)
+        *tail_of(p, map) = tail_value(p, map);
+}
+/* fn(p) frees or reallocates the block at p, n bytes asked of a mapping
+ * of map: stop the program if its tail is not as it was written. */
+static void tail_check(void *p, size_t n, size_t map, const char *fn)
+{
+    if (!TAIL || SOMA_LIKELY(*tail_of(p, map) == tail_value(p, map)))
+        return;
+    uint64_t w = *tail_of(p, map);
+    size_t at = map - sizeof(uint64_t) + (size_t)__builtin_ctzll(w ^ tail_value(p, map)) / 8;
+    soma__fatal("%s(%p): the last 8 bytes of the large block's mapping, soma's, are overwritten "
+                "(B+%zu, B = the block: %zu bytes asked, %zu mapped): a write past the end of "
+                "the block (an overflow), or before the start of the mapping after it (an "
+                "underflow)",
+                fn, p, at, n, map);
+}
+/* The bytes a block of n asks of a mapping: n and its tail (n > SIZE_MAX / 2
+ * is refused by map_block as it is). */
+static size_t with_tail(size_t n)
+{
+    return n > SIZE_MAX / 2 ? n : n + TAIL;
+}
+
 /* The block [p, p + n) of a mapping of `map` bytes is the program's: a
  * checker is told so, and that the rest of the mapping is no block's. */
 static void hand_out(void *p, size_t n, size_t map)
@@ -1105,7 +1154,7 @@ static void hand_out(void *p, size_t n, size_t map)
 static void *large_block(size_t n, size_t align, int zero, const void *owner)
 {
     size_t map, dirty;
-    void *p = map_block(n, align, &map, &dirty);
+    void *p = map_block(with_tail(n), align, &map, &dirty);
     if (p == NULL) {
         if (align <= SOMA_ALIGNMENT)
             return enter_sys(zero ? soma__sys_calloc(1, n) : soma__sys_malloc(n), n, owner);
@@ -1126,6 +1175,7 @@ static void *large_block(size_t n, size_t align, int zero, const void *owner)
         cache_put(NULL, 0);
     if (zero && dirty > 0)
         memset(p, 0, n < dirty ? n : dirty);
+    tail_set(p, map);
     return p;
 }
 
@@ -1206,6 +1256,7 @@ void soma__large_free(void *p)
         soma__sys_free(p); /* a system block, or not soma's: the system frees it */
         return;
     }
+    tail_check(p, e.n, e.map, "soma_free");
     soma__track_free(p, e.map); /* no access until a request takes it */
     cache_put(p, e.map);
 }
@@ -1226,7 +1277,7 @@ size_t soma__large_usable_size(const void *p)
     /* memcheck's own malloc says the size asked; so must soma under it. */
     return e.n;
 #endif
-    return e.map;
+    return e.map - TAIL;
 }
 
 /* A mapped block's realloc: in place while the size fits the mapping and
@@ -1235,7 +1286,8 @@ size_t soma__large_usable_size(const void *p)
  * else moved without copying a byte.  e: p's entry, out of the registry. */
 static void *realloc_mapped(void *p, entry_t e, size_t n)
 {
-    size_t size = n > SIZE_MAX / 2 ? 0 : (n + PAGE - 1) / PAGE * PAGE;
+    tail_check(p, e.n, e.map, "soma_realloc");
+    size_t size = n > SIZE_MAX / 2 ? 0 : (n + TAIL + PAGE - 1) / PAGE * PAGE;
     if (size != 0 && size <= e.map && 4 * (e.map - size) <= e.map) {
         soma__track_resize(p, e.n, n, e.map);
         (void)enter(p, n, e.map, e.owner); /* it had its entry: the table has room */
@@ -1269,9 +1321,9 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
             if (q != NULL)
                 soma__os_unmap(q, size);
             size_t dirty;
-            q = map_block(n, 0, &map, &dirty);
+            q = map_block(with_tail(n), 0, &map, &dirty);
             if (q != NULL) {
-                memcpy(q, p, e.map); /* all of it: usable_size said so */
+                memcpy(q, p, e.map - TAIL); /* all of it: usable_size said so */
                 soma__track_noaccess(p, e.map);
                 cache_put(p, e.map);
             }
@@ -1300,6 +1352,7 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
     atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
     hand_out(q, n, map);
     soma__track_fresh(q, kept); /* the contents it kept are as they were */
+    tail_set(q, map);
     if (map > e.map)
         cache_put(NULL, 0); /* grown by a system call: the cache keeps to its bound */
     return q;

@@ -491,6 +491,7 @@ int soma__malloc_copy_check(const copy_t *c)
         size_t n;
         if (!soma__large_block_of(c->dst, &start, &n, &size))
             return 1;
+        size -= SOMA_LARGE_TAIL; /* what soma_usable_size says */
         kind = "a large block";
     }
     /* the copy's bytes from the block's start: [lo, hi) */

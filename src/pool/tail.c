@@ -18,7 +18,8 @@ __attribute__((noinline, cold, noreturn)) static void fatal_tail(const char *fn,
     const uint64_t *at = soma__tail_word(b, size);
     soma__fatal("%s(%p): the last 8 bytes of the %zu-byte block (class %u), soma's, are "
                 "overwritten (B+%zu: %016llx, B = the block): a write past the bytes asked of "
-                "it (an overflow), or before the start of the block after it (an underflow)",
+                "it (an overflow), or before the start of the block after it (an underflow); "
+                "or it is no block in use",
                 fn, (const void *)b, size, pool->szidx, size - sizeof(uint64_t),
                 (unsigned long long)__atomic_load_n(at, __ATOMIC_RELAXED));
 }

@@ -42,6 +42,16 @@
 
 static soma_stats s0, s1;
 
+/* The mapping a block of n bytes takes: its pages, with the 8-byte tail a
+ * hardened build keeps at a mapping's end (src/malloc/large.c; the medium
+ * blocks' tail says whether there is one). */
+static size_t mapping_of(size_t n)
+{
+    soma_stats st;
+    soma_stats_get(&st);
+    return (n + (st.medium.tail ? 8 : 0) + 4095) & ~(size_t)4095;
+}
+
 static void fill(unsigned char *p, size_t n, unsigned seed)
 {
     /* Every 64th byte and the last: the pattern reaches every page. */
@@ -272,9 +282,11 @@ static void test_bounded(void)
      * which pages went is the cache's choice; how many is not). */
     size_t in = 0;
     for (int i = 0; i < N; i++)
-        in += resident(p[i], n);
+        in += resident(p[i], mapping_of(n));
     CHECK_LE(in, s1.large_map.cached_bytes);
-    CHECK_GE(in + (4u << 20), s1.large_map.cached_bytes);
+    /* (a mapping the cache released in part counts none: mincore fails on
+     * a range with a hole) */
+    CHECK_GE(in + mapping_of(n), s1.large_map.cached_bytes);
 }
 
 static void test_decay(void)
@@ -314,7 +326,7 @@ static void test_merges(void)
     unsigned char *b = soma_malloc(n / 4); /* the first quarter of a's pages */
     CHECK(b == a);
     soma_stats_get(&s1);
-    CHECK_EQ(s1.large_map.cached_bytes, s0.large_map.cached_bytes - n / 4);
+    CHECK_EQ(s1.large_map.cached_bytes, s0.large_map.cached_bytes - mapping_of(n / 4));
     soma_free(b);
     soma_stats_get(&s1);
     CHECK_EQ(s1.large_map.cached_blocks, s0.large_map.cached_blocks); /* one again */
@@ -354,9 +366,9 @@ static void test_follows_use(void)
         soma_free(p);
     }
     soma_stats_get(&s1);
-    CHECK_EQ(s1.large_map.cache_max_bytes, (size_t)2 << 20);
-    CHECK_LE(s1.large_map.cached_bytes, (size_t)2 << 20); /* 46 MiB without the bound */
-    CHECK_LE(s1.large_map.bytes_mapped, (size_t)2 << 20);
+    CHECK_EQ(s1.large_map.cache_max_bytes, mapping_of((size_t)2 << 20));
+    CHECK_LE(s1.large_map.cached_bytes, mapping_of((size_t)2 << 20)); /* 46 MiB without the bound */
+    CHECK_LE(s1.large_map.bytes_mapped, mapping_of((size_t)2 << 20));
 }
 
 static void test_within_peak(void)

@@ -1,5 +1,6 @@
 /*
- * test_tail: a medium block's tail (src/pool/tail.h) in normal mode.  Each
+ * test_tail: a medium block's tail (src/pool/tail.h), and a large one's
+ * (src/malloc/large.c), in normal mode.  Each
  * mistake is made in a child process, which must stop at the call named,
  * with the message expected, naming the block:
  *
@@ -11,7 +12,9 @@
  *     it, found at the free of either;
  *   - a write before a pool's first block: the pool header's check word;
  *   - the tail word written by the block after it (its underflow), found
- *     at the free of the block it belongs to.
+ *     at the free of the block it belongs to;
+ *   - a large block's mapping written past its usable size (its last 8
+ *     bytes: src/malloc/large.c), found by free and by realloc.
  *
  * And no false alarm: blocks of every medium size filled to their usable
  * size (which is the size asked), grown and shrunk in place by realloc
@@ -122,6 +125,28 @@ static void under_first_block(void)
     soma_free(p);
 }
 
+/* A large block: the last 8 bytes of its mapping (src/malloc/large.c),
+ * just past what soma_usable_size allows. */
+static void large_over(void)
+{
+    unsigned char *p = soma_malloc(256 << 10); /* a whole number of pages: one more for the tail */
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    size_t usable = soma_usable_size(p);
+    if (usable != (256 << 10) + 4096 - 8)
+        exit(2);
+    memset(p, 1, usable); /* allowed */
+    p[usable + 7] = 'O';
+    soma_free(p);
+}
+static void large_over_realloc(void)
+{
+    unsigned char *p = soma_malloc(100000);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    memset(p + 100000, 'O', soma_usable_size(p) + 8 - 100000);
+    p = soma_realloc(p, 200000);
+    soma_free(p);
+}
+
 static void *free_all(void *arg)
 {
     unsigned char **v = arg;
@@ -154,6 +179,11 @@ int main(void)
                       under_1_found_by_the_block_before, own);
     test_expect_fatal("before a pool's first block", under_first_block,
                       "is overwritten from 3 bytes before its first block");
+    test_expect_fatal("past a large block's mapping", large_over,
+                      "the last 8 bytes of the large block's mapping, soma's, are overwritten "
+                      "(B+266239, B = the block: 262144 bytes asked, 266240 mapped)");
+    test_expect_fatal("a large block reallocated", large_over_realloc,
+                      "soma_realloc(");
 
     /* No false alarms: every medium size, filled to its usable size. */
     enum { MAXN = 8200 };

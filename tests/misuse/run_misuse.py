@@ -241,9 +241,9 @@ def run_one(binary, case, env, timeout):
 # SOMA_CHECK_COPIES=1 catch most of them (the report's other columns).
 GLIBC_ONLY = "glibc stops it, soma does not"
 NEIGHBOUR = ("the bytes land in the live block beside it: glibc finds its own chunk header "
-             "there damaged at a later free; soma keeps nothing between small blocks, nor "
-             "around a large one (a medium block's tail catches it: src/pool/tail.h; debug "
-             "mode's guards and a guarded block catch it)")
+             "there damaged at a later free; soma keeps nothing between small blocks (medium "
+             "and large blocks have a tail that catches it: src/pool/tail.h, "
+             "src/malloc/large.c; debug mode's guards and a guarded block catch it)")
 COPY = NEIGHBOUR + "; SOMA_CHECK_COPIES=1 stops the copy (off by default: docs/DESIGN.md)"
 MEDIUM_COPY = ("the copy runs past the size asked of a block that is never freed: it damages "
                "that block's fence, which only the block's own free reads (a neighbour's free "
@@ -254,10 +254,8 @@ LARGE_FREED = ("soma keeps a freed large block's mapping for its reuse, where gl
                "and the access faults (debug mode's quarantine and a guarded block catch it)")
 KNOWN_GAPS = {
     (GLIBC_ONLY, c): why for why, cases in (
-        (NEIGHBOUR, ["overflow-32-small", "overflow-1M-large", "underflow-1-small",
-                     "underflow-32-small", "underflow-32-large", "underflow-1M-large"]),
-        (COPY, ["memcpy-overflow-32-small", "memcpy-overflow-1M-large",
-                "memcpy-underflow-1M-large", "memset-overflow-32-small",
+        (NEIGHBOUR, ["overflow-32-small", "underflow-1-small", "underflow-32-small"]),
+        (COPY, ["memcpy-overflow-32-small", "memset-overflow-32-small",
                 "fortify-memcpy-overflow-32-small", "fortify-memset-overflow-32-small"]),
         (MEDIUM_COPY, ["memcpy-overflow-32-medium", "memset-overflow-32-medium",
                        "fortify-memcpy-overflow-32-medium", "fortify-memset-overflow-32-medium"]),
@@ -274,10 +272,8 @@ KNOWN_GAPS.update({
 if os.environ.get("SOMA_TEST_GEOMETRY") == "py38":
     # 4 KiB pools: a 4096-byte block is a large one, a page of its own
     KNOWN_GAPS.update({(GLIBC_ONLY, c): "py38's geometry makes a 4096-byte block a large one: "
-                       + NEIGHBOUR for c in ("overflow-1M-medium", "memcpy-overflow-1M-medium",
-                                             "overflow-32-medium", "underflow-1-medium",
-                                             "underflow-32-medium",
-                                             "memcpy-underflow-32-medium")})
+                       + NEIGHBOUR + "; a 32-byte overflow stays in the page its tail took"
+                       for c in ("overflow-32-medium",)})
     KNOWN_GAPS.update({(GLIBC_ONLY, c): "py38's geometry makes a 4096-byte block a large one: "
                        + LARGE_FREED
                        for c in ("write-after-free-medium", "write-after-free-reuse-medium")})

@@ -594,6 +594,41 @@ static void unlink_slot(uint16_t i)
     cache.spare = i;
 }
 
+/*
+ * A cached mapping's first word (a hardened build without a checker, as
+ * the blocks' tails): `key ^ its address ^ FREED_WORD`, written when the
+ * range is cached or its start moves (a split), compared when the range is
+ * taken, merged into another, or released.  So a write after free into
+ * the first bytes of a freed large block (where a struct's first field, a
+ * length or a count, lies) stops the program when the cache next touches
+ * the range, instead of landing unseen or in the block's next owner's
+ * data.  A store and a load a cached range, on a page the cache keeps
+ * resident; nothing on the paths of live blocks.  Cache lock held.
+ */
+#define FREED_WORD 0x66726565646c6172ull
+static uint64_t freed_word(uintptr_t p)
+{
+    return soma__link_key ^ p ^ FREED_WORD;
+}
+static void freed_set(uintptr_t p)
+{
+    if (SOMA_LARGE_TAIL)
+        *(uint64_t *)p = freed_word(p);
+}
+/* `how`: what the cache was doing with the range at p when it found its
+ * first word changed. */
+static void freed_check(uintptr_t p, size_t pages, const char *how)
+{
+    if (!SOMA_LARGE_TAIL || SOMA_LIKELY(*(uint64_t *)p == freed_word(p)))
+        return;
+    uint64_t w = *(uint64_t *)p;
+    size_t at = (size_t)__builtin_ctzll(w ^ freed_word(p)) / 8;
+    soma__fatal("write after free: a large block freed at %p was written after its free (byte "
+                "%zu of its first 8, in a range of %zu KiB soma keeps for reuse), found as the "
+                "range was %s",
+                (void *)p, at, pages * (size_t)(PAGE / 1024), how);
+}
+
 /* Put [p, p + pages) at the young end of both lists (cache lock held, a
  * slot to be had: the caller released one if none was spare). */
 static void push_slot(uintptr_t p, size_t pages, uint64_t now)
@@ -634,9 +669,11 @@ static void push_slot(uintptr_t p, size_t pages, uint64_t now)
 static void shrink_front(uint16_t i, size_t pages)
 {
     slot_t *s = &cache.slot[i];
+    freed_check(s->p, s->pages, "given back in part");
     bin_out(i);
     end_remove(s->p);
     s->p += pages * PAGE;
+    freed_set(s->p);
     s->pages -= pages;
     cache.bytes -= pages * PAGE;
     end_add(s->p, i);
@@ -735,10 +772,12 @@ static void gone_oldest(gone_t *g, size_t x)
 {
     g->m[g->k].p = cache.slot[cache.old].p;
     g->m[g->k++].size = x;
-    if (x < cache.slot[cache.old].pages * PAGE)
+    if (x < cache.slot[cache.old].pages * PAGE) {
         shrink_front(cache.old, x / PAGE);
-    else
+    } else {
+        freed_check(cache.slot[cache.old].p, cache.slot[cache.old].pages, "given back");
         unlink_slot(cache.old);
+    }
 }
 
 /* Release what g holds (no lock held); its bytes. */
@@ -786,15 +825,21 @@ static void cache_put(void *p, size_t map)
                 before = 0;
             if (after != 0 && (soma__options.decay_ms == 0 || older(after, now, half)))
                 after = 0;
+            int joined = 0; /* p joins the range before it, whose first word stays */
             if (before != 0 && cache.slot[before].pages * PAGE + map <= CACHE_MAX) {
+                freed_check(cache.slot[before].p, cache.slot[before].pages, "merged");
                 p = (char *)p - cache.slot[before].pages * PAGE;
                 map += cache.slot[before].pages * PAGE;
                 unlink_slot(before);
+                joined = 1;
             }
             if (after != 0 && cache.slot[after].pages * PAGE + map <= CACHE_MAX) {
+                freed_check(cache.slot[after].p, cache.slot[after].pages, "merged");
                 map += cache.slot[after].pages * PAGE;
                 unlink_slot(after);
             }
+            if (!joined)
+                freed_set((uintptr_t)p);
             if (cache.spare == 0 && cache.carved == CACHE_SLOTS)
                 gone_oldest(&g, cache.slot[cache.old].pages * PAGE);
             push_slot((uintptr_t)p, map / PAGE, now);
@@ -923,9 +968,11 @@ typedef struct {
 static size_t take_slot(uint16_t i, size_t pages, int exact)
 {
     slot_t s = cache.slot[i];
+    freed_check(s.p, s.pages, "reused");
     unlink_slot(i);
     if (s.pages <= pages || (!exact && s.pages == pages + 1))
         return s.pages;
+    freed_set(s.p + pages * PAGE);
     push_slot(s.p + pages * PAGE, s.pages - pages, s.since_ms);
     return pages;
 }
@@ -1094,18 +1141,34 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
 
 /*
  * A mapped block's tail (a hardened build, without a checker: base/config.h).
- * The last 8 bytes of the mapping are soma's: a word of the link key, the
- * block's address and the mapping's size, checked when the block is freed
- * or reallocated.  An overflow that runs off the block's end, or an
- * underflow of the mapping after it (soma's mappings lie side by side:
- * the kernel places them so, and the cache merges them), changes it, where
- * glibc finds the header of its mapped chunk damaged.  A request of a whole
- * number of pages takes one page more for it, as glibc's 16-byte header
- * does; soma_usable_size is the mapping less the tail.  The holder alone
- * reads and writes it: no neighbour's free looks at it.
+ * The last 8 bytes of the mapping are soma's whenever the block leaves
+ * them free (n <= map - 8): a word of the link key, the block's address
+ * and the mapping's size, checked when the block is freed or reallocated.
+ * An overflow that runs off the block's end, or an underflow of the
+ * mapping after it (soma's mappings lie side by side: the kernel places
+ * them so, and the cache merges them), changes it, where glibc finds the
+ * header of its mapped chunk damaged.  A request of TAIL_PAGE_MIN or more
+ * that is a whole number of pages (within 8 bytes) takes one page more for
+ * it, as glibc's 16-byte header makes its mapped chunks do; a smaller one
+ * does not (a page more on an 8 KiB block is half its size again: such a
+ * block simply has no tail).  Whether a block has one follows from its
+ * entry (n and map), so nothing records it.  soma_usable_size is the
+ * mapping less the tail.  The holder alone reads and writes it: no
+ * neighbour's free looks at it.
  */
 #define TAIL SOMA_LARGE_TAIL
+#define TAIL_PAGE_MIN ((size_t)128 << 10) /* glibc's mmap threshold */
 
+/* The tail's bytes of a block of n in a mapping of map: TAIL or 0. */
+static size_t tail_in(size_t n, size_t map)
+{
+    return TAIL && map - n >= sizeof(uint64_t) ? TAIL : 0;
+}
+/* The bytes to ask of a mapping for a block of n. */
+static size_t with_tail(size_t n)
+{
+    return TAIL && n >= TAIL_PAGE_MIN && n <= SIZE_MAX / 2 ? n + TAIL : n;
+}
 static uint64_t *tail_of(void *p, size_t map)
 {
     return (uint64_t *)((char *)p + map - sizeof(uint64_t));
@@ -1114,17 +1177,17 @@ static uint64_t tail_value(const void *p, size_t map)
 {
     return soma__link_key ^ (uintptr_t)p ^ map;
 }
-/* The mapping of `map` bytes at p now holds a block of soma's. */
-static void tail_set(void *p, size_t map)
+/* The mapping of `map` bytes at p now holds a block of n bytes. */
+static void tail_set(void *p, size_t n, size_t map)
 {
-    if (TAIL)
+    if (tail_in(n, map))
         *tail_of(p, map) = tail_value(p, map);
 }
 /* fn(p) frees or reallocates the block at p, n bytes asked of a mapping
  * of map: stop the program if its tail is not as it was written. */
 static void tail_check(void *p, size_t n, size_t map, const char *fn)
 {
-    if (!TAIL || SOMA_LIKELY(*tail_of(p, map) == tail_value(p, map)))
+    if (!tail_in(n, map) || SOMA_LIKELY(*tail_of(p, map) == tail_value(p, map)))
         return;
     uint64_t w = *tail_of(p, map);
     size_t at = map - sizeof(uint64_t) + (size_t)__builtin_ctzll(w ^ tail_value(p, map)) / 8;
@@ -1133,12 +1196,6 @@ static void tail_check(void *p, size_t n, size_t map, const char *fn)
                 "the block (an overflow), or before the start of the mapping after it (an "
                 "underflow)",
                 fn, p, at, n, map);
-}
-/* The bytes a block of n asks of a mapping: n and its tail (n > SIZE_MAX / 2
- * is refused by map_block as it is). */
-static size_t with_tail(size_t n)
-{
-    return n > SIZE_MAX / 2 ? n : n + TAIL;
 }
 
 /* The block [p, p + n) of a mapping of `map` bytes is the program's: a
@@ -1175,7 +1232,7 @@ static void *large_block(size_t n, size_t align, int zero, const void *owner)
         cache_put(NULL, 0);
     if (zero && dirty > 0)
         memset(p, 0, n < dirty ? n : dirty);
-    tail_set(p, map);
+    tail_set(p, n, map);
     return p;
 }
 
@@ -1277,7 +1334,7 @@ size_t soma__large_usable_size(const void *p)
     /* memcheck's own malloc says the size asked; so must soma under it. */
     return e.n;
 #endif
-    return e.map - TAIL;
+    return e.map - tail_in(e.n, e.map);
 }
 
 /* A mapped block's realloc: in place while the size fits the mapping and
@@ -1287,9 +1344,10 @@ size_t soma__large_usable_size(const void *p)
 static void *realloc_mapped(void *p, entry_t e, size_t n)
 {
     tail_check(p, e.n, e.map, "soma_realloc");
-    size_t size = n > SIZE_MAX / 2 ? 0 : (n + TAIL + PAGE - 1) / PAGE * PAGE;
+    size_t size = n > SIZE_MAX / 2 ? 0 : (with_tail(n) + PAGE - 1) / PAGE * PAGE;
     if (size != 0 && size <= e.map && 4 * (e.map - size) <= e.map) {
         soma__track_resize(p, e.n, n, e.map);
+        tail_set(p, n, e.map); /* n may leave room for one now */
         (void)enter(p, n, e.map, e.owner); /* it had its entry: the table has room */
         atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
         return p;
@@ -1323,7 +1381,7 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
             size_t dirty;
             q = map_block(with_tail(n), 0, &map, &dirty);
             if (q != NULL) {
-                memcpy(q, p, e.map - TAIL); /* all of it: usable_size said so */
+                memcpy(q, p, e.map - tail_in(e.n, e.map)); /* all of it: usable_size said so */
                 soma__track_noaccess(p, e.map);
                 cache_put(p, e.map);
             }
@@ -1352,7 +1410,7 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
     atomic_fetch_sub_explicit(&made_total, 1, memory_order_relaxed); /* the same block */
     hand_out(q, n, map);
     soma__track_fresh(q, kept); /* the contents it kept are as they were */
-    tail_set(q, map);
+    tail_set(q, n, map);
     if (map > e.map)
         cache_put(NULL, 0); /* grown by a system call: the cache keeps to its bound */
     return q;

@@ -370,7 +370,7 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
 #if SOMA_MEDIUM_TAIL
     int tailed = pool->szidx >= SOMA_NUM_CLASSES;
     if (tailed)
-        old = soma__tail_check(pool, p, "soma_realloc");
+        old = soma__tail_check_own(pool, p, "soma_realloc");
 #endif
     if (size <= have && (4 * size > 3 * have || soma__sizeclass_of(size) == pool->szidx)) {
         soma__track_resize(p, old, size, have);
@@ -416,7 +416,7 @@ size_t soma_usable_size(const void *p)
 #if SOMA_MEDIUM_TAIL
     /* The size asked: past it lies the fence the free checks. */
     if (pool->szidx >= SOMA_NUM_CLASSES)
-        return soma__tail_check(pool, p, SOMA_FN("soma_usable_size", "malloc_usable_size"));
+        return soma__tail_usable(pool, p, SOMA_FN("soma_usable_size", "malloc_usable_size"));
 #endif
     return soma__sizeclass_size(pool->szidx);
 }
@@ -491,7 +491,8 @@ int soma__malloc_copy_check(const copy_t *c)
         size_t n;
         if (!soma__large_block_of(c->dst, &start, &n, &size))
             return 1;
-        size -= SOMA_LARGE_TAIL; /* what soma_usable_size says */
+        if (SOMA_LARGE_TAIL && size - n >= sizeof(uint64_t))
+            size -= SOMA_LARGE_TAIL; /* its tail (large.c): what soma_usable_size says */
         kind = "a large block";
     }
     /* the copy's bytes from the block's start: [lo, hi) */

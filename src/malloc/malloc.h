@@ -122,8 +122,8 @@ SOMA_INTERNAL int soma__large_in_cache(const void *p);
  * the hot test of the checked copies is soma__large_near. */
 SOMA_INTERNAL int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map);
 /* The last bytes of a mapped large block's mapping that are soma's (its
- * tail, large.c), in a hardened build without a checker: its usable size
- * is the mapping less these. */
+ * tail, large.c), in a hardened build without a checker, when the block
+ * leaves them (n <= map - 8): its usable size is the mapping less these. */
 #define SOMA_LARGE_TAIL (SOMA_MEDIUM_TAIL ? sizeof(uint64_t) : 0)
 /* The checked copies' quick answer, no lock: may a copy to [p, p + len)
  * go ahead unchecked?  1: p lies in no large block (within the lookup's

@@ -48,7 +48,16 @@ __attribute__((noinline, cold, noreturn)) static void fatal_before(const char *f
                 fn, (const void *)b, (const void *)prev, size, pool->szidx);
 }
 
-size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn)
+size_t soma__tail_usable(const pool_t *pool, const void *b, const char *fn)
+{
+    size_t size = soma__sizeclass_size(pool->szidx);
+    size_t n = soma__tail_asked(b, size);
+    if (SOMA_UNLIKELY(n == SIZE_MAX))
+        fatal_tail(fn, pool, b, size);
+    return n;
+}
+
+size_t soma__tail_check_own(const pool_t *pool, const void *b, const char *fn)
 {
     size_t size = soma__sizeclass_size(pool->szidx);
     size_t n = soma__tail_asked(b, size);
@@ -57,6 +66,13 @@ size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn)
     uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
     if (SOMA_UNLIKELY(fence != ~soma__tail_tag(b)))
         fatal_fence(fn, pool, b, size, n, fence);
+    return n;
+}
+
+size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn)
+{
+    size_t size = soma__sizeclass_size(pool->szidx);
+    size_t n = soma__tail_check_own(pool, b, fn);
     if ((const char *)b == pool->base + SOMA_POOL_OVERHEAD) {
         if (SOMA_UNLIKELY(!soma__pool_canary_ok(pool)))
             soma__pool_fatal_canary(fn, pool, b);

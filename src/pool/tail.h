@@ -81,11 +81,18 @@ static inline size_t soma__tail_asked(const void *b, size_t size)
     return n;
 }
 
-/* b (the start of a live block of pool, a medium one) is freed or
- * reallocated by fn: its tail word, its fence and the word before it are
- * checked; returns the bytes asked of it.  Stops the program, saying
- * which was overwritten, if one was. */
+/* b (the start of a live block of pool, a medium one) is freed by fn:
+ * its tail word, its fence and the word before it are checked; returns
+ * the bytes asked of it.  Stops the program, saying which was
+ * overwritten, if one was. */
 SOMA_INTERNAL size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn);
+/* The same, for a block that stays live (realloc, which rewrites the fence
+ * next): its own tail word and fence, not its neighbour's. */
+SOMA_INTERNAL size_t soma__tail_check_own(const pool_t *pool, const void *b, const char *fn);
+/* The bytes asked of b (soma_usable_size, which programs call on every
+ * allocation to count their memory: the tail word alone, which must be
+ * b's; the fence is left to the free). */
+SOMA_INTERNAL size_t soma__tail_usable(const pool_t *pool, const void *b, const char *fn);
 #endif
 
 #endif /* SOMA_TAIL_H */

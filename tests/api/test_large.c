@@ -42,14 +42,16 @@
 
 static soma_stats s0, s1;
 
-/* The mapping a block of n bytes takes: its pages, with the 8-byte tail a
- * hardened build keeps at a mapping's end (src/malloc/large.c; the medium
- * blocks' tail says whether there is one). */
+/* The mapping a fresh block of n bytes takes: its pages, with the 8-byte
+ * tail a hardened build keeps at a mapping's end, which takes a page more
+ * from 128 KiB on (src/malloc/large.c; the medium blocks' tail says
+ * whether the build has tails). */
 static size_t mapping_of(size_t n)
 {
     soma_stats st;
     soma_stats_get(&st);
-    return (n + (st.medium.tail ? 8 : 0) + 4095) & ~(size_t)4095;
+    size_t tail = st.medium.tail && n >= ((size_t)128 << 10) ? 8 : 0;
+    return (n + tail + 4095) & ~(size_t)4095;
 }
 
 static void fill(unsigned char *p, size_t n, unsigned seed)

@@ -14,7 +14,9 @@
  *   - the tail word written by the block after it (its underflow), found
  *     at the free of the block it belongs to;
  *   - a large block's mapping written past its usable size (its last 8
- *     bytes: src/malloc/large.c), found by free and by realloc.
+ *     bytes: src/malloc/large.c), found by free and by realloc;
+ *   - a large block written after its free (its mapping's first word, in
+ *     the cache), found when the cache hands the mapping out again.
  *
  * And no false alarm: blocks of every medium size filled to their usable
  * size (which is the size asked), grown and shrunk in place by realloc
@@ -147,6 +149,18 @@ static void large_over_realloc(void)
     soma_free(p);
 }
 
+/* A large block written after its free: its mapping's first word, which
+ * the cache checks when it hands the pages out again. */
+static void large_written_after_free(void)
+{
+    unsigned char *p = soma_malloc(300000);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    soma_free(p);
+    p[3] = 'W'; /* the mistake */
+    void *q = soma_malloc(300000); /* the same pages, from the cache */
+    soma_free(q);
+}
+
 static void *free_all(void *arg)
 {
     unsigned char **v = arg;
@@ -184,6 +198,9 @@ int main(void)
                       "(B+266239, B = the block: 262144 bytes asked, 266240 mapped)");
     test_expect_fatal("a large block reallocated", large_over_realloc,
                       "soma_realloc(");
+    test_expect_fatal("a large block written after its free", large_written_after_free,
+                      "was written after its free (byte 3 of its first 8, in a range of 296 KiB "
+                      "soma keeps for reuse), found as the range was reused");
 
     /* No false alarms: every medium size, filled to its usable size. */
     enum { MAXN = 8200 };

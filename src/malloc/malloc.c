@@ -65,26 +65,35 @@ static inline void *sample_pick(heap_t *heap, size_t size, int api, size_t align
     return SOMA_UNLIKELY(soma__guard_sampled()) ? guarded(heap, size, api, align) : NULL;
 }
 
+#if SOMA_MEDIUM_TAIL
+/* medium_class's miss: no used pool of class c. */
+static __attribute__((noinline)) void *medium_miss(heap_t *heap, unsigned c, size_t size)
+{
+    void *p = soma__malloc_slow(heap, c);
+    /* No tail for what is not a pool's block of class c: NULL, a debug
+     * block (this call started soma in debug mode), the system's block
+     * when no arena can be had. */
+    if (p == NULL || SOMA_UNLIKELY(soma__options.debug) || soma__region_arena(p) == NULL)
+        return p;
+    soma__tail_set(p, c, size);
+    return p;
+}
+#endif
+
 /* A block of medium class c for a request of size bytes: its tail
- * written (pool/tail.h), in a hardened build. */
+ * written (pool/tail.h), in a hardened build.  Written before the pop, in
+ * the free block the pop hands out (the head of a used pool's list, the
+ * owner's alone; the tail and fence never meet the link word), so that
+ * the pop stays a tail call and this path saves no register. */
 static inline __attribute__((always_inline)) void *medium_class(heap_t *heap, unsigned c,
                                                                 size_t size)
 {
 #if SOMA_MEDIUM_TAIL
     pool_t *pool = heap->usedpools[c];
-    void *p;
-    if (SOMA_LIKELY(pool != NULL)) {
-        p = soma__pool_pop(heap, pool);
-    } else {
-        p = soma__malloc_slow(heap, c);
-        /* No tail for what is not a pool's block of class c: NULL, a debug
-         * block (this call started soma in debug mode), the system's block
-         * when no arena can be had. */
-        if (p == NULL || SOMA_UNLIKELY(soma__options.debug) || soma__region_arena(p) == NULL)
-            return p;
-    }
-    soma__tail_set(p, c, size);
-    return p;
+    if (SOMA_UNLIKELY(pool == NULL))
+        return medium_miss(heap, c, size);
+    soma__tail_set(pool->freeblock, c, size);
+    return soma__pool_pop(heap, pool);
 #else
     (void)size;
     return soma__fastpath_malloc_class(heap, c);
@@ -279,7 +288,7 @@ static void not_given_back(const void *p, const char *fn)
  * empty. */
 __attribute__((noinline)) void soma__malloc_free_medium(pool_t *pool, void *p)
 {
-    (void)soma__tail_check(pool, p, "soma_free");
+    (void)soma__tail_check_inline(pool, p, "soma_free");
     soma__pool_push(pool->heap, pool, p);
 }
 #endif
@@ -414,9 +423,9 @@ size_t soma_usable_size(const void *p)
     return soma__track_size(p, soma__sizeclass_size(pool->szidx));
 #endif
 #if SOMA_MEDIUM_TAIL
-    /* The size asked: past it lies the fence the free checks. */
+    /* What the class holds, the fence moved there (pool/tail.h). */
     if (pool->szidx >= SOMA_NUM_CLASSES)
-        return soma__tail_usable(pool, p, SOMA_FN("soma_usable_size", "malloc_usable_size"));
+        return soma__tail_usable(pool, (void *)p, SOMA_FN("soma_usable_size", "malloc_usable_size"));
 #endif
     return soma__sizeclass_size(pool->szidx);
 }

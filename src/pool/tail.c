@@ -11,10 +11,9 @@ static const char *first_changed(const uint64_t *at, uint64_t word, uint64_t wan
     return (const char *)at + __builtin_ctzll(word ^ want) / 8;
 }
 
-__attribute__((noinline, cold, noreturn)) static void fatal_tail(const char *fn,
-                                                                 const pool_t *pool,
-                                                                 const char *b, size_t size)
+void soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
+    const char *b = bv;
     const uint64_t *at = soma__tail_word(b, size);
     soma__fatal("%s(%p): the last 8 bytes of the %zu-byte block (class %u), soma's, are "
                 "overwritten (B+%zu: %016llx, B = the block): a write past the bytes asked of "
@@ -24,22 +23,21 @@ __attribute__((noinline, cold, noreturn)) static void fatal_tail(const char *fn,
                 (unsigned long long)__atomic_load_n(at, __ATOMIC_RELAXED));
 }
 
-__attribute__((noinline, cold, noreturn)) static void fatal_fence(const char *fn,
-                                                                  const pool_t *pool,
-                                                                  const char *b, size_t size,
-                                                                  size_t n, uint64_t word)
+void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, size_t size,
+                            size_t n, uint64_t word)
 {
+    const char *b = bv;
     const uint64_t *at = soma__tail_fence(b, n);
     size_t from = (size_t)(first_changed(at, word, ~soma__tail_tag(b)) - b);
-    soma__fatal("%s(%p): buffer overflow: %zu bytes were asked of the block, and B+%zu past "
-                "them is overwritten (B = the block, %zu bytes, class %u)",
+    soma__fatal("%s(%p): buffer overflow: the block holds %zu bytes (the size asked, or what "
+                "malloc_usable_size said), and B+%zu past them is overwritten (B = the block, "
+                "%zu bytes, class %u)",
                 fn, (const void *)b, n, from, size, pool->szidx);
 }
 
-__attribute__((noinline, cold, noreturn)) static void fatal_before(const char *fn,
-                                                                   const pool_t *pool,
-                                                                   const char *b, size_t size)
+void soma__tail_fatal_before(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
+    const char *b = bv;
     const char *prev = b - size;
     soma__fatal("%s(%p): the 8 bytes before the block are overwritten: the end of the block "
                 "before it (%p, %zu bytes, class %u), which soma keeps: a write before the start "
@@ -48,37 +46,21 @@ __attribute__((noinline, cold, noreturn)) static void fatal_before(const char *f
                 fn, (const void *)b, (const void *)prev, size, pool->szidx);
 }
 
-size_t soma__tail_usable(const pool_t *pool, const void *b, const char *fn)
+size_t soma__tail_usable(const pool_t *pool, void *b, const char *fn)
 {
-    size_t size = soma__sizeclass_size(pool->szidx);
-    size_t n = soma__tail_asked(b, size);
-    if (SOMA_UNLIKELY(n == SIZE_MAX))
-        fatal_tail(fn, pool, b, size);
-    return n;
+    size_t size = soma__sizeclass_size(pool->szidx), cap = size - SOMA_MEDIUM_TAIL;
+    if (soma__tail_own(pool, b, size, fn) != cap)
+        soma__tail_set(b, pool->szidx, cap);
+    return cap;
 }
 
 size_t soma__tail_check_own(const pool_t *pool, const void *b, const char *fn)
 {
-    size_t size = soma__sizeclass_size(pool->szidx);
-    size_t n = soma__tail_asked(b, size);
-    if (SOMA_UNLIKELY(n == SIZE_MAX))
-        fatal_tail(fn, pool, b, size);
-    uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
-    if (SOMA_UNLIKELY(fence != ~soma__tail_tag(b)))
-        fatal_fence(fn, pool, b, size, n, fence);
-    return n;
+    return soma__tail_own(pool, b, soma__sizeclass_size(pool->szidx), fn);
 }
 
 size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn)
 {
-    size_t size = soma__sizeclass_size(pool->szidx);
-    size_t n = soma__tail_check_own(pool, b, fn);
-    if ((const char *)b == pool->base + SOMA_POOL_OVERHEAD) {
-        if (SOMA_UNLIKELY(!soma__pool_canary_ok(pool)))
-            soma__pool_fatal_canary(fn, pool, b);
-    } else if (SOMA_UNLIKELY(soma__tail_asked((const char *)b - size, size) == SIZE_MAX)) {
-        fatal_before(fn, pool, b, size);
-    }
-    return n;
+    return soma__tail_check_inline(pool, b, fn);
 }
 #endif

@@ -14,6 +14,10 @@
  *   up to 8:                   offset at or past n (at most s - 16: inside
  *                              the block, before the tail word)
  *
+ * n is the size asked, until the program asks soma_usable_size: that
+ * answers what the class holds, s - 16, and the words move there (n =
+ * s - 16), since the program may now use it all; a realloc sets n again.
+ *
  * Both are written when the block is handed out (malloc, or a realloc that
  * keeps it) and checked when it is freed or reallocated (tail.c): its own
  * tail word and fence, and the tail word of the block before it (the 8
@@ -81,6 +85,51 @@ static inline size_t soma__tail_asked(const void *b, size_t size)
     return n;
 }
 
+/* Stop the program (tail.c): b's tail word is not b's; b's fence (at n,
+ * reading `word`) is overwritten; the tail word before b is not its
+ * neighbour's. */
+SOMA_INTERNAL _Noreturn __attribute__((cold)) void
+soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *b, size_t size);
+SOMA_INTERNAL _Noreturn __attribute__((cold)) void
+soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *b, size_t size, size_t n,
+                       uint64_t word);
+SOMA_INTERNAL _Noreturn __attribute__((cold)) void
+soma__tail_fatal_before(const char *fn, const pool_t *pool, const void *b, size_t size);
+
+/* The block's own words: its tail word (n from it) and its fence. */
+static inline size_t soma__tail_own(const pool_t *pool, const void *b, size_t size,
+                                    const char *fn)
+{
+    uint64_t tag = soma__tail_tag(b);
+    uint64_t w = __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED);
+    size_t n = (size_t)(w & SOMA_TAIL_ASKED);
+    if (SOMA_UNLIKELY(((w ^ tag) & ~(uint64_t)SOMA_TAIL_ASKED) != 0 ||
+                      n > size - SOMA_MEDIUM_TAIL))
+        soma__tail_fatal_tail(fn, pool, b, size);
+    uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
+    if (SOMA_UNLIKELY(fence != ~tag))
+        soma__tail_fatal_fence(fn, pool, b, size, n, fence);
+    return n;
+}
+
+/* soma__tail_check, inline (the owner's free: malloc.c). */
+static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, const char *fn)
+{
+    size_t size = soma__sizeclass_size(pool->szidx);
+    size_t n = soma__tail_own(pool, b, size, fn);
+    if ((const char *)b == pool->base + SOMA_POOL_OVERHEAD) {
+        if (SOMA_UNLIKELY(!soma__pool_canary_ok(pool)))
+            soma__pool_fatal_canary(fn, pool, b);
+    } else {
+        /* the block before's tail word: its tag, whatever its size asked */
+        const char *prev = (const char *)b - size;
+        uint64_t w = __atomic_load_n(soma__tail_word(prev, size), __ATOMIC_RELAXED);
+        if (SOMA_UNLIKELY(((w ^ soma__tail_tag(prev)) & ~(uint64_t)SOMA_TAIL_ASKED) != 0))
+            soma__tail_fatal_before(fn, pool, b, size);
+    }
+    return n;
+}
+
 /* b (the start of a live block of pool, a medium one) is freed by fn:
  * its tail word, its fence and the word before it are checked; returns
  * the bytes asked of it.  Stops the program, saying which was
@@ -89,10 +138,11 @@ SOMA_INTERNAL size_t soma__tail_check(const pool_t *pool, const void *b, const c
 /* The same, for a block that stays live (realloc, which rewrites the fence
  * next): its own tail word and fence, not its neighbour's. */
 SOMA_INTERNAL size_t soma__tail_check_own(const pool_t *pool, const void *b, const char *fn);
-/* The bytes asked of b (soma_usable_size, which programs call on every
- * allocation to count their memory: the tail word alone, which must be
- * b's; the fence is left to the free). */
-SOMA_INTERNAL size_t soma__tail_usable(const pool_t *pool, const void *b, const char *fn);
+/* soma_usable_size of b: what its class holds (its size less the tail).
+ * Its own words are checked, and the fence moves to that end: a program
+ * told it may use those bytes must be able to (redis's strings and lists,
+ * for one, grow into them without a realloc). */
+SOMA_INTERNAL size_t soma__tail_usable(const pool_t *pool, void *b, const char *fn);
 #endif
 
 #endif /* SOMA_TAIL_H */

@@ -6,7 +6,8 @@
  *
  *   - a write 1 byte past the size asked (a multiple of 8: the fence sits
  *     right there), and 8 bytes past one that is not (the fence at the next
- *     multiple of 8), found at the block's free;
+ *     multiple of 8), found at the block's free; and 1 byte past what
+ *     soma_usable_size said, once the program asked;
  *   - the same found by a free from another thread, and by realloc;
  *   - a write of 1 byte before a block: the tail word of the block before
  *     it, found at the free of either;
@@ -18,9 +19,10 @@
  *   - a large block written after its free (its mapping's first word, in
  *     the cache), found when the cache hands the mapping out again.
  *
- * And no false alarm: blocks of every medium size filled to their usable
- * size (which is the size asked), grown and shrunk in place by realloc
- * with their contents kept, freed by their thread and by another.
+ * And no false alarm: blocks of every medium size filled to the size
+ * asked, grown and shrunk in place by realloc with their contents kept,
+ * filled to what soma_usable_size then says (what the class holds: the
+ * fence moves there), freed by their thread and by another.
  *
  * Blocks made one after the other in a fresh child's fresh pool lie one
  * after the other (carve links them in address order): the test checks
@@ -59,9 +61,24 @@ static void over_1_aligned(void)
 {
     unsigned char *p = soma_malloc(1000), *q = soma_malloc(1000);
     fprintf(stderr, "pointer %p\n", (void *)p);
-    memset(p, 1, soma_usable_size(p)); /* allowed */
-    p[1000] = 'O';                     /* the mistake */
+    memset(p, 1, 1000); /* allowed */
+    p[1000] = 'O';      /* the mistake */
     soma_free(q);
+    soma_free(p);
+}
+
+/* After soma_usable_size, the block may be used to its class's end (1072
+ * bytes for 1000 asked): only a write past that stops. */
+static void over_usable(void)
+{
+    unsigned char *p = soma_malloc(1000);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    size_t usable = soma_usable_size(p);
+    if (usable != class_size(1000) - 16)
+        exit(2);
+    memset(p, 1, usable); /* allowed: no stop here */
+    p = soma_realloc(p, usable); /* in place: checked, allowed */
+    p[usable] = 'O';
     soma_free(p);
 }
 
@@ -177,12 +194,19 @@ int main(void)
     soma_stats_get(&st);
     CHECK_EQ(st.medium.tail, 16);
     test_expect_fatal("1 byte past the size asked", over_1_aligned,
-                      "buffer overflow: 1000 bytes were asked of the block, and B+1000 past them "
-                      "is overwritten");
+                      "buffer overflow: the block holds 1000 bytes (the size asked, or what "
+                      "malloc_usable_size said), and B+1000 past them is overwritten");
+    static char usable[160];
+    snprintf(usable, sizeof usable, "the block holds %zu bytes (the size asked, or what "
+             "malloc_usable_size said), and B+%zu past them is overwritten",
+             class_size(1000) - 16, class_size(1000) - 16);
+    test_expect_fatal("past the usable size", over_usable, usable);
     test_expect_fatal("8 bytes past a size not a multiple of 8", over_8_unaligned,
-                      "1001 bytes were asked of the block, and B+1008 past them is overwritten");
+                      "the block holds 1001 bytes (the size asked, or what malloc_usable_size said), "
+                      "and B+1008 past them is overwritten");
     test_expect_fatal("freed by another thread", over_freed_remotely,
-                      "3000 bytes were asked of the block, and B+3000 past them");
+                      "the block holds 3000 bytes (the size asked, or what malloc_usable_size said), "
+                      "and B+3000 past them");
     test_expect_fatal("reallocated", over_realloc,
                       "soma_realloc(");
     test_expect_fatal("1 byte before the block", under_1,
@@ -202,7 +226,8 @@ int main(void)
                       "was written after its free (byte 3 of its first 8, in a range of 296 KiB "
                       "soma keeps for reuse), found as the range was reused");
 
-    /* No false alarms: every medium size, filled to its usable size. */
+    /* No false alarms: every medium size, filled to its size asked, then
+     * (after soma_usable_size) to what its class holds. */
     enum { MAXN = 8200 };
     static unsigned char *v[MAXN + 1];
     size_t k = 0;
@@ -210,21 +235,21 @@ int main(void)
         unsigned char *p = soma_malloc(n);
         if (!CHECK(p != NULL))
             break;
-        if (!CHECK_EQ(soma_usable_size(p), n))
-            break;
         memset(p, (int)(n & 0xff), n);
         v[k++] = p;
     }
-    /* grown and shrunk in place, contents kept, the new size usable */
+    /* grown and shrunk in place, contents kept; then used to the end */
     size_t bad = 0, moved = 0;
-    for (size_t i = 0; i < k; i++) {
-        size_t n = soma_usable_size(v[i]), m = n + 5 <= class_size(n) - 16 ? n + 5 : n - 5;
+    for (size_t i = 0, n = SOMA_SMALL_THRESHOLD + 1; i < k; i++, n += 7) {
+        size_t m = n + 5 <= class_size(n) - 16 ? n + 5 : n - 5;
         unsigned char *q = soma_realloc(v[i], m);
         moved += q != v[i];
         for (size_t j = 0; j < (m < n ? m : n); j++)
             bad += q[j] != (unsigned char)(n & 0xff);
-        CHECK_EQ(soma_usable_size(q), m);
         memset(q, 'r', m);
+        size_t usable = soma_usable_size(q);
+        CHECK_EQ(usable, class_size(m) - 16);
+        memset(q, 'u', usable);
         v[i] = q;
     }
     CHECK_EQ(bad, 0);

@@ -13,8 +13,8 @@
  *            for k = 2, 3, ..., each block's last `tail` bytes soma's
  *            (soma_stats.medium.tail: 16 hardened, else 0); a request goes
  *            to the smallest that holds it, class SOMA_NUM_CLASSES + its
- *            rank, and its usable size is the size asked (with a tail) or
- *            the class's size (without);
+ *            rank, and its usable size is what the class holds (its size
+ *            less the tail);
  *   large    above that: the system's block (CLASSES_LARGE), whose usable
  *            size is at least the request;
  *   realloc  of soma's block to n > 0 bytes stays in place when n fits the
@@ -99,14 +99,11 @@ static inline size_t classes_holds(int cls)
 }
 
 /* Whether a block of n requested bytes in class cls (negative: the
- * system's) may have `usable` usable bytes: exactly its class's size (a
- * small block, or a medium one without a tail), exactly n (a medium one
- * with a tail), or at least n for the system's. */
+ * system's) may have `usable` usable bytes: exactly what its class holds,
+ * or at least n for the system's. */
 static inline int classes_usable_ok(int cls, size_t n, size_t usable)
 {
-    if (cls < 0)
-        return usable >= n;
-    return usable == (cls >= SOMA_NUM_CLASSES && classes_tail ? n : classes_size(cls));
+    return cls >= 0 ? usable == classes_holds(cls) : usable >= n;
 }
 
 /* Whether realloc to n > 0 bytes leaves a block of class cls (soma's) in

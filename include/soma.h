@@ -90,10 +90,10 @@ SOMA_API void *soma_realloc(void *p, size_t size);
  * default, hardened build) and soma aborts with a message naming it. */
 SOMA_API void soma_free(void *p);
 
-/* The number of bytes usable at p: the block's class size for soma's small
- * blocks, the size asked for a medium one in a hardened build (past it lies
- * a check word: soma_medium_stats), malloc_usable_size() for the system's,
- * 0 for NULL. */
+/* The number of bytes usable at p: what the block's class holds for soma's
+ * small and medium blocks (the class's size, less a medium block's tail:
+ * soma_medium_stats), a large block's mapping less its tail,
+ * malloc_usable_size() for the system's, 0 for NULL. */
 SOMA_API size_t soma_usable_size(const void *p);
 
 /* C11 aligned_alloc: `size` bytes aligned to `alignment`, which must be a power
@@ -195,8 +195,9 @@ typedef struct soma_class_stats {
  * block are soma's (the size asked and a check word, which a free checks:
  * an overflow past the size asked, or an underflow of the block after, is
  * caught there), so a class of s bytes serves requests of up to s - tail,
- * and soma_usable_size of a medium block is the size asked; tail is 0 in
- * an unhardened build (SOMA_HARDEN=OFF) and under ASan or valgrind.
+ * and soma_usable_size of a medium block is s - tail (asking for it lets
+ * the program use all of it: the check word moves there); tail is 0 in an
+ * unhardened build (SOMA_HARDEN=OFF) and under ASan or valgrind.
  * max_size is the largest class's size less the tail.
  * The figures mean what their namesakes in soma_stats mean, for those arenas;
  * the five byte lines (there is no alignment line: arenas are always
@@ -459,9 +460,8 @@ SOMA_API int soma_stats_unregister_type(const char *name);
 typedef struct soma_block_info {
     void *block;      /* the block's address, as malloc returned it */
     size_t size;      /* small and medium: the class's block size (what
-                         soma_usable_size returns for a small one; a medium
-                         one's is the size asked, in a hardened build);
-                         large: the bytes requested */
+                         soma_usable_size returns, less a medium block's
+                         tail); large: the bytes requested */
     int size_class;   /* 0 .. SOMA_NUM_CLASSES - 1: a small class, of
                          (size_class + 1) * 16 bytes; SOMA_NUM_CLASSES and up:
                          medium class size_class - SOMA_NUM_CLASSES, whose size

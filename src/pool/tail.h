@@ -19,7 +19,8 @@
  * s - 16), since the program may now use it all; a realloc sets n again.
  *
  * Both are written when the block is handed out (malloc, or a realloc that
- * keeps it) and checked when it is freed or reallocated (tail.c): its own
+ * keeps it) and checked when it is freed or reallocated (below; tail.c
+ * says what it found): its own
  * tail word and fence, and the tail word of the block before it (the 8
  * bytes just before its start: where an underflow lands first), or, for a
  * pool's first block, the pool header's check word (pool.h).  So an
@@ -32,8 +33,9 @@
  * Who reads what: the holder of a block writes its words (malloc hands it
  * out, realloc changes n), any thread freeing the block after it may read
  * its tail word; so the words are read and written whole, relaxed.  The
- * fence is read only by the block's own free and realloc: a neighbour
- * reading it could race with a realloc that grows the block over it.
+ * fence is read only by the block's own free, realloc and usable_size: a
+ * neighbour reading it could race with a realloc that grows the block over
+ * it.
  * A block's first handing out in its pool's current class always follows
  * that of every block before it (carve links them in address order), so
  * the block before a live one always has a tail word.
@@ -73,16 +75,19 @@ static inline void soma__tail_set(void *b, unsigned c, size_t n)
                      (tag & ~(uint64_t)SOMA_TAIL_ASKED) | n, __ATOMIC_RELAXED);
 }
 
+/* Is w, read from the tail word of b, b's (its tag, whatever n)? */
+static inline int soma__tail_ours(uint64_t w, const void *b)
+{
+    return ((w ^ soma__tail_tag(b)) & ~(uint64_t)SOMA_TAIL_ASKED) == 0;
+}
+
 /* The bytes asked of b, a block of `size` bytes, as its tail word says;
  * SIZE_MAX when the word is not b's (something wrote over it). */
 static inline size_t soma__tail_asked(const void *b, size_t size)
 {
     uint64_t w = __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED);
     size_t n = (size_t)(w & SOMA_TAIL_ASKED);
-    if (((w ^ soma__tail_tag(b)) & ~(uint64_t)SOMA_TAIL_ASKED) != 0 ||
-        n > size - SOMA_MEDIUM_TAIL)
-        return SIZE_MAX;
-    return n;
+    return soma__tail_ours(w, b) && n <= size - SOMA_MEDIUM_TAIL ? n : SIZE_MAX;
 }
 
 /* Stop the program (tail.c): b's tail word is not b's; b's fence (at n,
@@ -100,14 +105,11 @@ soma__tail_fatal_before(const char *fn, const pool_t *pool, const void *b, size_
 static inline size_t soma__tail_own(const pool_t *pool, const void *b, size_t size,
                                     const char *fn)
 {
-    uint64_t tag = soma__tail_tag(b);
-    uint64_t w = __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED);
-    size_t n = (size_t)(w & SOMA_TAIL_ASKED);
-    if (SOMA_UNLIKELY(((w ^ tag) & ~(uint64_t)SOMA_TAIL_ASKED) != 0 ||
-                      n > size - SOMA_MEDIUM_TAIL))
+    size_t n = soma__tail_asked(b, size);
+    if (SOMA_UNLIKELY(n == SIZE_MAX))
         soma__tail_fatal_tail(fn, pool, b, size);
     uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
-    if (SOMA_UNLIKELY(fence != ~tag))
+    if (SOMA_UNLIKELY(fence != ~soma__tail_tag(b)))
         soma__tail_fatal_fence(fn, pool, b, size, n, fence);
     return n;
 }
@@ -123,8 +125,8 @@ static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, 
     } else {
         /* the block before's tail word: its tag, whatever its size asked */
         const char *prev = (const char *)b - size;
-        uint64_t w = __atomic_load_n(soma__tail_word(prev, size), __ATOMIC_RELAXED);
-        if (SOMA_UNLIKELY(((w ^ soma__tail_tag(prev)) & ~(uint64_t)SOMA_TAIL_ASKED) != 0))
+        if (SOMA_UNLIKELY(!soma__tail_ours(
+                __atomic_load_n(soma__tail_word(prev, size), __ATOMIC_RELAXED), prev)))
             soma__tail_fatal_before(fn, pool, b, size);
     }
     return n;

@@ -596,7 +596,7 @@ static void unlink_slot(uint16_t i)
 
 /*
  * A cached mapping's first word (a hardened build without a checker, as
- * the blocks' tails): `key ^ its address ^ FREED_WORD`, written when the
+ * the blocks' tails): `tail key ^ its address ^ FREED_WORD`, written when the
  * range is cached or its start moves (a split), compared when the range is
  * taken, merged into another, or released.  So a write after free into
  * the first bytes of a freed large block (where a struct's first field, a
@@ -608,7 +608,7 @@ static void unlink_slot(uint16_t i)
 #define FREED_WORD 0x66726565646c6172ull
 static uint64_t freed_word(uintptr_t p)
 {
-    return soma__link_key ^ p ^ FREED_WORD;
+    return soma__tail_key ^ p ^ FREED_WORD;
 }
 static void freed_set(uintptr_t p)
 {
@@ -1142,7 +1142,7 @@ static void *map_block(size_t n, size_t align, size_t *map, size_t *dirty)
 /*
  * A mapped block's tail (a hardened build, without a checker: base/config.h).
  * The last 8 bytes of the mapping are soma's whenever the block leaves
- * them free (n <= map - 8): a word of the link key, the block's address
+ * them free (n <= map - 8): a word of the tails' key (link.c), the block's address
  * and the mapping's size, checked when the block is freed or reallocated.
  * An overflow that runs off the block's end, or an underflow of the
  * mapping after it (soma's mappings lie side by side: the kernel places
@@ -1175,7 +1175,7 @@ static uint64_t *tail_of(void *p, size_t map)
 }
 static uint64_t tail_value(const void *p, size_t map)
 {
-    return soma__link_key ^ (uintptr_t)p ^ map;
+    return soma__tail_key ^ (uintptr_t)p ^ map;
 }
 /* The mapping of `map` bytes at p now holds a block of n bytes. */
 static void tail_set(void *p, size_t n, size_t map)

@@ -1,4 +1,5 @@
-/* link.c: the secret the free-list links are encoded with (link.h). */
+/* link.c: the secrets of the hardening: the one the free-list links are
+ * encoded with (link.h), and the blocks' tails' (pool/tail.h, large.c). */
 #include <sys/random.h>
 #include <time.h>
 
@@ -6,6 +7,7 @@
 #include "pool/link.h"
 
 uintptr_t soma__link_key; /* set once, at start-up, before the first pool */
+uintptr_t soma__tail_key; /* the same */
 
 /* From the kernel's random pool, or, should getrandom fail (seccomp, an
  * old kernel), from what ASLR and the clock make unpredictable enough to
@@ -13,13 +15,19 @@ uintptr_t soma__link_key; /* set once, at start-up, before the first pool */
  * that a zeroed word is never a link. */
 static void make_key(void)
 {
-    uintptr_t key = 0;
-    if (getrandom(&key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
+    uintptr_t key[2] = {0, 0};
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != (ssize_t)sizeof key) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        key = ((uintptr_t)&ts * 0x9e3779b97f4a7c15u) ^ (uintptr_t)ts.tv_nsec ^
-              ((uintptr_t)&soma__link_key << 17);
+        key[0] = ((uintptr_t)&ts * 0x9e3779b97f4a7c15u) ^ (uintptr_t)ts.tv_nsec ^
+                 ((uintptr_t)&soma__link_key << 17);
+        key[1] = (key[0] ^ (uintptr_t)ts.tv_sec) * 0xbf58476d1ce4e5b9u;
     }
-    soma__link_key = key | 1;
+    soma__link_key = key[0] | 1;
+    /* Apart from the links' key: the tails' words are left in memory that
+     * is handed out again (a fence past a smaller size, a freed large
+     * block's first word), where a program may read them; that must not
+     * tell it the links' key. */
+    soma__tail_key = key[1];
 }
 SOMA_HOOK(link, SOMA_ORDER_LINK, make_key, NULL);

@@ -48,6 +48,9 @@
 #endif
 
 extern __attribute__((visibility("hidden"))) uintptr_t soma__link_key;
+/* The blocks' tails' secret (pool/tail.h, malloc/large.c), made with the
+ * links' key and apart from it (link.c). */
+extern __attribute__((visibility("hidden"))) uintptr_t soma__tail_key;
 
 static inline uintptr_t soma__link_mask(const void *slot)
 {

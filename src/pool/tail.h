@@ -7,7 +7,7 @@
  * A medium block of s bytes holds s - 16 at most; for n bytes asked it
  * carries two words of soma's:
  *
- *   the tail word, at s - 8:   the block's tag (the link key and the
+ *   the tail word, at s - 8:   the block's tag (the tails' key and the
  *                              block's address) in its top 48 bits, n in
  *                              its low 16
  *   the fence, at n rounded    the tag's complement, at the first 8-aligned
@@ -49,13 +49,14 @@
 #define SOMA_TAIL_ASKED 0xffffu /* the tail word's bits for n (SOMA_MEDIUM_MAX fits) */
 _Static_assert(SOMA_MEDIUM_MAX <= SOMA_TAIL_ASKED, "a medium size fits the tail word");
 
-/* The block's tag: the process's secret and the address, so that a
- * program neither writes it by accident nor finds it in another block.
- * (Not mixed further: like the links' encoding, link.h, it keeps a value
- * from being guessed, not from being read.) */
+/* The block's tag: the tails' secret and the address, so that a program
+ * neither writes it by accident nor finds it in another block.  (Not
+ * mixed further: it keeps a value from being guessed, not from being read;
+ * a fence left behind in memory handed out again can be read, which is
+ * why the secret is not the links' key: link.c.) */
 static inline uint64_t soma__tail_tag(const void *b)
 {
-    return (uint64_t)(uintptr_t)b ^ soma__link_key;
+    return (uint64_t)(uintptr_t)b ^ soma__tail_key;
 }
 static inline uint64_t *soma__tail_word(const void *b, size_t size)
 {

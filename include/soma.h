@@ -191,13 +191,13 @@ typedef struct soma_class_stats {
  * the default build, 2000 with py38), which pymalloc leaves to the system
  * allocator and soma serves from pools of its own classes (k blocks of
  * (pool size - header) / k bytes, rounded down to 16) in arenas of their own.
- * In the default, hardened build the last `tail` (16) bytes of each medium
- * block are soma's (the size asked and a check word, which a free checks:
+ * In the default, hardened build the last soma_stats.medium_tail (16) bytes
+ * of each medium block are soma's (the size asked and a check word, which a free checks:
  * an overflow past the size asked, or an underflow of the block after, is
- * caught there), so a class of s bytes serves requests of up to s - tail,
- * and soma_usable_size of a medium block is s - tail (asking for it lets
- * the program use all of it: the check word moves there); tail is 0 in an
- * unhardened build (SOMA_HARDEN=OFF) and under ASan or valgrind.
+ * caught there), so a class of s bytes serves requests of up to s - 16,
+ * and soma_usable_size of a medium block is s - 16 (asking for it lets the
+ * program use all of it: the check word moves there); medium_tail is 0 in
+ * an unhardened build (SOMA_HARDEN=OFF) and under ASan or valgrind.
  * max_size is the largest class's size less the tail.
  * The figures mean what their namesakes in soma_stats mean, for those arenas;
  * the five byte lines (there is no alignment line: arenas are always
@@ -206,7 +206,6 @@ typedef struct soma_class_stats {
  * allocator and are counted in soma_stats.large. */
 typedef struct soma_medium_stats {
     size_t max_size;
-    size_t tail;
     size_t num_classes;
     soma_class_stats classes[SOMA_MAX_MEDIUM_CLASSES]; /* the first num_classes */
     size_t arenas_allocated_total;
@@ -284,7 +283,7 @@ typedef struct soma_returned_stats {
 
 /* The layout of soma_stats: raised whenever a field is added (only ever at
  * the end of the struct, or of a nested one's place-holders). */
-#define SOMA_STATS_VERSION 3 /* 2: large_map; 3: returned */
+#define SOMA_STATS_VERSION 4 /* 2: large_map; 3: returned; 4: medium_tail */
 
 typedef struct soma_stats {
     /* Which layout the library filled in (SOMA_STATS_VERSION) and how many
@@ -359,6 +358,10 @@ typedef struct soma_stats {
     soma_large_map_stats large_map;
     /* Version 3: empty pools whose pages went back. */
     soma_returned_stats returned;
+    /* Version 4: the bytes at the end of every medium block that soma keeps
+     * (its tail: 16 in a hardened build, 0 in an unhardened one and under
+     * ASan or valgrind; soma_medium_stats says what it holds). */
+    size_t medium_tail;
 } soma_stats;
 
 /* Fill *out with a snapshot of every figure, over all heaps (every

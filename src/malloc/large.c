@@ -1564,12 +1564,16 @@ int soma__large_copy_fits(const void *p, size_t len)
     /* no block's end from p's page to the page before the copy's last */
     if (any_marked(win->ends, first, (last >> 12) & (MARKS_PAGES - 1)))
         return 0;
-    /* it fits; the block's end, for the next copy (the registry's word) */
+    /* it fits the block's pages; the block's end, less its tail (the
+     * registry's word), for this copy and the next */
     uintptr_t start = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS | (uintptr_t)at << 12;
     entry_t e;
     if (lookup(start, &e) && e.map > 0) {
+        uintptr_t end = start + e.map - tail_in(e.n, e.map);
+        if (last >= end)
+            return 0;
         seen.start = start;
-        seen.end = start + e.map;
+        seen.end = end;
         seen.left = gone; /* read before the lookup: a block gone since is seen */
     }
     return 1;

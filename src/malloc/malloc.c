@@ -465,8 +465,9 @@ void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c)
 }
 
 /* Normal mode knows a block's bounds, not whether it is free: the bound is
- * what soma_usable_size would say, the class's size, the size asked of a
- * medium block (its tail), or the large block's mapping. */
+ * a small block's class size, a medium block's n (its tail: the size
+ * asked, or what the class holds once soma_usable_size was asked), a large
+ * block's mapping less its tail. */
 int soma__malloc_copy_check(const copy_t *c)
 {
     if (SOMA_UNLIKELY(soma__options.debug))

@@ -24,7 +24,7 @@
  * tail word and fence, and the tail word of the block before it (the 8
  * bytes just before its start: where an underflow lands first), or, for a
  * pool's first block, the pool header's check word (pool.h).  So an
- * overflow of 1 to 8 bytes past n stays unseen only when n is not a
+ * overflow of 1 to 7 bytes past n stays unseen only when n is not a
  * multiple of 8 and it ends before the fence; every longer one, and every
  * underflow, changes a word soma knows.  Never on the small classes: their
  * blocks have no bytes to spare (a 16-byte block holds 16), and one bit per

@@ -130,7 +130,7 @@ static void stats_begin(soma_stats *st)
     for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
         st->classes[c].size = soma__sizeclass_size(c);
     st->medium.max_size = SOMA_MEDIUM_MAX;
-    st->medium.tail = SOMA_MEDIUM_TAIL;
+    st->medium_tail = SOMA_MEDIUM_TAIL;
     st->medium.num_classes = SOMA_NUM_MEDIUM_CLASSES;
     for (unsigned i = 0; i < SOMA_NUM_MEDIUM_CLASSES; i++)
         st->medium.classes[i].size = soma__sizeclass_size(SOMA_NUM_CLASSES + i);

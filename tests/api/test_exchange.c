@@ -92,7 +92,7 @@ int main(void)
     soma_stats_get(&s0);
     size_t cached = s0.large_map.cached_bytes;
     /* (less the tail a hardened build keeps at a mapping's end: large.c) */
-    size_t asked = cached + FRESH - (s0.medium.tail ? 8 : 0);
+    size_t asked = cached + FRESH - (s0.medium_tail ? 8 : 0);
     unsigned char *fresh = soma_malloc(asked);
     if (!CHECK(fresh != NULL))
         return test_summary();

@@ -50,7 +50,7 @@ static size_t mapping_of(size_t n)
 {
     soma_stats st;
     soma_stats_get(&st);
-    size_t tail = st.medium.tail && n >= ((size_t)128 << 10) ? 8 : 0;
+    size_t tail = st.medium_tail && n >= ((size_t)128 << 10) ? 8 : 0;
     return (n + tail + 4095) & ~(size_t)4095;
 }
 

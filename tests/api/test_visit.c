@@ -127,7 +127,7 @@ static int class_of(size_t n)
     if (n <= SOMA_SMALL_THRESHOLD)
         return n == 0 ? 0 : (int)((n - 1) / SOMA_ALIGNMENT);
     for (size_t i = 0; i < geo.medium.num_classes; i++) /* a class holds size - tail */
-        if (n <= geo.medium.classes[i].size - geo.medium.tail)
+        if (n <= geo.medium.classes[i].size - geo.medium_tail)
             return SOMA_NUM_CLASSES + (int)i;
     return -1;
 }

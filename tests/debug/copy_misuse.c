@@ -96,7 +96,8 @@ static int overflow(const char *op, size_t size)
 /* Every copy here is legal: no diagnosis may come. */
 static int clean_copies(void)
 {
-    static const size_t sizes[] = {1, 24, 100, 512, 513, 4096, 8160, 8161, 100000, 262144};
+    static const size_t sizes[] = {1,    24,   100,  512,    513,    4096,
+                                   8144, 8145, 8160, 8161, 100000, 262144};
     char stack[256];
     static char global[256];
     int bad = 0;

@@ -40,7 +40,7 @@ static soma_stats st;
 static size_t class_size(size_t n)
 {
     for (size_t c = 0; c < st.medium.num_classes; c++)
-        if (st.medium.classes[c].size - st.medium.tail >= n)
+        if (st.medium.classes[c].size - st.medium_tail >= n)
             return st.medium.classes[c].size;
     return 0;
 }
@@ -111,7 +111,7 @@ static void over_realloc(void)
 {
     unsigned char *p = soma_malloc(2000);
     fprintf(stderr, "pointer %p\n", (void *)p);
-    memset(p + 2000, 'O', 32);
+    memset(p + 2000, 'O', 8); /* the fence, not the tail word */
     p = soma_realloc(p, 1900); /* it would stay in place */
     soma_free(p);
 }
@@ -187,12 +187,35 @@ static void *free_all(void *arg)
 }
 #endif
 
+/* Should this build have tails?  Told apart from base/config.h's own test,
+ * so that a build that lost them fails here: a hardened build, unless a
+ * checker's (ASan, valgrind). */
+static int tails_expected(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(SOMA_TRACK_VALGRIND)
+    return 0;
+#else
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return 0;
+#endif
+#endif
+    return SOMA_HARDEN;
+#endif
+}
+
 int main(void)
 {
     test_program_name = "test_tail";
+    {
+        soma_stats s;
+        soma_stats_get(&s);
+        CHECK_EQ(s.medium_tail, tails_expected() ? 16 : 0);
+        CHECK_EQ(s.medium.max_size, s.medium.classes[s.medium.num_classes - 1].size - s.medium_tail);
+    }
 #if SOMA_MEDIUM_TAIL
     soma_stats_get(&st);
-    CHECK_EQ(st.medium.tail, 16);
+    CHECK_EQ(st.medium_tail, 16);
     test_expect_fatal("1 byte past the size asked", over_1_aligned,
                       "buffer overflow: the block holds 1000 bytes (the size asked, or what "
                       "malloc_usable_size said), and B+1000 past them is overwritten");
@@ -208,7 +231,8 @@ int main(void)
                       "the block holds 3000 bytes (the size asked, or what malloc_usable_size said), "
                       "and B+3000 past them");
     test_expect_fatal("reallocated", over_realloc,
-                      "soma_realloc(");
+                      "buffer overflow: the block holds 2000 bytes (the size asked, or what "
+                      "malloc_usable_size said), and B+2000 past them is overwritten");
     test_expect_fatal("1 byte before the block", under_1,
                       "the 8 bytes before the block are overwritten");
     static char own[128];
@@ -221,7 +245,7 @@ int main(void)
                       "the last 8 bytes of the large block's mapping, soma's, are overwritten "
                       "(B+266239, B = the block: 262144 bytes asked, 266240 mapped)");
     test_expect_fatal("a large block reallocated", large_over_realloc,
-                      "soma_realloc(");
+                      "the last 8 bytes of the large block's mapping, soma's, are overwritten");
     test_expect_fatal("a large block written after its free", large_written_after_free,
                       "was written after its free (byte 3 of its first 8, in a range of 296 KiB "
                       "soma keeps for reuse), found as the range was reused");

@@ -247,7 +247,7 @@ static void model_init(void)
     /* The medium classes from the pool size; then the whole model against
      * soma's table (the pool overhead of 48 that SOMA_MEDIUM_SIZE in
      * config.h counts on, each class's size). */
-    if (classes_init(pool_size, st->medium.tail) != 0)
+    if (classes_init(pool_size, st->medium_tail) != 0)
         fail("more medium classes than SOMA_MAX_MEDIUM_CLASSES");
     char why[160];
     if (classes_agree(st, why, sizeof why) != 0)

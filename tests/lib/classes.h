@@ -11,7 +11,7 @@
  *   medium   up to the largest medium class less its tail: the medium
  *            classes are the sizes ((pool size - 48) / k) & ~15 above 512,
  *            for k = 2, 3, ..., each block's last `tail` bytes soma's
- *            (soma_stats.medium.tail: 16 hardened, else 0); a request goes
+ *            (soma_stats.medium_tail: 16 hardened, else 0); a request goes
  *            to the smallest that holds it, class SOMA_NUM_CLASSES + its
  *            rank, and its usable size is what the class holds (its size
  *            less the tail);
@@ -136,7 +136,7 @@ static inline int classes_agree(const soma_stats *st, char *why, size_t len)
             return -1;
         }
     if (classes_nmedium != st->medium.num_classes || classes_medium_max != st->medium.max_size ||
-        classes_tail != st->medium.tail) {
+        classes_tail != st->medium_tail) {
         snprintf(why, len, "medium classes: soma has %zu up to %zu bytes, the model %zu up to %zu",
                  st->medium.num_classes, st->medium.max_size, classes_nmedium,
                  classes_medium_max);

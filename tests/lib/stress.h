@@ -47,7 +47,7 @@ static inline void stress_setup(void)
     if (stress_stats_get != NULL) {
         static soma_stats st;
         stress_stats_get(&st);
-        (void)classes_init(st.pool_size, st.medium.tail);
+        (void)classes_init(st.pool_size, st.medium_tail);
     }
 }
 #else
@@ -61,7 +61,7 @@ static inline void stress_setup(void)
 {
     static soma_stats st;
     soma_stats_get(&st);
-    (void)classes_init(st.pool_size, st.medium.tail);
+    (void)classes_init(st.pool_size, st.medium_tail);
 }
 #endif
 

@@ -111,11 +111,11 @@ static void test_threshold_edge(void)
 
     /* The medium classes, recomputed from the geometry (classes.h; more
      * than soma.h allows shows as a count that differs). */
-    (void)classes_init(before.pool_size, before.medium.tail);
+    (void)classes_init(before.pool_size, before.medium_tail);
     CHECK_EQ(before.medium.num_classes, classes_nmedium);
     /* A hardened build keeps a medium block's last 16 bytes (pool/tail.h;
      * test_tail says when), an unhardened or a checker's build none. */
-    CHECK(before.medium.tail == 16 || before.medium.tail == 0);
+    CHECK(before.medium_tail == 16 || before.medium_tail == 0);
     for (size_t i = 0; i < classes_nmedium && i < before.medium.num_classes; i++)
         CHECK_EQ(before.medium.classes[i].size, classes_medium[i]);
     size_t max = before.medium.max_size;

@@ -807,7 +807,7 @@ static void explain(FILE *out, const page_process *procs, size_t nprocs)
     for (size_t i = 0; i < nprocs && g == NULL; i++)
         if (procs[i].n > 0)
             g = &procs[i].snaps[0];
-    char arena[32] = "1 MiB", pool[32] = "16 KiB", medium_max[32] = "8,160";
+    char arena[32] = "1 MiB", pool[32] = "16 KiB", medium_max[32] = "8,144";
     size_t threshold = SOMA_SMALL_THRESHOLD;
     long decay = g ? g->decay_ms : 0;
     if (g) {

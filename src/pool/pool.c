@@ -112,6 +112,13 @@ static void carve(pool_t *pool)
     uintptr_t pool_last = (uintptr_t)pool->base + soma__pool_max_offset(pool);
     uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
     void *first = (void *)b;
+#if SOMA_MEDIUM_TAIL
+    /* Every medium block has a tail word from the start (pool/tail.h): the
+     * free of the block after it reads it. */
+    if (pool->szidx >= SOMA_NUM_CLASSES)
+        for (uintptr_t t = b; t <= last; t += size)
+            soma__tail_set_carved((void *)t, size);
+#endif
     for (; b + size <= last; b += size)
         soma__link_set((void *)b, (void *)(b + size));
     soma__link_set((void *)b, NULL);

@@ -35,10 +35,10 @@
  * its tail word; so the words are read and written whole, relaxed.  The
  * fence is read only by the block's own free, realloc and usable_size: a
  * neighbour reading it could race with a realloc that grows the block over
- * it.
- * A block's first handing out in its pool's current class always follows
- * that of every block before it (carve links them in address order), so
- * the block before a live one always has a tail word.
+ * it.  carve (pool.c) writes every medium block's tail word (n = 0), so the
+ * block before a live one always has one: handed out or not, and one a
+ * fork caught between the slow path's pop and malloc's writing its words
+ * (the child's next free of the block after it would read it).
  */
 #ifndef SOMA_TAIL_H
 #define SOMA_TAIL_H
@@ -56,7 +56,10 @@ _Static_assert(SOMA_MEDIUM_MAX <= SOMA_TAIL_ASKED, "a medium size fits the tail 
  * why the secret is not the links' key: link.c.) */
 static inline uint64_t soma__tail_tag(const void *b)
 {
-    return (uint64_t)(uintptr_t)b ^ soma__tail_key;
+    /* The address's low bits shifted up too: the tail word keeps only the
+     * tag's top 48 bits, which must differ between blocks of one pool. */
+    uint64_t a = (uint64_t)(uintptr_t)b;
+    return a ^ (a << 32) ^ soma__tail_key;
 }
 static inline uint64_t *soma__tail_word(const void *b, size_t size)
 {
@@ -74,6 +77,14 @@ static inline void soma__tail_set(void *b, unsigned c, size_t n)
     __atomic_store_n(soma__tail_fence(b, n), ~tag, __ATOMIC_RELAXED);
     __atomic_store_n(soma__tail_word(b, soma__sizeclass_size(c)),
                      (tag & ~(uint64_t)SOMA_TAIL_ASKED) | n, __ATOMIC_RELAXED);
+}
+
+/* b, a medium block of `size` bytes, is carved: its tail word says 0
+ * bytes asked, until malloc writes both words. */
+static inline void soma__tail_set_carved(void *b, size_t size)
+{
+    __atomic_store_n(soma__tail_word(b, size), soma__tail_tag(b) & ~(uint64_t)SOMA_TAIL_ASKED,
+                     __ATOMIC_RELAXED);
 }
 
 /* Is w, read from the tail word of b, b's (its tag, whatever n)? */

@@ -99,9 +99,9 @@ static void *free_victim(void *arg)
 }
 static void over_freed_remotely(void)
 {
-    victim = soma_malloc(3000);
+    victim = soma_malloc(1904); /* medium in both geometries */
     fprintf(stderr, "pointer %p\n", (void *)victim);
-    memset(victim + 3000, 'O', 32);
+    memset(victim + 1904, 'O', 32);
     pthread_t t;
     pthread_create(&t, NULL, free_victim, NULL);
     pthread_join(t, NULL);
@@ -136,7 +136,7 @@ static void under_1_found_by_the_block_before(void)
 
 static void under_first_block(void)
 {
-    unsigned char *p = soma_malloc(5000); /* a fresh class: the pool's first block */
+    unsigned char *p = soma_malloc(1800); /* a fresh class: the pool's first block */
     fprintf(stderr, "pointer %p\n", (void *)p);
     if (((uintptr_t)p & (st.pool_size - 1)) != st.pool_overhead)
         exit(2);
@@ -228,8 +228,8 @@ int main(void)
                       "the block holds 1001 bytes (the size asked, or what malloc_usable_size said), "
                       "and B+1008 past them is overwritten");
     test_expect_fatal("freed by another thread", over_freed_remotely,
-                      "the block holds 3000 bytes (the size asked, or what malloc_usable_size said), "
-                      "and B+3000 past them");
+                      "the block holds 1904 bytes (the size asked, or what malloc_usable_size said), "
+                      "and B+1904 past them");
     test_expect_fatal("reallocated", over_realloc,
                       "buffer overflow: the block holds 2000 bytes (the size asked, or what "
                       "malloc_usable_size said), and B+2000 past them is overwritten");

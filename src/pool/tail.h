@@ -94,12 +94,13 @@ static inline int soma__tail_ours(uint64_t w, const void *b)
 }
 
 /* The bytes asked of b, a block of `size` bytes, as its tail word says;
- * SIZE_MAX when the word is not b's (something wrote over it). */
+ * SIZE_MAX when the word is not b's (something wrote over it), or says 0
+ * (carved, never handed out: a live medium block holds more than 512). */
 static inline size_t soma__tail_asked(const void *b, size_t size)
 {
     uint64_t w = __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED);
     size_t n = (size_t)(w & SOMA_TAIL_ASKED);
-    return soma__tail_ours(w, b) && n <= size - SOMA_MEDIUM_TAIL ? n : SIZE_MAX;
+    return soma__tail_ours(w, b) && n - 1 < size - SOMA_MEDIUM_TAIL ? n : SIZE_MAX;
 }
 
 /* Stop the program (tail.c): b's tail word is not b's; b's fence (at n,

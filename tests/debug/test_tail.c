@@ -144,6 +144,19 @@ static void under_first_block(void)
     soma_free(p);
 }
 
+/* A free of a medium block never handed out (carved: its tail word says
+ * 0 bytes asked): no block in use, not an overflow. */
+static void never_handed_out(void)
+{
+    unsigned char *a, *b;
+    pair(1000, &a, &b); /* b's class size apart: the next one is carved too */
+    unsigned char *c = b + (b - a);
+    fprintf(stderr, "pointer %p\n", (void *)c);
+    if (((uintptr_t)c ^ (uintptr_t)b) >= st.pool_size)
+        exit(2);
+    soma_free(c);
+}
+
 /* A large block: the last 8 bytes of its mapping (src/malloc/large.c),
  * just past what soma_usable_size allows. */
 static void large_over(void)
@@ -241,6 +254,7 @@ int main(void)
                       under_1_found_by_the_block_before, own);
     test_expect_fatal("before a pool's first block", under_first_block,
                       "is overwritten from 3 bytes before its first block");
+    test_expect_fatal("a block never handed out", never_handed_out, "or it is no block in use");
     test_expect_fatal("past a large block's mapping", large_over,
                       "the last 8 bytes of the large block's mapping, soma's, are overwritten "
                       "(B+266239, B = the block: 262144 bytes asked, 266240 mapped)");

@@ -60,6 +60,13 @@ static inline int soma__base_mul_overflow(size_t n, size_t size, size_t *total)
     return 1;
 }
 
+/* The first byte (0..7, in memory order) at which two different words read
+ * from the same place differ: where a write over a check word began. */
+static inline size_t soma__base_first_diff(uint64_t a, uint64_t b)
+{
+    return (size_t)__builtin_ctzll(a ^ b) / 8;
+}
+
 /* ---- fatal.c: a clear message on stderr, then abort() ---- */
 SOMA_INTERNAL _Noreturn void soma__fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

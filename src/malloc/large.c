@@ -622,7 +622,7 @@ static void freed_check(uintptr_t p, size_t pages, const char *how)
     if (!SOMA_LARGE_TAIL || SOMA_LIKELY(*(uint64_t *)p == freed_word(p)))
         return;
     uint64_t w = *(uint64_t *)p;
-    size_t at = (size_t)__builtin_ctzll(w ^ freed_word(p)) / 8;
+    size_t at = soma__base_first_diff(w, freed_word(p));
     soma__fatal("write after free: a large block freed at %p was written after its free (byte "
                 "%zu of its first 8, in a range of %zu KiB soma keeps for reuse), found as the "
                 "range was %s",
@@ -1164,6 +1164,10 @@ static size_t tail_in(size_t n, size_t map)
 {
     return TAIL && map - n >= sizeof(uint64_t) ? TAIL : 0;
 }
+size_t soma__large_usable_of(size_t n, size_t map)
+{
+    return map - tail_in(n, map);
+}
 /* The bytes to ask of a mapping for a block of n. */
 static size_t with_tail(size_t n)
 {
@@ -1190,7 +1194,7 @@ static void tail_check(void *p, size_t n, size_t map, const char *fn)
     if (!tail_in(n, map) || SOMA_LIKELY(*tail_of(p, map) == tail_value(p, map)))
         return;
     uint64_t w = *tail_of(p, map);
-    size_t at = map - sizeof(uint64_t) + (size_t)__builtin_ctzll(w ^ tail_value(p, map)) / 8;
+    size_t at = map - sizeof(uint64_t) + soma__base_first_diff(w, tail_value(p, map));
     soma__fatal("%s(%p): the last 8 bytes of the large block's mapping, soma's, are overwritten "
                 "(B+%zu, B = the block: %zu bytes asked, %zu mapped): a write past the end of "
                 "the block (an overflow), or before the start of the mapping after it (an "
@@ -1334,7 +1338,7 @@ size_t soma__large_usable_size(const void *p)
     /* memcheck's own malloc says the size asked; so must soma under it. */
     return e.n;
 #endif
-    return e.map - tail_in(e.n, e.map);
+    return soma__large_usable_of(e.n, e.map);
 }
 
 /* A mapped block's realloc: in place while the size fits the mapping and
@@ -1381,7 +1385,7 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
             size_t dirty;
             q = map_block(with_tail(n), 0, &map, &dirty);
             if (q != NULL) {
-                memcpy(q, p, e.map - tail_in(e.n, e.map)); /* all of it: usable_size said so */
+                memcpy(q, p, soma__large_usable_of(e.n, e.map)); /* all usable_size said */
                 soma__track_noaccess(p, e.map);
                 cache_put(p, e.map);
             }
@@ -1569,7 +1573,7 @@ int soma__large_copy_fits(const void *p, size_t len)
     uintptr_t start = (uintptr_t)w << SOMA_LARGE_WINDOW_BITS | (uintptr_t)at << 12;
     entry_t e;
     if (lookup(start, &e) && e.map > 0) {
-        uintptr_t end = start + e.map - tail_in(e.n, e.map);
+        uintptr_t end = start + soma__large_usable_of(e.n, e.map);
         if (last >= end)
             return 0;
         seen.start = start;

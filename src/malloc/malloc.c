@@ -501,8 +501,7 @@ int soma__malloc_copy_check(const copy_t *c)
         size_t n;
         if (!soma__large_block_of(c->dst, &start, &n, &size))
             return 1;
-        if (SOMA_LARGE_TAIL && size - n >= sizeof(uint64_t))
-            size -= SOMA_LARGE_TAIL; /* its tail (large.c): what soma_usable_size says */
+        size = soma__large_usable_of(n, size); /* what soma_usable_size says */
         kind = "a large block";
     }
     /* the copy's bytes from the block's start: [lo, hi) */

@@ -123,8 +123,11 @@ SOMA_INTERNAL int soma__large_in_cache(const void *p);
 SOMA_INTERNAL int soma__large_block_of(const void *p, uintptr_t *start, size_t *n, size_t *map);
 /* The last bytes of a mapped large block's mapping that are soma's (its
  * tail, large.c), in a hardened build without a checker, when the block
- * leaves them (n <= map - 8): its usable size is the mapping less these. */
+ * leaves them (n <= map - 8). */
 #define SOMA_LARGE_TAIL (SOMA_MEDIUM_TAIL ? sizeof(uint64_t) : 0)
+/* A mapped large block's usable size: n bytes asked of a mapping of map,
+ * less its tail if it has one (soma_usable_size). */
+SOMA_INTERNAL size_t soma__large_usable_of(size_t n, size_t map);
 /* The checked copies' quick answer, no lock: may a copy to [p, p + len)
  * go ahead unchecked?  1: p lies in no large block (within the lookup's
  * reach), or (normal mode) the copy lies inside one live mapped large

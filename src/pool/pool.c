@@ -307,8 +307,8 @@ void soma__pool_fatal_canary(const char *fn, const pool_t *pool, const void *p)
 {
     /* How far before the first block the write began: the first byte of
      * the check word that differs (a write ends at the block's start). */
-    uintptr_t diff = *soma__pool_canary_slot(pool) ^ soma__pool_canary_value(pool);
-    size_t from = sizeof(uintptr_t) - (size_t)__builtin_ctzll(diff) / 8;
+    size_t from = sizeof(uintptr_t) - soma__base_first_diff(*soma__pool_canary_slot(pool),
+                                                            soma__pool_canary_value(pool));
     soma__fatal("%s(%p): the header of pool %p is overwritten from %zu%s byte%s before its "
                 "first block %p (class %u, %zu bytes): a write before the start of that block "
                 "(an underflow)",

@@ -5,12 +5,6 @@
 #include "pool/tail.h"
 
 #if SOMA_MEDIUM_TAIL
-/* The first byte of `word`, at address `at`, that differs from `want`. */
-static const char *first_changed(const uint64_t *at, uint64_t word, uint64_t want)
-{
-    return (const char *)at + __builtin_ctzll(word ^ want) / 8;
-}
-
 void soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
     const char *b = bv;
@@ -27,8 +21,8 @@ void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, 
                             size_t n, uint64_t word)
 {
     const char *b = bv;
-    const uint64_t *at = soma__tail_fence(b, n);
-    size_t from = (size_t)(first_changed(at, word, ~soma__tail_tag(b)) - b);
+    size_t from = (size_t)((const char *)soma__tail_fence(b, n) - b) +
+                  soma__base_first_diff(word, ~soma__tail_tag(b));
     soma__fatal("%s(%p): buffer overflow: the block holds %zu bytes (the size asked, or what "
                 "malloc_usable_size said), and B+%zu past them is overwritten (B = the block, "
                 "%zu bytes, class %u)",

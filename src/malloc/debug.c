@@ -37,7 +37,11 @@
  * it.  When one leaves, its DD fill is checked (a write after free) and it
  * goes back to its pool, marked released; when the pool hands it out
  * again, the fill is checked once more.  A second free of a block finds it
- * freed or released: a double free, with the block's serial.
+ * freed or released: a double free, with the block's serial.  A large
+ * block whose mapping large.c would seal (the first freed of a new largest
+ * size) skips the quarantine: sealed at once, any access to it faults at
+ * the instruction, and a free or a checked copy into it is diagnosed as
+ * one into a sealed mapping.
  *
  * Mistakes and their diagnosis (each names the address, the size asked,
  * the serial, the API and heap it came from, and for a damaged guard or
@@ -512,10 +516,16 @@ static int locate(const void *p, blk_t *out, const char *fn)
                 finish(&t);
                 return BAD;
             }
-            if (soma__large_in_cache(p)) {
-                start(&t, fn, p, "not a block soma has now: it lies in a large block's mapping "
-                                 "that soma keeps free for reuse (a double free or a use after "
-                                 "free of a large block)");
+            int freed = soma__large_freed(p);
+            if (freed != 0) {
+                start(&t, fn, p,
+                      freed == SOMA_LARGE_CACHED
+                          ? "not a block soma has now: it lies in a large block's mapping that soma "
+                            "keeps free for reuse (a double free or a use after free of a large "
+                            "block)"
+                          : "not a block soma has now: it lies in a large block's mapping that soma "
+                            "sealed when the block was freed (a double free or a use after free "
+                            "of a large block)");
                 finish(&t);
                 return BAD;
             }
@@ -639,6 +649,14 @@ static void evict_oldest(void)
 /* The block is freed: marked, filled, and kept out of reach a while. */
 static void retire(blk_t *b)
 {
+    if (b->pool == NULL && soma__large_seals(b->b)) {
+        /* Its mapping is sealed at once (large.c): any access faults, at
+         * the instruction, which the quarantine's fill would find only
+         * later, and reads never; a free of it is diagnosed as one into
+         * a sealed mapping.  It has no use for the quarantine. */
+        release(b);
+        return;
+    }
     b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_FREED;
     memset(b->u, DEAD, b->span);
     if (ring == NULL && !ring_failed && (size_t)soma__options.quarantine > 0) {
@@ -956,8 +974,21 @@ int soma__debug_copy_check(const copy_t *c)
     if (!holder(c->dst, &b) &&
         (__builtin_add_overflow((uintptr_t)c->dst, c->from, &last) ||
          __builtin_add_overflow(last, c->len - 1, &last) || !holder((const void *)last, &b))) {
+        uintptr_t at;
+        size_t map;
+        int sealed = soma__large_sealed(c->dst, &at, &map);
+        if (sealed) {
+            text_t t;
+            t.len = 0;
+            char call[160];
+            soma__malloc_copy_call(call, sizeof call, c);
+            add(&t, "soma: debug: %s: write after free: the copy writes into a large block's "
+                    "mapping that soma sealed when the block was freed (%p, %zu bytes mapped)",
+                call, (void *)at, map);
+            finish(&t);
+        }
         unlock();
-        return 1;
+        return !sealed;
     }
     /* the copy's bytes from U: [lo, hi), hi saturated */
     long long lo = (long long)((uintptr_t)c->dst - (uintptr_t)b.u), hi = 0;

@@ -57,7 +57,9 @@
  * is released then too; with none (0, the library's default: give memory
  * back at once) one mapping is kept, as CPython keeps one empty arena.
  * Released means munmap: the pages go back at once.  A mapping larger
- * than CACHE_MAX is never cached.  And idle memory changes sides (with a
+ * than CACHE_MAX is never cached, and in a hardened build the first freed
+ * mapping of each new largest size from 128 KiB to 4 MiB is sealed instead
+ * (below, "Sealed mappings": a use after free faults).  And idle memory changes sides (with a
  * decay): pools made resident take as much from the cache (large_shed),
  * a fresh mapping makes the thread's heap give back as much of its empty
  * pools' pages (pools_shed), so that soma's total grows only when neither
@@ -240,6 +242,21 @@ static void mark(_Atomic uint64_t *bits, uintptr_t addr, int on)
         atomic_fetch_and_explicit(&bits[page / 64], ~bit, memory_order_release);
 }
 
+/* The MiBs [p, p + map) overlaps count one more (on) or one less: a block
+ * entered or leaving, or a sealed mapping (copies into it are checked). */
+static void mibs_count(uintptr_t p, size_t map, int on)
+{
+    uintptr_t last = p + map - 1;
+    large_window_t *win;
+    for (uintptr_t mib = p >> SOMA_LARGE_MIB_BITS; mib <= last >> SOMA_LARGE_MIB_BITS; mib++)
+        if ((win = window(mib << SOMA_LARGE_MIB_BITS, on)) != NULL) {
+            _Atomic uint16_t *n = &win->blocks[mib & (SOMA_LARGE_MIBS - 1)];
+            if (on)
+                atomic_fetch_add_explicit(n, 1, memory_order_release);
+            else
+                atomic_fetch_sub_explicit(n, 1, memory_order_release);
+        }
+}
 /* The block [p, p + map) is entered (on) or leaves. */
 static void marks_set(uintptr_t p, size_t map, int on)
 {
@@ -249,14 +266,7 @@ static void marks_set(uintptr_t p, size_t map, int on)
         mark(win->starts, p, on);
     if ((win = window(last, on)) != NULL)
         mark(win->ends, last, on);
-    for (uintptr_t mib = p >> SOMA_LARGE_MIB_BITS; mib <= last >> SOMA_LARGE_MIB_BITS; mib++)
-        if ((win = window(mib << SOMA_LARGE_MIB_BITS, on)) != NULL) {
-            _Atomic uint16_t *n = &win->blocks[mib & (SOMA_LARGE_MIBS - 1)];
-            if (on)
-                atomic_fetch_add_explicit(n, 1, memory_order_release);
-            else
-                atomic_fetch_sub_explicit(n, 1, memory_order_release);
-        }
+    mibs_count(p, map, on);
 }
 
 /* The nearest start at or below `page` in a window's starts, within the
@@ -861,6 +871,126 @@ static void cache_put(void *p, size_t map)
     }
 }
 
+/*
+ * Sealed mappings (a hardened build without a checker: SOMA_LARGE_TAIL).
+ * glibc unmaps a freed chunk it had mapped (128 KiB or more), so a read or
+ * a write after its free faults, and raises that threshold to the chunk's
+ * size (M_MMAP_THRESHOLD adapts), so that a program freeing blocks of that
+ * size again and again keeps them in its heap from then on.  soma's cache
+ * keeps every freed mapping readable, and hands it to the next request of
+ * its size: a use after free goes unseen, and a stale write lands in the
+ * next owner's block.  So the first freed mapping of each new largest size
+ * from SEAL_MIN to SEAL_MAX is sealed instead of cached: its pages go back to the
+ * OS as munmap would give them, its addresses stay reserved and
+ * inaccessible (so no later mapping lands there: a stale pointer faults,
+ * rather than reaching the block made after), and seal_from rises past its
+ * size, so that the next free of that size is cached as before: a program
+ * pays one system call and one fresh mapping per new size, and none in a
+ * loop (above SEAL_MAX the fresh mapping's faults cost too much: none).  The last SEALS sealed ranges are kept, the oldest unmapped when
+ * one more is sealed; free or realloc of a pointer into one stops the
+ * program (not_inside: a double free, or a pointer kept after its free).
+ * Cache lock, which fork holds: seal_from is read without it first
+ * (relaxed; checked again under it).  The seal's system call is made
+ * under the lock, so that a range is in `sealed` exactly while it is
+ * sealed: once per new size, not on a path that repeats.
+ */
+#define SEAL_MIN ((size_t)128 << 10) /* glibc's mmap threshold, as for tails */
+/* A sealed mapping's pages are gone: the next request of its size faults
+ * them in afresh.  bench_small huge (5 to 25 MiB) faulted 2.7 times as
+ * many pages with every new largest size sealed, and ran 1.5 times as
+ * long; up to 4 MiB a seal costs at most 1,024 faults. */
+#define SEAL_MAX ((size_t)4 << 20)
+#define SEALS 8
+static _Atomic size_t seal_from = SEAL_MIN; /* .data: one word */
+static struct {
+    /* Written under the lock; the checked copies' quick answer reads them
+     * without it (sealed_near), so atomics (relaxed: a torn pair only
+     * sends a copy to the full check, which reads them locked). */
+    _Atomic uintptr_t p[SEALS];
+    _Atomic size_t map[SEALS];
+    unsigned next; /* the slot sealed next: the oldest */
+} sealed;
+
+/* The freed mapping [p, p + map) sealed if it is the first of its size
+ * (above): 1; else 0, and the caller caches it. */
+static int seal(void *p, size_t map)
+{
+    if (!SOMA_LARGE_TAIL || map > SEAL_MAX ||
+        map < atomic_load_explicit(&seal_from, memory_order_relaxed))
+        return 0;
+    uintptr_t old = 0;
+    size_t old_map = 0;
+    pthread_mutex_lock(&cache.lock);
+    int done = map >= atomic_load_explicit(&seal_from, memory_order_relaxed) &&
+               soma__os_seal(p, map) == 0;
+    if (done) {
+        mibs_count((uintptr_t)p, map, 1); /* a copy into it is checked: soma__large_near */
+        atomic_store_explicit(&seal_from, map + PAGE, memory_order_relaxed);
+        unsigned i = sealed.next;
+        old = atomic_load_explicit(&sealed.p[i], memory_order_relaxed);
+        old_map = atomic_load_explicit(&sealed.map[i], memory_order_relaxed);
+        atomic_store_explicit(&sealed.p[i], (uintptr_t)p, memory_order_relaxed);
+        atomic_store_explicit(&sealed.map[i], map, memory_order_relaxed);
+        sealed.next = (i + 1) % SEALS;
+    }
+    pthread_mutex_unlock(&cache.lock);
+    if (old != 0) {
+        mibs_count(old, old_map, 0);
+        release((void *)old, old_map);
+    }
+    return done;
+}
+
+/* A freed mapping, no block's any more (a checker told so): sealed or
+ * cached. */
+static void retire(void *p, size_t map)
+{
+    if (!seal(p, map))
+        cache_put(p, map);
+}
+
+int soma__large_seals(const void *p)
+{
+    entry_t e;
+    return SOMA_LARGE_TAIL && lookup((uintptr_t)p, &e) && e.map != 0 && e.map <= SEAL_MAX &&
+           e.map >= atomic_load_explicit(&seal_from, memory_order_relaxed);
+}
+
+/* Does a sealed range hold the address p?  1, with its start and size. */
+static int in_sealed(uintptr_t p, uintptr_t *start, size_t *map)
+{
+    int found = 0;
+    pthread_mutex_lock(&cache.lock);
+    for (unsigned i = 0; i < SEALS && !found; i++) {
+        uintptr_t at = atomic_load_explicit(&sealed.p[i], memory_order_relaxed);
+        size_t size = atomic_load_explicit(&sealed.map[i], memory_order_relaxed);
+        if (at != 0 && p - at < size) {
+            *start = at;
+            *map = size;
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&cache.lock);
+    return found;
+}
+
+/* Might a sealed range hold p?  No lock: for the checked copies' quick
+ * answer, which sends a copy that might to the full check. */
+static int sealed_near(uintptr_t p)
+{
+    for (unsigned i = 0; i < SEALS; i++) {
+        uintptr_t at = atomic_load_explicit(&sealed.p[i], memory_order_relaxed);
+        if (at != 0 && p - at < atomic_load_explicit(&sealed.map[i], memory_order_relaxed))
+            return 1;
+    }
+    return 0;
+}
+
+int soma__large_sealed(const void *p, uintptr_t *start, size_t *map)
+{
+    return SOMA_LARGE_TAIL && in_sealed((uintptr_t)p, start, map);
+}
+
 /* Not in malloc.h's SOMA_LARGE_TRIM_*: up to a budget of bytes from the
  * oldest mappings, whatever the bound (large_shed). */
 #define TRIM_SHED 4
@@ -1277,9 +1407,13 @@ static int cached(uintptr_t p)
     return found;
 }
 
-int soma__large_in_cache(const void *p)
+int soma__large_freed(const void *p)
 {
-    return cached((uintptr_t)p & ~(uintptr_t)(PAGE - 1));
+    uintptr_t start;
+    size_t map;
+    return cached((uintptr_t)p & ~(uintptr_t)(PAGE - 1))
+               ? SOMA_LARGE_CACHED
+               : soma__large_sealed(p, &start, &map) ? SOMA_LARGE_SEALED : 0;
 }
 
 /* p starts no block of soma's, and is about to go to the system
@@ -1305,6 +1439,11 @@ static void not_inside(const void *p, const char *fn)
         soma__fatal("%s(%p): not an allocated block: it lies in a large mapping soma keeps free "
                     "(a double free, or a pointer kept after its block was freed)",
                     fn, p);
+    if (SOMA_UNLIKELY(soma__large_sealed(p, &start, &map)))
+        soma__fatal("%s(%p): not an allocated block: it lies in a large block's mapping that soma "
+                    "sealed when the block was freed (a double free, or a pointer kept after its "
+                    "block was freed)",
+                    fn, p);
 }
 
 void soma__large_free(void *p)
@@ -1319,7 +1458,7 @@ void soma__large_free(void *p)
     }
     tail_check(p, e.n, e.map, "soma_free");
     soma__track_free(p, e.map); /* no access until a request takes it */
-    cache_put(p, e.map);
+    retire(p, e.map);
 }
 
 size_t soma__large_usable_size(const void *p)
@@ -1387,7 +1526,7 @@ static void *realloc_mapped(void *p, entry_t e, size_t n)
             if (q != NULL) {
                 memcpy(q, p, soma__large_usable_of(e.n, e.map)); /* all usable_size said */
                 soma__track_noaccess(p, e.map);
-                cache_put(p, e.map);
+                retire(p, e.map);
             }
         }
         if (q == NULL)
@@ -1562,7 +1701,10 @@ int soma__large_copy_fits(const void *p, size_t len)
     size_t first = (u >> 12) & (MARKS_PAGES - 1);
     if (win == NULL || !nearest_start(win->starts, first, &at) ||
         any_marked(win->ends, at, first))
-        return 1; /* p lies in no large block (the nearest one ends before it) */
+        /* p lies in no large block (the nearest one ends before it); a
+         * sealed mapping's MiBs count as near too: a copy into one is
+         * checked (a write after free) */
+        return SOMA_LARGE_TAIL == 0 || !sealed_near(u);
     if (debug || last >> SOMA_LARGE_WINDOW_BITS != w)
         return 0;
     /* no block's end from p's page to the page before the copy's last */

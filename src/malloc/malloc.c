@@ -499,8 +499,16 @@ int soma__malloc_copy_check(const copy_t *c)
         kind = pool->heap->explicit_heap ? "in an explicit heap" : "in a thread's heap";
     } else {
         size_t n;
-        if (!soma__large_block_of(c->dst, &start, &n, &size))
+        if (!soma__large_block_of(c->dst, &start, &n, &size)) {
+            if (soma__large_sealed(c->dst, &start, &size)) {
+                char call[160];
+                soma__malloc_copy_call(call, sizeof call, c);
+                soma__fatal("%s: write after free: the copy writes into a large block's mapping "
+                            "that soma sealed when the block was freed (%p, %zu bytes mapped)",
+                            call, (void *)start, size);
+            }
             return 1;
+        }
         size = soma__large_usable_of(n, size); /* what soma_usable_size says */
         kind = "a large block";
     }

@@ -112,9 +112,20 @@ SOMA_INTERNAL size_t soma__large_trim(unsigned how, uint64_t retry_ms, uint64_t 
 SOMA_INTERNAL void soma__large_map_counts(soma_large_map_stats *m);
 /* Is p one of soma's large blocks?  1 and its requested size in *n. */
 SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
-/* Does p lie in a mapping the large cache keeps free (a freed large
- * block's)?  A walk of the cache under its lock: for diagnoses only. */
-SOMA_INTERNAL int soma__large_in_cache(const void *p);
+/* Does p lie in a freed large block's mapping that soma keeps: one the
+ * cache keeps free for reuse (SOMA_LARGE_CACHED), or one sealed after its
+ * free (SOMA_LARGE_SEALED, large.c)?  0 if neither.  A walk under the
+ * cache's lock: for diagnoses only. */
+enum { SOMA_LARGE_CACHED = 1, SOMA_LARGE_SEALED = 2 };
+SOMA_INTERNAL int soma__large_freed(const void *p);
+/* Would the mapped large block at p be sealed if it were freed now
+ * (large.c: the first of a new largest size)?  Policy, read unlocked:
+ * debug mode's free asks it before it quarantines the block. */
+SOMA_INTERNAL int soma__large_seals(const void *p);
+/* Does p lie in a mapping sealed after its block's free (large.c)?  1,
+ * with the mapping's start and size.  Under the cache's lock: for
+ * diagnoses. */
+SOMA_INTERNAL int soma__large_sealed(const void *p, uintptr_t *start, size_t *map);
 /* The mapped large block that holds the byte p: 1, with its start, the
  * bytes asked and its mapping's bytes (what the program may use); 0 if
  * there is none, or p lies more than about 4 MiB into one (large.c says
@@ -130,7 +141,7 @@ SOMA_INTERNAL int soma__large_block_of(const void *p, uintptr_t *start, size_t *
 SOMA_INTERNAL size_t soma__large_usable_of(size_t n, size_t map);
 /* The checked copies' quick answer, no lock: may a copy to [p, p + len)
  * go ahead unchecked?  1: p lies in no large block (within the lookup's
- * reach), or (normal mode) the copy lies inside one live mapped large
+ * reach) and no sealed mapping, or (normal mode) the copy lies inside one live mapped large
  * block; 0: it may not fit, or debug mode and p is in one: ask
  * soma__large_block_of. */
 SOMA_INTERNAL int soma__large_copy_fits(const void *p, size_t len);

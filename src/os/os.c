@@ -41,16 +41,27 @@ int soma__os_commit(void *p, size_t size)
     return q == MAP_FAILED ? -1 : 0;
 }
 
-/* [p, p+size) back to reserved: its pages return to the OS at once.  If the
- * kernel refuses (it can only for lack of memory to split the mapping), drop
- * the pages and leave them writable. */
+/* [p, p+size) back to reserved: its pages return to the OS at once, its
+ * addresses stay taken (no other mapping lands there) and an access faults.
+ * 0; -1 when the kernel refuses (it can only for lack of memory to split
+ * the mapping): the range is untouched then.  errno is kept (reached from
+ * free, which never changes it). */
+int soma__os_seal(void *p, size_t size)
+{
+    int saved = errno;
+    void *q = mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    errno = saved;
+    return q == MAP_FAILED ? -1 : 0;
+}
+
+/* Sealed, or if the kernel refuses, the pages dropped and left writable. */
 void soma__os_decommit(void *p, size_t size)
 {
-    int saved = errno; /* reached from free, which never changes errno */
-    if (mmap(p, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
-        MAP_FAILED)
+    if (soma__os_seal(p, size) != 0) {
+        int saved = errno;
         madvise(p, size, MADV_DONTNEED);
-    errno = saved;
+        errno = saved;
+    }
 }
 
 /* MADV_DONTNEED rather than MADV_FREE: the pages leave the resident set

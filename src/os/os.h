@@ -17,6 +17,9 @@ SOMA_INTERNAL void *soma__os_reserve(size_t size);    /* addresses only; NULL on
 SOMA_INTERNAL void *soma__os_map_sparse(size_t size); /* read-write, NORESERVE */
 SOMA_INTERNAL int soma__os_commit(void *p, size_t size);
 SOMA_INTERNAL void soma__os_decommit(void *p, size_t size);
+/* [p, p+size) made inaccessible, its pages given back, its addresses kept
+ * reserved: 0, or -1 and the range untouched. */
+SOMA_INTERNAL int soma__os_seal(void *p, size_t size);
 /* [p, p+size)'s pages back to the OS, the mapping kept: they read as zeros
  * when touched again (MADV_DONTNEED). */
 SOMA_INTERNAL void soma__os_purge(void *p, size_t size);

@@ -52,6 +52,7 @@ int main(void)
     arena_size = s0.arena_size;
 
     /* cache -> pools */
+    test_large_cache_ready(LARGE);
     unsigned char *big = soma_malloc(LARGE);
     if (!CHECK(big != NULL))
         return test_summary();

@@ -295,6 +295,7 @@ static void test_decay(void)
 {
     /* SOMA_ARENA_DECAY_MS=200: a mapping cached that long goes at the next free. */
     size_t n = 3 << 20;
+    test_large_cache_ready(n + 4096 * 7); /* a and b are cached, not sealed */
     flush_cache(); /* nothing older lies beside a or b, to be merged with them */
     unsigned char *a = soma_malloc(n), *gap = soma_malloc(5 * 4096), *b = soma_malloc(n + 4096 * 7);
     if (!CHECK(a != NULL && gap != NULL && b != NULL))

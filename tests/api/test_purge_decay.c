@@ -80,6 +80,7 @@ int main(int argc, char **argv)
             return test_summary();
         memset(blocks[i], 0x3c, BLOCK);
     }
+    test_large_cache_ready(LARGE);
     unsigned char *large = soma_malloc(LARGE);
     if (!CHECK(large != NULL))
         return test_summary();

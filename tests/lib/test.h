@@ -268,6 +268,15 @@ static inline size_t test_resident_pages(uintptr_t addr, size_t len)
 }
 
 
+/* soma seals the first freed large mapping of each new largest size from
+ * 128 KiB up, rather than caching it (src/malloc/large.c, "Sealed
+ * mappings"); later ones of that size or less are cached.  A test of the
+ * cache frees one block of its largest size first. */
+static inline void test_large_cache_ready(size_t n)
+{
+    soma_free(soma_malloc(n));
+}
+
 #include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>

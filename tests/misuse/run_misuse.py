@@ -250,10 +250,6 @@ MEDIUM_COPY = ("the copy runs past the size asked of a block that is never freed
                "reads its tail word, which the copy does not reach); glibc's lands in the next "
                "chunk's header; SOMA_CHECK_COPIES=1 stops the copy (off by default: "
                "docs/DESIGN.md)")
-LARGE_FREED = ("soma keeps a freed large block's mapping for its reuse, where glibc unmaps it "
-               "and the access faults; a write into its first 8 bytes is caught when the "
-               "cache next touches it, a read or a write after the block's reuse is not "
-               "(debug mode's quarantine and a guarded block catch it)")
 KNOWN_GAPS = {
     (GLIBC_ONLY, c): why for why, cases in (
         (NEIGHBOUR, ["overflow-32-small", "underflow-1-small", "underflow-32-small"]),
@@ -261,8 +257,6 @@ KNOWN_GAPS = {
                 "fortify-memcpy-overflow-32-small", "fortify-memset-overflow-32-small"]),
         (MEDIUM_COPY, ["memcpy-overflow-32-medium", "memset-overflow-32-medium",
                        "fortify-memcpy-overflow-32-medium", "fortify-memset-overflow-32-medium"]),
-        (LARGE_FREED, ["double-free-reused-large", "read-after-free-large",
-                       "reuse-stale-write-large"]),
     ) for c in cases
 }
 DEBUG_OWN = "debug mode stops it, but not with a diagnosis of its own"

@@ -555,15 +555,44 @@ static const char *ordinal(long n)
     return n % 10 == 1 ? "st" : n % 10 == 2 ? "nd" : n % 10 == 3 ? "rd" : "th";
 }
 
-static void diagnose(uintptr_t a, int sig, const ucontext_t *uc)
+/* What the faulting instruction did, as the diagnosis says it. */
+static const char *access_of(const ucontext_t *uc)
 {
-    const char *access = "an access to";
 #if defined(__x86_64__)
     /* The page fault's error code: bit 1 set for a write. */
-    access = uc->uc_mcontext.gregs[REG_ERR] & 2 ? "a write to" : "a read of";
+    return uc->uc_mcontext.gregs[REG_ERR] & 2 ? "a write to" : "a read of";
 #else
     (void)uc;
+    return "an access to";
 #endif
+}
+
+/* The diagnosis's last line: the program dies of the signal, as usual. */
+static void stops(int sig)
+{
+    char tail[128];
+    int len = snprintf(tail, sizeof tail, "%sthe program stops with %s, as the access raised it\n",
+                       prefix(), sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
+    soma__sink_write_all(STDERR_FILENO, tail, (size_t)len);
+}
+
+/* A fault in a large block's mapping sealed at its free (large.c): not a
+ * guarded block, but the handler is there and knows the range. */
+static void diagnose_sealed(uintptr_t a, uintptr_t start, size_t map, int sig,
+                            const ucontext_t *uc)
+{
+    debug_text_t t = {.len = 0};
+    soma__debug_add(&t, "%s%s %p faulted: use after free: it lies in a large block's mapping "
+                        "that soma sealed when the block was freed\n  the address is B%+ld (B = "
+                        "%p, the block's start; %zu bytes mapped)",
+                    prefix(), access_of(uc), (void *)a, (long)(a - start), (void *)start, map);
+    soma__debug_emit(&t);
+    stops(sig);
+}
+
+static void diagnose(uintptr_t a, int sig, const ucontext_t *uc)
+{
+    const char *access = access_of(uc);
     long dist = 0;
     const rec_t *r = culprit(a, &dist);
     debug_text_t t = {.len = 0};
@@ -588,10 +617,7 @@ static void diagnose(uintptr_t a, int sig, const ucontext_t *uc)
     soma__debug_emit(&t);
     if (r != NULL)
         stacks(r);
-    char tail[128];
-    int len = snprintf(tail, sizeof tail, "%sthe program stops with %s, as the access raised it\n",
-                       prefix(), sig == SIGBUS ? "SIGBUS" : "SIGSEGV");
-    soma__sink_write_all(STDERR_FILENO, tail, (size_t)len);
+    stops(sig);
 }
 
 static void on_fault(int sig, siginfo_t *si, void *uc)
@@ -599,8 +625,12 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     int saved = errno;
     uintptr_t a = (uintptr_t)si->si_addr;
     struct sigaction *prev = before_of(sig);
+    uintptr_t start;
+    size_t map;
     if (si->si_code > 0 && soma__guard_holds((const void *)a)) {
         diagnose(a, sig, uc);
+    } else if (si->si_code > 0 && soma__large_sealed_quick(a, &start, &map)) {
+        diagnose_sealed(a, start, map, sig, uc);
     } else if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction != NULL) {
         prev->sa_sigaction(sig, si, uc);
         errno = saved;

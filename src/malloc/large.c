@@ -974,14 +974,19 @@ static int in_sealed(uintptr_t p, uintptr_t *start, size_t *map)
     return found;
 }
 
-/* Might a sealed range hold p?  No lock: for the checked copies' quick
- * answer, which sends a copy that might to the full check. */
-static int sealed_near(uintptr_t p)
+/* Might a sealed range hold p?  1, with the range as read.  No lock: for
+ * the checked copies' quick answer, which sends a copy that might to the
+ * full check, and for the fault handler (guard.c), which cannot take one. */
+int soma__large_sealed_quick(uintptr_t p, uintptr_t *start, size_t *map)
 {
     for (unsigned i = 0; i < SEALS; i++) {
         uintptr_t at = atomic_load_explicit(&sealed.p[i], memory_order_relaxed);
-        if (at != 0 && p - at < atomic_load_explicit(&sealed.map[i], memory_order_relaxed))
+        size_t size = atomic_load_explicit(&sealed.map[i], memory_order_relaxed);
+        if (at != 0 && p - at < size) {
+            *start = at;
+            *map = size;
             return 1;
+        }
     }
     return 0;
 }
@@ -1700,11 +1705,14 @@ int soma__large_copy_fits(const void *p, size_t len)
     large_window_t *win = window(u, 0);
     size_t first = (u >> 12) & (MARKS_PAGES - 1);
     if (win == NULL || !nearest_start(win->starts, first, &at) ||
-        any_marked(win->ends, at, first))
+        any_marked(win->ends, at, first)) {
         /* p lies in no large block (the nearest one ends before it); a
          * sealed mapping's MiBs count as near too: a copy into one is
          * checked (a write after free) */
-        return SOMA_LARGE_TAIL == 0 || !sealed_near(u);
+        uintptr_t sealed_at;
+        size_t sealed_map;
+        return SOMA_LARGE_TAIL == 0 || !soma__large_sealed_quick(u, &sealed_at, &sealed_map);
+    }
     if (debug || last >> SOMA_LARGE_WINDOW_BITS != w)
         return 0;
     /* no block's end from p's page to the page before the copy's last */

@@ -126,6 +126,9 @@ SOMA_INTERNAL int soma__large_seals(const void *p);
  * with the mapping's start and size.  Under the cache's lock: for
  * diagnoses. */
 SOMA_INTERNAL int soma__large_sealed(const void *p, uintptr_t *start, size_t *map);
+/* The same without a lock (a pair torn by a seal happening meanwhile may
+ * be read): for quick answers and the fault handler. */
+SOMA_INTERNAL int soma__large_sealed_quick(uintptr_t p, uintptr_t *start, size_t *map);
 /* The mapped large block that holds the byte p: 1, with its start, the
  * bytes asked and its mapping's bytes (what the program may use); 0 if
  * there is none, or p lies more than about 4 MiB into one (large.c says

@@ -158,6 +158,18 @@ for case in ("clean", "threads", "fork"):  # threads free each other's guarded b
           f"library {case} under SOMA_GUARD_SAMPLE=2: runs clean ({p.returncode}) "
           f"{p.stderr[-1500:]}")
 
+# Not a guarded block, but a large one sealed at its free (src/malloc/large.c):
+# with the handler installed, the fault is diagnosed all the same.
+p = run([prog, "sealed-read", "300000"], dict(PRE, SOMA_GUARD_SAMPLE="1000000000"))
+m = re.search(r"block (0x[0-9a-f]+) size 300000", p.stderr)
+check(p.returncode in SEGV and m is not None and re.search(
+    r"soma: guard: a read of 0x[0-9a-f]+ faulted: use after free: it lies in a large block's "
+    r"mapping that soma sealed when the block was freed\n  the address is B\+100 \(B = "
+    + m.group(1) + r", the block's start; 303104 bytes mapped\)\nsoma: guard: the program stops "
+    r"with SIGSEGV", p.stderr) is not None and "not caught" not in p.stdout,
+      f"a read of a sealed large block: diagnosed by the handler ({p.returncode}) "
+      f"{p.stderr[-1000:]}")
+
 # A thread with the smallest stack (16 KiB): the handler still has room.
 expect("overflow in a thread of PTHREAD_STACK_MIN", [prog, "thread-overflow", "48"],
        dict(PRE, SOMA_GUARD_SAMPLE="1"), SEGV, r"soma: guard: a write to 0x[0-9a-f]+ faulted: ",

@@ -245,7 +245,10 @@ typedef struct soma_large_stats {
  * soma_stats, where fields are appended).  A freed mapping stays mapped, its
  * pages resident, in the cache: at most cache_max_bytes, released (munmap)
  * oldest first beyond that, after SOMA_ARENA_DECAY_MS unused, or at once
- * but for the most recent one when that is 0.  Process-wide: zero in
+ * but for the most recent one when that is 0.  (In a hardened build the
+ * first freed mapping of each new largest size from 128 KiB to 4 MiB is
+ * sealed instead: its pages given back at once, its addresses kept
+ * inaccessible, counted nowhere here.)  Process-wide: zero in
  * soma_heap_stats_get. */
 typedef struct soma_large_map_stats {
     size_t bytes_mapped;        /* large blocks' mappings: in use and cached */

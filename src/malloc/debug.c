@@ -38,10 +38,12 @@
  * goes back to its pool, marked released; when the pool hands it out
  * again, the fill is checked once more.  A second free of a block finds it
  * freed or released: a double free, with the block's serial.  A large
- * block whose mapping large.c would seal (the first freed of a new largest
- * size) skips the quarantine: sealed at once, any access to it faults at
- * the instruction, and a free or a checked copy into it is diagnosed as
- * one into a sealed mapping.
+ * block leaving the quarantine goes to large.c's free, which may seal its
+ * mapping (a later free or checked copy into it is diagnosed as one into a
+ * sealed mapping).  The quarantine comes first, though normal mode's seal
+ * would make a read after free fault at once: a fault says nothing and
+ * cannot be reported and carried on from (SOMA_DEBUG=report), where the
+ * quarantine names the block, its serial and its stack.
  *
  * Mistakes and their diagnosis (each names the address, the size asked,
  * the serial, the API and heap it came from, and for a damaged guard or
@@ -649,14 +651,6 @@ static void evict_oldest(void)
 /* The block is freed: marked, filled, and kept out of reach a while. */
 static void retire(blk_t *b)
 {
-    if (b->pool == NULL && soma__large_seals(b->b)) {
-        /* Its mapping is sealed at once (large.c): any access faults, at
-         * the instruction, which the quarantine's fill would find only
-         * later, and reads never; a free of it is diagnosed as one into
-         * a sealed mapping.  It has no use for the quarantine. */
-        release(b);
-        return;
-    }
     b->h->tag = (b->h->tag & ~(uint64_t)0xff) | ST_FREED;
     memset(b->u, DEAD, b->span);
     if (ring == NULL && !ring_failed && (size_t)soma__options.quarantine > 0) {

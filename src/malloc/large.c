@@ -920,12 +920,23 @@ static int seal(void *p, size_t map)
         return 0;
     uintptr_t old = 0;
     size_t old_map = 0;
+    /* Its MiBs are counted as near while it is sealed (a copy into it is
+     * checked: soma__large_near), in the windows its block was entered in:
+     * windows are never unmapped, so the count taken here is given back
+     * at its release.  Without them (their mapping failed), no seal. */
+    if (window((uintptr_t)p, 1) == NULL || window((uintptr_t)p + map - 1, 1) == NULL)
+        return 0;
     pthread_mutex_lock(&cache.lock);
-    int done = map >= atomic_load_explicit(&seal_from, memory_order_relaxed) &&
-               soma__os_seal(p, map) == 0;
-    if (done) {
-        mibs_count((uintptr_t)p, map, 1); /* a copy into it is checked: soma__large_near */
+    int done = 0;
+    if (map >= atomic_load_explicit(&seal_from, memory_order_relaxed)) {
+        /* Raised whether or not the kernel seals it: a refusal (the
+         * count of mappings, a memory lock limit) is not retried by every
+         * free of the size. */
         atomic_store_explicit(&seal_from, map + PAGE, memory_order_relaxed);
+        done = soma__os_seal(p, map) == 0;
+    }
+    if (done) {
+        mibs_count((uintptr_t)p, map, 1);
         unsigned i = sealed.next;
         old = atomic_load_explicit(&sealed.p[i], memory_order_relaxed);
         old_map = atomic_load_explicit(&sealed.map[i], memory_order_relaxed);
@@ -947,13 +958,6 @@ static void retire(void *p, size_t map)
 {
     if (!seal(p, map))
         cache_put(p, map);
-}
-
-int soma__large_seals(const void *p)
-{
-    entry_t e;
-    return SOMA_LARGE_TAIL && lookup((uintptr_t)p, &e) && e.map != 0 && e.map <= SEAL_MAX &&
-           e.map >= atomic_load_explicit(&seal_from, memory_order_relaxed);
 }
 
 /* Does a sealed range hold the address p?  1, with its start and size. */
@@ -993,7 +997,9 @@ int soma__large_sealed_quick(uintptr_t p, uintptr_t *start, size_t *map)
 
 int soma__large_sealed(const void *p, uintptr_t *start, size_t *map)
 {
-    return SOMA_LARGE_TAIL && in_sealed((uintptr_t)p, start, map);
+    /* the quick look first: most callers ask of a pointer in none */
+    return SOMA_LARGE_TAIL && soma__large_sealed_quick((uintptr_t)p, start, map) &&
+           in_sealed((uintptr_t)p, start, map);
 }
 
 /* Not in malloc.h's SOMA_LARGE_TRIM_*: up to a budget of bytes from the

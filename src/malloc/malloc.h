@@ -118,10 +118,6 @@ SOMA_INTERNAL int soma__large_lookup(const void *p, size_t *n);
  * cache's lock: for diagnoses only. */
 enum { SOMA_LARGE_CACHED = 1, SOMA_LARGE_SEALED = 2 };
 SOMA_INTERNAL int soma__large_freed(const void *p);
-/* Would the mapped large block at p be sealed if it were freed now
- * (large.c: the first of a new largest size)?  Policy, read unlocked:
- * debug mode's free asks it before it quarantines the block. */
-SOMA_INTERNAL int soma__large_seals(const void *p);
 /* Does p lie in a mapping sealed after its block's free (large.c)?  1,
  * with the mapping's start and size.  Under the cache's lock: for
  * diagnoses. */

@@ -233,11 +233,18 @@ int main(int argc, char **argv)
     if (strcmp(what, "reused") == 0) {
         /* A copy into a large block, which the quick answer remembers;
          * the block freed, a smaller one made (at the same place, from
-         * the large cache): its overflow must still be caught. */
+         * the large cache): its overflow must still be caught.  (The
+         * first freed mapping of its size is sealed, not cached: one is
+         * freed first, so that the block's goes to the cache.) */
+        free(launder(malloc((size_t)1 << 20)));
         char *old = launder(malloc((size_t)1 << 20));
         memcpy(old + 100, src, hide(1000));
         free(old);
         char *p = block(262144);
+        if (p != old) {
+            fprintf(stderr, "setup: the block is not where the old one was\n");
+            return 3; /* not the abort expected: the test fails */
+        }
         memcpy(p, src, hide(malloc_usable_size(p) + 16));
         fprintf(stderr, "not caught (old %p)\n", (void *)old);
         return 0;

@@ -13,9 +13,10 @@
  *   SOMA_FIELD_COUNT     a count (arenas, pools, nodes, blocks)
  *   SOMA_FIELD_BYTES     bytes
  *
- * The class tables, the medium, large and returned sections and the types
+ * The class tables, the medium, large, returned and guarded sections and the types
  * are lists of their own (SOMA_CLASS_FIELDS, SOMA_MEDIUM_FIELDS,
- * SOMA_LARGE_FIELDS, SOMA_LARGE_MAP_FIELDS, SOMA_RETURNED_FIELDS).
+ * SOMA_LARGE_FIELDS, SOMA_LARGE_MAP_FIELDS, SOMA_RETURNED_FIELDS,
+ * SOMA_GUARDED_FIELDS).
  */
 #ifndef SOMA_STATS_FIELDS_H
 #define SOMA_STATS_FIELDS_H
@@ -95,6 +96,15 @@ enum { SOMA_FIELD_GEOMETRY, SOMA_FIELD_COUNT, SOMA_FIELD_BYTES };
     X(medium_pools, "# medium pools with pages returned", SOMA_FIELD_COUNT)                        \
     X(medium_pool_bytes, "# medium bytes of pages returned", SOMA_FIELD_BYTES)                     \
     X(pools_total, "# pools returned total", SOMA_FIELD_COUNT)
+
+/* soma_stats.guarded (appended in version 5): blocks on pages of their own
+ * (SOMA_GUARD_SAMPLE, SOMA_DEBUG=guard), in no arena or large mapping; the
+ * JSON's "guarded" object, the dump's own section. */
+#define SOMA_GUARDED_FIELDS(X)                                                                     \
+    X(blocks_allocated_total, "# guarded blocks allocated total", SOMA_FIELD_COUNT)                \
+    X(blocks_in_use, "# guarded blocks in use", SOMA_FIELD_COUNT)                                  \
+    X(bytes_in_use, "# guarded bytes in use", SOMA_FIELD_BYTES)                                    \
+    X(bytes_mapped, "# guarded blocks' pages", SOMA_FIELD_BYTES)
 
 /* One row of a class table. */
 #define SOMA_CLASS_FIELDS(X)                                                                       \

@@ -284,9 +284,24 @@ typedef struct soma_returned_stats {
                                   an explicit heap's snapshot: that heap's) */
 } soma_returned_stats;
 
+/* Guarded blocks (SOMA_GUARD_SAMPLE, SOMA_DEBUG=guard: each on pages of
+ * its own against an inaccessible guard page; SOMA_STATS_VERSION 5, at the
+ * end of soma_stats).  They lie in soma's range of guarded slots, in no
+ * arena and no large mapping: no other figure counts them.  All zero with
+ * guarding off.  Process-wide: zero in soma_heap_stats_get (an explicit
+ * heap's blocks are never guarded). */
+typedef struct soma_guarded_stats {
+    size_t blocks_allocated_total; /* guarded blocks handed out, ever */
+    size_t blocks_in_use;          /* guarded blocks handed out and not freed */
+    size_t bytes_in_use;           /* bytes requested for those */
+    size_t bytes_mapped;           /* their pages, readable and resident when
+                                      touched (a freed one's go back at its free);
+                                      the guard areas hold none */
+} soma_guarded_stats;
+
 /* The layout of soma_stats: raised whenever a field is added (only ever at
  * the end of the struct, or of a nested one's place-holders). */
-#define SOMA_STATS_VERSION 4 /* 2: large_map; 3: returned; 4: medium_tail */
+#define SOMA_STATS_VERSION 5 /* 2: large_map; 3: returned; 4: medium_tail; 5: guarded */
 
 typedef struct soma_stats {
     /* Which layout the library filled in (SOMA_STATS_VERSION) and how many
@@ -365,6 +380,8 @@ typedef struct soma_stats {
      * (its tail: 16 in a hardened build, 0 in an unhardened one and under
      * ASan or valgrind; soma_medium_stats says what it holds). */
     size_t medium_tail;
+    /* Version 5: guarded blocks, which no figure above counts. */
+    soma_guarded_stats guarded;
 } soma_stats;
 
 /* Fill *out with a snapshot of every figure, over all heaps (every
@@ -388,9 +405,10 @@ SOMA_API void soma_stats_get_sized(soma_stats *out, size_t size);
  * type.  After that, sections of soma's own in the same style: "Medium
  * blocks (soma's own, not in CPython's dump): ..." if a medium arena was
  * ever mapped (soma_stats.medium), "Large blocks ..." if a large block was
- * ever handed out (.large, .large_map), and "Returned pools ..." if an
- * empty pool's pages ever went back to the OS (.returned).  Returns 0, or
- * -1 if writing to `out` failed. */
+ * ever handed out (.large, .large_map), "Returned pools ..." if an
+ * empty pool's pages ever went back to the OS (.returned), and "Guarded
+ * blocks ..." if a block was ever guarded (.guarded).  Returns 0, or -1 if
+ * writing to `out` failed. */
 SOMA_API int soma_stats_print(FILE *out);
 
 /* The same figures for one explicit heap: its classes, its arenas (mapped

@@ -81,8 +81,9 @@ def stats():
     """Every figure of soma's snapshot as a dict, named as in the JSON
     snapshot (docs/stats.schema.json): the CPython table ("classes"), the
     arena and byte figures, "medium", "large", "returned" (the unused pools
-    whose pages went back to the OS), and the arena detail (a pool whose
-    pages went back is [class, 0, 1])."""
+    whose pages went back to the OS), "guarded" (blocks on pages of their
+    own: SOMA_GUARD_SAMPLE, SOMA_DEBUG=guard), and the arena detail (a pool
+    whose pages went back is [class, 0, 1])."""
     _need()
     return json.loads(_soma.stats_json())
 
@@ -136,11 +137,12 @@ class Snapshot:
     @property
     def data(self):
         """The snapshot as a dict (the same as soma.stats() returned then).
-        A snapshot from a soma older than the "returned" figures gets them
-        as zeros, as soma diff and soma map read it."""
+        A snapshot from a soma older than the "returned" or "guarded"
+        figures gets them as zeros, as soma diff and soma map read it."""
         if self._data is None:
             self._data = json.loads(self._text)
             self._data.setdefault("returned", dict.fromkeys(_soma.RETURNED_FIELDS, 0))
+            self._data.setdefault("guarded", dict.fromkeys(_soma.GUARDED_FIELDS, 0))
         return self._data
 
     def to_json(self):

@@ -496,26 +496,34 @@ static struct PyModuleDef module = {
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
+/* keys (a new reference, or NULL) added to m as `name`: 0, or -1. */
+static int add_keys(PyObject *m, const char *name, PyObject *keys)
+{
+    if (keys == NULL || PyModule_AddObject(m, name, keys) != 0) {
+        Py_XDECREF(keys);
+        return -1;
+    }
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__soma(void)
 {
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    /* The "returned" object's keys, from the list the writer and the reader
-     * use: the Python half fills them in for an older snapshot. */
-    PyObject *keys = Py_BuildValue("("
-#define X(f, label, group) "s"
-                                   SOMA_RETURNED_FIELDS(X)
-#undef X
-                                   ")"
-#define X(f, label, group) , #f
-                                   SOMA_RETURNED_FIELDS(X)
-#undef X
-    );
-    if (keys == NULL || PyModule_AddObject(m, "RETURNED_FIELDS", keys) != 0) {
-        Py_XDECREF(keys);
+    /* The "returned" and "guarded" objects' keys, from the lists the writer
+     * and the reader use: the Python half fills them in for an older
+     * snapshot.  (A list's keys as a tuple of strings: KEYS(list).) */
+#define KEY_FORMAT(f, label, group) "s"
+#define KEY_NAME(f, label, group) , #f
+#define KEYS(list) Py_BuildValue("(" list(KEY_FORMAT) ")" list(KEY_NAME))
+    if (add_keys(m, "RETURNED_FIELDS", KEYS(SOMA_RETURNED_FIELDS)) != 0 ||
+        add_keys(m, "GUARDED_FIELDS", KEYS(SOMA_GUARDED_FIELDS)) != 0) {
         Py_DECREF(m);
         return NULL;
     }
+#undef KEYS
+#undef KEY_NAME
+#undef KEY_FORMAT
     return m;
 }

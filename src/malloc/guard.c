@@ -114,6 +114,9 @@ static pthread_mutex_t guard_lock = PTHREAD_MUTEX_INITIALIZER;
 static class_t classes[NCLASS];
 static rec_t *recs;
 static size_t live; /* guarded blocks live now: at most MAX_LIVE */
+/* For the statistics (soma__guard_counts): the bytes asked of the live
+ * blocks, their pages made accessible, and the blocks ever made. */
+static size_t live_bytes, live_mapped, made_total;
 static uint64_t guarded_serial;
 static int warned;
 /* Soma's own code, when it is an object of its own (the override, libsoma.so):
@@ -291,6 +294,9 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
     r->nfreed = 0;
     memcpy(r->made, frames, sizeof frames);
     live++;
+    live_bytes += n;
+    live_mapped += end - lo;
+    made_total++;
     pthread_mutex_unlock(&guard_lock);
     return (void *)u;
 }
@@ -479,6 +485,8 @@ void soma__guard_free(void *p, const char *fn)
         r->nfreed = (uint8_t)nframes;
         memcpy(r->freed, frames, sizeof frames);
         live--;
+        live_bytes -= r->n;
+        live_mapped -= data_end(k, s) - lo;
         class_t *c = &classes[k];
         uint32_t idx = (uint32_t)(r - recs) + 1;
         r->next = 0;
@@ -491,6 +499,16 @@ void soma__guard_free(void *p, const char *fn)
     pthread_mutex_unlock(&guard_lock);
     settle();
     errno = saved;
+}
+
+void soma__guard_counts(soma_guarded_stats *g)
+{
+    pthread_mutex_lock(&guard_lock);
+    g->blocks_allocated_total = made_total;
+    g->blocks_in_use = live;
+    g->bytes_in_use = live_bytes;
+    g->bytes_mapped = live_mapped;
+    pthread_mutex_unlock(&guard_lock);
 }
 
 size_t soma__guard_check(const char *fn)

@@ -298,6 +298,8 @@ SOMA_INTERNAL int soma__guard_live(const void *p, const char *fn, size_t *n);
 SOMA_INTERNAL void soma__guard_retag(void *p, int api); /* the API that made it */
 /* Every live guarded block's slack checked (soma_debug_check); how many. */
 SOMA_INTERNAL size_t soma__guard_check(const char *fn);
+/* The guarded blocks' figures (soma_stats.guarded), under the guard lock. */
+SOMA_INTERNAL void soma__guard_counts(soma_guarded_stats *g);
 
 /* ---- leaks.c: the call stacks of debug blocks, and the leak report ---- */
 /* A debug block's stack number (its header): 1.. a stack of the table, or */

@@ -26,8 +26,12 @@ const field_t soma__emit_fields[SOMA_NUM_FIELDS] = {
     {#m, label, group, SOMA_SECTION_RETURNED, offsetof(soma_stats, returned.m)},
     SOMA_RETURNED_FIELDS(X)
 #undef X
+#define X(m, label, group)                                                                         \
+    {#m, label, group, SOMA_SECTION_GUARDED, offsetof(soma_stats, guarded.m)},
+    SOMA_GUARDED_FIELDS(X)
+#undef X
 };
-_Static_assert(offsetof(soma_stats, returned) + sizeof(soma_returned_stats) <= UINT16_MAX,
+_Static_assert(offsetof(soma_stats, guarded) + sizeof(soma_guarded_stats) <= UINT16_MAX,
                "a figure's offset fits field_t's");
 
 void soma__emit_line(emit_t *e, const char *label, size_t value)

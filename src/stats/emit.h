@@ -23,7 +23,8 @@
 
 /* Every figure of soma_stats by number: SOMA_F_<member>, SOMA_F_medium_<member>,
  * SOMA_F_large_<member> (soma_stats.large's and .large_map's: their names
- * differ), SOMA_F_returned_<member>, in the order of common/stats_fields.h. */
+ * differ), SOMA_F_returned_<member>, SOMA_F_guarded_<member>, in the order
+ * of common/stats_fields.h. */
 enum {
 #define X(m, label, group) SOMA_F_##m,
     SOMA_STATS_FIELDS(X)
@@ -40,11 +41,20 @@ enum {
 #define X(m, label, group) SOMA_F_returned_##m,
     SOMA_RETURNED_FIELDS(X)
 #undef X
+#define X(m, label, group) SOMA_F_guarded_##m,
+    SOMA_GUARDED_FIELDS(X)
+#undef X
     SOMA_NUM_FIELDS
 };
 
 /* Which part of soma_stats a figure is in (its JSON object). */
-enum { SOMA_SECTION_TOP, SOMA_SECTION_MEDIUM, SOMA_SECTION_LARGE, SOMA_SECTION_RETURNED };
+enum {
+    SOMA_SECTION_TOP,
+    SOMA_SECTION_MEDIUM,
+    SOMA_SECTION_LARGE,
+    SOMA_SECTION_RETURNED,
+    SOMA_SECTION_GUARDED
+};
 
 typedef struct {
     const char *key;   /* the member's name: the JSON key */

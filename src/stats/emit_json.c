@@ -6,7 +6,7 @@
  *   { envelope: schema_version, soma_version, reason, pid, program,
  *     timestamp, time_ms, elapsed_ms, scope, build, options,
  *     the figures: one key per soma_stats member (common/stats_fields.h), with
- *     "classes", "medium", "large", "returned" and "types" as nested
+ *     "classes", "medium", "large", "returned", "guarded" and "types" as nested
  *     objects/arrays,
  *     "detail": every arena (address, heap, kind, and its pools in address
  *     order as [class, blocks in use]: 0 in use is an empty pool, still
@@ -160,6 +160,11 @@ static void put_figures(emit_t *e, const soma_stats *st)
     soma__emit_key(e, "returned");
     soma__sink_put(s, "{");
     section(e, st, SOMA_SECTION_RETURNED);
+    soma__sink_put(s, "}");
+
+    soma__emit_key(e, "guarded");
+    soma__sink_put(s, "{");
+    section(e, st, SOMA_SECTION_GUARDED);
     soma__sink_put(s, "}");
 
     soma__emit_key(e, "types");

@@ -205,6 +205,7 @@ static void take_all(walk_t *w)
     soma__large_counts(&st->large.blocks_in_use, &st->large.bytes_in_use,
                        &st->large.blocks_allocated_total);
     soma__large_map_counts(&st->large_map);
+    soma__guard_counts(&st->guarded);
     st->returned.pools_total =
         soma__arena_returned_total(SOMA_KIND_SMALL) + soma__arena_returned_total(SOMA_KIND_MEDIUM);
     soma_medium_stats *m = &st->medium;

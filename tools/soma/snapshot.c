@@ -189,6 +189,11 @@ int tool_snapshot_from_json(const sj_value *v, tool_snapshot *out, char *err, si
 #define X(m, label, group) st->returned.m = get(returned, #m);
     SOMA_RETURNED_FIELDS(X)
 #undef X
+    /* Version 5's; likewise. */
+    const sj_value *guarded = sj_get(v, "guarded");
+#define X(m, label, group) st->guarded.m = get(guarded, #m);
+    SOMA_GUARDED_FIELDS(X)
+#undef X
     if (read_classes(sj_get(v, "classes"), st->classes, st->num_classes, 0, err, errlen) != 0 ||
         (medium != NULL && read_classes(sj_get(medium, "classes"), st->medium.classes,
                                         st->medium.num_classes, st->num_classes, err, errlen) != 0))

@@ -248,8 +248,9 @@ typedef struct soma_large_stats {
  * but for the most recent one when that is 0.  (In a hardened build the
  * first freed mapping of each new largest size from 128 KiB to 4 MiB is
  * sealed instead: its pages given back at once, its addresses kept
- * inaccessible, counted nowhere here.)  Process-wide: zero in
- * soma_heap_stats_get. */
+ * inaccessible, counted in none of the bytes here; when a ninth is sealed
+ * the oldest is unmapped, and counts in maps_released_total.)
+ * Process-wide: zero in soma_heap_stats_get. */
 typedef struct soma_large_map_stats {
     size_t bytes_mapped;        /* large blocks' mappings: in use and cached */
     size_t cached_blocks;       /* mappings in the cache */

@@ -923,8 +923,9 @@ static int seal(void *p, size_t map)
     /* Its MiBs are counted as near while it is sealed (a copy into it is
      * checked: soma__large_near), in the windows its block was entered in:
      * windows are never unmapped, so the count taken here is given back
-     * at its release.  Without them (their mapping failed), no seal. */
-    if (window((uintptr_t)p, 1) == NULL || window((uintptr_t)p + map - 1, 1) == NULL)
+     * at its release.  Without them (their mapping failed when the block
+     * was entered), no seal; none is mapped here. */
+    if (window((uintptr_t)p, 0) == NULL || window((uintptr_t)p + map - 1, 0) == NULL)
         return 0;
     pthread_mutex_lock(&cache.lock);
     int done = 0;

@@ -32,6 +32,7 @@ static void read_after_free(void)
 {
     volatile unsigned char *p = soma_malloc(256 * KIB);
     p[100] = 1;
+    fprintf(stderr, "pointer %p\n", (void *)p);
     soma_free((void *)p);
     fprintf(stderr, "read %d\n", p[100]); /* faults */
 }
@@ -43,6 +44,7 @@ static void write_after_reuse(void)
     unsigned char *q = soma_malloc(256 * KIB);
     if (q == p || q == NULL)
         exit(2); /* the new block must lie elsewhere */
+    fprintf(stderr, "pointer %p\n", (void *)p);
     memset(q, 'q', 256 * KIB);
     ((volatile unsigned char *)p)[8] = 'W'; /* faults */
     exit(3);
@@ -84,10 +86,15 @@ static void expect_fault(const char *name, void (*misuse)(void))
     if (st == -1)
         return;
     int segv = WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
-    int sanitizer = WIFEXITED(st) && WEXITSTATUS(st) != 0 &&
-                    strstr(buf, "Sanitizer: SEGV on unknown address") != NULL;
+    const char *report = strstr(buf, "Sanitizer: SEGV on unknown address ");
+    int sanitizer = WIFEXITED(st) && WEXITSTATUS(st) != 0 && report != NULL;
     if (!CHECK(segv || sanitizer))
         test_note("  %s: child status %#x, stderr:\n%s", name, (unsigned)st, buf);
+    /* The sanitizer says where: in the freed block's first page. */
+    void *p = NULL, *at = NULL;
+    if (sanitizer && CHECK(sscanf(buf, "pointer %p", &p) == 1) &&
+        CHECK(sscanf(report + strlen("Sanitizer: SEGV on unknown address "), "%p", &at) == 1))
+        CHECK((uintptr_t)at - (uintptr_t)p < 4096);
 }
 
 /* Is the page at p mapped at all?  (mincore says ENOMEM for a hole.) */

@@ -107,6 +107,27 @@ int main(void)
     CHECK_EQ(st.guarded.bytes_in_use, s1.guarded.bytes_in_use - freed_asked);
     CHECK_EQ(st.guarded.bytes_mapped, s1.guarded.bytes_mapped - freed_mapped);
 
+    /* calloc, and a realloc (a new guarded block, the old one freed). */
+    unsigned char *c = soma_calloc(10, 30);
+    soma_stats sc;
+    soma_stats_get(&sc);
+    CHECK_EQ(sc.guarded.blocks_allocated_total, st.guarded.blocks_allocated_total + 1);
+    CHECK_EQ(sc.guarded.blocks_in_use, st.guarded.blocks_in_use + 1);
+    CHECK_EQ(sc.guarded.bytes_in_use, st.guarded.bytes_in_use + 300);
+    CHECK_EQ(sc.guarded.bytes_mapped, st.guarded.bytes_mapped + pages_of(300));
+    c = soma_realloc(c, 9000);
+    if (CHECK(c != NULL))
+        CHECK_EQ(c[299], 0); /* contents kept */
+    soma_stats_get(&sc);
+    CHECK_EQ(sc.guarded.blocks_in_use, st.guarded.blocks_in_use + 1);
+    CHECK_EQ(sc.guarded.bytes_in_use, st.guarded.bytes_in_use + 9000);
+    CHECK_EQ(sc.guarded.bytes_mapped, st.guarded.bytes_mapped + pages_of(9000));
+    soma_free(c);
+    soma_stats_get(&sc);
+    CHECK_EQ(sc.guarded.blocks_in_use, st.guarded.blocks_in_use);
+    CHECK_EQ(sc.guarded.bytes_mapped, st.guarded.bytes_mapped);
+    st = sc;
+
     /* An explicit heap's blocks are never guarded; its snapshot has none. */
     soma_heap *h = soma_heap_new();
     if (CHECK(h != NULL)) {

@@ -68,8 +68,9 @@ enum {
       "1: debug mode (guards, fills, a quarantine, checks; a misuse is diagnosed and aborts); "    \
       "report: the same, but print and go on; guard: as 1, and every block on pages of its own "   \
       "against an inaccessible guard page, inaccessible once freed, so that an overflow or a "     \
-      "use after free faults at the instruction and is diagnosed (blocks of explicit heaps "       \
-      "and above 256 MiB excepted)")                                                               \
+      "use after free faults at the instruction and is diagnosed (blocks of explicit heaps, "      \
+      "above 256 MiB, and made while 16384 guarded ones are live excepted: the statistics count "  \
+      "them)")                                                                                     \
     X(quarantine, "SOMA_DEBUG_QUARANTINE", SOMA_OPT_NUMBER, "bytes", 1048576, 1048576, 0,          \
       1073741824, "1048576", "1048576", "a number of bytes from 0 to 1073741824",                  \
       "debug mode: bytes of freed blocks kept from reuse, so that a write after free is caught "   \

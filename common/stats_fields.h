@@ -104,7 +104,8 @@ enum { SOMA_FIELD_GEOMETRY, SOMA_FIELD_COUNT, SOMA_FIELD_BYTES };
     X(blocks_allocated_total, "# guarded blocks allocated total", SOMA_FIELD_COUNT)                \
     X(blocks_in_use, "# guarded blocks in use", SOMA_FIELD_COUNT)                                  \
     X(bytes_in_use, "# guarded bytes in use", SOMA_FIELD_BYTES)                                    \
-    X(bytes_mapped, "# guarded blocks' pages", SOMA_FIELD_BYTES)
+    X(bytes_mapped, "# guarded blocks' pages", SOMA_FIELD_BYTES)                                   \
+    X(blocks_unguarded_total, "# blocks left unguarded total", SOMA_FIELD_COUNT)
 
 /* One row of a class table. */
 #define SOMA_CLASS_FIELDS(X)                                                                       \

@@ -298,6 +298,10 @@ typedef struct soma_guarded_stats {
     size_t bytes_mapped;           /* their pages, readable and resident when
                                       touched (a freed one's go back at its free);
                                       the guard areas hold none */
+    size_t blocks_unguarded_total; /* picked to be guarded, but made as usual:
+                                      16,384 guarded blocks live already (each
+                                      costs the kernel two mappings), no slot of
+                                      its size left, or the kernel refused */
 } soma_guarded_stats;
 
 /* The layout of soma_stats: raised whenever a field is added (only ever at

@@ -60,6 +60,17 @@ static inline int soma__base_mul_overflow(size_t n, size_t size, size_t *total)
     return 1;
 }
 
+/* A check word (a tail, a fence, a header's word: a value soma writes
+ * where a program's overflow or underflow would land, and compares later)
+ * made from a secret x: every byte with its top bit set, so that text
+ * (ASCII) and zeros, what programs write most, never leave it as it was;
+ * a keyed byte alone would, once in 256 runs.  40 bits of the secret stay. */
+#define SOMA_CHECK_HIGH 0x8080808080808080ull
+static inline uint64_t soma__base_check_word(uint64_t x)
+{
+    return x | SOMA_CHECK_HIGH;
+}
+
 /* The first byte (0..7, in memory order) at which two different words read
  * from the same place differ: where a write over a check word began. */
 static inline size_t soma__base_first_diff(uint64_t a, uint64_t b)

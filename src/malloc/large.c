@@ -618,7 +618,7 @@ static void unlink_slot(uint16_t i)
 #define FREED_WORD 0x66726565646c6172ull
 static uint64_t freed_word(uintptr_t p)
 {
-    return soma__tail_key ^ p ^ FREED_WORD;
+    return soma__base_check_word(soma__tail_key ^ p ^ FREED_WORD);
 }
 static void freed_set(uintptr_t p)
 {
@@ -1321,7 +1321,7 @@ static uint64_t *tail_of(void *p, size_t map)
 }
 static uint64_t tail_value(const void *p, size_t map)
 {
-    return soma__tail_key ^ (uintptr_t)p ^ map;
+    return soma__base_check_word(soma__tail_key ^ (uintptr_t)p ^ map);
 }
 /* The mapping of `map` bytes at p now holds a block of n bytes. */
 static void tail_set(void *p, size_t n, size_t map)

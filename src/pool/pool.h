@@ -273,7 +273,7 @@ static inline uintptr_t *soma__pool_canary_slot(const pool_t *pool)
 }
 static inline uintptr_t soma__pool_canary_value(const pool_t *pool)
 {
-    return soma__link_key ^ (uintptr_t)pool->base; /* never 0: the key is odd */
+    return soma__base_check_word(soma__link_key ^ (uintptr_t)pool->base);
 }
 static inline void soma__pool_canary_set(pool_t *pool)
 {

@@ -22,7 +22,7 @@ void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, 
 {
     const char *b = bv;
     size_t from = (size_t)((const char *)soma__tail_fence(b, n) - b) +
-                  soma__base_first_diff(word, ~soma__tail_tag(b));
+                  soma__base_first_diff(word, soma__tail_fence_value(b));
     soma__fatal("%s(%p): buffer overflow: the block holds %zu bytes (the size asked, or what "
                 "malloc_usable_size said), and B+%zu past them is overwritten (B = the block, "
                 "%zu bytes, class %u)",

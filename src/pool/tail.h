@@ -10,7 +10,7 @@
  *   the tail word, at s - 8:   the block's tag (the tails' key and the
  *                              block's address) in its top 48 bits, n in
  *                              its low 16
- *   the fence, at n rounded    the tag's complement, at the first 8-aligned
+ *   the fence, at n rounded    the tag, its bytes' low 7 bits flipped, at the first 8-aligned
  *   up to 8:                   offset at or past n (at most s - 16: inside
  *                              the block, before the tail word)
  *
@@ -59,7 +59,13 @@ static inline uint64_t soma__tail_tag(const void *b)
     /* The address's low bits shifted up too: the tail word keeps only the
      * tag's top 48 bits, which must differ between blocks of one pool. */
     uint64_t a = (uint64_t)(uintptr_t)b;
-    return a ^ (a << 32) ^ soma__tail_key;
+    return soma__base_check_word(a ^ (a << 32) ^ soma__tail_key);
+}
+/* The fence's value: the tag with its bytes' low 7 bits flipped (a check
+ * word too, and not the tail word's). */
+static inline uint64_t soma__tail_fence_value(const void *b)
+{
+    return soma__tail_tag(b) ^ 0x7f7f7f7f7f7f7f7full;
 }
 static inline uint64_t *soma__tail_word(const void *b, size_t size)
 {
@@ -74,7 +80,7 @@ static inline uint64_t *soma__tail_fence(const void *b, size_t n)
 static inline void soma__tail_set(void *b, unsigned c, size_t n)
 {
     uint64_t tag = soma__tail_tag(b);
-    __atomic_store_n(soma__tail_fence(b, n), ~tag, __ATOMIC_RELAXED);
+    __atomic_store_n(soma__tail_fence(b, n), tag ^ 0x7f7f7f7f7f7f7f7full, __ATOMIC_RELAXED);
     __atomic_store_n(soma__tail_word(b, soma__sizeclass_size(c)),
                      (tag & ~(uint64_t)SOMA_TAIL_ASKED) | n, __ATOMIC_RELAXED);
 }
@@ -122,7 +128,7 @@ static inline size_t soma__tail_own(const pool_t *pool, const void *b, size_t si
     if (SOMA_UNLIKELY(n == SIZE_MAX))
         soma__tail_fatal_tail(fn, pool, b, size);
     uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
-    if (SOMA_UNLIKELY(fence != ~soma__tail_tag(b)))
+    if (SOMA_UNLIKELY(fence != soma__tail_fence_value(b)))
         soma__tail_fatal_fence(fn, pool, b, size, n, fence);
     return n;
 }

@@ -143,12 +143,13 @@ void soma__emit_text(emit_t *e, const soma_stats *st)
     }
     /* Guarded blocks lie in no arena and no mapping above.  Version 5. */
     if ((st->size == 0 || st->size >= offsetof(soma_stats, guarded) + sizeof st->guarded) &&
-        st->guarded.blocks_allocated_total > 0) {
+        (st->guarded.blocks_allocated_total > 0 || st->guarded.blocks_unguarded_total > 0)) {
         soma__sink_put(s, "\nGuarded blocks (soma's own: each on pages of its own against an "
                           "inaccessible guard page).\n\n");
         soma__emit_figure(e, st, SOMA_F_guarded_blocks_allocated_total);
         soma__emit_figure(e, st, SOMA_F_guarded_blocks_in_use);
         soma__emit_figure(e, st, SOMA_F_guarded_bytes_in_use);
         soma__emit_figure(e, st, SOMA_F_guarded_bytes_mapped);
+        soma__emit_figure(e, st, SOMA_F_guarded_blocks_unguarded_total);
     }
 }

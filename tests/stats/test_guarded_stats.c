@@ -85,9 +85,9 @@ int main(void)
     char want[256];
     snprintf(want, sizeof want,
              "\"guarded\": {\"blocks_allocated_total\": %zu, \"blocks_in_use\": %zu, "
-             "\"bytes_in_use\": %zu, \"bytes_mapped\": %zu}",
+             "\"bytes_in_use\": %zu, \"bytes_mapped\": %zu, \"blocks_unguarded_total\": %zu}",
              s1.guarded.blocks_allocated_total, s1.guarded.blocks_in_use,
-             s1.guarded.bytes_in_use, s1.guarded.bytes_mapped);
+             s1.guarded.bytes_in_use, s1.guarded.bytes_mapped, s1.guarded.blocks_unguarded_total);
     if (CHECK(json != NULL) && !CHECK(strstr(json, want) != NULL))
         test_note("no %s in the JSON", want);
     free(json);
@@ -148,5 +148,18 @@ int main(void)
     CHECK_EQ(st.guarded.blocks_in_use, s0.guarded.blocks_in_use);
     CHECK_EQ(st.guarded.bytes_in_use, s0.guarded.bytes_in_use);
     CHECK_EQ(st.guarded.bytes_mapped, s0.guarded.bytes_mapped);
+
+    /* Past 16,384 live guarded blocks, blocks are made as usual, and
+     * counted so. */
+    enum { LIMIT = 16384, OVER = 25 };
+    static void *many[LIMIT + OVER];
+    for (size_t i = 0; i < LIMIT + OVER; i++)
+        many[i] = soma_malloc(24);
+    soma_stats_get(&sc);
+    CHECK_EQ(sc.guarded.blocks_in_use, LIMIT);
+    CHECK_EQ(sc.guarded.blocks_unguarded_total - st.guarded.blocks_unguarded_total, OVER);
+    CHECK_EQ(sc.guarded.bytes_in_use, (size_t)LIMIT * 24);
+    for (size_t i = 0; i < LIMIT + OVER; i++)
+        soma_free(many[i]);
     return test_summary();
 }

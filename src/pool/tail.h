@@ -63,9 +63,10 @@ static inline uint64_t soma__tail_tag(const void *b)
 }
 /* The fence's value: the tag with its bytes' low 7 bits flipped (a check
  * word too, and not the tail word's). */
+#define SOMA_TAIL_FENCE_FLIP 0x7f7f7f7f7f7f7f7full
 static inline uint64_t soma__tail_fence_value(const void *b)
 {
-    return soma__tail_tag(b) ^ 0x7f7f7f7f7f7f7f7full;
+    return soma__tail_tag(b) ^ SOMA_TAIL_FENCE_FLIP;
 }
 static inline uint64_t *soma__tail_word(const void *b, size_t size)
 {
@@ -80,7 +81,7 @@ static inline uint64_t *soma__tail_fence(const void *b, size_t n)
 static inline void soma__tail_set(void *b, unsigned c, size_t n)
 {
     uint64_t tag = soma__tail_tag(b);
-    __atomic_store_n(soma__tail_fence(b, n), tag ^ 0x7f7f7f7f7f7f7f7full, __ATOMIC_RELAXED);
+    __atomic_store_n(soma__tail_fence(b, n), tag ^ SOMA_TAIL_FENCE_FLIP, __ATOMIC_RELAXED);
     __atomic_store_n(soma__tail_word(b, soma__sizeclass_size(c)),
                      (tag & ~(uint64_t)SOMA_TAIL_ASKED) | n, __ATOMIC_RELAXED);
 }

@@ -70,7 +70,7 @@ enum {
       "against an inaccessible guard page, inaccessible once freed, so that an overflow or a "     \
       "use after free faults at the instruction and is diagnosed (blocks of explicit heaps, "      \
       "above 256 MiB, and made while 16384 guarded ones are live excepted: the statistics count "  \
-      "them)")                                                                                     \
+      "the last)")                                                                                 \
     X(quarantine, "SOMA_DEBUG_QUARANTINE", SOMA_OPT_NUMBER, "bytes", 1048576, 1048576, 0,          \
       1073741824, "1048576", "1048576", "a number of bytes from 0 to 1073741824",                  \
       "debug mode: bytes of freed blocks kept from reuse, so that a write after free is caught "   \

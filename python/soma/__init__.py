@@ -142,7 +142,9 @@ class Snapshot:
         if self._data is None:
             self._data = json.loads(self._text)
             self._data.setdefault("returned", dict.fromkeys(_soma.RETURNED_FIELDS, 0))
-            self._data.setdefault("guarded", dict.fromkeys(_soma.GUARDED_FIELDS, 0))
+            guarded = self._data.setdefault("guarded", {})
+            for key in _soma.GUARDED_FIELDS:
+                guarded.setdefault(key, 0)
         return self._data
 
     def to_json(self):

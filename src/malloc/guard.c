@@ -209,14 +209,14 @@ static unsigned class_for(size_t n, size_t al)
     return k;
 }
 
-static void say_once(const char *why)
+static void say_once(int expected, const char *why)
 {
     unguarded_total++;
     /* SOMA_DEBUG=guard asks for every block: any real program reaches the
-     * live limit, and a line on stderr there would be noise that breaks
-     * programs checking their own stderr (CPython's tests do); the
-     * statistics count these blocks (blocks_unguarded_total). */
-    if (warned || soma__options.debug == SOMA_DEBUG_GUARD)
+     * live limit (`expected`), and a line on stderr there would be noise
+     * that breaks programs checking their own stderr (CPython's tests
+     * do); the statistics count these blocks (blocks_unguarded_total). */
+    if (warned || (expected && soma__options.debug == SOMA_DEBUG_GUARD))
         return;
     warned = 1;
     char line[256];
@@ -257,7 +257,7 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
     class_t *c = &classes[k];
     uint32_t s;
     if (live >= MAX_LIVE) {
-        say_once("as many guarded blocks are live as soma allows (16384: each costs the kernel "
+        say_once(1, "as many guarded blocks are live as soma allows (16384: each costs the kernel "
                  "two mappings)");
         pthread_mutex_unlock(&guard_lock);
         return NULL;
@@ -270,7 +270,7 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
         if (c->head == 0)
             c->tail = 0;
     } else {
-        say_once("every guard slot of a size class is in use");
+        say_once(1, "every guard slot of a size class is in use");
         pthread_mutex_unlock(&guard_lock);
         return NULL;
     }
@@ -285,7 +285,7 @@ void *soma__guard_malloc(size_t n, int api, size_t align, uint64_t serial)
         c->head = (uint32_t)(c->first + s + 1);
         if (c->tail == 0)
             c->tail = c->head;
-        say_once("the kernel refused to make a guarded block's pages accessible");
+        say_once(0, "the kernel refused to make a guarded block's pages accessible");
         pthread_mutex_unlock(&guard_lock);
         errno = saved;
         return NULL;

@@ -606,7 +606,8 @@ static void unlink_slot(uint16_t i)
 
 /*
  * A cached mapping's first word (a hardened build without a checker, as
- * the blocks' tails): `tail key ^ its address ^ FREED_WORD`, written when the
+ * the blocks' tails): `tail key ^ its address ^ FREED_WORD`, made a check
+ * word (soma__base_check_word, base.h), written when the
  * range is cached or its start moves (a split), compared when the range is
  * taken, merged into another, or released.  So a write after free into
  * the first bytes of a freed large block (where a struct's first field, a

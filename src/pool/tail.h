@@ -10,9 +10,10 @@
  *   the tail word, at s - 8:   the block's tag (the tails' key and the
  *                              block's address) in its top 48 bits, n in
  *                              its low 16
- *   the fence, at n rounded    the tag, its bytes' low 7 bits flipped, at the first 8-aligned
- *   up to 8:                   offset at or past n (at most s - 16: inside
- *                              the block, before the tail word)
+ *   the fence, at n rounded    the tag with its bytes' low 7 bits
+ *   up to 8:                   flipped, at the first 8-aligned offset at
+ *                              or past n (at most s - 16: inside the
+ *                              block, before the tail word)
  *
  * n is the size asked, until the program asks soma_usable_size: that
  * answers what the class holds, s - 16, and the words move there (n =

@@ -142,7 +142,7 @@ void soma__emit_text(emit_t *e, const soma_stats *st)
         soma__emit_figure(e, st, SOMA_F_returned_pools_total);
     }
     /* Guarded blocks lie in no arena and no mapping above.  Version 5. */
-    if ((st->size == 0 || st->size >= offsetof(soma_stats, guarded) + sizeof st->guarded) &&
+    if ((st->size == 0 || st->size > offsetof(soma_stats, guarded)) &&
         (st->guarded.blocks_allocated_total > 0 || st->guarded.blocks_unguarded_total > 0)) {
         soma__sink_put(s, "\nGuarded blocks (soma's own: each on pages of its own against an "
                           "inaccessible guard page).\n\n");

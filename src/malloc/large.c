@@ -59,8 +59,8 @@
  * Released means munmap: the pages go back at once.  A mapping larger
  * than CACHE_MAX is never cached, and in a hardened build the first freed
  * mapping of each new largest size from 128 KiB to 4 MiB is sealed instead
- * (below, "Sealed mappings": a use after free faults).  And idle memory changes sides (with a
- * decay): pools made resident take as much from the cache (large_shed),
+ * (below, "Sealed mappings": a use after free faults).  And idle memory
+ * changes sides (with a decay): pools made resident take as much from the cache (large_shed),
  * a fresh mapping makes the thread's heap give back as much of its empty
  * pools' pages (pools_shed), so that soma's total grows only when neither
  * side has any to spare (DESIGN.md, "Idle memory changes sides").
@@ -881,14 +881,15 @@ static void cache_put(void *p, size_t map)
  * keeps every freed mapping readable, and hands it to the next request of
  * its size: a use after free goes unseen, and a stale write lands in the
  * next owner's block.  So the first freed mapping of each new largest size
- * from SEAL_MIN to SEAL_MAX is sealed instead of cached: its pages go back to the
- * OS as munmap would give them, its addresses stay reserved and
+ * from SEAL_MIN to SEAL_MAX is sealed instead of cached: its pages go back
+ * to the OS as munmap would give them, its addresses stay reserved and
  * inaccessible (so no later mapping lands there: a stale pointer faults,
  * rather than reaching the block made after), and seal_from rises past its
  * size, so that the next free of that size is cached as before: a program
  * pays one system call and one fresh mapping per new size, and none in a
- * loop (above SEAL_MAX the fresh mapping's faults cost too much: none).  The last SEALS sealed ranges are kept, the oldest unmapped when
- * one more is sealed; free or realloc of a pointer into one stops the
+ * loop (above SEAL_MAX the fresh mapping's faults cost too much: none).
+ * The last SEALS sealed ranges are kept, the oldest unmapped when one more
+ * is sealed; free or realloc of a pointer into one stops the
  * program (not_inside: a double free, or a pointer kept after its free).
  * Cache lock, which fork holds: seal_from is read without it first
  * (relaxed; checked again under it).  The seal's system call is made
@@ -904,9 +905,10 @@ static void cache_put(void *p, size_t map)
 #define SEALS 8
 static _Atomic size_t seal_from = SEAL_MIN; /* .data: one word */
 static struct {
-    /* Written under the lock; the checked copies' quick answer reads them
-     * without it (sealed_near), so atomics (relaxed: a torn pair only
-     * sends a copy to the full check, which reads them locked). */
+    /* Written under the lock; the checked copies' quick answer and the
+     * fault handler read them without it (soma__large_sealed_quick), so
+     * atomics (relaxed: a torn pair only sends a copy to the full check,
+     * which reads them locked). */
     _Atomic uintptr_t p[SEALS];
     _Atomic size_t map[SEALS];
     unsigned next; /* the slot sealed next: the oldest */
@@ -962,24 +964,6 @@ static void retire(void *p, size_t map)
         cache_put(p, map);
 }
 
-/* Does a sealed range hold the address p?  1, with its start and size. */
-static int in_sealed(uintptr_t p, uintptr_t *start, size_t *map)
-{
-    int found = 0;
-    pthread_mutex_lock(&cache.lock);
-    for (unsigned i = 0; i < SEALS && !found; i++) {
-        uintptr_t at = atomic_load_explicit(&sealed.p[i], memory_order_relaxed);
-        size_t size = atomic_load_explicit(&sealed.map[i], memory_order_relaxed);
-        if (at != 0 && p - at < size) {
-            *start = at;
-            *map = size;
-            found = 1;
-        }
-    }
-    pthread_mutex_unlock(&cache.lock);
-    return found;
-}
-
 /* Might a sealed range hold p?  1, with the range as read.  No lock: for
  * the checked copies' quick answer, which sends a copy that might to the
  * full check, and for the fault handler (guard.c), which cannot take one. */
@@ -999,9 +983,14 @@ int soma__large_sealed_quick(uintptr_t p, uintptr_t *start, size_t *map)
 
 int soma__large_sealed(const void *p, uintptr_t *start, size_t *map)
 {
-    /* the quick look first: most callers ask of a pointer in none */
-    return SOMA_LARGE_TAIL && soma__large_sealed_quick((uintptr_t)p, start, map) &&
-           in_sealed((uintptr_t)p, start, map);
+    /* The quick look first (most callers ask of a pointer in none), then
+     * the same under the lock, where no seal is halfway written. */
+    if (!SOMA_LARGE_TAIL || !soma__large_sealed_quick((uintptr_t)p, start, map))
+        return 0;
+    pthread_mutex_lock(&cache.lock);
+    int found = soma__large_sealed_quick((uintptr_t)p, start, map);
+    pthread_mutex_unlock(&cache.lock);
+    return found;
 }
 
 /* Not in malloc.h's SOMA_LARGE_TRIM_*: up to a budget of bytes from the

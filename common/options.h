@@ -30,6 +30,7 @@ enum {
     SOMA_OPT_FORMAT, /* text (0) or json (1); empty is the default */
     SOMA_OPT_NUMBER, /* a decimal number from min to max */
     SOMA_OPT_DEBUG,  /* a boolean (off 0, on 1) or "report" (2) */
+    SOMA_OPT_COPIES, /* a boolean (0, 1) or a number of bytes from 2 to max */
 };
 
 #define SOMA_OPTIONS(X)                                                                            \
@@ -75,11 +76,14 @@ enum {
       1073741824, "1048576", "1048576", "a number of bytes from 0 to 1073741824",                  \
       "debug mode: bytes of freed blocks kept from reuse, so that a write after free is caught "   \
       "(0: none)")                                                                                 \
-    X(check_copies, "SOMA_CHECK_COPIES", SOMA_OPT_BOOL, "bool", 0, 0, 0, 1, "0", "0",              \
-      "a boolean (1/0, yes/no, on/off, true/false)",                                               \
-      "the override only: 1: memcpy, memmove, memset, strcpy, strcat and their kin (the "          \
-      "_FORTIFY_SOURCE forms too) stop the program before a copy into one of soma's blocks runs " \
-      "past its end, with a diagnosis (debug mode always checks)")                               \
+    X(check_copies, "SOMA_CHECK_COPIES", SOMA_OPT_COPIES, "bool or bytes", 0, 513, 0,             \
+      1073741824, "0", "513",                                                                      \
+      "a boolean (1/0, yes/no, on/off, true/false) or a number of bytes from 2 to 1073741824",     \
+      "the override only: memcpy, memmove, memset, strcpy, strcat and their kin (the "             \
+      "_FORTIFY_SOURCE forms too) stop the program before a copy into one of soma's blocks runs "  \
+      "past its end, with a diagnosis; 1: every copy; N: copies of N bytes or more (the "          \
+      "default: those longer than a small block, which cost little; strcpy, stpcpy and strcat "    \
+      "are then left alone); 0: none (debug mode always checks every copy)")                       \
     X(guard_sample, "SOMA_GUARD_SAMPLE", SOMA_OPT_NUMBER, "1 in N", 0, 0, 0, 1000000000,           \
       "0 (off)", "0 (off)", "a number from 0 to 1000000000",                                       \
       "N > 0: about one allocation in N (at random intervals, per thread) is guarded: on pages "   \

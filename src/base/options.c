@@ -20,7 +20,8 @@
 #include "base/start.h"
 #include "common/options.h"
 
-options_t soma__options;
+/* No copy checked until the options are read (a constructor's copies) */
+options_t soma__options = {.copies_above = SIZE_MAX};
 gate_t soma__options_gate = {SOMA_SMALL_THRESHOLD, SOMA_MEDIUM_MAX, SOMA_POOL_OVERHEAD, 0};
 
 typedef struct {
@@ -102,6 +103,14 @@ static int parse(const option_t *o, const char *v, long *out)
         if (strcasecmp(v, "guard") == 0)
             return *out = SOMA_DEBUG_GUARD, 0;
         return (*out = parse_bool(v)) < 0 ? -1 : 0;
+    case SOMA_OPT_COPIES: {
+        int b = parse_bool(v);
+        if (b >= 0)
+            return *out = b, 0;
+        long long n = strtoll(v, &end, 10);
+        *out = (long)n;
+        return *v == '\0' || *end != '\0' || n < 2 || n > o->max ? -1 : 0;
+    }
     case SOMA_OPT_SIGNAL:
         if (*v == '\0')
             return 1;
@@ -165,6 +174,12 @@ static void read_all(void)
         soma__options_gate.min_offset = SOMA_POOL_SIZE;
         soma__options.check_copies = 1; /* always, in debug mode */
     }
+#if defined(SOMA_HARDEN) && !SOMA_HARDEN
+    /* The build that measures hardening (link.h) checks no copy unless told */
+    if (secure_getenv("SOMA_CHECK_COPIES") == NULL)
+        soma__options.check_copies = 0;
+#endif
+    soma__options.copies_above = (size_t)soma__options.check_copies - 1;
     /* Sampled guarded blocks (malloc/guard.c): every malloc goes out of
      * line, to soma__malloc_sized, which counts down to the next one; free
      * keeps its fast path (a guarded block is outside soma's arenas). */

@@ -10,6 +10,7 @@
 #define SOMA_MALLOC_H
 
 #include "heap/heap.h"
+#include "pool/tail.h"
 
 /* Every function that may stand between a program's allocation call and
  * debug mode's taking of its call stack (the malloc family's entry points
@@ -69,9 +70,7 @@ static inline int soma__malloc_copy_fits(const void *p, size_t len)
     if (a == NULL || SOMA_UNLIKELY(soma__options.debug))
         return 0;
     unsigned c = soma__pool_in(a, p)->szidx;
-    /* a medium block's bound is the size asked, in its tail (pool/tail.h):
-     * the full check reads it */
-    if (c >= (SOMA_MEDIUM_TAIL ? SOMA_NUM_CLASSES : SOMA_NUM_ALL_CLASSES))
+    if (c >= SOMA_NUM_ALL_CLASSES)
         return 0;
     /* soma__pool_block_start's arithmetic (pools are pool-aligned): block
      * q of the pool, `into` bytes into it; an offset inside the header
@@ -79,7 +78,17 @@ static inline int soma__malloc_copy_fits(const void *p, size_t len)
     uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - (uint32_t)SOMA_POOL_OVERHEAD;
     uint64_t q = ((uint64_t)x * soma__sizeclass_recip[c].mul) >> 32;
     size_t size = soma__sizeclass_size(c), into = x - q * size;
-    return SOMA_POOL_OVERHEAD + (q + 1) * size <= SOMA_POOL_SIZE && len <= size - into;
+    if (SOMA_POOL_OVERHEAD + (q + 1) * size > SOMA_POOL_SIZE)
+        return 0;
+#if SOMA_MEDIUM_TAIL
+    /* a medium block's bound is the size asked, in its tail (pool/tail.h);
+     * a tail that is not the block's (SIZE_MAX) goes to the full check */
+    if (c >= SOMA_NUM_CLASSES) {
+        size_t n = soma__tail_asked((const char *)p - into, size);
+        return n != SIZE_MAX && into <= n && len <= n - into;
+    }
+#endif
+    return len <= size - into;
 }
 /* The call as the program wrote it, "memcpy(0x..., 0x..., 40)", into buf. */
 SOMA_INTERNAL void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c);

@@ -10,11 +10,13 @@
  * is the model.  libsoma.so interposes nothing: a program that links soma
  * keeps its C library's copies.
  *
- * Normal mode checks with SOMA_CHECK_COPIES=1 (it costs too much to be
- * the default: docs/DESIGN.md, "Checked copies"), debug mode always.
- * With the option off each function here is a compare and a tail call.
- * On, the common cases are answered without the full check: a
- * destination outside soma's blocks (the stack, a global) by the
+ * Which copies are checked is a length (SOMA_CHECK_COPIES, base/options.h):
+ * normal mode checks the copies longer than a small block by default,
+ * every copy with SOMA_CHECK_COPIES=1 (that costs too much to be the
+ * default: docs/DESIGN.md, "Checked copies"); debug mode every copy.
+ * A copy left alone costs each function here a compare and a tail call.
+ * A checked one is answered without the full check in the common cases:
+ * a destination outside soma's blocks (the stack, a global) by the
  * region's range compare and one load for the large blocks
  * (soma__large_near), a copy inside a pooled block inline
  * (soma__malloc_copy_fits), one inside a large block without a lock
@@ -224,9 +226,13 @@ __attribute__((always_inline)) static inline int watched(const void *d)
 {
     return soma__region_holds(d) || soma__large_near(d);
 }
-/* Checks on?  The one test with them off (the option, which debug mode
- * sets). */
-#define CHECKS SOMA_UNLIKELY(soma__options.check_copies)
+/* Is a copy of n bytes checked?  The one test for a copy left alone: n
+ * against the option's threshold less one (base/options.h), SIZE_MAX when
+ * no copy is checked.  The string copies without a length (strcpy,
+ * stpcpy, strcat) are checked only when every copy is (the threshold 1,
+ * debug mode's): their length would cost a strlen to learn. */
+#define CHECKS(n) SOMA_UNLIKELY((size_t)(n) > soma__options.copies_above)
+#define CHECKS_ALL SOMA_UNLIKELY(soma__options.copies_above == 0)
 
 /* The calls, by what they do; the _FORTIFY_SOURCE forms are named apart
  * for the diagnosis (the program called that name). */
@@ -329,63 +335,63 @@ __attribute__((noinline)) static void *beyond_pools(unsigned id, void *d, const 
 
 EXPORT void *memcpy(void *restrict d, const void *restrict s, size_t n)
 {
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_MEMCPY, d, s, n);
     return REAL(memcpy)(d, s, n);
 }
 
 EXPORT void *memmove(void *d, const void *s, size_t n)
 {
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_MEMMOVE, d, s, n);
     return REAL(memmove)(d, s, n);
 }
 
 EXPORT void *mempcpy(void *restrict d, const void *restrict s, size_t n)
 {
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_MEMPCPY, d, s, n);
     return REAL(mempcpy)(d, s, n);
 }
 
 EXPORT void *memset(void *d, int c, size_t n)
 {
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_MEMSET, d, (const void *)(uintptr_t)(unsigned char)c, n);
     return REAL(memset)(d, c, n);
 }
 
 EXPORT char *strcpy(char *restrict d, const char *restrict s)
 {
-    if (CHECKS && watched(d))
+    if (CHECKS_ALL && watched(d))
         return checked(F_STRCPY, d, s, 0);
     return REAL(strcpy)(d, s);
 }
 
 EXPORT char *stpcpy(char *restrict d, const char *restrict s)
 {
-    if (CHECKS && watched(d))
+    if (CHECKS_ALL && watched(d))
         return checked(F_STPCPY, d, s, 0);
     return REAL(stpcpy)(d, s);
 }
 
 EXPORT char *strcat(char *restrict d, const char *restrict s)
 {
-    if (CHECKS && watched(d))
+    if (CHECKS_ALL && watched(d))
         return checked(F_STRCAT, d, s, 0);
     return REAL(strcat)(d, s);
 }
 
 EXPORT char *strncpy(char *restrict d, const char *restrict s, size_t n)
 {
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_STRNCPY, d, s, n);
     return REAL(strncpy)(d, s, n);
 }
 
 EXPORT char *strncat(char *restrict d, const char *restrict s, size_t n)
 {
-    if (CHECKS && watched(d))
+    if (CHECKS(n) && watched(d))
         return checked(F_STRNCAT, d, s, n);
     return REAL(strncat)(d, s, n);
 }
@@ -398,7 +404,7 @@ EXPORT void *__memcpy_chk(void *restrict d, const void *restrict s, size_t n, si
 {
     if (destlen < n)
         __chk_fail();
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_CHK + F_MEMCPY, d, s, n);
     return REAL(memcpy)(d, s, n);
 }
@@ -407,7 +413,7 @@ EXPORT void *__memmove_chk(void *d, const void *s, size_t n, size_t destlen)
 {
     if (destlen < n)
         __chk_fail();
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_CHK + F_MEMMOVE, d, s, n);
     return REAL(memmove)(d, s, n);
 }
@@ -416,7 +422,7 @@ EXPORT void *__mempcpy_chk(void *restrict d, const void *restrict s, size_t n, s
 {
     if (destlen < n)
         __chk_fail();
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_CHK + F_MEMPCPY, d, s, n);
     return REAL(mempcpy)(d, s, n);
 }
@@ -425,7 +431,7 @@ EXPORT void *__memset_chk(void *d, int c, size_t n, size_t destlen)
 {
     if (destlen < n)
         __chk_fail();
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_CHK + F_MEMSET, d, (const void *)(uintptr_t)(unsigned char)c, n);
     return REAL(memset)(d, c, n);
 }
@@ -434,7 +440,7 @@ EXPORT char *__strcpy_chk(char *restrict d, const char *restrict s, size_t destl
 {
     if (strlen(s) >= destlen)
         __chk_fail();
-    if (CHECKS && watched(d))
+    if (CHECKS_ALL && watched(d))
         return checked(F_CHK + F_STRCPY, d, s, 0);
     return REAL(strcpy)(d, s);
 }
@@ -443,7 +449,7 @@ EXPORT char *__stpcpy_chk(char *restrict d, const char *restrict s, size_t destl
 {
     if (strlen(s) >= destlen)
         __chk_fail();
-    if (CHECKS && watched(d))
+    if (CHECKS_ALL && watched(d))
         return checked(F_CHK + F_STPCPY, d, s, 0);
     return REAL(stpcpy)(d, s);
 }
@@ -453,7 +459,7 @@ EXPORT char *__strcat_chk(char *restrict d, const char *restrict s, size_t destl
     size_t dl = strnlen(d, destlen);
     if (dl == destlen || strlen(s) >= destlen - dl)
         __chk_fail();
-    if (CHECKS && watched(d))
+    if (CHECKS_ALL && watched(d))
         return checked(F_CHK + F_STRCAT, d, s, 0);
     return REAL(strcat)(d, s);
 }
@@ -462,7 +468,7 @@ EXPORT char *__strncpy_chk(char *restrict d, const char *restrict s, size_t n, s
 {
     if (destlen < n)
         __chk_fail();
-    if (CHECKS && !soma__malloc_copy_fits(d, n))
+    if (CHECKS(n) && !soma__malloc_copy_fits(d, n))
         return beyond_pools(F_CHK + F_STRNCPY, d, s, n);
     return REAL(strncpy)(d, s, n);
 }
@@ -472,7 +478,7 @@ EXPORT char *__strncat_chk(char *restrict d, const char *restrict s, size_t n, s
     size_t dl = strnlen(d, destlen);
     if (dl == destlen || strnlen(s, n) >= destlen - dl)
         __chk_fail();
-    if (CHECKS && watched(d))
+    if (CHECKS(n) && watched(d))
         return checked(F_CHK + F_STRNCAT, d, s, n);
     return REAL(strncat)(d, s, n);
 }

@@ -12,8 +12,9 @@ block; a copy into a freed block (debug mode); the same built with
 -D_FORTIFY_SOURCE=2, where __memcpy_chk and __strcpy_chk are the calls;
 glibc's own fortify check kept.  Then the legal copies (exactly filling
 blocks, to the stack and globals, overlapping memmove, realloc'd blocks,
-with threads and fork) raise no alarm, normal mode checks only with
-SOMA_CHECK_COPIES=1 (debug mode always), and libsoma.so interposes none of these names.  The override does not
+with threads and fork) raise no alarm, normal mode checks the copies
+longer than a small block by default and all with SOMA_CHECK_COPIES=1
+(debug mode always), and libsoma.so interposes none of these names.  The override does not
 mix with the sanitizers' interposition: a sanitizer build skips it all."""
 import os
 import re
@@ -91,7 +92,7 @@ def expect(name, prog, case, env, debug, fn, says, more=(), either=False, names_
         print(p.stderr)
 
 
-NORMAL = {"SOMA_CHECK_COPIES": "1"}  # normal mode checks when asked (the option)
+NORMAL = {"SOMA_CHECK_COPIES": "1"}  # normal mode checks every copy when asked (the option)
 DEBUG = {"SOMA_DEBUG": "1"}
 
 # ---- overflows past the end: every call, every size, both modes ----
@@ -186,11 +187,39 @@ for prog in (misuse, fortify):
               f"{os.path.basename(prog)} clean, {mode} mode: no false alarm "
               f"({p.returncode}) {p.stderr[-2000:]}")
 
-# ---- the option ----
-for env in ({}, {"SOMA_CHECK_COPIES": "0"}):
-    p = run(misuse, "memcpy-large", env)
-    check("not caught" in p.stderr and "soma:" not in p.stderr,
-          f"{env or 'by default'}: normal mode does not check ({p.returncode})")
+# ---- the option: by default (the override's 513) copies longer than a
+# small block are checked, the string copies without a length are not;
+# a number N checks copies of N bytes or more; 0 none ----
+
+
+def unchecked(name, case, env):
+    p = run(misuse, case, env)
+    check("not caught" in p.stderr and not re.search(r"soma: fatal: \w+\(", p.stderr),
+          f"{name}: {case} not checked at the call ({p.returncode}) {p.stderr[-800:]}")
+
+
+for case in ("memcpy-medium", "memcpy-large", "memset-large", "strncpy-large"):
+    op = case.split("-")[0]
+    expect(f"by default {case}", misuse, case, {}, False, op,
+           "buffer overflow: the copy runs 16 bytes past the block")
+for case in ("memcpy-small", "memset-small", "strcpy-large", "stpcpy-medium", "strcat-large"):
+    unchecked("by default", case, {})
+for case in ("memcpy-large", "memcpy-medium"):
+    unchecked("SOMA_CHECK_COPIES=0", case, {"SOMA_CHECK_COPIES": "0"})
+# the medium case copies its block's usable size and 16 (5440 bytes, its
+# class's size), the large one far more
+unchecked("SOMA_CHECK_COPIES=6000", "memcpy-medium", {"SOMA_CHECK_COPIES": "6000"})
+expect("SOMA_CHECK_COPIES=6000 memcpy-large", misuse, "memcpy-large",
+       {"SOMA_CHECK_COPIES": "6000"}, False, "memcpy",
+       "buffer overflow: the copy runs 16 bytes past the block")
+unchecked("SOMA_CHECK_COPIES=40", "strcpy-medium", {"SOMA_CHECK_COPIES": "40"})
+expect("SOMA_CHECK_COPIES=40 memcpy-small", misuse, "memcpy-small",
+       {"SOMA_CHECK_COPIES": "40"}, False, "memcpy",
+       "buffer overflow: the copy runs 16 bytes past the block")
+p = run(misuse, "memcpy-large", {"SOMA_CHECK_COPIES": "some"})
+check("soma: warning: SOMA_CHECK_COPIES=some is not a boolean" in p.stderr and
+      "using the default, 513" in p.stderr and "buffer overflow" in p.stderr,
+      f"a bad value: a warning and the default ({p.returncode}) {p.stderr[-800:]}")
 expect("SOMA_CHECK_COPIES=0 in debug mode", misuse, "memcpy-small",
        {"SOMA_CHECK_COPIES": "0", "SOMA_DEBUG": "1"}, True, "memcpy",
        "buffer overflow: the copy runs 16 bytes past the block")

@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from testlib import check, done  # noqa: E402
 
 BAD = {"bool": "maybe", "path": "", "signal": "BOGUS", "text or json": "yaml",
-       "milliseconds": "-5", "bytes": "-5", "bool, report or guard": "maybe", "1 in N": "-5"}
+       "milliseconds": "-5", "bytes": "-5", "bool, report or guard": "maybe", "1 in N": "-5",
+       "bool or bytes": "maybe"}
 
 
 def main():

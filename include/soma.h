@@ -92,8 +92,10 @@ SOMA_API void soma_free(void *p);
 
 /* The number of bytes usable at p: what the block's class holds for soma's
  * small and medium blocks (the class's size, less a medium block's tail:
- * soma_medium_stats), a large block's mapping less its tail,
- * malloc_usable_size() for the system's, 0 for NULL. */
+ * soma_medium_stats; less 8 for a small block asked for a size that left
+ * it 8 bytes free, 8c+1 .. 8c+8 for c even, in the default, hardened build:
+ * those are a check word, which its free checks), a large block's mapping
+ * less its tail, malloc_usable_size() for the system's, 0 for NULL. */
 SOMA_API size_t soma_usable_size(const void *p);
 
 /* C11 aligned_alloc: `size` bytes aligned to `alignment`, which must be a power
@@ -490,7 +492,8 @@ typedef struct soma_block_info {
     void *block;      /* the block's address, as malloc returned it */
     size_t size;      /* small and medium: the class's block size (what
                          soma_usable_size returns, less a medium block's
-                         tail); large: the bytes requested */
+                         or a small block's tail); large: the bytes
+                         requested */
     int size_class;   /* 0 .. SOMA_NUM_CLASSES - 1: a small class, of
                          (size_class + 1) * 16 bytes; SOMA_NUM_CLASSES and up:
                          medium class size_class - SOMA_NUM_CLASSES, whose size

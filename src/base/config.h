@@ -85,7 +85,25 @@
 /* The largest request the medium classes serve: the classes end at two
  * blocks per pool. */
 #define SOMA_MEDIUM_MAX (SOMA_MEDIUM_SIZE(2) - SOMA_MEDIUM_TAIL)
-#define SOMA_NUM_ALL_CLASSES (SOMA_NUM_CLASSES + SOMA_NUM_MEDIUM_CLASSES)
+/*
+ * Small blocks' tails, in the same builds as the medium ones (pool/tail.h):
+ * each of CPython's 32 small classes has two pool kinds, twins of one block
+ * size.  A request of n bytes that leaves 8 free in its block (n <= s - 8
+ * for a class of s bytes: 1..8, 17..24, ... 497..504) is served from the
+ * tailed twin, whose blocks keep their last 8 bytes as a check word; the
+ * others (9..16, 25..32, ...) from the plain twin, as before.  Internally
+ * the twins are classes of their own (szidx, usedpools, the class table):
+ * small class k serves requests 8k + 1 .. 8k + 8, in blocks of
+ * (k / 2 + 1) * 16 bytes, with a tail when k is even (the free fast path
+ * checks the twins alike, without a branch: pool/tail.h); the medium
+ * classes follow at SOMA_SMALL_CLASSES.  Outside soma (statistics, diagnoses, soma.h) a
+ * class is CPython's: soma__sizeclass_public.
+ */
+#define SOMA_SMALL_TAIL (SOMA_MEDIUM_TAIL ? 8 : 0)
+#define SOMA_SMALL_TWINS (SOMA_SMALL_TAIL ? 2 : 1)
+#define SOMA_SMALL_CLASSES (SOMA_NUM_CLASSES * SOMA_SMALL_TWINS) /* internal small classes */
+#define SOMA_SMALL_CLASS_SHIFT (SOMA_ALIGNMENT_SHIFT - (SOMA_SMALL_TWINS - 1))
+#define SOMA_NUM_ALL_CLASSES (SOMA_SMALL_CLASSES + SOMA_NUM_MEDIUM_CLASSES)
 
 /* Virgin blocks are linked into a pool's free list one OS page at a time
  * (pool/pool.c: carve): a pool touches only the pages it uses. */
@@ -106,8 +124,8 @@
 #if SOMA_SMALL_THRESHOLD % SOMA_ALIGNMENT != 0 || SOMA_SMALL_THRESHOLD > 512
 #error "the threshold must be a multiple of the alignment, at most 512"
 #endif
-#if SOMA_NUM_ALL_CLASSES > 64
-#error "at most 64 size classes"
+#if SOMA_NUM_ALL_CLASSES >= 128 || (SOMA_SMALL_TAIL && SOMA_SMALL_CLASSES != 64)
+#error "a class index is below 128, and the twins' test wants 64 small classes (sizeclass.h)"
 #endif
 #if SOMA_NUM_MEDIUM_CLASSES > SOMA_MAX_MEDIUM_CLASSES
 #error "soma.h's SOMA_MAX_MEDIUM_CLASSES is too small for this geometry"

@@ -11,6 +11,7 @@
 #include "base/process.h"
 
 static struct timespec start_time; /* for the snapshots' elapsed_ms */
+static uint64_t start_ms;          /* the same on soma__process_now_ms's clock */
 
 static uint64_t ms_of(clockid_t clock)
 {
@@ -32,6 +33,12 @@ uint64_t soma__process_precise_ms(void)
 void soma__process_mark_start(void)
 {
     clock_gettime(CLOCK_MONOTONIC, &start_time);
+    start_ms = soma__process_now_ms();
+}
+
+uint64_t soma__process_start_ms(void)
+{
+    return start_ms;
 }
 
 double soma__process_elapsed_ms(void)

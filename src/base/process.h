@@ -13,6 +13,8 @@ SOMA_INTERNAL uint64_t soma__process_precise_ms(void);
 /* ms since soma started in this process (the snapshots' elapsed_ms). */
 SOMA_INTERNAL double soma__process_elapsed_ms(void);
 SOMA_INTERNAL void soma__process_mark_start(void); /* soma__start, once */
+/* When soma__process_mark_start ran, on soma__process_now_ms's clock. */
+SOMA_INTERNAL uint64_t soma__process_start_ms(void);
 /* This process's command line (/proc/self/cmdline), arguments separated by
  * spaces, on one line; "" if it cannot be read. */
 SOMA_INTERNAL void soma__process_command_line(char *out, size_t len);

@@ -97,13 +97,16 @@ void soma__wake_want(int (*start)(void), int (*worth_it)(void))
 
 #define WORTH_MS 100
 
-void soma__wake_start(void)
+void soma__wake_start(uint64_t now)
 {
+    /* now, the coarse clock, the caller's: this runs at every pool
+     * transition until the thread starts, and pools of few blocks empty
+     * and fill all the time (a clock read of its own, and the precise
+     * clock at that, doubled their cost) */
     if (!atomic_load_explicit(&soma__wake_urgent, memory_order_relaxed) &&
-        soma__process_elapsed_ms() < (double)soma__options.decay_ms)
+        now - soma__process_start_ms() < (uint64_t)soma__options.decay_ms)
         return;
     /* worth() takes a lock: asked again only WORTH_MS after a no. */
-    uint64_t now = soma__process_now_ms();
     uint64_t asked = atomic_load_explicit(&worth_asked_ms, memory_order_relaxed);
     if (asked != 0 && now - asked < WORTH_MS)
         return;

@@ -46,7 +46,7 @@ enum { SOMA_WAKE_OFF, SOMA_WAKE_WANTED, SOMA_WAKE_STARTED };
 extern SOMA_INTERNAL _Atomic int soma__wake_state;
 extern SOMA_INTERNAL _Atomic int soma__wake_urgent; /* a whole arena waits to go back */
 extern SOMA_INTERNAL _Atomic unsigned soma__wake_pools; /* pools emptied while it was wanted */
-SOMA_INTERNAL void soma__wake_start(void);
+SOMA_INTERNAL void soma__wake_start(uint64_t now);
 
 /* A pool went back to its arena: an arena's worth of them (64) waiting
  * makes the thread worth starting at once, as a whole empty arena does
@@ -60,11 +60,12 @@ static inline void soma__wake_pool_emptied(void)
 }
 
 /* A point where the caller holds no lock of soma's and may allocate: the
- * thread starts here if it is wanted and due (see above). */
-static inline void soma__wake_safe_point(void)
+ * thread starts here if it is wanted and due (see above).  now: the
+ * caller's soma__process_now_ms(), read once for both. */
+static inline void soma__wake_safe_point(uint64_t now)
 {
     if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_WANTED)
-        soma__wake_start();
+        soma__wake_start(now);
 }
 
 /* runtime/purge.c's: the thread is wanted, `start` starts it (returns 0,

@@ -693,7 +693,10 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk_t *out)
         pad = a - HDR;
     } else {
         total = HDR + n + TRAIL;
-        b = total <= SOMA_MEDIUM_MAX ? soma__fastpath_malloc_class(heap, soma__sizeclass_of(total))
+        /* rounded up to 16: a small one gets a plain twin's block, all of
+         * it debug mode's (base/config.h) */
+        size_t whole = (total + 15) & ~(size_t)15;
+        b = whole <= SOMA_MEDIUM_MAX ? soma__fastpath_malloc_class(heap, soma__sizeclass_of(whole))
                                      : soma__large_malloc(NULL, total);
     }
     if (b == NULL)

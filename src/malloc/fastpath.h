@@ -2,14 +2,15 @@
  * fastpath.h: soma_malloc's and soma_free's fast paths, whole, inline.
  *
  *   malloc(n), 1 <= n <= 512:  heap = the thread's (a TLS load), pool =
- *       heap->usedpools[(n - 1) >> 4]; pop its first free block
+ *       heap->usedpools[(n - 1) >> 3] ((n - 1) >> 4 without small tails:
+ *       base/config.h); pop its first free block
  *       (pool/pool.h: soma__pool_pop).  A miss (no used pool) goes to
  *       soma__malloc_slow; a larger size to soma__malloc_sized, both in
  *       malloc.c, which decides who serves the request.
  *   free(p):  the arena map says whether p is soma's (os/region.h: a range
  *       check and a table load); if its pool's owner is the calling
  *       thread's heap and p starts a block, push it back (soma__pool_push),
- *       a medium block once its tail is checked (pool/tail.h).  Anything else
+ *       a medium or tailed small block once its tail is checked (pool/tail.h).  Anything else
  *       (another thread's block, an explicit heap's, a pointer that is no
  *       block, debug mode) goes to soma__malloc_free_other or, outside
  *       soma's arenas, soma__malloc_free_foreign.
@@ -44,7 +45,7 @@ SOMA_ENTRY static inline void *soma__fastpath_malloc_class(heap_t *heap, size_t 
 
 SOMA_ENTRY static inline void *soma__fastpath_malloc_small(heap_t *heap, size_t size) /* 1..threshold */
 {
-    return soma__fastpath_malloc_class(heap, (size - 1) >> SOMA_ALIGNMENT_SHIFT);
+    return soma__fastpath_malloc_class(heap, soma__sizeclass_small(size));
 }
 
 /* Every allocation is made in a heap: the calling thread's (soma_malloc and
@@ -73,7 +74,7 @@ SOMA_ENTRY static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
  * reciprocal, both in the record's line: pool/pool.h).  Everything else
  * (another thread's block, a pointer into a block or a pool header, a pool
  * never handed out) goes to soma__malloc_free_other, which says which. */
-static inline void soma__fastpath_free_small(pool_t *pool, void *p)
+static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool_t *pool, void *p)
 {
 #if SOMA_TRACKING
     if (pool->szidx < SOMA_NUM_ALL_CLASSES)
@@ -89,11 +90,15 @@ static inline void soma__fastpath_free_small(pool_t *pool, void *p)
 #endif
     if (SOMA_LIKELY(owner == soma__heap_tls && starts)) {
 #if SOMA_MEDIUM_TAIL
-        /* A medium block's tail (pool/tail.h): a byte of the line read above */
-        if (SOMA_UNLIKELY(pool->szidx >= SOMA_NUM_CLASSES)) {
+        /* A block with a tail (pool/tail.h), medium or a tailed small
+         * twin's: the class is a byte of the line read above, and one
+         * test leaves the plain small blocks (sizeclass.h). */
+        size_t c = pool->szidx;
+        if (SOMA_UNLIKELY(c >= SOMA_SMALL_CLASSES)) {
             soma__malloc_free_medium(pool, p);
             return;
         }
+        soma__tail_small_check_any(pool, c, p, "soma_free");
 #endif
         soma__pool_push(owner, pool, p);
         return;

@@ -865,7 +865,7 @@ static void cache_put(void *p, size_t map)
                 soma__wake();
                 /* No lock of soma's held: the purge thread may start here
                  * (base/wake.h), as on the pools' slow paths. */
-                soma__wake_safe_point();
+                soma__wake_safe_point(now);
             }
             return;
         }

@@ -377,11 +377,16 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
      * a medium block's tail says it in a hardened one. */
     size_t old = SOMA_TRACKING ? soma__track_size(p, have) : have;
 #if SOMA_MEDIUM_TAIL
-    int tailed = pool->szidx >= SOMA_NUM_CLASSES;
+    int tailed = pool->szidx >= SOMA_SMALL_CLASSES;
     if (tailed)
         old = soma__tail_check_own(pool, p, "soma_realloc");
+    else if (soma__sizeclass_small_tailed(pool->szidx))
+        soma__tail_small_check(pool, p, "soma_realloc"); /* stays where it is */
 #endif
-    if (size <= have && (4 * size > 3 * have || soma__sizeclass_of(size) == pool->szidx)) {
+    /* (the same class as the world knows it: a plain small twin's block
+     * shrunk to a tailed twin's size stays, with no tail) */
+    if (size <= have && (4 * size > 3 * have || soma__sizeclass_public(soma__sizeclass_of(size)) ==
+                                                    soma__sizeclass_public(pool->szidx))) {
         soma__track_resize(p, old, size, have);
 #if SOMA_MEDIUM_TAIL
         if (tailed)
@@ -424,10 +429,10 @@ size_t soma_usable_size(const void *p)
 #endif
 #if SOMA_MEDIUM_TAIL
     /* What the class holds, the fence moved there (pool/tail.h). */
-    if (pool->szidx >= SOMA_NUM_CLASSES)
+    if (pool->szidx >= SOMA_SMALL_CLASSES)
         return soma__tail_usable(pool, (void *)p, SOMA_FN("soma_usable_size", "malloc_usable_size"));
 #endif
-    return soma__sizeclass_size(pool->szidx);
+    return soma__sizeclass_usable(pool->szidx); /* a small tail stays where it is */
 }
 
 SOMA_ENTRY void *soma_aligned_alloc(size_t alignment, size_t size)
@@ -492,7 +497,7 @@ int soma__malloc_copy_check(const copy_t *c)
 #if SOMA_MEDIUM_TAIL
         /* a medium block's tail says what was asked (soma_usable_size) */
         size_t asked;
-        if (cls >= SOMA_NUM_CLASSES &&
+        if (cls >= SOMA_SMALL_CLASSES &&
             (asked = soma__tail_asked(b, soma__sizeclass_size(cls))) != SIZE_MAX)
             size = asked;
 #endif
@@ -523,7 +528,7 @@ int soma__malloc_copy_check(const copy_t *c)
     soma__malloc_copy_call(call, sizeof call, c);
     char cl[32] = "";
     if (a != NULL)
-        snprintf(cl, sizeof cl, " (size class %u)", cls);
+        snprintf(cl, sizeof cl, " (size class %u)", soma__sizeclass_public(cls));
     size_t over = (size_t)(hi - size);
     soma__fatal("%s: buffer overflow: the copy runs %zu byte%s past the block\n"
                 "  block %p: %zu bytes usable%s, %s; the copy writes B+%zu to B+%zu (B = the "

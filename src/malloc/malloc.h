@@ -83,12 +83,13 @@ static inline int soma__malloc_copy_fits(const void *p, size_t len)
 #if SOMA_MEDIUM_TAIL
     /* a medium block's bound is the size asked, in its tail (pool/tail.h);
      * a tail that is not the block's (SIZE_MAX) goes to the full check */
-    if (c >= SOMA_NUM_CLASSES) {
+    if (c >= SOMA_SMALL_CLASSES) {
         size_t n = soma__tail_asked((const char *)p - into, size);
         return n != SIZE_MAX && into <= n && len <= n - into;
     }
 #endif
-    return len <= size - into;
+    size = soma__sizeclass_usable(c); /* a tailed small block's holds 8 less */
+    return into <= size && len <= size - into;
 }
 /* The call as the program wrote it, "memcpy(0x..., 0x..., 40)", into buf. */
 SOMA_INTERNAL void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c);

@@ -32,6 +32,7 @@
 #include <stdio.h>
 
 #include "pool/pool.h"
+#include "pool/tail.h"
 
 #define FAIL(...)                                                                                  \
     do {                                                                                           \
@@ -72,6 +73,17 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
         FAIL("pool %p: its header's check word is overwritten (an underflow of its first "
              "block %p?)",
              (void *)pool->base, (void *)(pool->base + SOMA_POOL_OVERHEAD));
+#if SOMA_MEDIUM_TAIL
+    /* A tailed small twin's carved blocks, free or in use, all keep their
+     * tail (tail.h): written once, at carve. */
+    if (soma__sizeclass_small_tailed(pool->szidx))
+        for (size_t off = SOMA_POOL_OVERHEAD; off + size <= pool->nextoffset; off += size)
+            if (!soma__tail_small_ok(pool->base + off, size))
+                FAIL("pool %p (class %u): the last 8 bytes of its block %p, soma's, are "
+                     "overwritten (an overflow of that block, or an underflow of the next)",
+                     (void *)pool->base, soma__sizeclass_public(pool->szidx),
+                     (void *)(pool->base + off));
+#endif
     if (pool->recip_mul != soma__sizeclass_recip[pool->szidx].mul ||
         pool->recip_bound != soma__sizeclass_recip[pool->szidx].bound)
         FAIL("pool %p of class %u: its reciprocal (%u, %u) is not its class's",

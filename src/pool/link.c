@@ -8,6 +8,10 @@
 
 uintptr_t soma__link_key; /* set once, at start-up, before the first pool */
 uintptr_t soma__tail_key; /* the same */
+uint64_t soma__small_tail_key; /* the same (pool/tail.h) */
+/* A variable, not the constant: the small tails' check ORs it from memory,
+ * one instruction on the free fast path where the constant takes two. */
+uint64_t soma__check_high = SOMA_CHECK_HIGH;
 
 /* From the kernel's random pool, or, should getrandom fail (seccomp, an
  * old kernel), from what ASLR and the clock make unpredictable enough to
@@ -29,5 +33,9 @@ static void make_key(void)
      * block's first word), where a program may read them; that must not
      * tell it the links' key. */
     soma__tail_key = key[1];
+    /* A small tail is the block's address and this, with every byte's top
+     * bit set (pool/tail.h): the tails' secret, turned so that it is not
+     * the medium tags' key. */
+    soma__small_tail_key = (key[1] >> 29 | key[1] << 35) & ~(uint64_t)SOMA_CHECK_HIGH;
 }
 SOMA_HOOK(link, SOMA_ORDER_LINK, make_key, NULL);

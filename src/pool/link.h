@@ -51,6 +51,9 @@ extern __attribute__((visibility("hidden"))) uintptr_t soma__link_key;
 /* The blocks' tails' secret (pool/tail.h, malloc/large.c), made with the
  * links' key and apart from it (link.c). */
 extern __attribute__((visibility("hidden"))) uintptr_t soma__tail_key;
+/* The small tails' (pool/tail.h), and SOMA_CHECK_HIGH in memory (link.c). */
+extern __attribute__((visibility("hidden"))) uint64_t soma__small_tail_key;
+extern __attribute__((visibility("hidden"))) uint64_t soma__check_high;
 
 static inline uintptr_t soma__link_mask(const void *slot)
 {

@@ -115,9 +115,13 @@ static void carve(pool_t *pool)
 #if SOMA_MEDIUM_TAIL
     /* Every medium block has a tail word from the start (pool/tail.h): the
      * free of the block after it reads it. */
-    if (pool->szidx >= SOMA_NUM_CLASSES)
+    if (pool->szidx >= SOMA_SMALL_CLASSES)
         for (uintptr_t t = b; t <= last; t += size)
             soma__tail_set_carved((void *)t, size);
+    /* A tailed small block's tail is written here once (pool/tail.h). */
+    else if (soma__sizeclass_small_tailed(pool->szidx))
+        for (uintptr_t t = b; t <= last; t += size)
+            soma__tail_small_set((void *)t, size);
 #endif
     for (; b + size <= last; b += size)
         soma__link_set((void *)b, (void *)(b + size));
@@ -165,7 +169,7 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
                     "corrupted: the free block %p links to %p, outside its pool; something "
                     "wrote to %p after it was freed (a use after free), or past the end of the "
                     "block before it",
-                    (void *)pool->base, pool->szidx, soma__sizeclass_size(pool->szidx), bp,
+                    (void *)pool->base, soma__sizeclass_public(pool->szidx), soma__sizeclass_size(pool->szidx), bp,
                     pool->freeblock, bp);
     if (pool->nextoffset <= soma__pool_max_offset(pool))
         carve(pool);
@@ -247,7 +251,7 @@ static inline __attribute__((always_inline)) void sweep_parked(heap_t *heap, uin
 {
     /* Every caller holds no lock of soma's and leaves the heap whole: a
      * point where the purge thread may be started (base/wake.h). */
-    soma__wake_safe_point();
+    soma__wake_safe_point(now);
     /* A quarter of the decay apart: what expires is gone within 1.25
      * decays of its emptying, not up to two (the sweep is a few dozen
      * tests and a walk of the wholly free arenas). */
@@ -314,7 +318,7 @@ void soma__pool_fatal_canary(const char *fn, const pool_t *pool, const void *p)
                 "(an underflow)",
                 fn, p, (const void *)pool->base, from, from == sizeof(uintptr_t) ? " or more" : "",
                 from == 1 ? "" : "s",
-                (const void *)(pool->base + SOMA_POOL_OVERHEAD), pool->szidx,
+                (const void *)(pool->base + SOMA_POOL_OVERHEAD), soma__sizeclass_public(pool->szidx),
                 soma__sizeclass_size(pool->szidx));
 }
 
@@ -337,7 +341,7 @@ void soma__pool_fatal_not_block(const char *fn, const pool_t *pool, const void *
     size_t into = (size_t)((const char *)p - b);
     soma__fatal("%s(%p): not the start of a block: %zu byte%s into the %zu-byte block at %p "
                 "(class %u)",
-                fn, p, into, into == 1 ? "" : "s", size, (const void *)b, pool->szidx);
+                fn, p, into, into == 1 ? "" : "s", size, (const void *)b, soma__sizeclass_public(pool->szidx));
 }
 
 /* Is target on its pool's free list (NULL: the whole list, checked)?  The
@@ -353,7 +357,7 @@ static int on_free_list(const pool_t *pool, const void *target, const void *p)
         if (!soma__pool_holds(pool, b) || ++steps > cap)
             soma__fatal("soma_free(%p): the free list of its pool %p (class %u) is corrupted "
                         "near %p (a write after free?)",
-                        p, (const void *)pool->base, pool->szidx, b);
+                        p, (const void *)pool->base, soma__sizeclass_public(pool->szidx), b);
     }
     return 0;
 }
@@ -371,7 +375,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     if (soma__link_looks_free(p) && on_free_list(pool, p, p))
         soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
-                    p, soma__sizeclass_size(pool->szidx), pool->szidx);
+                    p, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));
     soma__link_set(p, pool->freeblock);
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);
@@ -457,8 +461,10 @@ void soma__pool_free_other(pool_t *pool, void *p)
     /* (The owner's own free comes here only when the fast path found p
      * starting no block: the test above is the same, and stops it.) */
 #if SOMA_MEDIUM_TAIL
-    if (pool->szidx >= SOMA_NUM_CLASSES)
+    if (pool->szidx >= SOMA_SMALL_CLASSES)
         (void)soma__tail_check(pool, p, "soma_free");
+    else if (soma__sizeclass_small_tailed(pool->szidx))
+        soma__tail_small_check(pool, p, "soma_free");
 #endif
     soma__pool_free_remote(owner, p);
 }

@@ -2,8 +2,12 @@
  * sizeclass.c: the size classes, small (CPython's 32) and medium (base/config.h).
  *
  *   class c < 32    (c + 1) * 16 bytes.  The class of n is (n - 1) >> 4,
- *                   computed inline on the malloc fast path.
- *   class 32 ...    medium: SOMA_MEDIUM_SIZE(k) bytes, k blocks per pool.
+ *                   computed inline on the malloc fast path.  In a build
+ *                   with small tails, 64 classes, twins: class c of
+ *                   (c / 2 + 1) * 16 bytes, tailed when c is even, and
+ *                   the class of n is (n - 1) >> 3 (base/config.h).
+ *   class 32 ...    medium (64 ... with the twins): SOMA_MEDIUM_SIZE(k)
+ *                   bytes, k blocks per pool.
  *                   The class of n comes from medium_lut: one byte per 16
  *                   bytes of request size, filled once at start-up.
  *
@@ -19,7 +23,12 @@
 /* Every class's size, smallest first, as F(size) for each: the one list
  * both tables below are made from. */
 #define SZ(c) ((c) + 1) * 16
-#define S4(F, c) F(SZ(c)), F(SZ(c + 1)), F(SZ(c + 2)), F(SZ(c + 3))
+#if SOMA_SMALL_TWINS == 2
+#define TW(F, s) F(s), F(s) /* the tailed twin, then the plain one */
+#else
+#define TW(F, s) F(s)
+#endif
+#define S4(F, c) TW(F, SZ(c)), TW(F, SZ(c + 1)), TW(F, SZ(c + 2)), TW(F, SZ(c + 3))
 #define M SOMA_MEDIUM_SIZE
 #if defined(SOMA_GEOMETRY_PY38)
 #define SIZES(F)                                                                                   \
@@ -51,7 +60,7 @@ _Atomic uint8_t soma__sizeclass_medium_lut[LUT_LEN];
 /* The smallest class whose blocks hold n bytes (threshold < n <= medium max). */
 unsigned soma__sizeclass_medium_slow(size_t n)
 {
-    unsigned c = SOMA_NUM_CLASSES;
+    unsigned c = SOMA_SMALL_CLASSES;
     while (soma__sizeclass_usable(c) < n)
         c++;
     return c;

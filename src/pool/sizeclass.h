@@ -53,9 +53,11 @@ typedef struct {
 #define SOMA_RECIP_BOUND(s) SOMA_RECIP_BOUND_IN(s, SOMA_POOL_SIZE)
 extern SOMA_INTERNAL const soma_recip_t soma__sizeclass_recip[SOMA_NUM_ALL_CLASSES];
 
-static inline unsigned soma__sizeclass_small(size_t n) /* 1 <= n <= threshold */
+static inline size_t soma__sizeclass_small(size_t n) /* 1 <= n <= threshold */
 {
-    return (unsigned)((n - 1) >> SOMA_ALIGNMENT_SHIFT);
+    /* with the twins, the tailed ones (n - 1 < 8 mod 16) even: config.h;
+     * size_t throughout, so that the fast path's index needs no move */
+    return (n - 1) >> SOMA_SMALL_CLASS_SHIFT;
 }
 /* The medium class from the lookup table, or 0 before it is filled. */
 static inline unsigned soma__sizeclass_medium_lut_get(size_t n) /* threshold < n <= MEDIUM_MAX */
@@ -70,17 +72,37 @@ static inline unsigned soma__sizeclass_medium(size_t n) /* threshold < n <= SOMA
 }
 static inline unsigned soma__sizeclass_of(size_t n) /* 1 <= n <= SOMA_MEDIUM_MAX */
 {
-    return n <= SOMA_SMALL_THRESHOLD ? soma__sizeclass_small(n) : soma__sizeclass_medium(n);
+    return n <= SOMA_SMALL_THRESHOLD ? (unsigned)soma__sizeclass_small(n)
+                                     : soma__sizeclass_medium(n);
 }
 static inline size_t soma__sizeclass_size(unsigned c)
 {
     return soma__sizeclass_sizes[c];
 }
+/* Is c a small class whose blocks have a tail (base/config.h: the even
+ * twins)? */
+static inline int soma__sizeclass_small_tailed(unsigned c)
+{
+    return SOMA_SMALL_TAIL && c < SOMA_SMALL_CLASSES && (c & 1) == 0;
+}
 /* The most a block of class c holds: its size, less a medium block's tail
- * (base/config.h, pool/tail.h). */
+ * or a tailed small block's (base/config.h, pool/tail.h). */
 static inline size_t soma__sizeclass_usable(unsigned c)
 {
-    return soma__sizeclass_sizes[c] - (c >= SOMA_NUM_CLASSES ? SOMA_MEDIUM_TAIL : 0);
+    return soma__sizeclass_sizes[c] - (c >= SOMA_SMALL_CLASSES      ? SOMA_MEDIUM_TAIL
+                                       : soma__sizeclass_small_tailed(c) ? SOMA_SMALL_TAIL
+                                                                         : 0);
+}
+/* Class c as the world knows it (statistics, diagnoses, soma.h): CPython's
+ * small class, or SOMA_NUM_CLASSES + the medium class's place. */
+static inline unsigned soma__sizeclass_public(unsigned c)
+{
+    return c < SOMA_SMALL_CLASSES ? c / SOMA_SMALL_TWINS : c - SOMA_SMALL_CLASSES + SOMA_NUM_CLASSES;
+}
+/* A public medium class's own (public >= SOMA_NUM_CLASSES). */
+static inline unsigned soma__sizeclass_of_public_medium(unsigned public_class)
+{
+    return public_class - SOMA_NUM_CLASSES + SOMA_SMALL_CLASSES;
 }
 static inline size_t soma__sizeclass_capacity(unsigned c) /* blocks per pool */
 {
@@ -88,7 +110,7 @@ static inline size_t soma__sizeclass_capacity(unsigned c) /* blocks per pool */
 }
 static inline unsigned soma__sizeclass_kind(unsigned c)
 {
-    return c < SOMA_NUM_CLASSES ? SOMA_KIND_SMALL : SOMA_KIND_MEDIUM;
+    return c < SOMA_SMALL_CLASSES ? SOMA_KIND_SMALL : SOMA_KIND_MEDIUM;
 }
 
 #endif /* SOMA_SIZECLASS_H */

@@ -1,5 +1,5 @@
 /*
- * tail.c: a medium block's tail checked, and what is found wrong said
+ * tail.c: a medium or small block's tail checked, and what is found wrong said
  * (tail.h has the layout and why).
  */
 #include "pool/tail.h"
@@ -13,8 +13,23 @@ void soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *bv, s
                 "overwritten (B+%zu: %016llx, B = the block): a write past the bytes asked of "
                 "it (an overflow), or before the start of the block after it (an underflow); "
                 "or it is no block in use",
-                fn, (const void *)b, size, pool->szidx, size - sizeof(uint64_t),
+                fn, (const void *)b, size, soma__sizeclass_public(pool->szidx),
+                size - sizeof(uint64_t),
                 (unsigned long long)__atomic_load_n(at, __ATOMIC_RELAXED));
+}
+
+void soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *bv)
+{
+    const char *b = bv;
+    size_t size = soma__sizeclass_size(pool->szidx);
+    const uint64_t *at = soma__tail_word(b, size);
+    soma__fatal("%s(%p): buffer overflow: the last 8 bytes of the %zu-byte block (class %u), "
+                "soma's, are overwritten (B+%zu: %016llx, B = the block): a write past the %zu "
+                "bytes it holds (an overflow), or before the start of the block after it (an "
+                "underflow); or it is no block in use",
+                fn, (const void *)b, size, soma__sizeclass_public(pool->szidx),
+                size - sizeof(uint64_t), (unsigned long long)__atomic_load_n(at, __ATOMIC_RELAXED),
+                size - SOMA_SMALL_TAIL);
 }
 
 void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, size_t size,
@@ -26,7 +41,7 @@ void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, 
     soma__fatal("%s(%p): buffer overflow: the block holds %zu bytes (the size asked, or what "
                 "malloc_usable_size said), and B+%zu past them is overwritten (B = the block, "
                 "%zu bytes, class %u)",
-                fn, (const void *)b, n, from, size, pool->szidx);
+                fn, (const void *)b, n, from, size, soma__sizeclass_public(pool->szidx));
 }
 
 void soma__tail_fatal_before(const char *fn, const pool_t *pool, const void *bv, size_t size)
@@ -37,7 +52,8 @@ void soma__tail_fatal_before(const char *fn, const pool_t *pool, const void *bv,
                 "before it (%p, %zu bytes, class %u), which soma keeps: a write before the start "
                 "of this block (an underflow), or past the end of that one (an overflow, or a "
                 "write after it was freed)",
-                fn, (const void *)b, (const void *)prev, size, pool->szidx);
+                fn, (const void *)b, (const void *)prev, size,
+                soma__sizeclass_public(pool->szidx));
 }
 
 size_t soma__tail_usable(const pool_t *pool, void *b, const char *fn)

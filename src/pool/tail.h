@@ -1,8 +1,8 @@
 /*
- * tail.h: a medium block's tail, in a hardened build (SOMA_MEDIUM_TAIL,
- * base/config.h): what lets normal mode see a write past the bytes asked
- * of a medium block, or before its start, as glibc sees one in the chunk
- * header that follows.
+ * tail.h: a medium block's tail, and a small block's, in a hardened build
+ * (SOMA_MEDIUM_TAIL, SOMA_SMALL_TAIL: base/config.h): what lets normal mode
+ * see a write past the bytes asked of a medium block, or before its start,
+ * as glibc sees one in the chunk header that follows.
  *
  * A medium block of s bytes holds s - 16 at most; for n bytes asked it
  * carries two words of soma's:
@@ -27,9 +27,9 @@
  * pool's first block, the pool header's check word (pool.h).  So an
  * overflow of 1 to 7 bytes past n stays unseen only when n is not a
  * multiple of 8 and it ends before the fence; every longer one, and every
- * underflow, changes a word soma knows.  Never on the small classes: their
- * blocks have no bytes to spare (a 16-byte block holds 16), and one bit per
- * block to say which have a tail would cost a line on every malloc.
+ * underflow, changes a word soma knows.  A small block has at most a tail
+ * word (below), and only when its request leaves it 8 bytes: a 16-byte
+ * block asked for 16 has none to spare.
  *
  * Who reads what: the holder of a block writes its words (malloc hands it
  * out, realloc changes n), any thread freeing the block after it may read
@@ -151,6 +151,69 @@ static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, 
             soma__tail_fatal_before(fn, pool, b, size);
     }
     return n;
+}
+
+/*
+ * A small block's tail (the tailed twins, base/config.h: the small classes
+ * whose requests leave 8 bytes of the block free).  Its last 8 bytes hold
+ * the block's tag, written when its pool carves it and never again: the
+ * program is told the block holds s - 8 bytes (malloc_usable_size, a
+ * realloc in place), and a free block links the next through its first
+ * word only, so the tag stays whole while the block is free and while it
+ * is in use, and every free of the block (the owner's fast path, another
+ * thread's, realloc) compares it, at no cost to malloc.  An overflow past
+ * the bytes the block holds, or an underflow from the block after it,
+ * changes it (glibc finds the same in its next chunk's header).  The
+ * plain twin, for requests that fill the block, has none.  Read and
+ * written whole, relaxed, as the medium tail word.
+ */
+/* The small tail of b: its address and a secret of its own, every byte's
+ * top bit set (soma__base_check_word's reason; the OR reads the constant
+ * from memory: link.c).  The address keeps one block's tail, copied over
+ * another's by an overflow, from passing there. */
+static inline uint64_t soma__tail_small_tag(const void *b)
+{
+    return ((uint64_t)(uintptr_t)b ^ soma__small_tail_key) | soma__check_high;
+}
+static inline void soma__tail_small_set(void *b, size_t size)
+{
+    __atomic_store_n(soma__tail_word(b, size), soma__tail_small_tag(b), __ATOMIC_RELAXED);
+}
+/* Is b's small tail whole?  (b: a block of `size` bytes of a tailed twin) */
+static inline int soma__tail_small_ok(const void *b, size_t size)
+{
+    return __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED) == soma__tail_small_tag(b);
+}
+/* Stop the program: b's small tail is not its tag. */
+SOMA_INTERNAL _Noreturn __attribute__((cold)) void
+soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b);
+/* The owner's free fast path's form (malloc/fastpath.h): b, a block of
+ * pool, a small one of either twin, freed by fn.  Without a branch on the
+ * twin: a branch that follows the sizes freed is mispredicted on every
+ * other free of a program whose sizes are mixed (lifo1 of bench_small
+ * took 1.3 times as long that way).  A plain block's last word is read
+ * too, and the result masked away.  c: pool's class, a small one. */
+static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, const void *b,
+                                              const char *fn)
+{
+    /* the block's last word: at 8c + 8 of a tailed twin's (c even, 8c + 16
+     * bytes), 8c of a plain one's (c odd, 8c + 8 bytes): at 8(c | 1), never
+     * past the block */
+    const uint64_t *last = (const uint64_t *)b + (c | 1);
+    uint64_t w = __atomic_load_n(last, __ATOMIC_RELAXED);
+    /* the difference, masked away for a plain twin (c odd) */
+    if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)(c & 1) - 1)) != 0))
+        soma__tail_fatal_small(fn, pool, b);
+}
+/* fn frees (or reallocates) b, a block of pool, whose class c is a tailed
+ * small one: its tail checked.  The class's size is 8c + 16 (c even), so
+ * the tail is at 8c + 8: one load, with the class in the address. */
+static inline void soma__tail_small_check(const pool_t *pool, const void *b, const char *fn)
+{
+    size_t c = pool->szidx;
+    const uint64_t *w = (const uint64_t *)((const char *)b + 8 * c + 8);
+    if (SOMA_UNLIKELY(__atomic_load_n(w, __ATOMIC_RELAXED) != soma__tail_small_tag(b)))
+        soma__tail_fatal_small(fn, pool, b);
 }
 
 /* b (the start of a live block of pool, a medium one) is freed by fn:

@@ -171,8 +171,8 @@ static int call_back(const visit_t *v, int large, soma_visit_fn fn, void *arg)
             b = (soma_block_info){(void *)v->u.large[i].p, v->u.large[i].n, -1,
                                   v->u.large[i].owner};
         } else {
-            b = (soma_block_info){v->u.pool.block[i], v->debug ? v->u.pool.size[i] : size, v->cls,
-                                  v->heap};
+            b = (soma_block_info){v->u.pool.block[i], v->debug ? v->u.pool.size[i] : size,
+                                  (int)soma__sizeclass_public((unsigned)v->cls), v->heap};
         }
         int rc = fn(&b, arg);
         if (rc != 0)

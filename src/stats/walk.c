@@ -52,7 +52,8 @@ static arena_view_t *next_view(walk_t *w, const arena_t *a, const heap_t *heap)
     return v;
 }
 
-/* One set of arenas: classes[c - first] gets the pools of class c. */
+/* One set of arenas: classes[c - first] gets the pools of public class c
+ * (soma__sizeclass_public). */
 static void walk_set(walk_t *w, const heap_t *heap, const arena_set_t *set,
                      soma_class_stats *classes, unsigned first, size_t *unused_pools,
                      size_t *returned_pools, size_t *alignment_lost, size_t *empty_arenas)
@@ -67,7 +68,9 @@ static void walk_set(walk_t *w, const heap_t *heap, const arena_set_t *set,
             /* Written under the heap lock, which the walk holds. */
             int returned = n == 0 && pool->returned;
             if (v != NULL) {
-                v->cls[i] = pool->szidx;
+                v->cls[i] = pool->szidx < SOMA_NUM_ALL_CLASSES
+                                ? (uint16_t)soma__sizeclass_public(pool->szidx)
+                                : pool->szidx;
                 v->used[i] = (uint16_t)n;
                 v->returned |= (uint64_t)returned << i;
                 v->carved++;
@@ -78,7 +81,8 @@ static void walk_set(walk_t *w, const heap_t *heap, const arena_set_t *set,
                 continue;
             }
             in_use++;
-            soma_class_stats *cs = &classes[pool->szidx - first];
+            /* (a small class's twins are one class to the world: config.h) */
+            soma_class_stats *cs = &classes[soma__sizeclass_public(pool->szidx) - first];
             cs->num_pools++;
             cs->blocks_in_use += n;
             cs->avail_blocks += soma__sizeclass_capacity(pool->szidx) - n;
@@ -128,12 +132,12 @@ static void stats_begin(soma_stats *st)
     st->arena_size = SOMA_ARENA_SIZE;
     st->pool_overhead = SOMA_POOL_OVERHEAD;
     for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
-        st->classes[c].size = soma__sizeclass_size(c);
+        st->classes[c].size = soma__sizeclass_size(c * SOMA_SMALL_TWINS);
     st->medium.max_size = SOMA_MEDIUM_MAX;
     st->medium_tail = SOMA_MEDIUM_TAIL;
     st->medium.num_classes = SOMA_NUM_MEDIUM_CLASSES;
     for (unsigned i = 0; i < SOMA_NUM_MEDIUM_CLASSES; i++)
-        st->medium.classes[i].size = soma__sizeclass_size(SOMA_NUM_CLASSES + i);
+        st->medium.classes[i].size = soma__sizeclass_size(SOMA_SMALL_CLASSES + i);
 }
 
 /* The byte lines of one table of classes; returns their sum. */

@@ -116,7 +116,7 @@ static void test_interior(void)
     blk2 = soma_malloc(1000);
     unsigned mc = soma__sizeclass_of(1000);
     bad = blk2 + 512;
-    expect_interior("soma_free", soma__sizeclass_size(mc), mc);
+    expect_interior("soma_free", soma__sizeclass_size(mc), soma__sizeclass_public(mc));
     test_expect_fatal("interior free of a medium block", do_free, expect);
 
     /* Close: 40 bytes past the end of a 64-byte block, inside the next one

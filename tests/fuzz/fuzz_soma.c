@@ -104,6 +104,7 @@ typedef struct {
     size_t align;     /* alignment promised */
     uint32_t fill;    /* pattern offset */
     int cls;          /* model class, or CLS_LARGE, CLS_FOREIGN */
+    int twin;         /* a small block of its class's tailed twin (classes.h) */
     heap_t *heap;     /* the heap it must be in; for a large block, the explicit heap
                        * it was asked of (its stats count it, destroy releases it), or NULL */
 } slot_t;
@@ -289,7 +290,8 @@ static size_t draw_size(input_t *in)
     case 1: /* around a small class's end: 15, 16, 17 ... 511, 512, 513 */
         return (lo + 1) * 16 + byte(in) % 3 - 1;
     case 2: /* around a medium class's end */
-        return classes_holds(SOMA_NUM_CLASSES + (int)(lo % classes_nmedium)) + byte(in) % 3 - 1;
+        return classes_holds_twin(SOMA_NUM_CLASSES + (int)(lo % classes_nmedium), 0) +
+               byte(in) % 3 - 1;
     case 3: /* any medium size */
         return SOMA_SMALL_THRESHOLD + 1 + u16(in) % (classes_medium_max - SOMA_SMALL_THRESHOLD);
     case 4: /* 0 and tiny sizes */
@@ -339,7 +341,7 @@ static int over_budget(int cls, size_t n)
 /* Record the block p of n requested bytes in empty slot i and check it:
  * alignment, usable size, the heap and class of its pool.  The caller
  * fills it. */
-static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *heap,
+static void place(size_t i, void *p, size_t n, size_t align, int cls, int twin, heap_t *heap,
                   const char *what)
 {
     if (p == NULL)
@@ -349,18 +351,20 @@ static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *he
     size_t usable = soma_usable_size(p);
     arena_t *arena = soma__region_arena(p);
     if (cls >= 0) {
-        if (!classes_usable_ok(cls, n, usable))
-            fail("%s of %zu bytes: usable size %zu, the model's class %d has %zu", what, n,
-                 usable, cls, classes_size(cls));
+        if (!classes_usable_ok(cls, twin, n, usable))
+            fail("%s of %zu bytes: usable size %zu, the model's class %d (twin %d) holds %zu",
+                 what, n, usable, cls, twin, classes_holds_twin(cls, twin));
         if (arena == NULL)
             fail("%s of %zu bytes: %p is not in soma's arenas (model class %d)", what, n, p, cls);
         const pool_t *pool = soma__pool_of(p);
-        if (pool->szidx != (unsigned)cls || pool->heap != heap)
-            fail("%s of %zu bytes: %p is in a pool of class %u, heap %p; the model says class "
-                 "%d, heap %p",
-                 what, n, p, pool->szidx, (void *)pool->heap, cls, (void *)heap);
+        if (soma__sizeclass_public(pool->szidx) != (unsigned)cls ||
+            soma__sizeclass_small_tailed(pool->szidx) != twin || pool->heap != heap)
+            fail("%s of %zu bytes: %p is in a pool of class %u (internal %u), heap %p; the "
+                 "model says class %d, twin %d, heap %p",
+                 what, n, p, soma__sizeclass_public(pool->szidx), pool->szidx,
+                 (void *)pool->heap, cls, twin, (void *)heap);
     } else {
-        if (!classes_usable_ok(cls, n, usable))
+        if (!classes_usable_ok(cls, 0, n, usable))
             fail("%s of %zu bytes: usable size %zu is smaller", what, n, usable);
         if (arena != NULL)
             fail("%s of %zu bytes: %p is in soma's arenas, the model says the system's", what, n,
@@ -373,6 +377,7 @@ static void place(size_t i, void *p, size_t n, size_t align, int cls, heap_t *he
     s->size = n;
     s->align = align;
     s->cls = cls;
+    s->twin = twin;
     s->heap = heap;
     s->fill = next_fill(i);
 }
@@ -404,17 +409,18 @@ static void realloc_done(size_t i, const slot_t *old, void *q, size_t n, heap_t 
 {
     if (q == NULL)
         fail("%s of %p (%zu bytes) to %zu bytes returned NULL", what, (void *)old->p, old->req, n);
-    int cls = old->cls; /* a large block stays large, and keeps its owner */
+    int cls = old->cls, twin = 0; /* a large block stays large, and keeps its owner */
     heap_t *heap = old->cls < 0 ? old->heap : NULL;
     if (old->cls >= 0) {
-        size_t have = classes_holds(old->cls);
-        int stays = classes_realloc_in_place(old->cls, n);
+        size_t have = classes_holds_twin(old->cls, old->twin);
+        int stays = classes_realloc_in_place(old->cls, old->twin, n);
         if (stays != ((uintptr_t)q == (uintptr_t)old->p))
             fail("%s of a %zu-byte block (class %d, %zu bytes) to %zu: soma's rule says it %s, "
                  "but %p -> %p",
                  what, old->req, old->cls, have, n, stays ? "stays in place" : "moves",
                  (void *)old->p, q);
         cls = stays ? old->cls : classes_of(n);
+        twin = stays ? old->twin : classes_twin_of(n);
         heap = stays ? old->heap : heap_for(cls, target);
     }
     size_t keep = old->size < n ? old->size : n;
@@ -425,7 +431,7 @@ static void realloc_done(size_t i, const slot_t *old, void *q, size_t n, heap_t 
     if (old->cls < 0)
         large_live -= old->req;
     memset(&slots[i], 0, sizeof slots[i]);
-    place(i, q, n, cls == CLS_FOREIGN ? FOREIGN_ALIGN : SOMA_ALIGNMENT, cls, heap, what);
+    place(i, q, n, cls == CLS_FOREIGN ? FOREIGN_ALIGN : SOMA_ALIGNMENT, cls, twin, heap, what);
     fill_block(q, n, slots[i].fill);
 }
 
@@ -440,7 +446,7 @@ static void do_realloc(size_t i, size_t n, soma_heap *h)
         if (over_budget(cls, n))
             return;
         void *p = h ? soma_heap_realloc(h, NULL, n) : soma_realloc(NULL, n);
-        place(i, p, n, SOMA_ALIGNMENT, cls, heap_for(cls, target), what);
+        place(i, p, n, SOMA_ALIGNMENT, cls, classes_twin_of(n), heap_for(cls, target), what);
         fill_block(p, n, s->fill);
         return;
     }
@@ -490,7 +496,8 @@ static void do_calloc(size_t i, unsigned split, size_t n, soma_heap *h)
     if (slots[i].p != NULL)
         free_slot(i, "before calloc");
     void *p = h ? soma_heap_calloc(h, nmemb, each) : soma_calloc(nmemb, each);
-    place(i, p, n, SOMA_ALIGNMENT, cls, heap_for(cls, h ? (heap_t *)h : main_heap), what);
+    place(i, p, n, SOMA_ALIGNMENT, cls, classes_twin_of(n),
+          heap_for(cls, h ? (heap_t *)h : main_heap), what);
     size_t b = first_nonzero(p, n);
     if (b != n)
         fail("%s(%zu, %zu): byte %zu of %p is 0x%02x, not zero", what, nmemb, each, b, p,
@@ -506,8 +513,8 @@ static void do_malloc(size_t i, size_t n, soma_heap *h)
     if (slots[i].p != NULL)
         free_slot(i, "before malloc");
     void *p = h ? soma_heap_malloc(h, n) : soma_malloc(n);
-    place(i, p, n, SOMA_ALIGNMENT, cls, heap_for(cls, h ? (heap_t *)h : main_heap),
-          h ? "soma_heap_malloc" : "soma_malloc");
+    place(i, p, n, SOMA_ALIGNMENT, cls, classes_twin_of(n),
+          heap_for(cls, h ? (heap_t *)h : main_heap), h ? "soma_heap_malloc" : "soma_malloc");
     fill_block(p, n, slots[i].fill);
 }
 
@@ -529,7 +536,7 @@ static void do_aligned(size_t i, size_t align, int valid, size_t n)
         free_slot(i, "before aligned_alloc");
     void *p = soma_aligned_alloc(align, n);
     place(i, p, n, align < SOMA_ALIGNMENT ? SOMA_ALIGNMENT : align, cls,
-          heap_for(cls, main_heap), "soma_aligned_alloc");
+          cls >= 0 ? classes_twin_of(n) : 0, heap_for(cls, main_heap), "soma_aligned_alloc");
     fill_block(p, n, slots[i].fill);
 }
 
@@ -542,7 +549,7 @@ static void do_foreign(size_t i, size_t n)
     if (slots[i].p != NULL)
         free_slot(i, "before the C library's malloc");
     void *p = malloc(n);
-    place(i, p, n, FOREIGN_ALIGN, CLS_FOREIGN, NULL, "the C library's malloc");
+    place(i, p, n, FOREIGN_ALIGN, CLS_FOREIGN, 0, NULL, "the C library's malloc");
     fill_block(p, n, slots[i].fill);
 }
 
@@ -723,7 +730,8 @@ static void do_xalloc(unsigned where, size_t start, size_t count, size_t n, int 
     for (size_t k = 0; k < job.n; k++) {
         job_item *it = &job.items[k];
         int cls = classes_of(it->n);
-        place(it->slot, it->p, it->n, SOMA_ALIGNMENT, cls, heap_for(cls, target),
+        place(it->slot, it->p, it->n, SOMA_ALIGNMENT, cls, classes_twin_of(it->n),
+              heap_for(cls, target),
               "allocation by the worker");
         slots[it->slot].fill = it->nfill; /* the worker filled it so */
         verify(it->p, it->n, it->nfill, "after the worker's allocation", it->slot);
@@ -857,7 +865,8 @@ static void full_check(const char *when)
          * reported, not read. */
         if (s->cls >= 0 &&
             (soma__region_arena(s->p) == NULL || soma__pool_of(s->p)->heap != s->heap ||
-             soma__pool_of(s->p)->szidx != (unsigned)s->cls))
+             soma__sizeclass_public(soma__pool_of(s->p)->szidx) != (unsigned)s->cls ||
+             soma__sizeclass_small_tailed(soma__pool_of(s->p)->szidx) != s->twin))
             fail("%s: slot %zu: %p is no longer in a pool of class %d of heap %p", when, i,
                  (void *)s->p, s->cls, (void *)s->heap);
         if (s->cls < 0 && soma__region_arena(s->p) != NULL)
@@ -865,7 +874,7 @@ static void full_check(const char *when)
                  (void *)s->p);
         verify(s->p, s->size, s->fill, when, i);
         size_t usable = soma_usable_size(s->p);
-        if (!classes_usable_ok(s->cls, s->size, usable))
+        if (!classes_usable_ok(s->cls, s->twin, s->size, usable))
             fail("%s: slot %zu: usable size of %p is now %zu (class %d, %zu patterned bytes)",
                  when, i, (void *)s->p, usable, s->cls, s->size);
         if ((uintptr_t)s->p % s->align != 0)

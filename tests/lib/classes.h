@@ -7,7 +7,11 @@
  *
  *   small    a request of 0 .. SOMA_SMALL_THRESHOLD (512) bytes: class
  *            (n - 1) / 16 (0 for 0), whose blocks have (class + 1) * 16
- *            usable bytes;
+ *            usable bytes; but in a build with tails (a medium tail, 16)
+ *            a request that leaves 8 of them free (n - 1) / 8 even, 0
+ *            counting as 1) gets a block of the class's tailed twin, which
+ *            holds 8 bytes less: the block's "twin", kept through a
+ *            realloc in place;
  *   medium   up to the largest medium class less its tail: the medium
  *            classes are the sizes ((pool size - 48) / k) & ~15 above 512,
  *            for k = 2, 3, ..., each block's last `tail` bytes soma's
@@ -18,9 +22,9 @@
  *   large    above that: the system's block (CLASSES_LARGE), whose usable
  *            size is at least the request;
  *   realloc  of soma's block to n > 0 bytes stays in place when n fits the
- *            block (what its class holds) and either keeps more than 3/4 of
- *            that or is of the same class; otherwise the block moves to n's
- *            class.
+ *            block (what it holds: its class and twin) and either keeps more
+ *            than 3/4 of that or is of the same class; otherwise the block
+ *            moves to n's class (and twin).
  *
  * The medium classes depend on the pool size and the tail:
  * classes_init(pool size, tail) computes them.  Until it is called there are none, and every request
@@ -46,6 +50,7 @@ static size_t classes_medium[SOMA_MAX_MEDIUM_CLASSES];
 static size_t classes_nmedium;
 static size_t classes_medium_max = SOMA_SMALL_THRESHOLD; /* the largest request */
 static size_t classes_tail;
+static size_t classes_small_tail; /* 8 with tails, else 0 */
 
 /* The medium classes of pools of pool_size bytes, blocks with a tail of
  * `tail` bytes.  0, or -1 when there would be more than
@@ -56,6 +61,7 @@ static inline int classes_init(size_t pool_size, size_t tail)
     classes_nmedium = 0;
     classes_medium_max = SOMA_SMALL_THRESHOLD;
     classes_tail = tail;
+    classes_small_tail = tail ? 8 : 0;
     for (size_t k = room / SOMA_SMALL_THRESHOLD; k >= 2; k--) {
         size_t size = (room / k) & ~(size_t)15;
         if (size <= SOMA_SMALL_THRESHOLD ||
@@ -92,25 +98,42 @@ static inline size_t classes_size(int cls)
     return cls < SOMA_NUM_CLASSES ? (size_t)(cls + 1) * 16 : classes_medium[cls - SOMA_NUM_CLASSES];
 }
 
-/* The most a block of class cls holds: its size, less a medium block's tail. */
-static inline size_t classes_holds(int cls)
+/* The twin of an n-byte request: 1 for a small block with a tail (the
+ * request leaves it 8 bytes), else 0. */
+static inline int classes_twin_of(size_t n)
 {
-    return classes_size(cls) - (cls < SOMA_NUM_CLASSES ? 0 : classes_tail);
+    return classes_small_tail != 0 && n <= SOMA_SMALL_THRESHOLD &&
+           ((n == 0 ? 0 : n - 1) / 8) % 2 == 0;
 }
 
-/* Whether a block of n requested bytes in class cls (negative: the
- * system's) may have `usable` usable bytes: exactly what its class holds,
- * or at least n for the system's. */
-static inline int classes_usable_ok(int cls, size_t n, size_t usable)
+/* The most a block of class cls and twin `twin` holds: its size, less a
+ * medium block's tail or a tailed small block's. */
+static inline size_t classes_holds_twin(int cls, int twin)
 {
-    return cls >= 0 ? usable == classes_holds(cls) : usable >= n;
+    return classes_size(cls) - (cls >= SOMA_NUM_CLASSES ? classes_tail
+                                : twin                  ? classes_small_tail
+                                                        : 0);
 }
 
-/* Whether realloc to n > 0 bytes leaves a block of class cls (soma's) in
- * place. */
-static inline int classes_realloc_in_place(int cls, size_t n)
+/* The most the block made for an n-byte request holds. */
+static inline size_t classes_holds_for(size_t n)
 {
-    size_t have = classes_holds(cls);
+    return classes_holds_twin(classes_of(n), classes_twin_of(n));
+}
+
+/* Whether the block of class cls and twin `twin` (cls negative: the
+ * system's, for n requested bytes) may have `usable` usable bytes: exactly
+ * what it holds, or at least n for the system's. */
+static inline int classes_usable_ok(int cls, int twin, size_t n, size_t usable)
+{
+    return cls >= 0 ? usable == classes_holds_twin(cls, twin) : usable >= n;
+}
+
+/* Whether realloc to n > 0 bytes leaves a block of class cls and twin
+ * `twin` (soma's) in place. */
+static inline int classes_realloc_in_place(int cls, int twin, size_t n)
+{
+    size_t have = classes_holds_twin(cls, twin);
     return n <= have && (4 * n > 3 * have || classes_of(n) == cls);
 }
 

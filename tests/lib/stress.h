@@ -72,7 +72,8 @@ typedef struct {
     size_t size;  /* bytes requested (and patterned) */
     uint64_t key; /* pattern key: slot, generation, table id */
     int owner;
-    int cls; /* for OWN_SOMA */
+    int cls;  /* for OWN_SOMA */
+    int twin; /* for OWN_SOMA: a tailed small block (classes.h) */
 } stress_slot;
 
 typedef struct {
@@ -184,7 +185,8 @@ static inline void stress_check_block(stress_table *t, const stress_slot *s)
     if (stress_stats_get == NULL) /* not soma: only the promise of malloc */
         ok &= usable >= s->size;
     else /* soma's: its class's size; a large block: the system's usable size */
-        ok &= classes_usable_ok(s->owner == OWN_SOMA ? s->cls : CLASSES_LARGE, s->size, usable);
+        ok &= classes_usable_ok(s->owner == OWN_SOMA ? s->cls : CLASSES_LARGE, s->twin, s->size,
+                                usable);
     if (!CHECK(ok)) {
         t->errors++;
         test_note("  block %p of %zu bytes (owner %d, class %d): usable %zu", (void *)s->p,
@@ -236,6 +238,7 @@ static inline void stress_alloc(stress_table *t, size_t i, size_t n)
     }
     s->size = n;
     s->cls = classes_of(n);
+    s->twin = classes_twin_of(n);
     s->owner = s->cls >= 0 ? OWN_SOMA : OWN_SYS;
     stress_model_add(t, s, +1);
     stress_check_block(t, s);
@@ -277,13 +280,14 @@ static inline void stress_realloc(stress_table *t, size_t i, size_t n)
     if (old.owner == OWN_SOMA && stress_stats_get != NULL) { /* soma's rules */
         /* In place when it fits and either keeps 3/4 of the block or stays
          * in the same class. */
-        if (classes_realloc_in_place(old.cls, n)) {
+        if (classes_realloc_in_place(old.cls, old.twin, n)) {
             if (!CHECK_PTR_EQ(q, old.p))
                 t->errors++;
         } else {
             if (!CHECK(q != old.p))
                 t->errors++;
             s->cls = classes_of(n);
+            s->twin = classes_twin_of(n);
             s->owner = s->cls >= 0 ? OWN_SOMA : OWN_SYS;
         }
     }

@@ -239,20 +239,9 @@ def run_one(binary, case, env, timeout):
 # longer fails (the list must say what is true): closing a gap means
 # taking its lines out.  Debug mode, SOMA_GUARD_SAMPLE's picks and
 # SOMA_CHECK_COPIES=1 catch most of them (the report's other columns).
+# In the default geometry there is none left.
 GLIBC_ONLY = "glibc stops it, soma does not"
-NEIGHBOUR = ("the bytes land in the live block beside it: glibc finds its own chunk header "
-             "there damaged at a later free; soma keeps nothing between small blocks (medium "
-             "and large blocks have a tail that catches it: src/pool/tail.h, "
-             "src/malloc/large.c; debug mode's guards and a guarded block catch it)")
-COPY = NEIGHBOUR + ("; SOMA_CHECK_COPIES=1 stops the copy (by default only copies of more than "
-                    "512 bytes are checked: docs/DESIGN.md)")
-KNOWN_GAPS = {
-    (GLIBC_ONLY, c): why for why, cases in (
-        (NEIGHBOUR, ["overflow-32-small", "underflow-1-small", "underflow-32-small"]),
-        (COPY, ["memcpy-overflow-32-small", "memset-overflow-32-small",
-                "fortify-memcpy-overflow-32-small", "fortify-memset-overflow-32-small"]),
-    ) for c in cases
-}
+KNOWN_GAPS = {}
 KNOWN_GAPS[("soma stops it, its debug mode does not", "read-after-free-large")] = (
     "normal mode seals the first freed large mapping of its size, so the read faults; debug "
     "mode quarantines the block first, to name it (serial, stack) when a write after free "
@@ -267,9 +256,11 @@ if os.environ.get("SOMA_TEST_GEOMETRY") == "py38":
     # 4 KiB pools: a 4096-byte block is a large one, a page of its own, and
     # a whole page below 128 KiB takes no page more for a tail (large.c)
     KNOWN_GAPS.update({(GLIBC_ONLY, c): "py38's geometry makes a 4096-byte block a large one of "
-                       "exactly a page, which has no tail: " + NEIGHBOUR
-                       for c in ("overflow-1M-medium", "overflow-32-medium", "underflow-1-medium", "underflow-32-medium",
-                                 "memcpy-underflow-32-medium")})
+                       "exactly a page, which has no tail: the bytes land in the live block "
+                       "beside it, where glibc finds its own chunk header damaged at a later "
+                       "free (debug mode's guards and a guarded block catch it)"
+                       for c in ("overflow-1M-medium", "overflow-32-medium", "underflow-1-medium",
+                                 "underflow-32-medium", "memcpy-underflow-32-medium")})
 KNOWN_GAPS[(DEBUG_OWN, "invalid-free-far")] = (
     "a page of an anonymous mapping: soma cannot tell it from a block the system allocator made "
     "without soma (a library opened with RTLD_DEEPBIND, a dlmopen namespace), so the system "

@@ -1,5 +1,7 @@
 /*
- * test_pool: how blocks are carved from pools and reused.  For every class:
+ * test_pool: how blocks are carved from pools and reused.  For every class
+ * (and, hardened, for both its twins: the requests that fill a block and
+ * those that leave it 8 bytes, served from pools of their own):
  *
  *   - a fresh pool hands out its blocks in address order, the first at
  *     pool + 48 and the next at pool + 48 + size, ... (pool = address masked
@@ -23,7 +25,10 @@ static uintptr_t pool_of(const void *p, size_t pool_size)
     return (uintptr_t)p & ~(uintptr_t)(pool_size - 1);
 }
 
-static void test_class(unsigned c, size_t pool_size, size_t overhead)
+/* top: the largest request of the twin tested (soma.h: a hardened build
+ * serves the requests that leave a block 8 bytes free from pools of their
+ * own, with a tail): size, or size - 8. */
+static void test_class(unsigned c, size_t top, size_t pool_size, size_t overhead)
 {
     const size_t size = (size_t)(c + 1) * 16;
     const size_t cap = (pool_size - overhead) / size;
@@ -39,8 +44,8 @@ static void test_class(unsigned c, size_t pool_size, size_t overhead)
         test_note("class %u already has pools in use; address checks skipped", c);
 
     for (size_t i = 0; i < n; i++) {
-        /* Each request size that maps to this class, in turn. */
-        b[i] = soma_malloc(size - (i % 16));
+        /* Each request size that maps to this class and twin, in turn. */
+        b[i] = soma_malloc(top - (i % 8));
         if (!CHECK(b[i] != NULL)) {
             free(b);
             return;
@@ -85,10 +90,10 @@ static void test_class(unsigned c, size_t pool_size, size_t overhead)
     size_t rest = cap - 2; /* free blocks left in the second pool */
     void **more = malloc(rest * sizeof *more);
     for (size_t i = 0; i < rest; i++) {
-        more[i] = soma_malloc(size);
+        more[i] = soma_malloc(top);
         CHECK_EQ((uintptr_t)more[i], pool2 + overhead + (i + 2) * size);
     }
-    b[k] = soma_malloc(size);
+    b[k] = soma_malloc(top);
     CHECK_PTR_EQ(b[k], freed);
     for (size_t i = 0; i < rest; i++)
         soma_free(more[i]);
@@ -97,7 +102,7 @@ static void test_class(unsigned c, size_t pool_size, size_t overhead)
     /* LIFO reuse in the used pool. */
     freed = b[cap + 1];
     soma_free(freed);
-    b[cap + 1] = soma_malloc(size);
+    b[cap + 1] = soma_malloc(top);
     CHECK_PTR_EQ(b[cap + 1], freed);
 
     /* Emptying the second pool leaves one pool in use. */
@@ -113,7 +118,7 @@ static void test_class(unsigned c, size_t pool_size, size_t overhead)
         soma_free(x);
         soma_free(y);
         soma_free(z);
-        void *r1 = soma_malloc(size), *r2 = soma_malloc(size), *r3 = soma_malloc(size);
+        void *r1 = soma_malloc(top), *r2 = soma_malloc(top), *r3 = soma_malloc(top);
         CHECK_PTR_EQ(r1, z);
         CHECK_PTR_EQ(r2, y);
         CHECK_PTR_EQ(r3, x);
@@ -140,7 +145,10 @@ int main(void)
     CHECK_EQ(overhead, 48);
     CHECK(pool_size >= 4096 && (pool_size & (pool_size - 1)) == 0);
     CHECK_EQ(st0.arena_size % pool_size, 0);
-    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++)
-        test_class(c, pool_size, overhead);
+    for (unsigned c = 0; c < SOMA_NUM_CLASSES; c++) {
+        test_class(c, (c + 1) * 16, pool_size, overhead);
+        if (st0.medium_tail != 0) /* the tailed twin (classes.h) */
+            test_class(c, (c + 1) * 16 - 8, pool_size, overhead);
+    }
     return test_summary();
 }

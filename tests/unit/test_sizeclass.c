@@ -2,8 +2,10 @@
  * test_sizeclass: the mapping of request sizes to size classes, and the edge
  * of the small-object threshold.
  *
- *   - every n in 1..512 gives a block of ((n-1)/16+1)*16 usable bytes, 16-byte
- *     aligned, counted in class (n-1)/16 (and in no other class);
+ *   - every n in 1..512 gives a block of ((n-1)/16+1)*16 bytes, 16-byte
+ *     aligned, counted in class (n-1)/16 (and in no other class); all of
+ *     it usable, but for the last 8 bytes of a small tail (hardened: n
+ *     in 8c+1 .. 8c+8, c even);
  *   - 512 is the last small size (class 31);
  *   - 513 .. medium max are medium blocks: the medium classes are exactly
  *     the sizes ((pool size - 48) / k) rounded down to 16 that exceed 512,
@@ -26,9 +28,11 @@
 
 static soma_stats before, after;
 
+/* What the block for an n-byte request holds: its class's size, less a
+ * tailed small block's tail (classes.h; classes_init first). */
 static size_t expected_usable(size_t n)
 {
-    return classes_size(classes_of(n));
+    return classes_holds_for(n);
 }
 
 /* After one allocation that soma serves in class `cls` (or -1: none), the
@@ -53,6 +57,7 @@ static void test_small_sizes(void)
     soma_stats_get(&before);
     CHECK_EQ(before.threshold, 512);
     CHECK_EQ(before.num_classes, 32);
+    (void)classes_init(before.pool_size, before.medium_tail);
 
     for (size_t n = 1; n <= SOMA_SMALL_THRESHOLD; n++) {
         soma_stats get_before;
@@ -65,8 +70,11 @@ static void test_small_sizes(void)
         CHECK_EQ(soma_usable_size(p), expected_usable(n));
         soma_stats_get(&after);
         check_class_delta(&get_before, &after, classes_of(n), n);
-        /* Class c serves blocks of (c+1)*16 bytes. */
-        CHECK_EQ(after.classes[classes_of(n)].size, expected_usable(n));
+        /* Class c serves blocks of (c+1)*16 bytes; a hardened build keeps
+         * the last 8 of those asked for 8c+1 .. 8c+8, c even. */
+        CHECK_EQ(after.classes[classes_of(n)].size, (size_t)(n + 15) / 16 * 16);
+        CHECK_EQ(expected_usable(n), (size_t)(n + 15) / 16 * 16 -
+                                         (before.medium_tail && (n - 1) / 8 % 2 == 0 ? 8 : 0));
         memset(p, 0, soma_usable_size(p));
         for (size_t i = 0; i < n; i++)
             ((unsigned char *)p)[i] = pattern(n, i);
@@ -129,7 +137,7 @@ static void test_threshold_edge(void)
         unsigned char *p = soma_malloc(n);
         if (!CHECK(p != NULL))
             continue;
-        if (!CHECK(classes_usable_ok(cls, n, soma_usable_size(p))))
+        if (!CHECK(classes_usable_ok(cls, 0, n, soma_usable_size(p))))
             test_note("  request of %zu bytes: usable %zu", n, soma_usable_size(p));
         CHECK_EQ((uintptr_t)p % 16, 0);
         p[0] = 1;
@@ -199,13 +207,13 @@ static void test_malloc_zero(void)
     /* Served from class 0 (as a 1-byte request). */
     soma_stats_get(&after);
     CHECK_EQ(after.classes[0].blocks_in_use - before.classes[0].blocks_in_use, 3);
-    CHECK_EQ(soma_usable_size(a), 16);
+    CHECK_EQ(soma_usable_size(a), expected_usable(1));
     if (a)
         memset(a, 1, soma_usable_size(a));
     if (b)
         memset(b, 2, soma_usable_size(b));
     if (a && b)
-        CHECK_EQ(((unsigned char *)a)[15], 1);
+        CHECK_EQ(((unsigned char *)a)[expected_usable(1) - 1], 1);
     soma_free(a);
     soma_free(b);
     soma_free(c);

@@ -1,0 +1,220 @@
+/*
+ * test_small_tail: a small block's tail (src/pool/tail.h, the twins of
+ * base/config.h), in normal mode.  A request that leaves its block 8 bytes
+ * free (1..8, 17..24, ... 497..504 bytes) gets a block of its class's
+ * tailed twin, which holds 8 bytes less than the class's size and keeps
+ * its last 8 as a check word; a request that fills the block gets the
+ * plain twin, as before.  Each mistake is made in a child process, which
+ * must stop at the call named, with the message expected, naming the
+ * block:
+ *
+ *   - a write 1 byte past what the block holds (soma_usable_size), and 32
+ *     past an 8-byte block (into its neighbours), found at its free;
+ *   - the same found by a free from another thread, and by realloc;
+ *   - a write 1 byte before a block: the tail of the block before it,
+ *     found at that block's free;
+ *   - a block's tail damaged and the block never freed: found by
+ *     soma_debug_check, which walks every carved block of a tailed twin.
+ *
+ * And no false alarm: every small size, its block filled to what
+ * soma_usable_size says, grown and shrunk by realloc with its contents
+ * kept, freed by its thread and by another; the twins' usable sizes and
+ * pools as documented.
+ *
+ * A mistake is made with ^= (every byte changes, whatever it held: see
+ * test_tail).
+ */
+#include <pthread.h>
+
+#include "malloc/malloc.h"
+#include "test.h"
+
+#if SOMA_SMALL_TAIL
+/* Two blocks of n bytes, b right after a (a fresh child's fresh pool). */
+static void pair(size_t n, unsigned char **a, unsigned char **b)
+{
+    *a = soma_malloc(n);
+    *b = soma_malloc(n);
+    if ((size_t)(*b - *a) != (n + 15) / 16 * 16) {
+        fprintf(stderr, "blocks %p and %p are not neighbours\n", (void *)*a, (void *)*b);
+        exit(2); /* not the abort expected: the test fails */
+    }
+}
+
+static void over_1(void)
+{
+    unsigned char *p = soma_malloc(20), *q = soma_malloc(20);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    if (soma_usable_size(p) != 24)
+        exit(2);
+    memset(p, 1, 24); /* allowed: what it holds */
+    p[24] ^= 'O';     /* the mistake */
+    soma_free(q);
+    soma_free(p);
+}
+
+/* The misuse suite's overflow-32-small: an 8-byte block, 32 bytes past it. */
+static void over_32_of_8(void)
+{
+    unsigned char *a, *b;
+    pair(8, &a, &b);
+    fprintf(stderr, "pointer %p\n", (void *)a);
+    for (size_t i = 8; i < 40; i++)
+        a[i] ^= 'O';
+    soma_free(a);
+}
+
+static unsigned char *victim;
+static void *free_victim(void *arg)
+{
+    (void)arg;
+    soma_free(victim);
+    return NULL;
+}
+static void over_freed_remotely(void)
+{
+    victim = soma_malloc(100); /* 112-byte class, holds 104 */
+    fprintf(stderr, "pointer %p\n", (void *)victim);
+    victim[104] ^= 'O';
+    pthread_t t;
+    pthread_create(&t, NULL, free_victim, NULL);
+    pthread_join(t, NULL);
+}
+
+static void over_realloc(void)
+{
+    unsigned char *p = soma_malloc(500); /* 512-byte class, holds 504 */
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    p[507] ^= 'O';
+    p = soma_realloc(p, 501); /* it would stay in place */
+    soma_free(p);
+}
+
+/* 1 byte before b: a's tail, found when a is freed (b's free reads only
+ * its own). */
+static void under_1(void)
+{
+    unsigned char *a, *b;
+    pair(40, &a, &b);
+    fprintf(stderr, "pointer %p\n", (void *)a);
+    b[-1] ^= 'U';
+    soma_free(b);
+    soma_free(a);
+}
+
+/* Never freed: the heap check finds it. */
+static void never_freed(void)
+{
+    unsigned char *p = soma_malloc(200); /* 208-byte class, holds 200 */
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    p[203] ^= 'O';
+    if (soma_debug_check() != 0)
+        abort(); /* what the test expects, once the check has said why */
+}
+
+static void *free_all(void *arg)
+{
+    unsigned char **v = arg;
+    for (size_t i = 0; v[i] != NULL; i++)
+        soma_free(v[i]);
+    return NULL;
+}
+
+/* What the block for an n-byte request holds. */
+static size_t holds(size_t n)
+{
+    return (n + 15) / 16 * 16 - ((n - 1) / 8 % 2 == 0 ? 8 : 0);
+}
+
+static void no_false_alarm(void)
+{
+    enum { N = SOMA_SMALL_THRESHOLD };
+    static unsigned char *v[2 * N + 1];
+    size_t k = 0;
+    for (size_t n = 1; n <= N; n++)
+        for (int twice = 0; twice < 2; twice++) {
+            unsigned char *p = soma_malloc(n);
+            if (!CHECK(p != NULL))
+                return;
+            size_t u = soma_usable_size(p);
+            if (!CHECK_EQ(u, holds(n)))
+                test_note("  %zu bytes asked", n);
+            memset(p, (int)(n & 0xff), u);
+            v[k++] = p;
+        }
+    /* The twins: 8 and 16 bytes asked share a class, not a pool. */
+    unsigned char *e = soma_malloc(8), *s = soma_malloc(16);
+    CHECK(((uintptr_t)e ^ (uintptr_t)s) >= (uintptr_t)SOMA_POOL_SIZE);
+    CHECK_EQ(soma__pool_of(e)->szidx / 2, soma__pool_of(s)->szidx / 2);
+    soma_free(e);
+    soma_free(s);
+    CHECK_EQ(soma_debug_check(), 0);
+    /* grown and shrunk by realloc within what they hold, then past it */
+    size_t bad = 0;
+    for (size_t i = 0; i < k; i++) {
+        size_t n = i / 2 + 1, u = holds(n);
+        unsigned char *q = soma_realloc(v[i], u);
+        for (size_t j = 0; j < u; j++)
+            bad += q[j] != (unsigned char)(n & 0xff);
+        if (i % 2 == 0 && n < N) {
+            size_t m = u + 1; /* moves to the plain twin, or up a class */
+            q = soma_realloc(q, m);
+            for (size_t j = 0; j < u; j++)
+                bad += q[j] != (unsigned char)(n & 0xff);
+            memset(q, 'r', soma_usable_size(q));
+        }
+        v[i] = q;
+    }
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(soma_debug_check(), 0);
+    /* half freed here, half by another thread */
+    v[k] = NULL;
+    pthread_t t;
+    pthread_create(&t, NULL, free_all, v + k / 2);
+    for (size_t i = 0; i < k / 2; i++)
+        soma_free(v[i]);
+    pthread_join(t, NULL);
+    CHECK_EQ(soma_debug_check(), 0);
+}
+#endif
+
+int main(void)
+{
+    test_program_name = "test_small_tail";
+#if SOMA_SMALL_TAIL
+    test_expect_fatal("1 byte past what it holds", over_1,
+                      "buffer overflow: the last 8 bytes of the 32-byte block (class 1), soma's, "
+                      "are overwritten (B+24: ");
+    test_expect_fatal("1 byte past what it holds", over_1, "a write past the 24 bytes it holds");
+    test_expect_fatal("32 bytes past an 8-byte block", over_32_of_8,
+                      "the last 8 bytes of the 16-byte block (class 0), soma's, are overwritten");
+    test_expect_fatal("freed by another thread", over_freed_remotely,
+                      "soma_free(0x");
+    test_expect_fatal("freed by another thread", over_freed_remotely,
+                      "the last 8 bytes of the 112-byte block (class 6), soma's, are overwritten "
+                      "(B+104: ");
+    test_expect_fatal("reallocated", over_realloc,
+                      "soma_realloc(0x");
+    test_expect_fatal("reallocated", over_realloc,
+                      "the last 8 bytes of the 512-byte block (class 31), soma's, are overwritten");
+    test_expect_fatal("1 byte before the block after it", under_1,
+                      "the last 8 bytes of the 48-byte block (class 2), soma's, are overwritten");
+    {
+        /* soma_debug_check says it and returns -1 (the child then aborts) */
+        char buf[2048], ptr[64] = "";
+        int st = test_run_captured(never_freed, buf, sizeof buf);
+        if (st != -1) {
+            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+            if (!CHECK(sscanf(buf, "pointer %63s", ptr) == 1 &&
+                       strstr(buf, "soma_debug_check found heap") != NULL &&
+                       strstr(buf, "(class 12): the last 8 bytes of its block ") != NULL &&
+                       strstr(strstr(buf, "its block ") ?: buf, ptr) != NULL))
+                test_note("  never freed: %s", buf);
+        }
+    }
+    no_false_alarm();
+#else
+    test_note("no small tails in this build (unhardened, or a checker's)");
+#endif
+    return test_summary();
+}

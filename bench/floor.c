@@ -33,8 +33,10 @@ extern void __libc_free(void *);
 
 #define EXPORT __attribute__((visibility("default")))
 
-static void *freelist[SOMA_NUM_CLASSES];
-static char *carve_at[SOMA_NUM_CLASSES], *carve_end[SOMA_NUM_CLASSES];
+/* By soma's own class index (a hardened build's has twins: base/config.h);
+ * the floor uses the plain twin of each class, with no tails. */
+static void *freelist[SOMA_SMALL_CLASSES];
+static char *carve_at[SOMA_SMALL_CLASSES], *carve_end[SOMA_SMALL_CLASSES];
 static char *pool_next, *pool_end; /* pools not yet given to a class */
 /* Arena records: the map names one per arena, and each holds the records
  * of its pools.  Never returned, so a fixed number (64 MiB of arenas). */
@@ -90,7 +92,8 @@ static inline pool_t *ours(const void *p)
 EXPORT void *malloc(size_t n)
 {
     if (SOMA_LIKELY(n - 1 < SOMA_SMALL_THRESHOLD)) {
-        unsigned c = soma__sizeclass_small(n);
+        unsigned c = (unsigned)((n - 1) >> SOMA_ALIGNMENT_SHIFT) * SOMA_SMALL_TWINS +
+                     (SOMA_SMALL_TWINS - 1);
         void *b = freelist[c];
         if (SOMA_LIKELY(b != NULL)) {
             freelist[c] = *(void **)b;

@@ -166,6 +166,12 @@ static void read_all(void)
                             "the dumps are JSON too (SOMA_STATS_FORMAT=text ignored)\n");
         soma__options.json = 1;
     }
+#if defined(SOMA_HARDEN) && !SOMA_HARDEN
+    /* The build that measures hardening (link.h) checks no copy unless told
+     * (debug mode's, below, still checks every one) */
+    if (secure_getenv("SOMA_CHECK_COPIES") == NULL)
+        soma__options.check_copies = 0;
+#endif
     /* Debug mode closes the fast paths (the gate, options.h): from here on
      * every call reaches the slow paths, which send it to malloc/debug.c. */
     if (soma__options.debug) {
@@ -174,11 +180,6 @@ static void read_all(void)
         soma__options_gate.min_offset = SOMA_POOL_SIZE;
         soma__options.check_copies = 1; /* always, in debug mode */
     }
-#if defined(SOMA_HARDEN) && !SOMA_HARDEN
-    /* The build that measures hardening (link.h) checks no copy unless told */
-    if (secure_getenv("SOMA_CHECK_COPIES") == NULL)
-        soma__options.check_copies = 0;
-#endif
     soma__options.copies_above = (size_t)soma__options.check_copies - 1;
     /* Sampled guarded blocks (malloc/guard.c): every malloc goes out of
      * line, to soma__malloc_sized, which counts down to the next one; free

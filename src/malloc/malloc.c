@@ -381,7 +381,7 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
     if (tailed)
         old = soma__tail_check_own(pool, p, "soma_realloc");
     else if (soma__sizeclass_small_tailed(pool->szidx))
-        soma__tail_small_check(pool, p, "soma_realloc"); /* stays where it is */
+        soma__tail_small_check(pool, p, "soma_realloc", pool->heap == heap);
 #endif
     /* (the same class as the world knows it: a plain small twin's block
      * shrunk to a tailed twin's size stays, with no tail) */
@@ -470,7 +470,8 @@ void soma__malloc_copy_call(char *buf, size_t cap, const copy_t *c)
 }
 
 /* Normal mode knows a block's bounds, not whether it is free: the bound is
- * a small block's class size, a medium block's n (its tail: the size
+ * a small block's usable size (its class size, less a tailed twin's
+ * tail), a medium block's n (its tail: the size
  * asked, or what the class holds once soma_usable_size was asked), a large
  * block's mapping less its tail. */
 int soma__malloc_copy_check(const copy_t *c)

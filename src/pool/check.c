@@ -59,7 +59,8 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
     if (pool->szidx >= SOMA_NUM_ALL_CLASSES)
         FAIL("pool %p with count %u has no class", (void *)pool->base, soma__pool_count(pool));
     if (soma__sizeclass_kind(pool->szidx) != pool->arena->kind)
-        FAIL("pool %p of class %u is in an arena of the other kind", (void *)pool->base, pool->szidx);
+        FAIL("pool %p of class %u is in an arena of the other kind", (void *)pool->base,
+             soma__sizeclass_public(pool->szidx));
     size_t size = soma__sizeclass_size(pool->szidx);
     size_t cap = soma__sizeclass_capacity(pool->szidx);
     unsigned count = soma__pool_count(pool);
@@ -87,7 +88,8 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
     if (pool->recip_mul != soma__sizeclass_recip[pool->szidx].mul ||
         pool->recip_bound != soma__sizeclass_recip[pool->szidx].bound)
         FAIL("pool %p of class %u: its reciprocal (%u, %u) is not its class's",
-             (void *)pool->base, pool->szidx, pool->recip_mul, pool->recip_bound);
+             (void *)pool->base, soma__sizeclass_public(pool->szidx), pool->recip_mul,
+             pool->recip_bound);
     uint64_t bits[SOMA_POOL_BITMAP_WORDS];
     if (soma__check_free_map(pool, bits) < 0)
         FAIL("pool %p: its free list names a block that is not carved, or one twice (a write "
@@ -98,7 +100,7 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
         nfree += (size_t)__builtin_popcountll(bits[w]);
     if (nfree + virgin + count != cap)
         FAIL("pool %p (class %u): %zu free + %zu virgin + %u in use != capacity %zu",
-             (void *)pool->base, pool->szidx, nfree, virgin, count, cap);
+             (void *)pool->base, soma__sizeclass_public(pool->szidx), nfree, virgin, count, cap);
     int used = count < cap;
     if (used && pool->freeblock == NULL)
         FAIL("used pool %p has no free block", (void *)pool->base);

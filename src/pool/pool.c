@@ -362,6 +362,21 @@ static int on_free_list(const pool_t *pool, const void *target, const void *p)
     return 0;
 }
 
+void soma__pool_fatal_if_unused(const char *fn, const pool_t *pool, const void *p, int owner)
+{
+    if (soma__pool_count(pool) == 0)
+        fatal_not_allocated(fn, p, pool);
+    if (!owner)
+        return; /* the offsets and the free list are the owner's */
+    if ((size_t)((const char *)p - pool->base) >= pool->nextoffset)
+        soma__fatal("%s(%p): not an allocated block (a block of pool %p never handed out)", fn,
+                    p, (const void *)pool->base);
+    if (soma__link_looks_free(p) && on_free_list(pool, p, p))
+        soma__fatal("%s(%p): double free: the %zu-byte block (class %u) is already "
+                    "free, on its pool's free list",
+                    fn, p, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));
+}
+
 /* Free p into a pool that is full and unlisted, or holds p as its last
  * block, or holds no block at all (then p was not allocated), or where p
  * looks free already (link.h). */
@@ -464,7 +479,7 @@ void soma__pool_free_other(pool_t *pool, void *p)
     if (pool->szidx >= SOMA_SMALL_CLASSES)
         (void)soma__tail_check(pool, p, "soma_free");
     else if (soma__sizeclass_small_tailed(pool->szidx))
-        soma__tail_small_check(pool, p, "soma_free");
+        soma__tail_small_check(pool, p, "soma_free", 0);
 #endif
     soma__pool_free_remote(owner, p);
 }

@@ -316,6 +316,13 @@ SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);
  * no class).  The one message for every path that finds it so. */
 SOMA_INTERNAL _Noreturn void soma__pool_fatal_not_block(const char *fn, const pool_t *pool,
                                                         const void *p);
+/* fn(p) found a word of soma's in p, a block of pool, damaged: stop the
+ * program with what is likelier, if p is no block in use (its pool has
+ * none; or, asked by the pool's owner (`owner`), p lies past the carved
+ * blocks or is on the pool's free list: a double free); return if p may
+ * be in use. */
+SOMA_INTERNAL void soma__pool_fatal_if_unused(const char *fn, const pool_t *pool, const void *p,
+                                              int owner);
 /* Stop the program: the pool's header check word is overwritten
  * (soma__pool_canary_ok), found by fn(p). */
 SOMA_INTERNAL _Noreturn void soma__pool_fatal_canary(const char *fn, const pool_t *pool,

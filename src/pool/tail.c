@@ -8,6 +8,7 @@
 void soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
     const char *b = bv;
+    soma__pool_fatal_if_unused(fn, pool, b, 0); /* as for a small tail, below */
     const uint64_t *at = soma__tail_word(b, size);
     soma__fatal("%s(%p): the last 8 bytes of the %zu-byte block (class %u), soma's, are "
                 "overwritten (B+%zu: %016llx, B = the block): a write past the bytes asked of "
@@ -18,9 +19,12 @@ void soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *bv, s
                 (unsigned long long)__atomic_load_n(at, __ATOMIC_RELAXED));
 }
 
-void soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *bv)
+void soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *bv, int owner)
 {
     const char *b = bv;
+    /* A block freed twice has its tail whole, unless its pool emptied and
+     * was set up afresh or gave its pages back: then that is the story. */
+    soma__pool_fatal_if_unused(fn, pool, b, owner);
     size_t size = soma__sizeclass_size(pool->szidx);
     const uint64_t *at = soma__tail_word(b, size);
     soma__fatal("%s(%p): buffer overflow: the last 8 bytes of the %zu-byte block (class %u), "

@@ -184,9 +184,10 @@ static inline int soma__tail_small_ok(const void *b, size_t size)
 {
     return __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED) == soma__tail_small_tag(b);
 }
-/* Stop the program: b's small tail is not its tag. */
+/* Stop the program: b's small tail is not its tag (found by the pool's
+ * owner, or not: pool.h, soma__pool_fatal_if_unused). */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
-soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b);
+soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b, int owner);
 /* The owner's free fast path's form (malloc/fastpath.h): b, a block of
  * pool, a small one of either twin, freed by fn.  Without a branch on the
  * twin: a branch that follows the sizes freed is mispredicted on every
@@ -203,17 +204,18 @@ static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, cons
     uint64_t w = __atomic_load_n(last, __ATOMIC_RELAXED);
     /* the difference, masked away for a plain twin (c odd) */
     if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)(c & 1) - 1)) != 0))
-        soma__tail_fatal_small(fn, pool, b);
+        soma__tail_fatal_small(fn, pool, b, 1);
 }
 /* fn frees (or reallocates) b, a block of pool, whose class c is a tailed
  * small one: its tail checked.  The class's size is 8c + 16 (c even), so
  * the tail is at 8c + 8: one load, with the class in the address. */
-static inline void soma__tail_small_check(const pool_t *pool, const void *b, const char *fn)
+static inline void soma__tail_small_check(const pool_t *pool, const void *b, const char *fn,
+                                          int owner)
 {
     size_t c = pool->szidx;
     const uint64_t *w = (const uint64_t *)((const char *)b + 8 * c + 8);
     if (SOMA_UNLIKELY(__atomic_load_n(w, __ATOMIC_RELAXED) != soma__tail_small_tag(b)))
-        soma__tail_fatal_small(fn, pool, b);
+        soma__tail_fatal_small(fn, pool, b, owner);
 }
 
 /* b (the start of a live block of pool, a medium one) is freed by fn:

@@ -13,10 +13,14 @@
  *   - the same found by a free from another thread, and by realloc;
  *   - a write 1 byte before a block: the tail of the block before it,
  *     found at that block's free;
- *   - a block's tail damaged and the block never freed: found by
- *     soma_debug_check, which walks every carved block of a tailed twin.
+ *   - a block's tail damaged and the block never freed, or damaged after
+ *     its free: found by soma_debug_check, which walks every carved block
+ *     of a tailed twin;
+ *   - a block freed twice: the double free said, also when its pool
+ *     emptied and gave its pages back in between (the tail reads zeros).
  *
- * And no false alarm: every small size, its block filled to what
+ * And no false alarm: the last block of an arena freed (the check reads
+ * nothing past it); every small size, its block filled to what
  * soma_usable_size says, grown and shrunk by realloc with its contents
  * kept, freed by its thread and by another; the twins' usable sizes and
  * pools as documented.
@@ -102,6 +106,43 @@ static void under_1(void)
     soma_free(a);
 }
 
+/* Freed twice, its pool emptied and its pages given back in between: the
+ * tail reads as zeros then, and the message must say what happened. */
+static void double_free_after_purge(void)
+{
+    unsigned char *keep = soma_malloc(100); /* another pool: the arena stays */
+    unsigned char *p = soma_malloc(8);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    soma_free(p);
+    soma_purge(1);
+    soma_free(p);
+    soma_free(keep);
+}
+
+/* Freed twice, its pool still in use: the tail is whole, the push's
+ * double-free test says it. */
+static void double_free(void)
+{
+    unsigned char *keep = soma_malloc(8), *p = soma_malloc(8);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    soma_free(p);
+    soma_free(p);
+    soma_free(keep);
+}
+
+/* A free block's tail written (after its free), never handed out again:
+ * the heap check walks free blocks' tails too. */
+static void free_block_damaged(void)
+{
+    unsigned char *keep = soma_malloc(40), *p = soma_malloc(40);
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    soma_free(p);
+    p[41] ^= 'W';
+    if (soma_debug_check() != 0)
+        abort();
+    soma_free(keep);
+}
+
 /* Never freed: the heap check finds it. */
 static void never_freed(void)
 {
@@ -124,6 +165,29 @@ static void *free_all(void *arg)
 static size_t holds(size_t n)
 {
     return (n + 15) / 16 * 16 - ((n - 1) / 8 % 2 == 0 ? 8 : 0);
+}
+
+/* The last block of an arena: a plain 16-byte twin fills its pools
+ * exactly (1,021 blocks), so the last one ends where the arena does, and
+ * what follows may be no memory at all.  The free's branch-free check reads
+ * the block's last word for both twins; a first version read the word
+ * after a plain block, and python3 died of SIGSEGV on such a free. */
+static void arena_end(void)
+{
+    enum { MAX = 200000 };
+    static void *v[MAX];
+    size_t n = 0, ends = 0;
+    for (; n < MAX && ends < 2; n++) {
+        v[n] = soma_malloc(16);
+        if (!CHECK(v[n] != NULL))
+            break;
+        memset(v[n], 0xee, 16);
+        ends += ((uintptr_t)v[n] + 16) % SOMA_ARENA_SIZE == 0;
+    }
+    CHECK_EQ(ends, 2); /* two arenas filled to their last byte */
+    for (size_t i = n; i-- > 0;)
+        soma_free(v[i]);
+    CHECK_EQ(soma_debug_check(), 0);
 }
 
 static void no_false_alarm(void)
@@ -158,7 +222,10 @@ static void no_false_alarm(void)
             bad += q[j] != (unsigned char)(n & 0xff);
         if (i % 2 == 0 && n < N) {
             size_t m = u + 1; /* moves to the plain twin, or up a class */
-            q = soma_realloc(q, m);
+            unsigned char *r = soma_realloc(q, m);
+            CHECK(r != q);
+            CHECK_GE(soma_usable_size(r), m);
+            q = r;
             for (size_t j = 0; j < u; j++)
                 bad += q[j] != (unsigned char)(n & 0xff);
             memset(q, 'r', soma_usable_size(q));
@@ -175,6 +242,21 @@ static void no_false_alarm(void)
         soma_free(v[i]);
     pthread_join(t, NULL);
     CHECK_EQ(soma_debug_check(), 0);
+}
+
+/* soma_debug_check says it (and returns -1: the child then aborts) */
+static void heap_check_finds(const char *name, void (*misuse)(void), const char *cls)
+{
+    char buf[2048], ptr[64] = "", want[96];
+    int st = test_run_captured(misuse, buf, sizeof buf);
+    if (st == -1)
+        return;
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    snprintf(want, sizeof want, "%s: the last 8 bytes of its block ", cls);
+    if (!CHECK(sscanf(buf, "pointer %63s", ptr) == 1 &&
+               strstr(buf, "soma_debug_check found heap") != NULL && strstr(buf, want) != NULL &&
+               strstr(strstr(buf, "its block ") ?: buf, ptr) != NULL))
+        test_note("  %s: %s", name, buf);
 }
 #endif
 
@@ -199,19 +281,13 @@ int main(void)
                       "the last 8 bytes of the 512-byte block (class 31), soma's, are overwritten");
     test_expect_fatal("1 byte before the block after it", under_1,
                       "the last 8 bytes of the 48-byte block (class 2), soma's, are overwritten");
-    {
-        /* soma_debug_check says it and returns -1 (the child then aborts) */
-        char buf[2048], ptr[64] = "";
-        int st = test_run_captured(never_freed, buf, sizeof buf);
-        if (st != -1) {
-            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
-            if (!CHECK(sscanf(buf, "pointer %63s", ptr) == 1 &&
-                       strstr(buf, "soma_debug_check found heap") != NULL &&
-                       strstr(buf, "(class 12): the last 8 bytes of its block ") != NULL &&
-                       strstr(strstr(buf, "its block ") ?: buf, ptr) != NULL))
-                test_note("  never freed: %s", buf);
-        }
-    }
+    test_expect_fatal("freed twice, its pool emptied and purged between",
+                      double_free_after_purge, "not an allocated block (double free");
+    test_expect_fatal("freed twice", double_free,
+                      "double free: the 16-byte block (class 0) is already free");
+    heap_check_finds("never freed: soma_debug_check", never_freed, "(class 12)");
+    heap_check_finds("a free block's tail: soma_debug_check", free_block_damaged, "(class 2)");
+    arena_end();
     no_false_alarm();
 #else
     test_note("no small tails in this build (unhardened, or a checker's)");

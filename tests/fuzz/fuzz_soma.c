@@ -287,8 +287,11 @@ static size_t draw_size(input_t *in)
     switch (b >> 5) {
     case 0: /* any size of small class lo */
         return lo * 16 + 1 + byte(in) % 16;
-    case 1: /* around a small class's end: 15, 16, 17 ... 511, 512, 513 */
-        return (lo + 1) * 16 + byte(in) % 3 - 1;
+    case 1: { /* around a small class's end: 15, 16, 17 ... 511, 512, 513;
+               * or around its twins' boundary: 7, 8, 9 ... 503, 504, 505 */
+        unsigned k = byte(in);
+        return (lo + 1) * 16 - (k & 4 ? 8 : 0) + k % 3 - 1;
+    }
     case 2: /* around a medium class's end */
         return classes_holds_twin(SOMA_NUM_CLASSES + (int)(lo % classes_nmedium), 0) +
                byte(in) % 3 - 1;

@@ -98,7 +98,7 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
             soma__malloc_free_medium(pool, p);
             return;
         }
-        soma__tail_small_check_any(pool, c, p, "soma_free");
+        soma__tail_small_check_any(pool, c, p, "soma_free", 1);
 #endif
         soma__pool_push(owner, pool, p);
         return;

@@ -478,8 +478,8 @@ void soma__pool_free_other(pool_t *pool, void *p)
 #if SOMA_MEDIUM_TAIL
     if (pool->szidx >= SOMA_SMALL_CLASSES)
         (void)soma__tail_check(pool, p, "soma_free");
-    else if (soma__sizeclass_small_tailed(pool->szidx))
-        soma__tail_small_check(pool, p, "soma_free", 0);
+    else
+        soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 0);
 #endif
     soma__pool_free_remote(owner, p);
 }

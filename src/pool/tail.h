@@ -188,23 +188,24 @@ static inline int soma__tail_small_ok(const void *b, size_t size)
  * owner, or not: pool.h, soma__pool_fatal_if_unused). */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
 soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b, int owner);
-/* The owner's free fast path's form (malloc/fastpath.h): b, a block of
- * pool, a small one of either twin, freed by fn.  Without a branch on the
+/* The free paths' form (malloc/fastpath.h, pool.c): b, a block of pool, a
+ * small one of either twin, freed by fn (the pool's owner, or not).  Without a branch on the
  * twin: a branch that follows the sizes freed is mispredicted on every
  * other free of a program whose sizes are mixed (lifo1 of bench_small
- * took 1.3 times as long that way).  A plain block's last word is read
- * too, and the result masked away.  c: pool's class, a small one. */
+ * took 1.3 times as long that way).  A plain block's first word is read
+ * instead, and the result masked away.  c: pool's class, a small one. */
 static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, const void *b,
-                                              const char *fn)
+                                              const char *fn, int owner)
 {
-    /* the block's last word: at 8c + 8 of a tailed twin's (c even, 8c + 16
-     * bytes), 8c of a plain one's (c odd, 8c + 8 bytes): at 8(c | 1), never
-     * past the block */
-    const uint64_t *last = (const uint64_t *)b + (c | 1);
-    uint64_t w = __atomic_load_n(last, __ATOMIC_RELAXED);
-    /* the difference, masked away for a plain twin (c odd) */
-    if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)(c & 1) - 1)) != 0))
-        soma__tail_fatal_small(fn, pool, b, 1);
+    /* a tailed twin's (c even, 8c + 16 bytes) last word, word c + 1; a
+     * plain one's first, word 0: the line the push writes next, never a
+     * line of its own (another thread's free would pull it across) */
+    size_t odd = c & 1;
+    const uint64_t *at = (const uint64_t *)b + ((c + 1) & ((uint64_t)odd - 1));
+    uint64_t w = __atomic_load_n(at, __ATOMIC_RELAXED);
+    /* the difference, masked away for a plain twin */
+    if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)odd - 1)) != 0))
+        soma__tail_fatal_small(fn, pool, b, owner);
 }
 /* fn frees (or reallocates) b, a block of pool, whose class c is a tailed
  * small one: its tail checked.  The class's size is 8c + 16 (c even), so

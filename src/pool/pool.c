@@ -348,16 +348,16 @@ void soma__pool_fatal_not_block(const char *fn, const pool_t *pool, const void *
  * walk is bounded by the pool's capacity and checks every link it follows
  * (a corrupted list is reported, for the free of p, never followed out of
  * the pool). */
-static int on_free_list(const pool_t *pool, const void *target, const void *p)
+static int on_free_list(const pool_t *pool, const void *target, const void *p, const char *fn)
 {
     size_t cap = soma__sizeclass_capacity(pool->szidx), steps = 0;
     for (const void *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
         if (b == target)
             return 1;
         if (!soma__pool_holds(pool, b) || ++steps > cap)
-            soma__fatal("soma_free(%p): the free list of its pool %p (class %u) is corrupted "
+            soma__fatal("%s(%p): the free list of its pool %p (class %u) is corrupted "
                         "near %p (a write after free?)",
-                        p, (const void *)pool->base, soma__sizeclass_public(pool->szidx), b);
+                        fn, p, (const void *)pool->base, soma__sizeclass_public(pool->szidx), b);
     }
     return 0;
 }
@@ -369,9 +369,10 @@ void soma__pool_fatal_if_unused(const char *fn, const pool_t *pool, const void *
     if (!owner)
         return; /* the offsets and the free list are the owner's */
     if ((size_t)((const char *)p - pool->base) >= pool->nextoffset)
-        soma__fatal("%s(%p): not an allocated block (a block of pool %p never handed out)", fn,
-                    p, (const void *)pool->base);
-    if (soma__link_looks_free(p) && on_free_list(pool, p, p))
+        soma__fatal("%s(%p): not an allocated block (a double free, or a block of pool %p "
+                    "never handed out)",
+                    fn, p, (const void *)pool->base);
+    if (soma__link_looks_free(p) && on_free_list(pool, p, p, fn))
         soma__fatal("%s(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
                     fn, p, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));
@@ -387,7 +388,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
         fatal_not_allocated("soma_free", p, pool);
     if (SOMA_UNLIKELY(!soma__pool_canary_ok(pool)))
         soma__pool_fatal_canary("soma_free", pool, p);
-    if (soma__link_looks_free(p) && on_free_list(pool, p, p))
+    if (soma__link_looks_free(p) && on_free_list(pool, p, p, "soma_free"))
         soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
                     p, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));
@@ -415,7 +416,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
      * links, where the pool's blocks were just freed; small pools, with
      * up to 1,021, are left to the next pop. */
     if (soma__sizeclass_kind(pool->szidx) == SOMA_KIND_MEDIUM)
-        (void)on_free_list(pool, NULL, p);
+        (void)on_free_list(pool, NULL, p, "soma_free");
     if (soma__options.decay_ms > 0 && pool->nextpool == pool) {
         /* The last pool of its class: parked (see the top of this file). */
         uint64_t now = soma__process_now_ms();

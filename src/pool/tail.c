@@ -8,7 +8,9 @@
 void soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
     const char *b = bv;
-    soma__pool_fatal_if_unused(fn, pool, b, 0); /* as for a small tail, below */
+    /* As for a small tail, below; a medium block's many callers (free,
+     * realloc, usable_size, from any thread) ask only what any thread may. */
+    soma__pool_fatal_if_unused(fn, pool, b, 0);
     const uint64_t *at = soma__tail_word(b, size);
     soma__fatal("%s(%p): the last 8 bytes of the %zu-byte block (class %u), soma's, are "
                 "overwritten (B+%zu: %016llx, B = the block): a write past the bytes asked of "

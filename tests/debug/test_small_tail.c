@@ -167,24 +167,40 @@ static size_t holds(size_t n)
     return (n + 15) / 16 * 16 - ((n - 1) / 8 % 2 == 0 ? 8 : 0);
 }
 
-/* The last block of an arena: a plain 16-byte twin fills its pools
- * exactly (1,021 blocks), so the last one ends where the arena does, and
- * what follows may be no memory at all.  The free's branch-free check reads
- * the block's last word for both twins; a first version read the word
- * after a plain block, and python3 died of SIGSEGV on such a free. */
-static void arena_end(void)
+/* The last block of an arena: 16-byte blocks fill their pools exactly
+ * (1,021 blocks), so the last one ends where the arena does, and what
+ * follows may be no memory at all.  The free's branch-free check reads one
+ * word of the block for both twins; a version that read word c + 1 for
+ * every class read one word past a plain block, and python3 died of
+ * SIGSEGV on such a free.  Both twins (8 and 16 bytes asked), freed by
+ * their thread and by another. */
+static void *free_one(void *p)
+{
+    soma_free(p);
+    return NULL;
+}
+static void arena_end(size_t asked, int remote)
 {
     enum { MAX = 200000 };
     static void *v[MAX];
-    size_t n = 0, ends = 0;
+    size_t n = 0, ends = 0, last = 0;
     for (; n < MAX && ends < 2; n++) {
-        v[n] = soma_malloc(16);
+        v[n] = soma_malloc(asked);
         if (!CHECK(v[n] != NULL))
             break;
-        memset(v[n], 0xee, 16);
-        ends += ((uintptr_t)v[n] + 16) % SOMA_ARENA_SIZE == 0;
+        memset(v[n], 0xee, asked);
+        if (((uintptr_t)v[n] + 16) % SOMA_ARENA_SIZE == 0) {
+            ends++;
+            last = n;
+        }
     }
     CHECK_EQ(ends, 2); /* two arenas filled to their last byte */
+    if (remote) {
+        pthread_t t;
+        pthread_create(&t, NULL, free_one, v[last]);
+        pthread_join(t, NULL);
+        v[last] = NULL;
+    }
     for (size_t i = n; i-- > 0;)
         soma_free(v[i]);
     CHECK_EQ(soma_debug_check(), 0);
@@ -287,7 +303,10 @@ int main(void)
                       "double free: the 16-byte block (class 0) is already free");
     heap_check_finds("never freed: soma_debug_check", never_freed, "(class 12)");
     heap_check_finds("a free block's tail: soma_debug_check", free_block_damaged, "(class 2)");
-    arena_end();
+    arena_end(16, 0);
+    arena_end(8, 0);
+    arena_end(16, 1);
+    arena_end(8, 1);
     no_false_alarm();
 #else
     test_note("no small tails in this build (unhardened, or a checker's)");

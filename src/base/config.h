@@ -96,8 +96,8 @@
  * small class k serves requests 8k + 1 .. 8k + 8, in blocks of
  * (k / 2 + 1) * 16 bytes, with a tail when k is even (the free fast path
  * checks the twins alike, without a branch: pool/tail.h); the medium
- * classes follow at SOMA_SMALL_CLASSES.  Outside soma (statistics, diagnoses, soma.h) a
- * class is CPython's: soma__sizeclass_public.
+ * classes follow at SOMA_SMALL_CLASSES.  Outside soma (statistics,
+ * diagnoses, soma.h) a class is CPython's: soma__sizeclass_public.
  */
 #define SOMA_SMALL_TAIL (SOMA_MEDIUM_TAIL ? 8 : 0)
 #define SOMA_SMALL_TWINS (SOMA_SMALL_TAIL ? 2 : 1)

@@ -23,8 +23,9 @@ typedef struct {
     long purge_thread;     /* SOMA_BACKGROUND_PURGE */
     long debug;            /* SOMA_DEBUG: SOMA_DEBUG_* */
     long quarantine;       /* SOMA_DEBUG_QUARANTINE, bytes */
-    long check_copies;     /* SOMA_CHECK_COPIES (the override's runtime/copy.c): copies of this
-                              many bytes or more are checked; 0 none; 1 (every copy) in debug mode */
+    long check_copies;     /* SOMA_CHECK_COPIES (the override's runtime/copy.c): copies of
+                              this many bytes or more are checked; 0 none; 1 (every copy)
+                              in debug mode */
     long guard_sample;     /* SOMA_GUARD_SAMPLE: 1 allocation in N guarded; 0 = off */
     long debug_leaks;      /* SOMA_DEBUG_LEAKS */
     /* Not an option's own: check_copies - 1, so that "checked?" is one

@@ -169,8 +169,8 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
                     "corrupted: the free block %p links to %p, outside its pool; something "
                     "wrote to %p after it was freed (a use after free), or past the end of the "
                     "block before it",
-                    (void *)pool->base, soma__sizeclass_public(pool->szidx), soma__sizeclass_size(pool->szidx), bp,
-                    pool->freeblock, bp);
+                    (void *)pool->base, soma__sizeclass_public(pool->szidx),
+                    soma__sizeclass_size(pool->szidx), bp, pool->freeblock, bp);
     if (pool->nextoffset <= soma__pool_max_offset(pool))
         carve(pool);
     else
@@ -318,8 +318,8 @@ void soma__pool_fatal_canary(const char *fn, const pool_t *pool, const void *p)
                 "(an underflow)",
                 fn, p, (const void *)pool->base, from, from == sizeof(uintptr_t) ? " or more" : "",
                 from == 1 ? "" : "s",
-                (const void *)(pool->base + SOMA_POOL_OVERHEAD), soma__sizeclass_public(pool->szidx),
-                soma__sizeclass_size(pool->szidx));
+                (const void *)(pool->base + SOMA_POOL_OVERHEAD),
+                soma__sizeclass_public(pool->szidx), soma__sizeclass_size(pool->szidx));
 }
 
 void soma__pool_fatal_not_block(const char *fn, const pool_t *pool, const void *p)
@@ -341,7 +341,8 @@ void soma__pool_fatal_not_block(const char *fn, const pool_t *pool, const void *
     size_t into = (size_t)((const char *)p - b);
     soma__fatal("%s(%p): not the start of a block: %zu byte%s into the %zu-byte block at %p "
                 "(class %u)",
-                fn, p, into, into == 1 ? "" : "s", size, (const void *)b, soma__sizeclass_public(pool->szidx));
+                fn, p, into, into == 1 ? "" : "s", size, (const void *)b,
+                soma__sizeclass_public(pool->szidx));
 }
 
 /* Is target on its pool's free list (NULL: the whole list, checked)?  The

@@ -97,12 +97,8 @@ static inline size_t soma__sizeclass_usable(unsigned c)
  * small class, or SOMA_NUM_CLASSES + the medium class's place. */
 static inline unsigned soma__sizeclass_public(unsigned c)
 {
-    return c < SOMA_SMALL_CLASSES ? c / SOMA_SMALL_TWINS : c - SOMA_SMALL_CLASSES + SOMA_NUM_CLASSES;
-}
-/* A public medium class's own (public >= SOMA_NUM_CLASSES). */
-static inline unsigned soma__sizeclass_of_public_medium(unsigned public_class)
-{
-    return public_class - SOMA_NUM_CLASSES + SOMA_SMALL_CLASSES;
+    return c < SOMA_SMALL_CLASSES ? c / SOMA_SMALL_TWINS
+                                  : c - SOMA_SMALL_CLASSES + SOMA_NUM_CLASSES;
 }
 static inline size_t soma__sizeclass_capacity(unsigned c) /* blocks per pool */
 {

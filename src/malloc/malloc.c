@@ -380,8 +380,8 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
     int tailed = pool->szidx >= SOMA_SMALL_CLASSES;
     if (tailed)
         old = soma__tail_check_own(pool, p, "soma_realloc");
-    else if (soma__sizeclass_small_tailed(pool->szidx))
-        soma__tail_small_check(pool, p, "soma_realloc", pool->heap == heap);
+    else
+        soma__tail_small_check_any(pool, pool->szidx, p, "soma_realloc", pool->heap == heap);
 #endif
     /* (the same class as the world knows it: a plain small twin's block
      * shrunk to a tailed twin's size stays, with no tail) */

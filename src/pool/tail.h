@@ -188,12 +188,14 @@ static inline int soma__tail_small_ok(const void *b, size_t size)
  * owner, or not: pool.h, soma__pool_fatal_if_unused). */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
 soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b, int owner);
-/* The free paths' form (malloc/fastpath.h, pool.c): b, a block of pool, a
- * small one of either twin, freed by fn (the pool's owner, or not).  Without a branch on the
- * twin: a branch that follows the sizes freed is mispredicted on every
- * other free of a program whose sizes are mixed (lifo1 of bench_small
- * took 1.3 times as long that way).  A plain block's first word is read
- * instead, and the result masked away.  c: pool's class, a small one. */
+/* The one check of a small block's tail, for every path that frees or
+ * reallocates one (malloc/fastpath.h, pool.c, malloc.c): b, a block of
+ * pool, of either twin, by fn (the pool's owner, or not).  Without a
+ * branch on the twin: a branch that follows the sizes freed is
+ * mispredicted on every other free of a program whose sizes are mixed
+ * (lifo1 of bench_small took 1.3 times as long that way).  A plain
+ * block's first word is read instead, and the result masked away.
+ * c: pool's class, a small one. */
 static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, const void *b,
                                               const char *fn, int owner)
 {
@@ -205,17 +207,6 @@ static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, cons
     uint64_t w = __atomic_load_n(at, __ATOMIC_RELAXED);
     /* the difference, masked away for a plain twin */
     if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)odd - 1)) != 0))
-        soma__tail_fatal_small(fn, pool, b, owner);
-}
-/* fn frees (or reallocates) b, a block of pool, whose class c is a tailed
- * small one: its tail checked.  The class's size is 8c + 16 (c even), so
- * the tail is at 8c + 8: one load, with the class in the address. */
-static inline void soma__tail_small_check(const pool_t *pool, const void *b, const char *fn,
-                                          int owner)
-{
-    size_t c = pool->szidx;
-    const uint64_t *w = (const uint64_t *)((const char *)b + 8 * c + 8);
-    if (SOMA_UNLIKELY(__atomic_load_n(w, __ATOMIC_RELAXED) != soma__tail_small_tag(b)))
         soma__tail_fatal_small(fn, pool, b, owner);
 }
 

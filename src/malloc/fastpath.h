@@ -10,10 +10,11 @@
  *   free(p):  the arena map says whether p is soma's (os/region.h: a range
  *       check and a table load); if its pool's owner is the calling
  *       thread's heap and p starts a block, push it back (soma__pool_push),
- *       a medium or tailed small block once its tail is checked (pool/tail.h).  Anything else
- *       (another thread's block, an explicit heap's, a pointer that is no
- *       block, debug mode) goes to soma__malloc_free_other or, outside
- *       soma's arenas, soma__malloc_free_foreign.
+ *       a tailed small block once its tail is checked (pool/tail.h).
+ *       Anything else (another thread's block, an explicit heap's, a
+ *       pointer that is no block, debug mode, a medium block with a tail)
+ *       goes to soma__malloc_free_other or, outside soma's arenas,
+ *       soma__malloc_free_foreign.
  *
  * Both paths take no lock, make no system call and count nothing; their
  * comparisons are against the gate (base/options.h), which is how debug
@@ -30,10 +31,6 @@
 SOMA_INTERNAL void *soma__malloc_sized(heap_t *heap, size_t size);
 /* p outside soma's arenas, not NULL (malloc.c). */
 SOMA_INTERNAL void soma__malloc_free_foreign(void *p);
-#if SOMA_MEDIUM_TAIL
-/* The owner's free of p, a medium block of pool (malloc.c). */
-SOMA_INTERNAL void soma__malloc_free_medium(pool_t *pool, void *p);
-#endif
 
 SOMA_ENTRY static inline void *soma__fastpath_malloc_class(heap_t *heap, size_t c)
 {
@@ -73,7 +70,8 @@ SOMA_ENTRY static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
  * that p starts one of the pool's blocks (a multiply by the class's
  * reciprocal, both in the record's line: pool/pool.h).  Everything else
  * (another thread's block, a pointer into a block or a pool header, a pool
- * never handed out) goes to soma__malloc_free_other, which says which. */
+ * never handed out, and, with medium tails, the owner's medium block) goes
+ * to soma__malloc_free_other, which says which. */
 static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool_t *pool, void *p)
 {
 #if SOMA_TRACKING
@@ -82,7 +80,7 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
 #endif
     heap_t *owner = pool->heap;
 #if SOMA_HARDEN
-    int starts = soma__pool_starts_block(pool, p, (uint32_t)soma__options_gate.min_offset);
+    int starts = soma__pool_fast_starts(pool, p, (uint32_t)soma__options_gate.min_offset);
 #else
     /* Unhardened (link.h): the pool header alone is excluded here, and a
      * pointer into a block is pushed as if it started one. */
@@ -90,15 +88,11 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
 #endif
     if (SOMA_LIKELY(owner == soma__heap_tls && starts)) {
 #if SOMA_MEDIUM_TAIL
-        /* A block with a tail (pool/tail.h), medium or a tailed small
-         * twin's: the class is a byte of the line read above, and one
-         * test leaves the plain small blocks (sizeclass.h). */
-        size_t c = pool->szidx;
-        if (SOMA_UNLIKELY(c >= SOMA_SMALL_CLASSES)) {
-            soma__malloc_free_medium(pool, p);
-            return;
-        }
-        soma__tail_small_check_any(pool, c, p, "soma_free", 1);
+        /* A small block (a medium pool's never passes `starts` here:
+         * soma__pool_fast_starts), whose twin's tail, if it has one, is
+         * checked without a branch (pool/tail.h); the class is a byte of
+         * the line read above. */
+        soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);
 #endif
         soma__pool_push(owner, pool, p);
         return;

@@ -283,13 +283,19 @@ static void not_given_back(const void *p, const char *fn)
 }
 
 #if SOMA_MEDIUM_TAIL
-/* The owner's free of a medium block: its tail checked (pool/tail.h), then
- * pushed.  Out of line, a tail call from the fast path, whose frame stays
- * empty. */
-__attribute__((noinline)) void soma__malloc_free_medium(pool_t *pool, void *p)
+/* The owner's free of p, a block of pool, a medium one, when p starts a
+ * block: its tail checked (pool/tail.h), then pushed; else 0.  The fast
+ * path lets no medium block through (soma__pool_fast_starts), so that a
+ * small free pays no test of the class: a medium one costs this call more,
+ * little beside the three words its tail check reads. */
+static inline int free_medium(heap_t *owner, pool_t *pool, void *p)
 {
+    if (owner != soma__heap_tls || pool->szidx < SOMA_SMALL_CLASSES ||
+        pool->szidx >= SOMA_NUM_ALL_CLASSES || !soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD))
+        return 0;
     (void)soma__tail_check_inline(pool, p, "soma_free");
-    soma__pool_push(pool->heap, pool, p);
+    soma__pool_push(owner, pool, p);
+    return 1;
 }
 #endif
 
@@ -320,6 +326,10 @@ void soma__malloc_free_other(pool_t *pool, void *p)
     /* A thread's first call, a free of a block of an exited thread's heap:
      * the thread adopts that heap (heap/heap.c), and the free is its own. */
     heap_t *owner = pool->heap;
+#if SOMA_MEDIUM_TAIL
+    if (SOMA_LIKELY(free_medium(owner, pool, p)))
+        return;
+#endif
     if (SOMA_UNLIKELY(soma__heap_tls == &soma__heap_empty) && owner != NULL &&
         atomic_load_explicit(&owner->orphaned, memory_order_relaxed) && soma__heap_adopt(owner)) {
         soma__fastpath_free_small(pool, p);

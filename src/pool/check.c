@@ -86,10 +86,10 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
                      (void *)(pool->base + off));
 #endif
     if (pool->recip_mul != soma__sizeclass_recip[pool->szidx].mul ||
-        pool->recip_bound != soma__sizeclass_recip[pool->szidx].bound)
+        pool->recip_fast != soma__pool_recip_fast(pool->szidx))
         FAIL("pool %p of class %u: its reciprocal (%u, %u) is not its class's",
              (void *)pool->base, soma__sizeclass_public(pool->szidx), pool->recip_mul,
-             pool->recip_bound);
+             pool->recip_fast);
     uint64_t bits[SOMA_POOL_BITMAP_WORDS];
     if (soma__check_free_map(pool, bits) < 0)
         FAIL("pool %p: its free list names a block that is not carved, or one twice (a write "

@@ -77,9 +77,12 @@ struct pool {
                                soma__pool_max_offset) */
     /* Its class's reciprocal (sizeclass.h: soma__sizeclass_recip), here
      * because the free fast path's test that a pointer starts a block
-     * (soma__pool_starts_block) then reads nothing but this line, which it
-     * reads anyway for `heap`.  Set with szidx (soma__pool_set_class). */
-    uint16_t recip_bound;
+     * (soma__pool_fast_starts) then reads nothing but this line, which it
+     * reads anyway for `heap`.  recip_fast is the class's bound + 1, or 0
+     * where the fast path must let no block through: a medium pool of a
+     * build with medium tails, whose free checks them out of line.  Set
+     * with szidx (soma__pool_set_class). */
+    uint16_t recip_fast;
     uint32_t recip_mul;
     uint32_t emptied_ms; /* empty: when it went back to its arena (the low 32 bits
                             of soma__process_now_ms; ages are differences) */
@@ -227,23 +230,42 @@ static inline void *soma__pool_block_start(const pool_t *pool, const void *p)
         return NULL;
     return pool->base + SOMA_POOL_OVERHEAD + q * size;
 }
-/* Does p (in the pool) start one of the pool's blocks?  The fast path's
- * form of the same, one multiply and one compare (sizeclass.h): origin is
- * the pool header's size, 48, or the gate's min_offset, which debug mode
- * moves to the pool's end so that nothing passes.  A pool that serves no
- * class passes p only at offset 48 (soma__pool_set_class), and its count,
- * 0, sends that to the slow path's diagnosis. */
+/* Does p (in the pool) start one of the pool's blocks?  One multiply and
+ * one compare (sizeclass.h): origin is the pool header's size, 48, or the
+ * gate's min_offset, which debug mode moves to the pool's end so that
+ * nothing passes.  A pool that serves no class passes p only at offset 48
+ * (soma__pool_set_class), and its count, 0, sends that to the slow path's
+ * diagnosis. */
 static inline int soma__pool_starts_block(const pool_t *pool, const void *p, uint32_t origin)
 {
     uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - origin;
-    return (uint32_t)(x * pool->recip_mul) <= pool->recip_bound;
+    unsigned c = pool->szidx;
+    uint32_t bound = c < SOMA_NUM_ALL_CLASSES ? soma__sizeclass_recip[c].bound : 0;
+    return (uint32_t)(x * pool->recip_mul) <= bound;
+}
+/* The free fast path's form of the same, from the pool's line alone: also
+ * false for every block of a pool whose frees the fast path leaves to
+ * soma__malloc_free_other (a medium pool with tails: recip_fast). */
+static inline int soma__pool_fast_starts(const pool_t *pool, const void *p, uint32_t origin)
+{
+    uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - origin;
+    return (uint32_t)(x * pool->recip_mul) < pool->recip_fast;
+}
+/* recip_fast for class c (pool_t). */
+static inline uint16_t soma__pool_recip_fast(unsigned c)
+{
+    if (c >= SOMA_NUM_ALL_CLASSES)
+        return 1; /* offset 48 alone, as soma__pool_starts_block */
+    if (SOMA_MEDIUM_TAIL && c >= SOMA_SMALL_CLASSES)
+        return 0;
+    return (uint16_t)(soma__sizeclass_recip[c].bound + 1);
 }
 /* The pool serves class c (or SOMA_NO_CLASS) from now on. */
 static inline void soma__pool_set_class(pool_t *pool, unsigned c)
 {
     pool->szidx = (uint8_t)c;
     pool->recip_mul = c < SOMA_NUM_ALL_CLASSES ? soma__sizeclass_recip[c].mul : 1;
-    pool->recip_bound = c < SOMA_NUM_ALL_CLASSES ? soma__sizeclass_recip[c].bound : 0;
+    pool->recip_fast = soma__pool_recip_fast(c);
 }
 /* The last offset at which a whole block of the pool's class fits. */
 static inline size_t soma__pool_max_offset(const pool_t *pool)

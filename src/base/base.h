@@ -65,7 +65,7 @@ static inline int soma__base_mul_overflow(size_t n, size_t size, size_t *total)
  * made from a secret x: every byte with its top bit set, so that text
  * (ASCII) and zeros, what programs write most, never leave it as it was;
  * a keyed byte alone would, once in 256 runs.  56 bits of the secret stay
- * (42 in a medium block's tail word, whose low 16 bits are the size). */
+ * (42 in a medium block's head, whose low 16 bits are the size). */
 #define SOMA_CHECK_HIGH 0x8080808080808080ull
 static inline uint64_t soma__base_check_word(uint64_t x)
 {

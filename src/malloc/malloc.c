@@ -70,21 +70,21 @@ static inline void *sample_pick(heap_t *heap, size_t size, int api, size_t align
 static __attribute__((noinline)) void *medium_miss(heap_t *heap, unsigned c, size_t size)
 {
     void *p = soma__malloc_slow(heap, c);
-    /* No tail for what is not a pool's block of class c: NULL, a debug
+    /* No head for what is not a pool's block of class c: NULL, a debug
      * block (this call started soma in debug mode), the system's block
      * when no arena can be had. */
     if (p == NULL || SOMA_UNLIKELY(soma__options.debug) || soma__region_arena(p) == NULL)
         return p;
-    soma__tail_set(p, c, size);
+    soma__tail_set(p, size);
     return p;
 }
 #endif
 
-/* A block of medium class c for a request of size bytes: its tail
- * written (pool/tail.h), in a hardened build.  Written before the pop, in
- * the free block the pop hands out (the head of a used pool's list, the
- * owner's alone; the tail and fence never meet the link word), so that
- * the pop stays a tail call and this path saves no register. */
+/* A block of medium class c for a request of size bytes: its head and
+ * fence written (pool/tail.h), in a hardened build.  Written before the
+ * pop, in the free block the pop hands out (the first of a used pool's
+ * list, the owner's alone; neither word meets the link word), so that the
+ * pop stays a tail call and this path saves no register. */
 static inline __attribute__((always_inline)) void *medium_class(heap_t *heap, unsigned c,
                                                                 size_t size)
 {
@@ -92,7 +92,7 @@ static inline __attribute__((always_inline)) void *medium_class(heap_t *heap, un
     pool_t *pool = heap->usedpools[c];
     if (SOMA_UNLIKELY(pool == NULL))
         return medium_miss(heap, c, size);
-    soma__tail_set(pool->freeblock, c, size);
+    soma__tail_set(pool->freeblock, size);
     return soma__pool_pop(heap, pool);
 #else
     (void)size;
@@ -283,21 +283,39 @@ static void not_given_back(const void *p, const char *fn)
 }
 
 #if SOMA_MEDIUM_TAIL
-/* The owner's free of p, a block of pool, a medium one, when p starts a
- * block: its tail checked (pool/tail.h), then pushed; else 0.  The fast
+/* Is the free of p, in pool, the owner's free of a medium block?  The fast
  * path lets no medium block through (soma__pool_fast_starts), so that a
- * small free pays no test of the class: a medium one costs this call more,
- * little beside the three words its tail check reads. */
-static inline int free_medium(heap_t *owner, pool_t *pool, void *p)
+ * small free pays no test of the class; a medium one costs this test and
+ * a tail call more, little beside the line of the fence its check reads. */
+static inline int owner_medium(const pool_t *pool, const void *p)
 {
-    if (owner != soma__heap_tls || pool->szidx < SOMA_SMALL_CLASSES ||
-        pool->szidx >= SOMA_NUM_ALL_CLASSES || !soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD))
-        return 0;
+    return pool->heap == soma__heap_tls && pool->szidx >= SOMA_SMALL_CLASSES &&
+           pool->szidx < SOMA_NUM_ALL_CLASSES &&
+           soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD);
+}
+/* That free: the block's head and fence checked (pool/tail.h), then
+ * pushed. */
+static __attribute__((noinline)) void free_medium(pool_t *pool, void *p)
+{
     (void)soma__tail_check_inline(pool, p, "soma_free");
-    soma__pool_push(owner, pool, p);
-    return 1;
+    soma__pool_push(pool->heap, pool, p);
 }
 #endif
+
+/* The rest of soma__malloc_free_other (below), out of line: that one makes
+ * only tail calls, and keeps no frame. */
+static __attribute__((noinline)) void free_other_rest(pool_t *pool, void *p)
+{
+    /* A thread's first call, a free of a block of an exited thread's heap:
+     * the thread adopts that heap (heap/heap.c), and the free is its own. */
+    heap_t *owner = pool->heap;
+    if (SOMA_UNLIKELY(soma__heap_tls == &soma__heap_empty) && owner != NULL &&
+        atomic_load_explicit(&owner->orphaned, memory_order_relaxed) && soma__heap_adopt(owner)) {
+        soma__fastpath_free_small(pool, p);
+        return;
+    }
+    soma__pool_free_other(pool, p);
+}
 
 /* Out of line, so that soma_free's own frame stays empty on the fast path. */
 __attribute__((noinline, cold)) void soma__malloc_free_foreign(void *p)
@@ -323,19 +341,13 @@ void soma__malloc_free_other(pool_t *pool, void *p)
         soma__debug_free(p);
         return;
     }
-    /* A thread's first call, a free of a block of an exited thread's heap:
-     * the thread adopts that heap (heap/heap.c), and the free is its own. */
-    heap_t *owner = pool->heap;
 #if SOMA_MEDIUM_TAIL
-    if (SOMA_LIKELY(free_medium(owner, pool, p)))
-        return;
-#endif
-    if (SOMA_UNLIKELY(soma__heap_tls == &soma__heap_empty) && owner != NULL &&
-        atomic_load_explicit(&owner->orphaned, memory_order_relaxed) && soma__heap_adopt(owner)) {
-        soma__fastpath_free_small(pool, p);
+    if (SOMA_LIKELY(owner_medium(pool, p))) {
+        free_medium(pool, p);
         return;
     }
-    soma__pool_free_other(pool, p);
+#endif
+    free_other_rest(pool, p);
 }
 
 void soma_free(void *p)
@@ -384,12 +396,12 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
      * 25% or more moves to the smaller class). */
     size_t have = soma__sizeclass_usable(pool->szidx);
     /* A checker's build (os/track.h) asks the checker what the program had;
-     * a medium block's tail says it in a hardened one. */
+     * a medium block's head says it in a hardened one. */
     size_t old = SOMA_TRACKING ? soma__track_size(p, have) : have;
 #if SOMA_MEDIUM_TAIL
     int tailed = pool->szidx >= SOMA_SMALL_CLASSES;
     if (tailed)
-        old = soma__tail_check_own(pool, p, "soma_realloc");
+        old = soma__tail_check(pool, p, "soma_realloc");
     else
         soma__tail_small_check_any(pool, pool->szidx, p, "soma_realloc", pool->heap == heap);
 #endif
@@ -400,7 +412,7 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
         soma__track_resize(p, old, size, have);
 #if SOMA_MEDIUM_TAIL
         if (tailed)
-            soma__tail_set(p, pool->szidx, size);
+            soma__tail_set(p, size);
 #endif
         return p;
     }
@@ -506,7 +518,7 @@ int soma__malloc_copy_check(const copy_t *c)
         cls = pool->szidx;
         size = soma__sizeclass_usable(cls);
 #if SOMA_MEDIUM_TAIL
-        /* a medium block's tail says what was asked (soma_usable_size) */
+        /* a medium block's head says what was asked (soma_usable_size) */
         size_t asked;
         if (cls >= SOMA_SMALL_CLASSES &&
             (asked = soma__tail_asked(b, soma__sizeclass_size(cls))) != SIZE_MAX)

@@ -81,8 +81,8 @@ static inline int soma__malloc_copy_fits(const void *p, size_t len)
     if (SOMA_POOL_OVERHEAD + (q + 1) * size > SOMA_POOL_SIZE)
         return 0;
 #if SOMA_MEDIUM_TAIL
-    /* a medium block's bound is the size asked, in its tail (pool/tail.h);
-     * a tail that is not the block's (SIZE_MAX) goes to the full check */
+    /* a medium block's bound is the size asked, in its head (pool/tail.h);
+     * a head that is not the block's (SIZE_MAX) goes to the full check */
     if (c >= SOMA_SMALL_CLASSES) {
         size_t n = soma__tail_asked((const char *)p - into, size);
         return n != SIZE_MAX && into <= n && len <= n - into;

@@ -113,11 +113,11 @@ static void carve(pool_t *pool)
     uintptr_t last = page_last < pool_last ? page_last : pool_last; /* last start allowed */
     void *first = (void *)b;
 #if SOMA_MEDIUM_TAIL
-    /* Every medium block has a tail word from the start (pool/tail.h): the
-     * free of the block after it reads it. */
+    /* Every medium block has a head from the start (pool/tail.h), saying
+     * 0 bytes asked until malloc writes it. */
     if (pool->szidx >= SOMA_SMALL_CLASSES)
         for (uintptr_t t = b; t <= last; t += size)
-            soma__tail_set_carved((void *)t, size);
+            soma__tail_set_carved((void *)t);
     /* A tailed small block's tail is written here once (pool/tail.h). */
     else if (soma__sizeclass_small_tailed(pool->szidx))
         for (uintptr_t t = b; t <= last; t += size)
@@ -311,8 +311,8 @@ void soma__pool_fatal_canary(const char *fn, const pool_t *pool, const void *p)
 {
     /* How far before the first block the write began: the first byte of
      * the check word that differs (a write ends at the block's start). */
-    size_t from = sizeof(uintptr_t) - soma__base_first_diff(*soma__pool_canary_slot(pool),
-                                                            soma__pool_canary_value(pool));
+    uintptr_t w = *soma__pool_canary_slot(pool);
+    size_t from = sizeof(uintptr_t) - soma__base_first_diff(w, soma__pool_canary_expect(pool, w));
     soma__fatal("%s(%p): the header of pool %p is overwritten from %zu%s byte%s before its "
                 "first block %p (class %u, %zu bytes): a write before the start of that block "
                 "(an underflow)",

@@ -297,13 +297,58 @@ static inline uintptr_t soma__pool_canary_value(const pool_t *pool)
 {
     return soma__base_check_word(soma__link_key ^ (uintptr_t)pool->base);
 }
+
+#if SOMA_MEDIUM_TAIL
+/* A medium block's tag (pool/tail.h: its head), here because a medium
+ * pool's check word is its first block's head: the tails' secret and the
+ * block's address, so that a program neither writes it by accident nor
+ * finds it in another block.  (Not mixed further: it keeps a value from
+ * being guessed, not from being read; a fence left behind in memory handed
+ * out again can be read, which is why the secret is not the links' key:
+ * link.c.) */
+#define SOMA_TAIL_ASKED 0xffffu /* the head's bits for n (SOMA_MEDIUM_MAX fits) */
+static inline uint64_t soma__tail_tag(const void *b)
+{
+    /* The address's low bits shifted up too: the head keeps only the
+     * tag's top 48 bits, which must differ between blocks of one pool. */
+    uint64_t a = (uint64_t)(uintptr_t)b;
+    return soma__base_check_word(a ^ (a << 32) ^ soma__tail_key);
+}
+/* Is w, read from the head of b, b's (its tag, whatever n)? */
+static inline int soma__tail_ours(uint64_t w, const void *b)
+{
+    return ((w ^ soma__tail_tag(b)) & ~(uint64_t)SOMA_TAIL_ASKED) == 0;
+}
+/* Does the pool's check word hold its first block's head?  A medium
+ * pool's: the 8 bytes before each medium block are its head (tail.h). */
+static inline int soma__pool_headed(const pool_t *pool)
+{
+    return pool->szidx >= SOMA_SMALL_CLASSES && pool->szidx < SOMA_NUM_ALL_CLASSES;
+}
+#endif
+/* What the check word must hold, given that it reads w: the pool's value,
+ * or in a medium pool its first block's head, whatever size asked it
+ * says (its own free checks that). */
+static inline uintptr_t soma__pool_canary_expect(const pool_t *pool, uintptr_t w)
+{
+#if SOMA_MEDIUM_TAIL
+    if (soma__pool_headed(pool))
+        return (soma__tail_tag(pool->base + SOMA_POOL_OVERHEAD) & ~(uint64_t)SOMA_TAIL_ASKED) |
+               (w & SOMA_TAIL_ASKED);
+#endif
+    (void)w;
+    return soma__pool_canary_value(pool);
+}
+/* (Set when the pool is put to work, all its blocks free: a medium pool's
+ * first block's head then says 0 bytes asked, as carve writes it.) */
 static inline void soma__pool_canary_set(pool_t *pool)
 {
-    *soma__pool_canary_slot(pool) = soma__pool_canary_value(pool);
+    *soma__pool_canary_slot(pool) = soma__pool_canary_expect(pool, 0);
 }
 static inline int soma__pool_canary_ok(const pool_t *pool)
 {
-    return *soma__pool_canary_slot(pool) == soma__pool_canary_value(pool);
+    uintptr_t w = *soma__pool_canary_slot(pool);
+    return w == soma__pool_canary_expect(pool, w);
 }
 
 /* Every carved pool of arena a, in address order (the pools below

@@ -1,24 +1,30 @@
 /*
- * tail.c: a medium or small block's tail checked, and what is found wrong said
- * (tail.h has the layout and why).
+ * tail.c: a medium block's head and fence, or a small block's tail, checked,
+ * and what is found wrong said (tail.h has the layout and why).
  */
 #include "pool/tail.h"
 
 #if SOMA_MEDIUM_TAIL
-void soma__tail_fatal_tail(const char *fn, const pool_t *pool, const void *bv, size_t size)
+void soma__tail_fatal_head(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
     const char *b = bv;
     /* As for a small tail, below; a medium block's many callers (free,
      * realloc, usable_size, from any thread) ask only what any thread may. */
     soma__pool_fatal_if_unused(fn, pool, b, 0);
-    const uint64_t *at = soma__tail_word(b, size);
-    soma__fatal("%s(%p): the last 8 bytes of the %zu-byte block (class %u), soma's, are "
-                "overwritten (B+%zu: %016llx, B = the block): a write past the bytes asked of "
-                "it (an overflow), or before the start of the block after it (an underflow); "
-                "or it is no block in use",
+    uint64_t w = __atomic_load_n(soma__tail_head(b), __ATOMIC_RELAXED);
+    if (soma__tail_ours(w, b) && (w & SOMA_TAIL_ASKED) == 0) /* as carve wrote it */
+        soma__fatal("%s(%p): not an allocated block: the %zu-byte block (class %u) was never "
+                    "handed out",
+                    fn, (const void *)b, size, soma__sizeclass_public(pool->szidx));
+    /* A pool's first block: its head is the pool header's check word. */
+    if (b == pool->base + SOMA_POOL_OVERHEAD)
+        soma__pool_fatal_canary(fn, pool, b);
+    soma__fatal("%s(%p): the 8 bytes before the %zu-byte block (class %u), soma's, are "
+                "overwritten (B-8: %016llx, B = the block): a write before its start (an "
+                "underflow), or past the end of the block before it (%p: an overflow, or a "
+                "write after it was freed)",
                 fn, (const void *)b, size, soma__sizeclass_public(pool->szidx),
-                size - sizeof(uint64_t),
-                (unsigned long long)__atomic_load_n(at, __ATOMIC_RELAXED));
+                (unsigned long long)w, (const void *)(b - size));
 }
 
 void soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *bv, int owner)
@@ -50,29 +56,12 @@ void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, 
                 fn, (const void *)b, n, from, size, soma__sizeclass_public(pool->szidx));
 }
 
-void soma__tail_fatal_before(const char *fn, const pool_t *pool, const void *bv, size_t size)
-{
-    const char *b = bv;
-    const char *prev = b - size;
-    soma__fatal("%s(%p): the 8 bytes before the block are overwritten: the end of the block "
-                "before it (%p, %zu bytes, class %u), which soma keeps: a write before the start "
-                "of this block (an underflow), or past the end of that one (an overflow, or a "
-                "write after it was freed)",
-                fn, (const void *)b, (const void *)prev, size,
-                soma__sizeclass_public(pool->szidx));
-}
-
 size_t soma__tail_usable(const pool_t *pool, void *b, const char *fn)
 {
     size_t size = soma__sizeclass_size(pool->szidx), cap = size - SOMA_MEDIUM_TAIL;
-    if (soma__tail_own(pool, b, size, fn) != cap)
-        soma__tail_set(b, pool->szidx, cap);
+    if (soma__tail_check_inline(pool, b, fn) != cap)
+        soma__tail_set(b, cap);
     return cap;
-}
-
-size_t soma__tail_check_own(const pool_t *pool, const void *b, const char *fn)
-{
-    return soma__tail_own(pool, b, soma__sizeclass_size(pool->szidx), fn);
 }
 
 size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn)

@@ -1,6 +1,6 @@
 /*
- * test_tail: a medium block's tail (src/pool/tail.h), and a large one's
- * (src/malloc/large.c), in normal mode.  Each
+ * test_tail: a medium block's head and fence (src/pool/tail.h), and a
+ * large block's tail (src/malloc/large.c), in normal mode.  Each
  * mistake is made in a child process, which must stop at the call named,
  * with the message expected, naming the block:
  *
@@ -9,11 +9,12 @@
  *     multiple of 8), found at the block's free; and 1 byte past what
  *     soma_usable_size said, once the program asked;
  *   - the same found by a free from another thread, and by realloc;
- *   - a write of 1 byte before a block: the tail word of the block before
- *     it, found at the free of either;
- *   - a write before a pool's first block: the pool header's check word;
- *   - the tail word written by the block after it (its underflow), found
- *     at the free of the block it belongs to;
+ *   - a write of 1 byte before a block: its head, found at its free;
+ *   - a write before a pool's first block: its head, the pool header's
+ *     check word;
+ *   - a write past a block's end that skips its fence: the head of the
+ *     block after it, found at that block's free (the first block's own
+ *     free finds nothing);
  *   - a large block's mapping written past its usable size (its last 8
  *     bytes: src/malloc/large.c), found by free and by realloc;
  *   - a large block written after its free (its mapping's first word, in
@@ -122,7 +123,7 @@ static void over_realloc(void)
 {
     unsigned char *p = soma_malloc(2000);
     fprintf(stderr, "pointer %p\n", (void *)p);
-    spoil(p + 2000, 8); /* the fence, not the tail word */
+    spoil(p + 2000, 8); /* the fence */
     p = soma_realloc(p, 1900); /* it would stay in place */
     soma_free(p);
 }
@@ -133,16 +134,19 @@ static void under_1(void)
     pair(1000, &a, &b);
     fprintf(stderr, "pointer %p\n", (void *)b);
     b[-1] ^= 'U';
-    soma_free(b); /* a's tail word, seen from b */
+    soma_free(b); /* its head */
 }
 
-static void under_1_found_by_the_block_before(void)
+/* a's last 8 bytes, which it never holds (class size - 16): b's head.  a's
+ * free finds its fence whole; b's free says it. */
+static void over_past_end(void)
 {
     unsigned char *a, *b;
     pair(1000, &a, &b);
-    fprintf(stderr, "pointer %p\n", (void *)a);
-    b[-1] ^= 'U';
-    soma_free(a); /* its own tail word */
+    fprintf(stderr, "pointer %p\n", (void *)b);
+    spoil(a + class_size(1000) - 8, 8);
+    soma_free(a);
+    soma_free(b);
 }
 
 static void under_first_block(void)
@@ -155,8 +159,8 @@ static void under_first_block(void)
     soma_free(p);
 }
 
-/* A free of a medium block never handed out (carved: its tail word says
- * 0 bytes asked): no block in use, not an overflow. */
+/* A free of a medium block never handed out (carved: its head says 0
+ * bytes asked): no block in use, not an overflow. */
 static void never_handed_out(void)
 {
     unsigned char *a, *b;
@@ -260,15 +264,18 @@ int main(void)
     test_expect_fatal("reallocated", over_realloc,
                       "buffer overflow: the block holds 2000 bytes (the size asked, or what "
                       "malloc_usable_size said), and B+2000 past them is overwritten");
-    test_expect_fatal("1 byte before the block", under_1,
-                      "the 8 bytes before the block are overwritten");
-    static char own[128];
-    snprintf(own, sizeof own, "the last 8 bytes of the %zu-byte block (class", class_size(1000));
-    test_expect_fatal("1 byte before the block, from the block before",
-                      under_1_found_by_the_block_before, own);
+    static char head[128];
+    snprintf(head, sizeof head, "the 8 bytes before the %zu-byte block (class", class_size(1000));
+    test_expect_fatal("1 byte before the block", under_1, head);
+    test_expect_fatal("1 byte before the block", under_1, "a write before its start (an underflow)");
+    test_expect_fatal("past the block's end, not through its fence", over_past_end, head);
+    test_expect_fatal("past the block's end, not through its fence", over_past_end,
+                      "or past the end of the block before it (0x"),
     test_expect_fatal("before a pool's first block", under_first_block,
                       "is overwritten from 3 bytes before its first block");
-    test_expect_fatal("a block never handed out", never_handed_out, "or it is no block in use");
+    test_expect_fatal("a block never handed out", never_handed_out,
+                      "not an allocated block: the ");
+    test_expect_fatal("a block never handed out", never_handed_out, "was never handed out");
     test_expect_fatal("past a large block's mapping", large_over,
                       "the last 8 bytes of the large block's mapping, soma's, are overwritten "
                       "(B+266239, B = the block: 262144 bytes asked, 266240 mapped)");

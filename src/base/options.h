@@ -56,7 +56,7 @@ typedef struct {
     size_t medium_limit; /* and size - 1 < medium_limit the medium path */
     size_t min_offset;   /* free: where a pool's first block starts (48), the origin of
                             the fast path's block test (pool/pool.h:
-                            soma__pool_starts_block; unhardened, offset >= this);
+                            soma__pool_fast_starts; unhardened, offset >= this);
                             debug mode's pool size fails it at every offset */
     int sample;          /* SOMA_GUARD_SAMPLE out of debug mode: malloc_sized counts down */
 } gate_t;

@@ -294,7 +294,9 @@ static inline int owner_medium(const pool_t *pool, const void *p)
            soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD);
 }
 /* That free: the block's head and fence checked (pool/tail.h), then
- * pushed. */
+ * pushed.  (A block past the carved ones, which may still hold a head and
+ * a fence of the pool's class before, at the same places, is refused by
+ * the push's double-free test: soma__pool_free_slow.) */
 static __attribute__((noinline)) void free_medium(pool_t *pool, void *p)
 {
     (void)soma__tail_check_inline(pool, p, "soma_free");
@@ -400,8 +402,11 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
     size_t old = SOMA_TRACKING ? soma__track_size(p, have) : have;
 #if SOMA_MEDIUM_TAIL
     int tailed = pool->szidx >= SOMA_SMALL_CLASSES;
-    if (tailed)
+    if (tailed) {
+        if (pool->heap == heap) /* the offsets are the owner's: free_medium */
+            soma__pool_fatal_if_virgin("soma_realloc", pool, p);
         old = soma__tail_check(pool, p, "soma_realloc");
+    }
     else
         soma__tail_small_check_any(pool, pool->szidx, p, "soma_realloc", pool->heap == heap);
 #endif

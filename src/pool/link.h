@@ -8,19 +8,20 @@
  * poisoning", the classic road from a use-after-free to writing anywhere).
  * With SOMA_HARDEN (the default), a link is stored encoded:
  *
- *     stored = next ^ soma__link_key
+ *     stored = next ^ (address of the link >> 12) ^ soma__link_key
  *
- * The key is random per process (getrandom at start-up).  An attacker who
- * does not know the key cannot write a link that decodes to an address of
- * his choice, and a decoded link that leaves the block's own pool is
- * caught by the malloc fast path, which tests exactly that where it used
- * to test for NULL: one XOR and one compare, the same branch.  (glibc's
- * safe-linking mixes in the link's address, shifted by 12, because it has
- * no secret; with one, that term protects nothing more: a decoded link
- * must stay in its pool, 4 pages, and a program that reads one stored
- * link and guesses its next learns the mask of its page either way, from
- * which the masks of the pool's other pages follow.  It cost two
- * instructions on each of malloc's and free's fast paths.)
+ * The key is random per process (getrandom at start-up); the address term
+ * makes the same pointer encode differently in every page (glibc's
+ * "safe-linking" idea, with a secret on top).  An attacker who does not
+ * know the key cannot write a link that decodes to an address of his
+ * choice, and a decoded link that leaves the block's own pool is caught by
+ * the malloc fast path, which tests exactly that where it used to test
+ * for NULL: one XOR and one compare, the same branch.  (Without the
+ * address term, two instructions fewer on each fast path, the end of a
+ * list would store the key itself: one read after free of a pool's last
+ * free block would give it away, and with it every other link read and
+ * the pools' check words.  With it, that read gives the key mixed with a
+ * heap address the attacker does not know.)
  *
  * Double free: malloc clears the link word of the block it hands out, so
  * an allocated block holds the program's data there, and a free block a
@@ -62,8 +63,7 @@ extern __attribute__((visibility("hidden"))) uint64_t soma__check_high;
 static inline uintptr_t soma__link_mask(const void *slot)
 {
 #if SOMA_HARDEN
-    (void)slot;
-    return soma__link_key;
+    return ((uintptr_t)slot >> 12) ^ soma__link_key;
 #else
     (void)slot;
     return 0;

@@ -311,12 +311,20 @@ void soma__pool_fatal_canary(const char *fn, const pool_t *pool, const void *p)
 {
     /* How far before the first block the write began: the first byte of
      * the check word that differs (a write ends at the block's start). */
-    uintptr_t w = *soma__pool_canary_slot(pool);
+    uintptr_t w = soma__pool_canary_read(pool);
     size_t from = sizeof(uintptr_t) - soma__base_first_diff(w, soma__pool_canary_expect(pool, w));
+    int more = from == sizeof(uintptr_t);
+#if SOMA_MEDIUM_TAIL
+    /* A medium pool's word is its first block's head: its low two bytes
+     * are a size, not a check, so a write that reached the third may have
+     * gone on (its caller saw the tag bytes changed). */
+    if (soma__pool_headed(pool) && from >= sizeof(uintptr_t) - 2)
+        more = 1, from = sizeof(uintptr_t) - 2;
+#endif
     soma__fatal("%s(%p): the header of pool %p is overwritten from %zu%s byte%s before its "
                 "first block %p (class %u, %zu bytes): a write before the start of that block "
                 "(an underflow)",
-                fn, p, (const void *)pool->base, from, from == sizeof(uintptr_t) ? " or more" : "",
+                fn, p, (const void *)pool->base, from, more ? " or more" : "",
                 from == 1 ? "" : "s",
                 (const void *)(pool->base + SOMA_POOL_OVERHEAD),
                 soma__sizeclass_public(pool->szidx), soma__sizeclass_size(pool->szidx));
@@ -363,16 +371,20 @@ static int on_free_list(const pool_t *pool, const void *target, const void *p, c
     return 0;
 }
 
+void soma__pool_fatal_virgin(const char *fn, const pool_t *pool, const void *p)
+{
+    soma__fatal("%s(%p): not an allocated block (a double free, or a block of pool %p "
+                "never handed out)",
+                fn, p, (const void *)pool->base);
+}
+
 void soma__pool_fatal_if_unused(const char *fn, const pool_t *pool, const void *p, int owner)
 {
     if (soma__pool_count(pool) == 0)
         fatal_not_allocated(fn, p, pool);
     if (!owner)
         return; /* the offsets and the free list are the owner's */
-    if ((size_t)((const char *)p - pool->base) >= pool->nextoffset)
-        soma__fatal("%s(%p): not an allocated block (a double free, or a block of pool %p "
-                    "never handed out)",
-                    fn, p, (const void *)pool->base);
+    soma__pool_fatal_if_virgin(fn, pool, p);
     if (soma__link_looks_free(p) && on_free_list(pool, p, p, fn))
         soma__fatal("%s(%p): double free: the %zu-byte block (class %u) is already "
                     "free, on its pool's free list",
@@ -387,12 +399,22 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     unsigned raw = soma__pool_count_raw(pool), n = raw & ~SOMA_POOL_UNLISTED;
     if (n == 0)
         fatal_not_allocated("soma_free", p, pool);
-    if (SOMA_UNLIKELY(!soma__pool_canary_ok(pool)))
+    /* (Not in a medium pool with heads: its first block's free checks the
+     * word, its head.) */
+    if (SOMA_UNLIKELY(!SOMA_HEADED(pool) && !soma__pool_canary_ok(pool)))
         soma__pool_fatal_canary("soma_free", pool, p);
-    if (soma__link_looks_free(p) && on_free_list(pool, p, p, "soma_free"))
-        soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
-                    "free, on its pool's free list",
-                    p, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));
+    if (soma__link_looks_free(p)) {
+        /* Past the carved blocks, with a link in its first word: freed
+         * before the pool emptied and took another class, and freed again
+         * now (the words it kept may pass a medium block's or a small
+         * tail's check: the same places, or the same address's tag). */
+        soma__pool_fatal_if_virgin("soma_free", pool, p);
+        if (on_free_list(pool, p, p, "soma_free"))
+            soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
+                        "free, on its pool's free list",
+                        p, soma__sizeclass_size(pool->szidx),
+                        soma__sizeclass_public(pool->szidx));
+    }
     soma__link_set(p, pool->freeblock);
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);

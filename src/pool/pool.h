@@ -326,6 +326,11 @@ static inline int soma__pool_headed(const pool_t *pool)
     return pool->szidx >= SOMA_SMALL_CLASSES && pool->szidx < SOMA_NUM_ALL_CLASSES;
 }
 #endif
+#if SOMA_MEDIUM_TAIL
+#define SOMA_HEADED(pool) soma__pool_headed(pool)
+#else
+#define SOMA_HEADED(pool) 0
+#endif
 /* What the check word must hold, given that it reads w: the pool's value,
  * or in a medium pool its first block's head, whatever size asked it
  * says (its own free checks that). */
@@ -339,15 +344,27 @@ static inline uintptr_t soma__pool_canary_expect(const pool_t *pool, uintptr_t w
     (void)w;
     return soma__pool_canary_value(pool);
 }
-/* (Set when the pool is put to work, all its blocks free: a medium pool's
- * first block's head then says 0 bytes asked, as carve writes it.) */
+/* Set when the pool is put to work; not in a medium pool with heads,
+ * whose first block's head carve writes (its head, if the pool kept its
+ * blocks, still says what its last malloc asked: a double free of it is
+ * then told as one). */
 static inline void soma__pool_canary_set(pool_t *pool)
 {
-    *soma__pool_canary_slot(pool) = soma__pool_canary_expect(pool, 0);
+#if SOMA_MEDIUM_TAIL
+    if (soma__pool_headed(pool))
+        return;
+#endif
+    *soma__pool_canary_slot(pool) = soma__pool_canary_value(pool);
+}
+/* Read relaxed: in a medium pool the word is the first block's head, which
+ * its holder, any thread, rewrites (realloc, usable_size). */
+static inline uintptr_t soma__pool_canary_read(const pool_t *pool)
+{
+    return __atomic_load_n(soma__pool_canary_slot(pool), __ATOMIC_RELAXED);
 }
 static inline int soma__pool_canary_ok(const pool_t *pool)
 {
-    uintptr_t w = *soma__pool_canary_slot(pool);
+    uintptr_t w = soma__pool_canary_read(pool);
     return w == soma__pool_canary_expect(pool, w);
 }
 
@@ -390,6 +407,16 @@ SOMA_INTERNAL _Noreturn void soma__pool_fatal_not_block(const char *fn, const po
  * be in use. */
 SOMA_INTERNAL void soma__pool_fatal_if_unused(const char *fn, const pool_t *pool, const void *p,
                                               int owner);
+/* Stop the program if p lies past the pool's carved blocks: never handed
+ * out in the pool's present class (the owner's to ask: the offsets are
+ * its own). */
+SOMA_INTERNAL _Noreturn void soma__pool_fatal_virgin(const char *fn, const pool_t *pool,
+                                                     const void *p);
+static inline void soma__pool_fatal_if_virgin(const char *fn, const pool_t *pool, const void *p)
+{
+    if (SOMA_UNLIKELY((size_t)((const char *)p - pool->base) >= pool->nextoffset))
+        soma__pool_fatal_virgin(fn, pool, p);
+}
 /* Stop the program: the pool's header check word is overwritten
  * (soma__pool_canary_ok), found by fn(p). */
 SOMA_INTERNAL _Noreturn void soma__pool_fatal_canary(const char *fn, const pool_t *pool,

@@ -16,9 +16,18 @@ void soma__tail_fatal_head(const char *fn, const pool_t *pool, const void *bv, s
         soma__fatal("%s(%p): not an allocated block: the %zu-byte block (class %u) was never "
                     "handed out",
                     fn, (const void *)b, size, soma__sizeclass_public(pool->szidx));
-    /* A pool's first block: its head is the pool header's check word. */
-    if (b == pool->base + SOMA_POOL_OVERHEAD)
-        soma__pool_fatal_canary(fn, pool, b);
+    /* A pool's first block: its head is the pool header's check word
+     * (said so when its tag bytes changed; a size out of range alone is
+     * the message below). */
+    if (b == pool->base + SOMA_POOL_OVERHEAD) {
+        if (!soma__tail_ours(w, b))
+            soma__pool_fatal_canary(fn, pool, b);
+        soma__fatal("%s(%p): the 8 bytes before the %zu-byte block (class %u), the end of its "
+                    "pool's header, soma's, are overwritten (B-8: %016llx, B = the block): a "
+                    "write before its start (an underflow)",
+                    fn, (const void *)b, size, soma__sizeclass_public(pool->szidx),
+                    (unsigned long long)w);
+    }
     soma__fatal("%s(%p): the 8 bytes before the %zu-byte block (class %u), soma's, are "
                 "overwritten (B-8: %016llx, B = the block): a write before its start (an "
                 "underflow), or past the end of the block before it (%p: an overflow, or a "

@@ -29,7 +29,7 @@
  * only when n is not a multiple of 8 and it ends before the fence; every
  * longer one runs through the fence, a write that skips it and lands past
  * the block's end reaches the next block's head (found at that block's
- * free), and every underflow changes the block's own head first: glibc's
+ * free, below), and every underflow changes the block's own head first: glibc's
  * chunk header, which holds a chunk's size before its first byte, is found
  * the same way.  The head lies in the line the block's first word (its
  * link, while free) is in, most often: a free reads one line more than
@@ -38,12 +38,21 @@
  * free read the one before the block too: a line more each way.)
  *
  * Who reads what: the holder of a block writes its words (malloc hands it
- * out, realloc changes n), and only the block's own free, realloc and
- * usable_size read them; so a head is never read while another thread
- * writes it, whatever the block before it does (it never writes its last
- * 8 bytes), and the words are read and written whole, relaxed all the
- * same.  carve (pool.c) writes every medium block's head (n = 0), so a
- * free of a block never handed out is told from an overflow.
+ * out, realloc changes n), and the block's own free, realloc and
+ * usable_size read them, whatever the block before it does (it never
+ * writes its last 8 bytes); but a pool's first block's head is also the
+ * pool header's check word, which the owner and soma_debug_check read
+ * while the block's holder, any thread, may rewrite it: the words are
+ * read and written whole, relaxed.  carve (pool.c) writes every medium
+ * block's head (n = 0), so a free of a carved block never handed out is
+ * told from an overflow; one past the carved blocks may hold the words
+ * of the pool's class before (the same places for every class), which
+ * pass; its first word still holds its old link, and the push's
+ * double-free test refuses it there (pool.c: soma__pool_free_slow).
+ * An overflow that skips the fence and lands in the block's last 8 bytes
+ * is found at the next block's free only: not if that block is free and
+ * handed out again (its malloc rewrites its head), nor past a pool's
+ * last block.
  */
 #ifndef SOMA_TAIL_H
 #define SOMA_TAIL_H

@@ -159,6 +159,25 @@ static void under_first_block(void)
     soma_free(p);
 }
 
+/* A double free after the block's pool emptied and went to another class
+ * whose blocks start where the old ones did (1088 bytes, twice 544): the
+ * block, past the new class's carved ones, still holds its old head and
+ * fence, which pass; that it lies past them says it.  (A review found it
+ * accepted, and the block handed out twice.) */
+static void double_free_after_class_change(void)
+{
+    void *v[9];
+    for (int i = 0; i < 9; i++)
+        v[i] = soma_malloc(520);
+    fprintf(stderr, "pointer %p\n", v[8]);
+    for (int i = 0; i < 9; i++)
+        soma_free(v[i]); /* the pool empties, back to its arena */
+    unsigned char *a = soma_malloc(1000); /* the same pool, for the class twice as large */
+    if (((uintptr_t)a ^ (uintptr_t)v[0]) >= st.pool_size)
+        exit(2);
+    soma_free(v[8]);
+}
+
 /* A free of a medium block never handed out (carved: its head says 0
  * bytes asked): no block in use, not an overflow. */
 static void never_handed_out(void)
@@ -270,7 +289,11 @@ int main(void)
     test_expect_fatal("1 byte before the block", under_1, "a write before its start (an underflow)");
     test_expect_fatal("past the block's end, not through its fence", over_past_end, head);
     test_expect_fatal("past the block's end, not through its fence", over_past_end,
-                      "or past the end of the block before it (0x"),
+                      "or past the end of the block before it (0x");
+    if (class_size(1000) == 2 * class_size(520) && st.pool_size > 4096)
+        test_expect_fatal("a double free after its pool changed class",
+                          double_free_after_class_change,
+                          "not an allocated block (a double free, or a block of pool");
     test_expect_fatal("before a pool's first block", under_first_block,
                       "is overwritten from 3 bytes before its first block");
     test_expect_fatal("a block never handed out", never_handed_out,

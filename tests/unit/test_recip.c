@@ -6,9 +6,10 @@
  *   - this build's table (soma__sizeclass_recip), through the pool
  *     layer's two users of it: soma__pool_block_start (the block that holds
  *     a byte, NULL in the header and in the tail) and
- *     soma__pool_starts_block (does a byte start a block: the free fast
- *     path's test), the latter also with debug mode's origin (the pool's
- *     end), where no offset may pass;
+ *     soma__pool_starts_block (does a byte start a block) and the free
+ *     fast path's form of it, soma__pool_fast_starts (the same, but no
+ *     block of a medium pool in a build with medium tails), both also
+ *     with debug mode's origin (the pool's end), where no offset may pass;
  *   - the same formulas (SOMA_RECIP_MUL, SOMA_RECIP_BOUND_IN) for both
  *     geometries, 16 KiB pools (the default) and 4 KiB pools
  *     (-DSOMA_GEOMETRY=py38), whichever this build is, with the classes
@@ -104,9 +105,14 @@ static void check_table(void)
             const char *p = pool.base + o;
             size_t want = start_by_division(o, size, SOMA_POOL_SIZE);
             const char *got = soma__pool_block_start(&pool, p);
+            /* the fast path's form: the same, but nothing of a medium
+             * pool with tails (pool.h: recip_fast) */
+            int fast = SOMA_MEDIUM_TAIL && c >= SOMA_SMALL_CLASSES ? 0 : want == o;
             int ok = got == (want != NONE ? pool.base + want : NULL) &&
                      soma__pool_starts_block(&pool, p, SOMA_POOL_OVERHEAD) == (want == o) &&
-                     !soma__pool_starts_block(&pool, p, SOMA_POOL_SIZE);
+                     !soma__pool_starts_block(&pool, p, SOMA_POOL_SIZE) &&
+                     soma__pool_fast_starts(&pool, p, SOMA_POOL_OVERHEAD) == fast &&
+                     !soma__pool_fast_starts(&pool, p, SOMA_POOL_SIZE);
             if (!ok && bad++ == 0)
                 first = o;
         }
@@ -117,14 +123,16 @@ static void check_table(void)
      * offset 48 alone (the pool's count sends it to the slow path), and
      * nothing with debug mode's origin. */
     soma__pool_set_class(&pool, SOMA_NO_CLASS);
-    long passed = 0, passed_debug = 0, found = 0;
+    long passed = 0, passed_debug = 0, passed_fast = 0, found = 0;
     for (size_t o = 0; o < SOMA_POOL_SIZE; o++) {
         found += soma__pool_block_start(&pool, pool.base + o) != NULL;
         passed += soma__pool_starts_block(&pool, pool.base + o, SOMA_POOL_OVERHEAD);
         passed_debug += soma__pool_starts_block(&pool, pool.base + o, SOMA_POOL_SIZE);
+        passed_fast += soma__pool_fast_starts(&pool, pool.base + o, SOMA_POOL_OVERHEAD);
     }
     CHECK_EQ(found, 0);
     CHECK_EQ(passed, 1);
+    CHECK_EQ(passed_fast, 1);
     CHECK_EQ(passed_debug, 0);
 }
 

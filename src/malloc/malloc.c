@@ -289,8 +289,7 @@ static void not_given_back(const void *p, const char *fn)
  * a tail call more, little beside the line of the fence its check reads. */
 static inline int owner_medium(const pool_t *pool, const void *p)
 {
-    return pool->heap == soma__heap_tls && pool->szidx >= SOMA_SMALL_CLASSES &&
-           pool->szidx < SOMA_NUM_ALL_CLASSES &&
+    return pool->heap == soma__heap_tls && soma__pool_headed(pool) &&
            soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD);
 }
 /* That free: the block's head and fence checked (pool/tail.h), then
@@ -403,7 +402,10 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
 #if SOMA_MEDIUM_TAIL
     int tailed = pool->szidx >= SOMA_SMALL_CLASSES;
     if (tailed) {
-        if (pool->heap == heap) /* the offsets are the owner's: free_medium */
+        /* past the carved blocks: a stale head and fence would pass (the
+         * offsets are the owner's to read; a free is refused in
+         * soma__pool_free_slow) */
+        if (pool->heap == heap)
             soma__pool_fatal_if_virgin("soma_realloc", pool, p);
         old = soma__tail_check(pool, p, "soma_realloc");
     }

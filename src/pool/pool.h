@@ -325,8 +325,6 @@ static inline int soma__pool_headed(const pool_t *pool)
 {
     return pool->szidx >= SOMA_SMALL_CLASSES && pool->szidx < SOMA_NUM_ALL_CLASSES;
 }
-#endif
-#if SOMA_MEDIUM_TAIL
 #define SOMA_HEADED(pool) soma__pool_headed(pool)
 #else
 #define SOMA_HEADED(pool) 0
@@ -350,11 +348,8 @@ static inline uintptr_t soma__pool_canary_expect(const pool_t *pool, uintptr_t w
  * then told as one). */
 static inline void soma__pool_canary_set(pool_t *pool)
 {
-#if SOMA_MEDIUM_TAIL
-    if (soma__pool_headed(pool))
-        return;
-#endif
-    *soma__pool_canary_slot(pool) = soma__pool_canary_value(pool);
+    if (!SOMA_HEADED(pool))
+        *soma__pool_canary_slot(pool) = soma__pool_canary_value(pool);
 }
 /* Read relaxed: in a medium pool the word is the first block's head, which
  * its holder, any thread, rewrites (realloc, usable_size). */

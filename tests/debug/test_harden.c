@@ -43,6 +43,33 @@ static void double_free_local(void)
         soma_free(keep[i]);
 }
 
+/* A double free of a small block after its pool emptied and went to a
+ * class twice as large (48 and 96 bytes: both plain twins, no tail), the
+ * block in the pool's second page, which the new class has not carved:
+ * its first word still holds its old link, so it looks free, and it is on
+ * no list (the new class never linked it).  Unless the free sees that it
+ * lies past the carved blocks, it is pushed, and carve hands it out again
+ * later beside the copy on the list. */
+static void double_free_after_class_change(void)
+{
+    enum { N = 101 };
+    static void *v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = soma_malloc(48);
+    uintptr_t base = (uintptr_t)v[0] & ~(uintptr_t)(SOMA_POOL_SIZE - 1);
+    if ((uintptr_t)v[0] - base != SOMA_POOL_OVERHEAD ||
+        (uintptr_t)v[N - 1] - (uintptr_t)v[0] != (N - 1) * 48 ||
+        (uintptr_t)v[N - 1] - base < SOMA_OS_PAGE_SIZE)
+        exit(2); /* not the layout the test needs: it fails */
+    fprintf(stderr, "pointer %p\n", v[N - 1]);
+    for (int i = 0; i < N; i++)
+        soma_free(v[i]); /* the pool empties, back to its arena */
+    void *a = soma_malloc(96); /* the same pool, for the class twice as large */
+    if (((uintptr_t)a & ~(uintptr_t)(SOMA_POOL_SIZE - 1)) != base)
+        exit(2);
+    soma_free(v[N - 1]); /* must not return */
+}
+
 static void *free_it(void *p)
 {
     soma_free(p);
@@ -175,6 +202,10 @@ int main(void)
 #if SOMA_HARDEN
     test_expect_fatal("double free (local)", double_free_local, "double free");
     test_expect_fatal("double free (remote)", double_free_remote, "double free");
+    if (SOMA_POOL_SIZE > SOMA_OS_PAGE_SIZE)
+        test_expect_fatal("double free after its pool changed class",
+                          double_free_after_class_change,
+                          "not an allocated block (a double free, or a block of pool");
     /* The message names the corrupted link: the attacker's address. */
     test_expect_fatal("poisoned free list", poisoned_list, "is corrupted");
 

@@ -90,11 +90,12 @@
  * each of CPython's 32 small classes has two pool kinds, twins of one block
  * size.  A request of n bytes that leaves 8 free in its block (n <= s - 8
  * for a class of s bytes: 1..8, 17..24, ... 497..504) is served from the
- * tailed twin, whose blocks keep their last 8 bytes as a check word; the
+ * tailed twin, whose blocks never hold their last 8 bytes: the next
+ * block's head, a check word (a pool's first block's is in its header); the
  * others (9..16, 25..32, ...) from the plain twin, as before.  Internally
  * the twins are classes of their own (szidx, usedpools, the class table):
  * small class k serves requests 8k + 1 .. 8k + 8, in blocks of
- * (k / 2 + 1) * 16 bytes, with a tail when k is even (the free fast path
+ * (k / 2 + 1) * 16 bytes, with a head when k is even (the free fast path
  * checks the twins alike, without a branch: pool/tail.h); the medium
  * classes follow at SOMA_SMALL_CLASSES.  Outside soma (statistics,
  * diagnoses, soma.h) a class is CPython's: soma__sizeclass_public.

@@ -10,7 +10,7 @@
  *   free(p):  the arena map says whether p is soma's (os/region.h: a range
  *       check and a table load); if its pool's owner is the calling
  *       thread's heap and p starts a block, push it back (soma__pool_push),
- *       a tailed small block once its tail is checked (pool/tail.h).
+ *       a tailed small block once its head is checked (pool/tail.h).
  *       Anything else (another thread's block, an explicit heap's, a
  *       pointer that is no block, debug mode, a medium block with a tail)
  *       goes to soma__malloc_free_other or, outside soma's arenas,
@@ -89,7 +89,7 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
     if (SOMA_LIKELY(owner == soma__heap_tls && starts)) {
 #if SOMA_MEDIUM_TAIL
         /* A small block (a medium pool's never passes `starts` here:
-         * soma__pool_fast_starts), whose twin's tail, if it has one, is
+         * soma__pool_fast_starts), whose twin's head, if it has one, is
          * checked without a branch (pool/tail.h); the class is a byte of
          * the line read above. */
         soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);

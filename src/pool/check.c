@@ -76,14 +76,16 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
              (void *)pool->base, (void *)(pool->base + SOMA_POOL_OVERHEAD));
 #if SOMA_MEDIUM_TAIL
     /* A tailed small twin's carved blocks, free or in use, all keep their
-     * tail (tail.h): written once, at carve. */
+     * head (tail.h): written once, at carve (the first block's is the
+     * check word, just checked). */
     if (soma__sizeclass_small_tailed(pool->szidx))
-        for (size_t off = SOMA_POOL_OVERHEAD; off + size <= pool->nextoffset; off += size)
-            if (!soma__tail_small_ok(pool->base + off, size))
-                FAIL("pool %p (class %u): the last 8 bytes of its block %p, soma's, are "
-                     "overwritten (an overflow of that block, or an underflow of the next)",
+        for (size_t off = SOMA_POOL_OVERHEAD + size; off + size <= pool->nextoffset; off += size)
+            if (!soma__tail_small_ok(pool->base + off))
+                FAIL("pool %p (class %u): the 8 bytes before its block %p, soma's, are "
+                     "overwritten (an underflow of that block, or an overflow of the one before "
+                     "it, %p)",
                      (void *)pool->base, soma__sizeclass_public(pool->szidx),
-                     (void *)(pool->base + off));
+                     (void *)(pool->base + off), (void *)(pool->base + off - size));
 #endif
     if (pool->recip_mul != soma__sizeclass_recip[pool->szidx].mul ||
         pool->recip_fast != soma__pool_recip_fast(pool->szidx))

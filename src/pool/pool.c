@@ -118,10 +118,14 @@ static void carve(pool_t *pool)
     if (pool->szidx >= SOMA_SMALL_CLASSES)
         for (uintptr_t t = b; t <= last; t += size)
             soma__tail_set_carved((void *)t);
-    /* A tailed small block's tail is written here once (pool/tail.h). */
+    /* A tailed small block's head is written here once (pool/tail.h),
+     * with the block before it: the blocks carved now, but the first
+     * (its head was written with the block before it, or is the pool's
+     * check word: pool_start), and the next block to carve, so that an
+     * overflow of the last block carved now is still found. */
     else if (soma__sizeclass_small_tailed(pool->szidx))
-        for (uintptr_t t = b; t <= last; t += size)
-            soma__tail_small_set((void *)t, size);
+        for (uintptr_t t = b + size; t <= last + size && t <= pool_last; t += size)
+            soma__tail_small_set((void *)t);
 #endif
     for (; b + size <= last; b += size)
         soma__link_set((void *)b, (void *)(b + size));
@@ -415,6 +419,10 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
                         p, soma__sizeclass_size(pool->szidx),
                         soma__sizeclass_public(pool->szidx));
     }
+#if SOMA_MEDIUM_TAIL
+    if (soma__sizeclass_small_tailed(pool->szidx))
+        soma__tail_small_check_next(pool, p, "soma_free");
+#endif
     soma__link_set(p, pool->freeblock);
     pool->freeblock = p;
     soma__pool_set_count(pool, n - 1);

@@ -314,6 +314,16 @@ static inline uint64_t soma__tail_tag(const void *b)
     uint64_t a = (uint64_t)(uintptr_t)b;
     return soma__base_check_word(a ^ (a << 32) ^ soma__tail_key);
 }
+/* A tailed small block's tag (pool/tail.h: its head), here for the same
+ * reason: such a pool's check word is its first block's head.  Its
+ * address and a secret of its own, every byte's top bit set
+ * (soma__base_check_word's reason; the OR reads the constant from memory:
+ * link.c).  The address keeps one block's head, copied over another's by
+ * an overflow, from passing there. */
+static inline uint64_t soma__tail_small_tag(const void *b)
+{
+    return ((uint64_t)(uintptr_t)b ^ soma__small_tail_key) | soma__check_high;
+}
 /* Is w, read from the head of b, b's (its tag, whatever n)? */
 static inline int soma__tail_ours(uint64_t w, const void *b)
 {
@@ -330,26 +340,30 @@ static inline int soma__pool_headed(const pool_t *pool)
 #define SOMA_HEADED(pool) 0
 #endif
 /* What the check word must hold, given that it reads w: the pool's value,
- * or in a medium pool its first block's head, whatever size asked it
- * says (its own free checks that). */
+ * or its first block's head: in a medium pool, whatever size asked it says
+ * (its own free checks that); in a tailed small pool, the block's tag. */
 static inline uintptr_t soma__pool_canary_expect(const pool_t *pool, uintptr_t w)
 {
 #if SOMA_MEDIUM_TAIL
     if (soma__pool_headed(pool))
         return (soma__tail_tag(pool->base + SOMA_POOL_OVERHEAD) & ~(uint64_t)SOMA_TAIL_ASKED) |
                (w & SOMA_TAIL_ASKED);
+    if (soma__sizeclass_small_tailed(pool->szidx))
+        return soma__tail_small_tag(pool->base + SOMA_POOL_OVERHEAD);
 #endif
     (void)w;
     return soma__pool_canary_value(pool);
 }
-/* Set when the pool is put to work; not in a medium pool with heads,
+/* Set when the pool is put to work (a tailed small pool's first block's
+ * head: carve writes the others'); not in a medium pool with heads,
  * whose first block's head carve writes (its head, if the pool kept its
  * blocks, still says what its last malloc asked: a double free of it is
  * then told as one). */
 static inline void soma__pool_canary_set(pool_t *pool)
 {
     if (!SOMA_HEADED(pool))
-        *soma__pool_canary_slot(pool) = soma__pool_canary_value(pool);
+        __atomic_store_n(soma__pool_canary_slot(pool), soma__pool_canary_expect(pool, 0),
+                         __ATOMIC_RELAXED);
 }
 /* Read relaxed: in a medium pool the word is the first block's head, which
  * its holder, any thread, rewrites (realloc, usable_size). */

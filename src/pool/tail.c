@@ -39,17 +39,39 @@ void soma__tail_fatal_head(const char *fn, const pool_t *pool, const void *bv, s
 void soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *bv, int owner)
 {
     const char *b = bv;
-    /* A block freed twice has its tail whole, unless its pool emptied and
+    /* A block freed twice has its head whole, unless its pool emptied and
      * was set up afresh or gave its pages back: then that is the story. */
     soma__pool_fatal_if_unused(fn, pool, b, owner);
     size_t size = soma__sizeclass_size(pool->szidx);
-    const uint64_t *at = soma__tail_word(b, size);
-    soma__fatal("%s(%p): buffer overflow: the last 8 bytes of the %zu-byte block (class %u), "
-                "soma's, are overwritten (B+%zu: %016llx, B = the block): a write past the %zu "
-                "bytes it holds (an overflow), or before the start of the block after it (an "
-                "underflow); or it is no block in use",
+    /* A pool's first block: its head is the pool header's check word. */
+    if (b == pool->base + SOMA_POOL_OVERHEAD)
+        soma__pool_fatal_canary(fn, pool, b);
+    soma__fatal("%s(%p): the 8 bytes before the %zu-byte block (class %u), soma's, are "
+                "overwritten (B-8: %016llx, B = the block): a write before its start (an "
+                "underflow), or past the %zu bytes the block before it holds (%p: an overflow, "
+                "or a write after it was freed)",
                 fn, (const void *)b, size, soma__sizeclass_public(pool->szidx),
-                size - sizeof(uint64_t), (unsigned long long)__atomic_load_n(at, __ATOMIC_RELAXED),
+                (unsigned long long)__atomic_load_n(soma__tail_small_head(b), __ATOMIC_RELAXED),
+                size - SOMA_SMALL_TAIL, (const void *)(b - size));
+}
+
+void soma__tail_small_check_next(const pool_t *pool, const void *bv, const char *fn)
+{
+    const char *b = bv;
+    size_t size = soma__sizeclass_size(pool->szidx);
+    const char *next = b + size;
+    /* a head carve wrote: the next block is carved, or the next to carve */
+    if ((size_t)(next - pool->base) > soma__pool_max_offset(pool) ||
+        (size_t)(next - pool->base) > (size_t)pool->nextoffset || soma__tail_small_ok(next))
+        return;
+    soma__fatal("%s(%p): buffer overflow: the last 8 bytes of the %zu-byte block (class %u), "
+                "the next block's head, soma's, are overwritten (B+%zu: %016llx, B = the "
+                "block): a write past the %zu bytes it holds (an overflow), or before the "
+                "start of the block after it (an underflow)",
+                fn, (const void *)b, size, soma__sizeclass_public(pool->szidx),
+                size - sizeof(uint64_t),
+                (unsigned long long)__atomic_load_n(soma__tail_small_head(next),
+                                                    __ATOMIC_RELAXED),
                 size - SOMA_SMALL_TAIL);
 }
 

@@ -1,5 +1,5 @@
 /*
- * tail.h: a medium block's head and fence, and a small block's tail, in a
+ * tail.h: a medium block's head and fence, and a tailed small block's head, in a
  * hardened build (SOMA_MEDIUM_TAIL, SOMA_SMALL_TAIL: base/config.h): what
  * lets normal mode see a write past the bytes asked of a block, or before
  * its start, as glibc sees one in its chunk headers.
@@ -132,63 +132,70 @@ static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, 
 }
 
 /*
- * A small block's tail (the tailed twins, base/config.h: the small classes
- * whose requests leave 8 bytes of the block free).  Its last 8 bytes hold
- * the block's tag, written when its pool carves it and never again: the
- * program is told the block holds s - 8 bytes (malloc_usable_size, a
- * realloc in place), and a free block links the next through its first
- * word only, so the tag stays whole while the block is free and while it
- * is in use, and every free of the block (the owner's fast path, another
- * thread's, realloc) compares it, at no cost to malloc.  An overflow past
- * the bytes the block holds, or an underflow from the block after it,
- * changes it (glibc finds the same in its next chunk's header).  The
- * plain twin, for requests that fill the block, has none.  Read and
- * written whole, relaxed, as the medium head.
+ * A small block's head (the tailed twins, base/config.h: the small classes
+ * whose requests leave 8 bytes of the block free).  The 8 bytes before a
+ * tailed block, the last 8 of the block before it (which that block never
+ * holds) or, for a pool's first block, the pool header's check word, hold
+ * the block's tag, written when the pool carves the block before it (the
+ * check word: when the pool is put to work) and never again: the program
+ * is told a tailed block holds s - 8 bytes (malloc_usable_size, a realloc
+ * in place), and a free block links the next through its first word only,
+ * so the tag stays whole while the block is free and while it is in use,
+ * and every free of the block (the owner's fast path, another thread's,
+ * realloc) compares it, at no cost to malloc.  A write before the block
+ * (an underflow) changes it, found at the block's free, as glibc finds
+ * one in the chunk's size before it; a write past the bytes the block
+ * before holds (an overflow), at that block's neighbour's free, as glibc
+ * finds one in the next chunk's header.  The word lies in the block's
+ * first line unless the block starts one (a line in four, blocks being
+ * 16-aligned): the free reads the line its double-free test reads anyway
+ * (the block's own last word, where the tag used to be, was a line more
+ * for any block past 64 bytes).  The plain twin, for requests that fill
+ * the block, has none.  Read and written whole, relaxed, as the medium
+ * head.
  */
-/* The small tail of b: its address and a secret of its own, every byte's
- * top bit set (soma__base_check_word's reason; the OR reads the constant
- * from memory: link.c).  The address keeps one block's tail, copied over
- * another's by an overflow, from passing there. */
-static inline uint64_t soma__tail_small_tag(const void *b)
+/* A small block's head: the word before it (as a medium block's). */
+static inline uint64_t *soma__tail_small_head(const void *b)
 {
-    return ((uint64_t)(uintptr_t)b ^ soma__small_tail_key) | soma__check_high;
+    return (uint64_t *)b - 1;
 }
-static inline uint64_t *soma__tail_word(const void *b, size_t size)
+/* b is carved, or its pool put to work: its head holds its tag. */
+static inline void soma__tail_small_set(void *b)
 {
-    return (uint64_t *)((uintptr_t)b + size - sizeof(uint64_t));
+    __atomic_store_n(soma__tail_small_head(b), soma__tail_small_tag(b), __ATOMIC_RELAXED);
 }
-static inline void soma__tail_small_set(void *b, size_t size)
+/* Is b's small head whole?  (b: a carved block of a tailed twin) */
+static inline int soma__tail_small_ok(const void *b)
 {
-    __atomic_store_n(soma__tail_word(b, size), soma__tail_small_tag(b), __ATOMIC_RELAXED);
+    return __atomic_load_n(soma__tail_small_head(b), __ATOMIC_RELAXED) ==
+           soma__tail_small_tag(b);
 }
-/* Is b's small tail whole?  (b: a block of `size` bytes of a tailed twin) */
-static inline int soma__tail_small_ok(const void *b, size_t size)
-{
-    return __atomic_load_n(soma__tail_word(b, size), __ATOMIC_RELAXED) == soma__tail_small_tag(b);
-}
-/* Stop the program: b's small tail is not its tag (found by the pool's
+/* The owner's slow path of a free (pool.c: the pool empties, leaves full,
+ * or the block looks free) checks the block's own last 8 bytes too, the
+ * next block's head, where the pool has carved it: one more line, paid
+ * only there, for an overflow of a block whose neighbours the program
+ * may never free (a pool's only block, its neighbours free).  Stops the
+ * program, saying so, if they are not whole. */
+SOMA_INTERNAL void soma__tail_small_check_next(const pool_t *pool, const void *b, const char *fn);
+/* Stop the program: b's small head is not its tag (found by the pool's
  * owner, or not: pool.h, soma__pool_fatal_if_unused). */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
 soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b, int owner);
-/* The one check of a small block's tail, for every path that frees or
+/* The one check of a small block's head, for every path that frees or
  * reallocates one (malloc/fastpath.h, pool.c, malloc.c): b, a block of
  * pool, of either twin, by fn (the pool's owner, or not).  Without a
  * branch on the twin: a branch that follows the sizes freed is
  * mispredicted on every other free of a program whose sizes are mixed
  * (lifo1 of bench_small took 1.3 times as long that way).  A plain
- * block's first word is read instead, and the result masked away.
- * c: pool's class, a small one. */
+ * block's word before it is read too (its neighbour's data, or the pool
+ * header's check word), and the result masked away.  c: pool's class, a
+ * small one. */
 static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, const void *b,
                                               const char *fn, int owner)
 {
-    /* a tailed twin's (c even, 8c + 16 bytes) last word, word c + 1; a
-     * plain one's first, word 0: the line the push writes next, never a
-     * line of its own (another thread's free would pull it across) */
-    size_t odd = c & 1;
-    const uint64_t *at = (const uint64_t *)b + ((c + 1) & ((uint64_t)odd - 1));
-    uint64_t w = __atomic_load_n(at, __ATOMIC_RELAXED);
-    /* the difference, masked away for a plain twin */
-    if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)odd - 1)) != 0))
+    uint64_t w = __atomic_load_n(soma__tail_small_head(b), __ATOMIC_RELAXED);
+    /* the difference, masked away for a plain twin (c odd) */
+    if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)(c & 1) - 1)) != 0))
         soma__tail_fatal_small(fn, pool, b, owner);
 }
 

@@ -1,23 +1,25 @@
 /*
- * test_small_tail: a small block's tail (src/pool/tail.h, the twins of
+ * test_small_tail: a small block's head (src/pool/tail.h, the twins of
  * base/config.h), in normal mode.  A request that leaves its block 8 bytes
  * free (1..8, 17..24, ... 497..504 bytes) gets a block of its class's
- * tailed twin, which holds 8 bytes less than the class's size and keeps
- * its last 8 as a check word; a request that fills the block gets the
- * plain twin, as before.  Each mistake is made in a child process, which
- * must stop at the call named, with the message expected, naming the
- * block:
+ * tailed twin, which holds 8 bytes less than the class's size; its last 8
+ * are the next block's head, a check word (a pool's first block's head is
+ * the pool header's); a request that fills the block gets the plain twin,
+ * as before.  Each mistake is made in a child process, which must stop at
+ * the call named, with the message expected, naming the block:
  *
  *   - a write 1 byte past what the block holds (soma_usable_size), and 32
- *     past an 8-byte block (into its neighbours), found at its free;
+ *     past an 8-byte block (into its neighbours), found at the free of the
+ *     block after it, whose head it changed; or at its own free, when that
+ *     empties its pool;
  *   - the same found by a free from another thread, and by realloc;
- *   - a write 1 byte before a block: the tail of the block before it,
- *     found at that block's free;
- *   - a block's tail damaged and the block never freed, or damaged after
+ *   - a write 1 byte before a block, found at its own free; before a
+ *     pool's first block, into the pool header;
+ *   - a block's head damaged and the block never freed, or damaged after
  *     its free: found by soma_debug_check, which walks every carved block
  *     of a tailed twin;
  *   - a block freed twice: the double free said, also when its pool
- *     emptied and gave its pages back in between (the tail reads zeros).
+ *     emptied and gave its pages back in between (the head reads zeros).
  *
  * And no false alarm: the last block of an arena freed (the check reads
  * nothing past it); every small size, its block filled to what
@@ -45,16 +47,19 @@ static void pair(size_t n, unsigned char **a, unsigned char **b)
     }
 }
 
+/* p's free reads p's head, whole: the block after it, q, finds the
+ * mistake in its own. */
 static void over_1(void)
 {
-    unsigned char *p = soma_malloc(20), *q = soma_malloc(20);
+    unsigned char *p, *q;
+    pair(20, &p, &q);
     fprintf(stderr, "pointer %p\n", (void *)p);
     if (soma_usable_size(p) != 24)
         exit(2);
     memset(p, 1, 24); /* allowed: what it holds */
     p[24] ^= 'O';     /* the mistake */
-    soma_free(q);
     soma_free(p);
+    soma_free(q);
 }
 
 /* The misuse suite's overflow-32-small: an 8-byte block, 32 bytes past it. */
@@ -66,43 +71,68 @@ static void over_32_of_8(void)
     for (size_t i = 8; i < 40; i++)
         a[i] ^= 'O';
     soma_free(a);
+    soma_free(b);
 }
 
-static unsigned char *victim;
-static void *free_victim(void *arg)
+/* A pool's only block, its neighbours free (the misuse suite's
+ * zero-size-write-32): its free empties the pool, and that slow path reads
+ * its last 8 bytes too. */
+static void over_only(void)
+{
+    unsigned char *p = soma_malloc(0); /* a fresh child's: the pool's only block */
+    fprintf(stderr, "pointer %p\n", (void *)p);
+    for (size_t i = 0; i < 32; i++)
+        p[i] ^= 'Z';
+    soma_free(p);
+}
+
+static unsigned char *victim, *next;
+static void *free_next(void *arg)
 {
     (void)arg;
-    soma_free(victim);
+    soma_free(next);
     return NULL;
 }
 static void over_freed_remotely(void)
 {
-    victim = soma_malloc(100); /* 112-byte class, holds 104 */
+    pair(100, &victim, &next); /* 112-byte class, holds 104 */
     fprintf(stderr, "pointer %p\n", (void *)victim);
     victim[104] ^= 'O';
     pthread_t t;
-    pthread_create(&t, NULL, free_victim, NULL);
+    pthread_create(&t, NULL, free_next, NULL);
     pthread_join(t, NULL);
 }
 
 static void over_realloc(void)
 {
-    unsigned char *p = soma_malloc(500); /* 512-byte class, holds 504 */
+    unsigned char *p, *q;
+    pair(500, &p, &q); /* 512-byte class, holds 504 */
     fprintf(stderr, "pointer %p\n", (void *)p);
     p[507] ^= 'O';
-    p = soma_realloc(p, 501); /* it would stay in place */
-    soma_free(p);
+    q = soma_realloc(q, 501); /* it would stay in place */
+    soma_free(q);
 }
 
-/* 1 byte before b: a's tail, found when a is freed (b's free reads only
- * its own). */
+/* 1 byte before b: b's head, found at b's free. */
 static void under_1(void)
 {
     unsigned char *a, *b;
     pair(40, &a, &b);
-    fprintf(stderr, "pointer %p\n", (void *)a);
+    fprintf(stderr, "pointer %p\n", (void *)b);
     b[-1] ^= 'U';
+    soma_free(a);
     soma_free(b);
+}
+
+/* 1 byte before a pool's first block: its head is the pool header's
+ * check word. */
+static void under_first(void)
+{
+    unsigned char *a = soma_malloc(24); /* a fresh child's first 32-byte block */
+    fprintf(stderr, "pointer %p\n", (void *)a);
+    if (((uintptr_t)a & SOMA_POOL_MASK) != SOMA_POOL_OVERHEAD)
+        exit(2);
+    a[-1] ^= 'U';
     soma_free(a);
 }
 
@@ -130,8 +160,8 @@ static void double_free(void)
     soma_free(keep);
 }
 
-/* A free block's tail written (after its free), never handed out again:
- * the heap check walks free blocks' tails too. */
+/* A free block's last 8 bytes written (after its free), never handed out
+ * again: the heap check walks free blocks' heads too. */
 static void free_block_damaged(void)
 {
     unsigned char *keep = soma_malloc(40), *p = soma_malloc(40);
@@ -169,11 +199,11 @@ static size_t holds(size_t n)
 
 /* The last block of an arena: 16-byte blocks fill their pools exactly
  * (1,021 blocks), so the last one ends where the arena does, and what
- * follows may be no memory at all.  The free's branch-free check reads one
- * word of the block for both twins; a version that read word c + 1 for
- * every class read one word past a plain block, and python3 died of
- * SIGSEGV on such a free.  Both twins (8 and 16 bytes asked), freed by
- * their thread and by another. */
+ * follows may be no memory at all.  The free's branch-free check reads the
+ * word before the block for both twins (when it read the block's last
+ * word, a version that read word c + 1 for every class read one past a
+ * plain block, and python3 died of SIGSEGV on such a free).  Both twins
+ * (8 and 16 bytes asked), freed by their thread and by another. */
 static void *free_one(void *p)
 {
     soma_free(p);
@@ -268,7 +298,7 @@ static void heap_check_finds(const char *name, void (*misuse)(void), const char 
     if (st == -1)
         return;
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
-    snprintf(want, sizeof want, "%s: the last 8 bytes of its block ", cls);
+    snprintf(want, sizeof want, "%s: the 8 bytes before its block ", cls);
     if (!CHECK(sscanf(buf, "pointer %63s", ptr) == 1 &&
                strstr(buf, "soma_debug_check found heap") != NULL && strstr(buf, want) != NULL &&
                strstr(strstr(buf, "its block ") ?: buf, ptr) != NULL))
@@ -281,22 +311,31 @@ int main(void)
     test_program_name = "test_small_tail";
 #if SOMA_SMALL_TAIL
     test_expect_fatal("1 byte past what it holds", over_1,
-                      "buffer overflow: the last 8 bytes of the 32-byte block (class 1), soma's, "
-                      "are overwritten (B+24: ");
-    test_expect_fatal("1 byte past what it holds", over_1, "a write past the 24 bytes it holds");
+                      "the 8 bytes before the 32-byte block (class 1), soma's, are overwritten "
+                      "(B-8: ");
+    test_expect_fatal("1 byte past what it holds", over_1,
+                      "or past the 24 bytes the block before it holds (0x");
     test_expect_fatal("32 bytes past an 8-byte block", over_32_of_8,
-                      "the last 8 bytes of the 16-byte block (class 0), soma's, are overwritten");
+                      "the 8 bytes before the 16-byte block (class 0), soma's, are overwritten");
+    test_expect_fatal("32 bytes past a pool's only block", over_only,
+                      "buffer overflow: the last 8 bytes of the 16-byte block (class 0), the next "
+                      "block's head, soma's, are overwritten (B+8: ");
     test_expect_fatal("freed by another thread", over_freed_remotely,
                       "soma_free(0x");
     test_expect_fatal("freed by another thread", over_freed_remotely,
-                      "the last 8 bytes of the 112-byte block (class 6), soma's, are overwritten "
-                      "(B+104: ");
+                      "the 8 bytes before the 112-byte block (class 6), soma's, are overwritten "
+                      "(B-8: ");
     test_expect_fatal("reallocated", over_realloc,
                       "soma_realloc(0x");
     test_expect_fatal("reallocated", over_realloc,
-                      "the last 8 bytes of the 512-byte block (class 31), soma's, are overwritten");
-    test_expect_fatal("1 byte before the block after it", under_1,
-                      "the last 8 bytes of the 48-byte block (class 2), soma's, are overwritten");
+                      "the 8 bytes before the 512-byte block (class 31), soma's, are overwritten");
+    test_expect_fatal("1 byte before the block", under_1,
+                      "the 8 bytes before the 48-byte block (class 2), soma's, are overwritten "
+                      "(B-8: ");
+    test_expect_fatal("1 byte before the block", under_1,
+                      "a write before its start (an underflow)");
+    test_expect_fatal("1 byte before a pool's first block", under_first,
+                      "is overwritten from 1 byte before its first block");
     test_expect_fatal("freed twice, its pool emptied and purged between",
                       double_free_after_purge, "not an allocated block (double free");
     test_expect_fatal("freed twice", double_free,

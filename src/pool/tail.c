@@ -55,15 +55,11 @@ void soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *bv, 
                 size - SOMA_SMALL_TAIL, (const void *)(b - size));
 }
 
-void soma__tail_small_check_next(const pool_t *pool, const void *bv, const char *fn)
+void soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void *bv)
 {
     const char *b = bv;
     size_t size = soma__sizeclass_size(pool->szidx);
     const char *next = b + size;
-    /* a head carve wrote: the next block is carved, or the next to carve */
-    if ((size_t)(next - pool->base) > soma__pool_max_offset(pool) ||
-        (size_t)(next - pool->base) > (size_t)pool->nextoffset || soma__tail_small_ok(next))
-        return;
     soma__fatal("%s(%p): buffer overflow: the last 8 bytes of the %zu-byte block (class %u), "
                 "the next block's head, soma's, are overwritten (B+%zu: %016llx, B = the "
                 "block): a write past the %zu bytes it holds (an overflow), or before the "

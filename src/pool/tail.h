@@ -176,7 +176,17 @@ static inline int soma__tail_small_ok(const void *b)
  * only there, for an overflow of a block whose neighbours the program
  * may never free (a pool's only block, its neighbours free).  Stops the
  * program, saying so, if they are not whole. */
-SOMA_INTERNAL void soma__tail_small_check_next(const pool_t *pool, const void *b, const char *fn);
+SOMA_INTERNAL _Noreturn __attribute__((cold)) void
+soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void *b);
+static inline void soma__tail_small_check_next(const pool_t *pool, const void *b, const char *fn)
+{
+    size_t size = soma__sizeclass_size(pool->szidx);
+    size_t next = (size_t)((const char *)b - pool->base) + size;
+    /* a head carve wrote: the next block is carved, or the next to carve */
+    if (next <= pool->nextoffset && next <= soma__pool_max_offset(pool) &&
+        SOMA_UNLIKELY(!soma__tail_small_ok(pool->base + next)))
+        soma__tail_fatal_small_next(fn, pool, b);
+}
 /* Stop the program: b's small head is not its tag (found by the pool's
  * owner, or not: pool.h, soma__pool_fatal_if_unused). */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void

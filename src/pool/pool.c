@@ -403,9 +403,10 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     unsigned raw = soma__pool_count_raw(pool), n = raw & ~SOMA_POOL_UNLISTED;
     if (n == 0)
         fatal_not_allocated("soma_free", p, pool);
-    /* (Not in a medium pool with heads: its first block's free checks the
-     * word, its head.) */
-    if (SOMA_UNLIKELY(!SOMA_HEADED(pool) && !soma__pool_canary_ok(pool)))
+    /* (Not in a pool whose first block's head it is, a medium or a tailed
+     * small one: that block's every free checks it, and this free has
+     * checked its own head already.) */
+    if (SOMA_UNLIKELY(!SOMA_FIRST_HEADED(pool) && !soma__pool_canary_ok(pool)))
         soma__pool_fatal_canary("soma_free", pool, p);
     if (soma__link_looks_free(p)) {
         /* Past the carved blocks, with a link in its first word: freed

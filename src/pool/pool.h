@@ -287,7 +287,9 @@ static inline size_t soma__pool_max_offset(const pool_t *pool)
  * line is one the free does not touch otherwise; the owner's collection
  * of the block then passes through the same slow paths): a 1-byte
  * underflow of a pool's only block is caught at its free, that of a first
- * block among others when the pool next takes a slow path.
+ * block among others when the pool next takes a slow path.  In a medium
+ * pool, or a tailed small one, the word is the first block's head
+ * (tail.h), checked at every free of that block instead.
  */
 static inline uintptr_t *soma__pool_canary_slot(const pool_t *pool)
 {
@@ -336,8 +338,16 @@ static inline int soma__pool_headed(const pool_t *pool)
     return pool->szidx >= SOMA_SMALL_CLASSES && pool->szidx < SOMA_NUM_ALL_CLASSES;
 }
 #define SOMA_HEADED(pool) soma__pool_headed(pool)
+/* Is the check word its first block's head, of a medium pool or a tailed
+ * small one, which every free of that block checks? */
+static inline int soma__pool_first_headed(const pool_t *pool)
+{
+    return soma__pool_headed(pool) || soma__sizeclass_small_tailed(pool->szidx);
+}
+#define SOMA_FIRST_HEADED(pool) soma__pool_first_headed(pool)
 #else
 #define SOMA_HEADED(pool) 0
+#define SOMA_FIRST_HEADED(pool) 0
 #endif
 /* What the check word must hold, given that it reads w: the pool's value,
  * or its first block's head: in a medium pool, whatever size asked it says

@@ -492,7 +492,8 @@ typedef struct soma_block_info {
     void *block;      /* the block's address, as malloc returned it */
     size_t size;      /* small and medium: the class's block size (what
                          soma_usable_size returns, less a medium block's
-                         or a small block's tail); large: the bytes
+                         16 bytes or a tailed small block's last 8);
+                         large: the bytes
                          requested */
     int size_class;   /* 0 .. SOMA_NUM_CLASSES - 1: a small class, of
                          (size_class + 1) * 16 bytes; SOMA_NUM_CLASSES and up:

@@ -315,6 +315,18 @@ static __attribute__((noinline)) void free_other_rest(pool_t *pool, void *p)
         soma__fastpath_free_small(pool, p);
         return;
     }
+#if SOMA_MEDIUM_TAIL
+    /* A tailed small pool's last block, which the fast path leaves here
+     * (pool.h: recip_fast): its last 8 bytes, which no block's free reads
+     * as its head, are checked with its head (pool/tail.h). */
+    if (owner == soma__heap_tls && soma__sizeclass_small_tailed(pool->szidx) &&
+        soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD)) {
+        soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);
+        soma__tail_small_check_last(pool, p, "soma_free");
+        soma__pool_push(owner, pool, p);
+        return;
+    }
+#endif
     soma__pool_free_other(pool, p);
 }
 
@@ -461,7 +473,7 @@ size_t soma_usable_size(const void *p)
     if (pool->szidx >= SOMA_SMALL_CLASSES)
         return soma__tail_usable(pool, (void *)p, SOMA_FN("soma_usable_size", "malloc_usable_size"));
 #endif
-    return soma__sizeclass_usable(pool->szidx); /* a small tail stays where it is */
+    return soma__sizeclass_usable(pool->szidx); /* a small head stays where it is */
 }
 
 SOMA_ENTRY void *soma_aligned_alloc(size_t alignment, size_t size)

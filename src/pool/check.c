@@ -77,15 +77,25 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
 #if SOMA_MEDIUM_TAIL
     /* A tailed small twin's carved blocks, free or in use, all keep their
      * head (tail.h): written once, at carve (the first block's is the
-     * check word, just checked). */
-    if (soma__sizeclass_small_tailed(pool->szidx))
-        for (size_t off = SOMA_POOL_OVERHEAD + size; off + size <= pool->nextoffset; off += size)
-            if (!soma__tail_small_ok(pool->base + off))
+     * check word, just checked), and the pool's last block keeps the head
+     * of the block that would follow it once the pool is carved whole. */
+    if (soma__sizeclass_small_tailed(pool->szidx)) {
+        size_t end = pool->nextoffset > soma__pool_max_offset(pool) ? pool->nextoffset
+                                                                      : pool->nextoffset - size;
+        for (size_t off = SOMA_POOL_OVERHEAD + size; off <= end; off += size)
+            if (!soma__tail_small_ok(pool->base + off)) {
+                if (off > soma__pool_max_offset(pool))
+                    FAIL("pool %p (class %u): the last 8 bytes of its last block %p, soma's, "
+                         "are overwritten (an overflow of that block)",
+                         (void *)pool->base, soma__sizeclass_public(pool->szidx),
+                         (void *)(pool->base + off - size));
                 FAIL("pool %p (class %u): the 8 bytes before its block %p, soma's, are "
                      "overwritten (an underflow of that block, or an overflow of the one before "
                      "it, %p)",
                      (void *)pool->base, soma__sizeclass_public(pool->szidx),
                      (void *)(pool->base + off), (void *)(pool->base + off - size));
+            }
+    }
 #endif
     if (pool->recip_mul != soma__sizeclass_recip[pool->szidx].mul ||
         pool->recip_fast != soma__pool_recip_fast(pool->szidx))

@@ -1,5 +1,5 @@
 /* link.c: the secrets of the hardening: the one the free-list links are
- * encoded with (link.h), and the blocks' tails' (pool/tail.h, large.c). */
+ * encoded with (link.h), and the blocks' check words' (pool/tail.h, large.c). */
 #include <sys/random.h>
 #include <time.h>
 
@@ -9,7 +9,7 @@
 uintptr_t soma__link_key; /* set once, at start-up, before the first pool */
 uintptr_t soma__tail_key; /* the same */
 uint64_t soma__small_tail_key; /* the same (pool/tail.h) */
-/* A variable, not the constant: the small tails' check ORs it from memory,
+/* A variable, not the constant: the small heads' check ORs it from memory,
  * one instruction on the free fast path where the constant takes two. */
 uint64_t soma__check_high = SOMA_CHECK_HIGH;
 
@@ -33,7 +33,7 @@ static void make_key(void)
      * block's first word), where a program may read them; that must not
      * tell it the links' key. */
     soma__tail_key = key[1];
-    /* A small tail is the block's address and this, with every byte's top
+    /* A small head is the block's address and this, with every byte's top
      * bit set (pool/tail.h): the tails' secret, turned so that it is not
      * the medium tags' key. */
     soma__small_tail_key = (key[1] >> 29 | key[1] << 35) & ~(uint64_t)SOMA_CHECK_HIGH;

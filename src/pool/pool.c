@@ -119,13 +119,19 @@ static void carve(pool_t *pool)
         for (uintptr_t t = b; t <= last; t += size)
             soma__tail_set_carved((void *)t);
     /* A tailed small block's head is written here once (pool/tail.h),
-     * with the block before it: the blocks carved now, but the first
-     * (its head was written with the block before it, or is the pool's
-     * check word: pool_start), and the next block to carve, so that an
-     * overflow of the last block carved now is still found. */
-    else if (soma__sizeclass_small_tailed(pool->szidx))
-        for (uintptr_t t = b + size; t <= last + size && t <= pool_last; t += size)
+     * for every block carved now (a pool's first block's is its check
+     * word: pool_start writes it too), and, with the pool's last block,
+     * the head of the block that would follow it, in that block's last 8
+     * bytes: its overflow is found at its free (out of line: pool.h,
+     * recip_fast) and by the heap check.  None for a block not yet
+     * carved: a free of one fails its check. */
+    else if (soma__sizeclass_small_tailed(pool->szidx)) {
+        uintptr_t t = b;
+        for (; t <= last; t += size)
             soma__tail_small_set((void *)t);
+        if (last == pool_last) /* t: past the pool's last block */
+            soma__tail_small_set((void *)t);
+    }
 #endif
     for (; b + size <= last; b += size)
         soma__link_set((void *)b, (void *)(b + size));
@@ -412,7 +418,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
         /* Past the carved blocks, with a link in its first word: freed
          * before the pool emptied and took another class, and freed again
          * now (the words it kept may pass a medium block's or a small
-         * tail's check: the same places, or the same address's tag). */
+         * head's check: the same places, or the same address's tag). */
         soma__pool_fatal_if_virgin("soma_free", pool, p);
         if (on_free_list(pool, p, p, "soma_free"))
             soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "
@@ -511,8 +517,11 @@ void soma__pool_free_other(pool_t *pool, void *p)
 #if SOMA_MEDIUM_TAIL
     if (pool->szidx >= SOMA_SMALL_CLASSES)
         (void)soma__tail_check(pool, p, "soma_free");
-    else
+    else {
         soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 0);
+        if (soma__sizeclass_small_tailed(pool->szidx))
+            soma__tail_small_check_last(pool, p, "soma_free");
+    }
 #endif
     soma__pool_free_remote(owner, p);
 }

@@ -80,8 +80,10 @@ struct pool {
      * (soma__pool_fast_starts) then reads nothing but this line, which it
      * reads anyway for `heap`.  recip_fast is the class's bound + 1, or 0
      * where the fast path must let no block through: a medium pool of a
-     * build with medium tails, whose free checks them out of line.  Set
-     * with szidx (soma__pool_set_class). */
+     * build with medium tails, whose free checks them out of line; or the
+     * bound, where it must let the pool's last block alone through: a
+     * tailed small pool's, whose last 8 bytes its free checks out of line
+     * (pool/tail.h).  Set with szidx (soma__pool_set_class). */
     uint16_t recip_fast;
     uint32_t recip_mul;
     uint32_t emptied_ms; /* empty: when it went back to its arena (the low 32 bits
@@ -258,7 +260,9 @@ static inline uint16_t soma__pool_recip_fast(unsigned c)
         return 1; /* offset 48 alone, as soma__pool_starts_block */
     if (SOMA_MEDIUM_TAIL && c >= SOMA_SMALL_CLASSES)
         return 0;
-    return (uint16_t)(soma__sizeclass_recip[c].bound + 1);
+    /* A tailed small pool's last block (the bound itself) is left out
+     * too: its free reads its last 8 bytes out of line (tail.h) */
+    return (uint16_t)(soma__sizeclass_recip[c].bound + !soma__sizeclass_small_tailed(c));
 }
 /* The pool serves class c (or SOMA_NO_CLASS) from now on. */
 static inline void soma__pool_set_class(pool_t *pool, unsigned c)

@@ -1,5 +1,5 @@
 /*
- * tail.c: a medium block's head and fence, or a small block's tail, checked,
+ * tail.c: a medium block's head and fence, or a small block's head, checked,
  * and what is found wrong said (tail.h has the layout and why).
  */
 #include "pool/tail.h"
@@ -8,7 +8,7 @@
 void soma__tail_fatal_head(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
     const char *b = bv;
-    /* As for a small tail, below; a medium block's many callers (free,
+    /* As for a small head, below; a medium block's many callers (free,
      * realloc, usable_size, from any thread) ask only what any thread may. */
     soma__pool_fatal_if_unused(fn, pool, b, 0);
     uint64_t w = __atomic_load_n(soma__tail_head(b), __ATOMIC_RELAXED);
@@ -60,15 +60,17 @@ void soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void 
     const char *b = bv;
     size_t size = soma__sizeclass_size(pool->szidx);
     const char *next = b + size;
+    /* the pool's last block: no block after it to underflow */
+    int last = (size_t)(next - pool->base) > soma__pool_max_offset(pool);
     soma__fatal("%s(%p): buffer overflow: the last 8 bytes of the %zu-byte block (class %u), "
-                "the next block's head, soma's, are overwritten (B+%zu: %016llx, B = the "
-                "block): a write past the %zu bytes it holds (an overflow), or before the "
-                "start of the block after it (an underflow)",
+                "%s, soma's, are overwritten (B+%zu: %016llx, B = the block): a write past the "
+                "%zu bytes it holds (an overflow)%s",
                 fn, (const void *)b, size, soma__sizeclass_public(pool->szidx),
-                size - sizeof(uint64_t),
+                last ? "its pool's last" : "the next block's head", size - sizeof(uint64_t),
                 (unsigned long long)__atomic_load_n(soma__tail_small_head(next),
                                                     __ATOMIC_RELAXED),
-                size - SOMA_SMALL_TAIL);
+                size - SOMA_SMALL_TAIL,
+                last ? "" : ", or before the start of the block after it (an underflow)");
 }
 
 void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, size_t size,

@@ -136,8 +136,8 @@ static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, 
  * whose requests leave 8 bytes of the block free).  The 8 bytes before a
  * tailed block, the last 8 of the block before it (which that block never
  * holds) or, for a pool's first block, the pool header's check word, hold
- * the block's tag, written when the pool carves the block before it (the
- * check word: when the pool is put to work) and never again: the program
+ * the block's tag, written when the pool carves the block (the check word
+ * also when the pool is put to work) and never again: the program
  * is told a tailed block holds s - 8 bytes (malloc_usable_size, a realloc
  * in place), and a free block links the next through its first word only,
  * so the tag stays whole while the block is free and while it is in use,
@@ -146,7 +146,9 @@ static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, 
  * (an underflow) changes it, found at the block's free, as glibc finds
  * one in the chunk's size before it; a write past the bytes the block
  * before holds (an overflow), at that block's neighbour's free, as glibc
- * finds one in the next chunk's header.  The word lies in the block's
+ * finds one in the next chunk's header (a pool's last block: its own
+ * last 8 bytes hold the tag of the block that would follow, which its
+ * free reads out of line: pool.h, recip_fast).  The word lies in the block's
  * first line unless the block starts one (a line in four, blocks being
  * 16-aligned): the free reads the line its double-free test reads anyway
  * (the block's own last word, where the tag used to be, was a line more
@@ -172,18 +174,36 @@ static inline int soma__tail_small_ok(const void *b)
 }
 /* The owner's slow path of a free (pool.c: the pool empties, leaves full,
  * or the block looks free) checks the block's own last 8 bytes too, the
- * next block's head, where the pool has carved it: one more line, paid
+ * next block's head, where the pool has carved it, or the pool's last
+ * block's (carve writes them as if a block followed): one more line, paid
  * only there, for an overflow of a block whose neighbours the program
- * may never free (a pool's only block, its neighbours free).  Stops the
- * program, saying so, if they are not whole. */
+ * may never free (a pool's only block, its neighbours free), or that has
+ * none.  Stops the program, saying so, if they are not whole. */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
 soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void *b);
+/* Is b (a carved block of pool, a tailed small one) the pool's last?  Its
+ * last 8 bytes are then a check word that no block's free reads as its
+ * head: the pool's whole, carved (b is), so any thread may ask. */
+static inline int soma__tail_small_last(const pool_t *pool, const void *b)
+{
+    return (size_t)((const char *)b - pool->base) + soma__sizeclass_size(pool->szidx) >
+           soma__pool_max_offset(pool);
+}
+/* b's free, from any thread (the fast path lets it through no more: pool.h,
+ * recip_fast): if b is its pool's last block, its last 8 bytes checked. */
+static inline void soma__tail_small_check_last(const pool_t *pool, const void *b, const char *fn)
+{
+    if (soma__tail_small_last(pool, b) &&
+        SOMA_UNLIKELY(!soma__tail_small_ok((const char *)b + soma__sizeclass_size(pool->szidx))))
+        soma__tail_fatal_small_next(fn, pool, b);
+}
 static inline void soma__tail_small_check_next(const pool_t *pool, const void *b, const char *fn)
 {
     size_t size = soma__sizeclass_size(pool->szidx);
     size_t next = (size_t)((const char *)b - pool->base) + size;
-    /* a head carve wrote: the next block is carved, or the next to carve */
-    if (next <= pool->nextoffset && next <= soma__pool_max_offset(pool) &&
+    /* a head carve wrote: the next block is carved, or b is the pool's
+     * last (the whole pool is carved then) */
+    if ((next < pool->nextoffset || pool->nextoffset > soma__pool_max_offset(pool)) &&
         SOMA_UNLIKELY(!soma__tail_small_ok(pool->base + next)))
         soma__tail_fatal_small_next(fn, pool, b);
 }
@@ -197,15 +217,18 @@ soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b, int ow
  * branch on the twin: a branch that follows the sizes freed is
  * mispredicted on every other free of a program whose sizes are mixed
  * (lifo1 of bench_small took 1.3 times as long that way).  A plain
- * block's word before it is read too (its neighbour's data, or the pool
- * header's check word), and the result masked away.  c: pool's class, a
- * small one. */
+ * block's first word is read instead, and the result masked away.  c:
+ * pool's class, a small one. */
 static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, const void *b,
                                               const char *fn, int owner)
 {
-    uint64_t w = __atomic_load_n(soma__tail_small_head(b), __ATOMIC_RELAXED);
-    /* the difference, masked away for a plain twin (c odd) */
-    if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)(c & 1) - 1)) != 0))
+    /* a tailed twin's head (c even), word -1; a plain one's first word,
+     * word 0: its own, which the push writes next (the word before a plain
+     * block is its neighbour's, which another thread may be writing) */
+    size_t odd = c & 1;
+    uint64_t w = __atomic_load_n((const uint64_t *)b - 1 + odd, __ATOMIC_RELAXED);
+    /* the difference, masked away for a plain twin */
+    if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)odd - 1)) != 0))
         soma__tail_fatal_small(fn, pool, b, owner);
 }
 

@@ -15,6 +15,9 @@
  *   - the same found by a free from another thread, and by realloc;
  *   - a write 1 byte before a block, found at its own free; before a
  *     pool's first block, into the pool header;
+ *   - a write past a pool's last block, into its last 8 bytes, which its
+ *     own free checks (from its thread or another), and the heap check;
+ *   - a block the pool has not carved yet, freed: refused;
  *   - a block's head damaged and the block never freed, or damaged after
  *     its free: found by soma_debug_check, which walks every carved block
  *     of a tailed twin;
@@ -86,6 +89,64 @@ static void over_only(void)
     soma_free(p);
 }
 
+/* A pool's last block: no block after it reads its last 8 bytes as a
+ * head; its own free does (out of the fast path), from its thread or
+ * another, and so does the heap check.  A fresh child's 512-byte pool
+ * (500 bytes asked: the tailed twin, 31 blocks). */
+static unsigned char *pool_last_block(void)
+{
+    unsigned char *b = NULL;
+    for (int i = 0; i < 31; i++)
+        b = soma_malloc(500);
+    if (((uintptr_t)b & SOMA_POOL_MASK) != SOMA_POOL_OVERHEAD + 30 * 512)
+        exit(2);
+    fprintf(stderr, "pointer %p\n", (void *)b);
+    return b;
+}
+static void over_last(void)
+{
+    unsigned char *b = pool_last_block();
+    b[504] ^= 'O';
+    soma_free(b);
+}
+static void *free_arg(void *p)
+{
+    soma_free(p);
+    return NULL;
+}
+static void over_last_remote(void)
+{
+    unsigned char *b = pool_last_block();
+    b[505] ^= 'O';
+    pthread_t t;
+    pthread_create(&t, NULL, free_arg, b);
+    pthread_join(t, NULL);
+}
+static void over_last_never_freed(void)
+{
+    unsigned char *b = pool_last_block();
+    b[511] ^= 'O';
+    if (soma_debug_check() != 0)
+        abort();
+}
+
+/* A block the pool has not carved yet, freed (its first page's blocks are
+ * carved, a block of its second is not): no head was written for it, so
+ * its free is refused, on the fast path too, and it is never handed out
+ * twice. */
+static void free_uncarved(void)
+{
+    unsigned char *a = soma_malloc(8), *b = soma_malloc(8), *c = soma_malloc(8);
+    char *base = (char *)((uintptr_t)a & ~(uintptr_t)SOMA_POOL_MASK);
+    /* the first block of the second page: the next one carve will make */
+    unsigned char *v = (unsigned char *)base + SOMA_POOL_OVERHEAD + 16 * 253;
+    fprintf(stderr, "pointer %p\n", (void *)v);
+    soma_free(v);
+    soma_free(a);
+    soma_free(b);
+    soma_free(c);
+}
+
 static unsigned char *victim, *next;
 static void *free_next(void *arg)
 {
@@ -137,7 +198,7 @@ static void under_first(void)
 }
 
 /* Freed twice, its pool emptied and its pages given back in between: the
- * tail reads as zeros then, and the message must say what happened. */
+ * head reads as zeros then, and the message must say what happened. */
 static void double_free_after_purge(void)
 {
     unsigned char *keep = soma_malloc(100); /* another pool: the arena stays */
@@ -149,7 +210,7 @@ static void double_free_after_purge(void)
     soma_free(keep);
 }
 
-/* Freed twice, its pool still in use: the tail is whole, the push's
+/* Freed twice, its pool still in use: the head is whole, the push's
  * double-free test says it. */
 static void double_free(void)
 {
@@ -236,6 +297,34 @@ static void arena_end(size_t asked, int remote)
     CHECK_EQ(soma_debug_check(), 0);
 }
 
+/* Every block of whole pools of tailed classes (the pool's last block's
+ * last 8 bytes are a check word too), freed by their thread and by
+ * another: no alarm. */
+static void whole_pools(void)
+{
+    static const size_t asked[] = {1, 20, 40, 100, 200, 330, 500};
+    enum { MAX = 1100 };
+    static void *v[MAX + 1];
+    for (size_t k = 0; k < sizeof asked / sizeof asked[0]; k++)
+        for (int remote = 0; remote < 2; remote++) {
+            size_t n = 0, cap = (SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) / ((asked[k] + 15) / 16 * 16);
+            /* two pools' worth: at least one whole pool */
+            for (; n < 2 * cap && n < MAX; n++) {
+                v[n] = soma_malloc(asked[k]);
+                memset(v[n], 0x5a, soma_usable_size(v[n]));
+            }
+            CHECK_EQ(soma_debug_check(), 0);
+            v[n] = NULL;
+            if (remote) {
+                pthread_t t;
+                pthread_create(&t, NULL, free_all, v);
+                pthread_join(t, NULL);
+            } else
+                free_all(v);
+            CHECK_EQ(soma_debug_check(), 0);
+        }
+}
+
 static void no_false_alarm(void)
 {
     enum { N = SOMA_SMALL_THRESHOLD };
@@ -320,6 +409,15 @@ int main(void)
     test_expect_fatal("32 bytes past a pool's only block", over_only,
                       "buffer overflow: the last 8 bytes of the 16-byte block (class 0), the next "
                       "block's head, soma's, are overwritten (B+8: ");
+    test_expect_fatal("a pool's last block, 1 byte past", over_last,
+                      "buffer overflow: the last 8 bytes of the 512-byte block (class 31), its "
+                      "pool's last, soma's, are overwritten (B+504: ");
+    test_expect_fatal("a pool's last block, 1 byte past", over_last,
+                      "a write past the 504 bytes it holds (an overflow)\n");
+    test_expect_fatal("a pool's last block, freed by another thread", over_last_remote,
+                      "the last 8 bytes of the 512-byte block (class 31), its pool's last");
+    test_expect_fatal("a block not carved yet, freed", free_uncarved,
+                      "not an allocated block (a double free, or a block of pool");
     test_expect_fatal("freed by another thread", over_freed_remotely,
                       "soma_free(0x");
     test_expect_fatal("freed by another thread", over_freed_remotely,
@@ -341,14 +439,26 @@ int main(void)
     test_expect_fatal("freed twice", double_free,
                       "double free: the 16-byte block (class 0) is already free");
     heap_check_finds("never freed: soma_debug_check", never_freed, "(class 12)");
-    heap_check_finds("a free block's tail: soma_debug_check", free_block_damaged, "(class 2)");
+    {
+        char buf[2048], ptr[64] = "";
+        int st = test_run_captured(over_last_never_freed, buf, sizeof buf);
+        if (st != -1) {
+            CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+            if (!CHECK(sscanf(buf, "pointer %63s", ptr) == 1 &&
+                       strstr(buf, "(class 31): the last 8 bytes of its last block ") != NULL &&
+                       strstr(strstr(buf, "its last block ") ?: buf, ptr) != NULL))
+                test_note("  a pool's last block, never freed: %s", buf);
+        }
+    }
+    heap_check_finds("a free block's neighbour's head: soma_debug_check", free_block_damaged, "(class 2)");
     arena_end(16, 0);
     arena_end(8, 0);
     arena_end(16, 1);
     arena_end(8, 1);
     no_false_alarm();
+    whole_pools();
 #else
-    test_note("no small tails in this build (unhardened, or a checker's)");
+    test_note("no small heads in this build (unhardened, or a checker's)");
 #endif
     return test_summary();
 }

@@ -8,7 +8,8 @@
  *     a byte, NULL in the header and in the tail) and
  *     soma__pool_starts_block (does a byte start a block) and the free
  *     fast path's form of it, soma__pool_fast_starts (the same, but no
- *     block of a medium pool in a build with medium tails), both also
+ *     block of a medium pool in a build with medium tails, nor the last
+ *     block of a tailed small pool), both also
  *     with debug mode's origin (the pool's end), where no offset may pass;
  *   - the same formulas (SOMA_RECIP_MUL, SOMA_RECIP_BOUND_IN) for both
  *     geometries, 16 KiB pools (the default) and 4 KiB pools
@@ -106,8 +107,13 @@ static void check_table(void)
             size_t want = start_by_division(o, size, SOMA_POOL_SIZE);
             const char *got = soma__pool_block_start(&pool, p);
             /* the fast path's form: the same, but nothing of a medium
-             * pool with tails (pool.h: recip_fast) */
-            int fast = SOMA_MEDIUM_TAIL && c >= SOMA_SMALL_CLASSES ? 0 : want == o;
+             * pool with tails, nor the last block of a tailed small one
+             * (pool.h: recip_fast) */
+            int fast = SOMA_MEDIUM_TAIL && c >= SOMA_SMALL_CLASSES ? 0
+                       : soma__sizeclass_small_tailed(c) && want == o &&
+                               o + size > SOMA_POOL_SIZE - size
+                           ? 0
+                           : want == o;
             int ok = got == (want != NONE ? pool.base + want : NULL) &&
                      soma__pool_starts_block(&pool, p, SOMA_POOL_OVERHEAD) == (want == o) &&
                      !soma__pool_starts_block(&pool, p, SOMA_POOL_SIZE) &&

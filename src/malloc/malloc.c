@@ -283,22 +283,30 @@ static void not_given_back(const void *p, const char *fn)
 }
 
 #if SOMA_MEDIUM_TAIL
-/* Is the free of p, in pool, the owner's free of a medium block?  The fast
- * path lets no medium block through (soma__pool_fast_starts), so that a
- * small free pays no test of the class; a medium one costs this test and
- * a tail call more, little beside the line of the fence its check reads. */
-static inline int owner_medium(const pool_t *pool, const void *p)
+/* Is the free of p, in pool, the owner's free of a block the fast path
+ * leaves to this path (soma__pool_fast_starts): a medium block, or a
+ * tailed small pool's last?  So that a small free pays no test of the
+ * class; a medium one costs this test and a tail call more, little beside
+ * the line of the fence its check reads. */
+static inline int owner_checked(const pool_t *pool, const void *p)
 {
-    return pool->heap == soma__heap_tls && soma__pool_headed(pool) &&
+    return pool->heap == soma__heap_tls && pool->szidx < SOMA_NUM_ALL_CLASSES &&
            soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD);
 }
-/* That free: the block's head and fence checked (pool/tail.h), then
+/* That free: a medium block's head and fence checked (pool/tail.h), or a
+ * small pool's last block's head and last 8 bytes (which no block's free
+ * reads as its head: a plain pool's blocks all pass the fast path), then
  * pushed.  (A block past the carved ones, which may still hold a head and
  * a fence of the pool's class before, at the same places, is refused by
  * the push's double-free test: soma__pool_free_slow.) */
-static __attribute__((noinline)) void free_medium(pool_t *pool, void *p)
+static __attribute__((noinline)) void free_checked(pool_t *pool, void *p)
 {
-    (void)soma__tail_check_inline(pool, p, "soma_free");
+    if (SOMA_LIKELY(pool->szidx >= SOMA_SMALL_CLASSES)) { /* a class: owner_checked */
+        (void)soma__tail_check_inline(pool, p, "soma_free");
+    } else {
+        soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);
+        soma__tail_small_check_last(pool, p, "soma_free");
+    }
     soma__pool_push(pool->heap, pool, p);
 }
 #endif
@@ -315,18 +323,6 @@ static __attribute__((noinline)) void free_other_rest(pool_t *pool, void *p)
         soma__fastpath_free_small(pool, p);
         return;
     }
-#if SOMA_MEDIUM_TAIL
-    /* A tailed small pool's last block, which the fast path leaves here
-     * (pool.h: recip_fast): its last 8 bytes, which no block's free reads
-     * as its head, are checked with its head (pool/tail.h). */
-    if (owner == soma__heap_tls && soma__sizeclass_small_tailed(pool->szidx) &&
-        soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD)) {
-        soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);
-        soma__tail_small_check_last(pool, p, "soma_free");
-        soma__pool_push(owner, pool, p);
-        return;
-    }
-#endif
     soma__pool_free_other(pool, p);
 }
 
@@ -355,8 +351,8 @@ void soma__malloc_free_other(pool_t *pool, void *p)
         return;
     }
 #if SOMA_MEDIUM_TAIL
-    if (SOMA_LIKELY(owner_medium(pool, p))) {
-        free_medium(pool, p);
+    if (SOMA_LIKELY(owner_checked(pool, p))) {
+        free_checked(pool, p);
         return;
     }
 #endif

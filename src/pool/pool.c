@@ -519,8 +519,7 @@ void soma__pool_free_other(pool_t *pool, void *p)
         (void)soma__tail_check(pool, p, "soma_free");
     else {
         soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 0);
-        if (soma__sizeclass_small_tailed(pool->szidx))
-            soma__tail_small_check_last(pool, p, "soma_free");
+        soma__tail_small_check_last(pool, p, "soma_free");
     }
 #endif
     soma__pool_free_remote(owner, p);

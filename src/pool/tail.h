@@ -181,20 +181,14 @@ static inline int soma__tail_small_ok(const void *b)
  * none.  Stops the program, saying so, if they are not whole. */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
 soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void *b);
-/* Is b (a carved block of pool, a tailed small one) the pool's last?  Its
- * last 8 bytes are then a check word that no block's free reads as its
- * head: the pool's whole, carved (b is), so any thread may ask. */
-static inline int soma__tail_small_last(const pool_t *pool, const void *b)
-{
-    return (size_t)((const char *)b - pool->base) + soma__sizeclass_size(pool->szidx) >
-           soma__pool_max_offset(pool);
-}
-/* b's free, from any thread (the fast path lets it through no more: pool.h,
- * recip_fast): if b is its pool's last block, its last 8 bytes checked. */
+/* The free of b, from any thread: b starts a block of pool, a small one.
+ * If the fast path's test fails for it, b is a tailed pool's last block
+ * (pool.h: recip_fast; the same product as the caller's test that b
+ * starts a block, so a compare more), and its last 8 bytes are checked. */
 static inline void soma__tail_small_check_last(const pool_t *pool, const void *b, const char *fn)
 {
-    if (soma__tail_small_last(pool, b) &&
-        SOMA_UNLIKELY(!soma__tail_small_ok((const char *)b + soma__sizeclass_size(pool->szidx))))
+    if (SOMA_UNLIKELY(!soma__pool_fast_starts(pool, b, SOMA_POOL_OVERHEAD)) &&
+        !soma__tail_small_ok((const char *)b + soma__sizeclass_size(pool->szidx)))
         soma__tail_fatal_small_next(fn, pool, b);
 }
 static inline void soma__tail_small_check_next(const pool_t *pool, const void *b, const char *fn)

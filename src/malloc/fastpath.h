@@ -12,7 +12,8 @@
  *       thread's heap and p starts a block, push it back (soma__pool_push),
  *       a tailed small block once its head is checked (pool/tail.h).
  *       Anything else (another thread's block, an explicit heap's, a
- *       pointer that is no block, debug mode, a medium block with a tail)
+ *       pointer that is no block, debug mode, a medium block with a tail,
+ *       a tailed small pool's last block)
  *       goes to soma__malloc_free_other or, outside soma's arenas,
  *       soma__malloc_free_foreign.
  *
@@ -70,7 +71,8 @@ SOMA_ENTRY static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
  * that p starts one of the pool's blocks (a multiply by the class's
  * reciprocal, both in the record's line: pool/pool.h).  Everything else
  * (another thread's block, a pointer into a block or a pool header, a pool
- * never handed out, and, with medium tails, the owner's medium block) goes
+ * never handed out, and, with medium tails, the owner's medium block or a
+ * tailed small pool's last) goes
  * to soma__malloc_free_other, which says which. */
 static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool_t *pool, void *p)
 {

@@ -342,8 +342,9 @@ __attribute__((noinline, cold)) void soma__malloc_free_foreign(void *p)
 }
 
 /* A free of a block in soma's arenas that the owner's fast path did not
- * take: debug mode (the gate sends every free here), or the pool layer's
- * other cases (another thread's block, an explicit heap's, no block). */
+ * take: debug mode (the gate sends every free here), the owner's blocks
+ * whose checks are out of line (owner_checked), or the pool layer's other
+ * cases (another thread's block, an explicit heap's, no block). */
 void soma__malloc_free_other(pool_t *pool, void *p)
 {
     if (SOMA_UNLIKELY(soma__options.debug)) {

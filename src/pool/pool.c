@@ -124,7 +124,9 @@ static void carve(pool_t *pool)
      * the head of the block that would follow it, in that block's last 8
      * bytes: its overflow is found at its free (out of line: pool.h,
      * recip_fast) and by the heap check.  None for a block not yet
-     * carved: a free of one fails its check. */
+     * carved: a free of one fails its check (unless the pool served the
+     * class before another, and the block kept its head from then: the
+     * tag is the address's). */
     else if (soma__sizeclass_small_tailed(pool->szidx)) {
         uintptr_t t = b;
         for (; t <= last; t += size)

@@ -246,8 +246,8 @@ static inline int soma__pool_starts_block(const pool_t *pool, const void *p, uin
     return (uint32_t)(x * pool->recip_mul) <= bound;
 }
 /* The free fast path's form of the same, from the pool's line alone: also
- * false for every block of a pool whose frees the fast path leaves to
- * soma__malloc_free_other (a medium pool with tails: recip_fast). */
+ * false for every block the fast path leaves to soma__malloc_free_other
+ * (a medium pool's, with tails; a tailed small pool's last: recip_fast). */
 static inline int soma__pool_fast_starts(const pool_t *pool, const void *p, uint32_t origin)
 {
     uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - origin;

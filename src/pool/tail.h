@@ -174,11 +174,12 @@ static inline int soma__tail_small_ok(const void *b)
 }
 /* The owner's slow path of a free (pool.c: the pool empties, leaves full,
  * or the block looks free) checks the block's own last 8 bytes too, the
- * next block's head, where the pool has carved it, or the pool's last
- * block's (carve writes them as if a block followed): one more line, paid
- * only there, for an overflow of a block whose neighbours the program
- * may never free (a pool's only block, its neighbours free), or that has
- * none.  Stops the program, saying so, if they are not whole. */
+ * next block's head, where the pool has carved that block: one more line,
+ * paid only there, for an overflow of a block whose neighbours the
+ * program may never free (a pool's only block, its neighbours free).  (A
+ * pool's last block has its last 8 bytes checked at every free of it:
+ * soma__tail_small_check_last.)  Stops the program, saying so, if they
+ * are not whole. */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
 soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void *b);
 /* The free of b, from any thread: b starts a block of pool, a small one.
@@ -193,12 +194,10 @@ static inline void soma__tail_small_check_last(const pool_t *pool, const void *b
 }
 static inline void soma__tail_small_check_next(const pool_t *pool, const void *b, const char *fn)
 {
-    size_t size = soma__sizeclass_size(pool->szidx);
-    size_t next = (size_t)((const char *)b - pool->base) + size;
-    /* a head carve wrote: the next block is carved, or b is the pool's
-     * last (the whole pool is carved then) */
-    if ((next < pool->nextoffset || pool->nextoffset > soma__pool_max_offset(pool)) &&
-        SOMA_UNLIKELY(!soma__tail_small_ok(pool->base + next)))
+    size_t next = (size_t)((const char *)b - pool->base) + soma__sizeclass_size(pool->szidx);
+    /* a head carve wrote: the next block is carved (never past the pool's
+     * last: nextoffset is that block's end then) */
+    if (next < pool->nextoffset && SOMA_UNLIKELY(!soma__tail_small_ok(pool->base + next)))
         soma__tail_fatal_small_next(fn, pool, b);
 }
 /* Stop the program: b's small head is not its tag (found by the pool's

@@ -114,7 +114,7 @@ static int check_pool(heap_t *heap, const pool_t *pool, char *why, size_t whylen
         FAIL("pool %p (class %u): %zu free + %zu virgin + %u in use != capacity %zu",
              (void *)pool->base, soma__sizeclass_public(pool->szidx), nfree, virgin, count, cap);
     int used = count < cap;
-    if (used && pool->freeblock == NULL)
+    if (used && !soma__pool_has_free(pool))
         FAIL("used pool %p has no free block", (void *)pool->base);
     if (unlisted && used)
         FAIL("pool %p (count %u of %zu) is marked full and unlisted", (void *)pool->base, count,
@@ -212,7 +212,8 @@ long soma__check_free_map(const pool_t *pool, uint64_t *bits)
 {
     size_t size = soma__sizeclass_size(pool->szidx);
     memset(bits, 0, SOMA_POOL_BITMAP_WORDS * sizeof *bits);
-    for (const char *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+    const char *end = soma__link_end(pool->base);
+    for (const char *b = pool->freeblock; b != end; b = soma__link_get(b)) {
         size_t off = (size_t)(b - (const char *)pool->base);
         if (off < SOMA_POOL_OVERHEAD || off >= pool->nextoffset ||
             (off - SOMA_POOL_OVERHEAD) % size != 0)
@@ -274,7 +275,7 @@ int soma__check_heap_locked(heap_t *heap, char *why, size_t whylen)
             unsigned count = soma__pool_count_raw(q);
             int parked = count == 0 && q->nextpool == q && soma__options.decay_ms > 0;
             if (q->szidx != c || (count == 0 && !parked) || (count & SOMA_POOL_UNLISTED) ||
-                q->nextpool->prevpool != q || (q == head && q->freeblock == NULL && !parked)) {
+                q->nextpool->prevpool != q || (q == head && !soma__pool_has_free(q) && !parked)) {
                 snprintf(why, whylen, "usedpools[%u] holds a bad pool %p", c, (void *)q);
                 rc = -1;
                 break;

@@ -16,16 +16,22 @@
  * know the key cannot write a link that decodes to an address of his
  * choice, and a decoded link that leaves the block's own pool is caught by
  * the malloc fast path, which tests exactly that where it used to test
- * for NULL: one XOR and one compare, the same branch.  (Without the
- * address term, two instructions fewer on each fast path, the end of a
- * list would store the key itself: one read after free of a pool's last
- * free block would give it away, and with it every other link read and
- * the pools' check words.  With it, that read gives the key mixed with a
- * heap address the attacker does not know.)
+ * for the end: one XOR and one compare, the same branch.  (Without the
+ * address term, two instructions fewer on each fast path, every link
+ * would be a heap address XOR the key alone, and when the list ended in
+ * NULL its end stored the key itself: one read after free of a pool's
+ * last free block gave it away, and with it every other link read and the
+ * pools' check words.)
+ *
+ * The end of a list is not NULL but the address of the pool beside the
+ * block's (soma__link_end: the two pools make an aligned 32 KiB pair),
+ * never a block of its own pool: the malloc fast path meets it out of the
+ * pool, where it meets a corrupted link, and the refill tells them apart.
  *
  * Double free: malloc clears the link word of the block it hands out, so
  * an allocated block holds the program's data there, and a free block a
- * link that decodes to a block of its own pool or to NULL.  The free fast
+ * link that decodes to a block of its own pool or to the end, both in the
+ * pool pair: one compare.  The free fast
  * path decodes the word of the block it is given: if it looks like a link,
  * the block is probably free already, and the slow path looks for it on
  * its pool's free list (pool.c); found, soma stops with a message.  A
@@ -87,7 +93,16 @@ static inline void *soma__link_get(const void *b)
     return next;
 }
 
-/* Make the free block b point to next (NULL: the end of the list). */
+/* The end of the free list of the pool that holds b (any address in it):
+ * the other pool of b's aligned pair of pools, never dereferenced.  (NULL
+ * as the end cost the free's double-free test a compare more: the end and
+ * a link into the pool could not be told from data in one.) */
+static inline void *soma__link_end(const void *b)
+{
+    return (void *)(((uintptr_t)b & ~(uintptr_t)(SOMA_POOL_SIZE - 1)) ^ SOMA_POOL_SIZE);
+}
+
+/* Make the free block b point to next (soma__link_end: the end of the list). */
 static inline void soma__link_set(void *b, const void *next)
 {
     soma__track_open(b);
@@ -128,12 +143,13 @@ static inline void soma__link_clear(void *b)
 }
 
 /* Does the first word of b look like a link of a free block of b's pool
- * (to another block of the pool, or the end)?  Always 0 unhardened. */
+ * (to another block of the pool, or the end: both in b's pair of pools)?
+ * Always 0 unhardened. */
 static inline int soma__link_looks_free(const void *b)
 {
 #if SOMA_HARDEN_DF
     uintptr_t next = (uintptr_t)soma__link_get(b);
-    return next == 0 || (next ^ (uintptr_t)b) < SOMA_POOL_SIZE;
+    return (next ^ (uintptr_t)b) < 2 * (uintptr_t)SOMA_POOL_SIZE;
 #else
     (void)b;
     return 0;

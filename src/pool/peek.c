@@ -73,7 +73,7 @@ UNCHECKED static long free_map(const pool_t *pool, size_t size, const look_t *l,
         bits[w] = 0;
     uintptr_t base = (uintptr_t)pool->base;
     long nfree = 0;
-    for (uintptr_t b = l->first; b != 0;) {
+    for (uintptr_t b = l->first; b != (uintptr_t)soma__link_end(pool->base);) {
         uintptr_t off = b - base; /* below base: wraps, and fails the test */
         if (off < SOMA_POOL_OVERHEAD || off >= l->next || (off - SOMA_POOL_OVERHEAD) % size != 0)
             return -1;

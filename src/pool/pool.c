@@ -6,7 +6,7 @@
  *
  *   usedpools[c] --> [pool] <-> [pool] <-> [pool]   (circular; NULL if none)
  *                       |
- *                       freeblock -> blk -> blk -> NULL   (then virgin blocks)
+ *                       freeblock -> blk -> blk -> end    (then virgin blocks)
  *
  *   1. Fast: pop the head pool's freeblock.  If that leaves the free list
  *      empty, link the virgin blocks of the pool's next OS page into it, or,
@@ -95,7 +95,7 @@ static void used_unlink(heap_t *heap, unsigned c, pool_t *pool)
     if (heap->usedpools[c] == pool) {
         /* The head left (it emptied): the new head must have a block. */
         pool_t *head = heap->usedpools[c] = pool->nextpool;
-        if (head->freeblock == NULL)
+        if (!soma__pool_has_free(head))
             rotate(heap, c, head);
     }
 }
@@ -137,7 +137,7 @@ static void carve(pool_t *pool)
 #endif
     for (; b + size <= last; b += size)
         soma__link_set((void *)b, (void *)(b + size));
-    soma__link_set((void *)b, NULL);
+    soma__link_set((void *)b, soma__link_end((void *)b));
     /* Published once every link is written (a compiler barrier, as in
      * soma__pool_pop): a fork that catches this thread here leaves the
      * child a list that is whole or empty, never half linked. */
@@ -160,7 +160,7 @@ static void rotate(heap_t *heap, unsigned c, pool_t *head)
 {
     pool_t *q = head->nextpool;
     while (q != head) {
-        if (q->freeblock != NULL) {
+        if (soma__pool_has_free(q)) {
             heap->usedpools[c] = q;
             return;
         }
@@ -176,7 +176,7 @@ static void rotate(heap_t *heap, unsigned c, pool_t *head)
  * out, move the head on (rotate).  Returns bp. */
 void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
 {
-    if (pool->freeblock != NULL) /* not the end: a link out of the pool */
+    if (soma__pool_has_free(pool)) /* not the end: a link out of the pool */
         soma__fatal("soma_malloc: the free list of pool %p (class %u, %zu-byte blocks) is "
                     "corrupted: the free block %p links to %p, outside its pool; something "
                     "wrote to %p after it was freed (a use after free), or past the end of the "
@@ -372,7 +372,8 @@ void soma__pool_fatal_not_block(const char *fn, const pool_t *pool, const void *
 static int on_free_list(const pool_t *pool, const void *target, const void *p, const char *fn)
 {
     size_t cap = soma__sizeclass_capacity(pool->szidx), steps = 0;
-    for (const void *b = pool->freeblock; b != NULL; b = soma__link_get(b)) {
+    const void *end = soma__link_end(pool->base);
+    for (const void *b = pool->freeblock; b != end; b = soma__link_get(b)) {
         if (b == target)
             return 1;
         if (!soma__pool_holds(pool, b) || ++steps > cap)

@@ -30,8 +30,9 @@ typedef struct heap heap_t;
  *
  * A pool is in one of these states:
  *   used   1 <= count < capacity; on its heap's usedpools[szidx] list, and
- *          freeblock != NULL.
- *   full   count == capacity; freeblock == NULL.  Still on its class list
+ *          it has a free block (soma__pool_has_free).
+ *   full   count == capacity; freeblock is the list's end (link.h:
+ *          soma__link_end, not NULL).  Still on its class list
  *          ("listed") until malloc, looking for a pool with a free block,
  *          finds it full; then off it, with SOMA_POOL_UNLISTED set in
  *          `count`.  The head of a class list always has a free block (the
@@ -61,7 +62,8 @@ typedef struct heap heap_t;
  * any thread may read them, which is how a free finds the owner.
  */
 struct pool {
-    void *freeblock;        /* first free block; each free block's first word links the next */
+    void *freeblock;        /* first free block (soma__link_end(base): none); each free
+                               block's first word links the next (link.h) */
     pool_t *nextpool;       /* used: circular list of the class; empty: next in arena freepools */
     pool_t *prevpool;       /* used: circular list of the class */
     arena_t *arena;         /* the arena this pool was carved from */
@@ -207,6 +209,12 @@ static inline pool_t *soma__pool_of(const void *p)
 static inline uintptr_t soma__pool_first(const arena_t *a)
 {
     return (a->address + SOMA_POOL_MASK) & ~(uintptr_t)SOMA_POOL_MASK;
+}
+/* Does the pool have a free block on its list (its virgin blocks aside)? */
+static inline int soma__pool_has_free(const pool_t *pool)
+{
+    /* != soma__link_end(pool->base), base being pool-aligned */
+    return ((uintptr_t)pool->freeblock ^ (uintptr_t)pool->base) != SOMA_POOL_SIZE;
 }
 /* Is b (any address) inside the pool's memory? */
 static inline int soma__pool_holds(const pool_t *pool, const void *b)
@@ -469,7 +477,7 @@ static inline void soma__pool_set_count(pool_t *pool, unsigned n)
  * rarely taken branch. */
 static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
 {
-    void *bp = pool->freeblock; /* never NULL at the head of a class list */
+    void *bp = pool->freeblock; /* never the end at the head of a class list */
     void *next = soma__link_get(bp);
     soma__pool_set_count(pool, soma__pool_count_raw(pool) + 1); /* listed: no flag */
     pool->freeblock = next;
@@ -479,8 +487,8 @@ static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
      * every link is whole. */
     atomic_signal_fence(memory_order_release);
     soma__link_clear(bp);
-    /* The end of the list (NULL), or a link out of the pool (a corrupted
-     * one: link.h): the refill tells them apart. */
+    /* The end of the list (soma__link_end), or a link out of the pool (a
+     * corrupted one: link.h): the refill tells them apart. */
     if (SOMA_UNLIKELY(((uintptr_t)next ^ (uintptr_t)bp) >= SOMA_POOL_SIZE))
         return soma__pool_refill(heap, pool, bp); /* a tail call: no frame on the fast path */
     return bp;

@@ -138,7 +138,7 @@ static int test_looks_free(void)
     pool_t *pool = soma__pool_of(p);
     unsigned before = soma__pool_count(pool);
     /* The one value that decodes to "end of list" (link.h). */
-    uintptr_t word = soma__link_mask(p);
+    uintptr_t word = soma__link_mask(p) ^ (uintptr_t)soma__link_end(p);
     memcpy(p, &word, sizeof word);
     CHECK(soma__link_looks_free(p));
     soma_free(p);

@@ -82,8 +82,10 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
 #endif
     heap_t *owner = pool->heap;
 #if SOMA_HARDEN
-    int starts = soma__pool_fast_starts(pool, p, (uint32_t)soma__options_gate.min_offset);
+    uint32_t product = soma__pool_start_product(pool, p, (uint32_t)soma__options_gate.min_offset);
+    int starts = product < pool->recip_fast;
 #else
+    uint32_t product = 0; /* (free_other has no use for it here) */
     /* Unhardened (link.h): the pool header alone is excluded here, and a
      * pointer into a block is pushed as if it started one. */
     int starts = ((uintptr_t)p & SOMA_POOL_MASK) >= soma__options_gate.min_offset;
@@ -99,7 +101,7 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
         soma__pool_push(owner, pool, p);
         return;
     }
-    soma__malloc_free_other(pool, p);
+    soma__malloc_free_other(pool, p, product);
 }
 
 static inline void soma__fastpath_free(void *p)

@@ -283,30 +283,28 @@ static void not_given_back(const void *p, const char *fn)
 }
 
 #if SOMA_MEDIUM_TAIL
-/* Is the free of p, in pool, the owner's free of a block the fast path
- * leaves to this path (soma__pool_fast_starts): a medium block, or a
- * tailed small pool's last?  So that a small free pays no test of the
- * class; a medium one costs this test and a tail call more, little beside
- * the line of the fence its check reads. */
-static inline int owner_checked(const pool_t *pool, const void *p)
-{
-    return pool->heap == soma__heap_tls && pool->szidx < SOMA_NUM_ALL_CLASSES &&
-           soma__pool_starts_block(pool, p, SOMA_POOL_OVERHEAD);
-}
-/* That free: a medium block's head and fence checked (pool/tail.h), or a
- * small pool's last block's head and last 8 bytes (which no block's free
- * reads as its head: a plain pool's blocks all pass the fast path), then
+/* The owner's frees the fast path leaves to this path
+ * (soma__pool_fast_starts): a medium block, or a tailed small pool's
+ * last.  So that a small free pays no test of the class; a medium one
+ * costs a test of the class and a tail call more, little beside the line
+ * of the fence its check reads. */
+
+/* A medium block's free: its head and fence checked (pool/tail.h), then
  * pushed.  (A block past the carved ones, which may still hold a head and
  * a fence of the pool's class before, at the same places, is refused by
  * the push's double-free test: soma__pool_free_slow.) */
-static __attribute__((noinline)) void free_checked(pool_t *pool, void *p)
+static __attribute__((noinline)) void free_medium(pool_t *pool, void *p)
 {
-    if (SOMA_LIKELY(pool->szidx >= SOMA_SMALL_CLASSES)) { /* a class: owner_checked */
-        (void)soma__tail_check_inline(pool, p, "soma_free");
-    } else {
-        soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);
-        soma__tail_small_check_last(pool, p, "soma_free");
-    }
+    soma__tail_check_free(pool, p, "soma_free");
+    soma__pool_push(pool->heap, pool, p);
+}
+/* A tailed small pool's last block: its head and its last 8 bytes (which
+ * no block's free reads as its head: a plain pool's blocks all pass the
+ * fast path). */
+static __attribute__((noinline)) void free_small_last(pool_t *pool, void *p)
+{
+    soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);
+    soma__tail_small_check_last(pool, p, "soma_free");
     soma__pool_push(pool->heap, pool, p);
 }
 #endif
@@ -343,19 +341,28 @@ __attribute__((noinline, cold)) void soma__malloc_free_foreign(void *p)
 
 /* A free of a block in soma's arenas that the owner's fast path did not
  * take: debug mode (the gate sends every free here), the owner's blocks
- * whose checks are out of line (owner_checked), or the pool layer's other
+ * whose checks are out of line (free_medium, free_small_last), or the pool layer's other
  * cases (another thread's block, an explicit heap's, no block). */
-void soma__malloc_free_other(pool_t *pool, void *p)
+void soma__malloc_free_other(pool_t *pool, void *p, uint32_t product)
 {
     if (SOMA_UNLIKELY(soma__options.debug)) {
         soma__debug_free(p);
         return;
     }
 #if SOMA_MEDIUM_TAIL
-    if (SOMA_LIKELY(owner_checked(pool, p))) {
-        free_checked(pool, p);
+    /* The owner's block: p starts one (the fast path's product, its
+     * origin 48 outside debug mode: soma__pool_starts_block) */
+    unsigned c = pool->szidx;
+    if (SOMA_LIKELY(pool->heap == soma__heap_tls) && c < SOMA_NUM_ALL_CLASSES &&
+        product <= soma__sizeclass_recip[c].bound) {
+        if (SOMA_LIKELY(c >= SOMA_SMALL_CLASSES))
+            free_medium(pool, p);
+        else
+            free_small_last(pool, p);
         return;
     }
+#else
+    (void)product;
 #endif
     free_other_rest(pool, p);
 }

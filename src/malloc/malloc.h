@@ -31,8 +31,11 @@
 /* ---- malloc.c ---- */
 /* The fast paths' miss (fastpath.h): no used pool of class c in heap. */
 SOMA_INTERNAL void *soma__malloc_slow(heap_t *heap, unsigned c);
-/* A free the owner's fast path did not take (fastpath.h). */
-SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p);
+/* A free the owner's fast path did not take (fastpath.h).  product: the
+ * fast path's soma__pool_start_product(pool, p, the gate's min_offset),
+ * whence, outside debug mode, whether p starts a block of the pool's
+ * class (soma__pool_starts_block) is one compare more. */
+SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p, uint32_t product);
 
 /* ---- malloc.c: checked copies (runtime/copy.c interposes the C library's
  * copies; these say whether one may go ahead) ---- */

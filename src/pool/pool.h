@@ -256,10 +256,14 @@ static inline int soma__pool_starts_block(const pool_t *pool, const void *p, uin
 /* The free fast path's form of the same, from the pool's line alone: also
  * false for every block the fast path leaves to soma__malloc_free_other
  * (a medium pool's, with tails; a tailed small pool's last: recip_fast). */
-static inline int soma__pool_fast_starts(const pool_t *pool, const void *p, uint32_t origin)
+static inline uint32_t soma__pool_start_product(const pool_t *pool, const void *p, uint32_t origin)
 {
     uint32_t x = (uint32_t)((uintptr_t)p & SOMA_POOL_MASK) - origin;
-    return (uint32_t)(x * pool->recip_mul) < pool->recip_fast;
+    return (uint32_t)(x * pool->recip_mul);
+}
+static inline int soma__pool_fast_starts(const pool_t *pool, const void *p, uint32_t origin)
+{
+    return soma__pool_start_product(pool, p, origin) < pool->recip_fast;
 }
 /* recip_fast for class c (pool_t). */
 static inline uint16_t soma__pool_recip_fast(unsigned c)
@@ -326,7 +330,8 @@ static inline uint64_t soma__tail_tag(const void *b)
     /* The address's low bits shifted up too: the head keeps only the
      * tag's top 48 bits, which must differ between blocks of one pool. */
     uint64_t a = (uint64_t)(uintptr_t)b;
-    return soma__base_check_word(a ^ (a << 32) ^ soma__tail_key);
+    return (a ^ (a << 32) ^ soma__tail_key) | soma__check_high; /* soma__base_check_word,
+                                                                  the constant in memory */
 }
 /* A tailed small block's tag (pool/tail.h: its head), here for the same
  * reason: such a pool's check word is its first block's head.  Its

@@ -85,6 +85,13 @@ void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, 
                 fn, (const void *)b, n, from, size, soma__sizeclass_public(pool->szidx));
 }
 
+void soma__tail_fatal_free(const char *fn, const pool_t *pool, const void *b)
+{
+    (void)soma__tail_check_inline(pool, b, fn); /* it says which, and stops */
+    soma__fatal("%s(%p): the words of the %zu-byte block (class %u) changed while it was checked",
+                fn, b, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));
+}
+
 size_t soma__tail_usable(const pool_t *pool, void *b, const char *fn)
 {
     size_t size = soma__sizeclass_size(pool->szidx), cap = size - SOMA_MEDIUM_TAIL;

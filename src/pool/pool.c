@@ -124,9 +124,8 @@ static void carve(pool_t *pool)
      * the head of the block that would follow it, in that block's last 8
      * bytes: its overflow is found at its free (out of line: pool.h,
      * recip_fast) and by the heap check.  None for a block not yet
-     * carved: a free of one fails its check (unless the pool served the
-     * class before another, and the block kept its head from then: the
-     * tag is the address's). */
+     * carved: a free of one fails its check (a pool's heads from another
+     * class are gone: forget_heads). */
     else if (soma__sizeclass_small_tailed(pool->szidx)) {
         uintptr_t t = b;
         for (; t <= last; t += size)
@@ -190,6 +189,33 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
     return bp;
 }
 
+#if SOMA_MEDIUM_TAIL
+/* The empty pool served another class, whose carved blocks had heads
+ * (tail.h: a medium class, or a tailed small one): they go, before the
+ * pool serves a new class.  A head is its block's tag, which is its
+ * address's whatever the class: one left where the new class will have a
+ * block that it has not carved yet would pass that block's check, and a
+ * pointer kept from the old class's time, freed again now, would be
+ * pushed and handed out twice (its first word, the double-free test's,
+ * may hold anything by then).  One word per block of the old class, in
+ * pages it had in use: 1,021 stores at most, when a pool changes class.
+ * (A pool that keeps its class keeps its heads: they are its blocks'.) */
+static void forget_heads(pool_t *pool)
+{
+    unsigned old = pool->szidx;
+    if (old >= SOMA_NUM_ALL_CLASSES ||
+        (old < SOMA_SMALL_CLASSES && !soma__sizeclass_small_tailed(old)))
+        return;
+    size_t size = soma__sizeclass_size(old);
+    /* the first block's head is the header's check word (set afresh);
+     * the pool's last block's last 8 bytes hold the head of the block
+     * that would follow it (carve): up to the carved blocks' end */
+    char *end = pool->base + pool->nextoffset;
+    for (char *b = pool->base + SOMA_POOL_OVERHEAD + size; b <= end; b += size)
+        __atomic_store_n((uint64_t *)b - 1, 0, __ATOMIC_RELAXED);
+}
+#endif
+
 /* Put an empty pool to work for class c and return its first free block. */
 static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
 {
@@ -201,6 +227,10 @@ static void *pool_start(heap_t *heap, pool_t *pool, unsigned c)
      * intact; any other is set up for the class, and so is one whose
      * pages went back (they read as zeros now). */
     if (pool->szidx != c || pool->returned) {
+#if SOMA_MEDIUM_TAIL
+        if (!pool->returned) /* (one whose pages went back reads as zeros) */
+            forget_heads(pool);
+#endif
         pool->returned = 0;
         /* Debug mode: old debug headers at other offsets must not pass
          * for released blocks of the new class (malloc/debug.c). */

@@ -87,6 +87,10 @@ void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, 
 
 void soma__tail_fatal_free(const char *fn, const pool_t *pool, const void *b)
 {
+    /* The owner's: a block not carved since the pool took its class (its
+     * head cleared: pool.c, forget_heads) is said so */
+    if (soma__pool_count(pool) != 0)
+        soma__pool_fatal_if_virgin(fn, pool, b);
     (void)soma__tail_check_inline(pool, b, fn); /* it says which, and stops */
     soma__fatal("%s(%p): the words of the %zu-byte block (class %u) changed while it was checked",
                 fn, b, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));

@@ -45,10 +45,11 @@
  * while the block's holder, any thread, may rewrite it: the words are
  * read and written whole, relaxed.  carve (pool.c) writes every medium
  * block's head (n = 0), so a free of a carved block never handed out is
- * told from an overflow; one past the carved blocks may hold the words
- * of the pool's class before (the same places for every class), which
- * pass; its first word still holds its old link, and the push's
- * double-free test refuses it there (pool.c: soma__pool_free_slow).
+ * told from an overflow; one past the carved blocks holds no head: a
+ * pool's old class's heads are cleared when it takes another
+ * (pool.c: forget_heads), and one of the same class's past the carved
+ * blocks (the pool kept its class) has its old link in its first word,
+ * which the push's double-free test refuses (pool.c: soma__pool_free_slow).
  * An overflow that skips the fence and lands in the block's last 8 bytes
  * is found at the next block's free only: not if that block is free and
  * handed out again (its malloc rewrites its head), nor past a pool's

@@ -211,6 +211,45 @@ static void double_free_after_purge(void)
     soma_free(keep);
 }
 
+/* A pointer kept from a pool's first class, freed after the pool served
+ * another and then the first again: the block lies past those the pool
+ * has carved since, and the head its first life wrote must not pass.
+ * (The second class wrote the block's first word, not its head.) */
+static void free_across_classes(void)
+{
+    /* 16-byte blocks, past the pool's first page; x, the last, not at the
+     * start of a 208-byte block (their heads are carve's) */
+    enum { N = 290 };
+    static unsigned char *a[N], *b[N];
+    for (int i = 0; i < N; i++)
+        a[i] = soma_malloc(8);
+    unsigned char *x = a[N - 1];
+    char *base = (char *)((uintptr_t)x & ~(uintptr_t)SOMA_POOL_MASK);
+    if ((uintptr_t)a[0] - (uintptr_t)base != SOMA_POOL_OVERHEAD)
+        exit(2); /* not a fresh pool: the test proves nothing */
+    for (int i = 0; i < N; i++)
+        soma_free(a[i]); /* the pool empties, back to its arena */
+    int k = 0; /* 200 bytes: class 24, 208-byte blocks, until one covers x */
+    for (; k < N; k++) {
+        b[k] = soma_malloc(200);
+        if (b[k] <= x && x < b[k] + 200)
+            break;
+    }
+    if (k == N || ((uintptr_t)b[k] & ~(uintptr_t)SOMA_POOL_MASK) != (uintptr_t)base ||
+        x - 8 < b[k] + 8)
+        exit(2); /* not the same pool, or x's head not in the block's data past its first word */
+    memset(x, 0x11, 8); /* the program's data, where x's link was */
+    for (int i = 0; i <= k; i++)
+        soma_free(b[i]);
+    unsigned char *c = soma_malloc(8), *d = soma_malloc(8); /* class 0 again */
+    if (((uintptr_t)c & ~(uintptr_t)SOMA_POOL_MASK) != (uintptr_t)base)
+        exit(2);
+    fprintf(stderr, "pointer %p\n", (void *)x);
+    soma_free(x); /* the mistake */
+    soma_free(c);
+    soma_free(d);
+}
+
 /* Freed twice, its pool still in use: the head is whole, the push's
  * double-free test says it. */
 static void double_free(void)
@@ -438,6 +477,10 @@ int main(void)
                       "is overwritten from 1 byte before its first block");
     test_expect_fatal("freed twice, its pool emptied and purged between",
                       double_free_after_purge, "not an allocated block (double free");
+    if (SOMA_POOL_SIZE > SOMA_OS_PAGE_SIZE)
+        test_expect_fatal("freed after its pool served another class and its own again",
+                          free_across_classes, "not an allocated block (a double free, or a block "
+                                               "of pool");
     test_expect_fatal("freed twice", double_free,
                       "double free: the 16-byte block (class 0) is already free");
     heap_check_finds("never freed: soma_debug_check", never_freed, "(class 12)");

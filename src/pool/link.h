@@ -102,12 +102,20 @@ static inline void *soma__link_end(const void *b)
     return (void *)(((uintptr_t)b & ~(uintptr_t)(SOMA_POOL_SIZE - 1)) ^ SOMA_POOL_SIZE);
 }
 
-/* Make the free block b point to next (soma__link_end: the end of the list). */
-static inline void soma__link_set(void *b, const void *next)
+/* Make the free block b point to next (soma__link_end: the end of the
+ * list), mask being soma__link_mask(b): the same for every block that
+ * starts in one 4 KiB page, which carve (pool.c) computes once a page
+ * (computed at each link, the key is read again after every store, which
+ * the compiler cannot tell from a store to it). */
+static inline void soma__link_set_masked(void *b, const void *next, uintptr_t mask)
 {
     soma__track_open(b);
-    *(uintptr_t *)b = (uintptr_t)next ^ soma__link_mask(b);
+    *(uintptr_t *)b = (uintptr_t)next ^ mask;
     soma__track_close(b);
+}
+static inline void soma__link_set(void *b, const void *next)
+{
+    soma__link_set_masked(b, next, soma__link_mask(b));
 }
 
 /* The remote stack (pool.c) links blocks through the same word, plainly:

@@ -126,17 +126,15 @@ static void carve(pool_t *pool)
      * recip_fast) and by the heap check.  None for a block not yet
      * carved: a free of one fails its check (a pool's heads from another
      * class are gone: forget_heads). */
-    else if (soma__sizeclass_small_tailed(pool->szidx)) {
-        uintptr_t t = b;
-        for (; t <= last; t += size)
-            soma__tail_small_set((void *)t);
-        if (last == pool_last) /* t: past the pool's last block */
-            soma__tail_small_set((void *)t);
-    }
+    else if (soma__sizeclass_small_tailed(pool->szidx))
+        soma__tail_small_set_run(b, last, size, last == pool_last);
 #endif
+    /* every block carved now starts in b's page: one mask (link.h) */
+    _Static_assert(SOMA_OS_PAGE_SIZE == 4096, "a link's mask changes every 4 KiB");
+    uintptr_t mask = soma__link_mask((void *)b);
     for (; b + size <= last; b += size)
-        soma__link_set((void *)b, (void *)(b + size));
-    soma__link_set((void *)b, soma__link_end((void *)b));
+        soma__link_set_masked((void *)b, (void *)(b + size), mask);
+    soma__link_set_masked((void *)b, soma__link_end((void *)b), mask);
     /* Published once every link is written (a compiler barrier, as in
      * soma__pool_pop): a fork that catches this thread here leaves the
      * child a list that is whole or empty, never half linked. */

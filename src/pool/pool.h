@@ -339,9 +339,13 @@ static inline uint64_t soma__tail_tag(const void *b)
  * (soma__base_check_word's reason; the OR reads the constant from memory:
  * link.c).  The address keeps one block's head, copied over another's by
  * an overflow, from passing there. */
+static inline uint64_t soma__tail_small_tag_of(uintptr_t b, uint64_t key, uint64_t high)
+{
+    return ((uint64_t)b ^ key) | high;
+}
 static inline uint64_t soma__tail_small_tag(const void *b)
 {
-    return ((uint64_t)(uintptr_t)b ^ soma__small_tail_key) | soma__check_high;
+    return soma__tail_small_tag_of((uintptr_t)b, soma__small_tail_key, soma__check_high);
 }
 /* Is w, read from the head of b, b's (its tag, whatever n)? */
 static inline int soma__tail_ours(uint64_t w, const void *b)

@@ -194,6 +194,19 @@ static inline void soma__tail_small_set(void *b)
 {
     __atomic_store_n(soma__tail_small_head(b), soma__tail_small_tag(b), __ATOMIC_RELAXED);
 }
+/* The same for the blocks from b to last (their starts), size bytes
+ * apart, and, if past, for the one after last: carve's, the secret read
+ * once (a store could be one to it, for the compiler). */
+static inline void soma__tail_small_set_run(uintptr_t b, uintptr_t last, size_t size, int past)
+{
+    uint64_t key = soma__small_tail_key, high = soma__check_high;
+    for (; b <= last; b += size)
+        __atomic_store_n((uint64_t *)b - 1, soma__tail_small_tag_of(b, key, high),
+                         __ATOMIC_RELAXED);
+    if (past) /* b: past last */
+        __atomic_store_n((uint64_t *)b - 1, soma__tail_small_tag_of(b, key, high),
+                         __ATOMIC_RELAXED);
+}
 /* Is b's small head whole?  (b: a carved block of a tailed twin) */
 static inline int soma__tail_small_ok(const void *b)
 {

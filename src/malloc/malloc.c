@@ -92,8 +92,9 @@ static inline __attribute__((always_inline)) void *medium_class(heap_t *heap, un
     pool_t *pool = heap->usedpools[c];
     if (SOMA_UNLIKELY(pool == NULL))
         return medium_miss(heap, c, size);
-    soma__tail_set(pool->freeblock, size);
-    return soma__pool_pop(heap, pool);
+    void *bp = pool->freeblock;
+    soma__tail_set(bp, size);
+    return soma__pool_pop_at(heap, pool, bp);
 #else
     (void)size;
     return soma__fastpath_malloc_class(heap, c);
@@ -290,12 +291,12 @@ static void not_given_back(const void *p, const char *fn)
  * of the fence its check reads. */
 
 /* A medium block's free: its head and fence checked (pool/tail.h), then
- * pushed.  (A block past the carved ones, which may still hold a head and
- * a fence of the pool's class before, at the same places, is refused by
- * the push's double-free test: soma__pool_free_slow.) */
-static __attribute__((noinline)) void free_medium(pool_t *pool, void *p)
+ * pushed.  (A block past the carved ones has no head: a pool's heads of
+ * another class are cleared when it changes class, pool.c: forget_heads;
+ * soma__tail_fatal_free says it is not allocated.) */
+static __attribute__((noinline)) void free_medium(pool_t *pool, void *p, size_t size)
 {
-    soma__tail_check_free(pool, p, "soma_free");
+    soma__tail_check_free(pool, p, size, "soma_free");
     soma__pool_push(pool->heap, pool, p);
 }
 /* A tailed small pool's last block: its head and its last 8 bytes (which
@@ -356,7 +357,7 @@ void soma__malloc_free_other(pool_t *pool, void *p, uint32_t product)
     if (SOMA_LIKELY(pool->heap == soma__heap_tls) && c < SOMA_NUM_ALL_CLASSES &&
         product <= soma__sizeclass_recip[c].bound) {
         if (SOMA_LIKELY(c >= SOMA_SMALL_CLASSES))
-            free_medium(pool, p);
+            free_medium(pool, p, soma__sizeclass_recip[c].size);
         else
             free_small_last(pool, p);
         return;
@@ -418,9 +419,9 @@ SOMA_ENTRY static void *realloc_in(heap_t *heap, void *p, size_t size)
 #if SOMA_MEDIUM_TAIL
     int tailed = pool->szidx >= SOMA_SMALL_CLASSES;
     if (tailed) {
-        /* past the carved blocks: a stale head and fence would pass (the
-         * offsets are the owner's to read; a free is refused in
-         * soma__pool_free_slow) */
+        /* past the carved blocks: not handed out since the pool took its
+         * class (the offsets are the owner's to read; its head, cleared,
+         * fails another thread's check) */
         if (pool->heap == heap)
             soma__pool_fatal_if_virgin("soma_realloc", pool, p);
         old = soma__tail_check(pool, p, "soma_realloc");

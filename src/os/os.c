@@ -70,11 +70,12 @@ void soma__os_decommit(void *p, size_t size)
  * memory, and soma gives pages back only after they have stayed unused
  * for the decay time, so the cheaper reuse MADV_FREE offers would rarely
  * be had (docs/DESIGN.md). */
-void soma__os_purge(void *p, size_t size)
+int soma__os_purge(void *p, size_t size)
 {
     int saved = errno; /* reached from free, which never changes errno */
-    madvise(p, size, MADV_DONTNEED);
+    int r = madvise(p, size, MADV_DONTNEED);
     errno = saved;
+    return r;
 }
 
 /* ThreadSanitizer intercepts mmap and munmap, and forgets the history of

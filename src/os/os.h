@@ -21,8 +21,9 @@ SOMA_INTERNAL void soma__os_decommit(void *p, size_t size);
  * reserved: 0, or -1 and the range untouched. */
 SOMA_INTERNAL int soma__os_seal(void *p, size_t size);
 /* [p, p+size)'s pages back to the OS, the mapping kept: they read as zeros
- * when touched again (MADV_DONTNEED). */
-SOMA_INTERNAL void soma__os_purge(void *p, size_t size);
+ * when touched again (MADV_DONTNEED).  0, or -1 when the kernel refused
+ * (locked pages: mlock): then they hold what they held. */
+SOMA_INTERNAL int soma__os_purge(void *p, size_t size);
 
 /* ---- sys.c: the system allocator (glibc's, through dlsym in the override) ---- */
 SOMA_INTERNAL void *soma__sys_malloc(size_t size);

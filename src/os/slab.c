@@ -110,7 +110,8 @@ void soma__slab_give(slab_t *s, void *r)
         /* Another is spare already: this one's pages go to the OS but the
          * last, which holds the header; its next record is cut afresh. */
         partial_unlink(s, h);
-        soma__os_purge(base_of(h), SLAB_BYTES - PAGE);
+        if (soma__os_purge(base_of(h), SLAB_BYTES - PAGE) != 0)
+            memset(base_of(h), 0, SLAB_BYTES - PAGE); /* locked pages (mlockall) stay: zero them */
         h->free = NULL;
         h->cut = 0;
         h->next = s->empty;

@@ -359,12 +359,35 @@ static size_t purge_arena(arena_t *a, uint64_t now, int all, uint64_t *next_ms, 
     uint32_t decay = (uint32_t)soma__options.decay_ms, now32 = (uint32_t)now;
     uint64_t gone = 0; /* bit i: pools[i] */
     size_t n = 0;
-    for (pool_t **at = &a->freepools; *at != NULL && n < limit;) {
-        pool_t *pool = *at;
+    for (pool_t *pool = a->freepools; pool != NULL && n < limit; pool = pool->nextpool) {
         uint32_t age = now32 - pool->emptied_ms;
         if (!all && age < decay) {
             if (now + (decay - age) < *next_ms)
                 *next_ms = now + (decay - age);
+            continue;
+        }
+        gone |= (uint64_t)1 << (pool - a->pools);
+        n++;
+    }
+    /* A pool is returned only if its pages went: the kernel refuses locked
+     * ones (a program's mlock of a block), which keep their bytes, and
+     * pool_start trusts a returned pool to read as zeros (no heads of an
+     * old class left: pool.c, forget_heads). */
+    uint64_t done = 0;
+    while (gone != 0) {
+        unsigned first = (unsigned)__builtin_ctzll(gone), end = first;
+        while (end < SOMA_POOLS_PER_ARENA && (gone >> end & 1))
+            end++;
+        uint64_t run = (end < 64 ? ((uint64_t)1 << end) - 1 : ~(uint64_t)0) &
+                       ~(((uint64_t)1 << first) - 1);
+        if (soma__os_purge(a->pools[first].base, (size_t)(end - first) * SOMA_POOL_SIZE) == 0)
+            done |= run;
+        gone &= ~run;
+    }
+    n = 0;
+    for (pool_t **at = &a->freepools; *at != NULL;) {
+        pool_t *pool = *at;
+        if (!(done >> (pool - a->pools) & 1)) {
             at = &pool->nextpool;
             continue;
         }
@@ -372,15 +395,7 @@ static size_t purge_arena(arena_t *a, uint64_t now, int all, uint64_t *next_ms, 
         pool->nextpool = a->returned;
         a->returned = pool;
         pool->returned = 1;
-        gone |= (uint64_t)1 << (pool - a->pools);
         n++;
-    }
-    while (gone != 0) {
-        unsigned first = (unsigned)__builtin_ctzll(gone), end = first;
-        while (end < SOMA_POOLS_PER_ARENA && (gone >> end & 1))
-            end++;
-        soma__os_purge(a->pools[first].base, (size_t)(end - first) * SOMA_POOL_SIZE);
-        gone &= end < 64 ? ~(((uint64_t)1 << end) - 1) : 0;
     }
     return n;
 }

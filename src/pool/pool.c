@@ -448,8 +448,8 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
     if (soma__link_looks_free(p)) {
         /* Past the carved blocks, with a link in its first word: freed
          * before the pool emptied and took another class, and freed again
-         * now (the words it kept may pass a medium block's or a small
-         * head's check: the same places, or the same address's tag). */
+         * now (in a pool without heads: a plain twin's; a head there was
+         * cleared with the class: forget_heads). */
         soma__pool_fatal_if_virgin("soma_free", pool, p);
         if (on_free_list(pool, p, p, "soma_free"))
             soma__fatal("soma_free(%p): double free: the %zu-byte block (class %u) is already "

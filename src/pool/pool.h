@@ -483,10 +483,12 @@ static inline void soma__pool_set_count(pool_t *pool, unsigned n)
 /* The two steps the fast paths (malloc/fastpath.h) inline: take a block
  * from a used pool, give one back to the owner's pool. */
 /* Pop a block of a used pool (the owner only).  Budget: a pop, a store, one
- * rarely taken branch. */
-static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
+ * rarely taken branch.  bp: pool->freeblock, never the end at the head of
+ * a class list, read by the caller (malloc.c's medium path writes into
+ * the block first: read again after, as the compiler would, for it could
+ * not tell those stores from one to the record). */
+static inline void *soma__pool_pop_at(heap_t *heap, pool_t *pool, void *bp)
 {
-    void *bp = pool->freeblock; /* never the end at the head of a class list */
     void *next = soma__link_get(bp);
     soma__pool_set_count(pool, soma__pool_count_raw(pool) + 1); /* listed: no flag */
     pool->freeblock = next;
@@ -501,6 +503,10 @@ static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
     if (SOMA_UNLIKELY(((uintptr_t)next ^ (uintptr_t)bp) >= SOMA_POOL_SIZE))
         return soma__pool_refill(heap, pool, bp); /* a tail call: no frame on the fast path */
     return bp;
+}
+static inline void *soma__pool_pop(heap_t *heap, pool_t *pool)
+{
+    return soma__pool_pop_at(heap, pool, pool->freeblock);
 }
 
 /* Push p on its pool, for the pool's owner. */

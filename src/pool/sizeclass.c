@@ -46,7 +46,7 @@
 const uint16_t soma__sizeclass_sizes[SOMA_NUM_ALL_CLASSES] = {SIZES(SIZE)};
 /* sizeclass.h: soma__sizeclass_recip; constants, so that a free made
  * before any constructor has run finds them. */
-#define RECIP(s) {SOMA_RECIP_MUL(s), SOMA_RECIP_BOUND(s)}
+#define RECIP(s) {SOMA_RECIP_MUL(s), SOMA_RECIP_BOUND(s), (s)}
 const soma_recip_t soma__sizeclass_recip[SOMA_NUM_ALL_CLASSES] = {SIZES(RECIP)};
 _Static_assert(sizeof soma__sizeclass_sizes / sizeof soma__sizeclass_sizes[0] == SOMA_NUM_ALL_CLASSES,
                "the class table and SOMA_NUM_MEDIUM_CLASSES disagree");

@@ -44,6 +44,8 @@ enum { SOMA_KIND_SMALL, SOMA_KIND_MEDIUM, SOMA_NUM_KINDS };
 typedef struct {
     uint32_t mul;   /* floor(2^32 / size) + 1 */
     uint16_t bound; /* (capacity - 1) * e, below the pool size */
+    uint16_t size;  /* the class's (soma__sizeclass_sizes'), in the row the
+                       owner's medium free reads anyway (malloc.c) */
 } soma_recip_t;
 #define SOMA_RECIP_MUL(s) ((uint32_t)(((uint64_t)1 << 32) / (s) + 1))
 /* for pools of pool_size bytes (the tests check the other geometry too) */

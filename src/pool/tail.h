@@ -14,8 +14,8 @@
  *                              never holds (s - 16), or, for a pool's
  *                              first block, in the pool header's check
  *                              word (pool.h)
- *   the fence, at n rounded    the tag with its bytes' low 7 bits
- *   up to 8:                   flipped, at the first 8-aligned offset at
+ *   the fence, at n rounded    the tag with its bytes rotated by
+ *   up to 8:                   one, at the first 8-aligned offset at
  *                              or past n (at most s - 16: inside the
  *                              block, before the next block's head)
  *
@@ -46,10 +46,9 @@
  * read and written whole, relaxed.  carve (pool.c) writes every medium
  * block's head (n = 0), so a free of a carved block never handed out is
  * told from an overflow; one past the carved blocks holds no head: a
- * pool's old class's heads are cleared when it takes another
- * (pool.c: forget_heads), and one of the same class's past the carved
- * blocks (the pool kept its class) has its old link in its first word,
- * which the push's double-free test refuses (pool.c: soma__pool_free_slow).
+ * pool's old class's heads are cleared when it takes another (pool.c:
+ * forget_heads; a pool that keeps its class keeps its carved blocks, and
+ * a returned one, its pages given back, reads as zeros).
  * An overflow that skips the fence and lands in the block's last 8 bytes
  * is found at the next block's free only: not if that block is free and
  * handed out again (its malloc rewrites its head), nor past a pool's
@@ -141,20 +140,23 @@ static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, 
  * its head or its fence not whole (soma__tail_check_free); says which. */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
 soma__tail_fatal_free(const char *fn, const pool_t *pool, const void *b);
-/* The owner's free of b (malloc.c, which has tested no more than that b
- * may start a block: the head says whether it does): the same checks as
- * soma__tail_check_inline, in fewer instructions.  n is not tested
- * against the class: a head whose tag is whole was written by soma, with
- * n in range, or 0 (carve's: never handed out), whose fence would be the
- * block's first word, a link, not the fence; the diagnosis tells them
- * apart. */
-static inline void soma__tail_check_free(const pool_t *pool, const void *b, const char *fn)
+/* The owner's free of b, a block of `size` bytes (malloc.c, the class's
+ * size from the row it reads): the same checks as soma__tail_check_inline,
+ * in fewer instructions, any failure told apart by the diagnosis.  n, the
+ * head's low 16 bits, is tested against the class before the fence is
+ * read at it: an overflow that skips the block's fence may change those
+ * two bytes alone (the tag's are above them), and the fence read past
+ * the block, up to 64 KiB on, could leave soma's mappings, or meet another
+ * block's fence: a tag drops the address bits its check bits cover. */
+static inline void soma__tail_check_free(const pool_t *pool, const void *b, size_t size,
+                                         const char *fn)
 {
     uint64_t tag = soma__tail_tag(b);
     uint64_t w = __atomic_load_n(soma__tail_head(b), __ATOMIC_RELAXED);
-    if (SOMA_UNLIKELY((w ^ tag) > SOMA_TAIL_ASKED))
+    size_t n = (size_t)(w & SOMA_TAIL_ASKED);
+    if (SOMA_UNLIKELY((w ^ tag) > SOMA_TAIL_ASKED || n - 1 >= size - SOMA_MEDIUM_TAIL))
         soma__tail_fatal_free(fn, pool, b);
-    uint64_t fence = __atomic_load_n(soma__tail_fence(b, w & SOMA_TAIL_ASKED), __ATOMIC_RELAXED);
+    uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
     if (SOMA_UNLIKELY(fence != soma__tail_fence_of(tag)))
         soma__tail_fatal_free(fn, pool, b);
 }

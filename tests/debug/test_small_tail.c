@@ -34,6 +34,7 @@
  * test_tail).
  */
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "malloc/malloc.h"
 #include "test.h"
@@ -215,20 +216,32 @@ static void double_free_after_purge(void)
  * another and then the first again: the block lies past those the pool
  * has carved since, and the head its first life wrote must not pass.
  * (The second class wrote the block's first word, not its head.) */
+static int lock_pools; /* free_across_classes: lock the pool, purge between */
+
 static void free_across_classes(void)
 {
     /* 16-byte blocks, past the pool's first page; x, the last, not at the
      * start of a 208-byte block (their heads are carve's) */
     enum { N = 290 };
     static unsigned char *a[N], *b[N];
+    /* another pool of the arena, in use throughout: a purge then gives
+     * back the pool's pages, not the whole arena */
+    unsigned char *keep = soma_malloc(100);
     for (int i = 0; i < N; i++)
         a[i] = soma_malloc(8);
     unsigned char *x = a[N - 1];
     char *base = (char *)((uintptr_t)x & ~(uintptr_t)SOMA_POOL_MASK);
     if ((uintptr_t)a[0] - (uintptr_t)base != SOMA_POOL_OVERHEAD)
         exit(2); /* not a fresh pool: the test proves nothing */
+    /* Locked pages (a program locking a secret's buffer): the kernel
+     * refuses to take them back, and the pool, which keeps its bytes, must
+     * not pass for one that reads as zeros. */
+    if (lock_pools && mlock(base, SOMA_POOL_SIZE) != 0)
+        exit(3);
     for (int i = 0; i < N; i++)
         soma_free(a[i]); /* the pool empties, back to its arena */
+    if (lock_pools)
+        soma_purge(1);
     int k = 0; /* 200 bytes: class 24, 208-byte blocks, until one covers x */
     for (; k < N; k++) {
         b[k] = soma_malloc(200);
@@ -241,6 +254,8 @@ static void free_across_classes(void)
     memset(x, 0x11, 8); /* the program's data, where x's link was */
     for (int i = 0; i <= k; i++)
         soma_free(b[i]);
+    if (lock_pools)
+        soma_purge(1);
     unsigned char *c = soma_malloc(8), *d = soma_malloc(8); /* class 0 again */
     if (((uintptr_t)c & ~(uintptr_t)SOMA_POOL_MASK) != (uintptr_t)base)
         exit(2);
@@ -248,6 +263,7 @@ static void free_across_classes(void)
     soma_free(x); /* the mistake */
     soma_free(c);
     soma_free(d);
+    soma_free(keep);
 }
 
 /* Freed twice, its pool still in use: the head is whole, the push's
@@ -477,10 +493,24 @@ int main(void)
                       "is overwritten from 1 byte before its first block");
     test_expect_fatal("freed twice, its pool emptied and purged between",
                       double_free_after_purge, "not an allocated block (double free");
-    if (SOMA_POOL_SIZE > SOMA_OS_PAGE_SIZE)
+    if (SOMA_POOL_SIZE > SOMA_OS_PAGE_SIZE) {
         test_expect_fatal("freed after its pool served another class and its own again",
                           free_across_classes, "not an allocated block (a double free, or a block "
                                                "of pool");
+        /* the same, the pool's pages locked and purged between (if this
+         * process may lock a pool's worth: RLIMIT_MEMLOCK) */
+        void *probe = aligned_alloc(SOMA_OS_PAGE_SIZE, SOMA_POOL_SIZE);
+        if (probe != NULL && mlock(probe, SOMA_POOL_SIZE) == 0) {
+            munlock(probe, SOMA_POOL_SIZE);
+            lock_pools = 1;
+            test_expect_fatal("the same, its pages locked and purged between",
+                              free_across_classes,
+                              "not an allocated block (a double free, or a block of pool");
+            lock_pools = 0;
+        } else
+            test_note("mlock refused: the locked pool's case not run");
+        free(probe);
+    }
     test_expect_fatal("freed twice", double_free,
                       "double free: the 16-byte block (class 0) is already free");
     heap_check_finds("never freed: soma_debug_check", never_freed, "(class 12)");

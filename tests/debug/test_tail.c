@@ -149,6 +149,31 @@ static void over_past_end(void)
     soma_free(b);
 }
 
+/* An overflow past a's fence into the low 2 bytes of b's head alone: n,
+ * not the tag.  b's free must not read a fence 64 KiB on (out of soma's
+ * mappings, for a pool at the end of its arena: the pair is taken
+ * there), but say that b's head is overwritten.  The largest class, two
+ * blocks a pool. */
+static void over_size_bytes(void)
+{
+    size_t ask = st.medium.max_size, s = class_size(ask);
+    enum { N = 256 };
+    static unsigned char *p[N];
+    int k = -1;
+    for (int i = 0; i < N && k < 0; i++) {
+        p[i] = soma_malloc(ask);
+        uintptr_t off = (uintptr_t)p[i] & (SOMA_ARENA_SIZE - 1);
+        if (i > 0 && p[i] == p[i - 1] + s && off >= SOMA_ARENA_SIZE - SOMA_POOL_SIZE)
+            k = i - 1;
+    }
+    if (k < 0)
+        exit(2);
+    fprintf(stderr, "pointer %p\n", (void *)p[k + 1]);
+    p[k][s - 8] = 0xff; /* b's head's n, both bytes */
+    p[k][s - 7] = 0xff;
+    soma_free(p[k + 1]);
+}
+
 static void under_first_block(void)
 {
     unsigned char *p = soma_malloc(1800); /* a fresh class: the pool's first block */
@@ -290,6 +315,13 @@ int main(void)
     test_expect_fatal("past the block's end, not through its fence", over_past_end, head);
     test_expect_fatal("past the block's end, not through its fence", over_past_end,
                       "or past the end of the block before it (0x");
+    {
+        static char last[128];
+        snprintf(last, sizeof last, "the 8 bytes before the %zu-byte block (class",
+                 class_size(st.medium.max_size));
+        test_expect_fatal("past the block's end, into the next head's size alone",
+                          over_size_bytes, last);
+    }
     if (class_size(1000) == 2 * class_size(520) && st.pool_size > 4096)
         test_expect_fatal("a double free after its pool changed class",
                           double_free_after_class_change,

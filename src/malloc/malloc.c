@@ -293,10 +293,10 @@ static void not_given_back(const void *p, const char *fn)
 /* A medium block's free: its head and fence checked (pool/tail.h), then
  * pushed.  (A block past the carved ones has no head: a pool's heads of
  * another class are cleared when it changes class, pool.c: forget_heads;
- * soma__tail_fatal_free says it is not allocated.) */
+ * soma__tail_fatal_check says it is not allocated.) */
 static __attribute__((noinline)) void free_medium(pool_t *pool, void *p, size_t size)
 {
-    soma__tail_check_free(pool, p, size, "soma_free");
+    (void)soma__tail_check_n(pool, p, size, "soma_free", 1);
     soma__pool_push(pool->heap, pool, p);
 }
 /* A tailed small pool's last block: its head and its last 8 bytes (which
@@ -304,8 +304,7 @@ static __attribute__((noinline)) void free_medium(pool_t *pool, void *p, size_t 
  * fast path). */
 static __attribute__((noinline)) void free_small_last(pool_t *pool, void *p)
 {
-    soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 1);
-    soma__tail_small_check_last(pool, p, "soma_free");
+    soma__tail_small_check_out(pool, p, "soma_free", 1);
     soma__pool_push(pool->heap, pool, p);
 }
 #endif

@@ -127,7 +127,9 @@ static void carve(pool_t *pool)
      * carved: a free of one fails its check (a pool's heads from another
      * class are gone: forget_heads). */
     else if (soma__sizeclass_small_tailed(pool->szidx))
-        soma__tail_small_set_run(b, last, size, last == pool_last);
+        /* with the pool's last block, the head after it (last is the
+         * start of that block then) */
+        soma__tail_small_set_run(b, last == pool_last ? last + size : last, size);
 #endif
     /* every block carved now starts in b's page: one mask (link.h) */
     _Static_assert(SOMA_OS_PAGE_SIZE == 4096, "a link's mask changes every 4 KiB");
@@ -200,11 +202,9 @@ void *soma__pool_refill(heap_t *heap, pool_t *pool, void *bp)
  * (A pool that keeps its class keeps its heads: they are its blocks'.) */
 static void forget_heads(pool_t *pool)
 {
-    unsigned old = pool->szidx;
-    if (old >= SOMA_NUM_ALL_CLASSES ||
-        (old < SOMA_SMALL_CLASSES && !soma__sizeclass_small_tailed(old)))
+    if (!soma__pool_first_headed(pool))
         return;
-    size_t size = soma__sizeclass_size(old);
+    size_t size = soma__sizeclass_size(pool->szidx);
     /* the first block's head is the header's check word (set afresh);
      * the pool's last block's last 8 bytes hold the head of the block
      * that would follow it (carve): up to the carved blocks' end */
@@ -548,10 +548,8 @@ void soma__pool_free_other(pool_t *pool, void *p)
 #if SOMA_MEDIUM_TAIL
     if (pool->szidx >= SOMA_SMALL_CLASSES)
         (void)soma__tail_check(pool, p, "soma_free");
-    else {
-        soma__tail_small_check_any(pool, pool->szidx, p, "soma_free", 0);
-        soma__tail_small_check_last(pool, p, "soma_free");
-    }
+    else
+        soma__tail_small_check_out(pool, p, "soma_free", 0);
 #endif
     soma__pool_free_remote(owner, p);
 }

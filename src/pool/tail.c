@@ -5,7 +5,7 @@
 #include "pool/tail.h"
 
 #if SOMA_MEDIUM_TAIL
-void soma__tail_fatal_head(const char *fn, const pool_t *pool, const void *bv, size_t size)
+static _Noreturn void fatal_head(const char *fn, const pool_t *pool, const void *bv, size_t size)
 {
     const char *b = bv;
     /* As for a small head, below; a medium block's many callers (free,
@@ -73,8 +73,8 @@ void soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void 
                 last ? "" : ", or before the start of the block after it (an underflow)");
 }
 
-void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, size_t size,
-                            size_t n, uint64_t word)
+static _Noreturn void fatal_fence(const char *fn, const pool_t *pool, const void *bv, size_t size,
+                                  size_t n, uint64_t word)
 {
     const char *b = bv;
     size_t from = (size_t)((const char *)soma__tail_fence(b, n) - b) +
@@ -85,27 +85,33 @@ void soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *bv, 
                 fn, (const void *)b, n, from, size, soma__sizeclass_public(pool->szidx));
 }
 
-void soma__tail_fatal_free(const char *fn, const pool_t *pool, const void *b)
+void soma__tail_fatal_check(const char *fn, const pool_t *pool, const void *b, int owner)
 {
-    /* The owner's: a block not carved since the pool took its class (its
-     * head cleared: pool.c, forget_heads) is said so */
-    if (soma__pool_count(pool) != 0)
+    size_t size = soma__sizeclass_size(pool->szidx);
+    /* A block not carved since the pool took its class (its head cleared:
+     * pool.c, forget_heads) is said so, to its owner */
+    if (owner && soma__pool_count(pool) != 0)
         soma__pool_fatal_if_virgin(fn, pool, b);
-    (void)soma__tail_check_inline(pool, b, fn); /* it says which, and stops */
+    size_t n = soma__tail_asked(b, size);
+    if (n == SIZE_MAX)
+        fatal_head(fn, pool, b, size);
+    uint64_t word = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
+    if (word != soma__tail_fence_value(b))
+        fatal_fence(fn, pool, b, size, n, word);
     soma__fatal("%s(%p): the words of the %zu-byte block (class %u) changed while it was checked",
-                fn, b, soma__sizeclass_size(pool->szidx), soma__sizeclass_public(pool->szidx));
+                fn, b, size, soma__sizeclass_public(pool->szidx));
 }
 
 size_t soma__tail_usable(const pool_t *pool, void *b, const char *fn)
 {
     size_t size = soma__sizeclass_size(pool->szidx), cap = size - SOMA_MEDIUM_TAIL;
-    if (soma__tail_check_inline(pool, b, fn) != cap)
+    if (soma__tail_check_n(pool, b, size, fn, 0) != cap)
         soma__tail_set(b, cap);
     return cap;
 }
 
 size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn)
 {
-    return soma__tail_check_inline(pool, b, fn);
+    return soma__tail_check_n(pool, b, soma__sizeclass_size(pool->szidx), fn, 0);
 }
 #endif

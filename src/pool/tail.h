@@ -111,54 +111,36 @@ static inline size_t soma__tail_asked(const void *b, size_t size)
     return soma__tail_ours(w, b) && n - 1 < size - SOMA_MEDIUM_TAIL ? n : SIZE_MAX;
 }
 
-/* Stop the program (tail.c): b's head is not b's; b's fence (at n,
- * reading `word`) is overwritten. */
+/* Stop the program (tail.c): fn's check of b, a medium block, found its
+ * head or its fence not whole; says which.  owner: the caller owns b's
+ * pool, whose offsets it may read (a block past the carved ones, its head
+ * cleared, is said not to be allocated).  (The class's size is looked up
+ * again there: passed, the owner's free kept it in a register for this
+ * call alone, 2 instructions.) */
 SOMA_INTERNAL _Noreturn __attribute__((cold)) void
-soma__tail_fatal_head(const char *fn, const pool_t *pool, const void *b, size_t size);
-SOMA_INTERNAL _Noreturn __attribute__((cold)) void
-soma__tail_fatal_fence(const char *fn, const pool_t *pool, const void *b, size_t size, size_t n,
-                       uint64_t word);
-
-/* b (the start of a block of pool, a medium one, in use) is freed or
- * reallocated by fn: its head and its fence are checked; returns the
- * bytes asked of it.  Stops the program, saying which was overwritten, if
- * one was.  Inline for the owner's free (malloc.c); soma__tail_check is
- * the same out of line. */
-static inline size_t soma__tail_check_inline(const pool_t *pool, const void *b, const char *fn)
-{
-    size_t size = soma__sizeclass_size(pool->szidx);
-    size_t n = soma__tail_asked(b, size);
-    if (SOMA_UNLIKELY(n == SIZE_MAX))
-        soma__tail_fatal_head(fn, pool, b, size);
-    uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
-    if (SOMA_UNLIKELY(fence != soma__tail_fence_value(b)))
-        soma__tail_fatal_fence(fn, pool, b, size, n, fence);
-    return n;
-}
-
-/* Stop the program: the owner's free by fn of b, a medium block, found
- * its head or its fence not whole (soma__tail_check_free); says which. */
-SOMA_INTERNAL _Noreturn __attribute__((cold)) void
-soma__tail_fatal_free(const char *fn, const pool_t *pool, const void *b);
-/* The owner's free of b, a block of `size` bytes (malloc.c, the class's
- * size from the row it reads): the same checks as soma__tail_check_inline,
- * in fewer instructions, any failure told apart by the diagnosis.  n, the
- * head's low 16 bits, is tested against the class before the fence is
- * read at it: an overflow that skips the block's fence may change those
- * two bytes alone (the tag's are above them), and the fence read past
- * the block, up to 64 KiB on, could leave soma's mappings, or meet another
- * block's fence: a tag drops the address bits its check bits cover. */
-static inline void soma__tail_check_free(const pool_t *pool, const void *b, size_t size,
-                                         const char *fn)
+soma__tail_fatal_check(const char *fn, const pool_t *pool, const void *b, int owner);
+/* b (the start of a block of pool, a medium one of `size` bytes, in use)
+ * is freed or reallocated by fn: its head and its fence are checked;
+ * returns the bytes asked of it.  n, the head's low 16 bits, is tested
+ * against the class before the fence is read at it: an overflow that
+ * skips the block's fence may change those two bytes alone (the tag's
+ * are above them), and the fence read past the block, up to 64 KiB on,
+ * could leave soma's mappings, or meet another block's fence (a tag drops
+ * the address bits its check bits cover).  Inline for the owner's free
+ * (malloc.c, the size from the reciprocals' row it reads anyway);
+ * soma__tail_check out of line. */
+static inline size_t soma__tail_check_n(const pool_t *pool, const void *b, size_t size,
+                                        const char *fn, int owner)
 {
     uint64_t tag = soma__tail_tag(b);
     uint64_t w = __atomic_load_n(soma__tail_head(b), __ATOMIC_RELAXED);
     size_t n = (size_t)(w & SOMA_TAIL_ASKED);
     if (SOMA_UNLIKELY((w ^ tag) > SOMA_TAIL_ASKED || n - 1 >= size - SOMA_MEDIUM_TAIL))
-        soma__tail_fatal_free(fn, pool, b);
+        soma__tail_fatal_check(fn, pool, b, owner);
     uint64_t fence = __atomic_load_n(soma__tail_fence(b, n), __ATOMIC_RELAXED);
     if (SOMA_UNLIKELY(fence != soma__tail_fence_of(tag)))
-        soma__tail_fatal_free(fn, pool, b);
+        soma__tail_fatal_check(fn, pool, b, owner);
+    return n;
 }
 
 /*
@@ -196,16 +178,13 @@ static inline void soma__tail_small_set(void *b)
 {
     __atomic_store_n(soma__tail_small_head(b), soma__tail_small_tag(b), __ATOMIC_RELAXED);
 }
-/* The same for the blocks from b to last (their starts), size bytes
- * apart, and, if past, for the one after last: carve's, the secret read
- * once (a store could be one to it, for the compiler). */
-static inline void soma__tail_small_set_run(uintptr_t b, uintptr_t last, size_t size, int past)
+/* The same for the blocks from b up to end (their starts), size bytes
+ * apart: carve's, the secret read once (a store could be one to it, for
+ * the compiler). */
+static inline void soma__tail_small_set_run(uintptr_t b, uintptr_t end, size_t size)
 {
     uint64_t key = soma__small_tail_key, high = soma__check_high;
-    for (; b <= last; b += size)
-        __atomic_store_n((uint64_t *)b - 1, soma__tail_small_tag_of(b, key, high),
-                         __ATOMIC_RELAXED);
-    if (past) /* b: past last */
+    for (; b <= end; b += size)
         __atomic_store_n((uint64_t *)b - 1, soma__tail_small_tag_of(b, key, high),
                          __ATOMIC_RELAXED);
 }
@@ -268,7 +247,18 @@ static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, cons
         soma__tail_fatal_small(fn, pool, b, owner);
 }
 
-/* soma__tail_check_inline, out of line (another thread's free, realloc). */
+/* A small block's free that the fast path left out (another thread's, or
+ * the owner's of a tailed pool's last block): its head, and, if it is its
+ * pool's last, its last 8 bytes. */
+static inline void soma__tail_small_check_out(const pool_t *pool, const void *b, const char *fn,
+                                              int owner)
+{
+    soma__tail_small_check_any(pool, pool->szidx, b, fn, owner);
+    soma__tail_small_check_last(pool, b, fn);
+}
+
+/* soma__tail_check_n, out of line, for any thread (another thread's
+ * free, realloc). */
 SOMA_INTERNAL size_t soma__tail_check(const pool_t *pool, const void *b, const char *fn);
 /* soma_usable_size of b: what its class holds (its size less the tail).
  * Its own words are checked, and the fence moves to that end: a program

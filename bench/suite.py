@@ -2,7 +2,7 @@
 """bench/suite.py: the benchmark suite, every allocator side by side, in one table.
 
 usage: suite.py SOMA_OVERRIDE_SO BENCH_SMALL MB_BUILD [--reps N] [--only a,b] [--quick]
-                [--against NAME=OTHER_SOMA_SO]
+                [--against NAME=OTHER_SOMA_SO ...]
 
 Workloads, each optional (a line says which are left out and why):
   - the mimalloc-bench programs, built out of tree in MB_BUILD from
@@ -23,9 +23,11 @@ larson and xmalloc-test, the time they print themselves: their primary
 metric), peak RSS (wait4 of the program, through /usr/bin/time), soma's
 ratio to the best peer and which peer that is; then geometric means over
 the suite of each allocator's time and RSS against glibc's.  --against
-runs soma and one other build of it alone (no peers, no pymalloc column),
+runs soma and another build of it alone (no peers, no pymalloc column),
 and the geometric means are against that build: the hardening's cost on
 the suite is --against unhardened=build/bench/libsoma-override-unhardened.so.
+Given more than once, every build runs in the same rotation, and the
+geometric means are against the first.
 A measurement, never a pass/fail test: it stops only when a program fails.
 """
 import argparse
@@ -193,15 +195,17 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true", help="one repetition of a subset")
-    ap.add_argument("--against", default="",
+    ap.add_argument("--against", action="append", default=[],
                     help="NAME=PATH: soma against that other build of soma alone, no peers "
                          "(unhardened=build/bench/libsoma-override-unhardened.so: the "
-                         "hardening's cost on the suite)")
+                         "hardening's cost on the suite); given again, more builds in the "
+                         "same runs, the ratios against the first")
     args = ap.parse_args()
     reps = 1 if args.quick else args.reps
     if args.against:
-        name, _, path = args.against.partition("=")
-        allocs = [(name, os.path.abspath(path)), ("soma", os.path.abspath(args.soma))]
+        allocs = [(name, os.path.abspath(path))
+                  for name, _, path in (a.partition("=") for a in args.against)]
+        allocs.append(("soma", os.path.abspath(args.soma)))
     else:
         allocs = allocators(os.path.abspath(args.soma))
     names = [n for n, _ in allocs]

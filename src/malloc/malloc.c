@@ -284,7 +284,7 @@ static void not_given_back(const void *p, const char *fn)
 }
 
 #if SOMA_MEDIUM_TAIL
-/* The owner's frees the fast path leaves to this path
+/* The owner's frees the fast path leaves to soma__malloc_free_owner
  * (soma__pool_fast_starts): a medium block, or a tailed small pool's
  * last.  So that a small free pays no test of the class; a medium one
  * costs a test of the class and a tail call more, little beside the line
@@ -339,32 +339,36 @@ __attribute__((noinline, cold)) void soma__malloc_free_foreign(void *p)
     errno = saved;
 }
 
-/* A free of a block in soma's arenas that the owner's fast path did not
- * take: debug mode (the gate sends every free here), the owner's blocks
- * whose checks are out of line (free_medium, free_small_last), or the pool layer's other
- * cases (another thread's block, an explicit heap's, no block). */
+/* A free of a block in soma's arenas that the fast path did not take:
+ * debug mode (the gate sends every free here), or the pool layer's cases
+ * (another thread's block, an explicit heap's, no block). */
 void soma__malloc_free_other(pool_t *pool, void *p, uint32_t product)
 {
+    (void)product;
     if (SOMA_UNLIKELY(soma__options.debug)) {
         soma__debug_free(p);
         return;
     }
+    free_other_rest(pool, p);
+}
+
+void soma__malloc_free_owner(pool_t *pool, void *p, uint32_t product)
+{
 #if SOMA_MEDIUM_TAIL
-    /* The owner's block: p starts one (the fast path's product, its
-     * origin 48 outside debug mode: soma__pool_starts_block) */
+    /* p starts one of the pool's blocks: the fast path's product, whose
+     * origin, 48 outside debug mode, passes no offset in it
+     * (soma__pool_starts_block; tests/unit/test_recip), so that debug
+     * mode needs no test here. */
     unsigned c = pool->szidx;
-    if (SOMA_LIKELY(pool->heap == soma__heap_tls) && c < SOMA_NUM_ALL_CLASSES &&
-        product <= soma__sizeclass_recip[c].bound) {
+    if (SOMA_LIKELY(c < SOMA_NUM_ALL_CLASSES && product <= soma__sizeclass_recip[c].bound)) {
         if (SOMA_LIKELY(c >= SOMA_SMALL_CLASSES))
             free_medium(pool, p, soma__sizeclass_recip[c].size);
         else
             free_small_last(pool, p);
         return;
     }
-#else
-    (void)product;
 #endif
-    free_other_rest(pool, p);
+    soma__malloc_free_other(pool, p, product);
 }
 
 void soma_free(void *p)

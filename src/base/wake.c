@@ -10,6 +10,7 @@ _Atomic int soma__wake_armed;
 _Atomic int soma__wake_state;
 _Atomic int soma__wake_urgent;
 _Atomic unsigned soma__wake_pools;
+_Atomic uint64_t soma__wake_due_ms;
 static int (*starter)(void);
 static int (*worth)(void);
 static _Atomic uint64_t worth_asked_ms; /* when worth() last said no */
@@ -36,8 +37,10 @@ static void wake_child(void)
     pthread_mutex_init(&wake_lock, NULL);
     wake_start();
     atomic_store_explicit(&soma__wake_armed, 0, memory_order_relaxed);
-    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_STARTED)
+    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_STARTED) {
+        atomic_store_explicit(&soma__wake_due_ms, 0, memory_order_relaxed);
         atomic_store_explicit(&soma__wake_state, SOMA_WAKE_WANTED, memory_order_relaxed);
+    }
 }
 
 static void wake_fork(int phase)
@@ -92,6 +95,10 @@ void soma__wake_want(int (*start)(void), int (*worth_it)(void))
 {
     starter = start;
     worth = worth_it;
+    /* not before a decay period has run (soma__wake_start) */
+    atomic_store_explicit(&soma__wake_due_ms,
+                          soma__process_start_ms() + (uint64_t)soma__options.decay_ms,
+                          memory_order_relaxed);
     atomic_store_explicit(&soma__wake_state, SOMA_WAKE_WANTED, memory_order_release);
 }
 
@@ -112,6 +119,9 @@ void soma__wake_start(uint64_t now)
         return;
     if (!worth()) {
         atomic_store_explicit(&worth_asked_ms, now | 1, memory_order_relaxed);
+        /* (an urgent event meanwhile sets it to 0 again) */
+        if (!atomic_load_explicit(&soma__wake_urgent, memory_order_relaxed))
+            atomic_store_explicit(&soma__wake_due_ms, now + WORTH_MS, memory_order_relaxed);
         return;
     }
     int wanted = SOMA_WAKE_WANTED;

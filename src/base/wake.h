@@ -46,7 +46,19 @@ enum { SOMA_WAKE_OFF, SOMA_WAKE_WANTED, SOMA_WAKE_STARTED };
 extern SOMA_INTERNAL _Atomic int soma__wake_state;
 extern SOMA_INTERNAL _Atomic int soma__wake_urgent; /* a whole arena waits to go back */
 extern SOMA_INTERNAL _Atomic unsigned soma__wake_pools; /* pools emptied while it was wanted */
+/* While the thread is wanted: no safe point before this time (the coarse
+ * clock's) need ask soma__wake_start, which would find it not due, or not
+ * worth it yet; 0 once something is urgent. */
+extern SOMA_INTERNAL _Atomic uint64_t soma__wake_due_ms;
 SOMA_INTERNAL void soma__wake_start(uint64_t now);
+
+/* A whole arena, or an arena's worth of pools, waits to go back: the
+ * thread is worth starting at the next safe point. */
+static inline void soma__wake_make_urgent(void)
+{
+    atomic_store_explicit(&soma__wake_urgent, 1, memory_order_relaxed);
+    atomic_store_explicit(&soma__wake_due_ms, 0, memory_order_relaxed);
+}
 
 /* A pool went back to its arena: an arena's worth of them (64) waiting
  * makes the thread worth starting at once, as a whole empty arena does
@@ -56,7 +68,7 @@ static inline void soma__wake_pool_emptied(void)
 {
     if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_WANTED &&
         atomic_fetch_add_explicit(&soma__wake_pools, 1, memory_order_relaxed) >= 63)
-        atomic_store_explicit(&soma__wake_urgent, 1, memory_order_relaxed);
+        soma__wake_make_urgent();
 }
 
 /* A point where the caller holds no lock of soma's and may allocate: the
@@ -64,7 +76,11 @@ static inline void soma__wake_pool_emptied(void)
  * caller's soma__process_now_ms(), read once for both. */
 static inline void soma__wake_safe_point(uint64_t now)
 {
-    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_WANTED)
+    /* Two loads and compares where a pool parks (a call, a clock and a
+     * lock's worth of tests took some 30 instructions a park, and the
+     * thread is wanted for the whole first decay period of a run) */
+    if (atomic_load_explicit(&soma__wake_state, memory_order_relaxed) == SOMA_WAKE_WANTED &&
+        now >= atomic_load_explicit(&soma__wake_due_ms, memory_order_relaxed))
         soma__wake_start(now);
 }
 

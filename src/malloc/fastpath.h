@@ -69,8 +69,8 @@ SOMA_ENTRY static inline void *soma__fastpath_malloc(heap_t *heap, size_t size)
 /* p lies in one of soma's arenas, pool is its record (soma__pool_of(p)).  The common
  * case, a block of the calling thread's heap, is two tests: the owner, and
  * that p starts one of the pool's blocks (a multiply by the class's
- * reciprocal, both in the record's line: pool/pool.h).  The owner's other
- * frees (with tails, a medium block or a tailed small pool's last, whose
+ * reciprocal, both in the record's line: pool/pool.h).  With tails, the
+ * owner's other frees (a medium block or a tailed small pool's last, whose
  * checks are out of line; a pointer into a block or a pool header; debug
  * mode) go to soma__malloc_free_owner, which need not ask for the owner
  * again; everything else (another thread's block, an explicit heap's, a
@@ -91,11 +91,7 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
      * pointer into a block is pushed as if it started one. */
     int starts = ((uintptr_t)p & SOMA_POOL_MASK) >= soma__options_gate.min_offset;
 #endif
-    if (SOMA_LIKELY(owner == soma__heap_tls)) {
-        if (SOMA_UNLIKELY(!starts)) {
-            soma__malloc_free_owner(pool, p, product);
-            return;
-        }
+    if (SOMA_LIKELY(owner == soma__heap_tls && starts)) {
 #if SOMA_MEDIUM_TAIL
         /* A small block (a medium pool's never passes `starts` here:
          * soma__pool_fast_starts), whose twin's head, if it has one, is
@@ -106,6 +102,14 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
         soma__pool_push(owner, pool, p);
         return;
     }
+#if SOMA_MEDIUM_TAIL
+    /* (the owner tested again, off the fast path: not before `starts`,
+     * which would cost the fast path an instruction) */
+    if (owner == soma__heap_tls) {
+        soma__malloc_free_owner(pool, p, product);
+        return;
+    }
+#endif
     soma__malloc_free_other(pool, p, product);
 }
 

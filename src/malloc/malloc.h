@@ -36,9 +36,9 @@ SOMA_INTERNAL void *soma__malloc_slow(heap_t *heap, unsigned c);
  * whence, outside debug mode, whether p starts a block of the pool's
  * class (soma__pool_starts_block) is one compare more. */
 SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p, uint32_t product);
-/* The same for a block of the calling thread's heap (the fast path
- * compared the owner): with tails, a medium block or a tailed small
- * pool's last, checked out of line; else soma__malloc_free_other. */
+/* The same for a block of the calling thread's heap, with tails (the
+ * fast path compared the owner): a medium block or a tailed small pool's
+ * last, checked out of line; else soma__malloc_free_other. */
 SOMA_INTERNAL void soma__malloc_free_owner(pool_t *pool, void *p, uint32_t product);
 
 /* ---- malloc.c: checked copies (runtime/copy.c interposes the C library's

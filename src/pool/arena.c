@@ -327,7 +327,7 @@ void soma__arena_return_pool(heap_t *heap, pool_t *pool, uint64_t emptied_ms)
          * empty for the decay time.  A whole arena waiting is worth the
          * purge thread at once (base/wake.h). */
         a->empty_since_ms = emptied_ms ? emptied_ms : soma__process_now_ms();
-        atomic_store_explicit(&soma__wake_urgent, 1, memory_order_relaxed);
+        soma__wake_make_urgent();
     }
     if (nf == 1) {
         /* It was full, on no list.  One free pool is the smallest count

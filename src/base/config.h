@@ -99,8 +99,16 @@
  * checks the twins alike, without a branch: pool/tail.h); the medium
  * classes follow at SOMA_SMALL_CLASSES.  Outside soma (statistics,
  * diagnoses, soma.h) a class is CPython's: soma__sizeclass_public.
+ * `cmake -DSOMA_SMALL_TAILS=OFF` (SOMA_SMALL_TAIL 0) builds a hardened soma
+ * without them: CPython's 32 small classes, no small head, the medium
+ * tails kept (docs/BENCHMARKS.md, "Hardening", weighs the two).
  */
+#if !defined(SOMA_SMALL_TAIL) || !SOMA_MEDIUM_TAIL
+#undef SOMA_SMALL_TAIL
 #define SOMA_SMALL_TAIL (SOMA_MEDIUM_TAIL ? 8 : 0)
+#elif SOMA_SMALL_TAIL != 0
+#error "SOMA_SMALL_TAIL may only be set to 0 (cmake -DSOMA_SMALL_TAILS=OFF)"
+#endif
 #define SOMA_SMALL_TWINS (SOMA_SMALL_TAIL ? 2 : 1)
 #define SOMA_SMALL_CLASSES (SOMA_NUM_CLASSES * SOMA_SMALL_TWINS) /* internal small classes */
 #define SOMA_SMALL_CLASS_SHIFT (SOMA_ALIGNMENT_SHIFT - (SOMA_SMALL_TWINS - 1))

@@ -237,6 +237,7 @@ soma__tail_fatal_small(const char *fn, const pool_t *pool, const void *b, int ow
 static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, const void *b,
                                               const char *fn, int owner)
 {
+#if SOMA_SMALL_TAIL
     /* a tailed twin's head (c even), word -1; a plain one's first word,
      * word 0: its own, which the push writes next (the word before a plain
      * block is its neighbour's, which another thread may be writing) */
@@ -245,6 +246,9 @@ static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, cons
     /* the difference, masked away for a plain twin */
     if (SOMA_UNLIKELY(((w ^ soma__tail_small_tag(b)) & ((uint64_t)odd - 1)) != 0))
         soma__tail_fatal_small(fn, pool, b, owner);
+#else
+    (void)pool, (void)c, (void)b, (void)fn, (void)owner; /* no small block has a head */
+#endif
 }
 
 /* A small block's free that the fast path left out (another thread's, or

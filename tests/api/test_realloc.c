@@ -48,14 +48,14 @@ static size_t diff(const void *p, size_t n, unsigned seed)
 }
 
 /* What a small block made for n bytes holds: its class's size, less the 8
- * bytes of a tail when the request leaves them (a hardened build: soma.h,
- * soma_usable_size). */
+ * bytes of a tail when the request leaves them (a hardened build with small
+ * tails, classes.h: soma.h, soma_usable_size). */
 static size_t holds(size_t n)
 {
     soma_stats st;
     soma_stats_get(&st);
     size_t size = (n + 15) / 16 * 16;
-    return size - (st.medium_tail != 0 && (n - 1) / 8 % 2 == 0 ? 8 : 0);
+    return size - (st.medium_tail != 0 && SOMA_TEST_SMALL_TAILS && (n - 1) / 8 % 2 == 0 ? 8 : 0);
 }
 
 static long in_use(const soma_stats *s, unsigned c)

@@ -51,6 +51,9 @@ static size_t classes_nmedium;
 static size_t classes_medium_max = SOMA_SMALL_THRESHOLD; /* the largest request */
 static size_t classes_tail;
 static size_t classes_small_tail; /* 8 with tails, else 0 */
+#ifndef SOMA_TEST_SMALL_TAILS /* as test.h */
+#define SOMA_TEST_SMALL_TAILS 1
+#endif
 
 /* The medium classes of pools of pool_size bytes, blocks with a tail of
  * `tail` bytes.  0, or -1 when there would be more than
@@ -61,7 +64,8 @@ static inline int classes_init(size_t pool_size, size_t tail)
     classes_nmedium = 0;
     classes_medium_max = SOMA_SMALL_THRESHOLD;
     classes_tail = tail;
-    classes_small_tail = tail ? 8 : 0;
+    /* small tails come with the medium ones, unless the build left them out */
+    classes_small_tail = tail && SOMA_TEST_SMALL_TAILS ? 8 : 0;
     for (size_t k = room / SOMA_SMALL_THRESHOLD; k >= 2; k--) {
         size_t size = (room / k) & ~(size_t)15;
         if (size <= SOMA_SMALL_THRESHOLD ||

@@ -203,8 +203,14 @@ def main():
     args = ap.parse_args()
     reps = 1 if args.quick else args.reps
     if args.against:
-        allocs = [(name, os.path.abspath(path))
-                  for name, _, path in (a.partition("=") for a in args.against)]
+        allocs = []
+        for a in args.against:
+            name, eq, path = a.partition("=")
+            if not eq or not name or not path or name in ("soma", "pymalloc") or \
+                    name in (n for n, _ in allocs):
+                sys.exit(f"suite.py: --against {a}: NAME=PATH, a name of its own "
+                         "(not soma or pymalloc)")
+            allocs.append((name, os.path.abspath(path)))
         allocs.append(("soma", os.path.abspath(args.soma)))
     else:
         allocs = allocators(os.path.abspath(args.soma))
@@ -265,19 +271,21 @@ def best_peer(d, peers):
 
 def report(rows, names, peers):
     cols = names + (["pymalloc"] if any("pymalloc" in r[2] for r in rows) else [])
+    width = {n: max(10, len(n) + 1) for n in cols}  # --against's names may be long
+    base = "glibc" if "glibc" in names else names[0]
+    lw = max(15, len("geomean/" + base) + 1)
     for title, idx, fmt in (("time (seconds, or the program's own time for larson and xmalloc-test)",
                              2, "%9.3f"),
                             ("peak RSS (MiB)", 3, "%9.1f")):
         print(f"\n## {title}; soma / best peer")
-        print(f"{'workload':15}" + "".join(f"{n:>10}" for n in cols) + f"{'soma/best':>11}  best")
+        print("workload".ljust(lw) + "".join(n.rjust(width[n]) for n in cols) + f"{'soma/best':>11}  best")
         for w, _, *ds in rows:
             d = ds[idx - 2]
             b = best_peer(d, peers)
-            cells = "".join(" " + (fmt % d[n] if n in d else f"{'-':>9}") for n in cols)
-            print(f"{w:15}{cells}{d['soma'] / d[b]:11.2f}  {b}")
+            cells = "".join((fmt % d[n] if n in d else "-").rjust(width[n]) for n in cols)
+            print(f"{w.ljust(lw)}{cells}{d['soma'] / d[b]:11.2f}  {b}")
         # geometric means against glibc (or --against's build): every row,
         # and the field's suite only
-        base = "glibc" if "glibc" in names else names[0]
         for label, sel in (("geomean/" + base, lambda g: True),
                            ("  mb+programs", lambda g: g in ("mb", "program")),
                            ("  soma's own", lambda g: g == "soma")):
@@ -286,8 +294,8 @@ def report(rows, names, peers):
                 continue
             gm = {n: geomean([r[idx][n] / r[idx][base] for r in chosen]) for n in names}
             b = min(peers, key=lambda n: gm[n])
-            print(f"{label:15}" + "".join(f" {gm[n]:9.3f}" for n in names)
-                  + (f" {'-':>9}" if len(cols) > len(names) else "")
+            print(label.ljust(lw) + "".join(f"{gm[n]:9.3f}".rjust(width[n]) for n in names)
+                  + ("-".rjust(width["pymalloc"]) if len(cols) > len(names) else "")
                   + f"{gm['soma'] / gm[b]:11.2f}  {b}  ({len(chosen)} workloads)")
 
 

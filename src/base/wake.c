@@ -95,9 +95,12 @@ void soma__wake_want(int (*start)(void), int (*worth_it)(void))
 {
     starter = start;
     worth = worth_it;
-    /* not before a decay period has run (soma__wake_start) */
+    /* not before a decay period has run (soma__wake_start), unless
+     * something was urgent already */
     atomic_store_explicit(&soma__wake_due_ms,
-                          soma__process_start_ms() + (uint64_t)soma__options.decay_ms,
+                          atomic_load_explicit(&soma__wake_urgent, memory_order_relaxed)
+                              ? 0
+                              : soma__process_start_ms() + (uint64_t)soma__options.decay_ms,
                           memory_order_relaxed);
     atomic_store_explicit(&soma__wake_state, SOMA_WAKE_WANTED, memory_order_release);
 }

@@ -11,10 +11,11 @@
  *       check and a table load); if its pool's owner is the calling
  *       thread's heap and p starts a block, push it back (soma__pool_push),
  *       a tailed small block once its head is checked (pool/tail.h).
- *       Anything else (another thread's block, an explicit heap's, a
- *       pointer that is no block, debug mode, a medium block with a tail,
- *       a tailed small pool's last block)
- *       goes to soma__malloc_free_other or, outside soma's arenas,
+ *       With tails, the owner's other frees (a medium block, a tailed
+ *       small pool's last block, a pointer that is no block, debug mode)
+ *       go to soma__malloc_free_owner; anything else (another thread's
+ *       block, an explicit heap's, and every such free without tails) to
+ *       soma__malloc_free_other; outside soma's arenas, to
  *       soma__malloc_free_foreign.
  *
  * Both paths take no lock, make no system call and count nothing; their
@@ -86,7 +87,7 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
     uint32_t product = soma__pool_start_product(pool, p, (uint32_t)soma__options_gate.min_offset);
     int starts = product < pool->recip_fast;
 #else
-    uint32_t product = 0; /* (free_other has no use for it here) */
+    uint32_t product = 0; /* (unused without tails) */
     /* Unhardened (link.h): the pool header alone is excluded here, and a
      * pointer into a block is pushed as if it started one. */
     int starts = ((uintptr_t)p & SOMA_POOL_MASK) >= soma__options_gate.min_offset;
@@ -110,7 +111,8 @@ static inline __attribute__((always_inline)) void soma__fastpath_free_small(pool
         return;
     }
 #endif
-    soma__malloc_free_other(pool, p, product);
+    (void)product;
+    soma__malloc_free_other(pool, p);
 }
 
 static inline void soma__fastpath_free(void *p)

@@ -342,9 +342,8 @@ __attribute__((noinline, cold)) void soma__malloc_free_foreign(void *p)
 /* A free of a block in soma's arenas that the fast path did not take:
  * debug mode (the gate sends every free here), or the pool layer's cases
  * (another thread's block, an explicit heap's, no block). */
-void soma__malloc_free_other(pool_t *pool, void *p, uint32_t product)
+void soma__malloc_free_other(pool_t *pool, void *p)
 {
-    (void)product;
     if (SOMA_UNLIKELY(soma__options.debug)) {
         soma__debug_free(p);
         return;
@@ -367,8 +366,10 @@ void soma__malloc_free_owner(pool_t *pool, void *p, uint32_t product)
             free_small_last(pool, p);
         return;
     }
+#else
+    (void)product;
 #endif
-    soma__malloc_free_other(pool, p, product);
+    soma__malloc_free_other(pool, p);
 }
 
 void soma_free(void *p)

@@ -31,14 +31,15 @@
 /* ---- malloc.c ---- */
 /* The fast paths' miss (fastpath.h): no used pool of class c in heap. */
 SOMA_INTERNAL void *soma__malloc_slow(heap_t *heap, unsigned c);
-/* A free the owner's fast path did not take (fastpath.h).  product: the
+/* A free the fast path did not take (fastpath.h): debug mode, or the pool
+ * layer's cases (another thread's block, an explicit heap's, no block). */
+SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p);
+/* The same for a block of the calling thread's heap, with tails (the
+ * fast path compared the owner): a medium block or a tailed small pool's
+ * last, checked out of line; else soma__malloc_free_other.  product: the
  * fast path's soma__pool_start_product(pool, p, the gate's min_offset),
  * whence, outside debug mode, whether p starts a block of the pool's
  * class (soma__pool_starts_block) is one compare more. */
-SOMA_INTERNAL void soma__malloc_free_other(pool_t *pool, void *p, uint32_t product);
-/* The same for a block of the calling thread's heap, with tails (the
- * fast path compared the owner): a medium block or a tailed small pool's
- * last, checked out of line; else soma__malloc_free_other. */
 SOMA_INTERNAL void soma__malloc_free_owner(pool_t *pool, void *p, uint32_t product);
 
 /* ---- malloc.c: checked copies (runtime/copy.c interposes the C library's

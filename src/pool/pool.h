@@ -254,7 +254,7 @@ static inline int soma__pool_starts_block(const pool_t *pool, const void *p, uin
     return (uint32_t)(x * pool->recip_mul) <= bound;
 }
 /* The free fast path's form of the same, from the pool's line alone: also
- * false for every block the fast path leaves to soma__malloc_free_other
+ * false for every block the fast path leaves to soma__malloc_free_owner
  * (a medium pool's, with tails; a tailed small pool's last: recip_fast). */
 static inline uint32_t soma__pool_start_product(const pool_t *pool, const void *p, uint32_t origin)
 {

@@ -257,8 +257,12 @@ static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, cons
 static inline void soma__tail_small_check_out(const pool_t *pool, const void *b, const char *fn,
                                               int owner)
 {
+#if SOMA_SMALL_TAIL
     soma__tail_small_check_any(pool, pool->szidx, b, fn, owner);
     soma__tail_small_check_last(pool, b, fn);
+#else
+    (void)pool, (void)b, (void)fn, (void)owner; /* no small block has a head */
+#endif
 }
 
 /* soma__tail_check_n, out of line, for any thread (another thread's

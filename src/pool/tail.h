@@ -173,14 +173,9 @@ static inline uint64_t *soma__tail_small_head(const void *b)
 {
     return (uint64_t *)b - 1;
 }
-/* b is carved, or its pool put to work: its head holds its tag. */
-static inline void soma__tail_small_set(void *b)
-{
-    __atomic_store_n(soma__tail_small_head(b), soma__tail_small_tag(b), __ATOMIC_RELAXED);
-}
-/* The same for the blocks from b up to end (their starts), size bytes
- * apart: carve's, the secret read once (a store could be one to it, for
- * the compiler). */
+/* The blocks from b up to end (their starts), size bytes apart, are
+ * carved: their heads hold their tags.  The secret is read once (a store
+ * could be one to it, for the compiler). */
 static inline void soma__tail_small_set_run(uintptr_t b, uintptr_t end, size_t size)
 {
     uint64_t key = soma__small_tail_key, high = soma__check_high;
@@ -210,9 +205,13 @@ soma__tail_fatal_small_next(const char *fn, const pool_t *pool, const void *b);
  * starts a block, so a compare more), and its last 8 bytes are checked. */
 static inline void soma__tail_small_check_last(const pool_t *pool, const void *b, const char *fn)
 {
+#if SOMA_SMALL_TAIL
     if (SOMA_UNLIKELY(!soma__pool_fast_starts(pool, b, SOMA_POOL_OVERHEAD)) &&
         !soma__tail_small_ok((const char *)b + soma__sizeclass_size(pool->szidx)))
         soma__tail_fatal_small_next(fn, pool, b);
+#else
+    (void)pool, (void)b, (void)fn; /* no small block has a head */
+#endif
 }
 static inline void soma__tail_small_check_next(const pool_t *pool, const void *b, const char *fn)
 {
@@ -257,12 +256,8 @@ static inline void soma__tail_small_check_any(const pool_t *pool, size_t c, cons
 static inline void soma__tail_small_check_out(const pool_t *pool, const void *b, const char *fn,
                                               int owner)
 {
-#if SOMA_SMALL_TAIL
     soma__tail_small_check_any(pool, pool->szidx, b, fn, owner);
     soma__tail_small_check_last(pool, b, fn);
-#else
-    (void)pool, (void)b, (void)fn, (void)owner; /* no small block has a head */
-#endif
 }
 
 /* soma__tail_check_n, out of line, for any thread (another thread's

@@ -51,9 +51,9 @@ static size_t classes_nmedium;
 static size_t classes_medium_max = SOMA_SMALL_THRESHOLD; /* the largest request */
 static size_t classes_tail;
 static size_t classes_small_tail; /* 8 with tails, else 0 */
-#ifndef SOMA_TEST_SMALL_TAILS /* as test.h */
-#define SOMA_TEST_SMALL_TAILS 1
-#endif
+/* SOMA_TEST_SMALL_TAILS: whether a hardened build gives small blocks heads
+ * (cmake's SOMA_SMALL_TAILS, which tests/CMakeLists.txt passes to every
+ * test, and CMakeLists.txt to the fuzzer) */
 
 /* The medium classes of pools of pool_size bytes, blocks with a tail of
  * `tail` bytes.  0, or -1 when there would be more than

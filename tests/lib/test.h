@@ -23,12 +23,6 @@
 #ifndef SOMA_TEST_H
 #define SOMA_TEST_H
 
-/* Whether a hardened build gives small blocks heads (cmake's
- * SOMA_SMALL_TAILS, passed by tests/CMakeLists.txt). */
-#ifndef SOMA_TEST_SMALL_TAILS
-#define SOMA_TEST_SMALL_TAILS 1
-#endif
-
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>

@@ -54,6 +54,48 @@ need() {
     echo "SKIPPED: $cmd not available ($*)"; skipped=$((skipped + 1)); return 1
 }
 
+# A program that hangs must fail this test with a diagnosis, not leave it
+# to ctest's timeout with nothing said: each `soma run` below is watched
+# for LIMIT seconds (SOMA_TEST_PROGRAM_LIMIT, 400 by default: the slowest,
+# python3 -m test in guard mode, takes about 100); past it, every process
+# under this script is shown (state, kernel wait, threads' stacks through
+# gdb when it can be had) and killed, and the check of that program fails.
+limit=${SOMA_TEST_PROGRAM_LIMIT:-400}
+descendants() { # PID: every process under PID
+    local c
+    for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done
+}
+show_hang() { # WATCHDOG: shows and kills everything under this script but it
+    local p pids=
+    for p in $(descendants $$); do
+        [ "$p" = "$1" ] || [ "$(ps -o ppid= -p "$p" | tr -d ' ')" = "$1" ] || pids="$pids $p"
+    done
+    echo "HANG: a program of mode $mode still runs after ${limit}s:"
+    ps -o pid,ppid,stat,etime,wchan:24,args -p "$(echo $pids | tr ' ' ',')" | cut -c1-200
+    command -v gdb >/dev/null || need /usr/bin/gdb gdb >/dev/null
+    for p in $pids; do
+        case "$(cat /proc/$p/comm 2>/dev/null)" in ''|bash|sh|dash|sleep|tee|tr) continue ;; esac
+        echo "--- pid $p: $(tr '\0\n' '  ' < /proc/$p/cmdline | cut -c1-160)"
+        if command -v gdb >/dev/null; then
+            timeout 60 gdb -p "$p" -batch -nx -ex 'thread apply all bt 30' 2>&1 |
+                grep -e '^Thread' -e '^#' | head -150
+        else
+            for t in /proc/$p/task/*; do
+                echo "  thread ${t##*/}: $(cat $t/wchan 2>/dev/null), syscall $(cut -d' ' -f1 $t/syscall 2>/dev/null)"
+            done
+        fi
+    done
+    kill -9 $pids 2>/dev/null
+}
+exec 3>&1 # the test's own output, also from inside $(...)
+watched() { # CMD...: runs CMD, watched for $limit seconds
+    ( sleep "$limit" & wait $! && show_hang $BASHPID ) >&3 2>&1 &
+    local watchdog=$! rc
+    "$@"; rc=$?
+    pkill -P $watchdog sleep 2>/dev/null; wait $watchdog 2>/dev/null
+    return $rc
+}
+
 # served REPORT 'COMMAND REGEX': the report has a dump for a process whose
 # command line matches, and that dump counts at least one arena
 served() {
@@ -79,14 +121,14 @@ blob = json.dumps(table); back = json.loads(blob)
 del nodes[100000:]
 print(depth(nodes[0]), len(words), len(blob), sum(v[1] for v in back.values()))'
     want=$($py -c "$script")
-    got=$("$soma" run --output "$tmp/py.report" -- $py -c "$script" 2>"$tmp/py.err"); rc=$?
+    got=$(watched "$soma" run --output "$tmp/py.report" -- $py -c "$script" 2>"$tmp/py.err"); rc=$?
     check "[ $rc -eq 0 ] && [ '$got' = '$want' ]" "python3 script: status $rc, printed '$got', expected '$want'"
     check "served $tmp/py.report '[^ ]*python3'" "python3's report shows no arena: $(head -3 $tmp/py.report)"
     arenas=$(awk -F= '/^# arenas highwater mark/ {gsub(/[ ,]/, "", $2); print $2; exit}' "$tmp/py.report")
     check "[ ${arenas:-0} -ge 20 ]" "python3's object-heavy run reached only ${arenas:-0} arenas"
 
     if need /usr/lib/python3.11/test/test_dict.py libpython3.11-testsuite; then
-        out=$("$soma" run --output "$tmp/pytest.report" -- $py -m test test_dict test_list \
+        out=$(watched "$soma" run --output "$tmp/pytest.report" -- $py -m test test_dict test_list \
               test_set test_unicode test_json test_threading 2>&1)
         rc=$?
         printf '%s\n' "$out" > "$tmp/pytest.err"
@@ -107,7 +149,7 @@ update t set v = v * 2 where g < 50;
 delete from t where g = 99;
 select count(*), sum(v) from t;
 select g, count(*) from t group by g order by g limit 2;"
-    got=$(printf '%s\n' "$sql" | "$soma" run --output "$tmp/sq.report" -- sqlite3 "$tmp/db.sqlite" \
+    got=$(printf '%s\n' "$sql" | watched "$soma" run --output "$tmp/sq.report" -- sqlite3 "$tmp/db.sqlite" \
           2>"$tmp/sq.err"); rc=$?
     check "[ $rc -eq 0 ]" "sqlite3 ended with status $rc"
     # 1..200000: sum 20000100000; names up to "name-200000" (11 bytes).  After the
@@ -125,7 +167,7 @@ fi
 
 if need /usr/bin/redis-server redis-server && need /usr/bin/redis-benchmark redis-tools; then
     port=$((20000 + $$ % 20000))
-    "$soma" run --output "$tmp/redis.report" -- redis-server --port $port --bind 127.0.0.1 \
+    watched "$soma" run --output "$tmp/redis.report" -- redis-server --port $port --bind 127.0.0.1 \
         --save "" --appendonly no --daemonize no > "$tmp/redis.log" 2>&1 &
     redis_pid=$!
     for _ in $(seq 50); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
@@ -157,7 +199,7 @@ git fsck --no-progress 2>&1 | wc -l
 git checkout -q HEAD~19; ls | wc -l; git checkout -q -
 git gc -q; git count-objects -v | grep -c '^in-pack: [1-9]'
 GIT
-    got=$("$soma" run --output "$tmp/git.report" -- sh "$tmp/git.sh" 2>&1 | tee "$tmp/git.err" | tr '\n' ' ')
+    got=$(watched "$soma" run --output "$tmp/git.report" -- sh "$tmp/git.sh" 2>&1 | tee "$tmp/git.err" | tr '\n' ' ')
     check "[ \"\$got\" = '20 300 0 15 1 ' ]" "git sequence printed '$got', expected '20 300 0 15 1 '"
     check "served $tmp/git.report 'git (commit|add|log)'" "git: no report of soma serving it"
 fi
@@ -168,7 +210,7 @@ if need /usr/bin/gcc gcc; then
 #include <stdlib.h>
 int main(void) { long s = 0; for (long i = 1; i <= 1000; i++) s += i * i; printf("%ld\n", s); return 0; }
 C
-    "$soma" run --output "$tmp/gcc.report" -- gcc -O2 -o "$tmp/hello" "$tmp/hello.c" 2>"$tmp/gcc.err"; rc=$?
+    watched "$soma" run --output "$tmp/gcc.report" -- gcc -O2 -o "$tmp/hello" "$tmp/hello.c" 2>"$tmp/gcc.err"; rc=$?
     check "[ $rc -eq 0 ] && [ \"\$($tmp/hello)\" = 333833500 ]" "gcc under soma: status $rc, or a wrong program"
     check "served $tmp/gcc.report '[^ ]*cc1 '" "gcc: cc1 has no report of soma serving it"
     check "served $tmp/gcc.report 'gcc '" "gcc: the driver has no report"

@@ -37,7 +37,9 @@ fail=0; pass=0; skipped=0
 ok()  { pass=$((pass + 1)); }
 bad() { echo "FAILED: $*"; fail=$((fail + 1)); }
 check() { if eval "$1"; then ok; else bad "$2"; fi; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"; [ -n "${redis_pid:-}" ] && kill $redis_pid 2>/dev/null' EXIT
+# redis_pid runs `watched`: its soma run, redis-server and watchdog go with it
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; [ -n "${redis_pid:-}" ] && kill $(descendants $redis_pid) $redis_pid 2>/dev/null' EXIT
 
 # need CMD PACKAGE...: 0 if CMD is there (installing the packages if we can)
 need() {
@@ -48,7 +50,7 @@ need() {
         # the modes run in parallel: a second apt waits for the lock
         (export DEBIAN_FRONTEND=noninteractive; lock="-o DPkg::Lock::Timeout=600"
          apt-get $lock update -q && apt-get $lock install -y -q "$@") \
-            > "$tmp/apt.log" 2>&1 || tail -5 "$tmp/apt.log"
+            > "$tmp/apt.log" 2>&1 3>&- || tail -5 "$tmp/apt.log"
     fi
     [ -e "$cmd" ] && return 0
     echo "SKIPPED: $cmd not available ($*)"; skipped=$((skipped + 1)); return 1
@@ -61,16 +63,18 @@ need() {
 # under this script is shown (state, kernel wait, threads' stacks through
 # gdb when it can be had) and killed, and the check of that program fails.
 limit=${SOMA_TEST_PROGRAM_LIMIT:-400}
-descendants() { # PID: every process under PID
+descendants() { # PID [SKIP]: every process under PID, but SKIP and those under it
     local c
-    for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done
+    for c in $(pgrep -P "$1"); do
+        [ "$c" = "${2:-}" ] && continue
+        echo "$c"; descendants "$c" "${2:-}"
+    done
 }
 show_hang() { # WATCHDOG: shows and kills everything under this script but it
     local p pids=
-    for p in $(descendants $$); do
-        [ "$p" = "$1" ] || [ "$(ps -o ppid= -p "$p" | tr -d ' ')" = "$1" ] || pids="$pids $p"
-    done
+    for p in $(descendants $$ "$1"); do [ -d "/proc/$p" ] && pids="$pids $p"; done
     echo "HANG: a program of mode $mode still runs after ${limit}s:"
+    [ -n "$pids" ] || { echo "  (nothing left running)"; return; }
     ps -o pid,ppid,stat,etime,wchan:24,args -p "$(echo $pids | tr ' ' ',')" | cut -c1-200
     command -v gdb >/dev/null || need /usr/bin/gdb gdb >/dev/null
     for p in $pids; do
@@ -78,7 +82,7 @@ show_hang() { # WATCHDOG: shows and kills everything under this script but it
         echo "--- pid $p: $(tr '\0\n' '  ' < /proc/$p/cmdline | cut -c1-160)"
         if command -v gdb >/dev/null; then
             timeout 60 gdb -p "$p" -batch -nx -ex 'thread apply all bt 30' 2>&1 |
-                grep -e '^Thread' -e '^#' | head -150
+                grep -e '^Thread' -e '^#' -e 'ptrace' -e 'attach' | head -150
         else
             for t in /proc/$p/task/*; do
                 echo "  thread ${t##*/}: $(cat $t/wchan 2>/dev/null), syscall $(cut -d' ' -f1 $t/syscall 2>/dev/null)"
@@ -87,12 +91,16 @@ show_hang() { # WATCHDOG: shows and kills everything under this script but it
     done
     kill -9 $pids 2>/dev/null
 }
-exec 3>&1 # the test's own output, also from inside $(...)
+exec 3>&1 # the test's own output, also from inside $(...); no program inherits it
 watched() { # CMD...: runs CMD, watched for $limit seconds
-    ( sleep "$limit" & wait $! && show_hang $BASHPID ) >&3 2>&1 &
+    # the sleep holds none of the test's pipes: should it outlive its
+    # watchdog (killed before it could be), it keeps nothing waiting
+    ( sleep "$limit" >/dev/null 2>&1 3>&- & wait $! && show_hang $BASHPID ) >&3 2>&1 &
     local watchdog=$! rc
-    "$@"; rc=$?
-    pkill -P $watchdog sleep 2>/dev/null; wait $watchdog 2>/dev/null
+    "$@" 3>&-; rc=$?
+    # the sleep, or the watchdog itself if it has not started it yet
+    pkill -P $watchdog -x sleep 2>/dev/null; kill $watchdog 2>/dev/null
+    wait $watchdog 2>/dev/null
     return $rc
 }
 

@@ -80,14 +80,15 @@ show_hang() { # WATCHDOG: shows and kills everything under this script but it
     for p in $pids; do
         case "$(cat /proc/$p/comm 2>/dev/null)" in ''|bash|sh|dash|sleep|tee|tr) continue ;; esac
         echo "--- pid $p: $(tr '\0\n' '  ' < /proc/$p/cmdline | cut -c1-160)"
-        if command -v gdb >/dev/null; then
+        # what the kernel says of each thread (where gdb cannot attach,
+        # all there is), then its stack
+        for t in /proc/$p/task/*; do
+            echo "  thread ${t##*/} ($(cat $t/comm 2>/dev/null)): waits in $(cat $t/wchan 2>/dev/null)," \
+                 "system call $(cut -d' ' -f1 $t/syscall 2>/dev/null)"
+        done
+        command -v gdb >/dev/null &&
             timeout 60 gdb -p "$p" -batch -nx -ex 'thread apply all bt 30' 2>&1 |
                 grep -e '^Thread' -e '^#' -e 'ptrace' -e 'attach' | head -150
-        else
-            for t in /proc/$p/task/*; do
-                echo "  thread ${t##*/}: $(cat $t/wchan 2>/dev/null), syscall $(cut -d' ' -f1 $t/syscall 2>/dev/null)"
-            done
-        fi
     done
     kill -9 $pids 2>/dev/null
 }

@@ -340,6 +340,9 @@ static void finish(text_t *t)
 
 static void lock(void)
 {
+    /* Its first call looks glibc's allocator up (the override's dlsym,
+     * under the loader's lock): before ours, never under it (os.h). */
+    soma__sys_resolve();
     soma__heap_debug_lock();
     depth++;
 }
@@ -425,38 +428,64 @@ static long large_pad(const unsigned char *b, size_t total)
 enum { FOUND, FOREIGN, BAD };
 
 #ifdef SOMA_OVERRIDE
+/* Where a pointer outside soma's arenas lies, asked before debug mode's
+ * lock is taken (place_of): naming a loaded object takes the dynamic
+ * loader's lock, which a thread inside dlopen or dlclose holds while it
+ * allocates or frees, that is while it waits for ours. */
+typedef struct {
+    int on_stack;  /* on this thread's stack */
+    int in_object; /* in a loaded object's code or data: info says which */
+    Dl_info info;
+} place_t;
+
+static void place_of(const void *p, place_t *pl)
+{
+    char here;
+    uintptr_t u = (uintptr_t)p, sp = (uintptr_t)&here;
+    pl->on_stack = u >= sp && u - sp < ((uintptr_t)8 << 20);
+    pl->in_object = !pl->on_stack && !soma__region_holds(p) &&
+                    dladdr(p, &pl->info) != 0 && pl->info.dli_fname != NULL;
+}
+
 /* p is no block soma made: is it plainly no heap block at all (on this
  * thread's stack, or in a loaded object's code or data)?  1: said so in
  * t.  0: it may be one the system allocator made without soma (a library
  * opened with RTLD_DEEPBIND, a dlmopen namespace, a block soma failed to
  * record), which stays the system allocator's business. */
-static int not_a_heap_block(text_t *t, const char *fn, const void *p)
+static int not_a_heap_block(text_t *t, const char *fn, const void *p, const place_t *pl)
 {
-    char here;
-    Dl_info info;
-    uintptr_t u = (uintptr_t)p, sp = (uintptr_t)&here;
-    if (u >= sp && u - sp < ((uintptr_t)8 << 20)) {
+    if (pl->on_stack) {
         start(t, fn, p, "not a heap block: the address lies on this thread's stack (a local "
                         "variable's, or alloca's)");
         return 1;
     }
-    if (dladdr(p, &info) != 0 && info.dli_fname != NULL) {
+    if (pl->in_object) {
         start(t, fn, p, "not a heap block: the address lies in the code or static data of ");
-        add(t, "%s", info.dli_fname);
-        if (info.dli_sname != NULL && info.dli_saddr != NULL)
-            add(t, " (%zu bytes into %s)", (size_t)(u - (uintptr_t)info.dli_saddr),
-                info.dli_sname);
+        add(t, "%s", pl->info.dli_fname);
+        if (pl->info.dli_sname != NULL && pl->info.dli_saddr != NULL)
+            add(t, " (%zu bytes into %s)", (size_t)((uintptr_t)p - (uintptr_t)pl->info.dli_saddr),
+                pl->info.dli_sname);
         return 1;
     }
     return 0;
+}
+#else
+typedef int place_t; /* the library leaves foreign pointers to the system allocator */
+static void place_of(const void *p, place_t *pl)
+{
+    (void)p;
+    *pl = 0;
 }
 #endif
 
 /* Which block p is.  FOREIGN: not in soma's range and not a large block of
  * soma's (the system allocator's business, as without debug mode).  BAD:
  * reported; the caller must leave it alone. */
-static int locate(const void *p, blk_t *out, const char *fn)
+static int locate(const void *p, blk_t *out, const char *fn, const place_t *pl)
 {
+#ifndef SOMA_OVERRIDE
+    (void)pl;
+#endif
     text_t t;
     uintptr_t u = (uintptr_t)p;
     arena_t *a = soma__region_arena(p);
@@ -538,7 +567,7 @@ static int locate(const void *p, blk_t *out, const char *fn)
              * is said so here, rather than in the system allocator's
              * words. */
             size_t sys;
-            if (!soma__large_lookup(p, &sys) && not_a_heap_block(&t, fn, p)) {
+            if (!soma__large_lookup(p, &sys) && not_a_heap_block(&t, fn, p, pl)) {
                 finish(&t);
                 return BAD;
             }
@@ -820,9 +849,11 @@ void soma__debug_free(void *p)
         soma__guard_free(p, FN("soma_free", "free"));
         return;
     }
+    place_t pl;
+    place_of(p, &pl); /* before the lock */
     lock();
     blk_t b;
-    int where = locate(p, &b, FN("soma_free", "free"));
+    int where = locate(p, &b, FN("soma_free", "free"), &pl);
     if (where == FOUND && check_live(&b, FN("soma_free", "free")))
         retire(&b);
     unlock();
@@ -852,9 +883,11 @@ SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     }
     here_t here;
     take_here(&here, api);
+    place_t pl;
+    place_of(p, &pl); /* before the lock */
     lock();
     blk_t b;
-    int where = locate(p, &b, fn);
+    int where = locate(p, &b, fn, &pl);
     void *q = NULL;
     if (where == FOUND && check_live(&b, fn)) {
         /* Always a new block, so that a stale pointer to the old one meets
@@ -881,9 +914,11 @@ size_t soma__debug_usable_size(const void *p)
     size_t had;
     if (soma__guard_holds(p))
         return soma__guard_live(p, fn, &had) ? had : 0;
+    place_t pl;
+    place_of(p, &pl); /* before the lock */
     lock();
     blk_t b;
-    int where = locate(p, &b, fn);
+    int where = locate(p, &b, fn, &pl);
     size_t n = where == FOUND && check_live(&b, fn) ? b.h->size : 0;
     unlock();
     return where == FOREIGN ? soma__large_usable_size(p) : n;

@@ -32,6 +32,12 @@ SOMA_INTERNAL void *soma__sys_realloc(void *p, size_t size);
 SOMA_INTERNAL void soma__sys_free(void *p);
 SOMA_INTERNAL size_t soma__sys_usable_size(const void *p);
 SOMA_INTERNAL void *soma__sys_aligned_alloc(size_t alignment, size_t size);
+/* Looks the system allocator up now (the override: dlsym, which takes the
+ * dynamic loader's lock) if it is not known yet; a caller about to take a
+ * lock under which it may need the system allocator calls this first, so
+ * that the lookup never waits for the loader while holding it (a thread
+ * inside dlopen holds the loader's lock while it allocates).  */
+SOMA_INTERNAL void soma__sys_resolve(void);
 #ifdef SOMA_OVERRIDE
 #include <malloc.h>
 #include <stdio.h>

@@ -51,6 +51,11 @@ void *soma__sys_aligned_alloc(size_t alignment, size_t size)
     return p;
 }
 
+void soma__sys_resolve(void)
+{
+    /* (nothing to look up: malloc & co. are the C library's) */
+}
+
 #else /* SOMA_OVERRIDE */
 
 #include <dlfcn.h>
@@ -124,6 +129,11 @@ static int ready(void)
         soma__fatal("cannot find the C library's malloc (dlsym RTLD_NEXT failed)");
     atomic_store_explicit(&resolved, 1, memory_order_release);
     return 1;
+}
+
+void soma__sys_resolve(void)
+{
+    (void)ready();
 }
 
 void *soma__sys_malloc(size_t size)

@@ -146,6 +146,28 @@ __attribute__((noinline)) void *leaky_grow(void *p, size_t n)
 }
 static void *volatile kept[16];
 
+#ifdef DEBUG_MISUSE_LIBC
+/* Exported (-rdynamic): a diagnosis names it. */
+char misuse_global[64];
+static atomic_int stop_opening, opened;
+/* dlopen and dlclose of a library that allocates in its constructor, over
+ * and over: the dynamic loader holds its lock while it allocates. */
+static void *opener_thread(void *arg)
+{
+    while (!atomic_load(&stop_opening)) {
+        void *h = dlopen((const char *)arg, RTLD_NOW);
+        if (h == NULL) {
+            fprintf(stderr, "debug_misuse: dlopen: %s\n", dlerror());
+            exit(1);
+        }
+        dlclose(h);
+        atomic_fetch_add(&opened, 1);
+        usleep(20); /* lets the loader's lock go now and then: no starving the frees */
+    }
+    return NULL;
+}
+#endif
+
 /* Freed while the process exits, before soma's check: not leaks. */
 static void *volatile freed_by_destructor, *volatile freed_by_atexit;
 __attribute__((destructor)) static void free_at_exit(void)
@@ -437,6 +459,38 @@ static int run(const char *what)
         FREE(p);
         return (int)USABLE(launder(p));
     }
+#ifdef DEBUG_MISUSE_LIBC
+    if (strcmp(what, "free-global") == 0) {
+        /* A global is no heap block: said so, with the object and symbol. */
+        fprintf(stderr, "global %p\n", (void *)misuse_global);
+        FREE(launder(misuse_global + 8));
+        return 0;
+    }
+    if (strcmp(what, "free-stack") == 0) {
+        char local[32];
+        fprintf(stderr, "local %p\n", (void *)local);
+        FREE(launder(local));
+        return 0;
+    }
+    if (strcmp(what, "free-global-dlopen") == 0) {
+        /* SOMA_DEBUG=report: the same mistake while another thread opens
+         * and closes a library (SOMA_TEST_DLLIB).  The diagnosis must not
+         * wait for the loader's lock under debug mode's: that thread holds
+         * it while it allocates, waiting for ours. */
+        pthread_t t;
+        if (pthread_create(&t, NULL, opener_thread, getenv("SOMA_TEST_DLLIB")) != 0)
+            return 1;
+        int frees = 0;
+        while (frees < 100 || atomic_load(&opened) < 100) {
+            FREE(launder(misuse_global + 8));
+            frees++;
+        }
+        atomic_store(&stop_opening, 1);
+        pthread_join(t, NULL);
+        printf("done: %d frees\n", frees);
+        return 0;
+    }
+#endif
 #ifndef DEBUG_MISUSE_LIBC
     if (strcmp(what, "check") == 0) {
         /* soma_debug_check finds the overflow of a live block at once. */

@@ -263,6 +263,35 @@ if not sanitized:
         check(p.returncode == 0 and "soma: debug" not in p.stderr,
               f"override {case}: no false alarm ({p.returncode}) {p.stderr[:2000]}")
     expect_leaks("override exit-leaks", run([misuse_libc, "exit-leaks"], pre, "leaks"), True)
+    # A free of no heap block: a global (its object and symbol named), a local.
+    aborted = (-signal.SIGABRT, 128 + signal.SIGABRT)
+    p = run([misuse_libc, "free-global"], pre, "free-global")
+    m = re.search(r"global (0x[0-9a-f]+)\n", p.stderr)
+    check(p.returncode in aborted and m is not None and re.search(
+          r"free\(" + hex(int(m.group(1), 16) + 8) + r"\): not a heap block: the address lies in "
+          r"the code or static data of \S*debug_misuse_libc \(8 bytes into misuse_global\)\n",
+          p.stderr) is not None, f"override free-global: diagnosed, object and symbol:\n{p.stderr}")
+    p = run([misuse_libc, "free-stack"], pre, "free-stack")
+    check(p.returncode in aborted and re.search(
+          r"free\(0x[0-9a-f]+\): not a heap block: the address lies on this thread's stack",
+          p.stderr) is not None, f"override free-stack: diagnosed:\n{p.stderr}")
+    # The same while another thread opens and closes a library: the
+    # diagnosis must not wait for the loader's lock under debug mode's
+    # (dladdr there was a deadlock: the loader holds its lock while it
+    # allocates and frees, in dlopen and dlclose).
+    dllib = os.environ.get("SOMA_TEST_DLLIB", "")
+    if check(os.path.exists(dllib), f"SOMA_TEST_DLLIB names the library to open ({dllib!r})"):
+        env = dict(os.environ, LD_PRELOAD=override, SOMA_DEBUG="report")
+        try:
+            p = subprocess.run([misuse_libc, "free-global-dlopen"], env=env, capture_output=True,
+                               text=True, timeout=60)
+            m = re.fullmatch(r"done: (\d+) frees\n", p.stdout)
+            check(p.returncode == 0 and m is not None and
+                  p.stderr.count("not a heap block") == int(m.group(1)),
+                  f"override free-global-dlopen: every free reported, and on (status"
+                  f" {p.returncode}, {p.stdout!r}) {p.stderr[-500:]}")
+        except subprocess.TimeoutExpired:
+            check(False, "override free-global-dlopen: still running after 60 s (a deadlock)")
     p = merged([misuse_libc, "exit-leaks"], pre)
     check(p.stdout.find("the program's last line") < p.stdout.find("soma: leaks at exit") and
           "soma: leaks at exit" in p.stdout,

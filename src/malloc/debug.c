@@ -340,8 +340,9 @@ static void finish(text_t *t)
 
 static void lock(void)
 {
-    /* Its first call looks glibc's allocator up (the override's dlsym,
-     * under the loader's lock): before ours, never under it (os.h). */
+    /* Until glibc's allocator is known (the override's dlsym, under the
+     * loader's lock), this looks it up: before ours, never under it (os.h;
+     * skipped while this thread is already looking it up). */
     soma__sys_resolve();
     soma__heap_debug_lock();
     depth++;
@@ -425,14 +426,16 @@ static long large_pad(const unsigned char *b, size_t total)
     return (long)pad;
 }
 
-enum { FOUND, FOREIGN, BAD };
+/* NEED_PLACE: locate must know where p lies (place_of, outside the lock) */
+enum { FOUND, FOREIGN, BAD, NEED_PLACE };
 
 #ifdef SOMA_OVERRIDE
-/* Where a pointer outside soma's arenas lies, asked before debug mode's
- * lock is taken (place_of): naming a loaded object takes the dynamic
- * loader's lock, which a thread inside dlopen or dlclose holds while it
- * allocates or frees, that is while it waits for ours. */
+/* Where a pointer that is no block of soma's lies, asked with debug
+ * mode's lock let go (place_of, locate_locked): naming a loaded object
+ * takes the dynamic loader's lock, which a thread inside dlopen or dlclose
+ * holds while it allocates or frees, that is while it waits for ours. */
 typedef struct {
+    int examined;  /* place_of has filled what follows */
     int on_stack;  /* on this thread's stack */
     int in_object; /* in a loaded object's code or data: info says which */
     Dl_info info;
@@ -442,6 +445,7 @@ static void place_of(const void *p, place_t *pl)
 {
     char here;
     uintptr_t u = (uintptr_t)p, sp = (uintptr_t)&here;
+    pl->examined = 1;
     pl->on_stack = u >= sp && u - sp < ((uintptr_t)8 << 20);
     pl->in_object = !pl->on_stack && !soma__region_holds(p) &&
                     dladdr(p, &pl->info) != 0 && pl->info.dli_fname != NULL;
@@ -567,9 +571,13 @@ static int locate(const void *p, blk_t *out, const char *fn, const place_t *pl)
              * is said so here, rather than in the system allocator's
              * words. */
             size_t sys;
-            if (!soma__large_lookup(p, &sys) && not_a_heap_block(&t, fn, p, pl)) {
-                finish(&t);
-                return BAD;
+            if (!soma__large_lookup(p, &sys)) {
+                if (!pl->examined)
+                    return NEED_PLACE; /* nothing said yet */
+                if (not_a_heap_block(&t, fn, p, pl)) {
+                    finish(&t);
+                    return BAD;
+                }
             }
 #endif
             return FOREIGN;
@@ -590,6 +598,24 @@ static int locate(const void *p, blk_t *out, const char *fn, const place_t *pl)
 }
 
 /* Is the block alive and whole?  0 if it must be left alone (reported). */
+/* locate, under the debug lock (the caller's), which it lets go to ask
+ * where p lies when p is none of soma's blocks: only then, since a large
+ * block's free must not wait for a dlopen.  (Held twice, by a debug call
+ * made inside another on this thread, it stays held: rare, and no worse
+ * than before.) */
+static int locate_locked(const void *p, blk_t *out, const char *fn)
+{
+    place_t pl = {0};
+    int where = locate(p, out, fn, &pl);
+    if (where == NEED_PLACE) {
+        unlock();
+        place_of(p, &pl);
+        lock();
+        where = locate(p, out, fn, &pl);
+    }
+    return where;
+}
+
 static int check_live(const blk_t *b, const char *fn)
 {
     text_t t;
@@ -849,11 +875,9 @@ void soma__debug_free(void *p)
         soma__guard_free(p, FN("soma_free", "free"));
         return;
     }
-    place_t pl;
-    place_of(p, &pl); /* before the lock */
     lock();
     blk_t b;
-    int where = locate(p, &b, FN("soma_free", "free"), &pl);
+    int where = locate_locked(p, &b, FN("soma_free", "free"));
     if (where == FOUND && check_live(&b, FN("soma_free", "free")))
         retire(&b);
     unlock();
@@ -883,11 +907,9 @@ SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     }
     here_t here;
     take_here(&here, api);
-    place_t pl;
-    place_of(p, &pl); /* before the lock */
     lock();
     blk_t b;
-    int where = locate(p, &b, fn, &pl);
+    int where = locate_locked(p, &b, fn);
     void *q = NULL;
     if (where == FOUND && check_live(&b, fn)) {
         /* Always a new block, so that a stale pointer to the old one meets
@@ -914,11 +936,9 @@ size_t soma__debug_usable_size(const void *p)
     size_t had;
     if (soma__guard_holds(p))
         return soma__guard_live(p, fn, &had) ? had : 0;
-    place_t pl;
-    place_of(p, &pl); /* before the lock */
     lock();
     blk_t b;
-    int where = locate(p, &b, fn, &pl);
+    int where = locate_locked(p, &b, fn);
     size_t n = where == FOUND && check_live(&b, fn) ? b.h->size : 0;
     unlock();
     return where == FOREIGN ? soma__large_usable_size(p) : n;

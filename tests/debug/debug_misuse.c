@@ -481,7 +481,7 @@ static int run(const char *what)
         if (pthread_create(&t, NULL, opener_thread, getenv("SOMA_TEST_DLLIB")) != 0)
             return 1;
         int frees = 0;
-        while (frees < 100 || atomic_load(&opened) < 100) {
+        while ((frees < 100 || atomic_load(&opened) < 100) && frees < 1000000) {
             FREE(launder(misuse_global + 8));
             frees++;
         }

@@ -597,7 +597,6 @@ static int locate(const void *p, blk_t *out, const char *fn, const place_t *pl)
     return FOUND;
 }
 
-/* Is the block alive and whole?  0 if it must be left alone (reported). */
 /* locate, under the debug lock (the caller's), which it lets go to ask
  * where p lies when p is none of soma's blocks: only then, since a large
  * block's free must not wait for a dlopen.  (Held twice, by a debug call
@@ -616,6 +615,7 @@ static int locate_locked(const void *p, blk_t *out, const char *fn)
     return where;
 }
 
+/* Is the block alive and whole?  0 if it must be left alone (reported). */
 static int check_live(const blk_t *b, const char *fn)
 {
     text_t t;

@@ -447,8 +447,8 @@ static void place_of(const void *p, place_t *pl)
     uintptr_t u = (uintptr_t)p, sp = (uintptr_t)&here;
     pl->examined = 1;
     pl->on_stack = u >= sp && u - sp < ((uintptr_t)8 << 20);
-    pl->in_object = !pl->on_stack && !soma__region_holds(p) &&
-                    dladdr(p, &pl->info) != 0 && pl->info.dli_fname != NULL;
+    /* (locate has found p outside soma's arenas: NEED_PLACE) */
+    pl->in_object = !pl->on_stack && dladdr(p, &pl->info) != 0 && pl->info.dli_fname != NULL;
 }
 
 /* p is no block soma made: is it plainly no heap block at all (on this

@@ -29,9 +29,10 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdlib.h>
 
+#include "base/process.h"
+#include "base/wake.h"
 #include "test.h"
 #include "purge.h"
 
@@ -220,11 +221,7 @@ int main(void)
         return test_summary(); /* CTest sets the environment */
     if (!CHECK(purge_thread_start(decay))) {
         /* Seen once in CI's ASan build, under load, not reproduced: what the
-         * thread's doorbell said (src/base/wake.h; this test links the
-         * static library, whose internal names it can read). */
-        extern _Atomic int soma__wake_state, soma__wake_urgent;
-        extern _Atomic uint64_t soma__wake_due_ms;
-        extern uint64_t soma__process_now_ms(void), soma__process_start_ms(void);
+         * thread's doorbell said (base/wake.h). */
         test_note("the purge thread did not start: state %d (1 wanted, 2 started), urgent %d, "
                   "due %llu, now %llu, process start %llu",
                   (int)soma__wake_state, (int)soma__wake_urgent,

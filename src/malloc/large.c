@@ -112,6 +112,9 @@ static _Atomic size_t made_total;
  * enter and leave, read by cache_put; policy only, no statistic reads them,
  * so relaxed order is enough. */
 static _Atomic size_t live_mapped, live_peak;
+/* live_peak of the window before this one: written by bound_now under the
+ * cache's lock, read there and by soma__large_peak without it. */
+static _Atomic size_t peak_before;
 
 /* live_mapped grew by `map`: raise live_peak to it if need be. */
 static void live_grew(size_t map)
@@ -124,9 +127,16 @@ static void live_grew(size_t map)
         ;
 }
 
+/* The peak of this window and the one before (bound_now's `peak`), which
+ * the purge thread's worth() reads with no lock of the cache's: a free
+ * that starts a new window has taken its block out of live_mapped before
+ * bound_now resets live_peak to it, so this window's peak alone would
+ * forget a large block freed a decay or more after it was made. */
 size_t soma__large_peak(void)
 {
-    return atomic_load_explicit(&live_peak, memory_order_relaxed);
+    size_t now = atomic_load_explicit(&live_peak, memory_order_relaxed);
+    size_t before = atomic_load_explicit(&peak_before, memory_order_relaxed);
+    return now > before ? now : before;
 }
 
 static inline size_t mix(uintptr_t p)
@@ -453,7 +463,6 @@ static struct {
     uint16_t carved; /* slots 1..carved have been used */
     size_t count, bytes;
     size_t bound;         /* bytes, as last set by cache_put (bound_now); 0: CACHE_FLOOR */
-    size_t peak_before;   /* live_peak of the window before this one */
     uint64_t window_ms;   /* when this window began (with a decay) */
     slot_t slot[CACHE_SLOTS + 1];
 } cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -711,12 +720,12 @@ static size_t bound_now(uint64_t now)
      * have set the window already (so now < window_ms, not a wrap). */
     if (decay > 0 && now > cache.window_ms && now - cache.window_ms >= (uint64_t)decay) {
         size_t live = atomic_load_explicit(&live_mapped, memory_order_relaxed);
-        cache.peak_before = atomic_exchange_explicit(&live_peak, live, memory_order_relaxed);
+        atomic_store_explicit(&peak_before,
+                              atomic_exchange_explicit(&live_peak, live, memory_order_relaxed),
+                              memory_order_relaxed);
         cache.window_ms = now;
     }
-    size_t peak = atomic_load_explicit(&live_peak, memory_order_relaxed);
-    if (peak < cache.peak_before)
-        peak = cache.peak_before;
+    size_t peak = soma__large_peak();
     size_t live = atomic_load_explicit(&live_mapped, memory_order_relaxed);
     size_t room = peak / 3;
     if (live < peak - room) /* peak - live > room; live may pass peak for a moment */

@@ -114,7 +114,7 @@ SOMA_INTERNAL void *soma__large_realloc(void *p, size_t n); /* p: not in an aren
 SOMA_INTERNAL void soma__large_free(void *p);                /* p: not in an arena */
 SOMA_INTERNAL size_t soma__large_usable_size(const void *p);
 /* The most the mappings of large blocks in use took at once lately (the
- * cache's window; policy, not a statistic). */
+ * cache's window and the one before; policy, not a statistic). */
 SOMA_INTERNAL size_t soma__large_peak(void);
 SOMA_INTERNAL void soma__large_counts(size_t *count, size_t *bytes, size_t *total);
 /* The large blocks asked of one explicit heap: how many, their bytes. */

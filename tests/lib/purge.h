@@ -95,8 +95,14 @@ static inline int purge_thread_start(long decay_ms)
         if (purge_threads() > 0)
             return 1;
         /* 9 MiB: the thread starts only once soma's memory has passed
-         * 8 MiB (runtime/purge.c's PURGE_WORTH). */
-        soma_free(soma_malloc((size_t)9 << 20));
+         * 8 MiB (runtime/purge.c's PURGE_WORTH).  Held for longer than
+         * the decay, as a program's buffer is: its free then begins a new
+         * window of the large cache, which forgot the block's peak once
+         * (the thread never started; the free of a block made just
+         * before, as this did, hid it but under load). */
+        void *big = soma_malloc((size_t)9 << 20);
+        purge_sleep_ms(decay_ms + 1);
+        soma_free(big);
         purge_sleep_ms(5);
     }
     return purge_threads() > 0;

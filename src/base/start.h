@@ -48,6 +48,8 @@ enum {
                                  lock of soma's taken while one is held */
     SOMA_ORDER_WAKE = 90,     /* base/wake.c: taken inside any other lock, never held
                                  across fork (reset in the child) */
+    SOMA_ORDER_SYS = 95,      /* os/sys.c (the override's): no lock; the child forgets a
+                                 lookup of glibc's malloc another thread was writing */
 };
 
 /* fork phases (a module's fork hook gets one) */

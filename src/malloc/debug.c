@@ -907,6 +907,13 @@ SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     }
     here_t here;
     take_here(&here, api);
+    /* A guarded new block is made before the lock, as malloc's: guard.c
+     * takes its call stack, and an unwinder that finds the unwind tables
+     * by dl_iterate_phdr (libgcc before _dl_find_object) takes the
+     * loader's lock, which a thread in dlclose holds while it frees: the
+     * deadlock locate's NEED_PLACE avoids.  Given back below if p turns
+     * out not to be a live block (the program never sees it). */
+    void *g = guard_block(heap, n, api, 0);
     lock();
     blk_t b;
     int where = locate_locked(p, &b, fn);
@@ -914,9 +921,7 @@ SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
     if (where == FOUND && check_live(&b, fn)) {
         /* Always a new block, so that a stale pointer to the old one meets
          * the quarantine's checks. */
-        q = guard_block(heap, n, api, 0); /* the lock is recursive */
-        if (q == NULL)
-            q = make(heap, n, api, 0, &here);
+        q = g != NULL ? g : make(heap, n, api, 0, &here);
         if (q != NULL) {
             memcpy(q, b.u, b.h->size < n ? b.h->size : n);
             retire(&b);
@@ -925,6 +930,8 @@ SOMA_ENTRY void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int api)
         errno = EINVAL; /* reported, and left alone */
     }
     unlock();
+    if (g != NULL && q != g)
+        soma__guard_free(g, fn);
     if (where == FOREIGN)
         return soma__large_realloc(p, n);
     return q;

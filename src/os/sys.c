@@ -59,8 +59,11 @@ void soma__sys_resolve(void)
 #else /* SOMA_OVERRIDE */
 
 #include <dlfcn.h>
+#include <sched.h>
 
-static struct {
+#include "base/start.h"
+
+typedef struct {
     void *(*malloc)(size_t);
     void *(*calloc)(size_t, size_t);
     void *(*realloc)(void *, size_t);
@@ -72,9 +75,10 @@ static struct {
     int (*malloc_info)(int, FILE *);
     int (*mallopt)(int, int);
     int (*malloc_trim)(size_t);
-} real;
+} fns_t;
+static fns_t real; /* written once, by the thread that sets `resolved` to 2 */
 
-static atomic_int resolved;
+static atomic_int resolved; /* 0, 1 while `real` is written, 2 once it is */
 static __thread int resolving __attribute__((tls_model("initial-exec")));
 
 /* The bootstrap area: each block is preceded by 16 bytes holding its size. */
@@ -104,30 +108,43 @@ static size_t boot_size(const void *p)
 }
 
 /* 1 once glibc's functions are known; 0 while this thread is looking them
- * up (use the bootstrap area). */
+ * up (use the bootstrap area).  Threads that get here first at once each
+ * look them up (dlsym takes no lock of soma's, and may allocate: that
+ * comes back here and is given the bootstrap area); the first to finish
+ * writes `real`, the others wait the few stores that takes.  No lock: a
+ * thread that holds the loader's lock may be one of them. */
 static int ready(void)
 {
-    if (SOMA_LIKELY(atomic_load_explicit(&resolved, memory_order_acquire)))
+    if (SOMA_LIKELY(atomic_load_explicit(&resolved, memory_order_acquire) == 2))
         return 1;
     if (resolving)
         return 0;
     resolving = 1;
-    real.malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
-    real.calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
-    real.realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
-    real.free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
-    real.usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
-    real.posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
-    real.mallinfo2 = (struct mallinfo2(*)(void))dlsym(RTLD_NEXT, "mallinfo2");
-    real.malloc_stats = (void (*)(void))dlsym(RTLD_NEXT, "malloc_stats");
-    real.malloc_info = (int (*)(int, FILE *))dlsym(RTLD_NEXT, "malloc_info");
-    real.mallopt = (int (*)(int, int))dlsym(RTLD_NEXT, "mallopt");
-    real.malloc_trim = (int (*)(size_t))dlsym(RTLD_NEXT, "malloc_trim");
+    fns_t found = {
+        .malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc"),
+        .calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc"),
+        .realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc"),
+        .free = (void (*)(void *))dlsym(RTLD_NEXT, "free"),
+        .usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size"),
+        .posix_memalign = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign"),
+        .mallinfo2 = (struct mallinfo2(*)(void))dlsym(RTLD_NEXT, "mallinfo2"),
+        .malloc_stats = (void (*)(void))dlsym(RTLD_NEXT, "malloc_stats"),
+        .malloc_info = (int (*)(int, FILE *))dlsym(RTLD_NEXT, "malloc_info"),
+        .mallopt = (int (*)(int, int))dlsym(RTLD_NEXT, "mallopt"),
+        .malloc_trim = (int (*)(size_t))dlsym(RTLD_NEXT, "malloc_trim"),
+    };
     resolving = 0;
-    if (real.malloc == NULL || real.free == NULL || real.realloc == NULL ||
-        real.calloc == NULL || real.usable_size == NULL || real.posix_memalign == NULL)
+    if (found.malloc == NULL || found.free == NULL || found.realloc == NULL ||
+        found.calloc == NULL || found.usable_size == NULL || found.posix_memalign == NULL)
         soma__fatal("cannot find the C library's malloc (dlsym RTLD_NEXT failed)");
-    atomic_store_explicit(&resolved, 1, memory_order_release);
+    int none = 0;
+    if (atomic_compare_exchange_strong_explicit(&resolved, &none, 1, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        real = found;
+        atomic_store_explicit(&resolved, 2, memory_order_release);
+    }
+    while (atomic_load_explicit(&resolved, memory_order_acquire) != 2)
+        sched_yield();
     return 1;
 }
 
@@ -135,6 +152,17 @@ void soma__sys_resolve(void)
 {
     (void)ready();
 }
+
+/* A child forked while another thread was writing `real` has no such
+ * thread: it looks the functions up again. */
+static void sys_fork(int phase)
+{
+    int writing = 1;
+    if (phase == SOMA_FORK_CHILD)
+        atomic_compare_exchange_strong_explicit(&resolved, &writing, 0, memory_order_relaxed,
+                                                memory_order_relaxed);
+}
+SOMA_HOOK(sys, SOMA_ORDER_SYS, NULL, sys_fork);
 
 void *soma__sys_malloc(size_t size)
 {

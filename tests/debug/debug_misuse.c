@@ -11,6 +11,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #ifdef DEBUG_MISUSE_LIBC
 #include <dlfcn.h>
 #include <malloc.h>
+#include "soma.h" /* soma_stats, for a case that finds soma_stats_get with dlsym */
 #define MALLOC malloc
 #define CALLOC calloc
 #define REALLOC realloc
@@ -464,6 +466,27 @@ static int run(const char *what)
         /* A global is no heap block: said so, with the object and symbol. */
         fprintf(stderr, "global %p\n", (void *)misuse_global);
         FREE(launder(misuse_global + 8));
+        return 0;
+    }
+    if (strcmp(what, "realloc-global-guarded") == 0) {
+        /* SOMA_DEBUG=report with SOMA_GUARD_SAMPLE=1: a realloc's new
+         * block is made (guarded) before debug mode's lock, and given
+         * back when the old pointer turns out to be no block: reported,
+         * NULL with EINVAL, and no guarded block left live. */
+        void (*stats_get)(soma_stats *) =
+            (void (*)(soma_stats *))dlsym(RTLD_DEFAULT, "soma_stats_get");
+        if (stats_get == NULL)
+            return 3;
+        static soma_stats before, after;
+        stats_get(&before);
+        errno = 0;
+        void *q = REALLOC(launder(misuse_global + 8), 100);
+        int err = errno;
+        stats_get(&after);
+        printf("realloc %s errno %s, guarded in use %zu then %zu, made %zu then %zu\n",
+               q == NULL ? "NULL" : "a block", err == EINVAL ? "EINVAL" : "other",
+               before.guarded.blocks_in_use, after.guarded.blocks_in_use,
+               before.guarded.blocks_allocated_total, after.guarded.blocks_allocated_total);
         return 0;
     }
     if (strcmp(what, "free-stack") == 0) {

@@ -292,6 +292,20 @@ if not sanitized:
                   f" {p.returncode}, {p.stdout!r}) {p.stderr[-500:]}")
         except subprocess.TimeoutExpired:
             check(False, "override free-global-dlopen: still running after 60 s (a deadlock)")
+    # A realloc of no block whose new block is guarded: that block is made
+    # before debug mode's lock (guard.c takes a call stack, which may want
+    # the loader's lock), and given back once the old pointer is found to
+    # be no block.
+    p = run([misuse_libc, "realloc-global-guarded"],
+            {"LD_PRELOAD": override, "SOMA_DEBUG": "report", "SOMA_GUARD_SAMPLE": "1"},
+            "realloc-global-guarded")
+    m = re.fullmatch(r"realloc NULL errno EINVAL, guarded in use (\d+) then (\d+), "
+                     r"made (\d+) then (\d+)\n", p.stdout)
+    check(p.returncode == 0 and m is not None and m.group(1) == m.group(2) and
+          int(m.group(4)) == int(m.group(3)) + 1 and p.stderr.count("soma: debug: ") == 1 and
+          "realloc(" in p.stderr and "not a heap block" in p.stderr,
+          f"override realloc-global-guarded: reported, NULL with EINVAL, the guarded block made"
+          f" for it given back ({p.returncode}, {p.stdout!r}) {p.stderr[:1500]}")
     p = merged([misuse_libc, "exit-leaks"], pre)
     check(p.stdout.find("the program's last line") < p.stdout.find("soma: leaks at exit") and
           "soma: leaks at exit" in p.stdout,

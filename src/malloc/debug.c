@@ -38,12 +38,11 @@
  * goes back to its pool, marked released; when the pool hands it out
  * again, the fill is checked once more.  A second free of a block finds it
  * freed or released: a double free, with the block's serial.  A large
- * block leaving the quarantine goes to large.c's free, which may seal its
- * mapping (a later free or checked copy into it is diagnosed as one into a
- * sealed mapping).  The quarantine comes first, though normal mode's seal
- * would make a read after free fault at once: a fault says nothing and
- * cannot be reported and carried on from (SOMA_DEBUG=report), where the
- * quarantine names the block, its serial and its stack.
+ * block's pages are sealed while it waits there (seal, below: a read or a
+ * write after free faults, and the fault handler names the block); leaving
+ * the quarantine it goes to large.c's free, which may seal its mapping
+ * (a later free or checked copy into it is diagnosed as one into a sealed
+ * mapping).
  *
  * Mistakes and their diagnosis (each names the address, the size asked,
  * the serial, the API and heap it came from, and for a damaged guard or
@@ -61,6 +60,8 @@
  *                          without debug mode;
  *   write after free       the DD fill changed, found when the block
  *                          leaves quarantine, is reused, or is checked;
+ *                          a large block's read or write after free
+ *                          faults, in its quarantine (soma__debug_fault);
  *   destroyed heap         a block of an explicit heap used after
  *                          soma_heap_destroy: debug mode keeps the last
  *                          8 destroyed heaps' arenas mapped (a tombstone),
@@ -100,6 +101,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "base/sink.h"
@@ -146,6 +148,7 @@ typedef struct {
     unsigned char *b; /* the underlying block */
     size_t span;      /* bytes from U to the end of the underlying block */
     pool_t *pool;     /* NULL for a large block */
+    size_t sealed;    /* in the quarantine: the bytes from U made inaccessible (seal) */
 } blk_t;
 
 static uint64_t serial;
@@ -507,7 +510,7 @@ static int locate(const void *p, blk_t *out, const char *fn, const place_t *pl)
         }
         size_t size = soma__sizeclass_size(pool->szidx);
         size_t into = (size_t)((const unsigned char *)p - b);
-        blk_t whole = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
+        blk_t whole = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool, 0};
         if (into != HDR) {
             start(&t, fn, p, "not a block soma returned");
             long delta = (long)((const unsigned char *)p - whole.u);
@@ -583,7 +586,7 @@ static int locate(const void *p, blk_t *out, const char *fn, const place_t *pl)
             return FOREIGN;
         }
         unsigned char *b = (unsigned char *)(u - HDR - pad);
-        *out = (blk_t){(unsigned char *)p, (dbg_hdr_t *)(b + pad), b, total - pad - HDR, NULL};
+        *out = (blk_t){(unsigned char *)p, (dbg_hdr_t *)(b + pad), b, total - pad - HDR, NULL, 0};
     }
     if (!plausible(out->h, (size_t)((unsigned char *)out->h - out->b), out->span)) {
         start(&t, fn, p, "not a block soma returned, or its header was overwritten (an underflow "
@@ -653,8 +656,9 @@ static int check_live(const blk_t *b, const char *fn)
     return 1;
 }
 
-/* A freed block's fill must be intact: 0 and a report if it is not. */
-static int check_dead(const blk_t *b, const char *fn, const char *when)
+/* A freed block's fill must be intact from byte `from` of the block on
+ * (the bytes before it sealed: below): 0 and a report if it is not. */
+static int check_dead_from(const blk_t *b, size_t from, const char *fn, const char *when)
 {
     text_t t;
     size_t bad = first_not(b->h->guard, sizeof b->h->guard, GUARD);
@@ -662,7 +666,7 @@ static int check_dead(const blk_t *b, const char *fn, const char *when)
     size_t len = sizeof b->h->guard;
     unsigned want = GUARD;
     if (bad == len) {
-        bad = first_not(b->u, b->span, DEAD);
+        bad = from + first_not(b->u + from, b->span - from, DEAD);
         p = b->u, len = b->span, want = DEAD;
     }
     if (bad == len)
@@ -673,6 +677,73 @@ static int check_dead(const blk_t *b, const char *fn, const char *when)
     bytes_diff(&t, b, p, len, bad, want);
     finish(&t);
     return 0;
+}
+
+static int check_dead(const blk_t *b, const char *fn, const char *when)
+{
+    return check_dead_from(b, 0, fn, when);
+}
+
+/*
+ * A large block in the quarantine, out of reach.  Its fill shows a write
+ * after free when the block leaves the quarantine, but a read after free
+ * leaves no trace (normal mode's seal of a freed mapping faults on one).
+ * So, outside a checker's build (which sees every access itself), a
+ * large block's program bytes start on a page of their own, its header
+ * at the end of the page before (underlying()), and while the block waits
+ * in the quarantine its whole pages are inaccessible (PROT_NONE): a read
+ * or a write after free faults at the instruction, and guard.c's fault
+ * handler asks soma__debug_fault which block that was.  The block leaves
+ * the quarantine with its pages made accessible again, before its fill is
+ * checked; the walk of soma_debug_check and of the check at exit reads
+ * only its bytes past them (none can have changed while they were
+ * sealed).  The cost: a page more of each large block, two mprotect calls
+ * at its free, in debug mode only.
+ */
+#define PAGE SOMA_OS_PAGE_SIZE
+
+static int sealing(void)
+{
+    return !SOMA_TRACKING && soma__options.debug != 0;
+}
+
+/* The bytes from U that a large block's seal covers while it is in the
+ * quarantine (its whole pages), or 0: none (a pooled block, a block made
+ * before debug mode or too small to hold a page). */
+static size_t sealed_len(const blk_t *b)
+{
+    uintptr_t u = (uintptr_t)b->u;
+    if (!sealing() || b->pool != NULL || u % PAGE != 0)
+        return 0;
+    return ((u + b->span) & ~(PAGE - 1)) - u;
+}
+
+/* At most this many blocks sealed at once: each splits its mapping in
+ * three, and the kernel's count of mappings (65,530 by default) is the
+ * program's too.  (The default quarantine, 1 MiB, holds far fewer.) */
+#define SEALED_MAX 4096
+static unsigned nsealed;
+
+/* b, a block put in the quarantine (lock held): its whole pages sealed.
+ * A refusal (the count of mappings) leaves it as before: its fill is
+ * still checked when it leaves. */
+static void seal(blk_t *b)
+{
+    size_t len = sealed_len(b);
+    if (len != 0 && nsealed < SEALED_MAX && mprotect(b->u, len, PROT_NONE) == 0) {
+        b->sealed = len;
+        nsealed++;
+    }
+}
+
+/* b leaves the quarantine (lock held): its pages open again. */
+static void unseal(blk_t *b)
+{
+    if (b->sealed == 0)
+        return;
+    (void)mprotect(b->u, b->sealed, PROT_READ | PROT_WRITE);
+    b->sealed = 0;
+    nsealed--;
 }
 
 /* ---- giving blocks back ---- */
@@ -699,6 +770,7 @@ static void evict_oldest(void)
     ring_head = (ring_head + 1) % RING_MAX;
     ring_len--;
     ring_bytes -= b->span + HDR;
+    unseal(b);
     check_dead(b, "=the quarantine", "found as it left the quarantine, to be reused");
     release(b);
 }
@@ -723,9 +795,56 @@ static void retire(blk_t *b)
     }
     while (ring_len > 0 && (ring_len == RING_MAX || ring_bytes + b->span + HDR > (size_t)soma__options.quarantine))
         evict_oldest();
-    ring[(ring_head + ring_len) % RING_MAX] = *b;
+    blk_t *q = &ring[(ring_head + ring_len) % RING_MAX];
+    *q = *b;
+    q->sealed = 0;
     ring_len++;
     ring_bytes += b->span + HDR;
+    seal(q);
+}
+
+/* A fault at `a` (guard.c's handler; access: "a read of", "a write to"):
+ * in the sealed pages of a large block in the quarantine?  Then said so,
+ * with the block and the stack that made it: 1, and the program stops
+ * with the signal; with SOMA_DEBUG=report, 2: the pages are made
+ * accessible again, and the access is done when the handler returns.
+ * 0: none of them.  No lock (a handler's: the thread that faulted may be
+ * any), so the quarantine is read as it stands. */
+int soma__debug_fault(uintptr_t a, const char *access)
+{
+    if (!sealing() || ring == NULL)
+        return 0;
+    size_t head = ring_head, len = ring_len;
+    for (size_t i = 0; i < len && i < RING_MAX; i++) {
+        const blk_t *b = &ring[(head + i) % RING_MAX];
+        if (a - (uintptr_t)b->u >= b->sealed)
+            continue;
+        text_t t;
+        t.len = 0;
+        add(&t, "soma: debug: %s %p faulted: use after free: the block was freed", access,
+            (void *)a);
+        describe(&t, b);
+        add(&t, "\n  the address is U+%zu (U = %p; the block's %llu bytes end at U+%llu)",
+            (size_t)(a - (uintptr_t)b->u), (void *)b->u, (unsigned long long)b->h->size,
+            (unsigned long long)b->h->size);
+        soma__debug_emit(&t);
+        uint32_t stack = b->h->stack;
+        if (stack != SOMA_STACK_NONE && stack != SOMA_STACK_OWN && stack != SOMA_STACK_FULL) {
+            static const char made[] = "  the block was made at:\n";
+            soma__sink_write_all(STDERR_FILENO, made, sizeof made - 1);
+            soma__leaks_print_stack(stack, "    ");
+        }
+        if (soma__options.debug != SOMA_DEBUG_REPORT)
+            return 1;
+        /* (b->sealed stays: its eviction opens the pages again, and
+         * counts the seal gone) */
+        (void)mprotect(b->u, b->sealed, PROT_READ | PROT_WRITE);
+        static const char on[] = "soma: debug: its pages are made accessible again, and the "
+                                 "program goes on (SOMA_DEBUG=report)\n";
+        soma__sink_write_all(STDERR_FILENO, on, sizeof on - 1);
+        return 2;
+    }
+    return 0;
 }
 
 /* ---- the calls ---- */
@@ -740,6 +859,10 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk_t *out)
 {
     unsigned char *b;
     size_t pad = 0, total;
+    /* A large block that holds a page: its program bytes on a page of
+     * their own, to be sealed in the quarantine (seal, above). */
+    if (align < PAGE && sealing() && n >= PAGE && HDR + n + TRAIL > SOMA_MEDIUM_MAX)
+        align = PAGE;
     if (align > SOMA_ALIGNMENT) {
         /* U = B + a, both aligned to a, and a holds the header. */
         size_t a = align < ALIGN_MIN ? ALIGN_MIN : align;
@@ -763,7 +886,7 @@ static int underlying(heap_t *heap, size_t n, size_t align, blk_t *out)
     } else {
         soma__large_lookup(b, &total); /* may be more than asked: malloc.c's fallback */
     }
-    *out = (blk_t){b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - pad - HDR, pool};
+    *out = (blk_t){b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - pad - HDR, pool, 0};
     /* A block back from its pool must still be as it was freed. */
     if (pool != NULL && state_of(out->h) == ST_RELEASED)
         check_dead(out, "=" FN("soma_malloc", "malloc"), "found as it was handed out again");
@@ -1006,7 +1129,7 @@ static int holder(const void *p, blk_t *out)
             (b = soma__pool_block_start(pool, p)) == NULL)
             return 0;
         size_t size = soma__sizeclass_size(pool->szidx);
-        *out = (blk_t){b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
+        *out = (blk_t){b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool, 0};
     } else {
         uintptr_t start;
         size_t total, map;
@@ -1016,7 +1139,7 @@ static int holder(const void *p, blk_t *out)
         long pad = large_pad(b, total);
         if (pad < 0)
             return 0;
-        *out = (blk_t){b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - (size_t)pad - HDR, NULL};
+        *out = (blk_t){b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - (size_t)pad - HDR, NULL, 0};
     }
     return plausible(out->h, (size_t)((unsigned char *)out->h - out->b), out->span);
 }
@@ -1143,7 +1266,7 @@ static void check_alive(const blk_t *b, const walk_t *w)
 static void check_block(pool_t *pool, unsigned char *b, int on_free_list, const walk_t *w)
 {
     size_t size = soma__sizeclass_size(pool->szidx);
-    blk_t k = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool};
+    blk_t k = {b + HDR, (dbg_hdr_t *)b, b, size - HDR, pool, 0};
     unsigned st = state_of(k.h);
     if (on_free_list) {
         /* Released blocks; a carved block never handed out has st 0. */
@@ -1198,7 +1321,7 @@ static void check_large(void *p, size_t total, void *arg)
     long pad = large_pad(b, total);
     if (pad < 0)
         return; /* not a debug block: made before soma started, or foreign */
-    blk_t k = {b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - (size_t)pad - HDR, NULL};
+    blk_t k = {b + pad + HDR, (dbg_hdr_t *)(b + pad), b, total - (size_t)pad - HDR, NULL, 0};
     if (!plausible(k.h, (size_t)pad, k.span)) {
         text_t t;
         start(&t, w->fn, k.u, "the header of a large block was overwritten (an underflow)");
@@ -1206,7 +1329,10 @@ static void check_large(void *p, size_t total, void *arg)
     } else if (state_of(k.h) == ST_LIVE) {
         check_alive(&k, w);
     } else {
-        check_dead(&k, w->fn, w->dead);
+        /* in the quarantine, sealed: its whole pages skipped (unless the
+         * seal was refused, or a fault's report opened them: what the
+         * program wrote there is found as the block leaves) */
+        check_dead_from(&k, state_of(k.h) == ST_FREED ? sealed_len(&k) : 0, w->fn, w->dead);
     }
 }
 

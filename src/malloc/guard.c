@@ -46,7 +46,8 @@
  * allocate: trace.h); the first is taken at start-up, outside any lock.
  * The handler reads the records without it (the process is dying).
  *
- * The handler: installed at start-up when guarding is on, for SIGSEGV and
+ * The handler: installed at start-up when guarding or debug mode is on
+ * (debug mode seals its quarantined large blocks: debug.c), for SIGSEGV and
  * SIGBUS, on an alternate stack for the thread that starts soma (where a
  * thread's stack is small, the handler needs about 6 KiB of it).  A fault
  * outside the range, or a signal not raised by a fault, goes to the
@@ -654,10 +655,17 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     struct sigaction *prev = before_of(sig);
     uintptr_t start;
     size_t map;
+    int debugged;
     if (si->si_code > 0 && soma__guard_holds((const void *)a)) {
         diagnose(a, sig, uc);
     } else if (si->si_code > 0 && soma__large_sealed_quick(a, &start, &map)) {
         diagnose_sealed(a, start, map, sig, uc);
+    } else if (si->si_code > 0 && (debugged = soma__debug_fault(a, access_of(uc))) != 0) {
+        if (debugged == 2) { /* SOMA_DEBUG=report: the access is made now */
+            errno = saved;
+            return;
+        }
+        stops(sig);
     } else if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction != NULL) {
         prev->sa_sigaction(sig, si, uc);
         errno = saved;
@@ -697,36 +705,11 @@ static int find_own(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-static void guard_start(void)
+/* The handler, on an alternate stack for this thread (the one that starts
+ * soma), unless it has one: a small thread stack must not stop the
+ * diagnosis. */
+static void handler_install(void)
 {
-    if (soma__options.guard_sample <= 0 && soma__options.debug != SOMA_DEBUG_GUARD)
-        return;
-    if (SOMA_TRACKING) {
-        /* A checker's build: the checker owns the faults, and its books
-         * know nothing of these pages. */
-        fprintf(stderr, "soma: warning: guarded blocks are off in a memory checker's build\n");
-        return;
-    }
-    size_t total = 0;
-    for (unsigned k = 0; k < NCLASS; k++) {
-        size_t n = ((size_t)1 << CLASS_SHIFT) >> (PAGE_SHIFT + k + 1);
-        classes[k].first = (uint32_t)total;
-        classes[k].nslots = (uint32_t)(n < MAX_SLOTS ? n : MAX_SLOTS);
-        classes[k].fresh = 1; /* slot 0 is never used: an underflow of slot 1 lands in it */
-        total += classes[k].nslots;
-    }
-    void *range = soma__os_reserve((size_t)NCLASS << CLASS_SHIFT);
-    recs = soma__os_map_sparse(total * sizeof *recs);
-    if (range == NULL || recs == NULL) {
-        fprintf(stderr, "soma: warning: no address range for guarded blocks: guarding is off\n");
-        if (range != NULL)
-            soma__os_unmap(range, (size_t)NCLASS << CLASS_SHIFT);
-        return;
-    }
-    dl_iterate_phdr(find_own, (void *)(uintptr_t)soma__guard_malloc);
-    soma__trace_warm(); /* its first call allocates: here, outside any lock */
-    /* A small thread stack must not stop the diagnosis: this thread's
-     * handler runs on a stack of its own, unless it has one already. */
     stack_t ss;
     if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
         size_t sz = 64 << 10;
@@ -743,8 +726,52 @@ static void guard_start(void)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &before[0]);
     sigaction(SIGBUS, &sa, &before[1]);
-    soma__guard_base = (uintptr_t)range;
-    soma__guard_size = (size_t)NCLASS << CLASS_SHIFT; /* last: from here on blocks are made */
+}
+
+static void guard_start(void)
+{
+    int guarding = soma__options.guard_sample > 0 || soma__options.debug == SOMA_DEBUG_GUARD;
+    /* Debug mode wants the handler too: its quarantine seals large blocks
+     * (debug.c, soma__debug_fault). */
+    if (!guarding && !soma__options.debug)
+        return;
+    if (SOMA_TRACKING) {
+        /* A checker's build: the checker owns the faults, and its books
+         * know nothing of these pages. */
+        if (guarding)
+            fprintf(stderr, "soma: warning: guarded blocks are off in a memory checker's build\n");
+        return;
+    }
+    void *range = NULL;
+    if (guarding) {
+        size_t total = 0;
+        for (unsigned k = 0; k < NCLASS; k++) {
+            size_t n = ((size_t)1 << CLASS_SHIFT) >> (PAGE_SHIFT + k + 1);
+            classes[k].first = (uint32_t)total;
+            classes[k].nslots = (uint32_t)(n < MAX_SLOTS ? n : MAX_SLOTS);
+            classes[k].fresh = 1; /* slot 0 is never used: an underflow of slot 1 lands in it */
+            total += classes[k].nslots;
+        }
+        range = soma__os_reserve((size_t)NCLASS << CLASS_SHIFT);
+        recs = soma__os_map_sparse(total * sizeof *recs);
+        if (range == NULL || recs == NULL) {
+            fprintf(stderr, "soma: warning: no address range for guarded blocks: guarding is off\n");
+            if (range != NULL)
+                soma__os_unmap(range, (size_t)NCLASS << CLASS_SHIFT);
+            if (!soma__options.debug)
+                return;
+            range = NULL;
+        }
+    }
+    if (range != NULL) {
+        dl_iterate_phdr(find_own, (void *)(uintptr_t)soma__guard_malloc);
+        soma__trace_warm(); /* its first call allocates: here, outside any lock */
+    }
+    handler_install();
+    if (range != NULL) {
+        soma__guard_base = (uintptr_t)range;
+        soma__guard_size = (size_t)NCLASS << CLASS_SHIFT; /* last: from here on blocks are made */
+    }
 }
 
 static void guard_fork(int phase)

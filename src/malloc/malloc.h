@@ -233,6 +233,11 @@ SOMA_INTERNAL void *soma__debug_realloc(heap_t *heap, void *p, size_t n, int cal
 SOMA_INTERNAL void soma__debug_free(void *p);
 SOMA_INTERNAL size_t soma__debug_usable_size(const void *p);
 SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
+/* A fault at a (guard.c's handler, which "access" describes): 1 when it
+ * lies in a large block that debug mode sealed in its quarantine (said
+ * so: the program stops with the signal), 2 when SOMA_DEBUG=report goes
+ * on past it (the block's pages opened again), 0 when it does not. */
+SOMA_INTERNAL int soma__debug_fault(uintptr_t a, const char *access);
 /* A checked copy (soma__malloc_copy_check) in debug mode. */
 SOMA_INTERNAL int soma__debug_copy_check(const copy_t *c);
 /* A walk over the blocks in use (stats/visit.c), with the debug lock held:

@@ -173,6 +173,38 @@ check("buffer overflow" in p.stderr and "double free" in p.stderr
 check("aborting" not in p.stderr, "report mode: no abort")
 check("still running, 0 more" in p.stdout, "report mode: the check finds nothing more")
 
+# A large block's pages are sealed while it waits in the quarantine: a read
+# after free faults at the instruction, and the handler names the block;
+# with SOMA_DEBUG=report a write after free is reported and the program
+# goes on.
+if not sanitized:
+    for name, cmd, env, api in (
+            ("library", [misuse], {}, "soma_malloc"),
+            ("override", [misuse_libc], {"LD_PRELOAD": override}, "malloc")):
+        p = run(cmd + ["read-after-free-large"], dict(env, **DEBUG), "read-after-free-large")
+        m = re.search(r"block (0x[0-9a-f]+) size 262144\n", p.stderr)
+        want = (m is not None and
+                f"soma: debug: a read of {hex(int(m.group(1), 16) + 5000)} faulted: use after free: "
+                f"the block was freed\n  block {m.group(1)}: 262144 bytes asked, serial " in p.stderr
+                and re.search(r"serial \d+, made by " + api + r", a large block; freed \(in "
+                              r"quarantine\)\n  the address is U\+5000 \(U = " + m.group(1) +
+                              r"; the block's 262144 bytes end at U\+262144\)\n  the block was "
+                              r"made at:\n    #0 0x", p.stderr) is not None and
+                "the program stops with SIGSEGV, as the access raised it" in p.stderr)
+        check(p.returncode in (-signal.SIGSEGV, 128 + signal.SIGSEGV) and want and
+              "read " not in p.stdout,
+              f"{name} read-after-free-large: faults at the read, the block named "
+              f"({p.returncode}) {p.stderr[:2000]}")
+        p = run(cmd + ["write-after-free-large"], dict(env, SOMA_DEBUG="report", SOMA_DEBUG_LEAKS="0"),
+                "write-after-free-large")
+        check(p.returncode == 0 and p.stdout == "went on\n" and
+              p.stderr.count("soma: debug: ") == 2 and
+              re.search(r"soma: debug: a write to 0x[0-9a-f]+ faulted: use after free", p.stderr)
+              and "soma: debug: its pages are made accessible again, and the program goes on "
+              "(SOMA_DEBUG=report)\n" in p.stderr,
+              f"{name} write-after-free-large, report mode: reported once at the write, and on "
+              f"({p.returncode}, {p.stdout!r}) {p.stderr[:2000]}")
+
 # ---- at exit: the check, and the leak report ----
 def leak_report(err):
     i = err.find("soma: leaks at exit")

@@ -242,11 +242,6 @@ def run_one(binary, case, env, timeout):
 # In the default geometry there is none left.
 GLIBC_ONLY = "glibc stops it, soma does not"
 KNOWN_GAPS = {}
-KNOWN_GAPS[("soma stops it, its debug mode does not", "read-after-free-large")] = (
-    "normal mode seals the first freed large mapping of its size, so the read faults; debug "
-    "mode quarantines the block first, to name it (serial, stack) when a write after free "
-    "is found, which a fault cannot, and a read leaves no trace (SOMA_DEBUG=guard faults and "
-    "names it)")
 DEBUG_OWN = "debug mode stops it, but not with a diagnosis of its own"
 KNOWN_GAPS.update({
     (DEBUG_OWN, c): "the copy lies wholly 1 MiB before the block, in no block: no check sees "

@@ -96,11 +96,13 @@
  * orphan, the statistics' collects) takes it too, in the heap layer.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <limits.h>
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -118,6 +120,7 @@
 #define ALIGN_MIN 64
 _Static_assert(ALIGN_MIN >= HDR && (ALIGN_MIN & (ALIGN_MIN - 1)) == 0, "a power of two");
 #define TRAIL 8
+#define PAGE SOMA_OS_PAGE_SIZE
 #define CLEAN 0xCD
 #define DEAD 0xDD
 #define GUARD 0xFD
@@ -164,9 +167,12 @@ static unsigned state_of(const dbg_hdr_t *h)
 {
     return (unsigned)(h->tag & 0xff);
 }
+/* In the api byte's top bit: the block's pages are sealed now (seal,
+ * below), so that what walks it knows which of its bytes it may read. */
+#define TAG_SEALED ((uint64_t)0x80 << 8)
 static unsigned api_of(const dbg_hdr_t *h)
 {
-    return (unsigned)(h->tag >> 8 & 0xff);
+    return (unsigned)(h->tag >> 8 & 0x7f);
 }
 static unsigned long long serial_of(const dbg_hdr_t *h)
 {
@@ -618,6 +624,16 @@ static int locate_locked(const void *p, blk_t *out, const char *fn)
     return where;
 }
 
+/* The guard bytes in the pad before a block's header (a large block's,
+ * aligned or on a page of its own): the pad's last bytes, at most a page
+ * of them, after its first word (which holds the pad); none for pad 0. */
+static unsigned char *pad_guard(unsigned char *under, size_t pad, size_t *len)
+{
+    size_t from = pad > 8 + PAGE ? pad - PAGE : 8;
+    *len = pad > from ? pad - from : 0;
+    return under + from;
+}
+
 /* Is the block alive and whole?  0 if it must be left alone (reported). */
 static int check_live(const blk_t *b, const char *fn)
 {
@@ -639,10 +655,18 @@ static int check_live(const blk_t *b, const char *fn)
         return 0;
     }
     size_t bad = first_not(b->h->guard, sizeof b->h->guard, GUARD);
-    if (bad < sizeof b->h->guard) {
+    /* A large block's pad (an aligned one's, or a page's: underlying()):
+     * its last bytes before the header are guard bytes too (pad_guard). */
+    size_t glen;
+    unsigned char *g = pad_guard(b->b, (size_t)((unsigned char *)b->h - b->b), &glen);
+    size_t padbad = bad == sizeof b->h->guard && glen > 0 ? first_not(g, glen, GUARD) : SIZE_MAX;
+    if (bad < sizeof b->h->guard || padbad < glen) {
         start(&t, fn, b->u, "buffer underflow: the guard bytes before the block were overwritten");
         describe(&t, b);
-        bytes_diff(&t, b, b->h->guard, sizeof b->h->guard, bad, GUARD);
+        if (bad < sizeof b->h->guard)
+            bytes_diff(&t, b, b->h->guard, sizeof b->h->guard, bad, GUARD);
+        else
+            bytes_diff(&t, b, g, glen, padbad, GUARD);
         finish(&t);
     }
     size_t n = b->h->size;
@@ -695,13 +719,11 @@ static int check_dead(const blk_t *b, const char *fn, const char *when)
  * or a write after free faults at the instruction, and guard.c's fault
  * handler asks soma__debug_fault which block that was.  The block leaves
  * the quarantine with its pages made accessible again, before its fill is
- * checked; the walk of soma_debug_check and of the check at exit reads
- * only its bytes past them (none can have changed while they were
- * sealed).  The cost: a page more of each large block, two mprotect calls
- * at its free, in debug mode only.
+ * checked; the walk of soma_debug_check and of the check at exit skips
+ * the pages of a block whose header says they are sealed (TAG_SEALED:
+ * none can have changed).  The cost: a page more of each large block, two
+ * mprotect calls at its free, in debug mode only.
  */
-#define PAGE SOMA_OS_PAGE_SIZE
-
 static int sealing(void)
 {
     return !SOMA_TRACKING && soma__options.debug != 0;
@@ -725,24 +747,38 @@ static size_t sealed_len(const blk_t *b)
 static unsigned nsealed;
 
 /* b, a block put in the quarantine (lock held): its whole pages sealed.
- * A refusal (the count of mappings) leaves it as before: its fill is
- * still checked when it leaves. */
+ * Marked first, in the ring and in its header, so that an access racing
+ * with the seal (another thread's use after free) finds the block in the
+ * fault handler.  A refusal (the count of mappings) leaves it as before:
+ * its fill is checked where it is walked and when it leaves. */
 static void seal(blk_t *b)
 {
     size_t len = sealed_len(b);
-    if (len != 0 && nsealed < SEALED_MAX && mprotect(b->u, len, PROT_NONE) == 0) {
-        b->sealed = len;
+    if (len == 0 || nsealed >= SEALED_MAX)
+        return;
+    soma__fault_handler_install(); /* the first time: not before a program needs it */
+    __atomic_store_n(&b->sealed, len, __ATOMIC_RELAXED);
+    b->h->tag |= TAG_SEALED;
+    if (mprotect(b->u, len, PROT_NONE) == 0) {
         nsealed++;
+        return;
     }
+    b->h->tag &= ~TAG_SEALED;
+    __atomic_store_n(&b->sealed, 0, __ATOMIC_RELAXED);
 }
 
-/* b leaves the quarantine (lock held): its pages open again. */
+/* b leaves the quarantine (lock held, b still in the ring): its pages
+ * open again, before anything reads them. */
 static void unseal(blk_t *b)
 {
-    if (b->sealed == 0)
+    size_t len = __atomic_load_n(&b->sealed, __ATOMIC_RELAXED);
+    if (len == 0)
         return;
-    (void)mprotect(b->u, b->sealed, PROT_READ | PROT_WRITE);
-    b->sealed = 0;
+    if (mprotect(b->u, len, PROT_READ | PROT_WRITE) != 0)
+        soma__fatal("debug mode: cannot open the pages of the freed block %p again "
+                    "(mprotect: %s)", (void *)b->u, strerror(errno));
+    b->h->tag &= ~TAG_SEALED;
+    __atomic_store_n(&b->sealed, 0, __ATOMIC_RELAXED);
     nsealed--;
 }
 
@@ -767,10 +803,10 @@ static void release(blk_t *b)
 static void evict_oldest(void)
 {
     blk_t *b = &ring[ring_head];
+    unseal(b); /* while it is in the ring: an access meanwhile is still named */
     ring_head = (ring_head + 1) % RING_MAX;
     ring_len--;
     ring_bytes -= b->span + HDR;
-    unseal(b);
     check_dead(b, "=the quarantine", "found as it left the quarantine, to be reused");
     release(b);
 }
@@ -816,29 +852,32 @@ int soma__debug_fault(uintptr_t a, const char *access)
         return 0;
     size_t head = ring_head, len = ring_len;
     for (size_t i = 0; i < len && i < RING_MAX; i++) {
-        const blk_t *b = &ring[(head + i) % RING_MAX];
-        if (a - (uintptr_t)b->u >= b->sealed)
+        blk_t *b = &ring[(head + i) % RING_MAX];
+        blk_t e = *b; /* as it is now: the ring may move on meanwhile */
+        size_t sealed = __atomic_load_n(&b->sealed, __ATOMIC_RELAXED);
+        if (a - (uintptr_t)e.u >= sealed)
             continue;
         text_t t;
         t.len = 0;
         add(&t, "soma: debug: %s %p faulted: use after free: the block was freed", access,
             (void *)a);
-        describe(&t, b);
+        describe(&t, &e);
         add(&t, "\n  the address is U+%zu (U = %p; the block's %llu bytes end at U+%llu)",
-            (size_t)(a - (uintptr_t)b->u), (void *)b->u, (unsigned long long)b->h->size,
-            (unsigned long long)b->h->size);
+            (size_t)(a - (uintptr_t)e.u), (void *)e.u, (unsigned long long)e.h->size,
+            (unsigned long long)e.h->size);
         soma__debug_emit(&t);
-        uint32_t stack = b->h->stack;
+        uint32_t stack = e.h->stack;
         if (stack != SOMA_STACK_NONE && stack != SOMA_STACK_OWN && stack != SOMA_STACK_FULL) {
             static const char made[] = "  the block was made at:\n";
             soma__sink_write_all(STDERR_FILENO, made, sizeof made - 1);
             soma__leaks_print_stack(stack, "    ");
         }
-        if (soma__options.debug != SOMA_DEBUG_REPORT)
+        if (soma__options.debug != SOMA_DEBUG_REPORT ||
+            mprotect(e.u, sealed, PROT_READ | PROT_WRITE) != 0)
             return 1;
-        /* (b->sealed stays: its eviction opens the pages again, and
-         * counts the seal gone) */
-        (void)mprotect(b->u, b->sealed, PROT_READ | PROT_WRITE);
+        /* Open now: the walk reads the block whole again (what the program
+         * writes there is found), and its eviction counts the seal gone. */
+        e.h->tag &= ~TAG_SEALED;
         static const char on[] = "soma: debug: its pages are made accessible again, and the "
                                  "program goes on (SOMA_DEBUG=report)\n";
         soma__sink_write_all(STDERR_FILENO, on, sizeof on - 1);
@@ -936,6 +975,9 @@ static void *make(heap_t *heap, size_t n, int api, size_t align, const here_t *h
     uint64_t pad = (uint64_t)((unsigned char *)b.h - b.b);
     b.h->pad = pad ^ PAD_MAGIC;
     *(uint64_t *)b.b = pad ^ PAD_MAGIC; /* the same word when pad is 0 */
+    size_t glen;
+    unsigned char *g = pad_guard(b.b, (size_t)pad, &glen);
+    memset(g, GUARD, glen); /* checked as the front guard is (check_live) */
     b.h->size = n;
     b.h->tag = ++serial << 16 | (uint64_t)api << 8 | ST_LIVE;
     b.h->stack = soma__leaks_intern(here->frames, here->n);
@@ -1329,10 +1371,9 @@ static void check_large(void *p, size_t total, void *arg)
     } else if (state_of(k.h) == ST_LIVE) {
         check_alive(&k, w);
     } else {
-        /* in the quarantine, sealed: its whole pages skipped (unless the
-         * seal was refused, or a fault's report opened them: what the
-         * program wrote there is found as the block leaves) */
-        check_dead_from(&k, state_of(k.h) == ST_FREED ? sealed_len(&k) : 0, w->fn, w->dead);
+        /* in the quarantine: its sealed pages skipped (nothing can have
+         * written them) */
+        check_dead_from(&k, (k.h->tag & TAG_SEALED) ? sealed_len(&k) : 0, w->fn, w->dead);
     }
 }
 

@@ -46,10 +46,11 @@
  * allocate: trace.h); the first is taken at start-up, outside any lock.
  * The handler reads the records without it (the process is dying).
  *
- * The handler: installed at start-up when guarding or debug mode is on
- * (debug mode seals its quarantined large blocks: debug.c), for SIGSEGV and
- * SIGBUS, on an alternate stack for the thread that starts soma (where a
- * thread's stack is small, the handler needs about 6 KiB of it).  A fault
+ * The handler: installed at start-up when guarding is on, and by debug
+ * mode when it first seals a large block in its quarantine (debug.c), for
+ * SIGSEGV and SIGBUS, on an alternate stack for the thread that installs
+ * it (where a thread's stack is small, the handler needs about 6 KiB of
+ * it).  A fault
  * outside the range, or a signal not raised by a fault, goes to the
  * handler that was there before (or the default action).  A program that
  * installs its own handler later replaces soma's: guard faults then reach
@@ -60,6 +61,7 @@
 #include <dlfcn.h>
 #include <link.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -705,11 +707,14 @@ static int find_own(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
-/* The handler, on an alternate stack for this thread (the one that starts
- * soma), unless it has one: a small thread stack must not stop the
- * diagnosis. */
-static void handler_install(void)
+/* The handler, installed once (its first caller: guard_start, or debug
+ * mode's first seal), with an alternate stack for the calling thread
+ * unless it has one: a small thread stack must not stop the diagnosis. */
+void soma__fault_handler_install(void)
 {
+    static atomic_int installed;
+    if (atomic_exchange_explicit(&installed, 1, memory_order_relaxed))
+        return;
     stack_t ss;
     if (sigaltstack(NULL, &ss) == 0 && (ss.ss_flags & SS_DISABLE)) {
         size_t sz = 64 << 10;
@@ -730,48 +735,35 @@ static void handler_install(void)
 
 static void guard_start(void)
 {
-    int guarding = soma__options.guard_sample > 0 || soma__options.debug == SOMA_DEBUG_GUARD;
-    /* Debug mode wants the handler too: its quarantine seals large blocks
-     * (debug.c, soma__debug_fault). */
-    if (!guarding && !soma__options.debug)
+    if (soma__options.guard_sample <= 0 && soma__options.debug != SOMA_DEBUG_GUARD)
         return;
     if (SOMA_TRACKING) {
         /* A checker's build: the checker owns the faults, and its books
          * know nothing of these pages. */
-        if (guarding)
-            fprintf(stderr, "soma: warning: guarded blocks are off in a memory checker's build\n");
+        fprintf(stderr, "soma: warning: guarded blocks are off in a memory checker's build\n");
         return;
     }
-    void *range = NULL;
-    if (guarding) {
-        size_t total = 0;
-        for (unsigned k = 0; k < NCLASS; k++) {
-            size_t n = ((size_t)1 << CLASS_SHIFT) >> (PAGE_SHIFT + k + 1);
-            classes[k].first = (uint32_t)total;
-            classes[k].nslots = (uint32_t)(n < MAX_SLOTS ? n : MAX_SLOTS);
-            classes[k].fresh = 1; /* slot 0 is never used: an underflow of slot 1 lands in it */
-            total += classes[k].nslots;
-        }
-        range = soma__os_reserve((size_t)NCLASS << CLASS_SHIFT);
-        recs = soma__os_map_sparse(total * sizeof *recs);
-        if (range == NULL || recs == NULL) {
-            fprintf(stderr, "soma: warning: no address range for guarded blocks: guarding is off\n");
-            if (range != NULL)
-                soma__os_unmap(range, (size_t)NCLASS << CLASS_SHIFT);
-            if (!soma__options.debug)
-                return;
-            range = NULL;
-        }
+    size_t total = 0;
+    for (unsigned k = 0; k < NCLASS; k++) {
+        size_t n = ((size_t)1 << CLASS_SHIFT) >> (PAGE_SHIFT + k + 1);
+        classes[k].first = (uint32_t)total;
+        classes[k].nslots = (uint32_t)(n < MAX_SLOTS ? n : MAX_SLOTS);
+        classes[k].fresh = 1; /* slot 0 is never used: an underflow of slot 1 lands in it */
+        total += classes[k].nslots;
     }
-    if (range != NULL) {
-        dl_iterate_phdr(find_own, (void *)(uintptr_t)soma__guard_malloc);
-        soma__trace_warm(); /* its first call allocates: here, outside any lock */
+    void *range = soma__os_reserve((size_t)NCLASS << CLASS_SHIFT);
+    recs = soma__os_map_sparse(total * sizeof *recs);
+    if (range == NULL || recs == NULL) {
+        fprintf(stderr, "soma: warning: no address range for guarded blocks: guarding is off\n");
+        if (range != NULL)
+            soma__os_unmap(range, (size_t)NCLASS << CLASS_SHIFT);
+        return;
     }
-    handler_install();
-    if (range != NULL) {
-        soma__guard_base = (uintptr_t)range;
-        soma__guard_size = (size_t)NCLASS << CLASS_SHIFT; /* last: from here on blocks are made */
-    }
+    dl_iterate_phdr(find_own, (void *)(uintptr_t)soma__guard_malloc);
+    soma__trace_warm(); /* its first call allocates: here, outside any lock */
+    soma__fault_handler_install();
+    soma__guard_base = (uintptr_t)range;
+    soma__guard_size = (size_t)NCLASS << CLASS_SHIFT; /* last: from here on blocks are made */
 }
 
 static void guard_fork(int phase)

@@ -238,6 +238,9 @@ SOMA_INTERNAL void soma__debug_heap_destroy(heap_t *heap);
  * so: the program stops with the signal), 2 when SOMA_DEBUG=report goes
  * on past it (the block's pages opened again), 0 when it does not. */
 SOMA_INTERNAL int soma__debug_fault(uintptr_t a, const char *access);
+/* guard.c's fault handler for SIGSEGV and SIGBUS, installed once (the
+ * first call; guard_start's when guarding is on). */
+SOMA_INTERNAL void soma__fault_handler_install(void);
 /* A checked copy (soma__malloc_copy_check) in debug mode. */
 SOMA_INTERNAL int soma__debug_copy_check(const copy_t *c);
 /* A walk over the blocks in use (stats/visit.c), with the debug lock held:

@@ -59,7 +59,6 @@ void soma__sys_resolve(void)
 #else /* SOMA_OVERRIDE */
 
 #include <dlfcn.h>
-#include <sched.h>
 
 #include "base/start.h"
 
@@ -76,7 +75,7 @@ typedef struct {
     int (*mallopt)(int, int);
     int (*malloc_trim)(size_t);
 } fns_t;
-static fns_t real; /* written once, by the thread that sets `resolved` to 2 */
+static fns_t real; /* written once, by the thread that sets `resolved` to 1, then 2 */
 
 static atomic_int resolved; /* 0, 1 while `real` is written, 2 once it is */
 static __thread int resolving __attribute__((tls_model("initial-exec")));
@@ -107,18 +106,22 @@ static size_t boot_size(const void *p)
     return *(const size_t *)((const char *)p - 16);
 }
 
-/* 1 once glibc's functions are known; 0 while this thread is looking them
- * up (use the bootstrap area).  Threads that get here first at once each
- * look them up (dlsym takes no lock of soma's, and may allocate: that
- * comes back here and is given the bootstrap area); the first to finish
- * writes `real`, the others wait the few stores that takes.  No lock: a
- * thread that holds the loader's lock may be one of them. */
-static int ready(void)
+/* glibc's functions, once known; NULL while this thread is looking them up
+ * (use the bootstrap area).  The thread that first finds them publishes
+ * them in `real`; a thread that finds another still looking (or, in a
+ * child forked meanwhile, never done) looks them up for itself, into its
+ * own copy, and waits for nobody: it may hold the loader's lock, or be a
+ * signal handler's allocation on the very thread that is publishing. */
+static __thread fns_t mine __attribute__((tls_model("initial-exec")));
+
+static const fns_t *fns(void)
 {
     if (SOMA_LIKELY(atomic_load_explicit(&resolved, memory_order_acquire) == 2))
-        return 1;
+        return &real;
+    if (mine.malloc != NULL)
+        return &mine;
     if (resolving)
-        return 0;
+        return NULL;
     resolving = 1;
     fns_t found = {
         .malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc"),
@@ -142,19 +145,19 @@ static int ready(void)
                                                 memory_order_relaxed)) {
         real = found;
         atomic_store_explicit(&resolved, 2, memory_order_release);
+        return &real;
     }
-    while (atomic_load_explicit(&resolved, memory_order_acquire) != 2)
-        sched_yield();
-    return 1;
+    mine = found;
+    return &mine;
 }
 
 void soma__sys_resolve(void)
 {
-    (void)ready();
+    (void)fns();
 }
 
 /* A child forked while another thread was writing `real` has no such
- * thread: it looks the functions up again. */
+ * thread: its threads publish them anew. */
 static void sys_fork(int phase)
 {
     int writing = 1;
@@ -166,20 +169,24 @@ SOMA_HOOK(sys, SOMA_ORDER_SYS, NULL, sys_fork);
 
 void *soma__sys_malloc(size_t size)
 {
-    return ready() ? real.malloc(size) : boot_alloc(size);
+    const fns_t *f = fns();
+    return f != NULL ? f->malloc(size) : boot_alloc(size);
 }
 
 void *soma__sys_calloc(size_t n, size_t size)
 {
-    if (ready())
-        return real.calloc(n, size);
+    const fns_t *f = fns();
+    if (f != NULL)
+        return f->calloc(n, size);
     return boot_alloc(n * size); /* the caller checked n * size; boot is zero */
 }
 
 void *soma__sys_realloc(void *p, size_t size)
 {
-    if (!in_boot(p))
-        return ready() ? real.realloc(p, size) : NULL;
+    if (!in_boot(p)) {
+        const fns_t *f = fns();
+        return f != NULL ? f->realloc(p, size) : NULL;
+    }
     void *q = soma__sys_malloc(size);
     if (q != NULL)
         memcpy(q, p, boot_size(p) < size ? boot_size(p) : size);
@@ -190,25 +197,28 @@ void soma__sys_free(void *p)
 {
     if (in_boot(p))
         return;
-    if (ready())
-        real.free(p);
+    const fns_t *f = fns();
+    if (f != NULL)
+        f->free(p);
 }
 
 size_t soma__sys_usable_size(const void *p)
 {
     if (in_boot(p))
         return boot_size(p);
-    return ready() ? real.usable_size((void *)p) : 0;
+    const fns_t *f = fns();
+    return f != NULL ? f->usable_size((void *)p) : 0;
 }
 
 void *soma__sys_aligned_alloc(size_t alignment, size_t size)
 {
     void *p = NULL;
-    if (!ready()) {
+    const fns_t *f = fns();
+    if (f == NULL) {
         errno = ENOMEM;
         return NULL;
     }
-    int rc = real.posix_memalign(&p, alignment, size);
+    int rc = f->posix_memalign(&p, alignment, size);
     if (rc != 0) {
         errno = rc;
         return NULL;
@@ -219,31 +229,36 @@ void *soma__sys_aligned_alloc(size_t alignment, size_t size)
 struct mallinfo2 soma__sys_mallinfo2(void)
 {
     struct mallinfo2 none = {0};
-    return ready() && real.mallinfo2 ? real.mallinfo2() : none;
+    const fns_t *f = fns();
+    return f != NULL && f->mallinfo2 ? f->mallinfo2() : none;
 }
 
 void soma__sys_malloc_stats(void)
 {
-    if (ready() && real.malloc_stats)
-        real.malloc_stats();
+    const fns_t *f = fns();
+    if (f != NULL && f->malloc_stats)
+        f->malloc_stats();
 }
 
 int soma__sys_malloc_info(int options, FILE *out)
 {
-    if (ready() && real.malloc_info)
-        return real.malloc_info(options, out);
+    const fns_t *f = fns();
+    if (f != NULL && f->malloc_info)
+        return f->malloc_info(options, out);
     errno = ENOSYS;
     return -1;
 }
 
 int soma__sys_mallopt(int param, int value)
 {
-    return ready() && real.mallopt ? real.mallopt(param, value) : 0;
+    const fns_t *f = fns();
+    return f != NULL && f->mallopt ? f->mallopt(param, value) : 0;
 }
 
 int soma__sys_malloc_trim(size_t pad)
 {
-    return ready() && real.malloc_trim ? real.malloc_trim(pad) : 0;
+    const fns_t *f = fns();
+    return f != NULL && f->malloc_trim ? f->malloc_trim(pad) : 0;
 }
 
 #endif /* SOMA_OVERRIDE */

@@ -463,6 +463,30 @@ static int run(const char *what)
         puts("went on");
         return 0;
     }
+    if (strcmp(what, "underflow-large") == 0) {
+        /* 100 bytes before a large block: past its header, in the pad of
+         * the page before its bytes (guard bytes too). */
+        size_t n = (size_t)256 << 10;
+        unsigned char *p = MALLOC(n);
+        say(p, n);
+        poke(p, -100, 'u');
+        FREE(p);
+        return 0;
+    }
+#ifndef DEBUG_MISUSE_LIBC
+    if (strcmp(what, "read-then-write-large") == 0) {
+        /* SOMA_DEBUG=report: the read is reported and the block's pages
+         * opened; the write after it is found by the check. */
+        size_t n = (size_t)256 << 10;
+        unsigned char *p = MALLOC(n);
+        say(p, n);
+        FREE(p);
+        printf("read %d\n", peek(p, 100));
+        poke(p, 200, 'w');
+        printf("the check found %zu\n", soma_debug_check());
+        return 0;
+    }
+#endif
     if (strcmp(what, "uninitialised") == 0) {
         char *p = MALLOC(64);
         say(p, 64);

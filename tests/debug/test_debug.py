@@ -197,13 +197,34 @@ if not sanitized:
               f"({p.returncode}) {p.stderr[:2000]}")
         p = run(cmd + ["write-after-free-large"], dict(env, SOMA_DEBUG="report", SOMA_DEBUG_LEAKS="0"),
                 "write-after-free-large")
+        # (the write is made once the pages are open: the check at exit
+        # finds the byte it changed)
         check(p.returncode == 0 and p.stdout == "went on\n" and
-              p.stderr.count("soma: debug: ") == 2 and
+              p.stderr.count("soma: debug: ") == 3 and
               re.search(r"soma: debug: a write to 0x[0-9a-f]+ faulted: use after free", p.stderr)
               and "soma: debug: its pages are made accessible again, and the program goes on "
-              "(SOMA_DEBUG=report)\n" in p.stderr,
-              f"{name} write-after-free-large, report mode: reported once at the write, and on "
-              f"({p.returncode}, {p.stdout!r}) {p.stderr[:2000]}")
+              "(SOMA_DEBUG=report)\n" in p.stderr and
+              re.search(r"the check at exit found block 0x[0-9a-f]+: write after free: .*\n.*\n"
+                        r"  1 byte changed, at U\+5000 ", p.stderr) is not None,
+              f"{name} write-after-free-large, report mode: reported at the write, and on; the "
+              f"byte written found at exit ({p.returncode}, {p.stdout!r}) {p.stderr[:2000]}")
+
+# The pad before a large block's header is guard bytes too.
+p = run([misuse, "underflow-large"], DEBUG, "underflow-large")
+check(p.returncode == -signal.SIGABRT and
+      "buffer underflow: the guard bytes before the block were overwritten" in p.stderr,
+      f"an underflow of 100 bytes before a large block is found at its free ({p.returncode}) "
+      f"{p.stderr[:2000]}")
+if not sanitized:
+    # Report mode opens a sealed block when it reports the read: a write
+    # after it is found by soma_debug_check.
+    p = run([misuse, "read-then-write-large"], {"SOMA_DEBUG": "report", "SOMA_DEBUG_LEAKS": "0"},
+            "read-then-write-large")
+    check(p.returncode == 0 and p.stdout == f"read {0xDD}\nthe check found 1\n" and
+          "a read of" in p.stderr and
+          "soma_debug_check found block" in p.stderr and "write after free" in p.stderr,
+          f"report mode: a read after free of a large block reported, a write after it found by "
+          f"the check ({p.returncode}, {p.stdout!r}) {p.stderr[:2000]}")
 
 # ---- at exit: the check, and the leak report ----
 def leak_report(err):
@@ -334,10 +355,10 @@ if not sanitized:
     m = re.fullmatch(r"realloc NULL errno EINVAL, guarded in use (\d+) then (\d+), "
                      r"made (\d+) then (\d+)\n", p.stdout)
     check(p.returncode == 0 and m is not None and m.group(1) == m.group(2) and
-          int(m.group(4)) == int(m.group(3)) + 1 and p.stderr.count("soma: debug: ") == 1 and
+          p.stderr.count("soma: debug: ") == 1 and
           "realloc(" in p.stderr and "not a heap block" in p.stderr,
-          f"override realloc-global-guarded: reported, NULL with EINVAL, the guarded block made"
-          f" for it given back ({p.returncode}, {p.stdout!r}) {p.stderr[:1500]}")
+          f"override realloc-global-guarded: reported, NULL with EINVAL, no guarded block left"
+          f" live ({p.returncode}, {p.stdout!r}) {p.stderr[:1500]}")
     p = merged([misuse_libc, "exit-leaks"], pre)
     check(p.stdout.find("the program's last line") < p.stdout.find("soma: leaks at exit") and
           "soma: leaks at exit" in p.stdout,

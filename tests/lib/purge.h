@@ -91,7 +91,8 @@ static inline size_t purge_pool_resident(uintptr_t pool, size_t pool_size)
 static inline int purge_thread_start(long decay_ms)
 {
     purge_sleep_ms(decay_ms + 10);
-    for (int i = 0; i < 1000; i++) {
+    uint64_t until = purge_now_ms() + 5000;
+    while (purge_now_ms() < until) {
         if (purge_threads() > 0)
             return 1;
         /* 9 MiB: the thread starts only once soma's memory has passed

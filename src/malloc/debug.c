@@ -11,9 +11,11 @@
  *   '--------------- header, 48 bytes ------------'  the program's   trailer guard
  *
  *   pad     bytes from the underlying block B to H, xor PAD_MAGIC: 0,
- *           except for an aligned_alloc above 16 (B = U - alignment); a
- *           large block's first word holds the same, which marks it as a
- *           debug block.  While a pooled block is free this word is its
+ *           except for an aligned_alloc above 16 (B = U - alignment) and,
+ *           outside a checker's build, a large block that holds a page
+ *           (U = B + a page: seal, below); a large block's first word
+ *           holds the same, which marks it as a debug block, and the
+ *           pad's last bytes (up to a page) are guard bytes (pad_guard).  While a pooled block is free this word is its
  *           pool's free-list link, which is why it holds nothing a check
  *           of a free block needs.
  *   n       the size the program asked for: soma_usable_size returns it,
@@ -852,9 +854,11 @@ int soma__debug_fault(uintptr_t a, const char *access)
         return 0;
     size_t head = ring_head, len = ring_len;
     for (size_t i = 0; i < len && i < RING_MAX; i++) {
-        blk_t *b = &ring[(head + i) % RING_MAX];
-        blk_t e = *b; /* as it is now: the ring may move on meanwhile */
-        size_t sealed = __atomic_load_n(&b->sealed, __ATOMIC_RELAXED);
+        blk_t e = ring[(head + i) % RING_MAX]; /* as it is now: the ring may move on */
+        /* Its sealed bytes as the seal computed them: a fault there is a
+         * use after free even if the block's eviction has just opened
+         * them (the access then succeeds when the handler returns). */
+        size_t sealed = sealed_len(&e);
         if (a - (uintptr_t)e.u >= sealed)
             continue;
         text_t t;
@@ -876,8 +880,9 @@ int soma__debug_fault(uintptr_t a, const char *access)
             mprotect(e.u, sealed, PROT_READ | PROT_WRITE) != 0)
             return 1;
         /* Open now: the walk reads the block whole again (what the program
-         * writes there is found), and its eviction counts the seal gone. */
-        e.h->tag &= ~TAG_SEALED;
+         * writes there is found), and its eviction counts the seal gone.
+         * Only the bit: the rest of the word is the block's holder's. */
+        __atomic_fetch_and(&e.h->tag, ~TAG_SEALED, __ATOMIC_RELAXED);
         static const char on[] = "soma: debug: its pages are made accessible again, and the "
                                  "program goes on (SOMA_DEBUG=report)\n";
         soma__sink_write_all(STDERR_FILENO, on, sizeof on - 1);

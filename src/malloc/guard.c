@@ -663,11 +663,16 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
     } else if (si->si_code > 0 && soma__large_sealed_quick(a, &start, &map)) {
         diagnose_sealed(a, start, map, sig, uc);
     } else if (si->si_code > 0 && (debugged = soma__debug_fault(a, access_of(uc))) != 0) {
-        if (debugged == 2) { /* SOMA_DEBUG=report: the access is made now */
-            errno = saved;
+        errno = saved;
+        if (debugged == 2) /* SOMA_DEBUG=report: the access is made now */
             return;
-        }
+        /* Dies of the signal even if the access would now succeed (the
+         * block's eviction, racing, opened its pages): sent again, it is
+         * delivered once the handler returns. */
         stops(sig);
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
     } else if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction != NULL) {
         prev->sa_sigaction(sig, si, uc);
         errno = saved;
@@ -724,13 +729,18 @@ void soma__fault_handler_install(void)
         if (ss.ss_sp != NULL)
             sigaltstack(&ss, NULL);
     }
+    /* The handlers before ours are read first: installed while other
+     * threads run (debug mode's first seal), ours may be called at once,
+     * and must find them. */
+    sigaction(SIGSEGV, NULL, &before[0]);
+    sigaction(SIGBUS, NULL, &before[1]);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &before[0]);
-    sigaction(SIGBUS, &sa, &before[1]);
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
 }
 
 static void guard_start(void)

@@ -5,7 +5,7 @@ PREFIX  ?= /usr/local
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all demo demo-python test test-deps install bench misuse fuzz clean
+.PHONY: all demo demo-python test test-deps install bench misuse fuzz fuzz-tails clean
 
 all: $(BUILD)/CMakeCache.txt
 	$(CMAKE) --build $(BUILD) -j $(JOBS)
@@ -140,9 +140,14 @@ misuse: all
 # libFuzzer on soma (tests/fuzz/fuzz_soma.c): clang, ASan and UBSan, in its
 # own build directory; SECONDS of fuzzing over a copy of tests/fuzz/corpus
 # (what it finds stays in $(FUZZ_BUILD)/corpus).  Installs clang's fuzzer
-# runtime when it is missing.
+# runtime when it is missing.  `make fuzz-tails`: the same with UBSan
+# alone, in build-fuzz-tails: an ASan build has no tails (base/config.h),
+# so the hardened build's heads, fences and twin pools are fuzzed there.
 SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
+FUZZ_SANITIZE ?= address,undefined
+fuzz-tails:
+	$(MAKE) fuzz FUZZ_BUILD=build-fuzz-tails FUZZ_SANITIZE=undefined
 fuzz:
 	@for p in clang libclang-rt-14-dev; do \
 	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -150,7 +155,7 @@ fuzz:
 	    echo "installing$$missing"; \
 	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null; fi
 	@test -f $(FUZZ_BUILD)/CMakeCache.txt || $(CMAKE) -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang \
-	    -DSOMA_FUZZ=ON -DSOMA_SANITIZE=address,undefined -DSOMA_BUILD_TESTS=OFF >/dev/null
+	    -DSOMA_FUZZ=ON -DSOMA_SANITIZE=$(FUZZ_SANITIZE) -DSOMA_BUILD_TESTS=OFF >/dev/null
 	$(CMAKE) --build $(FUZZ_BUILD) --target fuzz_soma -j $(JOBS)
 	tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) $(SECONDS)
 

@@ -153,12 +153,26 @@ static shard_t *shard_of(uintptr_t p)
     return &shards[mix(p) % SHARDS];
 }
 
+/* The table is never full (grow), so a probe that passes every slot
+ * found it written over: a program's write far past a block of its own
+ * (a 1 MiB overflow reaches the next mappings, this table's among them).
+ * Said so, rather than a loop that never ends. */
+static _Noreturn __attribute__((cold)) void damaged(const shard_t *s)
+{
+    soma__fatal("the large blocks' registry (%p, %zu slots) was written over: a write far "
+                "outside a block reached soma's own memory",
+                (void *)s->slots, s->cap);
+}
+
 /* The slot holding p, or the empty slot where it would go (lock held, cap > 0). */
 static entry_t *find(shard_t *s, uintptr_t p)
 {
     size_t i = (mix(p) / SHARDS) & (s->cap - 1);
-    while (s->slots[i].p != 0 && s->slots[i].p != p)
+    for (size_t probes = 0; s->slots[i].p != 0 && s->slots[i].p != p; probes++) {
+        if (probes == s->cap)
+            damaged(s);
         i = (i + 1) & (s->cap - 1);
+    }
     return &s->slots[i];
 }
 
@@ -374,7 +388,10 @@ static void remove_at(shard_t *s, size_t hole, entry_t *out)
         marks_set(out->p, out->map, 0);
         atomic_fetch_add_explicit(&left, 1, memory_order_release);
     }
+    size_t probes = 0;
     for (size_t j = (hole + 1) & mask; s->slots[j].p != 0; j = (j + 1) & mask) {
+        if (++probes == s->cap)
+            damaged(s);
         size_t home = (mix(s->slots[j].p) / SHARDS) & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
             s->slots[hole] = s->slots[j];

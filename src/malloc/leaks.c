@@ -195,7 +195,13 @@ uint32_t soma__leaks_intern(void *const *frames, int n)
         return SOMA_STACK_FULL;
     uint64_t h = hash_frames(frames, n);
     uint32_t i = (uint32_t)h & (nslots - 1);
-    for (; slots[i] != 0; i = (i + 1) & (nslots - 1)) {
+    for (uint32_t probes = 0; slots[i] != 0; i = (i + 1) & (nslots - 1), probes++) {
+        /* never full (grow_index): a probe past every slot, or a slot
+         * naming no stack, is the index written over by a wild write */
+        if (probes == nslots || slots[i] > nstacks)
+            soma__fatal("debug mode's table of call stacks (%p) was written over: a write "
+                        "far outside a block reached soma's own memory",
+                        (void *)slots);
         const stack_rec_t *s = &stacks[slots[i] - 1];
         if (s->hash == h && s->n == (uint32_t)n &&
             memcmp(s->frames, frames, (size_t)n * sizeof *frames) == 0)

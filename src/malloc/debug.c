@@ -15,9 +15,10 @@
  *           outside a checker's build, a large block that holds a page
  *           (U = B + a page: seal, below); a large block's first word
  *           holds the same, which marks it as a debug block, and the
- *           pad's last bytes (up to a page) are guard bytes (pad_guard).  While a pooled block is free this word is its
- *           pool's free-list link, which is why it holds nothing a check
- *           of a free block needs.
+ *           pad's last bytes (up to a page) are guard bytes (pad_guard).
+ *           While a pooled block is free this word is its pool's
+ *           free-list link, which is why it holds nothing a check of a
+ *           free block needs.
  *   n       the size the program asked for: soma_usable_size returns it,
  *           and the trailer starts there, so even a one-byte overflow into
  *           the class's rounding is caught.

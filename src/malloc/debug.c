@@ -154,7 +154,7 @@ typedef struct {
     unsigned char *b; /* the underlying block */
     size_t span;      /* bytes from U to the end of the underlying block */
     pool_t *pool;     /* NULL for a large block */
-    size_t sealed;    /* in the quarantine: the bytes from U made inaccessible (seal) */
+    size_t sealed;    /* in the ring: the bytes from U this entry sealed (and counts in nsealed) */
 } blk_t;
 
 static uint64_t serial;
@@ -750,38 +750,40 @@ static size_t sealed_len(const blk_t *b)
 static unsigned nsealed;
 
 /* b, a block put in the quarantine (lock held): its whole pages sealed.
- * Marked first, in the ring and in its header, so that an access racing
- * with the seal (another thread's use after free) finds the block in the
- * fault handler.  A refusal (the count of mappings) leaves it as before:
- * its fill is checked where it is walked and when it leaves. */
+ * The header's TAG_SEALED says the pages are shut now (the fault handler
+ * of SOMA_DEBUG=report clears it when it opens them); b->sealed that this
+ * entry holds a seal, undone and uncounted when it leaves.  (The handler
+ * reads neither: it matches a fault by the seal's geometry.)  A refusal
+ * (the count of mappings) leaves the block as before: its fill is checked
+ * where it is walked and when it leaves. */
 static void seal(blk_t *b)
 {
     size_t len = sealed_len(b);
     if (len == 0 || nsealed >= SEALED_MAX)
         return;
     soma__fault_handler_install(); /* the first time: not before a program needs it */
-    __atomic_store_n(&b->sealed, len, __ATOMIC_RELAXED);
+    b->sealed = len;
     b->h->tag |= TAG_SEALED;
     if (mprotect(b->u, len, PROT_NONE) == 0) {
         nsealed++;
         return;
     }
     b->h->tag &= ~TAG_SEALED;
-    __atomic_store_n(&b->sealed, 0, __ATOMIC_RELAXED);
+    b->sealed = 0;
 }
 
 /* b leaves the quarantine (lock held, b still in the ring): its pages
  * open again, before anything reads them. */
 static void unseal(blk_t *b)
 {
-    size_t len = __atomic_load_n(&b->sealed, __ATOMIC_RELAXED);
+    size_t len = b->sealed;
     if (len == 0)
         return;
     if (mprotect(b->u, len, PROT_READ | PROT_WRITE) != 0)
         soma__fatal("debug mode: cannot open the pages of the freed block %p again "
                     "(mprotect: %s)", (void *)b->u, strerror(errno));
     b->h->tag &= ~TAG_SEALED;
-    __atomic_store_n(&b->sealed, 0, __ATOMIC_RELAXED);
+    b->sealed = 0;
     nsealed--;
 }
 

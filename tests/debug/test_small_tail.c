@@ -187,6 +187,58 @@ static void under_1(void)
     soma_free(b);
 }
 
+/* An overflow of a block that writes, over the next block's head, the
+ * head of a block 128 bytes on (a copy between two blocks of one class,
+ * made 8 bytes too long, carries the source's neighbour's head): found at
+ * the next block's free, since no two blocks share a head.  (When the tag
+ * was the address with every byte's top bit forced, bit 7 was lost, and
+ * the copied head passed.) */
+static void head_copied(void)
+{
+    unsigned char *b[16];
+    for (int i = 0; i < 16; i++)
+        b[i] = soma_malloc(8); /* a fresh child's 16-byte blocks, in order */
+    /* the first block after b[0] whose address has bit 7 clear: its head
+     * and the head 128 bytes on differ in that bit of the address alone */
+    int i = 1;
+    while (((uintptr_t)b[i] & 128) != 0)
+        i++;
+    if (b[i + 8] != b[i] + 128)
+        exit(2);
+    fprintf(stderr, "pointer %p\n", (void *)b[i]);
+    memcpy(b[i] - 8, b[i + 8] - 8, 8); /* b[i - 1]'s overflow */
+    soma_free(b[i]);
+}
+
+/* Every block of a tailed pool, and the same offsets in every pool of
+ * its arena: no two heads alike. */
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+static void heads_differ(void)
+{
+    void *p = soma_malloc(8);
+    uintptr_t arena = (uintptr_t)p & ~(uintptr_t)(SOMA_ARENA_SIZE - 1);
+    size_t per_pool = (SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) / 16, n = 0;
+    size_t total = per_pool * (SOMA_ARENA_SIZE / SOMA_POOL_SIZE);
+    uint64_t *tags = malloc(total * sizeof *tags);
+    if (!CHECK(tags != NULL))
+        return;
+    for (uintptr_t pool = arena; pool < arena + SOMA_ARENA_SIZE; pool += SOMA_POOL_SIZE)
+        for (size_t k = 0; k < per_pool; k++)
+            tags[n++] = soma__tail_small_tag((void *)(pool + SOMA_POOL_OVERHEAD + 16 * k));
+    qsort(tags, n, sizeof *tags, cmp_u64);
+    size_t same = 0;
+    for (size_t k = 1; k < n; k++)
+        same += tags[k] == tags[k - 1];
+    if (!CHECK_EQ(same, 0))
+        test_note("  %zu of %zu 16-byte blocks' heads repeat another's", same, n);
+    free(tags);
+    soma_free(p);
+}
+
 /* 1 byte before a pool's first block: its head is the pool header's
  * check word. */
 static void under_first(void)
@@ -489,6 +541,10 @@ int main(void)
                       "(B-8: ");
     test_expect_fatal("1 byte before the block", under_1,
                       "a write before its start (an underflow)");
+    test_expect_fatal("a head copied from 128 bytes on", head_copied,
+                      "the 8 bytes before the 16-byte block (class 0), soma's, are overwritten "
+                      "(B-8: ");
+    heads_differ();
     test_expect_fatal("1 byte before a pool's first block", under_first,
                       "is overwritten from 1 byte before its first block");
     test_expect_fatal("freed twice, its pool emptied and purged between",

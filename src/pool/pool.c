@@ -277,10 +277,16 @@ static void unpark(heap_t *heap, unsigned c)
 void soma__pool_unpark(heap_t *heap, int all)
 {
     uint64_t now = all ? 0 : soma__process_now_ms();
-    for (unsigned c = 0; c < SOMA_NUM_ALL_CLASSES; c++)
-        if (parked(heap, c) &&
-            (all || now - heap->parked_ms[c] >= (uint64_t)soma__options.decay_ms))
-            unpark(heap, c);
+    for (unsigned w = 0; w < sizeof heap->parked_bits / sizeof heap->parked_bits[0]; w++)
+        for (uint64_t bits = heap->parked_bits[w]; bits != 0; bits &= bits - 1) {
+            unsigned c = w * 64 + (unsigned)__builtin_ctzll(bits);
+            if (!parked(heap, c)) {
+                heap->parked_bits[w] &= ~((uint64_t)1 << (c % 64)); /* in use again */
+            } else if (all || now - heap->parked_ms[c] >= (uint64_t)soma__options.decay_ms) {
+                unpark(heap, c);
+                heap->parked_bits[w] &= ~((uint64_t)1 << (c % 64));
+            }
+        }
 }
 
 /* At most every quarter decay period, on a pool transition (parked, returned
@@ -490,6 +496,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
         /* The last pool of its class: parked (see the top of this file). */
         uint64_t now = soma__process_now_ms();
         heap->parked_ms[pool->szidx] = now;
+        heap->parked_bits[pool->szidx / 64] |= (uint64_t)1 << (pool->szidx % 64);
         sweep_parked(heap, now);
         return;
     }

@@ -170,6 +170,14 @@ struct heap {
     /* Parked pools (pool.c): parked_ms[c] is when usedpools[c] emptied, valid
      * while that pool is alone on its list with count 0.  Owner only. */
     uint64_t parked_ms[SOMA_NUM_ALL_CLASSES];
+    /* Bit c: class c parked a pool since the last walk that found it not
+     * parked (set where a pool parks, the one way into that state; a pool
+     * handed blocks again keeps its bit until soma__pool_unpark's next
+     * walk clears it).  Every parked pool's class has its bit, so the
+     * walk visits those alone: a thread's exit walked every class (93
+     * with the twins), a third of mleak's allocator instructions.  Owner
+     * only. */
+    uint64_t parked_bits[(SOMA_NUM_ALL_CLASSES + 63) / 64];
     uint64_t swept_ms; /* the last sweep of parked pools */
     /* Bytes of pools made resident (carved, or taken back from the
      * returned) since the large cache last gave back as much: counted by

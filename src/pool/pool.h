@@ -175,7 +175,7 @@ struct heap {
      * handed blocks again keeps its bit until soma__pool_unpark's next
      * walk clears it).  Every parked pool's class has its bit, so the
      * walk visits those alone: a thread's exit walked every class (93
-     * with the twins), a third of mleak's allocator instructions.  Owner
+     * with the twins), two fifths of soma's instructions in mleak.  Owner
      * only. */
     uint64_t parked_bits[(SOMA_NUM_ALL_CLASSES + 63) / 64];
     uint64_t swept_ms; /* the last sweep of parked pools */

@@ -371,8 +371,10 @@ static void heaps_fork(int phase)
         return;
     }
     for (heap_t *h = all_heaps; h != NULL; h = h->next_heap) {
-        if (phase == SOMA_FORK_CHILD && h != soma__heap_tls)
+        if (phase == SOMA_FORK_CHILD && h != soma__heap_tls) {
+            soma__pool_unpark_unsure(h);
             orphan(h);
+        }
         pthread_mutex_unlock(&h->lock);
     }
     pthread_mutex_unlock(&heaps_lock);

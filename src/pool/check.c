@@ -142,8 +142,8 @@ static int check_arena(heap_t *heap, arena_t *a, char *why, size_t whylen)
                 if (pool->nextpool != pool || soma__options.decay_ms == 0)
                     FAIL("empty pool %p is on its class list but not parked alone",
                          (void *)pool->base);
-                if (!(heap->parked_bits[pool->szidx / 64] >> (pool->szidx % 64) & 1))
-                    FAIL("parked pool %p's class has no parked bit: no sweep would see it",
+                if (heap->parked_mark[pool->szidx] != 1)
+                    FAIL("parked pool %p's class is not marked parked: no sweep would see it",
                          (void *)pool->base);
             } else {
                 empty++;

@@ -274,19 +274,27 @@ static void unpark(heap_t *heap, unsigned c)
 /* Return parked pools to their arenas: all of them, or those parked for
  * the decay time.  The arena learns when the pool really emptied, so its
  * own decay counts from then. */
+void soma__pool_unpark_unsure(heap_t *heap)
+{
+    memset(heap->parked_mark, 1, SOMA_NUM_ALL_CLASSES);
+}
+
 void soma__pool_unpark(heap_t *heap, int all)
 {
     uint64_t now = all ? 0 : soma__process_now_ms();
-    for (unsigned w = 0; w < sizeof heap->parked_bits / sizeof heap->parked_bits[0]; w++)
-        for (uint64_t bits = heap->parked_bits[w]; bits != 0; bits &= bits - 1) {
-            unsigned c = w * 64 + (unsigned)__builtin_ctzll(bits);
+    for (unsigned w = 0; w < sizeof heap->parked_mark; w += 8) {
+        uint64_t marks; /* eight marks, each 0 or 1: a bit each */
+        memcpy(&marks, heap->parked_mark + w, sizeof marks);
+        for (; marks != 0; marks &= marks - 1) {
+            unsigned c = w + (unsigned)__builtin_ctzll(marks) / 8;
             if (!parked(heap, c)) {
-                heap->parked_bits[w] &= ~((uint64_t)1 << (c % 64)); /* in use again */
+                heap->parked_mark[c] = 0; /* in use again */
             } else if (all || now - heap->parked_ms[c] >= (uint64_t)soma__options.decay_ms) {
                 unpark(heap, c);
-                heap->parked_bits[w] &= ~((uint64_t)1 << (c % 64));
+                heap->parked_mark[c] = 0;
             }
         }
+    }
 }
 
 /* At most every quarter decay period, on a pool transition (parked, returned
@@ -496,7 +504,7 @@ void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p)
         /* The last pool of its class: parked (see the top of this file). */
         uint64_t now = soma__process_now_ms();
         heap->parked_ms[pool->szidx] = now;
-        heap->parked_bits[pool->szidx / 64] |= (uint64_t)1 << (pool->szidx % 64);
+        heap->parked_mark[pool->szidx] = 1;
         sweep_parked(heap, now);
         return;
     }

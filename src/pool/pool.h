@@ -170,14 +170,16 @@ struct heap {
     /* Parked pools (pool.c): parked_ms[c] is when usedpools[c] emptied, valid
      * while that pool is alone on its list with count 0.  Owner only. */
     uint64_t parked_ms[SOMA_NUM_ALL_CLASSES];
-    /* Bit c: class c parked a pool since the last walk that found it not
-     * parked (set where a pool parks, the one way into that state; a pool
-     * handed blocks again keeps its bit until soma__pool_unpark's next
-     * walk clears it).  Every parked pool's class has its bit, so the
-     * walk visits those alone: a thread's exit walked every class (93
-     * with the twins), two fifths of soma's instructions in mleak.  Owner
-     * only. */
-    uint64_t parked_bits[(SOMA_NUM_ALL_CLASSES + 63) / 64];
+    /* parked_mark[c]: 1 if class c parked a pool since the last walk
+     * that found it not parked (set where a pool parks, the one way into
+     * that state; a pool handed blocks again keeps its mark until
+     * soma__pool_unpark's next walk clears it; a forked child's orphans
+     * have every mark set: soma__pool_unpark_unsure).  Every parked
+     * pool's class is marked, so the walk visits those alone, eight
+     * marks a load: a thread's exit walked every class (93 with the
+     * twins), two fifths of soma's instructions in mleak.  A byte, not a
+     * bit: one store at a park, which is frequent.  Owner only. */
+    uint8_t parked_mark[(SOMA_NUM_ALL_CLASSES + 7) / 8 * 8];
     uint64_t swept_ms; /* the last sweep of parked pools */
     /* Bytes of pools made resident (carved, or taken back from the
      * returned) since the large cache last gave back as much: counted by
@@ -333,13 +335,17 @@ static inline uintptr_t soma__pool_canary_value(const pool_t *pool)
  * out again can be read, which is why the secret is not the links' key:
  * link.c.) */
 #define SOMA_TAIL_ASKED 0xffffu /* the head's bits for n (SOMA_MEDIUM_MAX fits) */
+#define SOMA_TAG_MUL 0x61c88647u /* odd, and an imul's 32-bit immediate */
 static inline uint64_t soma__tail_tag(const void *b)
 {
-    /* The address's low bits shifted up too: the head keeps only the
-     * tag's top 48 bits, which must differ between blocks of one pool. */
-    uint64_t a = (uint64_t)(uintptr_t)b;
-    return (a ^ (a << 32) ^ soma__tail_key) | soma__check_high; /* soma__base_check_word,
-                                                                  the constant in memory */
+    /* The address multiplied (as a small head's, below): the head keeps
+     * only the tag's top 48 bits, which must differ between blocks of
+     * one pool, and the product carries the low bits up there.  (The
+     * address and itself shifted by 32, three instructions more, lost
+     * bits 15 and 23 under the check bits and the size: the blocks at one
+     * offset of two pools 32 KiB apart had the same head.) */
+    return ((uint64_t)(uintptr_t)b * SOMA_TAG_MUL ^ soma__tail_key) |
+           soma__check_high; /* soma__base_check_word, the constant in memory */
 }
 /* A tailed small block's tag (pool/tail.h: its head), here for the same
  * reason: such a pool's check word is its first block's head.  Its
@@ -354,10 +360,9 @@ static inline uint64_t soma__tail_tag(const void *b)
  * XOR needed (imul with three operands).  That no two blocks share a
  * head is not proven but counted: tests/debug/test_small_tail.c finds
  * none alike among the 16-byte blocks of an arena's 64 pools. */
-#define SOMA_SMALL_TAG_MUL 0x61c88647u /* odd, and an imul's 32-bit immediate */
 static inline uint64_t soma__tail_small_tag_of(uintptr_t b, uint64_t key, uint64_t high)
 {
-    return ((uint64_t)b * SOMA_SMALL_TAG_MUL ^ key) | high;
+    return ((uint64_t)b * SOMA_TAG_MUL ^ key) | high;
 }
 static inline uint64_t soma__tail_small_tag(const void *b)
 {
@@ -448,6 +453,10 @@ SOMA_INTERNAL void soma__pool_free_slow(heap_t *heap, pool_t *pool, void *p);
  * or a holder of an orphan: heap/heap.c). */
 SOMA_INTERNAL void soma__pool_collect(heap_t *heap);
 SOMA_INTERNAL void soma__pool_unpark(heap_t *heap, int all); /* owner, or holder of an orphan */
+/* In a forked child, a heap whose owner is gone: it may have been between
+ * a pool's parking and its class's mark (heap_t: parked_mark), so the next
+ * walk looks at every class. */
+SOMA_INTERNAL void soma__pool_unpark_unsure(heap_t *heap);
 /* A free of p, in pool, that is not the owner's own: checked, then pushed
  * on the owner's remote stack.  Stops the program if p is no block. */
 SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);

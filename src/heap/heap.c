@@ -372,7 +372,7 @@ static void heaps_fork(int phase)
     }
     for (heap_t *h = all_heaps; h != NULL; h = h->next_heap) {
         if (phase == SOMA_FORK_CHILD && h != soma__heap_tls) {
-            soma__pool_unpark_unsure(h);
+            soma__pool_mark_parked_all(h);
             orphan(h);
         }
         pthread_mutex_unlock(&h->lock);

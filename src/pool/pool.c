@@ -274,17 +274,15 @@ static void unpark(heap_t *heap, unsigned c)
 /* Return parked pools to their arenas: all of them, or those parked for
  * the decay time.  The arena learns when the pool really emptied, so its
  * own decay counts from then. */
-void soma__pool_unpark_unsure(heap_t *heap)
-{
-    memset(heap->parked_mark, 1, SOMA_NUM_ALL_CLASSES);
-}
-
 void soma__pool_unpark(heap_t *heap, int all)
 {
     uint64_t now = all ? 0 : soma__process_now_ms();
     for (unsigned w = 0; w < sizeof heap->parked_mark; w += 8) {
         uint64_t marks; /* eight marks, each 0 or 1: a bit each */
         memcpy(&marks, heap->parked_mark + w, sizeof marks);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        marks = __builtin_bswap64(marks); /* mark w + i at bit 8i, as below */
+#endif
         for (; marks != 0; marks &= marks - 1) {
             unsigned c = w + (unsigned)__builtin_ctzll(marks) / 8;
             if (!parked(heap, c)) {
@@ -295,6 +293,13 @@ void soma__pool_unpark(heap_t *heap, int all)
             }
         }
     }
+}
+
+/* Every class marked (heap_t: parked_mark), for a walk that must not
+ * trust the marks. */
+void soma__pool_mark_parked_all(heap_t *heap)
+{
+    memset(heap->parked_mark, 1, SOMA_NUM_ALL_CLASSES);
 }
 
 /* At most every quarter decay period, on a pool transition (parked, returned

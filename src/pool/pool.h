@@ -174,7 +174,7 @@ struct heap {
      * that found it not parked (set where a pool parks, the one way into
      * that state; a pool handed blocks again keeps its mark until
      * soma__pool_unpark's next walk clears it; a forked child's orphans
-     * have every mark set: soma__pool_unpark_unsure).  Every parked
+     * have every mark set: soma__pool_mark_parked_all).  Every parked
      * pool's class is marked, so the walk visits those alone, eight
      * marks a load: a thread's exit walked every class (93 with the
      * twins), two fifths of soma's instructions in mleak.  A byte, not a
@@ -456,7 +456,7 @@ SOMA_INTERNAL void soma__pool_unpark(heap_t *heap, int all); /* owner, or holder
 /* In a forked child, a heap whose owner is gone: it may have been between
  * a pool's parking and its class's mark (heap_t: parked_mark), so the next
  * walk looks at every class. */
-SOMA_INTERNAL void soma__pool_unpark_unsure(heap_t *heap);
+SOMA_INTERNAL void soma__pool_mark_parked_all(heap_t *heap);
 /* A free of p, in pool, that is not the owner's own: checked, then pushed
  * on the owner's remote stack.  Stops the program if p is no block. */
 SOMA_INTERNAL void soma__pool_free_other(pool_t *pool, void *p);

@@ -125,8 +125,7 @@ soma__tail_fatal_check(const char *fn, const pool_t *pool, const void *b, int ow
  * against the class before the fence is read at it: an overflow that
  * skips the block's fence may change those two bytes alone (the tag's
  * are above them), and the fence read past the block, up to 64 KiB on,
- * could leave soma's mappings, or meet another block's fence (a tag drops
- * the address bits its check bits cover).  Inline for the owner's free
+ * could leave soma's mappings.  Inline for the owner's free
  * (malloc.c, the size from the reciprocals' row it reads anyway);
  * soma__tail_check out of line. */
 static inline size_t soma__tail_check_n(const pool_t *pool, const void *b, size_t size,

@@ -13,10 +13,16 @@
  *     (a parked pool is only ever alone on its list);
  *   - a thread's parked pools go back when it exits: its arenas are given
  *     back;
+ *   - a forked child marks every class of another thread's heap as maybe
+ *     parked (that thread may have been between a park and its mark):
+ *     the heap check, which fails on a parked pool whose class is not
+ *     marked, passes in the child on a heap whose mark the parent wiped;
  *   - the heap's full consistency check holds at every step.
  */
 #include <pthread.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "malloc/malloc.h"
 #include "test.h"
@@ -40,6 +46,45 @@ static void *thread_parks(void *arg)
     soma_free(soma_malloc(700)); /* a medium class: a medium arena, parked */
     soma_free(soma_malloc(200));
     return NULL;
+}
+
+/* A thread that parks a pool of class 100 bytes, says so, and waits. */
+static pthread_barrier_t parked_then, may_end;
+static heap_t *waiting_heap;
+static void *thread_parks_and_waits(void *arg)
+{
+    (void)arg;
+    soma_free(soma_malloc(100));
+    waiting_heap = soma__heap_current();
+    pthread_barrier_wait(&parked_then);
+    pthread_barrier_wait(&may_end);
+    return NULL;
+}
+
+static void fork_marks_all(void)
+{
+    pthread_barrier_init(&parked_then, NULL, 2);
+    pthread_barrier_init(&may_end, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, thread_parks_and_waits, NULL);
+    pthread_barrier_wait(&parked_then);
+    unsigned c = soma__sizeclass_small(100);
+    heap_t *h = waiting_heap;
+    char why[256];
+    CHECK(h->usedpools[c] != NULL && soma__pool_count(h->usedpools[c]) == 0); /* parked */
+    CHECK_EQ(soma__check_heap(h, why, sizeof why), 0);
+    h->parked_mark[c] = 0; /* as if the fork came between its park and its mark */
+    CHECK(soma__check_heap(h, why, sizeof why) != 0); /* the check sees it */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(h->parked_mark[c] == 1 && soma__check_heap(h, why, sizeof why) == 0 ? 0 : 1);
+    int st = -1;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    h->parked_mark[c] = 1; /* the parent's heap whole again */
+    pthread_barrier_wait(&may_end);
+    pthread_join(t, NULL);
 }
 
 int main(void)
@@ -128,5 +173,7 @@ int main(void)
     soma_stats_get(&st);
     CHECK_EQ(st.arenas_current, st0.arenas_current);
     CHECK_EQ(st.medium.arenas_current, st0.medium.arenas_current);
+
+    fork_marks_all();
     return test_summary();
 }

@@ -257,8 +257,12 @@ void soma__pool_collect(heap_t *heap)
 /* Is class c's pool parked (alone on its list, empty)? */
 static int parked(const heap_t *heap, unsigned c)
 {
+    /* Alone, too: a list whose head has just emptied beside other pools
+     * (a forked child's orphan, caught in the middle of a free, whose
+     * every class the walk visits) is not a parked pool, and unpark would
+     * drop the others from the list. */
     const pool_t *pool = heap->usedpools[c];
-    return pool != NULL && soma__pool_count(pool) == 0;
+    return pool != NULL && soma__pool_count(pool) == 0 && pool->nextpool == pool;
 }
 
 /* Class c's parked pool goes back to its arena (its list becomes empty). */

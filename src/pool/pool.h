@@ -342,8 +342,8 @@ static inline uint64_t soma__tail_tag(const void *b)
      * only the tag's top 48 bits, which must differ between blocks of
      * one pool, and the product carries the low bits up there.  (The
      * address and itself shifted by 32, three instructions more, lost
-     * bits 15 and 23 under the check bits and the size: the blocks at one
-     * offset of two pools 32 KiB apart had the same head.) */
+     * bits 7, 15 and 23 under the check bits and the size: the blocks at
+     * one offset of two pools 32 KiB apart had the same head.) */
     return ((uint64_t)(uintptr_t)b * SOMA_TAG_MUL ^ soma__tail_key) |
            soma__check_high; /* soma__base_check_word, the constant in memory */
 }

@@ -212,11 +212,6 @@ static void head_copied(void)
 
 /* Every block of a tailed pool, and the same offsets in every pool of
  * its arena: no two heads alike. */
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 static void heads_differ(void)
 {
     void *p = soma_malloc(8);
@@ -224,15 +219,14 @@ static void heads_differ(void)
     size_t per_pool = (SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) / 16, n = 0;
     size_t total = per_pool * (SOMA_ARENA_SIZE / SOMA_POOL_SIZE);
     uint64_t *tags = malloc(total * sizeof *tags);
-    if (!CHECK(tags != NULL))
+    if (!CHECK(tags != NULL)) {
+        soma_free(p);
         return;
+    }
     for (uintptr_t pool = arena; pool < arena + SOMA_ARENA_SIZE; pool += SOMA_POOL_SIZE)
         for (size_t k = 0; k < per_pool; k++)
             tags[n++] = soma__tail_small_tag((void *)(pool + SOMA_POOL_OVERHEAD + 16 * k));
-    qsort(tags, n, sizeof *tags, cmp_u64);
-    size_t same = 0;
-    for (size_t k = 1; k < n; k++)
-        same += tags[k] == tags[k - 1];
+    size_t same = test_repeats(tags, n);
     if (!CHECK_EQ(same, 0))
         test_note("  %zu of %zu 16-byte blocks' heads repeat another's", same, n);
     free(tags);

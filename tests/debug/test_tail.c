@@ -255,11 +255,6 @@ static void large_written_after_free(void)
 
 /* Every block of every medium class, in every pool of an arena: no two
  * heads alike (the head keeps the tag's top 48 bits). */
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 static void heads_differ(void)
 {
     void *p = soma_malloc(1000);
@@ -269,15 +264,13 @@ static void heads_differ(void)
         size_t size = soma__sizeclass_size(c), per_pool = (SOMA_POOL_SIZE - SOMA_POOL_OVERHEAD) / size;
         uint64_t *heads = malloc(pools * per_pool * sizeof *heads);
         if (!CHECK(heads != NULL))
-            return;
-        size_t n = 0, same = 0;
+            break;
+        size_t n = 0;
         for (uintptr_t pool = arena; pool < arena + SOMA_ARENA_SIZE; pool += SOMA_POOL_SIZE)
             for (size_t k = 0; k < per_pool; k++)
                 heads[n++] = soma__tail_tag((void *)(pool + SOMA_POOL_OVERHEAD + k * size)) &
                              ~(uint64_t)SOMA_TAIL_ASKED;
-        qsort(heads, n, sizeof *heads, cmp_u64);
-        for (size_t k = 1; k < n; k++)
-            same += heads[k] == heads[k - 1];
+        size_t same = test_repeats(heads, n);
         if (!CHECK_EQ(same, 0))
             test_note("  class %u (%zu bytes): %zu of %zu heads repeat another's", c, size, same, n);
         free(heads);

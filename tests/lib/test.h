@@ -245,6 +245,22 @@ static inline size_t test_blocks_in_use(const soma_stats *st)
     return n;
 }
 
+/* v[0..n) sorted; returns how many of them equal the one before (0: all
+ * different). */
+static inline int test_u64_cmp_(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+static inline size_t test_repeats(uint64_t *v, size_t n)
+{
+    qsort(v, n, sizeof *v, test_u64_cmp_);
+    size_t same = 0;
+    for (size_t k = 1; k < n; k++)
+        same += v[k] == v[k - 1];
+    return same;
+}
+
 /* Pages of [addr, addr + len) that hold memory (0 if the range is not mapped
  * at all).  "Given back to the OS" means 0: soma returns an arena by turning
  * its pages back into reserved, inaccessible address space (region.c), so

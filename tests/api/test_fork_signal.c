@@ -13,7 +13,10 @@
  * A one-shot timer sends SIGALRM at a different moment of every round; the
  * handler forks and the child exits at once.  The main loop keeps taking soma's slow paths (pools filled past
  * capacity and emptied, so pools move between the heap and its arenas under
- * the heap lock).  200 forks; CTest's timeout catches a hang.
+ * the heap lock) until the signal has come, so that every round forks once
+ * inside that loop: a round of a fixed length ended before its timer on a
+ * fast build, and the next round's timer replaced it (100,000 rounds gave
+ * as few as 97 forks).  200 forks; CTest's timeout catches a hang.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -25,11 +28,12 @@
 #include "test.h"
 #include "purge.h"
 
-static volatile sig_atomic_t forks, failed;
+static volatile sig_atomic_t forks, failed, fired;
 
 static void on_alarm(int sig)
 {
     (void)sig;
+    fired = 1;
     pid_t pid = fork();
     if (pid == 0)
         _exit(0);
@@ -60,8 +64,10 @@ int main(void)
     unsigned long rounds = 0;
     while (forks < 200 && !failed && rounds < 100000) {
         struct itimerval once = {{0, 0}, {0, 20 + (long)(rounds * 37 % 300)}};
+        fired = 0;
         setitimer(ITIMER_REAL, &once, NULL);
-        for (int rep = 0; rep < 10; rep++) {
+        /* (bounded: a signal lost would otherwise spin here for good) */
+        for (long rep = 0; !fired && rep < 1000000; rep++) {
             for (int i = 0; i < 200; i++) /* 512-byte blocks: 31 a pool, 7 pools */
                 blocks[i] = soma_malloc(512);
             for (int i = 0; i < 200; i++)

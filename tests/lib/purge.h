@@ -87,11 +87,13 @@ static inline size_t purge_pool_resident(uintptr_t pool, size_t pool_size)
  * that long, then free large blocks (a mapping put in the cache is such a
  * point, and leaves the pools the tests count alone; the cache gives it
  * back after the decay) until the thread is there.  1 if it is, within
- * 5 s. */
+ * 15 s (it takes a few decays on an idle machine; 5 s ran out once under
+ * a sanitizer's build on a loaded one, and every caller's CTest limit is
+ * 30 s or more). */
 static inline int purge_thread_start(long decay_ms)
 {
     purge_sleep_ms(decay_ms + 10);
-    uint64_t until = purge_now_ms() + 5000;
+    uint64_t until = purge_now_ms() + 15000;
     while (purge_now_ms() < until) {
         if (purge_threads() > 0)
             return 1;

@@ -179,7 +179,13 @@ if need /usr/bin/redis-server redis-server && need /usr/bin/redis-benchmark redi
     watched "$soma" run --output "$tmp/redis.report" -- redis-server --port $port --bind 127.0.0.1 \
         --save "" --appendonly no --daemonize no > "$tmp/redis.log" 2>&1 &
     redis_pid=$!
-    for _ in $(seq 50); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
+    # up to 60 s for its first PONG (a guarded or debug build on a loaded
+    # machine starts slowly), less if it ends first
+    for _ in $(seq 600); do
+        redis-cli -p $port ping >/dev/null 2>&1 && break
+        kill -0 $redis_pid 2>/dev/null || break
+        sleep 0.1
+    done
     bench=$(redis-benchmark -h 127.0.0.1 -p $port -n 20000 -P 8 -q -t set,get,incr,lpush,lpop 2>&1 | tr '\r' '\n' | grep -c 'requests per second')
     check "[ $bench -eq 5 ]" "redis-benchmark finished $bench of 5 tests"
     check "[ \"\$(redis-cli -p $port set soma:test 'hello soma')\" = OK ]" "redis SET failed"

@@ -71,15 +71,32 @@ if [ -x /usr/bin/python3 ]; then
 fi
 
 # 7
-SOMA_STATS_SIGNAL=USR2 SOMA_SHOW_STATS=1 SOMA_STATS_FILE="$tmp/sig.%p" LD_PRELOAD="$lib" sleep 2 &
+# Waits on its condition, not on a guess of how long things take: the
+# program runs until told (cat of a FIFO returns when the FIFO is opened
+# for writing and closed), is signalled once its handler is installed
+# (SigCgt has USR2, signal 12: bit 11), and each dump is waited for (up to
+# 10 s each, on a loaded machine).
+wait_for() { # tenths of a second, condition
+    local n=$1
+    while [ "$n" -gt 0 ]; do eval "$2" && return 0; sleep 0.1; n=$((n - 1)); done
+    return 1
+}
+mkfifo "$tmp/go"
+SOMA_STATS_SIGNAL=USR2 SOMA_SHOW_STATS=1 SOMA_STATS_FILE="$tmp/sig.%p" LD_PRELOAD="$lib" cat "$tmp/go" > /dev/null &
 pid=$!
-sleep 0.5
-kill -USR2 $pid; sleep 0.2; kill -USR2 $pid; sleep 0.2
-n=$(grep -c "^# soma: pid $pid (sleep 2), on signal USR2\$" "$tmp/sig.$pid" 2>/dev/null)
+caught() { local m; m=$(awk '/^SigCgt:/ {print $2}' /proc/$pid/status 2>/dev/null); [ $(( 0x${m:-0} & 0x800 )) -ne 0 ]; }
+dumps() { grep -c "^# soma: pid $pid (cat $tmp/go), on signal USR2\$" "$tmp/sig.$pid" 2>/dev/null; }
+check "wait_for 100 caught" "SOMA_STATS_SIGNAL: no USR2 handler installed"
+alive() { kill -0 $pid 2>/dev/null; }
+kill -USR2 $pid; wait_for 100 '[ "$(dumps)" = 1 ] || ! alive'
+kill -USR2 $pid; wait_for 100 '[ "$(dumps)" = 2 ] || ! alive'
+n=$(dumps)
 check "[ '${n:-0}' = 2 ]" "SOMA_STATS_SIGNAL: ${n:-no} dumps after two signals"
+# (not if it died: nothing would open the FIFO's other end)
+alive && timeout 10 sh -c ': > "$1"' sh "$tmp/go"
 wait $pid; rc=$?
 check "[ $rc -eq 0 ]" "the signalled program ended with status $rc"
-check "grep -q '^# soma: pid $pid (sleep 2), at exit\$' $tmp/sig.$pid" "no dump at exit after the signal dumps"
+check "grep -q '^# soma: pid $pid (cat $tmp/go), at exit\$' $tmp/sig.$pid" "no dump at exit after the signal dumps"
 
 # 8
 for kv in SOMA_STATS_SIGNAL=BOGUS SOMA_STATS_SIGNAL=KILL SOMA_STATS_SIGNAL=SEGV SOMA_STATS_FILE= SOMA_SHOW_STATS=maybe SOMA_ARENA_DECAY_MS=-5; do

@@ -88,8 +88,8 @@ static inline size_t purge_pool_resident(uintptr_t pool, size_t pool_size)
  * point, and leaves the pools the tests count alone; the cache gives it
  * back after the decay) until the thread is there.  1 if it is, within
  * 15 s (it takes a few decays on an idle machine; 5 s ran out once under
- * a sanitizer's build on a loaded one, and every caller's CTest limit is
- * 30 s or more). */
+ * a sanitizer's build on a loaded one; every caller's CTest limit is 30 s
+ * or more, and test_purge_fork's children give it 20 s). */
 static inline int purge_thread_start(long decay_ms)
 {
     purge_sleep_ms(decay_ms + 10);

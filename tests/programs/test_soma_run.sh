@@ -94,6 +94,9 @@ n=$(dumps)
 check "[ '${n:-0}' = 2 ]" "SOMA_STATS_SIGNAL: ${n:-no} dumps after two signals"
 # (not if it died: nothing would open the FIFO's other end)
 alive && timeout 10 sh -c ': > "$1"' sh "$tmp/go"
+# (and a program that does not end then is killed: a diagnosis, not CTest's
+# timeout)
+wait_for 100 '! alive' || kill -9 $pid
 wait $pid; rc=$?
 check "[ $rc -eq 0 ]" "the signalled program ended with status $rc"
 check "grep -q '^# soma: pid $pid (cat $tmp/go), at exit\$' $tmp/sig.$pid" "no dump at exit after the signal dumps"

@@ -108,7 +108,7 @@ static int heap_ok(const char *when)
 /* The child's work; its exit status says what went wrong. */
 static int child(void)
 {
-    alarm(10);
+    alarm(20); /* (purge_thread_start may wait 15 s) */
     /* The child wants a thread of its own, started as the parent's was. */
     if (!purge_thread_start(soma__options.decay_ms) || purge_threads() != 1)
         return 2; /* none, or the parent's too */

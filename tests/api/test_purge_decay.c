@@ -95,14 +95,17 @@ int main(int argc, char **argv)
     test_note("%zu pools to empty", nemptied);
     CHECK_GE(nemptied, 100);
 
-    uint64_t t_free = purge_now_ms();
+    uint64_t t_free = test_now_ms();
     for (size_t i = 0; i < NBLOCKS; i++)
         if (!kept[i])
             soma_free(blocks[i]);
     soma_free(large); /* into the cache: its pages stay, for the decay */
-    uint64_t t_freed = purge_now_ms();
-    CHECK_EQ(resident_pools(), nemptied);
-    CHECK_GT(test_resident_pages((uintptr_t)large, LARGE), 0);
+    uint64_t t_freed = test_now_ms();
+    size_t res0 = resident_pools(), big0 = test_resident_pages((uintptr_t)large, LARGE);
+    if (test_young(t_free, (uint64_t)decay - 30, "resident just after the frees")) {
+        CHECK_EQ(res0, nemptied);
+        CHECK_GT(big0, 0);
+    }
 
     /* Young: nothing may be gone, however often anything sweeps. */
     size_t looks = 0, early = 0;
@@ -113,12 +116,12 @@ int main(int argc, char **argv)
         }
         size_t res = resident_pools();
         size_t big = test_resident_pages((uintptr_t)large, LARGE);
-        uint64_t t = purge_now_ms();
+        uint64_t t = test_now_ms();
         if (t - t_free + 30 >= (uint64_t)decay)
             break; /* this look may have been late: not judged */
         looks++;
         early += (nemptied - res) + (big == 0);
-        purge_sleep_ms(decay / 10);
+        test_sleep_ms(decay / 10);
     }
     test_note("%zu looks before the decay (freeing took %llu ms)", looks,
               (unsigned long long)(t_freed - t_free));
@@ -130,23 +133,31 @@ int main(int argc, char **argv)
     uint64_t deadline = t_freed + (uint64_t)decay + 2000, t_gone;
     if (by_thread) {
         do {
-            purge_sleep_ms(10);
-            t_gone = purge_now_ms();
+            test_sleep_ms(10);
+            t_gone = test_now_ms();
         } while ((resident_pools() > 0 || test_resident_pages((uintptr_t)large, LARGE) > 0) &&
                  t_gone < deadline);
     } else {
-        purge_sleep_ms(decay + 100);
+        test_sleep_ms(decay + 100);
         soma_free(soma_malloc(100)); /* a transition: the owner's sweep */
         soma_free(large2); /* a put into the cache: it sheds the expired */
         large2 = NULL;
-        t_gone = purge_now_ms();
+        t_gone = test_now_ms();
     }
     size_t left = resident_pools(), big = test_resident_pages((uintptr_t)large, LARGE);
     test_note("gone %llu ms after the first free: %zu pools and %zu large pages left",
               (unsigned long long)(t_gone - t_free), left, big);
     CHECK_EQ(left, 0);
     CHECK_EQ(big, 0);
-    CHECK_GE(t_gone - t_free, (uint64_t)decay);
+    /* Not before the decay, as far as soma's clock can tell: it stamps
+     * and judges ages on the coarse clock (base/process.h), which may lag
+     * this precise one by up to its resolution (4 ms where the kernel
+     * ticks at 250 Hz; 248 ms was seen for a decay of 250), and both are
+     * cut to whole milliseconds. */
+    struct timespec res;
+    clock_getres(CLOCK_MONOTONIC_COARSE, &res);
+    uint64_t coarse_ms = (uint64_t)res.tv_sec * 1000 + ((uint64_t)res.tv_nsec + 999999) / 1000000;
+    CHECK_GE(t_gone - t_free + coarse_ms + 1, (uint64_t)decay);
     CHECK_LT(t_gone, deadline);
     soma_stats_get(&st);
     CHECK_EQ(st.returned.pools, nemptied);

@@ -241,22 +241,22 @@ int main(void)
         pthread_mutex_init(&workers[t].gift_lock, NULL);
         CHECK_EQ(pthread_create(&th[t], NULL, work, (void *)t), 0);
     }
-    uint64_t t0 = purge_now_ms();
+    uint64_t t0 = test_now_ms();
     for (int round = 0; round < ROUNDS; round++) {
         pthread_barrier_wait(&round_start);
         /* Sweeps of the caller's own alongside the purge thread's. */
-        purge_sleep_ms(1);
+        test_sleep_ms(1);
         soma_purge(round % 2);
         pthread_barrier_wait(&round_end);
         /* The pools emptied at the end of the round age while the check
          * runs: the next round takes returned ones back. */
         check_live();
-        purge_sleep_ms(2 * decay);
+        test_sleep_ms(2 * decay);
     }
     for (int t = 0; t < THREADS; t++)
         pthread_join(th[t], NULL);
     test_note("%d rounds of %d threads in %llu ms", ROUNDS, THREADS,
-              (unsigned long long)(purge_now_ms() - t0));
+              (unsigned long long)(test_now_ms() - t0));
     CHECK_EQ(atomic_load(&bad_blocks), 0);
     size_t gifts = 0;
     for (int t = 0; t < THREADS; t++)

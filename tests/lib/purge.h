@@ -2,8 +2,6 @@
  * purge.h: what the tests of memory return (issue 15: empty pools' pages
  * given back inside live arenas, the purge thread, soma_purge) share.
  *
- *   purge_sleep_ms(ms)         sleep, whatever signals come
- *   purge_now_ms()             CLOCK_MONOTONIC in milliseconds
  *   purge_threads()            how many of the process's threads are named
  *                              "soma-purge" (/proc/self/task/<tid>/comm)
  *   purge_pool_resident(a, n)  pages of the n-byte pool at a that hold memory
@@ -27,28 +25,12 @@
 #define SOMA_TEST_PURGE_H
 
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "soma.h"
-
-static inline void purge_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static inline uint64_t purge_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Threads named soma-purge in this process.  opendir allocates with the C
  * library's malloc, which in a program linked with libsoma.a (not the
@@ -92,9 +74,9 @@ static inline size_t purge_pool_resident(uintptr_t pool, size_t pool_size)
  * or more, and test_purge_fork's children give it 20 s). */
 static inline int purge_thread_start(long decay_ms)
 {
-    purge_sleep_ms(decay_ms + 10);
-    uint64_t until = purge_now_ms() + 15000;
-    while (purge_now_ms() < until) {
+    test_sleep_ms(decay_ms + 10);
+    uint64_t until = test_now_ms() + 15000;
+    while (test_now_ms() < until) {
         if (purge_threads() > 0)
             return 1;
         /* 9 MiB: the thread starts only once soma's memory has passed
@@ -104,9 +86,9 @@ static inline int purge_thread_start(long decay_ms)
          * (the thread never started; the free of a block made just
          * before, as this did, hid it but under load). */
         void *big = soma_malloc((size_t)9 << 20);
-        purge_sleep_ms(decay_ms + 1);
+        test_sleep_ms(decay_ms + 1);
         soma_free(big);
-        purge_sleep_ms(5);
+        test_sleep_ms(5);
     }
     return purge_threads() > 0;
 }

@@ -9,6 +9,10 @@
  *   REQUIRE(cond)          CHECK, and when it fails return 1 from the function
  *                          (a part of a test that cannot go on without it)
  *   test_note(fmt, ...)    an informational line ("# ...")
+ *   test_now_ms()          CLOCK_MONOTONIC in milliseconds
+ *   test_sleep_ms(ms)      sleep that long, whatever signals come
+ *   test_young(t, ms, what)  may a check that something freed at t is still
+ *                          kept be judged now (less than ms since)?
  *   return test_summary(); at the end of main: prints "<prog>: N passed, N failed"
  *                          and gives the exit status (1 if anything failed)
  *   test_rng ...           random numbers (rng.h)
@@ -23,12 +27,14 @@
 #ifndef SOMA_TEST_H
 #define SOMA_TEST_H
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "soma.h"
 
@@ -198,6 +204,41 @@ static inline int test_summary(void)
            test_failed_count);
     fflush(stdout);
     return test_failed_count ? 1 : 0;
+}
+
+static inline uint64_t test_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The whole time, even if a signal comes (a plain nanosleep returns early
+ * then, and a test that sleeps past a decay would look too soon). */
+static inline void test_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* A check that what was freed at since_ms is still kept (mapped,
+ * resident, cached) shows something only if the look at it ended before
+ * the decay could have taken it: the scheduler of a loaded machine may
+ * stall a run that long, and then soma rightly let it go.  Call it once
+ * the look is made: 1 while less than limit_ms (the decay less a margin)
+ * has passed since since_ms; otherwise 0, with a note that the check of
+ * `what` is skipped, too late to judge.  A slow run makes the test
+ * weaker, never wrong. */
+static inline int test_young(uint64_t since_ms, uint64_t limit_ms, const char *what)
+{
+    uint64_t took = test_now_ms() - since_ms;
+    if (took < limit_ms)
+        return 1;
+    test_note("%s: %" PRIu64 " ms after the frees, not under %" PRIu64
+              ": too late to judge, not checked",
+              what, took, limit_ms);
+    return 0;
 }
 
 /* A number from the environment, or `def` when unset or not a number. */

@@ -172,7 +172,7 @@ int main(void)
                     soma_free(blocks[i]);
                     blocks[i] = NULL;
                 }
-            purge_sleep_ms(decay + 20);
+            test_sleep_ms(decay + 20);
             soma_purge(0);
             snapshot("after soma_purge(0)");
         }

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "malloc/malloc.h"
 #include "soma.h"
@@ -96,8 +95,7 @@ int main(void)
         /* With a decay (a second CTest run) the emptied arenas and parked
          * pools wait for it; a sweep after it (taking a fresh pool, here
          * for a medium class this test never used) gives them back. */
-        struct timespec ts = {0, (soma__options.decay_ms + 30) * 1000000L};
-        nanosleep(&ts, NULL);
+        test_sleep_ms(soma__options.decay_ms + 30);
         soma_free(soma_malloc(1500));
         check("the sweep after the decay");
     }

@@ -60,7 +60,7 @@ int main(void)
     /* No call into soma from here: only the purge thread can act. */
     size_t named = n, resident = 0;
     for (int tries = 0; tries < 300; tries++) { /* up to 3 s beyond the decay */
-        purge_sleep_ms(tries == 0 ? decay : 10);
+        test_sleep_ms(tries == 0 ? decay : 10);
         named = 0;
         resident = 0;
         for (size_t i = 1; i < n; i++) {

@@ -127,14 +127,14 @@ static int child(void)
     if (nemptied < 50)
         return 5;
     /* No call into soma now: its purge thread alone gives them back. */
-    uint64_t start = purge_now_ms();
+    uint64_t start = test_now_ms();
     size_t left;
     do {
-        purge_sleep_ms(5);
+        test_sleep_ms(5);
         left = 0;
         for (size_t i = 0; i < nemptied; i++)
             left += test_resident_pages(emptied[i], SOMA_POOL_SIZE) > 0;
-    } while (left > 0 && purge_now_ms() - start < 5000);
+    } while (left > 0 && test_now_ms() - start < 5000);
     if (left > 0) {
         fprintf(stderr, "child %d: %zu of %zu pools still resident\n", (int)getpid(), left,
                 nemptied);
@@ -184,12 +184,12 @@ static void *forker(void *arg)
         *took_ms = UINT64_MAX;
         return NULL;
     }
-    uint64_t start = purge_now_ms();
+    uint64_t start = test_now_ms();
     int st = 0;
     pid_t got;
-    while ((got = waitpid(pid, &st, WNOHANG)) == 0 && purge_now_ms() - start < 10000)
-        purge_sleep_ms(10);
-    *took_ms = purge_now_ms() - start;
+    while ((got = waitpid(pid, &st, WNOHANG)) == 0 && test_now_ms() - start < 10000)
+        test_sleep_ms(10);
+    *took_ms = test_now_ms() - start;
     if (got == 0) {
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
@@ -223,7 +223,7 @@ int main(void)
          * milliseconds, forked in the middle of. */
         unsigned char *more[64];
         size_t nmore = fill_and_empty(PARENT_SIZE, more, 64, NULL, NULL, 0);
-        purge_sleep_ms(soma__options.decay_ms + (f % 3));
+        test_sleep_ms(soma__options.decay_ms + (f % 3));
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0)

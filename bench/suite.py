@@ -289,9 +289,10 @@ def report(rows, names, peers):
             cells = "".join((fmt % d[n] if n in d else "-").rjust(width[n]) for n in cols)
             print(f"{w.ljust(lw)}{cells}{d['soma'] / d[b]:11.2f}  {b}")
         # geometric means against glibc (or --against's build): every row,
-        # and the field's suite only
+        # then each group's: the field's suite and programs, CPython's, soma's own
         for label, sel in (("geomean/" + base, lambda g: True),
                            ("  mb+programs", lambda g: g in ("mb", "program")),
+                           ("  python", lambda g: g == "python"),
                            ("  soma's own", lambda g: g == "soma")):
             chosen = [r for r in rows if sel(r[1])]
             if not chosen:

@@ -18,8 +18,8 @@
  * use them while it wants the allocator left alone (the purge thread must
  * then do the work by itself), but for purge_thread_start, which must.
  *
- * Each test program is one .c file that includes this header once, after
- * test.h.
+ * Each test program is one .c file that includes this header once (it
+ * includes test.h, whose clock, sleep and mincore helpers it uses).
  */
 #ifndef SOMA_TEST_PURGE_H
 #define SOMA_TEST_PURGE_H
@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "soma.h"
+#include "test.h"
 
 /* Threads named soma-purge in this process.  opendir allocates with the C
  * library's malloc, which in a program linked with libsoma.a (not the

@@ -306,7 +306,6 @@ static inline size_t test_repeats(uint64_t *v, size_t n)
  * at all).  "Given back to the OS" means 0: soma returns an arena by turning
  * its pages back into reserved, inaccessible address space (region.c), so
  * the range may stay mapped while holding no memory. */
-#include <errno.h>
 #include <sys/mman.h>
 #include <unistd.h>
 static inline size_t test_resident_pages(uintptr_t addr, size_t len)
@@ -334,7 +333,6 @@ static inline void test_large_cache_ready(size_t n)
     soma_free(soma_malloc(n));
 }
 
-#include <errno.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
